@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs every package relayd needs to build, test and benchmark, on Debian 12.
+# Idempotent: packages already present are left alone; apt-get runs only when
+# something is missing. Postfix is installed for smtp-source/smtp-sink and the
+# benchmark only: it is neither configured nor started.
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake ninja-build pkg-config git
+  g++ clang libclang-rt-14-dev
+  libboost1.81-dev libboost-json1.81-dev
+  libssl-dev libc-ares-dev liblmdb-dev lmdb-utils libspdlog-dev libfmt-dev
+  libtomlplusplus-dev libgtest-dev libgmock-dev libcrypt-dev
+  python3 swaks dnsmasq-base postfix procps iproute2
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && { echo "install-deps: all ${#pkgs[@]} packages present"; exit 0; }
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+# Postfix: no configuration, and no service start during the install.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+policy=/usr/sbin/policy-rc.d
+had_policy=0; [ -e "$policy" ] && had_policy=1
+if [ $had_policy -eq 0 ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+fi
+trap '[ $had_policy -eq 0 ] && $SUDO rm -f "$policy"' EXIT
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

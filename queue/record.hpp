@@ -1,0 +1,52 @@
+// Spool records: the per-message envelope/state record and its binary encoding.
+// Records start with a version byte; decode() checks every length against the
+// input and returns an error for anything it cannot read, never crashing, so a
+// damaged record is set aside rather than taking the daemon down.
+#pragma once
+
+#include <cstdint>
+#include <expected>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace queue {
+
+inline constexpr std::uint8_t record_version = 1;
+
+enum class rcpt_state : std::uint8_t {
+  pending = 0,    // to be attempted (next_attempt_us says when)
+  delivered = 1,  // final: a 2xx was received
+  failed = 2,     // final: permanent failure (moved to the dead spool)
+};
+
+struct recipient {
+  std::string address;
+  rcpt_state state = rcpt_state::pending;
+  std::uint32_t attempts = 0;
+  std::int64_t next_attempt_us = 0;  // microseconds since the epoch; 0: as soon as possible
+  std::string last_reply;            // "host mx1.example.org[192.0.2.1] said: 451 4.3.0 ..."
+};
+
+enum message_flags : std::uint32_t {
+  flag_eight_bit = 1u << 0,  // BODY=8BITMIME
+  flag_smtputf8 = 1u << 1,   // SMTPUTF8
+  flag_held = 1u << 2,       // on hold (relayctl -h)
+};
+
+struct envelope_record {
+  std::string id;            // queue ID (also the LMDB key, not part of the encoding)
+  std::int64_t arrival_us = 0;
+  std::uint64_t size = 0;    // octets of the stored message
+  std::uint32_t flags = 0;   // message_flags
+  std::string sender;        // "" for <>
+  std::string client_ip;
+  std::string helo;
+  std::vector<recipient> recipients;
+};
+
+std::string encode(const envelope_record& r);
+// `id` is copied into the result. The error text says what was wrong.
+std::expected<envelope_record, std::string> decode(std::string_view id, std::string_view bytes);
+
+}  // namespace queue

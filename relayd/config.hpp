@@ -1,0 +1,106 @@
+// relayd's configuration: the whole TOML file of DESIGN.md, parsed and validated
+// at once. Unknown keys, wrong types and bad durations, sizes or addresses are
+// errors whose message names the key ("smtp.max_message_size: ..."); nothing is
+// half-applied. Defaults are DESIGN.md's.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace relayd {
+
+// "127.0.0.1:25", "[::1]:25", "localhost:25" (host kept as text; resolved at bind).
+struct endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string to_string() const;  // "127.0.0.1:25" / "[::1]:25"
+};
+
+// An address block from mynetworks: "127.0.0.0/8", "::1/128", or a bare address.
+struct cidr {
+  bool v6 = false;
+  std::uint8_t addr[16] = {};  // network byte order; IPv4 uses the first 4 bytes
+  int prefix = 0;
+  // `ip` is textual ("127.0.0.2", "::1", "::ffff:127.0.0.2" matches IPv4 blocks).
+  bool contains(std::string_view ip) const;
+};
+
+enum class tls_policy { none, may, encrypt, verify };
+
+struct config {
+  std::string hostname;  // default: the system host name
+  std::string spool = "/var/spool/relayd";
+
+  struct smtp_section {
+    std::vector<endpoint> listen;  // default 127.0.0.1:25, [::1]:25
+    std::vector<endpoint> submission;
+    std::vector<endpoint> smtps;
+    std::vector<cidr> mynetworks;  // default 127.0.0.0/8, ::1/128
+    std::uint64_t max_message_size = 35ull * 1024 * 1024;
+    std::uint64_t max_recipients = 1000;
+    std::uint64_t max_connections = 1000;
+    std::uint64_t max_connections_per_client = 50;
+    std::chrono::seconds idle_timeout{300};
+  } smtp;
+
+  struct tls_section {
+    std::string cert;
+    std::string key;
+  } tls;
+
+  struct auth_section {
+    std::string users;
+  } auth;
+
+  struct delivery_section {
+    std::optional<endpoint> relayhost;  // from "[host]:port"
+    std::string relayhost_user;
+    std::string relayhost_password_file;
+    std::uint16_t port = 25;
+    std::vector<endpoint> dns_servers;  // port defaults to 53
+    tls_policy tls = tls_policy::may;
+    std::uint64_t concurrency_per_destination = 20;
+    std::chrono::seconds connect_timeout{30};
+    std::chrono::seconds command_timeout{300};
+  } delivery;
+
+  struct queue_section {
+    std::chrono::seconds min_backoff{300};
+    std::chrono::seconds max_backoff{3600};
+    std::chrono::seconds max_lifetime{5 * 86400};
+    std::chrono::seconds delay_warning{4 * 3600};  // 0: disabled
+    std::chrono::seconds dead_retention{30 * 86400};
+    std::uint64_t max_messages = 0;
+    std::uint64_t min_free_disk = 100ull * 1024 * 1024;
+    std::uint64_t max_spool_size = 0;  // 0: limited by the disk
+    bool bounces = true;
+  } queue;
+
+  struct control_section {
+    std::string socket = "/run/relayd/control.sock";
+  } control;
+
+  struct metrics_section {
+    std::optional<endpoint> listen = endpoint{"127.0.0.1", 9587};  // "" disables
+  } metrics;
+};
+
+// Parses and validates a whole file. On error: "FILE: KEY: what is wrong".
+std::expected<config, std::string> load_config(const std::string& path);
+// The same from text (for tests); `origin` names the source in messages.
+std::expected<config, std::string> parse_config(std::string_view text,
+                                                std::string_view origin = "config");
+
+// "30s", "5m", "4h", "5d", "1w"; a bare number is seconds.
+std::expected<std::chrono::seconds, std::string> parse_duration(std::string_view s);
+// "512K", "35M", "1G", "100T"; a bare number is bytes. Binary multiples.
+std::expected<std::uint64_t, std::string> parse_size(std::string_view s);
+std::expected<endpoint, std::string> parse_endpoint(std::string_view s, std::uint16_t default_port = 0);
+std::expected<cidr, std::string> parse_cidr(std::string_view s);
+
+}  // namespace relayd

@@ -1,0 +1,104 @@
+// The inbound ESMTP server dialogue as a state machine without I/O: bytes in,
+// replies and events out. The coroutine that owns the socket is a thin pump:
+//
+//   session.start();                      // greeting into output()
+//   loop: write output(); read bytes;
+//         while bytes: step = session.feed(bytes); bytes.remove_prefix(step.consumed);
+//           event::message -> spool the message_envelope()/take_message() under
+//                             message_id(), then message_queued() or message_failed()
+//           event::close   -> write output(), close the socket
+//
+// Input limits (command line 512 octets, text line max_line_length, message size,
+// recipient count) are enforced here; memory per session is bounded by
+// max_message_size plus one command line. Bare CR or LF inside DATA (SMTP
+// smuggling) is refused with a 5xx reply and the connection is closed, so bytes
+// after it are never read as commands. Never throws on input.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "smtp/envelope.hpp"
+#include "smtp/reply.hpp"
+
+namespace smtp {
+
+struct session_options {
+  std::string hostname = "localhost";              // banner, Received: by, Message-ID domain
+  std::size_t max_message_size = 35 * 1024 * 1024;  // octets of content after un-stuffing
+  std::size_t max_recipients = 1000;
+  std::size_t max_line_length = 1000;  // text line in DATA, CRLF included (RFC 5321 4.5.3.1.6)
+  // Assigns the queue ID at the end of DATA (it goes into the Received: header).
+  std::function<std::string()> new_id;
+  // Wall clock, seconds since the epoch; injectable for tests.
+  std::function<std::int64_t()> now;
+  // Called for every 4xx/5xx reply the session sends, with the command line that
+  // caused it (empty for DATA content); for the log.
+  std::function<void(const reply&, std::string_view command)> on_reject;
+};
+
+struct client_info {
+  std::string ip;              // "127.0.0.1", "::1"
+  std::string hostname;        // reverse DNS name if known, else empty
+  bool relay_allowed = false;  // client is in mynetworks (later: or authenticated)
+};
+
+class server_session {
+ public:
+  enum class event {
+    need_more,  // all input consumed; write output() and read more
+    message,    // a complete message is ready: spool it, then message_queued/failed
+    close,      // write output() and close the connection
+  };
+  struct step {
+    std::size_t consumed;
+    event what;
+  };
+
+  server_session(session_options options, client_info client);
+  ~server_session();
+  server_session(const server_session&) = delete;
+  server_session& operator=(const server_session&) = delete;
+
+  // Queues the 220 greeting.
+  void start();
+  // Consumes a prefix of `in`. Stops early at event::message (the rest of the
+  // input must be fed again after message_queued/message_failed) and at close.
+  // Calling feed while a message is pending is a programming error.
+  step feed(std::string_view in);
+
+  // Replies waiting to be written. The pump writes them, then clear_output().
+  const std::string& output() const;
+  void clear_output();
+
+  // Valid after event::message until message_queued/message_failed.
+  const envelope& message_envelope() const;
+  const std::string& message_id() const;
+  // The message as it goes into the spool: Received: prepended, Message-ID: and
+  // Date: added when missing, CRLF line endings, dot-stuffing removed.
+  std::string take_message();
+  // "250 2.0.0 Ok: queued as ID"; the transaction ends and the session goes on.
+  void message_queued();
+  // The spool refused the message (e.g. 452 4.3.1); the transaction ends.
+  void message_failed(const reply& r);
+
+  // Graceful stop: if no transaction is open, queue "421 4.3.2" and return true
+  // (the pump then closes). Otherwise return false and finish the transaction
+  // first; the session closes after the reply to DATA.
+  bool shutdown();
+  // Idle timeout hit: queue "421 4.4.2 ... timeout".
+  void timeout();
+
+  bool in_transaction() const;
+  std::size_t messages_accepted() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace smtp
