@@ -1,0 +1,224 @@
+// The control socket behind relayctl (protocol in control.hpp). Requests are
+// parsed with limits (one line, 64 KiB); listing streams the spool in batches
+// with short read transactions, so a huge queue never sits in memory at once.
+#include "relayd/control.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/asio/read_until.hpp>
+#include <boost/json.hpp>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "relayd/async_call.hpp"
+
+namespace relayd {
+namespace json = boost::json;
+using unix_socket = asio::local::stream_protocol::socket;
+
+namespace {
+
+constexpr std::size_t max_request = 64 * 1024;
+constexpr std::size_t list_batch = 1000;
+
+std::int64_t seconds(std::int64_t us) { return us / 1'000'000; }
+
+const char* rcpt_state_name(queue::rcpt_state s) {
+  switch (s) {
+    case queue::rcpt_state::pending: return "pending";
+    case queue::rcpt_state::delivered: return "delivered";
+    case queue::rcpt_state::failed: return "failed";
+  }
+  return "unknown";
+}
+
+// The message as relayctl -j prints it (DESIGN.md, relayctl).
+json::object message_json(const queue::envelope_record& r, const config& cfg) {
+  bool deferred = false;
+  json::array rcpts;
+  for (const auto& rc : r.recipients) {
+    if (rc.state == queue::rcpt_state::pending && rc.attempts > 0) deferred = true;
+    rcpts.push_back(json::object{
+        {"address", rc.address},
+        {"state", rcpt_state_name(rc.state)},
+        {"attempts", rc.attempts},
+        {"last_reply", rc.last_reply},
+        {"next_attempt", seconds(std::max(rc.next_attempt_us, r.arrival_us))},
+        {"expires", seconds(r.arrival_us) + cfg.queue.max_lifetime.count()},
+    });
+  }
+  const char* state = (r.flags & queue::flag_held) ? "held" : deferred ? "deferred" : "active";
+  return json::object{
+      {"id", r.id},
+      {"state", state},
+      {"size", r.size},
+      {"arrival", seconds(r.arrival_us)},
+      {"sender", r.sender},
+      {"recipients", std::move(rcpts)},
+  };
+}
+
+std::string error_line(std::string_view what) {
+  return json::serialize(json::object{{"ok", false}, {"error", what}}) + "\n";
+}
+
+// True when something accepts connections on `path` (another relayd).
+bool socket_alive(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, path.c_str(), sizeof(sa.sun_path) - 1);
+  bool alive = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
+  ::close(fd);
+  return alive;
+}
+
+}  // namespace
+
+control_server::control_server(asio::io_context& io, const config& cfg, queue::spool& spool)
+    : io_(io), cfg_(cfg), spool_(spool), acceptor_(io) {}
+
+control_server::~control_server() = default;
+
+std::expected<void, std::string> control_server::start() {
+  const std::string& path = cfg_.control.socket;
+  if (path.size() >= sizeof(sockaddr_un::sun_path))
+    return std::unexpected(path + ": path too long for a Unix socket");
+  std::error_code fec;
+  auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, fec);
+  if (fec) return std::unexpected(parent.string() + ": " + fec.message());
+  if (std::filesystem::exists(path, fec)) {
+    if (socket_alive(path)) return std::unexpected(path + ": another relayd is running");
+    std::filesystem::remove(path, fec);  // stale socket of a previous run
+  }
+  boost::system::error_code ec;
+  asio::local::stream_protocol::endpoint ep(path);
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return std::unexpected(path + ": " + ec.message());
+  if (::chmod(path.c_str(), 0660) != 0)
+    return std::unexpected(path + ": chmod: " + std::strerror(errno));
+  spdlog::info("control socket {}", path);
+  asio::co_spawn(io_, accept_loop(), asio::detached);
+  return {};
+}
+
+void control_server::stop() {
+  boost::system::error_code ec;
+  if (!acceptor_.is_open()) return;
+  acceptor_.close(ec);
+  std::filesystem::remove(cfg_.control.socket, ec);
+}
+
+awaitable<void> control_server::accept_loop() {
+  for (;;) {
+    auto [ec, sock] = co_await acceptor_.async_accept(use_tuple);
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+    if (ec) continue;
+    asio::co_spawn(io_, serve(std::move(sock)), [](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::error("control: {}", ex.what());
+      }
+    });
+  }
+}
+
+awaitable<void> control_server::serve(unix_socket sock) {
+  std::string line;
+  auto [ec, n] = co_await asio::async_read_until(
+      sock, asio::dynamic_buffer(line, max_request), '\n', use_tuple);
+  if (ec) {
+    if (ec == asio::error::not_found)
+      co_await asio::async_write(sock, asio::buffer(error_line("request too long")), use_tuple);
+    co_return;
+  }
+  line.resize(n - 1);
+
+  json::error_code jec;
+  json::value req = json::parse(line, jec);
+  const json::object* obj = jec ? nullptr : req.if_object();
+  const json::string* cmd = obj && obj->contains("cmd") ? obj->at("cmd").if_string() : nullptr;
+  if (!cmd) {
+    co_await asio::async_write(sock, asio::buffer(error_line("bad request: want {\"cmd\":...}")),
+                               use_tuple);
+    co_return;
+  }
+
+  std::string out;
+  if (*cmd == "list") {
+    std::string after;
+    std::uint64_t count = 0, bytes = 0;
+    for (;;) {
+      out.clear();
+      std::size_t visited = 0;
+      after = spool_.scan(after, list_batch, [&](const queue::envelope_record& r) {
+        ++visited;
+        ++count;
+        bytes += r.size;
+        out += json::serialize(message_json(r, cfg_));
+        out += '\n';
+      });
+      if (visited == 0) break;
+      auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(out), use_tuple);
+      if (wec) co_return;
+      if (visited < list_batch) break;
+    }
+    out = json::serialize(json::object{{"ok", true}, {"messages", count}, {"bytes", bytes}}) + "\n";
+  } else if (*cmd == "show") {
+    const json::string* id = obj->contains("id") ? obj->at("id").if_string() : nullptr;
+    auto rec = id ? spool_.get(*id) : std::nullopt;
+    auto body = rec ? spool_.body(*id) : std::nullopt;
+    if (!id) {
+      out = error_line("show: missing \"id\"");
+    } else if (!rec || !body) {
+      out = error_line(std::string(*id) + ": no such message");
+    } else {
+      auto m = message_json(*rec, cfg_);
+      m["client_ip"] = rec->client_ip;
+      m["helo"] = rec->helo;
+      out = json::serialize(json::object{
+                {"ok", true}, {"message", std::move(m)}, {"content_length", body->size()}}) +
+            "\n";
+      out += *body;
+    }
+  } else if (*cmd == "delete") {
+    std::vector<std::string> ids;
+    bool all = obj->contains("all") && obj->at("all").is_bool() && obj->at("all").get_bool();
+    if (auto* arr = obj->contains("ids") ? obj->at("ids").if_array() : nullptr) {
+      for (const auto& v : *arr)
+        if (v.is_string()) ids.emplace_back(v.get_string());
+    }
+    if (all) ids.clear();
+    if (!all && ids.empty()) {
+      out = error_line("delete: give \"ids\" or \"all\"");
+    } else {
+      auto [res, deleted] = co_await from_callback<void(queue::result, std::size_t)>(
+          [&](auto done) { spool_.remove(ids, std::move(done)); });
+      if (res.code == queue::status::ok || (all && res.code == queue::status::not_found)) {
+        spdlog::info("control: deleted {} message(s)", deleted);
+        out = json::serialize(json::object{{"ok", true}, {"deleted", deleted}}) + "\n";
+      } else if (res.code == queue::status::not_found) {
+        out = error_line(ids.size() == 1 ? ids[0] + ": no such message"
+                                         : std::string("none of these messages exists"));
+      } else {
+        out = error_line("delete failed: " + res.detail);
+      }
+    }
+  } else {
+    out = error_line(fmt::format("unknown command \"{}\"", std::string_view(*cmd)));
+  }
+  co_await asio::async_write(sock, asio::buffer(out), use_tuple);
+}
+
+}  // namespace relayd

@@ -1,0 +1,423 @@
+// The daemon's event loop: inbound SMTP listeners with one coroutine per
+// connection (a thin pump around smtp::server_session), connection limits,
+// idle timeouts, the control socket and graceful shutdown on SIGTERM/SIGINT.
+// A message is acknowledged only after the spool's synced commit completes.
+#include "relayd/daemon.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <ctime>
+#include <list>
+#include <unordered_map>
+
+#include "queue/spool.hpp"
+#include "relayd/async_call.hpp"
+#include "relayd/control.hpp"
+#include "relayd/net.hpp"
+#include <boost/asio/ip/v6_only.hpp>
+#include "smtp/server_session.hpp"
+
+namespace relayd {
+namespace {
+
+using steady = std::chrono::steady_clock;
+constexpr auto final_write_timeout = std::chrono::seconds(10);
+constexpr auto shutdown_grace = std::chrono::seconds(30);
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// "127.0.0.1" for IPv4 and IPv4-mapped IPv6 peers, "::1" for IPv6.
+std::string peer_ip(const tcp::endpoint& ep) {
+  auto a = ep.address();
+  if (a.is_v6() && a.to_v6().is_v4_mapped())
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
+  return a.to_string();
+}
+
+std::string peer_text(const std::string& ip, std::uint16_t port) {
+  return ip.find(':') == std::string::npos ? fmt::format("{}:{}", ip, port)
+                                           : fmt::format("[{}]:{}", ip, port);
+}
+
+// One inbound connection: the socket plus what the watchdog and shutdown need.
+struct connection {
+  connection(tcp::socket s, std::string ip_, std::uint16_t port_)
+      : sock(std::move(s)), timer(sock.get_executor()), ip(std::move(ip_)), port(port_) {}
+
+  // Sets the deadline for the next read or write.
+  void arm(steady::duration d) {
+    deadline = steady::now() + d;
+    timed_out = false;
+  }
+
+  tcp::socket sock;
+  asio::steady_timer timer;
+  std::string ip;
+  std::uint16_t port;
+  steady::time_point deadline = steady::time_point::max();
+  bool reading = false;
+  bool timed_out = false;
+  bool stop_requested = false;
+  bool done = false;
+};
+
+class inbound_server {
+ public:
+  inbound_server(asio::io_context& io, const config& cfg, queue::spool& spool)
+      : io_(io), cfg_(cfg), spool_(spool) {}
+
+  bool start() {
+    for (const auto& ep : cfg_.smtp.listen) {
+      if (!listen(ep, "smtp")) return false;
+    }
+    return true;
+  }
+
+  // Graceful stop: no new connections; idle sessions get 421, sessions in a
+  // transaction finish it. `on_idle` runs once the last connection is gone.
+  void stop(std::function<void()> on_idle) {
+    stopping_ = true;
+    on_idle_ = std::move(on_idle);
+    for (auto& a : acceptors_) {
+      boost::system::error_code ec;
+      a.close(ec);
+    }
+    for (auto& c : connections_) {
+      c->stop_requested = true;
+      if (c->reading) {
+        boost::system::error_code ec;
+        c->sock.cancel(ec);
+      }
+    }
+    maybe_idle();
+  }
+
+ private:
+  bool listen(const endpoint& ep, const char* kind) {
+    boost::system::error_code ec;
+    auto addrs = tcp::resolver(io_).resolve(ep.host, std::to_string(ep.port),
+                                            tcp::resolver::numeric_service, ec);
+    if (ec) {
+      spdlog::critical("cannot resolve listener {}: {}", ep.to_string(), ec.message());
+      return false;
+    }
+    for (const auto& entry : addrs) {
+      tcp::acceptor acc(io_);
+      auto e = entry.endpoint();
+      acc.open(e.protocol(), ec);
+      if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
+      if (!ec && e.address().is_v6()) acc.set_option(asio::ip::v6_only(true), ec);
+      if (!ec) acc.bind(e, ec);
+      if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+      if (ec) {
+        spdlog::critical("cannot listen on {}: {}", ep.to_string(), ec.message());
+        return false;
+      }
+      auto local = acc.local_endpoint();
+      spdlog::info("listening on {} ({})", peer_text(peer_ip(local), local.port()), kind);
+      acceptors_.push_back(std::move(acc));
+      asio::co_spawn(io_, accept_loop(acceptors_.back()), asio::detached);
+    }
+    return true;
+  }
+
+  awaitable<void> accept_loop(tcp::acceptor& acc) {
+    asio::steady_timer backoff(io_);
+    while (!stopping_) {
+      auto [ec, sock] = co_await acc.async_accept(use_tuple);
+      if (stopping_) co_return;
+      if (ec) {
+        // EMFILE and friends: say so, breathe, keep serving the others.
+        spdlog::error("accept: {}", ec.message());
+        backoff.expires_after(std::chrono::milliseconds(100));
+        co_await backoff.async_wait(use_tuple);
+        continue;
+      }
+      boost::system::error_code pe;
+      auto remote = sock.remote_endpoint(pe);
+      if (pe) continue;
+      std::string ip = peer_ip(remote);
+      auto& per_client = per_client_[ip];
+      if (connections_.size() >= cfg_.smtp.max_connections ||
+          per_client >= cfg_.smtp.max_connections_per_client) {
+        if (per_client == 0) per_client_.erase(ip);
+        asio::co_spawn(io_, refuse(std::move(sock), ip, remote.port()), asio::detached);
+        continue;
+      }
+      ++per_client;
+      auto c = std::make_shared<connection>(std::move(sock), ip, remote.port());
+      connections_.push_back(c);
+      auto it = std::prev(connections_.end());
+      asio::co_spawn(io_, watchdog(c), asio::detached);
+      asio::co_spawn(io_, serve(c), [this, it](std::exception_ptr e) {
+        if (e) {
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& ex) {
+            spdlog::error("session {}: {}", peer_text((*it)->ip, (*it)->port), ex.what());
+          }
+        }
+        finish(it);
+      });
+    }
+  }
+
+  // Over a connection limit: one 421 and close, with a short write timeout.
+  awaitable<void> refuse(tcp::socket sock, std::string ip, std::uint16_t port) {
+    ++refusing_;
+    spdlog::warn("reject: connect from {}: 421 4.7.0 too many connections",
+                 peer_text(ip, port));
+    static const std::string msg =
+        "421 4.7.0 Too many connections, try again later\r\n";
+    asio::steady_timer t(io_);
+    t.expires_after(std::chrono::seconds(5));
+    t.async_wait([&sock](boost::system::error_code ec) {
+      if (!ec) sock.close(ec);
+    });
+    co_await asio::async_write(sock, asio::buffer(msg), use_tuple);
+    t.cancel();
+    boost::system::error_code ec;
+    sock.shutdown(tcp::socket::shutdown_both, ec);
+    sock.close(ec);
+    --refusing_;
+    maybe_idle();
+  }
+
+  awaitable<void> watchdog(std::shared_ptr<connection> c) {
+    while (!c->done) {
+      auto now = steady::now();
+      if (c->deadline <= now) {
+        c->timed_out = true;
+        c->deadline = now + final_write_timeout;
+        boost::system::error_code ec;
+        c->sock.cancel(ec);
+      }
+      c->timer.expires_at(c->deadline);
+      co_await c->timer.async_wait(use_tuple);
+    }
+  }
+
+  smtp::session_options session_options() {
+    smtp::session_options o;
+    o.hostname = cfg_.hostname;
+    o.max_message_size = cfg_.smtp.max_message_size;
+    o.max_recipients = cfg_.smtp.max_recipients;
+    o.new_id = [this] { return spool_.new_id(); };
+    o.now = [] { return static_cast<std::int64_t>(std::time(nullptr)); };
+    return o;
+  }
+
+  awaitable<void> serve(std::shared_ptr<connection> c) {
+    const auto who = peer_text(c->ip, c->port);
+    spdlog::info("connect from {}", who);
+    smtp::client_info client;
+    client.ip = c->ip;
+    client.relay_allowed = std::any_of(cfg_.smtp.mynetworks.begin(), cfg_.smtp.mynetworks.end(),
+                                       [&](const cidr& n) { return n.contains(c->ip); });
+    auto options = session_options();
+    options.on_reject = [&who](const smtp::reply& r, std::string_view command) {
+      if (command.empty())
+        spdlog::info("reject: from {}: {}", who, r.to_string());
+      else
+        spdlog::info("reject: from {}: {}; command={}", who, r.to_string(),
+                     command.substr(0, 80));
+    };
+    smtp::server_session session(std::move(options), client);
+    session.start();
+
+    const auto idle = std::chrono::duration_cast<steady::duration>(cfg_.smtp.idle_timeout);
+    std::array<char, 8192> buf;
+    bool closing = false;
+    for (;;) {
+      if (!session.output().empty()) {
+        c->arm(closing ? final_write_timeout : idle);
+        auto [ec, n] = co_await asio::async_write(c->sock, asio::buffer(session.output()), use_tuple);
+        if (ec) break;
+        session.clear_output();
+      }
+      if (closing) break;
+      if (c->stop_requested && !session.in_transaction()) {
+        closing = session.shutdown();
+        if (closing) continue;
+      }
+      c->arm(idle);
+      c->reading = true;
+      auto [ec, n] = co_await c->sock.async_read_some(asio::buffer(buf), use_tuple);
+      c->reading = false;
+      if (ec) {
+        if (ec == asio::error::operation_aborted && c->timed_out) {
+          spdlog::info("timeout: {}", who);
+          session.timeout();
+          closing = true;
+          continue;
+        }
+        if (ec == asio::error::operation_aborted && c->stop_requested) continue;
+        break;  // EOF, reset
+      }
+      std::string_view in(buf.data(), n);
+      while (!in.empty() && !closing) {
+        auto st = session.feed(in);
+        in.remove_prefix(st.consumed);
+        if (st.what == smtp::server_session::event::close) {
+          closing = true;
+        } else if (st.what == smtp::server_session::event::message) {
+          co_await spool_message(session, c->ip);
+        }
+      }
+    }
+    spdlog::info("disconnect from {} messages={}", who, session.messages_accepted());
+  }
+
+  // Spools the session's pending message and answers it: 250 only after commit.
+  awaitable<void> spool_message(smtp::server_session& session, const std::string& ip) {
+    const auto& env = session.message_envelope();
+    queue::envelope_record rec;
+    rec.id = session.message_id();
+    rec.arrival_us = now_us();
+    rec.sender = env.sender;
+    rec.client_ip = ip;
+    rec.helo = env.helo;
+    if (env.body == smtp::body_type::eight_bit_mime) rec.flags |= queue::flag_eight_bit;
+    if (env.smtputf8) rec.flags |= queue::flag_smtputf8;
+    for (const auto& r : env.recipients) rec.recipients.push_back(queue::recipient{.address = r});
+    std::string body = session.take_message();
+    rec.size = body.size();
+    const std::size_t nrcpt = rec.recipients.size(), size = rec.size;
+    const std::string sender = rec.sender, id = rec.id;
+
+    auto r = co_await from_callback<void(queue::result)>([&](auto done) {
+      spool_.enqueue(std::move(rec), std::move(body), std::move(done));
+    });
+    if (r.code == queue::status::ok) {
+      spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client={}", id, sender, size, nrcpt, ip);
+      session.message_queued();
+      co_return;
+    }
+    smtp::reply reply{452, "4.3.1", "Insufficient system storage"};
+    if (r.code != queue::status::full) reply = {451, "4.3.0", "Local error in processing"};
+    spdlog::error("{}: not queued: {} ({}); client={}", id, reply.to_string(), r.detail, ip);
+    session.message_failed(reply);
+  }
+
+  void finish(std::list<std::shared_ptr<connection>>::iterator it) {
+    auto c = *it;
+    c->done = true;
+    c->timer.cancel();
+    boost::system::error_code ec;
+    c->sock.shutdown(tcp::socket::shutdown_both, ec);
+    c->sock.close(ec);
+    auto pc = per_client_.find(c->ip);
+    if (pc != per_client_.end() && --pc->second == 0) per_client_.erase(pc);
+    connections_.erase(it);
+    maybe_idle();
+  }
+
+  void maybe_idle() {
+    if (stopping_ && connections_.empty() && refusing_ == 0 && on_idle_) {
+      auto f = std::move(on_idle_);
+      on_idle_ = nullptr;
+      f();
+    }
+  }
+
+  asio::io_context& io_;
+  const config& cfg_;
+  queue::spool& spool_;
+  std::list<tcp::acceptor> acceptors_;
+  std::list<std::shared_ptr<connection>> connections_;
+  std::unordered_map<std::string, std::size_t> per_client_;
+  std::size_t refusing_ = 0;
+  bool stopping_ = false;
+  std::function<void()> on_idle_;
+};
+
+// Enough descriptors for every connection plus the spool, sockets and logs.
+void raise_fd_limit(std::uint64_t want) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur >= want) return;
+  rlim_t target = std::min<rlim_t>(want, rl.rlim_max);
+  rl.rlim_cur = target;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || target < want)
+    spdlog::warn("open-file limit is {}, below the {} that max_connections needs", target, want);
+}
+
+}  // namespace
+
+int run_daemon(const config& cfg) {
+  if (!cfg.smtp.submission.empty() || !cfg.smtp.smtps.empty()) {
+    spdlog::critical("smtp.submission and smtp.smtps need TLS and AUTH, which this build does "
+                     "not have yet; remove them");
+    return 1;
+  }
+  raise_fd_limit(cfg.smtp.max_connections * 2 + 256);
+
+  queue::spool_options so;
+  so.dir = cfg.spool;
+  so.max_size = cfg.queue.max_spool_size;
+  so.min_free_disk = cfg.queue.min_free_disk;
+  so.max_messages = cfg.queue.max_messages;
+  auto opened = queue::spool::open(so);
+  if (!opened) {
+    spdlog::critical("spool {}: {}", cfg.spool, opened.error());
+    return 1;
+  }
+  auto spool = std::move(*opened);
+  const auto& rep = spool->report();
+  spdlog::info("spool {}: {} messages ({} bytes), {} recipients pending, {} records set aside",
+               cfg.spool, rep.messages, rep.bytes, rep.recipients_pending, rep.quarantined);
+
+  asio::io_context io(1);
+  inbound_server server(io, cfg, *spool);
+  control_server control(io, cfg, *spool);
+  if (!server.start()) return 1;
+  if (auto ok = control.start(); !ok) {
+    spdlog::critical("control socket: {}", ok.error());
+    return 1;
+  }
+
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  asio::steady_timer grace(io);
+  int signals_seen = 0;
+  std::function<void(boost::system::error_code, int)> on_signal =
+      [&](boost::system::error_code ec, int sig) {
+        if (ec) return;
+        if (++signals_seen > 1) {
+          spdlog::warn("second signal: stopping now");
+          io.stop();
+          return;
+        }
+        spdlog::info("signal {}: stopping (finishing transactions in flight)", sig);
+        signals.async_wait(on_signal);
+        grace.expires_after(shutdown_grace);
+        grace.async_wait([&](boost::system::error_code e) {
+          if (!e) {
+            spdlog::warn("shutdown grace period over: closing remaining sessions");
+            io.stop();
+          }
+        });
+        server.stop([&] {
+          control.stop();
+          grace.cancel();
+          boost::system::error_code ignored;
+          signals.cancel(ignored);
+        });
+      };
+  signals.async_wait(on_signal);
+  spdlog::info("relayd started: hostname {}", cfg.hostname);
+  io.run();
+  spool.reset();  // finishes queued spool operations, then closes LMDB
+  spdlog::info("relayd stopped");
+  return 0;
+}
+
+}  // namespace relayd

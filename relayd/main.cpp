@@ -1,0 +1,63 @@
+// relayd entry point: command line, configuration, logging, then the daemon.
+//   relayd [--config FILE]        run in the foreground (default /etc/relayd/relayd.toml)
+//   relayd --check-config FILE    validate only: exit 0, or 2 with "FILE: KEY: problem"
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "relayd/config.hpp"
+#include "relayd/daemon.hpp"
+
+namespace {
+
+constexpr const char* default_config = "/etc/relayd/relayd.toml";
+
+int usage(FILE* out, int code) {
+  std::fprintf(out,
+               "usage: relayd [--config FILE]\n"
+               "       relayd --check-config FILE\n"
+               "       relayd --version\n");
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path = default_config;
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if ((a == "--config" || a == "-c" || a == "--check-config") && i + 1 < argc) {
+      check_only = check_only || a == "--check-config";
+      config_path = argv[++i];
+    } else if (a == "--version") {
+      std::printf("relayd 0.1.0\n");
+      return 0;
+    } else if (a == "--help" || a == "-h") {
+      return usage(stdout, 0);
+    } else {
+      std::fprintf(stderr, "relayd: unknown argument '%s'\n", argv[i]);
+      return usage(stderr, 2);
+    }
+  }
+
+  auto cfg = relayd::load_config(config_path);
+  if (!cfg) {
+    std::fprintf(stderr, "%s\n", cfg.error().c_str());
+    return 2;
+  }
+  if (check_only) {
+    std::printf("%s: configuration OK\n", config_path.c_str());
+    return 0;
+  }
+
+  auto logger = spdlog::stderr_logger_mt("relayd");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e relayd[%P] %l: %v");
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+  return relayd::run_daemon(*cfg);
+}
