@@ -1,0 +1,892 @@
+// relayd/config.cpp: reads relayd.toml (DESIGN.md "Configuration") into relayd::config.
+// Every table is walked against a fixed schema, so unknown keys, wrong types and bad
+// values are all found; the first problem in file order is returned as
+// "FILE: KEY: what is wrong" (TOML syntax errors as "FILE:LINE:COLUMN: ..."). Nothing throws.
+//
+// Decisions worth knowing:
+// - Durations and sizes may also be TOML integers (seconds, bytes); negatives are rejected
+//   and durations are capped at 36500d so that adding them to a clock cannot overflow.
+// - Port 0 ("kernel picks") is accepted only for listeners (smtp.listen, smtp.submission,
+//   smtp.smtps, metrics.listen); a listener without a port gets its service's port
+//   (25, 587, 465, 9587), delivery.relayhost 25, delivery.dns_servers 53.
+// - mynetworks entries with host bits set ("127.0.0.1/8") are accepted and masked
+//   (127.0.0.0/8); "::ffff:a.b.c.d/N" with N >= 96 is stored as the IPv4 block a.b.c.d/N-96.
+// - An empty string means "unset" for hostname (system host name), tls.*, auth.users,
+//   delivery.relayhost* and metrics.listen (disabled).
+#include "relayd/config.hpp"
+
+#include <arpa/inet.h>
+#include <sys/un.h>
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <span>
+#include <utility>
+
+namespace relayd {
+namespace {
+
+constexpr std::uint64_t max_duration_seconds = 36500ull * 86400;  // 100 years
+constexpr std::size_t max_socket_path = sizeof(sockaddr_un{}.sun_path) - 1;
+
+// Shows a value from the file in a message: quoted, control characters escaped.
+std::string quoted(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::ranges::all_of(s, is_digit);
+}
+
+// Decimal digits to a number; nullopt if not all digits or above `limit`.
+std::optional<std::uint64_t> to_number(std::string_view s, std::uint64_t limit) {
+  if (!all_digits(s)) return std::nullopt;
+  std::uint64_t v = 0;
+  for (char c : s) {
+    const std::uint64_t d = static_cast<std::uint64_t>(c - '0');
+    if (v > (limit - d) / 10) return std::nullopt;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+bool parse_ipv4(std::string_view s, std::uint8_t* out) {
+  if (s.size() > 15) return false;
+  const std::string text(s);
+  return inet_pton(AF_INET, text.c_str(), out) == 1;
+}
+
+bool parse_ipv6(std::string_view s, std::uint8_t* out) {
+  if (s.size() > 45) return false;
+  const std::string text(s);
+  return inet_pton(AF_INET6, text.c_str(), out) == 1;
+}
+
+bool is_v4_mapped(const std::uint8_t* a) {
+  static constexpr std::uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return std::memcmp(a, prefix, sizeof prefix) == 0;
+}
+
+// RFC 1035 host name syntax (letters, digits, hyphens; labels of 1-63; at most 253).
+bool valid_domain(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t dot = s.find('.', start);
+    const std::string_view label =
+        s.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-')
+      return false;
+    for (char c : label) {
+      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '-';
+      if (!ok) return false;
+    }
+    if (dot == std::string_view::npos) return !all_digits(label);  // "1.2.3.4" is no name
+    start = dot + 1;
+  }
+}
+
+// A host in an address: an IPv4 literal (when it is only digits and dots) or a domain.
+bool valid_host(std::string_view s) {
+  if (std::ranges::all_of(s, [](char c) { return is_digit(c) || c == '.'; })) {
+    std::uint8_t buf[4];
+    return parse_ipv4(s, buf);
+  }
+  return valid_domain(s);
+}
+
+bool is_ip_literal(std::string_view s) {
+  std::uint8_t buf[16];
+  return parse_ipv4(s, buf) || parse_ipv6(s, buf);
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+const char* type_name(toml::node_type t) {
+  switch (t) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+// 7200s -> "2h": the largest unit that divides it, as a user would write it.
+std::string format_duration(std::chrono::seconds d) {
+  const auto n = static_cast<std::uint64_t>(d.count());
+  for (auto [unit, suffix] :
+       {std::pair{7ull * 86400, 'w'}, {86400ull, 'd'}, {3600ull, 'h'}, {60ull, 'm'}})
+    if (n != 0 && n % unit == 0) return std::to_string(n / unit) + suffix;
+  return std::to_string(n) + "s";
+}
+
+std::string system_host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf[0] != '\0' ? std::string(buf) : std::string("localhost");
+}
+
+struct problem {
+  std::uint32_t line = 0;
+  std::uint32_t column = 0;
+  std::string key;
+  std::string what;
+};
+
+// One key of a table: its name and what to do with its value.
+struct field {
+  std::string_view name;
+  std::function<void(const toml::node&, const std::string& key)> read;
+};
+
+// Walks the document into a config, collecting problems; finish() picks the one to report.
+class loader {
+ public:
+  explicit loader(std::string_view origin) : origin_(origin) {}
+
+  std::expected<config, std::string> run(const toml::table& doc);
+
+ private:
+  void fail(const toml::source_region& at, std::string key, std::string what) {
+    problems_.push_back({at.begin.line, at.begin.column, std::move(key), std::move(what)});
+  }
+  void fail(const toml::node& at, std::string key, std::string what) {
+    fail(at.source(), std::move(key), std::move(what));
+  }
+  void wrong_type(const toml::node& n, const std::string& key, std::string_view expected) {
+    fail(n, key, "expected " + std::string(expected) + ", got " + type_name(n.type()));
+  }
+  std::string error(std::string_view key, std::string_view what) const {
+    return origin_ + ": " + std::string(key) + ": " + std::string(what);
+  }
+
+  void read_table(const toml::table& t, const std::string& prefix, std::span<const field> fields);
+  field section(std::string_view name, std::vector<field> fields);
+
+  std::optional<std::string> string(const toml::node& n, const std::string& key);
+  std::optional<std::string> path(const toml::node& n, const std::string& key);
+  std::optional<bool> boolean(const toml::node& n, const std::string& key);
+  std::optional<std::uint64_t> count(const toml::node& n, const std::string& key);
+  std::optional<std::uint64_t> size(const toml::node& n, const std::string& key);
+  std::optional<std::chrono::seconds> duration(const toml::node& n, const std::string& key);
+  std::optional<std::vector<std::pair<std::string, const toml::node*>>> strings(
+      const toml::node& n, const std::string& key);
+  // "" -> nullopt inside the optional; default_port as parse_endpoint's.
+  std::optional<std::optional<endpoint>> address(const toml::node& n, const std::string& key,
+                                                 std::uint16_t default_port, bool listener);
+  std::optional<std::vector<endpoint>> addresses(const toml::node& n, const std::string& key,
+                                                 std::uint16_t default_port, bool listener);
+  std::optional<std::vector<cidr>> networks(const toml::node& n, const std::string& key);
+
+  std::vector<field> schema();
+  std::optional<std::string> cross_checks();
+
+  std::string origin_;
+  config c_;
+  bool hostname_set_ = false;
+  std::vector<problem> problems_;
+};
+
+template <class T>
+void set(T& target, std::optional<T>&& value) {
+  if (value) target = std::move(*value);
+}
+
+void loader::read_table(const toml::table& t, const std::string& prefix,
+                        std::span<const field> fields) {
+  for (auto&& [k, v] : t) {
+    const std::string name(k.str());
+    const std::string key = prefix.empty() ? name : prefix + "." + name;
+    const auto it = std::ranges::find(fields, std::string_view(name), &field::name);
+    if (it != fields.end()) {
+      it->read(v, key);
+      continue;
+    }
+    std::string what = prefix.empty() && v.is_table() ? "unknown table" : "unknown key";
+    std::string_view best;
+    std::size_t best_distance = 3;
+    for (const field& f : fields) {
+      const std::size_t d = edit_distance(name, f.name);
+      if (d < best_distance && d < f.name.size()) best = f.name, best_distance = d;
+    }
+    if (!best.empty()) what += " (did you mean " + std::string(best) + "?)";
+    fail(k.source(), key, std::move(what));
+  }
+}
+
+field loader::section(std::string_view name, std::vector<field> fields) {
+  return {name, [this, fields = std::move(fields)](const toml::node& n, const std::string& key) {
+            if (const toml::table* t = n.as_table())
+              read_table(*t, key, fields);
+            else
+              wrong_type(n, key, "a table");
+          }};
+}
+
+std::optional<std::string> loader::string(const toml::node& n, const std::string& key) {
+  if (const auto* s = n.as_string()) return s->get();
+  wrong_type(n, key, "a string");
+  return std::nullopt;
+}
+
+std::optional<std::string> loader::path(const toml::node& n, const std::string& key) {
+  auto s = string(n, key);
+  if (s && s->find('\0') != std::string::npos) {
+    fail(n, key, "a path cannot contain a NUL character");
+    return std::nullopt;
+  }
+  return s;
+}
+
+std::optional<bool> loader::boolean(const toml::node& n, const std::string& key) {
+  if (const auto* b = n.as_boolean()) return b->get();
+  wrong_type(n, key, "a boolean (true or false)");
+  return std::nullopt;
+}
+
+std::optional<std::uint64_t> loader::count(const toml::node& n, const std::string& key) {
+  if (const auto* i = n.as_integer()) {
+    if (i->get() >= 0) return static_cast<std::uint64_t>(i->get());
+    fail(n, key, "must not be negative, got " + std::to_string(i->get()));
+    return std::nullopt;
+  }
+  wrong_type(n, key, "an integer");
+  return std::nullopt;
+}
+
+std::optional<std::uint64_t> loader::size(const toml::node& n, const std::string& key) {
+  if (const auto* s = n.as_string()) {
+    auto v = parse_size(s->get());
+    if (v) return *v;
+    fail(n, key, v.error());
+    return std::nullopt;
+  }
+  if (n.is_integer()) return count(n, key);
+  wrong_type(n, key, "a size (a string like \"35M\", or a number of bytes)");
+  return std::nullopt;
+}
+
+std::optional<std::chrono::seconds> loader::duration(const toml::node& n, const std::string& key) {
+  if (const auto* s = n.as_string()) {
+    auto v = parse_duration(s->get());
+    if (v) return *v;
+    fail(n, key, v.error());
+    return std::nullopt;
+  }
+  if (const auto* i = n.as_integer()) {
+    auto v = parse_duration(std::to_string(i->get()));
+    if (v) return *v;
+    fail(n, key, v.error());
+    return std::nullopt;
+  }
+  wrong_type(n, key, "a duration (a string like \"5m\", or a number of seconds)");
+  return std::nullopt;
+}
+
+std::optional<std::vector<std::pair<std::string, const toml::node*>>> loader::strings(
+    const toml::node& n, const std::string& key) {
+  const toml::array* a = n.as_array();
+  if (a == nullptr) {
+    wrong_type(n, key, "an array of strings");
+    return std::nullopt;
+  }
+  std::vector<std::pair<std::string, const toml::node*>> out;
+  bool ok = true;
+  for (std::size_t i = 0; i < a->size(); ++i) {
+    const toml::node& item = *a->get(i);
+    if (const auto* s = item.as_string()) {
+      out.emplace_back(s->get(), &item);
+    } else {
+      fail(item, key,
+           "item " + std::to_string(i + 1) + ": expected a string, got " + type_name(item.type()));
+      ok = false;
+    }
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+
+std::optional<std::optional<endpoint>> loader::address(const toml::node& n, const std::string& key,
+                                                       std::uint16_t default_port, bool listener) {
+  auto s = string(n, key);
+  if (!s) return std::nullopt;
+  if (s->empty()) return std::optional<endpoint>{};
+  auto e = parse_endpoint(*s, default_port);
+  if (!e) {
+    fail(n, key, e.error());
+    return std::nullopt;
+  }
+  if (!listener && e->port == 0) {
+    fail(n, key, "port 0 in " + quoted(*s) + " (0 is only allowed for listeners)");
+    return std::nullopt;
+  }
+  return std::optional<endpoint>{std::move(*e)};
+}
+
+std::optional<std::vector<endpoint>> loader::addresses(const toml::node& n, const std::string& key,
+                                                       std::uint16_t default_port, bool listener) {
+  auto items = strings(n, key);
+  if (!items) return std::nullopt;
+  std::vector<endpoint> out;
+  bool ok = true;
+  for (const auto& [text, node] : *items) {
+    auto e = parse_endpoint(text, default_port);
+    if (!e) {
+      fail(*node, key, e.error());
+      ok = false;
+    } else if (!listener && e->port == 0) {
+      fail(*node, key, "port 0 in " + quoted(text) + " (0 is only allowed for listeners)");
+      ok = false;
+    } else {
+      out.push_back(std::move(*e));
+    }
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+
+std::optional<std::vector<cidr>> loader::networks(const toml::node& n, const std::string& key) {
+  auto items = strings(n, key);
+  if (!items) return std::nullopt;
+  std::vector<cidr> out;
+  bool ok = true;
+  for (const auto& [text, node] : *items) {
+    auto c = parse_cidr(text);
+    if (!c) {
+      fail(*node, key, c.error());
+      ok = false;
+    } else {
+      out.push_back(*c);
+    }
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+
+std::vector<field> loader::schema() {
+  auto non_empty_path = [this](std::string& target) {
+    return [this, &target](const toml::node& n, const std::string& key) {
+      auto s = path(n, key);
+      if (s && s->empty())
+        fail(n, key, "must not be empty");
+      else
+        set(target, std::move(s));
+    };
+  };
+  auto optional_path = [this](std::string& target) {
+    return
+        [this, &target](const toml::node& n, const std::string& key) { set(target, path(n, key)); };
+  };
+  auto count_at_least_1 = [this](std::uint64_t& target) {
+    return [this, &target](const toml::node& n, const std::string& key) {
+      auto v = count(n, key);
+      if (v && *v == 0)
+        fail(n, key, "must be at least 1");
+      else
+        set(target, std::move(v));
+    };
+  };
+  auto any_count = [this](std::uint64_t& target) {
+    return [this, &target](const toml::node& n, const std::string& key) {
+      set(target, count(n, key));
+    };
+  };
+  auto any_size = [this](std::uint64_t& target) {
+    return
+        [this, &target](const toml::node& n, const std::string& key) { set(target, size(n, key)); };
+  };
+  auto any_duration = [this](std::chrono::seconds& target) {
+    return [this, &target](const toml::node& n, const std::string& key) {
+      set(target, duration(n, key));
+    };
+  };
+  auto positive_duration = [this](std::chrono::seconds& target) {
+    return [this, &target](const toml::node& n, const std::string& key) {
+      auto v = duration(n, key);
+      if (v && v->count() == 0)
+        fail(n, key, "must be at least 1s");
+      else
+        set(target, std::move(v));
+    };
+  };
+  auto listeners = [this](std::vector<endpoint>& target, std::uint16_t default_port) {
+    return [this, &target, default_port](const toml::node& n, const std::string& key) {
+      set(target, addresses(n, key, default_port, true));
+    };
+  };
+
+  auto& smtp = c_.smtp;
+  auto& delivery = c_.delivery;
+  auto& queue = c_.queue;
+  return {
+      {"hostname",
+       [this](const toml::node& n, const std::string& key) {
+         auto s = string(n, key);
+         if (!s || s->empty()) return;
+         if (!valid_domain(*s)) {
+           fail(n, key, "bad host name " + quoted(*s) + " (use a domain like relay.example.org)");
+           return;
+         }
+         c_.hostname = std::move(*s);
+         hostname_set_ = true;
+       }},
+      {"spool", non_empty_path(c_.spool)},
+      section("smtp",
+              {
+                  {"listen", listeners(smtp.listen, 25)},
+                  {"submission", listeners(smtp.submission, 587)},
+                  {"smtps", listeners(smtp.smtps, 465)},
+                  {"mynetworks",
+                   [this](const toml::node& n, const std::string& key) {
+                     set(c_.smtp.mynetworks, networks(n, key));
+                   }},
+                  {"max_message_size",
+                   [this](const toml::node& n, const std::string& key) {
+                     auto v = size(n, key);
+                     if (v && *v == 0)
+                       fail(n, key, "must be greater than 0");
+                     else
+                       set(c_.smtp.max_message_size, std::move(v));
+                   }},
+                  {"max_recipients", count_at_least_1(smtp.max_recipients)},
+                  {"max_connections", count_at_least_1(smtp.max_connections)},
+                  {"max_connections_per_client", count_at_least_1(smtp.max_connections_per_client)},
+                  {"idle_timeout", positive_duration(smtp.idle_timeout)},
+              }),
+      section("tls",
+              {
+                  {"cert", optional_path(c_.tls.cert)},
+                  {"key", optional_path(c_.tls.key)},
+              }),
+      section("auth",
+              {
+                  {"users", optional_path(c_.auth.users)},
+              }),
+      section("delivery",
+              {
+                  {"relayhost",
+                   [this](const toml::node& n, const std::string& key) {
+                     set(c_.delivery.relayhost, address(n, key, 25, false));
+                   }},
+                  {"relayhost_user",
+                   [this](const toml::node& n, const std::string& key) {
+                     set(c_.delivery.relayhost_user, string(n, key));
+                   }},
+                  {"relayhost_password_file", optional_path(delivery.relayhost_password_file)},
+                  {"port",
+                   [this](const toml::node& n, const std::string& key) {
+                     auto v = count(n, key);
+                     if (v && (*v == 0 || *v > 65535))
+                       fail(n, key, "port " + std::to_string(*v) + " out of range (1-65535)");
+                     else if (v)
+                       c_.delivery.port = static_cast<std::uint16_t>(*v);
+                   }},
+                  {"dns_servers",
+                   [this](const toml::node& n, const std::string& key) {
+                     auto v = addresses(n, key, 53, false);
+                     if (!v) return;
+                     for (const endpoint& e : *v) {
+                       if (!is_ip_literal(e.host)) {
+                         fail(n, key, quoted(e.host) + " is not an IP address");
+                         return;
+                       }
+                     }
+                     c_.delivery.dns_servers = std::move(*v);
+                   }},
+                  {"tls",
+                   [this](const toml::node& n, const std::string& key) {
+                     auto s = string(n, key);
+                     if (!s) return;
+                     if (*s == "none")
+                       c_.delivery.tls = tls_policy::none;
+                     else if (*s == "may")
+                       c_.delivery.tls = tls_policy::may;
+                     else if (*s == "encrypt")
+                       c_.delivery.tls = tls_policy::encrypt;
+                     else if (*s == "verify")
+                       c_.delivery.tls = tls_policy::verify;
+                     else
+                       fail(n, key,
+                            "bad value " + quoted(*s) + " (use none, may, encrypt or verify)");
+                   }},
+                  {"concurrency_per_destination",
+                   count_at_least_1(delivery.concurrency_per_destination)},
+                  {"connect_timeout", positive_duration(delivery.connect_timeout)},
+                  {"command_timeout", positive_duration(delivery.command_timeout)},
+              }),
+      section("queue",
+              {
+                  {"min_backoff", positive_duration(queue.min_backoff)},
+                  {"max_backoff", positive_duration(queue.max_backoff)},
+                  {"max_lifetime", positive_duration(queue.max_lifetime)},
+                  {"delay_warning", any_duration(queue.delay_warning)},
+                  {"dead_retention", any_duration(queue.dead_retention)},
+                  {"max_messages", any_count(queue.max_messages)},
+                  {"min_free_disk", any_size(queue.min_free_disk)},
+                  {"max_spool_size", any_size(queue.max_spool_size)},
+                  {"bounces",
+                   [this](const toml::node& n, const std::string& key) {
+                     set(c_.queue.bounces, boolean(n, key));
+                   }},
+              }),
+      section("control",
+              {
+                  {"socket",
+                   [this](const toml::node& n, const std::string& key) {
+                     auto s = path(n, key);
+                     if (!s) return;
+                     if (s->empty())
+                       fail(n, key, "must not be empty");
+                     else if (s->size() > max_socket_path)
+                       fail(n, key,
+                            "path is " + std::to_string(s->size()) +
+                                " bytes; a Unix socket path may have at most " +
+                                std::to_string(max_socket_path));
+                     else
+                       c_.control.socket = std::move(*s);
+                   }},
+              }),
+      section("metrics",
+              {
+                  {"listen",
+                   [this](const toml::node& n, const std::string& key) {
+                     set(c_.metrics.listen, address(n, key, 9587, true));
+                   }},
+              }),
+  };
+}
+
+// Checks between keys, run once every key on its own is fine.
+std::optional<std::string> loader::cross_checks() {
+  const auto& smtp = c_.smtp;
+  if (smtp.listen.empty() && smtp.submission.empty() && smtp.smtps.empty())
+    return error("smtp", "no listener (smtp.listen, smtp.submission and smtp.smtps are all empty)");
+  {
+    std::vector<std::pair<std::string, std::string_view>> seen;
+    auto check = [&](const std::vector<endpoint>& list,
+                     std::string_view key) -> std::optional<std::string> {
+      for (const endpoint& e : list) {
+        if (e.port == 0) continue;
+        const std::string text = e.to_string();
+        const auto it = std::ranges::find(seen, text, &decltype(seen)::value_type::first);
+        if (it != seen.end()) return error(key, text + " is also in " + std::string(it->second));
+        seen.emplace_back(text, key);
+      }
+      return std::nullopt;
+    };
+    std::vector<endpoint> metrics;
+    if (c_.metrics.listen) metrics.push_back(*c_.metrics.listen);
+    for (auto r : {check(smtp.listen, "smtp.listen"), check(smtp.submission, "smtp.submission"),
+                   check(smtp.smtps, "smtp.smtps"), check(metrics, "metrics.listen")})
+      if (r) return r;
+  }
+  if (smtp.max_connections_per_client > smtp.max_connections)
+    return error("smtp.max_connections_per_client",
+                 std::to_string(smtp.max_connections_per_client) +
+                     " is greater than smtp.max_connections (" +
+                     std::to_string(smtp.max_connections) + ")");
+  if (c_.tls.cert.empty() != c_.tls.key.empty())
+    return c_.tls.cert.empty() ? error("tls.cert", "must be set when tls.key is set")
+                               : error("tls.key", "must be set when tls.cert is set");
+  const auto& d = c_.delivery;
+  if (!d.relayhost_user.empty() && d.relayhost_password_file.empty())
+    return error("delivery.relayhost_password_file",
+                 "must be set when delivery.relayhost_user is set");
+  if (!d.relayhost_user.empty() && !d.relayhost)
+    return error("delivery.relayhost_user", "is set but delivery.relayhost is empty");
+  const auto& q = c_.queue;
+  if (q.min_backoff > q.max_backoff)
+    return error("queue.min_backoff", format_duration(q.min_backoff) +
+                                          " is greater than queue.max_backoff (" +
+                                          format_duration(q.max_backoff) + ")");
+  return std::nullopt;
+}
+
+std::expected<config, std::string> loader::run(const toml::table& doc) {
+  c_.smtp.listen = {endpoint{"127.0.0.1", 25}, endpoint{"::1", 25}};
+  c_.smtp.mynetworks = {*parse_cidr("127.0.0.0/8"), *parse_cidr("::1/128")};
+
+  const std::vector<field> top = schema();
+  read_table(doc, "", top);
+  if (!problems_.empty()) {
+    const auto first = std::ranges::min_element(problems_, [](const problem& a, const problem& b) {
+      return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+    });
+    return std::unexpected(error(first->key, first->what));
+  }
+  if (!hostname_set_) {
+    c_.hostname = system_host_name();
+    if (!valid_domain(c_.hostname))
+      return std::unexpected(error("hostname", "the system host name " + quoted(c_.hostname) +
+                                                   " is not a valid domain; set hostname"));
+  }
+  if (auto e = cross_checks()) return std::unexpected(std::move(*e));
+  return std::move(c_);
+}
+
+}  // namespace
+
+std::string endpoint::to_string() const {
+  const std::string port_text = std::to_string(port);
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + port_text;
+  return host + ":" + port_text;
+}
+
+bool cidr::contains(std::string_view ip) const {
+  assert(prefix >= 0 && prefix <= (v6 ? 128 : 32));
+  if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
+  if (const auto pct = ip.find('%'); pct != std::string_view::npos) ip = ip.substr(0, pct);
+  std::uint8_t a[16] = {};
+  bool is6 = false;
+  if (parse_ipv4(ip, a)) {
+    is6 = false;
+  } else if (parse_ipv6(ip, a)) {
+    is6 = true;
+    if (is_v4_mapped(a)) {
+      std::memmove(a, a + 12, 4);
+      is6 = false;
+    }
+  } else {
+    return false;
+  }
+  if (is6 != v6) return false;
+  const int whole = prefix / 8;
+  if (std::memcmp(a, addr, static_cast<std::size_t>(whole)) != 0) return false;
+  if (const int rest = prefix % 8; rest != 0) {
+    const auto mask = static_cast<std::uint8_t>(0xff << (8 - rest));
+    if ((a[whole] & mask) != (addr[whole] & mask)) return false;
+  }
+  return true;
+}
+
+std::expected<std::chrono::seconds, std::string> parse_duration(std::string_view s) {
+  const auto bad = [&] {
+    return std::unexpected("bad duration " + quoted(s) + " (use e.g. 30s, 5m, 4h, 5d, 1w)");
+  };
+  if (!s.empty() && s.front() == '-')
+    return std::unexpected("duration " + quoted(s) + " must not be negative");
+  std::string_view digits = s;
+  std::uint64_t unit = 1;
+  if (!s.empty() && !is_digit(s.back())) {
+    switch (s.back()) {
+      case 's':
+        unit = 1;
+        break;
+      case 'm':
+        unit = 60;
+        break;
+      case 'h':
+        unit = 3600;
+        break;
+      case 'd':
+        unit = 86400;
+        break;
+      case 'w':
+        unit = 7 * 86400;
+        break;
+      default:
+        return bad();
+    }
+    digits.remove_suffix(1);
+  }
+  if (!all_digits(digits)) return bad();
+  const auto n = to_number(digits, max_duration_seconds / unit);
+  if (!n) return std::unexpected("duration " + quoted(s) + " is too long (at most 36500d)");
+  return std::chrono::seconds(static_cast<std::chrono::seconds::rep>(*n * unit));
+}
+
+std::expected<std::uint64_t, std::string> parse_size(std::string_view s) {
+  const auto bad = [&] {
+    return std::unexpected("bad size " + quoted(s) + " (use e.g. 512K, 35M)");
+  };
+  if (!s.empty() && s.front() == '-')
+    return std::unexpected("size " + quoted(s) + " must not be negative");
+  std::string_view digits = s;
+  int shift = 0;
+  if (!s.empty() && !is_digit(s.back())) {
+    switch (s.back()) {
+      case 'K':
+      case 'k':
+        shift = 10;
+        break;
+      case 'M':
+      case 'm':
+        shift = 20;
+        break;
+      case 'G':
+      case 'g':
+        shift = 30;
+        break;
+      case 'T':
+      case 't':
+        shift = 40;
+        break;
+      default:
+        return bad();
+    }
+    digits.remove_suffix(1);
+  }
+  if (!all_digits(digits)) return bad();
+  const auto n = to_number(digits, std::numeric_limits<std::uint64_t>::max() >> shift);
+  if (!n) return std::unexpected("size " + quoted(s) + " is too large");
+  return *n << shift;
+}
+
+std::expected<endpoint, std::string> parse_endpoint(std::string_view s,
+                                                    std::uint16_t default_port) {
+  if (s.empty()) return std::unexpected(std::string("empty address"));
+  endpoint e;
+  std::string_view host;
+  std::optional<std::string_view> port_text;
+  if (s.front() == '[') {
+    const auto close = s.find(']');
+    if (close == std::string_view::npos)
+      return std::unexpected("bad address " + quoted(s) + " (missing \"]\")");
+    host = s.substr(1, close - 1);
+    const std::string_view rest = s.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':')
+        return std::unexpected("bad address " + quoted(s) + " (expected \":PORT\" after \"]\")");
+      port_text = rest.substr(1);
+    }
+    std::uint8_t buf[16];
+    if (host.find(':') != std::string_view::npos ? !parse_ipv6(host, buf) : !valid_host(host))
+      return std::unexpected("bad host " + quoted(host) + " in " + quoted(s));
+  } else {
+    const auto colon = s.find(':');
+    if (colon != std::string_view::npos && s.find(':', colon + 1) != std::string_view::npos)
+      return std::unexpected("bad address " + quoted(s) +
+                             " (an IPv6 address goes in brackets, e.g. \"[::1]:25\")");
+    host = s.substr(0, colon);
+    if (colon != std::string_view::npos) port_text = s.substr(colon + 1);
+    if (!valid_host(host)) return std::unexpected("bad host " + quoted(host) + " in " + quoted(s));
+  }
+  if (port_text) {
+    const auto port = to_number(*port_text, 65535);
+    if (!port) return std::unexpected("bad port " + quoted(*port_text) + " in " + quoted(s));
+    e.port = static_cast<std::uint16_t>(*port);
+  } else if (default_port != 0) {
+    e.port = default_port;
+  } else {
+    return std::unexpected("missing port in " + quoted(s) + " (e.g. \"127.0.0.1:25\")");
+  }
+  e.host = std::string(host);
+  return e;
+}
+
+std::expected<cidr, std::string> parse_cidr(std::string_view s) {
+  const auto slash = s.find('/');
+  const std::string_view address = s.substr(0, slash);
+  cidr c;
+  if (parse_ipv4(address, c.addr)) {
+    c.v6 = false;
+  } else if (parse_ipv6(address, c.addr)) {
+    c.v6 = true;
+  } else {
+    return std::unexpected("bad network " + quoted(s) + " (use e.g. 127.0.0.0/8, ::1/128)");
+  }
+  const int max = c.v6 ? 128 : 32;
+  c.prefix = max;
+  if (slash != std::string_view::npos) {
+    const std::string_view bits = s.substr(slash + 1);
+    const auto n = to_number(bits, 999);
+    if (!n) return std::unexpected("bad prefix length in " + quoted(s));
+    if (*n > static_cast<std::uint64_t>(max))
+      return std::unexpected("prefix /" + std::string(bits) + " out of range in " + quoted(s) +
+                             (c.v6 ? " (IPv6: 0-128)" : " (IPv4: 0-32)"));
+    c.prefix = static_cast<int>(*n);
+  }
+  // Host bits set ("127.0.0.1/8"): keep the network.
+  for (int i = 0; i < 16; ++i) {
+    const int keep = std::clamp(c.prefix - i * 8, 0, 8);
+    c.addr[i] &= static_cast<std::uint8_t>(0xff00 >> keep);
+  }
+  // "::ffff:10.0.0.0/104" is the IPv4 block 10.0.0.0/8; contains() maps addresses likewise.
+  if (c.v6 && c.prefix >= 96 && is_v4_mapped(c.addr)) {
+    std::memmove(c.addr, c.addr + 12, 4);
+    std::memset(c.addr + 4, 0, 12);
+    c.v6 = false;
+    c.prefix -= 96;
+  }
+  return c;
+}
+
+std::expected<config, std::string> parse_config(std::string_view text, std::string_view origin) {
+  toml::table doc;
+  try {
+    doc = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    const auto& at = e.source().begin;
+    return std::unexpected(std::string(origin) + ":" + std::to_string(at.line) + ":" +
+                           std::to_string(at.column) + ": " + std::string(e.description()));
+  }
+  return loader(origin).run(doc);
+}
+
+std::expected<config, std::string> load_config(const std::string& path) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) return std::unexpected(path + ": cannot open: " + std::strerror(errno));
+  std::string text;
+  char buf[65536];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f.get())) > 0) text.append(buf, n);
+  if (std::ferror(f.get())) return std::unexpected(path + ": cannot read: " + std::strerror(errno));
+  return parse_config(text, path);
+}
+
+}  // namespace relayd

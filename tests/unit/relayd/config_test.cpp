@@ -1,0 +1,575 @@
+// Tests for relayd/config: defaults, a file with every key, one bad snippet per error class
+// (each message must name its key), and the value parsers (durations, sizes, endpoints, CIDR).
+#include "relayd/config.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+namespace relayd {
+namespace {
+
+using namespace std::chrono_literals;
+
+config parse_ok(std::string_view text) {
+  auto c = parse_config(text, "relayd.toml");
+  EXPECT_TRUE(c.has_value()) << c.error();
+  return c.value_or(config{});
+}
+
+std::string parse_error(std::string_view text) {
+  auto c = parse_config(text, "relayd.toml");
+  EXPECT_FALSE(c.has_value()) << "accepted:\n" << text;
+  return c ? std::string() : c.error();
+}
+
+std::vector<std::string> strings(const std::vector<endpoint>& list) {
+  std::vector<std::string> out;
+  for (const auto& e : list) out.push_back(e.to_string());
+  return out;
+}
+
+TEST(Config, EmptyFileGivesDesignDefaults) {
+  const config c = parse_ok("");
+  EXPECT_FALSE(c.hostname.empty());
+  EXPECT_EQ(c.spool, "/var/spool/relayd");
+  EXPECT_EQ(strings(c.smtp.listen), (std::vector<std::string>{"127.0.0.1:25", "[::1]:25"}));
+  EXPECT_TRUE(c.smtp.submission.empty());
+  EXPECT_TRUE(c.smtp.smtps.empty());
+  ASSERT_EQ(c.smtp.mynetworks.size(), 2u);
+  EXPECT_TRUE(c.smtp.mynetworks[0].contains("127.1.2.3"));
+  EXPECT_FALSE(c.smtp.mynetworks[0].contains("128.0.0.1"));
+  EXPECT_TRUE(c.smtp.mynetworks[1].contains("::1"));
+  EXPECT_FALSE(c.smtp.mynetworks[1].contains("::2"));
+  EXPECT_EQ(c.smtp.max_message_size, 35u * 1024 * 1024);
+  EXPECT_EQ(c.smtp.max_recipients, 1000u);
+  EXPECT_EQ(c.smtp.max_connections, 1000u);
+  EXPECT_EQ(c.smtp.max_connections_per_client, 50u);
+  EXPECT_EQ(c.smtp.idle_timeout, 5min);
+  EXPECT_EQ(c.tls.cert, "");
+  EXPECT_EQ(c.tls.key, "");
+  EXPECT_EQ(c.auth.users, "");
+  EXPECT_FALSE(c.delivery.relayhost.has_value());
+  EXPECT_EQ(c.delivery.relayhost_user, "");
+  EXPECT_EQ(c.delivery.relayhost_password_file, "");
+  EXPECT_EQ(c.delivery.port, 25);
+  EXPECT_TRUE(c.delivery.dns_servers.empty());
+  EXPECT_EQ(c.delivery.tls, tls_policy::may);
+  EXPECT_EQ(c.delivery.concurrency_per_destination, 20u);
+  EXPECT_EQ(c.delivery.connect_timeout, 30s);
+  EXPECT_EQ(c.delivery.command_timeout, 5min);
+  EXPECT_EQ(c.queue.min_backoff, 5min);
+  EXPECT_EQ(c.queue.max_backoff, 1h);
+  EXPECT_EQ(c.queue.max_lifetime, 5 * 24h);
+  EXPECT_EQ(c.queue.delay_warning, 4h);
+  EXPECT_EQ(c.queue.dead_retention, 30 * 24h);
+  EXPECT_EQ(c.queue.max_messages, 0u);
+  EXPECT_EQ(c.queue.min_free_disk, 100u * 1024 * 1024);
+  EXPECT_EQ(c.queue.max_spool_size, 0u);
+  EXPECT_TRUE(c.queue.bounces);
+  EXPECT_EQ(c.control.socket, "/run/relayd/control.sock");
+  ASSERT_TRUE(c.metrics.listen.has_value());
+  EXPECT_EQ(c.metrics.listen->to_string(), "127.0.0.1:9587");
+}
+
+TEST(Config, DefaultHostnameIsTheSystemHostName) {
+  char buf[256] = {};
+  ASSERT_EQ(gethostname(buf, sizeof buf - 1), 0);
+  const std::string expected = buf[0] != '\0' ? buf : "localhost";
+  EXPECT_EQ(parse_ok("").hostname, expected);
+  EXPECT_EQ(parse_ok("hostname = \"\"").hostname, expected);
+}
+
+TEST(Config, EveryKeySet) {
+  const config c = parse_ok(R"(
+hostname = "relay.example.org"
+spool    = "/tmp/spool"
+
+[smtp]
+listen     = ["127.0.0.1:2525", "[::1]:2525", "localhost:0"]
+submission = ["127.0.0.1:587"]
+smtps      = ["127.0.0.1"]
+mynetworks = ["10.0.0.0/8", "192.168.1.7", "fd00::/8"]
+max_message_size = "10M"
+max_recipients   = 100
+max_connections  = 200
+max_connections_per_client = 10
+idle_timeout     = "1m"
+
+[tls]
+cert = "/etc/relayd/cert.pem"
+key  = "/etc/relayd/key.pem"
+
+[auth]
+users = "/etc/relayd/users"
+
+[delivery]
+relayhost = "[smtp.example.net]:587"
+relayhost_user = "relay"
+relayhost_password_file = "/etc/relayd/relay.pw"
+port = 2525
+dns_servers = ["127.0.0.1:5353", "[::1]"]
+tls = "verify"
+concurrency_per_destination = 4
+connect_timeout = "10s"
+command_timeout = 120
+
+[queue]
+min_backoff   = "1m"
+max_backoff   = "2h"
+max_lifetime  = "1w"
+delay_warning = "0s"
+dead_retention = "7d"
+max_messages  = 50000
+min_free_disk = "1G"
+max_spool_size = "2T"
+bounces = false
+
+[control]
+socket = "/tmp/relayd.sock"
+
+[metrics]
+listen = "[::1]:9000"
+)");
+  EXPECT_EQ(c.hostname, "relay.example.org");
+  EXPECT_EQ(c.spool, "/tmp/spool");
+  EXPECT_EQ(strings(c.smtp.listen),
+            (std::vector<std::string>{"127.0.0.1:2525", "[::1]:2525", "localhost:0"}));
+  EXPECT_EQ(strings(c.smtp.submission), (std::vector<std::string>{"127.0.0.1:587"}));
+  EXPECT_EQ(strings(c.smtp.smtps), (std::vector<std::string>{"127.0.0.1:465"}));
+  ASSERT_EQ(c.smtp.mynetworks.size(), 3u);
+  EXPECT_TRUE(c.smtp.mynetworks[0].contains("10.255.0.1"));
+  EXPECT_TRUE(c.smtp.mynetworks[1].contains("192.168.1.7"));
+  EXPECT_FALSE(c.smtp.mynetworks[1].contains("192.168.1.8"));
+  EXPECT_TRUE(c.smtp.mynetworks[2].contains("fd12::1"));
+  EXPECT_EQ(c.smtp.max_message_size, 10u << 20);
+  EXPECT_EQ(c.smtp.max_recipients, 100u);
+  EXPECT_EQ(c.smtp.max_connections, 200u);
+  EXPECT_EQ(c.smtp.max_connections_per_client, 10u);
+  EXPECT_EQ(c.smtp.idle_timeout, 1min);
+  EXPECT_EQ(c.tls.cert, "/etc/relayd/cert.pem");
+  EXPECT_EQ(c.tls.key, "/etc/relayd/key.pem");
+  EXPECT_EQ(c.auth.users, "/etc/relayd/users");
+  ASSERT_TRUE(c.delivery.relayhost.has_value());
+  EXPECT_EQ(c.delivery.relayhost->host, "smtp.example.net");
+  EXPECT_EQ(c.delivery.relayhost->port, 587);
+  EXPECT_EQ(c.delivery.relayhost_user, "relay");
+  EXPECT_EQ(c.delivery.relayhost_password_file, "/etc/relayd/relay.pw");
+  EXPECT_EQ(c.delivery.port, 2525);
+  EXPECT_EQ(strings(c.delivery.dns_servers),
+            (std::vector<std::string>{"127.0.0.1:5353", "[::1]:53"}));
+  EXPECT_EQ(c.delivery.tls, tls_policy::verify);
+  EXPECT_EQ(c.delivery.concurrency_per_destination, 4u);
+  EXPECT_EQ(c.delivery.connect_timeout, 10s);
+  EXPECT_EQ(c.delivery.command_timeout, 120s);
+  EXPECT_EQ(c.queue.min_backoff, 1min);
+  EXPECT_EQ(c.queue.max_backoff, 2h);
+  EXPECT_EQ(c.queue.max_lifetime, 7 * 24h);
+  EXPECT_EQ(c.queue.delay_warning, 0s);
+  EXPECT_EQ(c.queue.dead_retention, 7 * 24h);
+  EXPECT_EQ(c.queue.max_messages, 50000u);
+  EXPECT_EQ(c.queue.min_free_disk, 1ull << 30);
+  EXPECT_EQ(c.queue.max_spool_size, 2ull << 40);
+  EXPECT_FALSE(c.queue.bounces);
+  EXPECT_EQ(c.control.socket, "/tmp/relayd.sock");
+  ASSERT_TRUE(c.metrics.listen.has_value());
+  EXPECT_EQ(c.metrics.listen->to_string(), "[::1]:9000");
+}
+
+TEST(Config, MissingSectionsKeepDefaults) {
+  const config c = parse_ok("[smtp]\nmax_recipients = 5\n");
+  EXPECT_EQ(c.smtp.max_recipients, 5u);
+  EXPECT_EQ(c.smtp.max_connections, 1000u);
+  EXPECT_EQ(strings(c.smtp.listen), (std::vector<std::string>{"127.0.0.1:25", "[::1]:25"}));
+  EXPECT_EQ(c.delivery.tls, tls_policy::may);
+  EXPECT_EQ(c.queue.max_backoff, 1h);
+}
+
+TEST(Config, EmptyValuesMeanUnset) {
+  const config c = parse_ok(R"(
+[smtp]
+listen = []
+submission = ["127.0.0.1:587"]
+mynetworks = []
+[delivery]
+relayhost = ""
+[metrics]
+listen = ""
+)");
+  EXPECT_TRUE(c.smtp.listen.empty());
+  EXPECT_TRUE(c.smtp.mynetworks.empty());
+  EXPECT_FALSE(c.delivery.relayhost.has_value());
+  EXPECT_FALSE(c.metrics.listen.has_value());
+}
+
+TEST(Config, IntegersAcceptedForSizesAndDurations) {
+  const config c = parse_ok("[smtp]\nmax_message_size = 1024\nidle_timeout = 90\n");
+  EXPECT_EQ(c.smtp.max_message_size, 1024u);
+  EXPECT_EQ(c.smtp.idle_timeout, 90s);
+}
+
+TEST(Config, InlineAndDottedTablesWork) {
+  const config c = parse_ok("smtp.max_recipients = 7\nqueue = { bounces = false }\n");
+  EXPECT_EQ(c.smtp.max_recipients, 7u);
+  EXPECT_FALSE(c.queue.bounces);
+}
+
+TEST(Config, ExactMessages) {
+  EXPECT_EQ(parse_error("[smtp]\nmax_message_size = \"35Q\"\n"),
+            "relayd.toml: smtp.max_message_size: bad size \"35Q\" (use e.g. 512K, 35M)");
+  EXPECT_EQ(parse_error("[smtp]\nmax_mesage_size = \"35M\"\n"),
+            "relayd.toml: smtp.max_mesage_size: unknown key (did you mean max_message_size?)");
+  EXPECT_EQ(parse_error("[smpt]\n"), "relayd.toml: smpt: unknown table (did you mean smtp?)");
+  EXPECT_EQ(parse_error("[smtp]\nmax_recipients = \"10\"\n"),
+            "relayd.toml: smtp.max_recipients: expected an integer, got a string");
+  EXPECT_EQ(parse_error("[smtp]\nlisten = []\n"),
+            "relayd.toml: smtp: no listener (smtp.listen, smtp.submission and smtp.smtps are all "
+            "empty)");
+  EXPECT_EQ(parse_error("[frobnicate]\n"), "relayd.toml: frobnicate: unknown table");
+  EXPECT_EQ(parse_error("[queue]\nmin_backoff = \"2h\"\nmax_backoff = 3600\n"),
+            "relayd.toml: queue.min_backoff: 2h is greater than queue.max_backoff (1h)");
+  EXPECT_EQ(parse_error("[smtp]\nmax_recipients = = 3\n").rfind("relayd.toml:2:", 0), 0u);
+}
+
+TEST(Config, FirstProblemInFileOrderIsReported) {
+  // Tables iterate in key order; the report follows the file instead.
+  EXPECT_NE(parse_error("[smtp]\nmax_recipients = -1\n[delivery]\ntls = \"bad\"\n")
+                .find("smtp.max_recipients"),
+            std::string::npos);
+  EXPECT_NE(parse_error("[delivery]\ntls = \"bad\"\n[auth]\nuserz = \"\"\n").find("delivery.tls"),
+            std::string::npos);
+  EXPECT_NE(parse_error("[queue]\nmin_backoff = \"x\"\nbounces = 1\n").find("queue.min_backoff"),
+            std::string::npos);
+}
+
+TEST(Config, SyntaxErrorsGiveLineAndColumn) {
+  const std::string e = parse_error("hostname = \"a.example\"\n[smtp]\nmax_recipients = = 3\n");
+  EXPECT_EQ(e.rfind("relayd.toml:3:", 0), 0u) << e;
+  const std::string dup = parse_error("[smtp]\nmax_recipients = 3\nmax_recipients = 4\n");
+  EXPECT_EQ(dup.rfind("relayd.toml:3:", 0), 0u) << dup;
+  const std::string unterminated = parse_error("\n\n\nspool = \"/var\n");
+  EXPECT_EQ(unterminated.rfind("relayd.toml:4:", 0), 0u) << unterminated;
+}
+
+// One bad snippet per error class; the message must name the key.
+struct bad_case {
+  const char* toml;
+  const char* key;   // must appear as "relayd.toml: KEY: "
+  const char* what;  // a further substring of the message
+};
+
+class BadConfig : public testing::TestWithParam<bad_case> {};
+
+TEST_P(BadConfig, NamesTheKey) {
+  const bad_case& c = GetParam();
+  const std::string e = parse_error(c.toml);
+  EXPECT_EQ(e.rfind("relayd.toml: " + std::string(c.key) + ": ", 0), 0u) << e;
+  EXPECT_NE(e.find(c.what), std::string::npos) << e;
+}
+
+const bad_case bad_cases[] = {
+    // unknown keys and tables
+    {"nonsense = 1", "nonsense", "unknown key"},
+    {"hostnme = \"x\"", "hostnme", "did you mean hostname?"},
+    {"[smtp]\nlistn = []", "smtp.listn", "unknown key"},
+    {"[smtp.extra]\na = 1", "smtp.extra", "unknown key"},
+    {"[queue]\nmax_spool = \"1G\"", "queue.max_spool", "unknown key"},
+    {"[metrics]\nport = 1", "metrics.port", "unknown key"},
+    // wrong types
+    {"hostname = 5", "hostname", "expected a string, got an integer"},
+    {"spool = []", "spool", "expected a string"},
+    {"smtp = 5", "smtp", "expected a table, got an integer"},
+    {"[[smtp]]\nlisten = []", "smtp", "expected a table, got an array"},
+    {"[smtp]\nlisten = \"127.0.0.1:25\"", "smtp.listen", "expected an array of strings"},
+    {"[smtp]\nlisten = [\"127.0.0.1:25\", 25]", "smtp.listen", "item 2: expected a string"},
+    {"[smtp]\nmax_message_size = 1.5", "smtp.max_message_size", "expected a size"},
+    {"[smtp]\nidle_timeout = 00:05:00", "smtp.idle_timeout", "got a time"},
+    {"[smtp]\nmax_connections = true", "smtp.max_connections", "expected an integer"},
+    {"[queue]\nbounces = \"yes\"", "queue.bounces", "expected a boolean"},
+    {"[tls]\ncert = 1", "tls.cert", "expected a string"},
+    {"[auth]\nusers = false", "auth.users", "expected a string"},
+    {"[delivery]\nport = \"25\"", "delivery.port", "expected an integer"},
+    {"[control]\nsocket = 1", "control.socket", "expected a string"},
+    {"[metrics]\nlisten = [\"127.0.0.1:1\"]", "metrics.listen", "expected a string"},
+    // bad values
+    {"hostname = \"bad_name.example\"", "hostname", "bad host name"},
+    {"hostname = \"-x.example\"", "hostname", "bad host name"},
+    {"hostname = \"192.0.2.1\"", "hostname", "bad host name"},
+    {"hostname = \"relay.example.org.\"", "hostname", "bad host name"},
+    {"spool = \"\"", "spool", "must not be empty"},
+    {"[smtp]\nlisten = [\"::1:25\"]", "smtp.listen", "brackets"},
+    {"[smtp]\nlisten = [\"127.0.0.1:65536\"]", "smtp.listen", "bad port"},
+    {"[smtp]\nlisten = [\"300.0.0.1:25\"]", "smtp.listen", "bad host"},
+    {"[smtp]\nsubmission = [\"[::1\"]", "smtp.submission", "missing \"]\""},
+    {"[smtp]\nsmtps = [\"[zz::1]:465\"]", "smtp.smtps", "bad host"},
+    {"[smtp]\nmynetworks = [\"10.0.0.0/33\"]", "smtp.mynetworks", "out of range"},
+    {"[smtp]\nmynetworks = [\"::1/129\"]", "smtp.mynetworks", "out of range"},
+    {"[smtp]\nmynetworks = [\"example.org\"]", "smtp.mynetworks", "bad network"},
+    {"[smtp]\nmynetworks = [\"10.0.0.0/\"]", "smtp.mynetworks", "bad prefix"},
+    {"[smtp]\nmax_message_size = \"35Q\"", "smtp.max_message_size", "bad size \"35Q\""},
+    {"[smtp]\nmax_message_size = \"99999999T\"", "smtp.max_message_size", "too large"},
+    {"[smtp]\nmax_message_size = -1", "smtp.max_message_size", "negative"},
+    {"[smtp]\nmax_message_size = \"-1M\"", "smtp.max_message_size", "negative"},
+    {"[smtp]\nmax_message_size = 0", "smtp.max_message_size", "greater than 0"},
+    {"[smtp]\nmax_recipients = 0", "smtp.max_recipients", "at least 1"},
+    {"[smtp]\nmax_connections = -3", "smtp.max_connections", "negative"},
+    {"[smtp]\nidle_timeout = \"5x\"", "smtp.idle_timeout", "bad duration \"5x\""},
+    {"[smtp]\nidle_timeout = \"0s\"", "smtp.idle_timeout", "at least 1s"},
+    {"[smtp]\nidle_timeout = -5", "smtp.idle_timeout", "negative"},
+    {"[delivery]\nrelayhost = \"[mail.example\"", "delivery.relayhost", "missing"},
+    {"[delivery]\nrelayhost = \"mail.example:0\"", "delivery.relayhost",
+     "only allowed for listeners"},
+    {"[delivery]\nport = 0", "delivery.port", "out of range"},
+    {"[delivery]\nport = 70000", "delivery.port", "out of range"},
+    {"[delivery]\ndns_servers = [\"ns.example:53\"]", "delivery.dns_servers", "not an IP address"},
+    {"[delivery]\ndns_servers = [\"1.1.1.1:0\"]", "delivery.dns_servers", "port 0"},
+    {"[delivery]\ntls = \"always\"", "delivery.tls", "none, may, encrypt or verify"},
+    {"[delivery]\nconcurrency_per_destination = 0", "delivery.concurrency_per_destination",
+     "at least 1"},
+    {"[delivery]\nconnect_timeout = \"1y\"", "delivery.connect_timeout", "bad duration"},
+    {"[delivery]\ncommand_timeout = \"99999999w\"", "delivery.command_timeout", "too long"},
+    {"[queue]\nmax_lifetime = \"0s\"", "queue.max_lifetime", "at least 1s"},
+    {"[queue]\ndelay_warning = \"4 h\"", "queue.delay_warning", "bad duration"},
+    {"[queue]\ndead_retention = \"\"", "queue.dead_retention", "bad duration"},
+    {"[queue]\nmax_messages = -1", "queue.max_messages", "negative"},
+    {"[queue]\nmin_free_disk = \"1.5G\"", "queue.min_free_disk", "bad size"},
+    {"[queue]\nmax_spool_size = \"10X\"", "queue.max_spool_size", "bad size"},
+    {"[control]\nsocket = \"\"", "control.socket", "must not be empty"},
+    {"[control]\nsocket = "
+     "\"/"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaa.sock\"",
+     "control.socket", "Unix socket path"},
+    {"[metrics]\nlisten = \"[::1]x\"", "metrics.listen", "bad address"},
+    // across keys
+    {"[smtp]\nlisten = []", "smtp", "no listener"},
+    {"[smtp]\nlisten = [\"127.0.0.1:25\"]\nsubmission = [\"127.0.0.1:25\"]", "smtp.submission",
+     "also in smtp.listen"},
+    {"[smtp]\nlisten = [\"127.0.0.1:25\", \"127.0.0.1:25\"]", "smtp.listen", "also in smtp.listen"},
+    {"[metrics]\nlisten = \"127.0.0.1:25\"", "metrics.listen", "also in smtp.listen"},
+    {"[smtp]\nmax_connections = 10\nmax_connections_per_client = 11",
+     "smtp.max_connections_per_client", "greater than smtp.max_connections"},
+    {"[tls]\ncert = \"/c.pem\"", "tls.key", "must be set when tls.cert is set"},
+    {"[tls]\nkey = \"/k.pem\"", "tls.cert", "must be set when tls.key is set"},
+    {"[delivery]\nrelayhost = \"[mx.example]:587\"\nrelayhost_user = \"u\"",
+     "delivery.relayhost_password_file", "must be set"},
+    {"[delivery]\nrelayhost_user = \"u\"\nrelayhost_password_file = \"/pw\"",
+     "delivery.relayhost_user", "delivery.relayhost is empty"},
+    {"[queue]\nmin_backoff = \"2h\"\nmax_backoff = \"1h\"", "queue.min_backoff",
+     "greater than queue.max_backoff"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Cases, BadConfig, testing::ValuesIn(bad_cases));
+
+TEST(Config, PortZeroOnlyForListeners) {
+  const config c = parse_ok(
+      "[smtp]\nlisten = [\"127.0.0.1:0\"]\nsubmission = [\"127.0.0.1:0\"]\n"
+      "[metrics]\nlisten = \"127.0.0.1:0\"\n");
+  EXPECT_EQ(c.smtp.listen[0].port, 0);
+  EXPECT_EQ(c.metrics.listen->port, 0);
+}
+
+TEST(Config, LoadConfigReadsAFileAndNamesIt) {
+  char path[] = "/tmp/relayd_config_test_XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  {
+    std::ofstream out(path);
+    out << "[smtp]\nmax_recipients = 12\n";
+  }
+  auto c = load_config(path);
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(c->smtp.max_recipients, 12u);
+  {
+    std::ofstream out(path);
+    out << "[smtp]\nmax_recipients = 0\n";
+  }
+  c = load_config(path);
+  ASSERT_FALSE(c.has_value());
+  EXPECT_EQ(c.error(), std::string(path) + ": smtp.max_recipients: must be at least 1");
+  std::remove(path);
+  c = load_config(path);
+  ASSERT_FALSE(c.has_value());
+  EXPECT_EQ(c.error().rfind(std::string(path) + ": cannot open: ", 0), 0u) << c.error();
+}
+
+TEST(Duration, Parses) {
+  EXPECT_EQ(parse_duration("30s"), 30s);
+  EXPECT_EQ(parse_duration("5m"), 5min);
+  EXPECT_EQ(parse_duration("4h"), 4h);
+  EXPECT_EQ(parse_duration("5d"), 5 * 24h);
+  EXPECT_EQ(parse_duration("1w"), 7 * 24h);
+  EXPECT_EQ(parse_duration("0s"), 0s);
+  EXPECT_EQ(parse_duration("42"), 42s);
+  EXPECT_EQ(parse_duration("36500d"), 36500 * 24h);
+}
+
+TEST(Duration, Rejects) {
+  for (const char* s : {"", "s", "-5s", "5M", "5x", "1.5h", " 5s", "5s ", "5 s", "+5s", "1h30m",
+                        "36501d", "99999999999999999999s", "5ss"}) {
+    EXPECT_FALSE(parse_duration(s).has_value()) << s;
+  }
+  EXPECT_NE(parse_duration("-5s").error().find("negative"), std::string::npos);
+  EXPECT_NE(parse_duration("99999999999999999999s").error().find("too long"), std::string::npos);
+  EXPECT_NE(parse_duration("5x").error().find("\"5x\""), std::string::npos);
+}
+
+TEST(Size, Parses) {
+  EXPECT_EQ(parse_size("0"), 0u);
+  EXPECT_EQ(parse_size("123"), 123u);
+  EXPECT_EQ(parse_size("512K"), 512u * 1024);
+  EXPECT_EQ(parse_size("512k"), 512u * 1024);
+  EXPECT_EQ(parse_size("35M"), 35u * 1024 * 1024);
+  EXPECT_EQ(parse_size("1G"), 1ull << 30);
+  EXPECT_EQ(parse_size("100T"), 100ull << 40);
+  EXPECT_EQ(parse_size("16777215T"), 16777215ull << 40);
+  EXPECT_EQ(parse_size("18446744073709551615"), 18446744073709551615ull);
+}
+
+TEST(Size, Rejects) {
+  for (const char* s : {"", "K", "35Q", "-1", "-1M", "1.5M", "35MB", "35 M", "16777216T",
+                        "18446744073709551616", "0x10"})
+    EXPECT_FALSE(parse_size(s).has_value()) << s;
+  EXPECT_NE(parse_size("16777216T").error().find("too large"), std::string::npos);
+  EXPECT_NE(parse_size("-1").error().find("negative"), std::string::npos);
+}
+
+TEST(Endpoint, Parses) {
+  struct {
+    const char* text;
+    std::uint16_t default_port;
+    const char* host;
+    std::uint16_t port;
+    const char* back;
+  } cases[] = {
+      {"127.0.0.1:25", 0, "127.0.0.1", 25, "127.0.0.1:25"},
+      {"[::1]:25", 0, "::1", 25, "[::1]:25"},
+      {"localhost:25", 0, "localhost", 25, "localhost:25"},
+      {"mail.example.org:587", 0, "mail.example.org", 587, "mail.example.org:587"},
+      {"[mail.example.org]:587", 0, "mail.example.org", 587, "mail.example.org:587"},
+      {"[mail.example.org]", 25, "mail.example.org", 25, "mail.example.org:25"},
+      {"[2001:db8::1]", 53, "2001:db8::1", 53, "[2001:db8::1]:53"},
+      {"10.0.0.1", 53, "10.0.0.1", 53, "10.0.0.1:53"},
+      {"[::]:0", 0, "::", 0, "[::]:0"},
+      {"0.0.0.0:65535", 0, "0.0.0.0", 65535, "0.0.0.0:65535"},
+      {"[::ffff:127.0.0.1]:25", 0, "::ffff:127.0.0.1", 25, "[::ffff:127.0.0.1]:25"},
+  };
+  for (const auto& c : cases) {
+    auto e = parse_endpoint(c.text, c.default_port);
+    ASSERT_TRUE(e.has_value()) << c.text << ": " << e.error();
+    EXPECT_EQ(e->host, c.host) << c.text;
+    EXPECT_EQ(e->port, c.port) << c.text;
+    EXPECT_EQ(e->to_string(), c.back) << c.text;
+  }
+}
+
+TEST(Endpoint, Rejects) {
+  for (const char* s :
+       {"",           "127.0.0.1",   "::1",           "::1:25",        "[::1]",
+        "[::1]25",    "[::1",        "[]:25",         ":25",           "host:",
+        "host:65536", "host:-1",     "host:2x",       "host:+25",      "256.0.0.1:25",
+        "1.2.3:25",   "bad_host:25", "-a.example:25", "a..example:25", "[fe80::1%eth0]:25",
+        "host :25"})
+    EXPECT_FALSE(parse_endpoint(s).has_value()) << s;
+  EXPECT_NE(parse_endpoint("::1:25").error().find("[::1]:25"), std::string::npos);
+  EXPECT_NE(parse_endpoint("127.0.0.1").error().find("missing port"), std::string::npos);
+}
+
+TEST(Cidr, ParsesAndMatches) {
+  auto net = parse_cidr("127.0.0.0/8");
+  ASSERT_TRUE(net.has_value());
+  EXPECT_FALSE(net->v6);
+  EXPECT_EQ(net->prefix, 8);
+  EXPECT_TRUE(net->contains("127.0.0.1"));
+  EXPECT_TRUE(net->contains("127.255.255.255"));
+  EXPECT_FALSE(net->contains("128.0.0.1"));
+  EXPECT_FALSE(net->contains("::1"));
+  EXPECT_FALSE(net->contains("not an address"));
+  EXPECT_FALSE(net->contains(""));
+
+  auto odd = parse_cidr("192.168.1.128/25");
+  ASSERT_TRUE(odd.has_value());
+  EXPECT_TRUE(odd->contains("192.168.1.200"));
+  EXPECT_FALSE(odd->contains("192.168.1.127"));
+
+  auto v6 = parse_cidr("2001:db8::/32");
+  ASSERT_TRUE(v6.has_value());
+  EXPECT_TRUE(v6->v6);
+  EXPECT_TRUE(v6->contains("2001:db8:ffff::1"));
+  EXPECT_TRUE(v6->contains("[2001:db8::1]"));
+  EXPECT_FALSE(v6->contains("2001:db9::1"));
+  EXPECT_FALSE(v6->contains("32.1.13.184"));
+
+  auto odd6 = parse_cidr("fe80::/10");
+  ASSERT_TRUE(odd6.has_value());
+  EXPECT_TRUE(odd6->contains("febf::1"));
+  EXPECT_TRUE(odd6->contains("fe80::1%eth0"));
+  EXPECT_FALSE(odd6->contains("fec0::1"));
+}
+
+TEST(Cidr, BareAddressIsAHost) {
+  auto v4 = parse_cidr("192.0.2.7");
+  ASSERT_TRUE(v4.has_value());
+  EXPECT_EQ(v4->prefix, 32);
+  EXPECT_TRUE(v4->contains("192.0.2.7"));
+  EXPECT_FALSE(v4->contains("192.0.2.8"));
+  auto v6 = parse_cidr("::1");
+  ASSERT_TRUE(v6.has_value());
+  EXPECT_EQ(v6->prefix, 128);
+  EXPECT_TRUE(v6->contains("::1"));
+  EXPECT_FALSE(v6->contains("::"));
+}
+
+TEST(Cidr, ZeroPrefixMatchesItsFamily) {
+  auto all4 = parse_cidr("0.0.0.0/0");
+  ASSERT_TRUE(all4.has_value());
+  EXPECT_TRUE(all4->contains("1.2.3.4"));
+  EXPECT_TRUE(all4->contains("::ffff:1.2.3.4"));
+  EXPECT_FALSE(all4->contains("2001:db8::1"));
+  auto all6 = parse_cidr("::/0");
+  ASSERT_TRUE(all6.has_value());
+  EXPECT_TRUE(all6->contains("2001:db8::1"));
+  EXPECT_FALSE(all6->contains("1.2.3.4"));
+}
+
+TEST(Cidr, HostBitsAreMasked) {
+  auto c = parse_cidr("127.0.0.1/8");
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->addr[0], 127);
+  EXPECT_EQ(c->addr[3], 0);
+  EXPECT_TRUE(c->contains("127.9.9.9"));
+  auto c6 = parse_cidr("2001:db8::1/64");
+  ASSERT_TRUE(c6.has_value());
+  EXPECT_EQ(c6->addr[15], 0);
+  EXPECT_TRUE(c6->contains("2001:db8::ffff"));
+}
+
+TEST(Cidr, Ipv4MappedAddressesMatchIpv4Blocks) {
+  auto c = parse_cidr("127.0.0.0/8");
+  ASSERT_TRUE(c.has_value());
+  EXPECT_TRUE(c->contains("::ffff:127.0.0.2"));
+  EXPECT_TRUE(c->contains("::FFFF:7f00:1"));
+  EXPECT_FALSE(c->contains("::ffff:10.0.0.1"));
+  EXPECT_FALSE(c->contains("::127.0.0.2"));  // IPv4-compatible, not mapped
+  // A mapped block is an IPv4 block.
+  auto m = parse_cidr("::ffff:10.0.0.0/104");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_FALSE(m->v6);
+  EXPECT_EQ(m->prefix, 8);
+  EXPECT_TRUE(m->contains("10.1.2.3"));
+  EXPECT_TRUE(m->contains("::ffff:10.1.2.3"));
+}
+
+TEST(Cidr, Rejects) {
+  for (const char* s :
+       {"", "/8", "10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/8/8", "10.0.0/8",
+        "example.org", "10.0.0.0/ 8", "10.0.0.0/+8", "[::1]/128", "10.0.0.0/0008x"})
+    EXPECT_FALSE(parse_cidr(s).has_value()) << s;
+}
+
+}  // namespace
+}  // namespace relayd
