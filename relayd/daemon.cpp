@@ -386,6 +386,7 @@ int run_daemon(const config& cfg) {
   }
 
   asio::signal_set signals(io, SIGTERM, SIGINT);
+  asio::signal_set hup(io, SIGHUP);
   asio::steady_timer grace(io);
   int signals_seen = 0;
   std::function<void(boost::system::error_code, int)> on_signal =
@@ -410,9 +411,18 @@ int run_daemon(const config& cfg) {
           grace.cancel();
           boost::system::error_code ignored;
           signals.cancel(ignored);
+          hup.cancel(ignored);
         });
       };
   signals.async_wait(on_signal);
+  // SIGHUP must not kill the daemon (the default action); nothing reloads yet.
+  std::function<void(boost::system::error_code, int)> on_hup = [&](boost::system::error_code ec,
+                                                                   int) {
+    if (ec) return;
+    spdlog::info("SIGHUP: nothing to reload in this version");
+    hup.async_wait(on_hup);
+  };
+  hup.async_wait(on_hup);
   spdlog::info("relayd started: hostname {}", cfg.hostname);
   io.run();
   spool.reset();  // finishes queued spool operations, then closes LMDB
