@@ -1,0 +1,398 @@
+// SMTP command parsing and encoding (see command.hpp). The grammar is RFC 5321
+// 4.1.1 and 4.1.2 with the MAIL parameters of SIZE (RFC 1870), BODY (RFC 6152)
+// and SMTPUTF8 (RFC 6531); every failure returns the parse_error of its reason.
+#include "smtp/command.hpp"
+
+#include <array>
+#include <cstddef>
+#include <utility>
+
+#include "smtp/address.hpp"
+#include "smtp/replies.hpp"
+
+namespace smtp {
+namespace {
+
+struct verb_name {
+  std::string_view name;
+  verb what;
+};
+constexpr std::array<verb_name, 13> verbs{{
+    {"EHLO", verb::ehlo},
+    {"HELO", verb::helo},
+    {"MAIL", verb::mail},
+    {"RCPT", verb::rcpt},
+    {"DATA", verb::data},
+    {"RSET", verb::rset},
+    {"NOOP", verb::noop},
+    {"QUIT", verb::quit},
+    {"VRFY", verb::vrfy},
+    {"HELP", verb::help},
+    {"STARTTLS", verb::starttls},
+    {"AUTH", verb::auth},
+    {"BDAT", verb::bdat},
+}};
+
+char lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+bool istarts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+bool is_space(char c) {
+  return c == ' ' || c == '\t';
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+bool has_control(std::string_view line) {
+  for (char ch : line) {
+    const auto c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return true;
+  }
+  return false;
+}
+
+bool is_alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+// esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
+bool is_keyword(std::string_view k) {
+  if (k.empty() || !is_alnum(k.front())) return false;
+  for (char c : k) {
+    if (!is_alnum(c) && c != '-') return false;
+  }
+  return true;
+}
+
+// esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8 (RFC 6531 3.3)
+bool is_value(std::string_view v) {
+  if (v.empty()) return false;
+  for (char ch : v) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '=' || c <= 32 || c == 127) return false;
+  }
+  return true;
+}
+
+std::optional<std::uint64_t> parse_size(std::string_view v) {
+  if (v.empty() || v.size() > 20) return std::nullopt;
+  std::uint64_t n = 0;
+  for (char c : v) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const auto digit = static_cast<std::uint64_t>(c - '0');
+    if (n > (UINT64_MAX - digit) / 10) return std::nullopt;
+    n = n * 10 + digit;
+  }
+  return n;
+}
+
+struct path_parts {
+  std::string_view mailbox;  // without "<>" and source route
+  std::string_view rest;     // what follows the ">"
+};
+
+// Reads "<" [A-d-l ":"] Mailbox ">" (or "<>") at the start of `s`.
+std::optional<path_parts> split_path(std::string_view s) {
+  if (s.empty() || s.front() != '<') return std::nullopt;
+  std::size_t i = 1;
+  // Find the closing '>' outside a quoted local part.
+  bool quoted = false;
+  std::size_t close = std::string_view::npos;
+  for (std::size_t k = 1; k < s.size(); ++k) {
+    const char c = s[k];
+    if (quoted) {
+      if (c == '\\') {
+        ++k;
+      } else if (c == '"') {
+        quoted = false;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == '>') {
+      close = k;
+      break;
+    }
+  }
+  if (close == std::string_view::npos || close + 1 > max_path_length) return std::nullopt;
+  std::string_view inner = s.substr(i, close - i);
+  if (!inner.empty() && inner.front() == '@') {
+    // A-d-l = At-domain *( "," At-domain ); each At-domain = "@" Domain.
+    const std::size_t colon = inner.find(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    std::string_view route = inner.substr(0, colon);
+    while (true) {
+      const std::size_t comma = route.find(',');
+      const std::string_view at_domain = route.substr(0, comma);
+      if (at_domain.size() < 2 || at_domain.front() != '@' ||
+          !is_valid_domain(at_domain.substr(1), true)) {
+        return std::nullopt;
+      }
+      if (comma == std::string_view::npos) break;
+      route.remove_prefix(comma + 1);
+    }
+    inner.remove_prefix(colon + 1);
+    if (inner.empty()) return std::nullopt;
+  }
+  return path_parts{inner, s.substr(close + 1)};
+}
+
+// The parameters after a path: SP-separated "KEYWORD[=VALUE]".
+std::expected<void, parse_error> parse_mail_params(std::string_view rest, command& cmd) {
+  bool seen_size = false;
+  bool seen_body = false;
+  bool seen_utf8 = false;
+  while (true) {
+    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+    if (rest.empty()) return {};
+    const std::size_t sp = rest.find(' ');
+    const std::string_view param = rest.substr(0, sp);
+    rest.remove_prefix(sp == std::string_view::npos ? rest.size() : sp);
+
+    const std::size_t eq = param.find('=');
+    const std::string_view key = param.substr(0, eq);
+    const bool has_value = eq != std::string_view::npos;
+    const std::string_view value = has_value ? param.substr(eq + 1) : std::string_view{};
+    if (!is_keyword(key) || (has_value && !is_value(value))) {
+      return std::unexpected(parse_error::bad_parameter);
+    }
+    if (iequals(key, "SIZE")) {
+      const auto n = has_value ? parse_size(value) : std::nullopt;
+      if (seen_size || !n) return std::unexpected(parse_error::bad_parameter);
+      seen_size = true;
+      cmd.size = *n;
+    } else if (iequals(key, "BODY")) {
+      if (seen_body || !has_value) return std::unexpected(parse_error::bad_parameter);
+      seen_body = true;
+      if (iequals(value, "7BIT")) {
+        cmd.body = body_type::seven_bit;
+      } else if (iequals(value, "8BITMIME")) {
+        cmd.body = body_type::eight_bit_mime;
+      } else {
+        return std::unexpected(parse_error::bad_parameter);
+      }
+    } else if (iequals(key, "SMTPUTF8")) {
+      if (seen_utf8 || has_value) return std::unexpected(parse_error::bad_parameter);
+      seen_utf8 = true;
+      cmd.smtputf8 = true;
+    } else {
+      return std::unexpected(parse_error::unknown_parameter);
+    }
+  }
+}
+
+std::expected<void, parse_error> check_params_syntax(std::string_view rest) {
+  while (true) {
+    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+    if (rest.empty()) return {};
+    const std::size_t sp = rest.find(' ');
+    const std::string_view param = rest.substr(0, sp);
+    rest.remove_prefix(sp == std::string_view::npos ? rest.size() : sp);
+    const std::size_t eq = param.find('=');
+    if (!is_keyword(param.substr(0, eq)) ||
+        (eq != std::string_view::npos && !is_value(param.substr(eq + 1)))) {
+      return std::unexpected(parse_error::bad_parameter);
+    }
+  }
+}
+
+std::expected<command, parse_error> parse_mail(std::string_view args) {
+  if (!istarts_with(args, "FROM:")) return std::unexpected(parse_error::mail_syntax);
+  args.remove_prefix(5);
+  while (!args.empty() && args.front() == ' ') args.remove_prefix(1);
+  if (args.empty() || args.front() != '<') return std::unexpected(parse_error::mail_syntax);
+  const auto parts = split_path(args);
+  if (!parts) return std::unexpected(parse_error::bad_sender);
+  if (!parts->mailbox.empty() && !check_mailbox(parts->mailbox, true)) {
+    return std::unexpected(parse_error::bad_sender);
+  }
+  if (!parts->rest.empty() && parts->rest.front() != ' ') {
+    return std::unexpected(parse_error::bad_sender);
+  }
+  command cmd;
+  cmd.what = verb::mail;
+  cmd.path = std::string(parts->mailbox);
+  if (auto ok = parse_mail_params(parts->rest, cmd); !ok) return std::unexpected(ok.error());
+  return cmd;
+}
+
+std::expected<command, parse_error> parse_rcpt(std::string_view args) {
+  if (!istarts_with(args, "TO:")) return std::unexpected(parse_error::rcpt_syntax);
+  args.remove_prefix(3);
+  while (!args.empty() && args.front() == ' ') args.remove_prefix(1);
+  if (args.empty() || args.front() != '<') return std::unexpected(parse_error::rcpt_syntax);
+  const auto parts = split_path(args);
+  if (!parts || parts->mailbox.empty()) return std::unexpected(parse_error::bad_recipient);
+  if (!iequals(parts->mailbox, "postmaster") && !check_mailbox(parts->mailbox, true)) {
+    return std::unexpected(parse_error::bad_recipient);
+  }
+  if (!parts->rest.empty() && parts->rest.front() != ' ') {
+    return std::unexpected(parse_error::bad_recipient);
+  }
+  // relayd advertises no RCPT parameters (no DSN yet).
+  if (auto ok = check_params_syntax(parts->rest); !ok) return std::unexpected(ok.error());
+  if (!trim(parts->rest).empty()) return std::unexpected(parse_error::unknown_parameter);
+  command cmd;
+  cmd.what = verb::rcpt;
+  cmd.path = std::string(parts->mailbox);
+  return cmd;
+}
+
+}  // namespace
+
+std::string_view to_string(verb v) {
+  for (const auto& entry : verbs) {
+    if (entry.what == v) return entry.name;
+  }
+  return "?";
+}
+
+std::string_view to_string(parse_error e) {
+  switch (e) {
+    case parse_error::unknown_command:
+      return "unknown command";
+    case parse_error::invalid_characters:
+      return "invalid characters";
+    case parse_error::no_arguments_allowed:
+      return "no arguments allowed";
+    case parse_error::missing_argument:
+      return "missing argument";
+    case parse_error::helo_syntax:
+      return "EHLO/HELO syntax";
+    case parse_error::mail_syntax:
+      return "MAIL syntax";
+    case parse_error::rcpt_syntax:
+      return "RCPT syntax";
+    case parse_error::bad_sender:
+      return "bad sender address";
+    case parse_error::bad_recipient:
+      return "bad recipient address";
+    case parse_error::bad_parameter:
+      return "bad parameter";
+    case parse_error::unknown_parameter:
+      return "unknown parameter";
+  }
+  return "parse error";
+}
+
+reply to_reply(parse_error e) {
+  switch (e) {
+    case parse_error::unknown_command:
+      return replies::unknown_command();
+    case parse_error::invalid_characters:
+      return replies::invalid_characters();
+    case parse_error::no_arguments_allowed:
+      return replies::no_arguments_allowed();
+    case parse_error::missing_argument:
+      return replies::missing_argument();
+    case parse_error::helo_syntax:
+      return replies::helo_syntax();
+    case parse_error::mail_syntax:
+      return replies::mail_syntax();
+    case parse_error::rcpt_syntax:
+      return replies::rcpt_syntax();
+    case parse_error::bad_sender:
+      return replies::bad_sender_syntax();
+    case parse_error::bad_recipient:
+      return replies::bad_recipient_syntax();
+    case parse_error::bad_parameter:
+      return replies::bad_parameter();
+    case parse_error::unknown_parameter:
+      return replies::unknown_parameter();
+  }
+  return replies::unknown_command();
+}
+
+std::expected<command, parse_error> command::parse(std::string_view line) {
+  if (has_control(line)) return std::unexpected(parse_error::invalid_characters);
+  line = trim(line);
+  const std::size_t sp = line.find(' ');
+  const std::string_view name = line.substr(0, sp);
+  const std::string_view args =
+      sp == std::string_view::npos ? std::string_view{} : trim(line.substr(sp + 1));
+
+  const verb_name* found = nullptr;
+  for (const auto& entry : verbs) {
+    if (iequals(name, entry.name)) found = &entry;
+  }
+  if (found == nullptr) return std::unexpected(parse_error::unknown_command);
+
+  command cmd;
+  cmd.what = found->what;
+  switch (cmd.what) {
+    case verb::ehlo:
+    case verb::helo:
+      if (args.empty()) return std::unexpected(parse_error::helo_syntax);
+      cmd.argument = std::string(args);
+      return cmd;
+    case verb::mail:
+      return parse_mail(args);
+    case verb::rcpt:
+      return parse_rcpt(args);
+    case verb::data:
+    case verb::rset:
+    case verb::quit:
+      if (!args.empty()) return std::unexpected(parse_error::no_arguments_allowed);
+      return cmd;
+    case verb::vrfy:
+      if (args.empty()) return std::unexpected(parse_error::missing_argument);
+      cmd.argument = std::string(args);
+      return cmd;
+    case verb::noop:
+    case verb::help:
+    case verb::starttls:
+    case verb::auth:
+    case verb::bdat:
+      cmd.argument = std::string(args);
+      return cmd;
+  }
+  return std::unexpected(parse_error::unknown_command);
+}
+
+std::string command::encode() const {
+  std::string out(to_string(what));
+  switch (what) {
+    case verb::mail:
+      out += " FROM:<";
+      out += path;
+      out += '>';
+      if (size) out += " SIZE=" + std::to_string(*size);
+      if (body) out += *body == body_type::eight_bit_mime ? " BODY=8BITMIME" : " BODY=7BIT";
+      if (smtputf8) out += " SMTPUTF8";
+      break;
+    case verb::rcpt:
+      out += " TO:<";
+      out += path;
+      out += '>';
+      break;
+    case verb::data:
+    case verb::rset:
+    case verb::quit:
+      break;
+    default:
+      if (!argument.empty()) {
+        out += ' ';
+        out += argument;
+      }
+      break;
+  }
+  out += "\r\n";
+  return out;
+}
+
+}  // namespace smtp

@@ -1,0 +1,75 @@
+// Named constructors for every reply relayd sends, so the codes, enhanced codes
+// (RFC 3463) and wording live in one place. Each function returns a fresh
+// smtp::reply; none fails. The greeting and the EHLO/HELO replies carry no
+// enhanced code (RFC 2034); neither does 354.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "smtp/reply.hpp"
+
+namespace smtp::replies {
+
+// Connection.
+reply greeting(std::string_view hostname);  // 220 HOSTNAME ESMTP relayd
+// 250-HOSTNAME / PIPELINING / SIZE n / 8BITMIME / ENHANCEDSTATUSCODES / SMTPUTF8
+reply ehlo(std::string_view hostname, std::uint64_t max_message_size);
+reply helo(std::string_view hostname);     // 250 HOSTNAME
+reply closing();                           // 221 2.0.0 Bye
+reply shutting_down();                     // 421 4.3.2 Service shutting down
+reply idle_timeout();                      // 421 4.4.2 Idle timeout
+reply too_many_connections();              // 421 4.7.0 Too many connections
+reply too_many_connections_from_client();  // 421 4.7.0 Too many connections from your address
+reply too_many_errors();                   // 421 4.7.0 Too many errors
+
+// Positive replies.
+reply ok();                         // 250 2.0.0 Ok (RSET, NOOP)
+reply sender_ok();                  // 250 2.1.0 Ok
+reply recipient_ok();               // 250 2.1.5 Ok
+reply start_data();                 // 354 End data with <CR><LF>.<CR><LF>
+reply queued(std::string_view id);  // 250 2.0.0 Ok: queued as ID
+reply cannot_vrfy();                // 252 2.5.0 Cannot VRFY user, ...
+reply help();                       // 214 2.0.0 ...
+
+// Command syntax.
+reply unknown_command();       // 500 5.5.1 Command unrecognized
+reply not_implemented();       // 502 5.5.1 Command not implemented
+reply line_too_long();         // 500 5.5.2 Line too long
+reply bare_lf();               // 500 5.5.2 Bare LF in command; lines must end with CRLF
+reply invalid_characters();    // 500 5.5.2 Syntax error: control character in command
+reply no_arguments_allowed();  // 501 5.5.4 Syntax error: no arguments allowed
+reply missing_argument();      // 501 5.5.4 Syntax error: argument required
+reply helo_syntax();           // 501 5.5.4 Syntax: EHLO hostname
+reply mail_syntax();           // 501 5.5.4 Syntax: MAIL FROM:<address> [parameters]
+reply rcpt_syntax();           // 501 5.5.4 Syntax: RCPT TO:<address>
+reply bad_sender_syntax();     // 501 5.1.7 Bad sender address syntax
+reply bad_recipient_syntax();  // 501 5.1.3 Bad recipient address syntax
+reply bad_parameter();         // 501 5.5.4 Invalid parameter syntax
+reply unknown_parameter();     // 555 5.5.4 Unsupported parameter
+
+// Command sequence.
+reply bad_sequence();         // 503 5.5.1 Bad sequence of commands
+reply need_helo();            // 503 5.5.1 Bad sequence of commands: send EHLO or HELO first
+reply nested_mail();          // 503 5.5.1 Bad sequence of commands: MAIL already given
+reply need_mail();            // 503 5.5.1 Bad sequence of commands: send MAIL first
+reply need_rcpt();            // 503 5.5.1 Bad sequence of commands: send RCPT first
+reply no_valid_recipients();  // 554 5.5.1 No valid recipients
+
+// Policy and limits.
+reply relay_denied();         // 554 5.7.1 Relay access denied
+reply too_many_recipients();  // 452 4.5.3 Too many recipients
+reply message_too_big();      // 552 5.3.4 Message size exceeds fixed limit
+// 500 5.5.2 Line too long in message; text lines are limited to N octets
+reply message_line_too_long(std::size_t max_line_length);
+// 550 5.6.0 Bare CR or LF in message; lines must end with CRLF (then the connection closes)
+reply bare_cr_or_lf_in_data();
+reply needs_smtputf8();     // 553 5.6.7 Non-ASCII address requires SMTPUTF8
+reply no_local_delivery();  // 550 5.1.1 Recipient address must have a domain; ...
+
+// Spool.
+reply spool_full();   // 452 4.3.1 Insufficient system storage
+reply local_error();  // 451 4.3.0 Local error in processing
+
+}  // namespace smtp::replies

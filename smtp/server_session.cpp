@@ -1,0 +1,411 @@
+// The inbound ESMTP state machine (see server_session.hpp). Each verb has a check
+// step (may it run now, with these arguments?) returning the refusal, and a
+// proceed step that changes state and queues the positive reply, as in
+// OpenSMTPD's smtp_session.c. Input errors become replies; after 20 of them, a
+// QUIT, a bare CR/LF in DATA, a timeout or a shutdown, feed() returns close.
+#include "smtp/server_session.hpp"
+
+#include <array>
+#include <atomic>
+#include <cassert>
+#include <chrono>
+#include <optional>
+#include <utility>
+
+#include "smtp/address.hpp"
+#include "smtp/command.hpp"
+#include "smtp/dot_reader.hpp"
+#include "smtp/line_reader.hpp"
+#include "smtp/message.hpp"
+#include "smtp/replies.hpp"
+
+namespace smtp {
+namespace {
+
+// Replies that count as client errors before the session gives up with 421.
+constexpr std::size_t max_errors = 20;
+
+char lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool starts_with_word(std::string_view line, std::string_view word) {
+  if (line.size() < word.size()) return false;
+  for (std::size_t i = 0; i < word.size(); ++i) {
+    if (lower(line[i]) != lower(word[i])) return false;
+  }
+  return line.size() == word.size() || line[word.size()] == ' ';
+}
+
+// What on_reject may see of a command line: AUTH's initial response is a secret.
+std::string_view loggable(std::string_view line) {
+  if (!starts_with_word(line, "AUTH")) return line;
+  const std::size_t mech_end = line.find(' ', 5);
+  return line.substr(0, mech_end);
+}
+
+std::string fallback_id(std::int64_t now) {
+  static std::atomic<std::uint64_t> counter{0};
+  static constexpr char hex[] = "0123456789ABCDEF";
+  const std::uint64_t parts[2] = {static_cast<std::uint64_t>(now), counter.fetch_add(1)};
+  std::string id;
+  for (std::uint64_t part : parts) {
+    for (int shift = 60; shift >= 0; shift -= 4) id.push_back(hex[(part >> shift) & 0xf]);
+  }
+  return id;
+}
+
+}  // namespace
+
+struct server_session::impl {
+  enum class phase { command, data, message_pending, closed };
+
+  using check_step = std::optional<reply> (impl::*)(const command&);
+  using proceed_step = void (impl::*)(const command&);
+  struct handler {
+    verb what;
+    check_step check;
+    proceed_step proceed;
+  };
+
+  impl(session_options o, client_info c)
+      : options_(std::move(o)),
+        client_(std::move(c)),
+        dot_(options_.max_message_size, options_.max_line_length) {}
+
+  session_options options_;
+  client_info client_;
+  line_reader lines_{line_reader::default_limit};
+  dot_reader dot_;
+  std::string out_;
+  phase state_ = phase::command;
+
+  bool greeted_ = false;  // EHLO or HELO accepted
+  bool esmtp_ = false;
+  std::string helo_;
+
+  bool in_mail_ = false;
+  bool rcpt_attempted_ = false;  // a RCPT was tried in this transaction (even if refused)
+  envelope env_;
+  std::string id_;
+  std::string message_;
+
+  std::size_t errors_ = 0;
+  std::size_t accepted_ = 0;
+  bool shutdown_pending_ = false;
+
+  // ---- replies -------------------------------------------------------------
+
+  void send(const reply& r, std::string_view cause) {
+    out_ += r.encode();
+    if (r.code >= 400 && options_.on_reject) options_.on_reject(r, cause);
+  }
+
+  void close_with(const reply& r) {
+    send(r, {});
+    state_ = phase::closed;
+  }
+
+  // A refusal caused by the client; enough of them end the session.
+  void reject(const reply& r, std::string_view cause) {
+    send(r, cause);
+    if (++errors_ >= max_errors) close_with(replies::too_many_errors());
+  }
+
+  void end_transaction() {
+    in_mail_ = false;
+    rcpt_attempted_ = false;
+    env_ = envelope{};
+    id_.clear();
+    message_.clear();
+  }
+
+  // A pending graceful stop happens as soon as no transaction is open.
+  void settle_shutdown() {
+    if (shutdown_pending_ && !in_mail_ && state_ != phase::closed) {
+      close_with(replies::shutting_down());
+    }
+  }
+
+  std::int64_t now() const {
+    if (options_.now) return options_.now();
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  // ---- check steps: the refusal, or nullopt when the command may proceed ----
+
+  std::optional<reply> check_none(const command&) { return std::nullopt; }
+
+  std::optional<reply> check_not_implemented(const command&) { return replies::not_implemented(); }
+
+  std::optional<reply> check_mail(const command& c) {
+    if (!greeted_) return replies::need_helo();
+    if (in_mail_) return replies::nested_mail();
+    if (c.size && *c.size > options_.max_message_size) return replies::message_too_big();
+    if (!c.smtputf8 && !is_ascii(c.path)) return replies::needs_smtputf8();
+    return std::nullopt;
+  }
+
+  std::optional<reply> check_rcpt(const command& c) {
+    if (!greeted_) return replies::need_helo();
+    if (!in_mail_) return replies::need_mail();
+    rcpt_attempted_ = true;
+    if (!env_.smtputf8 && !is_ascii(c.path)) return replies::needs_smtputf8();
+    if (c.path.find('@') == std::string::npos) return replies::no_local_delivery();
+    if (!client_.relay_allowed) return replies::relay_denied();
+    if (env_.recipients.size() >= options_.max_recipients) return replies::too_many_recipients();
+    return std::nullopt;
+  }
+
+  std::optional<reply> check_data(const command&) {
+    if (!greeted_) return replies::need_helo();
+    if (!in_mail_) return replies::need_mail();
+    if (env_.recipients.empty()) {
+      return rcpt_attempted_ ? replies::no_valid_recipients() : replies::need_rcpt();
+    }
+    return std::nullopt;
+  }
+
+  // ---- proceed steps: change state, queue the positive reply ----------------
+
+  void proceed_ehlo(const command& c) {
+    end_transaction();  // EHLO/HELO reset the transaction (RFC 5321 4.1.4)
+    greeted_ = true;
+    esmtp_ = c.what == verb::ehlo;
+    helo_ = c.argument;
+    send(esmtp_ ? replies::ehlo(options_.hostname, options_.max_message_size)
+                : replies::helo(options_.hostname),
+         {});
+  }
+
+  void proceed_mail(const command& c) {
+    in_mail_ = true;
+    env_ = envelope{};
+    env_.sender = c.path;
+    env_.body = c.body.value_or(body_type::seven_bit);
+    env_.smtputf8 = c.smtputf8;
+    env_.declared_size = c.size.value_or(0);
+    env_.client_ip = client_.ip;
+    env_.helo = helo_;
+    send(replies::sender_ok(), {});
+  }
+
+  void proceed_rcpt(const command& c) {
+    env_.recipients.push_back(c.path);
+    send(replies::recipient_ok(), {});
+  }
+
+  void proceed_data(const command&) {
+    dot_.reset(static_cast<std::size_t>(env_.declared_size));
+    state_ = phase::data;
+    send(replies::start_data(), {});
+  }
+
+  void proceed_rset(const command&) {
+    end_transaction();
+    send(replies::ok(), {});
+  }
+
+  void proceed_noop(const command&) { send(replies::ok(), {}); }
+  void proceed_vrfy(const command&) { send(replies::cannot_vrfy(), {}); }
+  void proceed_help(const command&) { send(replies::help(), {}); }
+  void proceed_quit(const command&) { close_with(replies::closing()); }
+  void proceed_none(const command&) {}
+
+  // Indexed by verb; the order must follow enum class verb.
+  static constexpr std::array<handler, 13> table{{
+      {verb::ehlo, &impl::check_none, &impl::proceed_ehlo},
+      {verb::helo, &impl::check_none, &impl::proceed_ehlo},
+      {verb::mail, &impl::check_mail, &impl::proceed_mail},
+      {verb::rcpt, &impl::check_rcpt, &impl::proceed_rcpt},
+      {verb::data, &impl::check_data, &impl::proceed_data},
+      {verb::rset, &impl::check_none, &impl::proceed_rset},
+      {verb::noop, &impl::check_none, &impl::proceed_noop},
+      {verb::quit, &impl::check_none, &impl::proceed_quit},
+      {verb::vrfy, &impl::check_none, &impl::proceed_vrfy},
+      {verb::help, &impl::check_none, &impl::proceed_help},
+      {verb::starttls, &impl::check_not_implemented, &impl::proceed_none},
+      {verb::auth, &impl::check_not_implemented, &impl::proceed_none},
+      {verb::bdat, &impl::check_not_implemented, &impl::proceed_none},
+  }};
+
+  void handle_line(std::string_view line) {
+    auto parsed = command::parse(line);
+    if (!parsed) {
+      if (in_mail_ && starts_with_word(line, "RCPT")) rcpt_attempted_ = true;
+      reject(to_reply(parsed.error()), loggable(line));
+      return;
+    }
+    const handler& h = table[static_cast<std::size_t>(parsed->what)];
+    assert(h.what == parsed->what);
+    if (auto refusal = (this->*h.check)(*parsed)) {
+      // Going over the recipient limit is the client's normal way to learn it
+      // (RFC 5321 4.5.3.1.10), not an error that should end the session.
+      if (refusal->code == 452) {
+        send(*refusal, loggable(line));
+      } else {
+        reject(*refusal, loggable(line));
+      }
+      return;
+    }
+    (this->*h.proceed)(*parsed);
+  }
+
+  // ---- end of DATA ------------------------------------------------------
+
+  void finish_message() {
+    const std::int64_t t = now();
+    if (options_.new_id) id_ = options_.new_id();
+    if (id_.empty()) id_ = fallback_id(t);
+    received_info info;
+    info.helo = helo_;
+    info.client_hostname = client_.hostname;
+    info.client_ip = client_.ip;
+    info.hostname = options_.hostname;
+    info.esmtp = esmtp_;
+    info.smtputf8 = env_.smtputf8;
+    info.queue_id = id_;
+    info.recipients = env_.recipients;
+    info.time = t;
+    std::string content = dot_.take_content();
+    message_ =
+        build_message(content, received_header(info), t, make_message_id(id_, options_.hostname));
+    state_ = phase::message_pending;
+  }
+
+  void data_refused(const reply& r) {
+    send(r, {});
+    end_transaction();
+    state_ = phase::command;
+    settle_shutdown();
+  }
+
+  step feed(std::string_view in) {
+    assert(state_ != phase::message_pending && "feed() while a message is pending");
+    std::size_t consumed = 0;
+    while (true) {
+      if (state_ == phase::closed) return {consumed, event::close};
+      if (state_ == phase::message_pending) return {consumed, event::message};
+      if (consumed == in.size()) return {consumed, event::need_more};
+      const std::string_view rest = in.substr(consumed);
+      if (state_ == phase::data) {
+        const auto r = dot_.put(rest);
+        consumed += r.consumed;
+        switch (r.what) {
+          case dot_reader::status::need_more:
+            break;
+          case dot_reader::status::complete:
+            finish_message();
+            break;
+          case dot_reader::status::too_big:
+            data_refused(replies::message_too_big());
+            break;
+          case dot_reader::status::line_too_long:
+            data_refused(replies::message_line_too_long(options_.max_line_length));
+            break;
+          case dot_reader::status::bare_cr:
+          case dot_reader::status::bare_lf:
+            // The client and relayd may disagree on where the message ends; nothing
+            // after this byte may be read as a command (SMTP smuggling).
+            close_with(replies::bare_cr_or_lf_in_data());
+            break;
+        }
+        continue;
+      }
+      const auto r = lines_.put(rest);
+      consumed += r.consumed;
+      switch (r.what) {
+        case line_reader::status::need_more:
+          break;
+        case line_reader::status::line:
+          handle_line(lines_.line());
+          settle_shutdown();
+          break;
+        case line_reader::status::too_long:
+          reject(replies::line_too_long(), {});
+          break;
+        case line_reader::status::bare_lf:
+          reject(replies::bare_lf(), {});
+          break;
+      }
+    }
+  }
+};
+
+server_session::server_session(session_options options, client_info client)
+    : impl_(std::make_unique<impl>(std::move(options), std::move(client))) {}
+
+server_session::~server_session() = default;
+
+void server_session::start() {
+  impl_->send(replies::greeting(impl_->options_.hostname), {});
+}
+
+server_session::step server_session::feed(std::string_view in) {
+  return impl_->feed(in);
+}
+
+const std::string& server_session::output() const {
+  return impl_->out_;
+}
+
+void server_session::clear_output() {
+  impl_->out_.clear();
+}
+
+const envelope& server_session::message_envelope() const {
+  return impl_->env_;
+}
+
+const std::string& server_session::message_id() const {
+  return impl_->id_;
+}
+
+std::string server_session::take_message() {
+  return std::exchange(impl_->message_, std::string());
+}
+
+void server_session::message_queued() {
+  // A timeout() while the spool works may already have closed the session.
+  assert(impl_->state_ == impl::phase::message_pending || impl_->state_ == impl::phase::closed);
+  impl_->send(replies::queued(impl_->id_), {});
+  ++impl_->accepted_;
+  impl_->end_transaction();
+  if (impl_->state_ != impl::phase::closed) impl_->state_ = impl::phase::command;
+  impl_->settle_shutdown();
+}
+
+void server_session::message_failed(const reply& r) {
+  assert(impl_->state_ == impl::phase::message_pending || impl_->state_ == impl::phase::closed);
+  impl_->send(r, {});
+  impl_->end_transaction();
+  if (impl_->state_ != impl::phase::closed) impl_->state_ = impl::phase::command;
+  impl_->settle_shutdown();
+}
+
+bool server_session::shutdown() {
+  if (impl_->state_ == impl::phase::closed) return true;
+  if (impl_->in_mail_) {
+    impl_->shutdown_pending_ = true;
+    return false;
+  }
+  impl_->close_with(replies::shutting_down());
+  return true;
+}
+
+void server_session::timeout() {
+  if (impl_->state_ == impl::phase::closed) return;
+  impl_->close_with(replies::idle_timeout());
+}
+
+bool server_session::in_transaction() const {
+  return impl_->in_mail_;
+}
+
+std::size_t server_session::messages_accepted() const {
+  return impl_->accepted_;
+}
+
+}  // namespace smtp
