@@ -164,7 +164,8 @@ int cmd_print_queue(control_client& c) {
   std::uint64_t count = 0, bytes = 0;
   list_messages(c, [&](const json::object& m) {
     if (count == 0)
-      std::printf("-Queue ID-        --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+      std::printf("%-18s%8s %-21s%s\n", "-Queue ID-", "--Size--", "----Arrival Time----",
+                  "-Sender/Recipient-------");
     ++count;
     bytes += static_cast<std::uint64_t>(num(m, "size"));
     std::string state = str(m, "state");
@@ -180,8 +181,8 @@ int cmd_print_queue(control_client& c) {
         const auto& r = rv.get_object();
         if (str(r, "state") != "pending") continue;
         std::string reason = str(r, "last_reply");
-        if (!reason.empty()) std::printf("%47s(%s)\n", "", reason.c_str());
-        std::printf("%47s%s\n", "", str(r, "address").c_str());
+        if (!reason.empty()) std::printf("%48s(%s)\n", "", reason.c_str());
+        std::printf("%48s%s\n", "", str(r, "address").c_str());
       }
     }
     std::printf("\n");
