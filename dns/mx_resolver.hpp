@@ -1,0 +1,80 @@
+// MX resolution for delivery, through c-ares driven by the daemon's Asio
+// io_context: no blocking call, no thread per lookup. Every lookup ends in one
+// named outcome, and that outcome alone decides deferred vs dead:
+//   ok         hosts in preference order (equal preferences shuffled), each with
+//              its A/AAAA addresses; implicit MX (no MX record: the domain's own
+//              A/AAAA) is ok with implicit = true
+//   retry      SERVFAIL, REFUSED, timeout, no reachable server: temporary
+//   not_found  NXDOMAIN, or no MX and no A/AAAA: permanent
+//   null_mx    a single "MX 0 ." (RFC 7505): permanent
+//   fail       any other permanent failure (malformed name, ...)
+// Results are cached for their TTL. Completions run on the io_context's thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace dns {
+
+enum class outcome { ok, retry, fail, not_found, null_mx };
+std::string_view to_string(outcome o);  // "ok", "retry", ...
+inline bool permanent(outcome o) {
+  return o == outcome::fail || o == outcome::not_found || o == outcome::null_mx;
+}
+
+struct mx_host {
+  std::string name;                    // "mx1.example.org" (no trailing dot)
+  std::uint16_t preference = 0;
+  std::vector<std::string> addresses;  // textual IPv6 and IPv4 addresses; may be empty
+};
+
+struct mx_result {
+  outcome what = outcome::retry;
+  std::string detail;  // for logs and relayctl: "SERVFAIL looking up MX for example.org"
+  bool implicit = false;
+  std::vector<mx_host> hosts;  // only for ok; at least one host with addresses
+};
+
+struct resolver_options {
+  // "127.0.0.1:5353", "[::1]:53"; empty: /etc/resolv.conf
+  std::vector<std::string> servers;
+  std::chrono::milliseconds timeout{5000};  // per try
+  int tries = 3;
+  std::size_t cache_entries = 10000;
+  // Wall clock for the cache; injectable for tests.
+  std::function<std::chrono::steady_clock::time_point()> now;
+};
+
+class mx_resolver {
+ public:
+  // Fails (std::runtime_error with the reason) only if c-ares cannot start or a
+  // server address is malformed: a start-up error.
+  mx_resolver(boost::asio::io_context& io, resolver_options options);
+  ~mx_resolver();
+  mx_resolver(const mx_resolver&) = delete;
+  mx_resolver& operator=(const mx_resolver&) = delete;
+
+  // MX lookup for a mail domain (implicit MX fallback, null MX, address lookup).
+  // A domain literal "[192.0.2.1]" / "[IPv6:2001:db8::1]" resolves without DNS.
+  void resolve_mx(std::string domain, std::function<void(mx_result)> done);
+  // A/AAAA only (a relayhost written "[host]"): one mx_host, preference 0.
+  void resolve_host(std::string host, std::function<void(mx_result)> done);
+
+  // Cancels everything outstanding: pending callbacks get outcome::retry.
+  void cancel();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace dns
