@@ -1,0 +1,175 @@
+// Binary encoding of envelope records (format version 1):
+//   u8 version | svarint arrival_us | varint size | varint flags
+//   | str sender | str client_ip | str helo | varint nrcpt
+//   | nrcpt × (str address | u8 state | varint attempts | svarint next_attempt_us
+//              | str last_reply)
+// varint: LEB128, at most 10 bytes; svarint: zigzag then varint; str: varint
+// length then bytes. decode() checks every length against what is left and
+// rejects truncation, trailing bytes, unknown versions and out-of-range values.
+#include "queue/record.hpp"
+
+#include <cstddef>
+#include <limits>
+#include <string>
+
+namespace queue {
+namespace {
+
+// A recipient takes at least this many bytes: five one-byte fields.
+constexpr std::size_t min_recipient_bytes = 5;
+// Far above any max_recipients configuration; a larger count is damage.
+constexpr std::uint64_t max_recipients = 1u << 20;
+
+class writer {
+ public:
+  void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  void varint(std::uint64_t v) {
+    while (v >= 0x80) {
+      out_.push_back(static_cast<char>((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    out_.push_back(static_cast<char>(v));
+  }
+  void svarint(std::int64_t v) {
+    varint((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));
+  }
+  void str(std::string_view s) {
+    varint(s.size());
+    out_.append(s);
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+class reader {
+ public:
+  explicit reader(std::string_view in) : in_(in) {}
+
+  std::size_t remaining() const { return in_.size() - pos_; }
+  std::size_t position() const { return pos_; }
+  const std::string& error() const { return error_; }
+
+  bool u8(std::uint8_t& v, const char* what) {
+    if (remaining() < 1) return truncated(what);
+    v = static_cast<std::uint8_t>(in_[pos_++]);
+    return true;
+  }
+  bool varint(std::uint64_t& v, const char* what) {
+    v = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+      if (remaining() < 1) return truncated(what);
+      auto b = static_cast<std::uint8_t>(in_[pos_++]);
+      if (shift == 63 && (b & 0x7e) != 0) return fail(what, "varint overflows 64 bits");
+      v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return true;
+    }
+    return fail(what, "varint longer than 10 bytes");
+  }
+  bool svarint(std::int64_t& v, const char* what) {
+    std::uint64_t u = 0;
+    if (!varint(u, what)) return false;
+    v = static_cast<std::int64_t>((u >> 1) ^ (~(u & 1) + 1));
+    return true;
+  }
+  bool u32(std::uint32_t& v, const char* what) {
+    std::uint64_t u = 0;
+    if (!varint(u, what)) return false;
+    if (u > std::numeric_limits<std::uint32_t>::max()) return fail(what, "value out of range");
+    v = static_cast<std::uint32_t>(u);
+    return true;
+  }
+  bool str(std::string& s, const char* what) {
+    std::uint64_t n = 0;
+    if (!varint(n, what)) return false;
+    if (n > remaining()) {
+      return fail(what, "length " + std::to_string(n) + " exceeds the " +
+                            std::to_string(remaining()) + " bytes left");
+    }
+    s.assign(in_.substr(pos_, static_cast<std::size_t>(n)));
+    pos_ += static_cast<std::size_t>(n);
+    return true;
+  }
+
+  bool fail(const char* what, const std::string& why) {
+    error_ = std::string(what) + " at byte " + std::to_string(pos_) + ": " + why;
+    return false;
+  }
+
+ private:
+  bool truncated(const char* what) { return fail(what, "truncated"); }
+
+  std::string_view in_;
+  std::size_t pos_ = 0;
+  std::string error_;
+};
+
+}  // namespace
+
+std::string encode(const envelope_record& r) {
+  writer w;
+  w.u8(record_version);
+  w.svarint(r.arrival_us);
+  w.varint(r.size);
+  w.varint(r.flags);
+  w.str(r.sender);
+  w.str(r.client_ip);
+  w.str(r.helo);
+  w.varint(r.recipients.size());
+  for (const recipient& rc : r.recipients) {
+    w.str(rc.address);
+    w.u8(static_cast<std::uint8_t>(rc.state));
+    w.varint(rc.attempts);
+    w.svarint(rc.next_attempt_us);
+    w.str(rc.last_reply);
+  }
+  return w.take();
+}
+
+std::expected<envelope_record, std::string> decode(std::string_view id, std::string_view bytes) {
+  reader in(bytes);
+  envelope_record r;
+  r.id.assign(id);
+
+  std::uint8_t version = 0;
+  if (!in.u8(version, "version")) return std::unexpected(in.error());
+  if (version != record_version) {
+    return std::unexpected("unknown record version " + std::to_string(version));
+  }
+  std::uint64_t nrcpt = 0;
+  if (!in.svarint(r.arrival_us, "arrival") || !in.varint(r.size, "size") ||
+      !in.u32(r.flags, "flags") || !in.str(r.sender, "sender") ||
+      !in.str(r.client_ip, "client address") || !in.str(r.helo, "helo") ||
+      !in.varint(nrcpt, "recipient count")) {
+    return std::unexpected(in.error());
+  }
+  if (nrcpt > max_recipients || nrcpt > in.remaining() / min_recipient_bytes) {
+    in.fail("recipient count", std::to_string(nrcpt) + " recipients cannot fit in " +
+                                   std::to_string(in.remaining()) + " bytes");
+    return std::unexpected(in.error());
+  }
+  r.recipients.resize(static_cast<std::size_t>(nrcpt));
+  for (recipient& rc : r.recipients) {
+    std::uint8_t state = 0;
+    if (!in.str(rc.address, "recipient address") || !in.u8(state, "recipient state")) {
+      return std::unexpected(in.error());
+    }
+    if (state > static_cast<std::uint8_t>(rcpt_state::failed)) {
+      in.fail("recipient state", "unknown value " + std::to_string(state));
+      return std::unexpected(in.error());
+    }
+    rc.state = static_cast<rcpt_state>(state);
+    if (!in.u32(rc.attempts, "attempts") || !in.svarint(rc.next_attempt_us, "next attempt") ||
+        !in.str(rc.last_reply, "last reply")) {
+      return std::unexpected(in.error());
+    }
+  }
+  if (in.remaining() != 0) {
+    return std::unexpected(std::to_string(in.remaining()) + " bytes of trailing garbage at byte " +
+                           std::to_string(in.position()));
+  }
+  return r;
+}
+
+}  // namespace queue

@@ -1,0 +1,1026 @@
+// The LMDB spool. On disk (environment in options.dir, named databases):
+//   meta        "format" -> 1 byte layout version; "last_id" -> 8-byte BE high-water ID
+//   envelope    8-byte BE queue ID -> encode(envelope_record)
+//   body        8-byte BE queue ID -> the message octets
+//   quarantine  original key + 'e' | 'b' | 'r' -> raw envelope, raw body, reason text
+// One writer thread takes every queued operation (up to a bound), applies them in
+// one write transaction and commits with sync before any `done` runs. MDB_MAP_FULL
+// grows the map and retries; when it cannot grow, the batch is retried one
+// operation at a time so only what does not fit fails (removes may use a small
+// reserve above max_size, so deleting always works). Committed data is never touched
+// by a failure: a failed transaction is aborted as a whole.
+#include "queue/spool.hpp"
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <span>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+
+#include "queue/lmdb.hpp"
+#include "queue/queue_id.hpp"
+#include "queue/spool_diag.hpp"
+
+namespace queue {
+namespace {
+
+constexpr unsigned max_dbs = 16;  // later: schedule, dead, ...
+constexpr unsigned max_readers = 1024;
+constexpr std::size_t max_batch_ops = 4096;
+constexpr std::size_t max_batch_bytes = 64u << 20;
+constexpr std::uint64_t min_remove_reserve = 256u << 10;
+constexpr std::uint64_t map_rounding = 1u << 20;
+
+constexpr const char* db_meta = "meta";
+constexpr const char* db_envelope = "envelope";
+constexpr const char* db_body = "body";
+constexpr const char* db_quarantine = "quarantine";
+constexpr std::string_view meta_format = "format";
+constexpr std::string_view meta_last_id = "last_id";
+constexpr char spool_format = 1;
+constexpr char quarantine_envelope = 'e';
+constexpr char quarantine_body = 'b';
+constexpr char quarantine_reason = 'r';
+
+std::string be64(std::uint64_t v) {
+  id_key k = key_of(v);
+  return {k.data(), k.size()};
+}
+
+std::uint64_t round_up(std::uint64_t v, std::uint64_t m) {
+  return (v + m - 1) / m * m;
+}
+std::uint64_t round_down(std::uint64_t v, std::uint64_t m) {
+  return v / m * m;
+}
+
+std::optional<std::uint64_t> disk_available(const std::filesystem::path& dir) {
+  struct statvfs s {};
+  if (::statvfs(dir.c_str(), &s) != 0) return std::nullopt;
+  return static_cast<std::uint64_t>(s.f_bavail) * s.f_frsize;
+}
+
+std::uint64_t data_file_size(const std::filesystem::path& dir) {
+  struct stat st {};
+  if (::stat((dir / "data.mdb").c_str(), &st) != 0) return 0;
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+std::string hex(std::string_view bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string s;
+  for (unsigned char c : bytes) {
+    s.push_back(digits[c >> 4]);
+    s.push_back(digits[c & 0xf]);
+  }
+  return s;
+}
+
+std::string name_of_key(std::string_view key) {
+  if (auto id = id_of_key(key)) return format_id(*id);
+  return "key:" + hex(key);
+}
+
+// Spool directories open in this process (canonical paths).
+std::mutex& open_dirs_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::set<std::string>& open_dirs() {
+  static std::set<std::string> dirs;
+  return dirs;
+}
+
+struct enqueue_op {
+  std::uint64_t id = 0;
+  std::string envelope;  // encoded on the caller's thread
+  std::string body;
+  std::function<void(result)> done;
+  result res;
+  bool rejected = false;  // failed before reaching the writer (bad ID)
+};
+
+struct remove_op {
+  std::vector<std::uint64_t> ids;
+  bool all = false;
+  std::function<void(result, std::size_t)> done;
+  result res;
+  std::size_t count = 0;
+};
+
+using operation = std::variant<enqueue_op, remove_op>;
+
+std::size_t op_bytes(const operation& o) {
+  if (const auto* e = std::get_if<enqueue_op>(&o)) return e->envelope.size() + e->body.size();
+  return 64;
+}
+
+void set_result(operation& o, result r) {
+  if (auto* e = std::get_if<enqueue_op>(&o)) {
+    e->res = std::move(r);
+  } else {
+    auto& rm = std::get<remove_op>(o);
+    rm.res = std::move(r);
+    rm.count = 0;
+  }
+}
+
+result error_result(const std::error_code& ec) {
+  if (lmdb::is(ec, ENOSPC) || lmdb::is(ec, EDQUOT)) {
+    return {status::full, "spool full: " + ec.message()};
+  }
+  return {status::error, "spool write failed: " + ec.message()};
+}
+
+enum class outcome_kind { committed, map_full, failed };
+struct outcome {
+  outcome_kind kind = outcome_kind::committed;
+  std::error_code ec;
+};
+
+outcome failure(const std::error_code& ec) {
+  if (lmdb::is(ec, MDB_MAP_FULL)) return {outcome_kind::map_full, ec};
+  return {outcome_kind::failed, ec};
+}
+
+}  // namespace
+
+namespace detail {
+
+class spool_core {
+ public:
+  explicit spool_core(const spool_options& o) : opt_(o) {}
+  ~spool_core() {
+    stop();
+    env_.close();
+    if (!claimed_dir_.empty()) {
+      std::lock_guard lk(open_dirs_mutex());
+      open_dirs().erase(claimed_dir_);
+    }
+  }
+  spool_core(const spool_core&) = delete;
+  spool_core& operator=(const spool_core&) = delete;
+
+  std::expected<void, std::string> open();
+  void start() {
+    writer_ = std::thread([this] { run(); });
+  }
+  void stop();
+
+  std::string new_id();
+  void note_id(std::uint64_t id);
+  void submit(operation op);
+
+  std::optional<envelope_record> get(std::string_view id) const;
+  std::optional<std::string> body(std::string_view id) const;
+  std::string scan(std::string_view after, std::size_t limit,
+                   const std::function<void(const envelope_record&)>& visit) const;
+  std::uint64_t message_count() const;
+  std::uint64_t used_bytes() const;
+  const open_report& report() const { return report_; }
+
+  std::vector<quarantine_entry> quarantined() const { return quarantined_; }
+  spool_stats stats() const;
+  void fail_next_commits(int error, int count) {
+    fault_errno_.store(error);
+    fault_count_.store(count);
+  }
+
+ private:
+  // Write side (open() and then the writer thread only).
+  std::error_code open_env();
+  std::expected<void, std::string> init_databases();
+  std::expected<void, std::string> recover();
+  outcome recover_once(bool move);
+  std::expected<lmdb::txn, std::error_code> begin_write();
+  std::error_code reopen();
+  bool grow(bool for_remove);
+  void shrink_to_cap();
+  bool resize(std::uint64_t bytes);
+  bool advance();
+  std::string full_detail() const;
+  outcome apply(std::span<operation* const> ops);
+  void apply_one(operation& o);
+  void process(std::vector<operation>& batch);
+  void run();
+  static void finish(operation& o);
+
+  // Runs `f(txn)` in a short read transaction under the shared map lock.
+  // Returns false when no transaction could be started (MDB_MAP_RESIZED only
+  // happens when another process grew the map; the writer adopts the new size
+  // at its next transaction, as only it may resize).
+  template <class F>
+  bool read(F&& f) const {
+    std::shared_lock lk(map_lock_);
+    auto t = lmdb::txn::begin(env_, MDB_RDONLY);
+    if (!t) return false;
+    f(*t);
+    return true;
+  }
+
+  const spool_options opt_;
+  std::string claimed_dir_;  // entry in open_dirs() while open
+  lmdb::env env_;
+  lmdb::dbi meta_dbi_, envelope_dbi_, body_dbi_, quarantine_dbi_;
+  std::uint64_t psize_ = 4096;
+  // Read transactions hold it shared; changing the map size (or reopening the
+  // environment) holds it exclusively, as LMDB requires no live transaction then.
+  mutable std::shared_mutex map_lock_;
+
+  open_report report_;
+  std::vector<quarantine_entry> quarantined_;
+
+  std::atomic<std::uint64_t> last_id_{0};
+  std::uint64_t persisted_id_ = 0;  // writer only
+  std::uint64_t advanced_at_ = 0;   // writer only: commits_ after the last advance()
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<operation> pending_;
+  bool stopping_ = false;
+  std::thread writer_;
+
+  std::atomic<std::uint64_t> map_size_{0};
+  std::atomic<std::uint64_t> commits_{0}, failed_commits_{0}, operations_{0}, batches_{0},
+      map_resizes_{0}, env_reopens_{0};
+  std::atomic<int> fault_errno_{0}, fault_count_{0};
+};
+
+std::error_code spool_core::open_env() {
+  auto e = lmdb::env::create();
+  if (!e) return e.error();
+  if (auto ec = e->set_maxdbs(max_dbs)) return ec;
+  if (auto ec = e->set_maxreaders(max_readers)) return ec;
+  if (auto ec = e->set_mapsize(map_size_.load())) return ec;
+  // Durable defaults: no MDB_NOSYNC, MDB_NOMETASYNC or MDB_WRITEMAP.
+  if (auto ec = e->open(opt_.dir.c_str(), MDB_NOTLS, 0600)) return ec;
+  e->reader_check();
+  env_ = std::move(*e);
+  psize_ = env_.stat().ms_psize;
+  map_size_ = env_.info().me_mapsize;
+  return {};
+}
+
+std::expected<void, std::string> spool_core::open() {
+  const std::string dir = opt_.dir.string();
+  if (dir.empty()) return std::unexpected(std::string("spool directory is not set"));
+  std::error_code fec;
+  if (opt_.dir.has_parent_path()) std::filesystem::create_directories(opt_.dir.parent_path(), fec);
+  if (::mkdir(opt_.dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return std::unexpected("cannot create spool directory " + dir + ": " + std::strerror(errno));
+  }
+  if (!std::filesystem::is_directory(opt_.dir, fec)) {
+    return std::unexpected("spool " + dir + " is not a directory");
+  }
+  // LMDB must not open one environment twice in a process (closing either
+  // would drop the other's file locks).
+  auto canonical = std::filesystem::canonical(opt_.dir, fec);
+  if (fec) return std::unexpected("cannot resolve spool directory " + dir + ": " + fec.message());
+  {
+    std::lock_guard lk(open_dirs_mutex());
+    if (!open_dirs().insert(canonical.string()).second) {
+      return std::unexpected("spool " + dir + " is already open in this process");
+    }
+  }
+  claimed_dir_ = canonical.string();
+
+  // Start with room for the data already there plus half again.
+  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  std::uint64_t size =
+      std::max(opt_.initial_map_size, round_up(data_file_size(opt_.dir) * 3 / 2, map_rounding));
+  if (opt_.max_size != 0) size = std::min(size, opt_.max_size);
+  map_size_ = std::max(round_up(size, page), page * 16);
+  if (auto ec = open_env()) {
+    return std::unexpected("cannot open the LMDB spool in " + dir + ": " + ec.message());
+  }
+  if (auto r = init_databases(); !r) return r;
+  return recover();
+}
+
+std::expected<void, std::string> spool_core::init_databases() {
+  for (;;) {
+    auto t = lmdb::txn::begin(env_, 0);
+    if (!t) return std::unexpected("cannot start a spool transaction: " + t.error().message());
+    std::error_code ec;
+    lmdb::dbi* dbis[] = {&meta_dbi_, &envelope_dbi_, &body_dbi_, &quarantine_dbi_};
+    const char* names[] = {db_meta, db_envelope, db_body, db_quarantine};
+    for (std::size_t i = 0; i < 4 && !ec; ++i) {
+      auto d = t->open_dbi(names[i], MDB_CREATE);
+      if (d) {
+        *dbis[i] = *d;
+      } else {
+        ec = d.error();
+      }
+    }
+    if (!ec) {
+      auto f = t->get(meta_dbi_, meta_format);
+      if (f && (f->size() != 1 || (*f)[0] != spool_format)) {
+        return std::unexpected("unknown spool format in " + opt_.dir.string() + " (expected " +
+                               std::to_string(spool_format) + ")");
+      }
+      if (!f && lmdb::is(f.error(), MDB_NOTFOUND)) {
+        ec = t->put(meta_dbi_, meta_format, std::string_view(&spool_format, 1));
+      } else if (!f) {
+        ec = f.error();
+      }
+    }
+    if (!ec) {
+      auto last = t->get(meta_dbi_, meta_last_id);
+      if (last) {
+        persisted_id_ = id_of_key(*last).value_or(0);
+      } else if (!lmdb::is(last.error(), MDB_NOTFOUND)) {
+        ec = last.error();
+      }
+    }
+    if (!ec) ec = t->commit();
+    if (!ec) return {};
+    if (lmdb::is(ec, MDB_MAP_FULL) && grow(false)) continue;
+    return std::unexpected("cannot initialise the spool databases: " + ec.message());
+  }
+}
+
+std::expected<void, std::string> spool_core::recover() {
+  for (;;) {
+    outcome out = recover_once(true);
+    if (out.kind == outcome_kind::committed) return {};
+    if (out.kind == outcome_kind::map_full && grow(false)) continue;
+    if (out.kind == outcome_kind::failed) {
+      return std::unexpected("cannot read the spool: " + out.ec.message());
+    }
+    break;
+  }
+  // No room to move damaged records: report them, leave them where they are.
+  outcome out = recover_once(false);
+  if (out.kind != outcome_kind::committed) {
+    return std::unexpected("cannot read the spool: " + out.ec.message());
+  }
+  return {};
+}
+
+outcome spool_core::recover_once(bool move) {
+  report_ = {};
+  quarantined_.clear();
+  auto t = lmdb::txn::begin(env_, move ? 0 : MDB_RDONLY);
+  if (!t) return failure(t.error());
+
+  struct damaged {
+    std::string key;
+    std::optional<std::string> envelope;
+    std::string reason;
+  };
+  std::vector<damaged> bad;
+  std::uint64_t max_id = persisted_id_;
+  {
+    auto ce = lmdb::cursor::open(*t, envelope_dbi_);
+    auto cb = lmdb::cursor::open(*t, body_dbi_);
+    if (!ce) return failure(ce.error());
+    if (!cb) return failure(cb.error());
+    MDB_val ek{}, ev{}, bk{};
+    auto ee = ce->get(&ek, &ev, MDB_FIRST);
+    auto be = cb->get(&bk, nullptr, MDB_FIRST);
+    // Walk both databases in key order, pairing each envelope with its body.
+    for (;;) {
+      if (ee && !lmdb::is(ee, MDB_NOTFOUND)) return failure(ee);
+      if (be && !lmdb::is(be, MDB_NOTFOUND)) return failure(be);
+      const bool have_e = !ee, have_b = !be;
+      if (!have_e && !have_b) break;
+      const int c = !have_b   ? -1
+                    : !have_e ? 1
+                              : t->compare(envelope_dbi_, lmdb::to_view(ek), lmdb::to_view(bk));
+      if (c > 0) {
+        max_id = std::max(max_id, id_of_key(lmdb::to_view(bk)).value_or(0));
+        bad.push_back({std::string(lmdb::to_view(bk)), std::nullopt, "body without envelope"});
+        be = cb->get(&bk, nullptr, MDB_NEXT);
+        continue;
+      }
+      const std::string_view key = lmdb::to_view(ek);
+      const auto id = id_of_key(key);
+      if (!id) {
+        bad.push_back(
+            {std::string(key), std::string(lmdb::to_view(ev)), "key is not an 8-byte queue ID"});
+      } else {
+        max_id = std::max(max_id, *id);
+        auto r = decode(format_id(*id), lmdb::to_view(ev));
+        if (!r) {
+          bad.push_back({std::string(key), std::string(lmdb::to_view(ev)), r.error()});
+        } else if (c < 0) {
+          bad.push_back({std::string(key), std::string(lmdb::to_view(ev)), "body missing"});
+        } else {
+          ++report_.messages;
+          report_.bytes += r->size;
+          for (const recipient& rc : r->recipients) {
+            if (rc.state == rcpt_state::pending) ++report_.recipients_pending;
+          }
+        }
+      }
+      ee = ce->get(&ek, &ev, MDB_NEXT);
+      if (c == 0) be = cb->get(&bk, nullptr, MDB_NEXT);
+    }
+    // Quarantine keys carry the ID in their first 8 bytes: never hand it out again.
+    auto cq = lmdb::cursor::open(*t, quarantine_dbi_);
+    if (!cq) return failure(cq.error());
+    MDB_val qk{};
+    if (!cq->get(&qk, nullptr, MDB_LAST) && qk.mv_size > 8) {
+      max_id = std::max(max_id, id_of_key(lmdb::to_view(qk).substr(0, 8)).value_or(0));
+    }
+  }
+
+  std::error_code ec;
+  if (move) {
+    for (const damaged& d : bad) {
+      std::string qkey = d.key + quarantine_envelope;
+      if (d.envelope) ec = t->put(quarantine_dbi_, qkey, *d.envelope);
+      if (!ec) {
+        auto b = t->get(body_dbi_, d.key);
+        if (b) {
+          const std::string copy(*b);
+          qkey.back() = quarantine_body;
+          ec = t->put(quarantine_dbi_, qkey, copy);
+          if (!ec) ec = t->del(body_dbi_, d.key);
+        } else if (!lmdb::is(b.error(), MDB_NOTFOUND)) {
+          ec = b.error();
+        }
+      }
+      if (!ec) {
+        qkey.back() = quarantine_reason;
+        ec = t->put(quarantine_dbi_, qkey, d.reason);
+      }
+      if (!ec && d.envelope) ec = t->del(envelope_dbi_, d.key);
+      if (ec) return failure(ec);
+    }
+    if (!bad.empty() && (ec = t->commit())) return failure(ec);
+  }
+
+  for (const damaged& d : bad) {
+    quarantined_.push_back({name_of_key(d.key), move ? d.reason : d.reason + " (left in place)"});
+  }
+  report_.quarantined = bad.size();
+  last_id_ = max_id;
+  return {};
+}
+
+std::error_code spool_core::reopen() {
+  std::unique_lock lk(map_lock_);
+  env_.close();
+  if (auto ec = open_env()) return ec;
+  auto t = lmdb::txn::begin(env_, 0);
+  if (!t) return t.error();
+  lmdb::dbi* dbis[] = {&meta_dbi_, &envelope_dbi_, &body_dbi_, &quarantine_dbi_};
+  const char* names[] = {db_meta, db_envelope, db_body, db_quarantine};
+  for (std::size_t i = 0; i < 4; ++i) {
+    auto d = t->open_dbi(names[i], MDB_CREATE);
+    if (!d) return d.error();
+    *dbis[i] = *d;
+  }
+  if (auto ec = t->commit()) return ec;
+  ++env_reopens_;
+  return {};
+}
+
+std::expected<lmdb::txn, std::error_code> spool_core::begin_write() {
+  std::error_code last = lmdb::make_error(MDB_PANIC);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (!env_) {
+      if (auto ec = reopen()) return std::unexpected(ec);
+    }
+    auto t = lmdb::txn::begin(env_, 0);
+    if (t) return t;
+    last = t.error();
+    if (lmdb::is(last, MDB_MAP_RESIZED)) {
+      std::unique_lock lk(map_lock_);
+      env_.set_mapsize(0);
+      map_size_ = env_.info().me_mapsize;
+    } else if (lmdb::is(last, MDB_PANIC)) {
+      // A failed meta-page write leaves the environment unusable: start afresh.
+      if (auto ec = reopen()) return std::unexpected(ec);
+    } else {
+      break;
+    }
+  }
+  return std::unexpected(last);
+}
+
+// Doubles the map, within max_size or, with no max_size, within what the file
+// system can still hold. A remove may go a reserve beyond that (and beyond the
+// current size, should max_size have been lowered): deleting must always work.
+// False when the map cannot grow.
+bool spool_core::grow(bool for_remove) {
+  const std::uint64_t cur = map_size_;
+  std::uint64_t cap = 0;
+  if (opt_.max_size != 0) {
+    cap = opt_.max_size;
+  } else if (auto avail = disk_available(opt_.dir)) {
+    cap = data_file_size(opt_.dir) + *avail;
+  } else {
+    cap = cur * 2;
+  }
+  if (for_remove) cap = std::max(cap, cur) + std::max(min_remove_reserve, opt_.max_size / 32);
+  const std::uint64_t want = round_down(std::min(cur * 2, cap), psize_);
+  if (want <= cur) return false;
+  return resize(want) && map_size_ > cur;
+}
+
+// After a remove used the reserve, bring the map back to max_size (LMDB keeps
+// it at least as large as the pages in use).
+void spool_core::shrink_to_cap() {
+  if (opt_.max_size == 0 || map_size_ <= opt_.max_size) return;
+  resize(round_up(opt_.max_size, psize_));
+}
+
+// Remaps with no transaction alive in the process: the writer has none open
+// here and readers are held off by the exclusive lock.
+bool spool_core::resize(std::uint64_t bytes) {
+  std::unique_lock lk(map_lock_);
+  if (!env_) return false;
+  if (env_.set_mapsize(bytes)) {
+    // LMDB has unmapped the old map; if mapping the old size fails too, the
+    // environment is closed and the next write transaction reopens it.
+    if (env_.set_mapsize(map_size_)) env_.close();
+    return false;
+  }
+  map_size_ = env_.info().me_mapsize;
+  ++map_resizes_;
+  return true;
+}
+
+std::string spool_core::full_detail() const {
+  if (opt_.max_size != 0) {
+    return "spool full: the map cannot grow past max_size (" + std::to_string(opt_.max_size) +
+           " bytes)";
+  }
+  return "spool full: not enough disk space to grow the map past " +
+         std::to_string(map_size_.load()) + " bytes";
+}
+
+outcome spool_core::apply(std::span<operation* const> ops) {
+  auto t = begin_write();
+  if (!t) return failure(t.error());
+  auto st = t->stat(envelope_dbi_);
+  if (!st) return failure(st.error());
+  std::uint64_t count = st->ms_entries;
+  std::optional<std::uint64_t> avail;
+  bool avail_checked = false;
+  std::uint64_t high = 0;
+  std::error_code ec;
+
+  for (operation* o : ops) {
+    if (auto* e = std::get_if<enqueue_op>(o)) {
+      e->res = {};
+      if (opt_.min_free_disk != 0) {
+        if (!avail_checked) {
+          avail = disk_available(opt_.dir);
+          avail_checked = true;
+        }
+        if (avail && *avail < opt_.min_free_disk) {
+          e->res = {status::full, "spool full: " + std::to_string(*avail) +
+                                      " bytes free on disk, below min_free_disk (" +
+                                      std::to_string(opt_.min_free_disk) + ")"};
+          continue;
+        }
+      }
+      if (opt_.max_messages != 0 && count >= opt_.max_messages) {
+        e->res = {status::full,
+                  "spool full: max_messages (" + std::to_string(opt_.max_messages) + ") reached"};
+        continue;
+      }
+      const id_key key = key_of(e->id);
+      ec = t->put(envelope_dbi_, key_view(key), e->envelope, MDB_NOOVERWRITE);
+      if (lmdb::is(ec, MDB_KEYEXIST)) {
+        e->res = {status::error, "queue ID " + format_id(e->id) + " already exists"};
+        continue;
+      }
+      if (ec) return failure(ec);
+      if ((ec = t->put(body_dbi_, key_view(key), e->body))) return failure(ec);
+      ++count;
+      high = std::max(high, e->id);
+    } else {
+      auto& r = std::get<remove_op>(*o);
+      r.res = {};
+      r.count = 0;
+      if (r.all) {
+        if (count != 0) {
+          if ((ec = t->clear(envelope_dbi_)) || (ec = t->clear(body_dbi_))) return failure(ec);
+          r.count = count;
+          count = 0;
+        }
+      } else {
+        for (std::uint64_t id : r.ids) {
+          const id_key key = key_of(id);
+          ec = t->del(envelope_dbi_, key_view(key));
+          if (lmdb::is(ec, MDB_NOTFOUND)) continue;
+          if (ec) return failure(ec);
+          ec = t->del(body_dbi_, key_view(key));
+          if (ec && !lmdb::is(ec, MDB_NOTFOUND)) return failure(ec);
+          ++r.count;
+          --count;
+        }
+      }
+      if (r.count == 0) r.res = {status::not_found, "no such message"};
+    }
+  }
+
+  high = std::max(high, last_id_.load());
+  if (high > persisted_id_) {
+    if ((ec = t->put(meta_dbi_, meta_last_id, be64(high)))) return failure(ec);
+  }
+  if (fault_count_.load() > 0) {
+    fault_count_.fetch_sub(1);
+    t->abort();
+    ++failed_commits_;
+    return failure(lmdb::make_error(fault_errno_.load()));
+  }
+  if ((ec = t->commit())) {
+    ++failed_commits_;
+    return failure(ec);
+  }
+  ++commits_;
+  persisted_id_ = std::max(persisted_id_, high);
+  return {};
+}
+
+// LMDB reuses the pages a transaction frees only two commits later (the previous
+// snapshot must survive a torn meta page). When the map is at its limit, one
+// small commit lets an enqueue use the room a recent remove made. Done at most
+// once per real commit, so a spool that stays full costs no extra syncs.
+bool spool_core::advance() {
+  if (commits_ == advanced_at_) return false;
+  auto t = begin_write();
+  if (!t) return false;
+  const std::uint64_t high = std::max(persisted_id_, last_id_.load());
+  if (t->put(meta_dbi_, meta_last_id, be64(high)) || t->commit()) {
+    advanced_at_ = commits_;
+    return false;
+  }
+  persisted_id_ = high;
+  ++commits_;
+  advanced_at_ = commits_;
+  return true;
+}
+
+void spool_core::apply_one(operation& o) {
+  operation* one[] = {&o};
+  const bool removing = std::holds_alternative<remove_op>(o);
+  bool past_cap = false;
+  bool advanced = false;
+  for (;;) {
+    const outcome out = apply(one);
+    if (out.kind == outcome_kind::committed) break;
+    if (out.kind == outcome_kind::map_full) {
+      if (grow(removing)) {
+        past_cap = removing;
+        continue;
+      }
+      if (!advanced && !removing && advance()) {
+        advanced = true;
+        continue;
+      }
+      set_result(o, {status::full, full_detail()});
+    } else {
+      set_result(o, error_result(out.ec));
+    }
+    break;
+  }
+  if (past_cap) shrink_to_cap();
+}
+
+void spool_core::process(std::vector<operation>& batch) {
+  std::vector<operation*> live;
+  live.reserve(batch.size());
+  for (operation& o : batch) {
+    const auto* e = std::get_if<enqueue_op>(&o);
+    if (e == nullptr || !e->rejected) live.push_back(&o);
+  }
+  if (live.empty()) return;
+  for (;;) {
+    const outcome out = apply(live);
+    if (out.kind == outcome_kind::committed) return;
+    if (out.kind == outcome_kind::map_full && grow(false)) continue;
+    break;
+  }
+  // The group does not fit (or one operation broke the transaction): one at a
+  // time, so each gets its own result.
+  for (operation* o : live) apply_one(*o);
+}
+
+void spool_core::finish(operation& o) {
+  try {
+    if (auto* e = std::get_if<enqueue_op>(&o)) {
+      if (e->done) e->done(std::move(e->res));
+    } else {
+      auto& r = std::get<remove_op>(o);
+      if (r.done) r.done(std::move(r.res), r.count);
+    }
+  } catch (...) {
+    // A completion handler must not take the writer down.
+  }
+}
+
+void spool_core::run() {
+  std::vector<operation> batch;
+  for (;;) {
+    {
+      std::unique_lock lk(mu_);
+      cv_.wait(lk, [&] { return stopping_ || !pending_.empty(); });
+      if (pending_.empty()) return;
+      std::size_t bytes = 0;
+      while (!pending_.empty() && batch.size() < max_batch_ops) {
+        const std::size_t b = op_bytes(pending_.front());
+        if (!batch.empty() && bytes + b > max_batch_bytes) break;
+        bytes += b;
+        batch.push_back(std::move(pending_.front()));
+        pending_.pop_front();
+      }
+    }
+    process(batch);
+    ++batches_;
+    operations_ += batch.size();
+    for (operation& o : batch) finish(o);
+    batch.clear();
+  }
+}
+
+void spool_core::stop() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+void spool_core::submit(operation op) {
+  bool queued = false;
+  {
+    std::lock_guard lk(mu_);
+    if (!stopping_) {
+      pending_.push_back(std::move(op));
+      queued = true;
+    }
+  }
+  if (queued) {
+    cv_.notify_one();
+    return;
+  }
+  set_result(op, {status::error, "spool is closing"});
+  finish(op);
+}
+
+std::string spool_core::new_id() {
+  using namespace std::chrono;
+  const auto us = duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+  const std::uint64_t now = static_cast<std::uint64_t>(us) << 4;
+  std::uint64_t last = last_id_.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::uint64_t next = std::max(last + 1, now);
+    if (last_id_.compare_exchange_weak(last, next, std::memory_order_relaxed)) {
+      return format_id(next);
+    }
+  }
+}
+
+// An enqueue may carry an ID this spool did not hand out: never issue it later.
+void spool_core::note_id(std::uint64_t id) {
+  std::uint64_t last = last_id_.load(std::memory_order_relaxed);
+  while (last < id && !last_id_.compare_exchange_weak(last, id, std::memory_order_relaxed)) {
+  }
+}
+
+std::optional<envelope_record> spool_core::get(std::string_view id) const {
+  const auto v = parse_id(id);
+  if (!v) return std::nullopt;
+  const id_key key = key_of(*v);
+  std::optional<envelope_record> out;
+  read([&](lmdb::txn& t) {
+    auto bytes = t.get(envelope_dbi_, key_view(key));
+    if (!bytes) return;
+    if (auto r = decode(format_id(*v), *bytes)) out = std::move(*r);
+  });
+  return out;
+}
+
+std::optional<std::string> spool_core::body(std::string_view id) const {
+  const auto v = parse_id(id);
+  if (!v) return std::nullopt;
+  const id_key key = key_of(*v);
+  std::optional<std::string> out;
+  read([&](lmdb::txn& t) {
+    if (auto bytes = t.get(body_dbi_, key_view(key))) out.emplace(*bytes);
+  });
+  return out;
+}
+
+// Records are collected inside the read transaction and visited after it ends,
+// so `visit` may take its time (or read the spool again). Undecodable records
+// are skipped; the returned ID is the last one examined, so paging goes on.
+std::string spool_core::scan(std::string_view after, std::size_t limit,
+                             const std::function<void(const envelope_record&)>& visit) const {
+  std::optional<std::uint64_t> start;
+  if (!after.empty()) {
+    start = parse_id(after);
+    if (!start) return {};
+  }
+  if (limit == 0) return {};
+  std::vector<envelope_record> found;
+  std::string last;
+  read([&](lmdb::txn& t) {
+    auto c = lmdb::cursor::open(t, envelope_dbi_);
+    if (!c) return;
+    MDB_val k{}, v{};
+    std::error_code ec;
+    id_key from{};
+    if (!start) {
+      ec = c->get(&k, &v, MDB_FIRST);
+    } else {
+      from = key_of(*start);
+      k = lmdb::to_val(key_view(from));
+      ec = c->get(&k, &v, MDB_SET_RANGE);
+      if (!ec && lmdb::to_view(k) == key_view(from)) ec = c->get(&k, &v, MDB_NEXT);
+    }
+    for (; !ec && found.size() < limit; ec = c->get(&k, &v, MDB_NEXT)) {
+      const auto id = id_of_key(lmdb::to_view(k));
+      if (!id) continue;
+      last = format_id(*id);
+      if (auto r = decode(last, lmdb::to_view(v))) found.push_back(std::move(*r));
+    }
+  });
+  for (const envelope_record& r : found) visit(r);
+  return last;
+}
+
+std::uint64_t spool_core::message_count() const {
+  std::uint64_t n = 0;
+  read([&](lmdb::txn& t) {
+    if (auto s = t.stat(envelope_dbi_)) n = s->ms_entries;
+  });
+  return n;
+}
+
+std::uint64_t spool_core::used_bytes() const {
+  std::uint64_t pages = 2;  // the two meta pages
+  std::uint64_t psize = 0;
+  read([&](lmdb::txn& t) {
+    psize = psize_;
+    const lmdb::dbi all[] = {lmdb::dbi{0},  lmdb::dbi{1}, meta_dbi_,
+                             envelope_dbi_, body_dbi_,    quarantine_dbi_};
+    for (lmdb::dbi d : all) {
+      if (auto s = t.stat(d)) pages += s->ms_branch_pages + s->ms_leaf_pages + s->ms_overflow_pages;
+    }
+  });
+  return pages * psize;
+}
+
+spool_stats spool_core::stats() const {
+  spool_stats s;
+  s.commits = commits_;
+  s.failed_commits = failed_commits_;
+  s.operations = operations_;
+  s.batches = batches_;
+  s.map_resizes = map_resizes_;
+  s.env_reopens = env_reopens_;
+  s.map_size = map_size_;
+  return s;
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// Public face. The diagnostics in spool_diag.hpp find a spool's core through a
+// small registry, so spool.hpp needs no friend declarations.
+
+namespace {
+
+std::mutex& registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::unordered_map<const spool*, detail::spool_core*>& registry() {
+  static std::unordered_map<const spool*, detail::spool_core*> r;
+  return r;
+}
+
+template <class F>
+auto with_core(const spool& s, F&& f) {
+  std::lock_guard lk(registry_mutex());
+  auto it = registry().find(&s);
+  using R = decltype(f(*it->second));
+  if (it == registry().end()) return R{};
+  return f(*it->second);
+}
+
+}  // namespace
+
+struct spool::impl {
+  explicit impl(const spool_options& o) : core(o) {}
+  detail::spool_core core;
+};
+
+spool::spool() = default;
+
+spool::~spool() {
+  if (!impl_) return;
+  {
+    std::lock_guard lk(registry_mutex());
+    registry().erase(this);
+  }
+  impl_->core.stop();
+}
+
+std::expected<std::unique_ptr<spool>, std::string> spool::open(const spool_options& options) {
+  std::unique_ptr<spool> s(new spool());
+  s->impl_ = std::make_unique<impl>(options);
+  if (auto r = s->impl_->core.open(); !r) return std::unexpected(r.error());
+  s->impl_->core.start();
+  {
+    std::lock_guard lk(registry_mutex());
+    registry()[s.get()] = &s->impl_->core;
+  }
+  return s;
+}
+
+std::string spool::new_id() {
+  return impl_->core.new_id();
+}
+
+void spool::enqueue(envelope_record env, std::string body, std::function<void(result)> done) {
+  enqueue_op op;
+  op.done = std::move(done);
+  if (auto id = parse_id(env.id)) {
+    op.id = *id;
+    op.envelope = encode(env);
+    op.body = std::move(body);
+    impl_->core.note_id(*id);
+  } else {
+    op.rejected = true;
+    op.res = {status::error, "invalid queue ID \"" + env.id + "\""};
+  }
+  impl_->core.submit(std::move(op));
+}
+
+void spool::remove(std::vector<std::string> ids, std::function<void(result, std::size_t)> done) {
+  remove_op op;
+  op.all = ids.empty();
+  op.done = std::move(done);
+  for (const std::string& s : ids) {
+    if (auto id = parse_id(s)) op.ids.push_back(*id);
+  }
+  impl_->core.submit(std::move(op));
+}
+
+std::optional<envelope_record> spool::get(std::string_view id) const {
+  return impl_->core.get(id);
+}
+
+std::optional<std::string> spool::body(std::string_view id) const {
+  return impl_->core.body(id);
+}
+
+std::string spool::scan(std::string_view after, std::size_t limit,
+                        const std::function<void(const envelope_record&)>& visit) const {
+  return impl_->core.scan(after, limit, visit);
+}
+
+std::uint64_t spool::message_count() const {
+  return impl_->core.message_count();
+}
+
+std::uint64_t spool::used_bytes() const {
+  return impl_->core.used_bytes();
+}
+
+const open_report& spool::report() const {
+  return impl_->core.report();
+}
+
+std::vector<quarantine_entry> quarantined_at_open(const spool& s) {
+  return with_core(s, [](detail::spool_core& c) { return c.quarantined(); });
+}
+
+spool_stats stats(const spool& s) {
+  return with_core(s, [](detail::spool_core& c) { return c.stats(); });
+}
+
+namespace testing {
+void fail_next_commits(const spool& s, int error, int count) {
+  with_core(s, [&](detail::spool_core& c) {
+    c.fail_next_commits(error, count);
+    return 0;
+  });
+}
+}  // namespace testing
+
+}  // namespace queue
