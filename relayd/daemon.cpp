@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "queue/spool.hpp"
+#include "queue/spool_diag.hpp"
 #include "relayd/async_call.hpp"
 #include "relayd/control.hpp"
 #include "relayd/net.hpp"
@@ -375,6 +376,8 @@ int run_daemon(const config& cfg) {
   const auto& rep = spool->report();
   spdlog::info("spool {}: {} messages ({} bytes), {} recipients pending, {} records set aside",
                cfg.spool, rep.messages, rep.bytes, rep.recipients_pending, rep.quarantined);
+  for (const auto& q : queue::quarantined_at_open(*spool))
+    spdlog::error("spool: record {} set aside: {}", q.id, q.reason);
 
   asio::io_context io(1);
   inbound_server server(io, cfg, *spool);
