@@ -2,7 +2,7 @@
 PRESET ?= release
 BUILD  := build/$(PRESET)
 
-.PHONY: all deps configure build run test test-asan bench clean
+.PHONY: all deps configure build run test test-asan bench fuzz clean
 
 all: build
 
@@ -28,6 +28,14 @@ test-asan:
 
 bench: build
 	bash tests/bench/bench.sh
+
+# Runs every libFuzzer target for FUZZ_SECONDS each (clang-16 is installed on demand).
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash packaging/install-deps.sh --fuzz
+	cmake --preset fuzz >/dev/null
+	cmake --build --preset fuzz
+	bash tests/fuzz/run.sh build/fuzz $(FUZZ_SECONDS)
 
 clean:
 	rm -rf build run

@@ -14,6 +14,9 @@ pkgs=(
   python3 swaks dnsmasq-base postfix procps iproute2
 )
 
+# --fuzz: also clang-16 with libFuzzer (clang 14 cannot compile libstdc++ 12's <expected>).
+[ "${1:-}" = "--fuzz" ] && pkgs+=(clang-16 libclang-rt-16-dev)
+
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
