@@ -2,6 +2,7 @@
 // (each message must name its key), and the value parsers (durations, sizes, endpoints, CIDR).
 #include "relayd/config.hpp"
 
+#include <cctype>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -362,7 +363,14 @@ const bad_case bad_cases[] = {
      "greater than queue.max_backoff"},
 };
 
-INSTANTIATE_TEST_SUITE_P(Cases, BadConfig, testing::ValuesIn(bad_cases));
+// Test names say which key is broken: "smtp_max_message_size_3".
+INSTANTIATE_TEST_SUITE_P(Cases, BadConfig, testing::ValuesIn(bad_cases),
+                         [](const testing::TestParamInfo<bad_case>& info) {
+                           std::string name;
+                           for (const char* p = info.param.key; *p; ++p)
+                             name += std::isalnum(static_cast<unsigned char>(*p)) ? *p : '_';
+                           return name + "_" + std::to_string(info.index);
+                         });
 
 TEST(Config, PortZeroOnlyForListeners) {
   const config c = parse_ok(
