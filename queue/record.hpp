@@ -12,7 +12,9 @@
 
 namespace queue {
 
-inline constexpr std::uint8_t record_version = 1;
+// Version 2 added the per-recipient attempt history (first/last attempt, reply
+// code, status, remote host, reason); version 1 records still decode.
+inline constexpr std::uint8_t record_version = 2;
 
 enum class rcpt_state : std::uint8_t {
   pending = 0,    // to be attempted (next_attempt_us says when)
@@ -26,12 +28,19 @@ struct recipient {
   std::uint32_t attempts = 0;
   std::int64_t next_attempt_us = 0;  // microseconds since the epoch; 0: as soon as possible
   std::string last_reply;            // "host mx1.example.org[192.0.2.1] said: 451 4.3.0 ..."
+  std::int64_t first_attempt_us = 0;  // 0: never attempted
+  std::int64_t last_attempt_us = 0;
+  std::uint16_t reply_code = 0;  // last SMTP reply code; 0 when the failure was not a reply
+  std::string status;            // enhanced status of the last outcome, e.g. "4.4.1", "5.1.1"
+  std::string remote_host;       // "mx1.example.org[192.0.2.1]:25" that gave the last outcome
+  std::string reason;            // when failed: "rejected", "expired", "no_route", "bounce_failed"
 };
 
 enum message_flags : std::uint32_t {
   flag_eight_bit = 1u << 0,  // BODY=8BITMIME
   flag_smtputf8 = 1u << 1,   // SMTPUTF8
   flag_held = 1u << 2,       // on hold (relayctl -h)
+  flag_delay_warned = 1u << 3,  // the one "delayed" DSN has been sent
 };
 
 struct envelope_record {

@@ -63,6 +63,59 @@ class spool {
   // were deleted; ok if at least one was, not_found otherwise.
   void remove(std::vector<std::string> ids, std::function<void(result, std::size_t)> done);
 
+  // ---- Scheduling --------------------------------------------------------
+  // Every message that has a pending recipient and is not held has exactly one
+  // entry in the `schedule` database, keyed (due_us, id), where due_us is the
+  // smallest next_attempt_us of its pending recipients. enqueue() creates it;
+  // the index is rebuilt from the envelope records at open, so after a crash
+  // it can never disagree with them (and everything pending is due again).
+  struct due_entry {
+    std::int64_t due_us = 0;
+    std::string id;
+    bool operator==(const due_entry&) const = default;
+  };
+  // Up to `limit` entries with due_us <= until_us, in (due_us, id) order,
+  // strictly after `after` (nullopt: from the start).
+  std::vector<due_entry> due(const std::optional<due_entry>& after, std::int64_t until_us,
+                             std::size_t limit) const;
+  // The earliest due_us strictly greater than `after_us`, if any.
+  std::optional<std::int64_t> next_due_after(std::int64_t after_us) const;
+
+  // What became of a message after update_recipients().
+  enum class completion {
+    pending,    // some recipient is still pending: rescheduled
+    delivered,  // every recipient delivered: the message was removed
+    dead,       // none pending, some failed: moved to the dead spool
+  };
+  struct recipient_update {
+    std::size_t index = 0;  // position in envelope_record::recipients
+    recipient value;        // the new state; value.address must equal the stored one
+  };
+  // Applies the updates in one synced transaction and re-derives the schedule
+  // entry. When no recipient is pending any more the message leaves the queue:
+  // removed if all were delivered, otherwise moved (record + body) to the
+  // `dead` database under the same ID. Also sets `flags_set` bits on the
+  // message (e.g. flag_delay_warned). not_found if the message is gone.
+  void update_recipients(std::string id, std::vector<recipient_update> updates,
+                         std::uint32_t flags_set,
+                         std::function<void(result, completion)> done);
+  // Sets next_attempt_us of every pending recipient to `due_us` for the given
+  // messages (empty list: every message that is not held); held ones are
+  // skipped. `done` gets how many messages were rescheduled.
+  void reschedule(std::vector<std::string> ids, std::int64_t due_us,
+                  std::function<void(result, std::size_t)> done);
+  // Hold (held = true: flag_held set, schedule entry removed) or release
+  // (flag cleared, entry restored, due now). Empty list: every message.
+  void set_held(std::vector<std::string> ids, bool held,
+                std::function<void(result, std::size_t)> done);
+
+  // ---- Dead spool (records whose recipients failed; read side) ------------
+  std::optional<envelope_record> get_dead(std::string_view id) const;
+  std::optional<std::string> dead_body(std::string_view id) const;
+  std::string scan_dead(std::string_view after, std::size_t limit,
+                        const std::function<void(const envelope_record&)>& visit) const;
+  std::uint64_t dead_count() const;
+
   // Read side (any thread; short read transactions, never held across I/O).
   std::optional<envelope_record> get(std::string_view id) const;
   std::optional<std::string> body(std::string_view id) const;
