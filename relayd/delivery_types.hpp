@@ -1,0 +1,41 @@
+// Plain data passed between the scheduler and the delivery agents: a job is one
+// message's due recipients for one destination; an outcome is what happened to
+// one recipient on one attempt. No I/O here.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "queue/record.hpp"
+
+namespace relayd {
+
+// Where a job goes: the recipient domain (MX mode) or the relayhost (smarthost).
+struct destination_key {
+  std::string name;  // "example.org", or "[smtp.example.net]:587" for a relayhost
+  bool operator==(const destination_key&) const = default;
+};
+
+struct job {
+  std::shared_ptr<const queue::envelope_record> message;  // snapshot at dispatch
+  std::vector<std::size_t> recipients;                    // indexes into message->recipients
+  std::int64_t dispatched_us = 0;
+};
+
+enum class outcome_kind { delivered, deferred, failed };
+
+struct recipient_outcome {
+  std::size_t index = 0;  // into message->recipients
+  outcome_kind what = outcome_kind::deferred;
+  std::uint16_t code = 0;    // SMTP reply code; 0 when there was no reply (DNS, connect, TLS)
+  std::string status;        // enhanced status, e.g. "4.4.1" (synthesised when missing)
+  std::string description;   // "host mx1.example.org[192.0.2.1] said: 451 4.3.0 Try later"
+  std::string remote_host;   // "mx1.example.org[192.0.2.1]:25" or "" before any connection
+  std::string reason;        // for failed: "rejected", "no_route", ...
+  bool counts_as_attempt = true;  // false when the destination was throttled before trying
+  std::int64_t not_before_us = 0;  // deferred: retry exactly then (destination backoff)
+};
+
+}  // namespace relayd

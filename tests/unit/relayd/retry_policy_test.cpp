@@ -1,0 +1,93 @@
+// The retry policy: exponential backoff with cap and jitter, expiry after
+// max_lifetime, delivered/failed outcomes, throttled deferrals that do not count
+// as attempts. Times are injected, so nothing here sleeps.
+#include "relayd/retry_policy.hpp"
+
+#include <gtest/gtest.h>
+
+namespace relayd {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr std::int64_t sec = 1'000'000;
+constexpr std::int64_t t0 = 1'700'000'000 * sec;
+
+retry_settings settings() { return {.min_backoff = 60s, .max_backoff = 600s, .max_lifetime = 3600s}; }
+const std::function<double()> no_jitter = [] { return 0.0; };
+
+recipient_outcome deferred(std::uint16_t code = 451) {
+  return {.what = outcome_kind::deferred, .code = code, .status = "4.3.0",
+          .description = "host mx[127.0.0.2] said: 451 4.3.0 later", .remote_host = "mx[127.0.0.2]:25"};
+}
+
+TEST(RetryPolicy, BackoffDoublesFromMinAndStopsAtMax) {
+  const auto s = settings();
+  EXPECT_EQ(backoff(1, s), 60s);
+  EXPECT_EQ(backoff(2, s), 120s);
+  EXPECT_EQ(backoff(3, s), 240s);
+  EXPECT_EQ(backoff(4, s), 480s);
+  EXPECT_EQ(backoff(5, s), 600s);
+  EXPECT_EQ(backoff(4'000'000'000u, s), 600s);  // no overflow for absurd counts
+}
+
+TEST(RetryPolicy, DeferralSchedulesTheNextAttemptAndRecordsTheReply) {
+  queue::recipient r{.address = "a@example.org"};
+  r = apply_outcome(r, deferred(), t0, t0 + 5 * sec, settings(), no_jitter);
+  EXPECT_EQ(r.state, queue::rcpt_state::pending);
+  EXPECT_EQ(r.attempts, 1u);
+  EXPECT_EQ(r.next_attempt_us, t0 + 5 * sec + 60 * sec);
+  EXPECT_EQ(r.first_attempt_us, t0 + 5 * sec);
+  EXPECT_EQ(r.reply_code, 451);
+  EXPECT_EQ(r.status, "4.3.0");
+  EXPECT_EQ(r.remote_host, "mx[127.0.0.2]:25");
+  EXPECT_EQ(r.last_reply, "host mx[127.0.0.2] said: 451 4.3.0 later");
+
+  r = apply_outcome(r, deferred(), t0, t0 + 100 * sec, settings(), no_jitter);
+  EXPECT_EQ(r.attempts, 2u);
+  EXPECT_EQ(r.next_attempt_us, t0 + 100 * sec + 120 * sec);
+  EXPECT_EQ(r.first_attempt_us, t0 + 5 * sec);
+  EXPECT_EQ(r.last_attempt_us, t0 + 100 * sec);
+}
+
+TEST(RetryPolicy, JitterAddsAtMostTenPercent) {
+  queue::recipient r{.address = "a@example.org"};
+  auto late = apply_outcome(r, deferred(), t0, t0, settings(), [] { return 0.999; });
+  EXPECT_GT(late.next_attempt_us, t0 + 60 * sec);
+  EXPECT_LT(late.next_attempt_us, t0 + 66 * sec);
+}
+
+TEST(RetryPolicy, DeferralAfterLifetimeExpires) {
+  queue::recipient r{.address = "a@example.org"};
+  r = apply_outcome(r, deferred(), t0, t0 + 3600 * sec, settings(), no_jitter);
+  EXPECT_EQ(r.state, queue::rcpt_state::failed);
+  EXPECT_EQ(r.reason, "expired");
+  EXPECT_EQ(r.reply_code, 451);  // the last reply is kept for the DSN
+}
+
+TEST(RetryPolicy, DeliveredAndFailedAreFinal) {
+  queue::recipient r{.address = "a@example.org"};
+  auto ok = apply_outcome(r, {.what = outcome_kind::delivered, .code = 250, .status = "2.0.0"}, t0,
+                          t0, settings(), no_jitter);
+  EXPECT_EQ(ok.state, queue::rcpt_state::delivered);
+  auto bad = apply_outcome(r, {.what = outcome_kind::failed, .code = 550, .status = "5.1.1"}, t0,
+                           t0, settings(), no_jitter);
+  EXPECT_EQ(bad.state, queue::rcpt_state::failed);
+  EXPECT_EQ(bad.reason, "rejected");
+  auto route = apply_outcome(r, {.what = outcome_kind::failed, .reason = "no_route"}, t0, t0,
+                             settings(), no_jitter);
+  EXPECT_EQ(route.reason, "no_route");
+}
+
+TEST(RetryPolicy, ThrottledDeferralWaitsForTheDestinationWithoutCountingAnAttempt) {
+  queue::recipient r{.address = "a@example.org", .attempts = 2};
+  auto o = deferred(421);
+  o.counts_as_attempt = false;
+  o.not_before_us = t0 + 42 * sec;
+  r = apply_outcome(r, o, t0, t0 + sec, settings(), no_jitter);
+  EXPECT_EQ(r.attempts, 2u);
+  EXPECT_EQ(r.next_attempt_us, t0 + 42 * sec);
+  EXPECT_EQ(r.reply_code, 421);
+}
+
+}  // namespace
+}  // namespace relayd
