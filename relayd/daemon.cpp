@@ -55,9 +55,12 @@ struct connection {
       : sock(std::move(s)), timer(sock.get_executor()), ip(std::move(ip_)), port(port_) {}
 
   // Sets the deadline for the next read or write.
+  // A later deadline is picked up when the watchdog wakes at the old one; an
+  // earlier one must cut its wait short.
   void arm(steady::duration d) {
     deadline = steady::now() + d;
     timed_out = false;
+    if (deadline < timer.expiry()) timer.expires_at(deadline);
   }
 
   tcp::socket sock;

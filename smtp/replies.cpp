@@ -92,7 +92,7 @@ reply missing_argument() {
   return make(501, "5.5.4", "Syntax error: argument required");
 }
 reply helo_syntax() {
-  return make(501, "5.5.4", "Syntax: EHLO hostname");
+  return make(501, "5.5.4", "Syntax: EHLO hostname (or HELO hostname)");
 }
 reply mail_syntax() {
   return make(501, "5.5.4", "Syntax: MAIL FROM:<address> [parameters]");

@@ -5,6 +5,7 @@
 // QUIT, a bare CR/LF in DATA, a timeout or a shutdown, feed() returns close.
 #include "smtp/server_session.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cassert>
@@ -192,8 +193,10 @@ struct server_session::impl {
     send(replies::sender_ok(), {});
   }
 
+  // A recipient given twice is accepted once, so it is delivered once.
   void proceed_rcpt(const command& c) {
-    env_.recipients.push_back(c.path);
+    if (std::find(env_.recipients.begin(), env_.recipients.end(), c.path) == env_.recipients.end())
+      env_.recipients.push_back(c.path);
     send(replies::recipient_ok(), {});
   }
 

@@ -642,3 +642,22 @@ TEST(ServerSessionRobustness, RandomInput) {
 
 }  // namespace
 }  // namespace smtp
+
+namespace smtp {
+namespace {
+// A recipient given twice is stored once (and so delivered once).
+TEST(ServerSessionDedupe, DuplicateRecipientIsKeptOnce) {
+  session_options o;
+  o.hostname = "relay.test";
+  o.new_id = [] { return std::string("ID1"); };
+  o.now = [] { return std::int64_t{1'700'000'000}; };
+  server_session s(std::move(o), client_info{"127.0.0.1", "", true});
+  s.start();
+  auto step = s.feed(
+      "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@y.example>\r\nRCPT TO:<x@y.example>\r\n"
+      "RCPT TO:<z@y.example>\r\nDATA\r\nhi\r\n.\r\n");
+  ASSERT_EQ(step.what, server_session::event::message);
+  EXPECT_EQ(s.message_envelope().recipients, (std::vector<std::string>{"x@y.example", "z@y.example"}));
+}
+}  // namespace
+}  // namespace smtp
