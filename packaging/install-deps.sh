@@ -11,7 +11,7 @@ pkgs=(
   libboost1.81-dev libboost-json1.81-dev
   libssl-dev libc-ares-dev liblmdb-dev lmdb-utils libspdlog-dev libfmt-dev
   libtomlplusplus-dev libgtest-dev libgmock-dev libcrypt-dev
-  python3 swaks dnsmasq-base postfix procps iproute2
+  python3 swaks libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base postfix procps iproute2 openssl
 )
 
 # --fuzz: also clang-16 with libFuzzer (clang 14 cannot compile libstdc++ 12's <expected>).
