@@ -32,7 +32,11 @@ int usage(int code) {
                "usage: relayctl [-c CONFIG] [-S SOCKET] COMMAND\n"
                "  -p            list the queue (like postqueue -p)\n"
                "  -j            list the queue, one JSON object per message\n"
+               "  -f            flush: attempt every deferred message now\n"
                "  -d ID|ALL     delete messages\n"
+               "  -r ID|ALL     requeue: attempt now with the current configuration\n"
+               "  -h ID|ALL     hold (no delivery until released)\n"
+               "  -H ID|ALL     release held messages\n"
                "  -s ID         show a message: envelope, recipients, raw content\n");
   return code;
 }
@@ -169,7 +173,9 @@ int cmd_print_queue(control_client& c) {
     ++count;
     bytes += static_cast<std::uint64_t>(num(m, "size"));
     std::string state = str(m, "state");
-    char mark = state == "held" ? '!' : ' ';
+    auto* fl = m.if_contains("in_flight");
+    const bool flying = fl && fl->is_bool() && fl->get_bool();
+    char mark = state == "held" ? '!' : flying ? '*' : ' ';
     std::string sender = str(m, "sender");
     std::printf("%-16s%c %8lld %s  %s\n", str(m, "id").c_str(), mark,
                 static_cast<long long>(num(m, "size")),
@@ -213,6 +219,25 @@ int cmd_delete(control_client& c, const std::string& id) {
   check_ok(o);
   auto n = num(o, "deleted");
   std::printf("relayctl: deleted %lld message%s\n", static_cast<long long>(n), n == 1 ? "" : "s");
+  return 0;
+}
+
+// flush / requeue / hold / release: one request, one count back.
+int cmd_action(control_client& c, const std::string& action, const std::string& id) {
+  json::object req{{"cmd", action}};
+  if (id == "ALL")
+    req["all"] = true;
+  else if (!id.empty())
+    req["ids"] = json::array{json::value(id)};
+  c.send(req);
+  auto o = c.read_object();
+  check_ok(o);
+  auto n = num(o, "count");
+  const char* verb = action == "flush"     ? "flushed"
+                     : action == "requeue" ? "requeued"
+                     : action == "hold"    ? "held"
+                                           : "released";
+  std::printf("relayctl: %s %lld message%s\n", verb, static_cast<long long>(n), n == 1 ? "" : "s");
   return 0;
 }
 
@@ -279,9 +304,9 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "relayctl: one command at a time ('%s' after '%s')\n", argv[i],
                    command.c_str());
       return usage(2);
-    } else if (a == "-p" || a == "-j") {
+    } else if (a == "-p" || a == "-j" || a == "-f") {
       command = a;
-    } else if (a == "-d" || a == "-s") {
+    } else if (a == "-d" || a == "-s" || a == "-r" || a == "-h" || a == "-H") {
       command = a;
       arg = next();
     } else {
@@ -298,5 +323,9 @@ int main(int argc, char** argv) {
   if (command == "-p") return cmd_print_queue(c);
   if (command == "-j") return cmd_json_queue(c);
   if (command == "-d") return cmd_delete(c, arg);
+  if (command == "-f") return cmd_action(c, "flush", "");
+  if (command == "-r") return cmd_action(c, "requeue", arg);
+  if (command == "-h") return cmd_action(c, "hold", arg);
+  if (command == "-H") return cmd_action(c, "release", arg);
   return cmd_show(c, arg);
 }

@@ -16,6 +16,7 @@
 #include <filesystem>
 
 #include "relayd/async_call.hpp"
+#include "relayd/scheduler.hpp"
 
 namespace relayd {
 namespace json = boost::json;
@@ -38,7 +39,7 @@ const char* rcpt_state_name(queue::rcpt_state s) {
 }
 
 // The message as relayctl -j prints it (DESIGN.md, relayctl).
-json::object message_json(const queue::envelope_record& r, const config& cfg) {
+json::object message_json(const queue::envelope_record& r, const config& cfg, bool in_flight) {
   bool deferred = false;
   json::array rcpts;
   for (const auto& rc : r.recipients) {
@@ -59,8 +60,27 @@ json::object message_json(const queue::envelope_record& r, const config& cfg) {
       {"size", r.size},
       {"arrival", seconds(r.arrival_us)},
       {"sender", r.sender},
+      {"in_flight", in_flight},
       {"recipients", std::move(rcpts)},
   };
+}
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// "ids":[...] or "all":true; nullopt when neither is given.
+std::optional<std::vector<std::string>> target_ids(const json::object& req) {
+  if (auto* all = req.if_contains("all"); all && all->is_bool() && all->get_bool())
+    return std::vector<std::string>{};
+  auto* arr = req.if_contains("ids") ? req.at("ids").if_array() : nullptr;
+  if (!arr || arr->empty()) return std::nullopt;
+  std::vector<std::string> ids;
+  for (const auto& v : *arr)
+    if (v.is_string()) ids.emplace_back(v.get_string());
+  return ids;
 }
 
 std::string error_line(std::string_view what) {
@@ -166,7 +186,7 @@ awaitable<void> control_server::serve(unix_socket sock) {
         ++visited;
         ++count;
         bytes += r.size;
-        out += json::serialize(message_json(r, cfg_));
+        out += json::serialize(message_json(r, cfg_, scheduler_ && scheduler_->in_flight(r.id)));
         out += '\n';
       });
       if (visited == 0) break;
@@ -184,7 +204,7 @@ awaitable<void> control_server::serve(unix_socket sock) {
     } else if (!rec || !body) {
       out = error_line(std::string(*id) + ": no such message");
     } else {
-      auto m = message_json(*rec, cfg_);
+      auto m = message_json(*rec, cfg_, scheduler_ && scheduler_->in_flight(rec->id));
       m["client_ip"] = rec->client_ip;
       m["helo"] = rec->helo;
       out = json::serialize(json::object{
@@ -213,6 +233,32 @@ awaitable<void> control_server::serve(unix_socket sock) {
                                          : std::string("none of these messages exists"));
       } else {
         out = error_line("delete failed: " + res.detail);
+      }
+    }
+  } else if (*cmd == "flush" || *cmd == "requeue" || *cmd == "hold" || *cmd == "release") {
+    auto ids = *cmd == "flush" ? std::optional<std::vector<std::string>>(std::vector<std::string>{})
+                               : target_ids(*obj);
+    if (!ids) {
+      out = error_line(fmt::format("{}: give \"ids\" or \"all\"", std::string_view(*cmd)));
+    } else {
+      const bool some = !ids->empty();
+      const std::string what(*cmd);
+      std::vector<std::string> named = *ids;
+      auto [res, n] = co_await from_callback<void(queue::result, std::size_t)>([&](auto done) {
+        if (what == "hold" || what == "release")
+          spool_.set_held(std::move(*ids), what == "hold", std::move(done));
+        else
+          spool_.reschedule(std::move(*ids), now_us(), std::move(done));
+      });
+      if (res.code == queue::status::ok || (!some && res.code == queue::status::not_found)) {
+        spdlog::info("control: {} {} message(s)", what, n);
+        if (scheduler_ && what != "hold") scheduler_->rescan(what == "flush");
+        out = json::serialize(json::object{{"ok", true}, {"count", n}}) + "\n";
+      } else if (res.code == queue::status::not_found) {
+        out = error_line(named.size() == 1 ? named[0] + ": no such message"
+                                           : std::string("none of these messages exists"));
+      } else {
+        out = error_line(what + " failed: " + res.detail);
       }
     }
   } else {

@@ -19,6 +19,9 @@
 #include "queue/spool_diag.hpp"
 #include "relayd/async_call.hpp"
 #include "relayd/control.hpp"
+#include "relayd/delivery_agent.hpp"
+#include "relayd/scheduler.hpp"
+#include "dns/mx_resolver.hpp"
 #include "relayd/net.hpp"
 #include <boost/asio/ip/v6_only.hpp>
 #include "smtp/server_session.hpp"
@@ -76,8 +79,8 @@ struct connection {
 
 class inbound_server {
  public:
-  inbound_server(asio::io_context& io, const config& cfg, queue::spool& spool)
-      : io_(io), cfg_(cfg), spool_(spool) {}
+  inbound_server(asio::io_context& io, const config& cfg, queue::spool& spool, scheduler& sched)
+      : io_(io), cfg_(cfg), spool_(spool), scheduler_(sched) {}
 
   bool start() {
     for (const auto& ep : cfg_.smtp.listen) {
@@ -292,11 +295,13 @@ class inbound_server {
     rec.helo = env.helo;
     if (env.body == smtp::body_type::eight_bit_mime) rec.flags |= queue::flag_eight_bit;
     if (env.smtputf8) rec.flags |= queue::flag_smtputf8;
-    for (const auto& r : env.recipients) rec.recipients.push_back(queue::recipient{.address = r});
+    for (const auto& r : env.recipients)
+      rec.recipients.push_back(queue::recipient{.address = r, .next_attempt_us = rec.arrival_us});
     std::string body = session.take_message();
     rec.size = body.size();
     const std::size_t nrcpt = rec.recipients.size(), size = rec.size;
     const std::string sender = rec.sender, id = rec.id;
+    const std::int64_t arrival = rec.arrival_us;
 
     auto r = co_await from_callback<void(queue::result)>([&](auto done) {
       spool_.enqueue(std::move(rec), std::move(body), std::move(done));
@@ -304,6 +309,7 @@ class inbound_server {
     if (r.code == queue::status::ok) {
       spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client={}", id, sender, size, nrcpt, ip);
       session.message_queued();
+      scheduler_.notify_enqueued(arrival);
       co_return;
     }
     smtp::reply reply{452, "4.3.1", "Insufficient system storage"};
@@ -336,6 +342,7 @@ class inbound_server {
   asio::io_context& io_;
   const config& cfg_;
   queue::spool& spool_;
+  scheduler& scheduler_;
   std::list<tcp::acceptor> acceptors_;
   std::list<std::shared_ptr<connection>> connections_;
   std::unordered_map<std::string, std::size_t> per_client_;
@@ -383,8 +390,21 @@ int run_daemon(const config& cfg) {
     spdlog::error("spool: record {} set aside: {}", q.id, q.reason);
 
   asio::io_context io(1);
-  inbound_server server(io, cfg, *spool);
+  std::unique_ptr<dns::mx_resolver> resolver;
+  try {
+    dns::resolver_options ro;
+    for (const auto& ep : cfg.delivery.dns_servers) ro.servers.push_back(ep.to_string());
+    resolver = std::make_unique<dns::mx_resolver>(io, std::move(ro));
+  } catch (const std::exception& e) {
+    spdlog::critical("DNS resolver: {}", e.what());
+    return 1;
+  }
+  scheduler sched(io, cfg, *spool);
+  delivery_agent agent(io, cfg, sched, *resolver);
+  sched.set_agent(&agent);
+  inbound_server server(io, cfg, *spool, sched);
   control_server control(io, cfg, *spool);
+  control.set_scheduler(&sched);
   if (!server.start()) return 1;
   if (auto ok = control.start(); !ok) {
     spdlog::critical("control socket: {}", ok.error());
@@ -412,13 +432,20 @@ int run_daemon(const config& cfg) {
             io.stop();
           }
         });
-        server.stop([&] {
+        // Inbound sessions and deliveries wind down side by side; the last
+        // one to finish closes the rest.
+        auto remaining = std::make_shared<int>(2);
+        auto one_done = [&, remaining] {
+          if (--*remaining > 0) return;
           control.stop();
+          resolver->cancel();
           grace.cancel();
           boost::system::error_code ignored;
           signals.cancel(ignored);
           hup.cancel(ignored);
-        });
+        };
+        server.stop(one_done);
+        sched.stop(one_done);
       };
   signals.async_wait(on_signal);
   // SIGHUP must not kill the daemon (the default action); nothing reloads yet.
@@ -429,7 +456,10 @@ int run_daemon(const config& cfg) {
     hup.async_wait(on_hup);
   };
   hup.async_wait(on_hup);
-  spdlog::info("relayd started: hostname {}", cfg.hostname);
+  sched.start();
+  spdlog::info("relayd started: hostname {}, delivery {}", cfg.hostname,
+               cfg.delivery.relayhost ? "via relayhost " + cfg.delivery.relayhost->to_string()
+                                      : std::string("by MX"));
   io.run();
   spool.reset();  // finishes queued spool operations, then closes LMDB
   spdlog::info("relayd stopped");

@@ -1,0 +1,325 @@
+// Implements scheduler.hpp. Everything here runs on the I/O thread; the spool's
+// completions are posted back to it. The due index is read with a cursor that
+// only moves forward (new and rescheduled messages sort after it), and is reset
+// by explicit rescans, by new mail due before it, and every 30 s as a safety net.
+#include "relayd/scheduler.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <map>
+
+#include "relayd/async_call.hpp"
+#include "relayd/delivery_agent.hpp"
+
+namespace relayd {
+namespace {
+
+constexpr std::size_t due_batch = 256;
+constexpr auto full_scan_interval = std::chrono::seconds(30);
+constexpr std::int64_t max_sleep_us = 30'000'000;
+
+std::int64_t system_now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+const char* status_word(const queue::recipient& r) {
+  switch (r.state) {
+    case queue::rcpt_state::delivered: return "sent";
+    case queue::rcpt_state::failed: return "bounced";
+    case queue::rcpt_state::pending: return "deferred";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+scheduler::scheduler(asio::io_context& io, const config& cfg, queue::spool& spool, clock_fn now_us)
+    : io_(io),
+      cfg_(cfg),
+      spool_(spool),
+      now_us_(now_us ? std::move(now_us) : clock_fn(system_now_us)),
+      retry_{cfg.queue.min_backoff, cfg.queue.max_backoff, cfg.queue.max_lifetime},
+      rng_(std::random_device{}()),
+      timer_(io) {
+  jitter_ = [this] { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); };
+}
+
+scheduler::~scheduler() = default;
+
+void scheduler::start() {
+  last_full_scan_ = std::chrono::steady_clock::now();
+  asio::co_spawn(io_, loop(), [](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::critical("scheduler stopped: {}", ex.what());
+    }
+  });
+}
+
+void scheduler::stop(std::function<void()> on_idle) {
+  stopping_ = true;
+  on_idle_ = std::move(on_idle);
+  timer_.cancel();
+  for (auto& [name, d] : destinations_) {
+    for (auto* t : d->idle) {
+      ++d->waking;  // the woken connection finds no job and closes
+      t->cancel();
+    }
+    d->idle.clear();
+  }
+  maybe_idle();
+}
+
+void scheduler::wake() {
+  wake_pending_ = true;
+  timer_.cancel();
+}
+
+void scheduler::notify_enqueued(std::int64_t due_us) {
+  if (cursor_ && due_us <= cursor_->due_us) cursor_.reset();
+  wake();
+}
+
+void scheduler::rescan(bool clear_backoffs) {
+  if (clear_backoffs) {
+    for (auto& [name, d] : destinations_) {
+      d->backoff_until_us = 0;
+      d->failures = 0;
+    }
+  }
+  cursor_.reset();
+  wake();
+}
+
+awaitable<void> scheduler::loop() {
+  while (!stopping_) {
+    wake_pending_ = false;
+    if (std::chrono::steady_clock::now() - last_full_scan_ > full_scan_interval) {
+      cursor_.reset();
+      last_full_scan_ = std::chrono::steady_clock::now();
+    }
+    const std::int64_t now = now_us_();
+    std::size_t seen = 0;
+    if (in_flight_.size() < max_in_flight) {
+      auto batch = spool_.due(cursor_, now, due_batch);
+      seen = batch.size();
+      for (auto& e : batch) {
+        cursor_ = e;
+        if (!in_flight_.contains(e.id)) dispatch(e.id, now);
+        if (in_flight_.size() >= max_in_flight) break;
+      }
+    }
+    if (stopping_) break;
+    if (seen == due_batch && in_flight_.size() < max_in_flight) {
+      // More is due: let sessions and agents run, then go on.
+      co_await asio::post(io_, asio::use_awaitable);
+      continue;
+    }
+    if (wake_pending_) continue;
+    std::int64_t sleep_us = max_sleep_us;
+    if (in_flight_.size() < max_in_flight) {
+      if (auto next = spool_.next_due_after(now)) sleep_us = std::clamp<std::int64_t>(*next - now, 0, max_sleep_us);
+    }
+    timer_.expires_after(std::chrono::microseconds(sleep_us));
+    co_await timer_.async_wait(use_tuple);
+  }
+}
+
+std::string scheduler::destination_name(const std::string& address) const {
+  if (cfg_.delivery.relayhost) return cfg_.delivery.relayhost->to_string();
+  auto at = address.rfind('@');
+  return lower(at == std::string::npos ? address : address.substr(at + 1));
+}
+
+destination& scheduler::destination_for(const std::string& name) {
+  auto& slot = destinations_[name];
+  if (!slot) {
+    slot = std::make_unique<destination>();
+    slot->key.name = name;
+  }
+  return *slot;
+}
+
+void scheduler::dispatch(const std::string& id, std::int64_t now) {
+  auto rec = spool_.get(id);
+  if (!rec || (rec->flags & queue::flag_held)) return;
+  auto snapshot = std::make_shared<const queue::envelope_record>(std::move(*rec));
+  std::map<std::string, std::vector<std::size_t>> groups;
+  for (std::size_t i = 0; i < snapshot->recipients.size(); ++i) {
+    const auto& r = snapshot->recipients[i];
+    if (r.state == queue::rcpt_state::pending && r.next_attempt_us <= now)
+      groups[destination_name(r.address)].push_back(i);
+  }
+  if (groups.empty()) return;
+  in_flight_[id] = groups.size();
+  for (auto& [name, indexes] : groups) {
+    auto& d = destination_for(name);
+    d.waiting.push_back(job{snapshot, std::move(indexes), now});
+    if (d.backoff_until_us > now) {
+      recipient_outcome why;
+      why.counts_as_attempt = false;
+      why.not_before_us = d.backoff_until_us;
+      why.code = 0;
+      why.status = "4.4.1";
+      why.description = fmt::format("destination {} is backing off", name);
+      finish_all_waiting(d, why, "none");
+    } else {
+      start_connections(d);
+    }
+  }
+}
+
+void scheduler::start_connections(destination& d) {
+  if (!agent_ || stopping_) return;
+  // Lingering connections take new jobs first (connection reuse).
+  while (!d.idle.empty() && d.waiting.size() > d.connecting + d.waking) {
+    auto* t = d.idle.front();
+    d.idle.pop_front();
+    ++d.waking;
+    t->cancel();
+  }
+  const auto limit = cfg_.delivery.concurrency_per_destination;
+  while (d.active < limit && d.waiting.size() > d.connecting + d.waking) {
+    ++d.active;
+    ++d.connecting;
+    ++connections_;
+    agent_->start_connection(d);
+  }
+}
+
+std::optional<job> scheduler::next_job(destination& d) {
+  if (stopping_ || d.waiting.empty()) return std::nullopt;
+  job j = std::move(d.waiting.front());
+  d.waiting.pop_front();
+  return j;
+}
+
+void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> outcomes,
+                         const std::string& relay, const attempt_timing& timing) {
+  const auto now = now_us_();
+  const auto& msg = *j.message;
+  std::vector<queue::spool::recipient_update> updates;
+  bool any_delivered = false;
+  for (auto& o : outcomes) {
+    if (o.index >= msg.recipients.size()) continue;
+    auto next = apply_outcome(msg.recipients[o.index], o, msg.arrival_us, now, retry_, jitter_);
+    any_delivered |= next.state == queue::rcpt_state::delivered;
+    const double queued = static_cast<double>(j.dispatched_us - msg.arrival_us) / 1e6;
+    spdlog::info("{}: to=<{}>, relay={}, delay={:.2f}, delays={:.2f}/{:.2f}/{:.2f}/{:.2f}, "
+                 "dsn={}, status={} ({})",
+                 msg.id, next.address, relay, static_cast<double>(now - msg.arrival_us) / 1e6,
+                 std::max(queued, 0.0), timing.dns, timing.connect, timing.transfer,
+                 next.status.empty() ? "-" : next.status, status_word(next),
+                 next.reason == "expired" ? "message expired: " + o.description : o.description);
+    updates.push_back({o.index, std::move(next)});
+  }
+  if (any_delivered) d.failures = 0;
+  ++pending_updates_;
+  const std::string id = msg.id;
+  spool_.update_recipients(
+      id, std::move(updates), 0,
+      [this, id, ex = io_.get_executor()](queue::result r, queue::spool::completion c) {
+        asio::post(ex, [this, id, r = std::move(r), c] {
+          if (r.code != queue::status::ok && r.code != queue::status::not_found)
+            spdlog::error("{}: cannot store delivery results: {}", id, r.detail);
+          if (c == queue::spool::completion::delivered) spdlog::info("{}: removed", id);
+          if (c == queue::spool::completion::dead) spdlog::info("{}: moved to the dead spool", id);
+          --pending_updates_;
+          job_stored(id);
+        });
+      });
+}
+
+void scheduler::job_stored(const std::string& id) {
+  auto it = in_flight_.find(id);
+  if (it != in_flight_.end() && --it->second == 0) {
+    const bool was_full = in_flight_.size() >= max_in_flight;
+    in_flight_.erase(it);
+    if (was_full) wake();
+  }
+  maybe_idle();
+}
+
+void scheduler::finish_all_waiting(destination& d, recipient_outcome why, const std::string& relay) {
+  while (!d.waiting.empty()) {
+    job j = std::move(d.waiting.front());
+    d.waiting.pop_front();
+    std::vector<recipient_outcome> outs;
+    for (auto i : j.recipients) {
+      auto o = why;
+      o.index = i;
+      outs.push_back(std::move(o));
+    }
+    complete(d, std::move(j), std::move(outs), relay, attempt_timing{});
+  }
+}
+
+void scheduler::throttle(destination& d, const recipient_outcome& why) {
+  const auto now = now_us_();
+  ++d.failures;
+  d.backoff_until_us = now + backoff(d.failures, retry_).count();
+  spdlog::warn("destination {} throttled until +{}s: {}", d.key.name,
+               (d.backoff_until_us - now) / 1'000'000, why.description);
+  auto o = why;
+  o.counts_as_attempt = false;
+  o.not_before_us = d.backoff_until_us;
+  o.what = outcome_kind::deferred;
+  finish_all_waiting(d, o, why.remote_host.empty() ? "none" : why.remote_host);
+}
+
+void scheduler::unreachable(destination& d, const recipient_outcome& why) {
+  // Other connections to this destination still work: leave the jobs to them.
+  if (d.active - d.connecting > 0) return;
+  const auto now = now_us_();
+  ++d.failures;
+  d.backoff_until_us = now + backoff(d.failures, retry_).count();
+  auto o = why;
+  o.what = outcome_kind::deferred;
+  finish_all_waiting(d, o, why.remote_host.empty() ? "none" : why.remote_host);
+}
+
+void scheduler::no_route(destination& d, const recipient_outcome& why) {
+  auto o = why;
+  o.what = outcome_kind::failed;
+  if (o.reason.empty()) o.reason = "no_route";
+  finish_all_waiting(d, o, "none");
+}
+
+void scheduler::connection_done(destination& d) {
+  --d.active;
+  --connections_;
+  // Jobs that arrived while this connection was closing get a new one.
+  if (!d.waiting.empty() && d.backoff_until_us <= now_us_()) start_connections(d);
+  maybe_forget(d);
+  maybe_idle();
+}
+
+void scheduler::maybe_forget(destination& d) {
+  // Destinations with nothing going on and no backoff to remember are dropped,
+  // so the map stays as small as the set of busy destinations.
+  if (d.active == 0 && d.waiting.empty() && d.backoff_until_us <= now_us_()) {
+    auto name = d.key.name;
+    destinations_.erase(name);
+  }
+}
+
+void scheduler::maybe_idle() {
+  if (stopping_ && on_idle_ && connections_ == 0 && pending_updates_ == 0) {
+    auto f = std::move(on_idle_);
+    on_idle_ = nullptr;
+    f();
+  }
+}
+
+}  // namespace relayd
