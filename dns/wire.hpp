@@ -1,0 +1,44 @@
+// Reading DNS replies (RFC 1035 wire format) for what the resolver needs that
+// c-ares' parsers do not give: MX records with their TTLs, A/AAAA with TTLs, and
+// the negative-caching TTL from the SOA in the authority section (RFC 2308).
+// Every read is bounds-checked; a malformed message yields nullopt, never a crash.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace dns::detail {
+
+using message = std::span<const unsigned char>;
+
+inline constexpr std::uint16_t type_a = 1;
+inline constexpr std::uint16_t type_cname = 5;
+inline constexpr std::uint16_t type_soa = 6;
+inline constexpr std::uint16_t type_mx = 15;
+inline constexpr std::uint16_t type_aaaa = 28;
+
+struct mx_record {
+  std::uint16_t preference = 0;
+  std::string exchange;  // as c-ares expands it; "" for the root (a null MX)
+  std::uint32_t ttl = 0;
+};
+
+// MX records of the answer section (any owner: a CNAME chain is followed by the
+// server). ttl is each record's own, lowered to any CNAME TTL in the answer.
+std::optional<std::vector<mx_record>> parse_mx(message msg);
+
+struct address_records {
+  std::vector<std::string> addresses;  // canonical text, in answer order, no duplicates
+  std::uint32_t ttl = 0;               // minimum over the A/AAAA and CNAME records used
+};
+// type_a or type_aaaa records of the answer section.
+std::optional<address_records> parse_addresses(message msg, std::uint16_t type);
+
+// RFC 2308: min(SOA TTL, SOA MINIMUM) of the SOA in the authority section;
+// nullopt when there is none (or the message is malformed).
+std::optional<std::uint32_t> negative_ttl(message msg);
+
+}  // namespace dns::detail

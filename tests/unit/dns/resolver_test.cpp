@@ -1,0 +1,443 @@
+// dns::mx_resolver against a real dnsmasq on loopback (and fake SERVFAIL, silent
+// and closed-port servers): preference order and random tie-break, implicit MX,
+// null MX, NXDOMAIN, temporary failures, literals, the TTL cache with an injected
+// clock, concurrency, cancel() and destruction.
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "dns/mx_resolver.hpp"
+#include "tests/unit/dns/dnsmasq_fixture.hpp"
+
+using namespace std::chrono_literals;
+using dns::mx_result;
+using dns::outcome;
+using relayd_test::dnsmasq;
+using relayd_test::fake_dns_server;
+
+namespace {
+
+std::vector<std::string> test_records() {
+  std::vector<std::string> r = {
+      "--mx-host=example.test,mx1.example.test,10",
+      "--mx-host=example.test,mx3.example.test,30",
+      "--mx-host=example.test,mx2.example.test,20",
+      "--host-record=mx1.example.test,127.0.0.2,::2",
+      "--host-record=mx2.example.test,127.0.0.3",
+      "--host-record=mx3.example.test,127.0.0.4",
+      "--mx-host=tie.test,a.tie.test,10",
+      "--mx-host=tie.test,b.tie.test,10",
+      "--mx-host=tie.test,c.tie.test,20",
+      "--host-record=a.tie.test,127.0.1.1",
+      "--host-record=b.tie.test,127.0.1.2",
+      "--host-record=c.tie.test,127.0.1.3",
+      "--host-record=implicit.test,127.0.0.9",
+      "--txt-record=empty.test,nothing here",
+      "--mx-host=nullmx.test,.,0",
+      "--mx-host=mixed.test,.,0",
+      "--mx-host=mixed.test,mx2.example.test,10",
+      "--mx-host=noaddr.test,missing.test,10",
+      "--mx-host=partial.test,mx1.example.test,10",
+      "--mx-host=partial.test,mx.refused.org,20",
+      "--mx-host=refusedhost.test,mx.refused.org,10",
+      "--mx-host=literal.test,192.0.2.1,10",
+      "--mx-host=literalmix.test,192.0.2.1,10",
+      "--mx-host=literalmix.test,mx2.example.test,20",
+  };
+  for (int i = 0; i < 100; ++i)
+    r.push_back("--mx-host=d" + std::to_string(i) + ".test,mx1.example.test,10");
+  // More MX records than fit in a 512-byte UDP reply: c-ares retries over TCP.
+  for (int i = 0; i < 25; ++i) {
+    std::string host = "a-rather-long-mail-exchanger-name-" + std::to_string(i) + ".big.test";
+    r.push_back("--mx-host=big.test," + host + "," + std::to_string(i));
+    r.push_back("--host-record=" + host + ",127.0.2." + std::to_string(i + 1));
+  }
+  return r;
+}
+
+// One resolver on its own io_context, with a clock the test moves.
+struct harness {
+  explicit harness(std::vector<std::string> servers, std::chrono::milliseconds timeout = 1000ms,
+                   int tries = 1, std::size_t cache_entries = 1000) {
+    dns::resolver_options o;
+    o.servers = std::move(servers);
+    o.timeout = timeout;
+    o.tries = tries;
+    o.cache_entries = cache_entries;
+    o.now = [this] { return clock; };
+    resolver = std::make_unique<dns::mx_resolver>(io, std::move(o));
+  }
+
+  mx_result mx(const std::string& domain) {
+    std::optional<mx_result> got;
+    resolver->resolve_mx(domain, [&](mx_result r) { got = std::move(r); });
+    run();
+    if (!got) throw std::runtime_error("no completion for " + domain);
+    return *got;
+  }
+  mx_result host(const std::string& name) {
+    std::optional<mx_result> got;
+    resolver->resolve_host(name, [&](mx_result r) { got = std::move(r); });
+    run();
+    if (!got) throw std::runtime_error("no completion for " + name);
+    return *got;
+  }
+  void run() {
+    io.restart();
+    io.run_for(10s);
+  }
+
+  std::chrono::steady_clock::time_point clock = std::chrono::steady_clock::now();
+  boost::asio::io_context io;
+  std::unique_ptr<dns::mx_resolver> resolver;
+};
+
+std::vector<std::string> names(const mx_result& r) {
+  std::vector<std::string> out;
+  for (const auto& h : r.hosts) out.push_back(h.name);
+  return out;
+}
+
+class Resolver : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = new dnsmasq(test_records()); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  static dnsmasq* server_;
+};
+dnsmasq* Resolver::server_ = nullptr;
+
+}  // namespace
+
+TEST_F(Resolver, HostsInPreferenceOrderWithAddresses) {
+  harness h({server_->server()});
+  auto r = h.mx("example.test");
+  ASSERT_EQ(r.what, outcome::ok) << r.detail;
+  EXPECT_FALSE(r.implicit);
+  EXPECT_EQ(names(r),
+            (std::vector<std::string>{"mx1.example.test", "mx2.example.test", "mx3.example.test"}));
+  EXPECT_EQ(r.hosts[0].preference, 10);
+  EXPECT_EQ(r.hosts[2].preference, 30);
+  EXPECT_EQ(r.hosts[0].addresses, (std::vector<std::string>{"::2", "127.0.0.2"}));  // IPv6 first
+  EXPECT_EQ(r.hosts[1].addresses, (std::vector<std::string>{"127.0.0.3"}));
+}
+
+TEST_F(Resolver, NamesAreCaseInsensitiveWithOptionalTrailingDot) {
+  harness h({server_->server()});
+  auto r = h.mx("EXAMPLE.Test.");
+  ASSERT_EQ(r.what, outcome::ok) << r.detail;
+  EXPECT_EQ(r.hosts.front().name, "mx1.example.test");
+}
+
+TEST_F(Resolver, EqualPreferencesComeInRandomOrder) {
+  for (std::size_t cache : {std::size_t{0}, std::size_t{100}}) {
+    harness h({server_->server()}, 1000ms, 1, cache);
+    std::set<std::string> firsts;
+    for (int i = 0; i < 40; ++i) {
+      auto r = h.mx("tie.test");
+      ASSERT_EQ(r.what, outcome::ok) << r.detail;
+      ASSERT_EQ(r.hosts.size(), 3u);
+      EXPECT_EQ(r.hosts[2].name, "c.tie.test");
+      firsts.insert(r.hosts[0].name);
+    }
+    EXPECT_EQ(firsts, (std::set<std::string>{"a.tie.test", "b.tie.test"})) << "cache " << cache;
+  }
+}
+
+TEST_F(Resolver, NoMxFallsBackToTheDomainsAddresses) {
+  harness h({server_->server()});
+  auto r = h.mx("implicit.test");
+  ASSERT_EQ(r.what, outcome::ok) << r.detail;
+  EXPECT_TRUE(r.implicit);
+  ASSERT_EQ(r.hosts.size(), 1u);
+  EXPECT_EQ(r.hosts[0].name, "implicit.test");
+  EXPECT_EQ(r.hosts[0].preference, 0);
+  EXPECT_EQ(r.hosts[0].addresses, std::vector<std::string>{"127.0.0.9"});
+}
+
+TEST_F(Resolver, NoMxAndNoAddressIsNotFound) {
+  harness h({server_->server()});
+  auto r = h.mx("empty.test");
+  EXPECT_EQ(r.what, outcome::not_found) << r.detail;
+  EXPECT_EQ(r.detail, "empty.test: no MX and no A/AAAA records");
+}
+
+TEST_F(Resolver, NullMxIsPermanent) {
+  harness h({server_->server()});
+  auto r = h.mx("nullmx.test");
+  EXPECT_EQ(r.what, outcome::null_mx);
+  EXPECT_TRUE(dns::permanent(r.what));
+  EXPECT_EQ(r.detail, "nullmx.test: null MX (RFC 7505): the domain accepts no mail");
+  EXPECT_TRUE(r.hosts.empty());
+}
+
+TEST_F(Resolver, NullMxAmongOtherMxRecordsIsIgnored) {
+  harness h({server_->server()});
+  auto r = h.mx("mixed.test");
+  ASSERT_EQ(r.what, outcome::ok) << r.detail;
+  EXPECT_EQ(names(r), std::vector<std::string>{"mx2.example.test"});
+}
+
+TEST_F(Resolver, NxdomainIsNotFound) {
+  harness h({server_->server()});
+  auto r = h.mx("nosuchdomain.test");
+  EXPECT_EQ(r.what, outcome::not_found);
+  EXPECT_EQ(r.detail, "nosuchdomain.test: no such domain (NXDOMAIN)");
+}
+
+TEST_F(Resolver, MxHostsWithoutAddressesAreNotFound) {
+  harness h({server_->server()});
+  auto r = h.mx("noaddr.test");
+  EXPECT_EQ(r.what, outcome::not_found) << r.detail;
+}
+
+TEST_F(Resolver, HostWithTemporaryFailureIsKeptWithoutAddresses) {
+  harness h({server_->server()});
+  auto r = h.mx("partial.test");
+  ASSERT_EQ(r.what, outcome::ok) << r.detail;
+  ASSERT_EQ(names(r), (std::vector<std::string>{"mx1.example.test", "mx.refused.org"}));
+  EXPECT_TRUE(r.hosts[1].addresses.empty());
+  EXPECT_NE(r.detail.find("REFUSED"), std::string::npos) << r.detail;
+}
+
+TEST_F(Resolver, OnlyTemporarilyFailingHostsIsRetry) {
+  harness h({server_->server()});
+  auto r = h.mx("refusedhost.test");
+  EXPECT_EQ(r.what, outcome::retry) << r.detail;
+}
+
+TEST_F(Resolver, MxPointingAtIpAddressIsIgnored) {
+  harness h({server_->server()});
+  auto only = h.mx("literal.test");
+  EXPECT_EQ(only.what, outcome::not_found) << only.detail;
+  EXPECT_NE(only.detail.find("192.0.2.1 is an IP address"), std::string::npos) << only.detail;
+  auto mix = h.mx("literalmix.test");
+  ASSERT_EQ(mix.what, outcome::ok) << mix.detail;
+  EXPECT_EQ(names(mix), std::vector<std::string>{"mx2.example.test"});
+}
+
+TEST_F(Resolver, LargeAnswerOverTcpIsCappedAtTwentyHosts) {
+  harness h({server_->server()});
+  auto r = h.mx("big.test");
+  ASSERT_EQ(r.what, outcome::ok) << r.detail;
+  ASSERT_EQ(r.hosts.size(), 20u);
+  for (std::size_t i = 0; i < r.hosts.size(); ++i) {
+    EXPECT_EQ(r.hosts[i].preference, i);
+    EXPECT_EQ(r.hosts[i].addresses, std::vector<std::string>{"127.0.2." + std::to_string(i + 1)});
+  }
+}
+
+TEST_F(Resolver, RefusedIsRetry) {
+  harness h({server_->server()});
+  auto r = h.mx("example.org");  // outside dnsmasq's local zone, no upstream
+  EXPECT_EQ(r.what, outcome::retry);
+  EXPECT_FALSE(dns::permanent(r.what));
+  EXPECT_EQ(r.detail, "MX lookup for example.org: REFUSED");
+}
+
+TEST(ResolverFailures, ServfailIsRetry) {
+  fake_dns_server servfail(fake_dns_server::servfail);
+  harness h({servfail.server()});
+  auto r = h.mx("example.org");
+  EXPECT_EQ(r.what, outcome::retry);
+  EXPECT_EQ(r.detail, "MX lookup for example.org: SERVFAIL");
+  auto host = h.host("mail.example.org");
+  EXPECT_EQ(host.what, outcome::retry);
+  EXPECT_NE(host.detail.find("SERVFAIL"), std::string::npos) << host.detail;
+}
+
+TEST(ResolverFailures, EveryServerFailingIsRetry) {
+  fake_dns_server servfail(fake_dns_server::servfail);
+  fake_dns_server refused(fake_dns_server::refused);
+  harness h({servfail.server(), refused.server()}, 500ms, 2);
+  auto r = h.mx("example.org");
+  EXPECT_EQ(r.what, outcome::retry) << r.detail;
+  EXPECT_GT(servfail.queries(), 0);
+  EXPECT_GT(refused.queries(), 0);
+}
+
+TEST_F(Resolver, NextServerIsAskedWhenOneFails) {
+  fake_dns_server servfail(fake_dns_server::servfail);
+  harness h({servfail.server(), server_->server()}, 500ms, 2);
+  auto r = h.mx("example.test");
+  ASSERT_EQ(r.what, outcome::ok) << r.detail;
+  EXPECT_EQ(r.hosts.size(), 3u);
+}
+
+TEST(ResolverFailures, TimeoutIsRetry) {
+  fake_dns_server silent(fake_dns_server::silent);
+  harness h({silent.server()}, 100ms, 1);
+  auto start = std::chrono::steady_clock::now();
+  auto r = h.mx("example.org");
+  EXPECT_EQ(r.what, outcome::retry);
+  EXPECT_EQ(r.detail, "MX lookup for example.org: timeout");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
+TEST(ResolverFailures, ConnectionRefusedIsRetry) {
+  harness h({"127.0.0.1:" + std::to_string(relayd_test::closed_udp_port())}, 3000ms, 1);
+  auto start = std::chrono::steady_clock::now();
+  auto r = h.mx("example.org");
+  EXPECT_EQ(r.what, outcome::retry) << r.detail;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s) << r.detail;
+}
+
+TEST(ResolverLiterals, DomainLiteralsNeedNoDns) {
+  fake_dns_server silent(fake_dns_server::silent);  // any query would time out
+  harness h({silent.server()}, 5000ms, 1);
+  auto start = std::chrono::steady_clock::now();
+  auto v4 = h.mx("[192.0.2.1]");
+  ASSERT_EQ(v4.what, outcome::ok) << v4.detail;
+  ASSERT_EQ(v4.hosts.size(), 1u);
+  EXPECT_EQ(v4.hosts[0].addresses, std::vector<std::string>{"192.0.2.1"});
+  auto v6 = h.mx("[IPv6:2001:DB8::1]");
+  ASSERT_EQ(v6.what, outcome::ok) << v6.detail;
+  EXPECT_EQ(v6.hosts[0].addresses, std::vector<std::string>{"2001:db8::1"});
+  EXPECT_EQ(h.mx("[300.0.0.1]").what, outcome::fail);
+  EXPECT_EQ(h.mx("[2001:db8::1]").what, outcome::fail);  // needs the IPv6: tag
+  EXPECT_EQ(h.mx("exa mple.org").what, outcome::fail);
+  EXPECT_EQ(h.mx("192.0.2.1").what, outcome::fail);  // an address is not a mail domain
+  EXPECT_EQ(h.mx("").what, outcome::fail);
+  for (const char* ip : {"127.0.0.5", "[127.0.0.5]", "::1", "[::1]", "[IPv6:::1]"}) {
+    auto r = h.host(ip);
+    ASSERT_EQ(r.what, outcome::ok) << ip;
+    ASSERT_EQ(r.hosts.size(), 1u);
+    EXPECT_EQ(r.hosts[0].addresses.size(), 1u);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
+TEST_F(Resolver, ResolveHost) {
+  harness h({server_->server()});
+  auto r = h.host("MX1.example.test.");
+  ASSERT_EQ(r.what, outcome::ok) << r.detail;
+  ASSERT_EQ(r.hosts.size(), 1u);
+  EXPECT_EQ(r.hosts[0].name, "mx1.example.test");
+  EXPECT_EQ(r.hosts[0].preference, 0);
+  EXPECT_EQ(r.hosts[0].addresses, (std::vector<std::string>{"::2", "127.0.0.2"}));
+  auto bracketed = h.host("[mx2.example.test]");
+  ASSERT_EQ(bracketed.what, outcome::ok) << bracketed.detail;
+  EXPECT_EQ(bracketed.hosts[0].addresses, std::vector<std::string>{"127.0.0.3"});
+  auto nx = h.host("nohost.test");
+  EXPECT_EQ(nx.what, outcome::not_found);
+  EXPECT_EQ(nx.detail, "nohost.test: no such host (NXDOMAIN)");
+  EXPECT_EQ(h.host("example.test").what, outcome::not_found);  // MX only, no A/AAAA
+  EXPECT_EQ(h.host("other.org").what, outcome::retry);
+  EXPECT_EQ(h.host("bad host").what, outcome::fail);
+}
+
+TEST_F(Resolver, ManyConcurrentLookupsComplete) {
+  harness h({server_->server()});
+  int ok = 0, total = 0;
+  for (int i = 0; i < 100; ++i) {
+    h.resolver->resolve_mx("d" + std::to_string(i) + ".test", [&](mx_result r) {
+      ++total;
+      if (r.what == outcome::ok && r.hosts.size() == 1 && r.hosts[0].addresses.size() == 2) ++ok;
+    });
+  }
+  for (int i = 0; i < 20; ++i)  // identical lookups share one query
+    h.resolver->resolve_mx("example.test", [&](mx_result r) {
+      ++total;
+      if (r.what == outcome::ok && r.hosts.size() == 3) ++ok;
+    });
+  h.run();
+  EXPECT_EQ(total, 120);
+  EXPECT_EQ(ok, 120);
+}
+
+TEST(ResolverCache, AnswersFromCacheUntilTheTtlPasses) {
+  dnsmasq server(test_records(), 60);
+  harness h({server.server()}, 500ms, 1);
+  ASSERT_EQ(h.mx("example.test").what, outcome::ok);
+  ASSERT_EQ(h.mx("nosuchdomain.test").what, outcome::not_found);
+  ASSERT_EQ(h.host("mx2.example.test").what, outcome::ok);
+  server.stop();
+  h.clock += 59s;
+  EXPECT_EQ(h.mx("example.test").what, outcome::ok);
+  EXPECT_EQ(h.host("mx2.example.test").what, outcome::ok);
+  EXPECT_EQ(h.mx("nosuchdomain.test").what, outcome::not_found);
+  h.clock += 2s;  // past the 60 s TTL
+  EXPECT_EQ(h.mx("example.test").what, outcome::retry);
+  EXPECT_EQ(h.host("mx2.example.test").what, outcome::retry);
+  EXPECT_EQ(h.mx("nosuchdomain.test").what, outcome::not_found);  // no SOA: 5 minutes
+  h.clock += 240s;
+  EXPECT_EQ(h.mx("nosuchdomain.test").what, outcome::retry);
+}
+
+TEST(ResolverCache, RetryIsNotCached) {
+  dnsmasq server(test_records());
+  harness h({server.server()}, 500ms, 1);
+  server.stop();
+  EXPECT_EQ(h.mx("example.test").what, outcome::retry);
+  server.restart();
+  EXPECT_EQ(h.mx("example.test").what, outcome::ok);
+}
+
+TEST(ResolverCache, IsBounded) {
+  dnsmasq server(test_records());
+  harness h({server.server()}, 500ms, 1, 1);
+  ASSERT_EQ(h.mx("d1.test").what, outcome::ok);
+  ASSERT_EQ(h.mx("d2.test").what, outcome::ok);
+  server.stop();
+  EXPECT_EQ(h.mx("d2.test").what, outcome::ok);
+  EXPECT_EQ(h.mx("d1.test").what, outcome::retry);  // evicted
+}
+
+TEST_F(Resolver, CancelCompletesEverythingWithRetry) {
+  harness h({server_->server()}, 5000ms, 1, 0);
+  std::vector<mx_result> got;
+  for (const char* d : {"example.test", "implicit.test", "tie.test"})
+    h.resolver->resolve_mx(d, [&](mx_result r) { got.push_back(std::move(r)); });
+  h.resolver->resolve_host("mx1.example.test", [&](mx_result r) { got.push_back(std::move(r)); });
+  h.resolver->cancel();  // before any reply is read
+  h.run();
+  ASSERT_EQ(got.size(), 4u);
+  for (const auto& r : got) EXPECT_EQ(r.what, outcome::retry) << r.detail;
+  EXPECT_EQ(h.mx("example.test").what, outcome::ok);  // still usable
+}
+
+TEST_F(Resolver, DestructionDropsOutstandingCallbacks) {
+  harness h({server_->server()});
+  ASSERT_EQ(h.mx("example.test").what, outcome::ok);  // cached: completion posted, not run
+  int calls = 0;
+  h.resolver->resolve_mx("example.test", [&](mx_result) { ++calls; });
+  h.resolver->resolve_mx("tie.test", [&](mx_result) { ++calls; });
+  h.resolver->resolve_host("mx2.example.test", [&](mx_result) { ++calls; });
+  h.resolver.reset();
+  h.run();
+  EXPECT_EQ(calls, 0);
+}
+
+TEST(ResolverOptions, ServersAreCheckedAtConstruction) {
+  boost::asio::io_context io;
+  dns::resolver_options ok;
+  ok.servers = {"127.0.0.1:5353", "[::1]:53", "::1", "192.0.2.53"};
+  EXPECT_NO_THROW((dns::mx_resolver{io, ok}));
+  dns::resolver_options bad;
+  bad.servers = {"127.0.0.1:5353", "dns.example.org"};
+  try {
+    dns::mx_resolver r(io, bad);
+    FAIL() << "expected a start-up error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("dns.example.org"), std::string::npos) << e.what();
+  }
+  dns::resolver_options defaults;  // /etc/resolv.conf (or c-ares' default when absent)
+  EXPECT_NO_THROW((dns::mx_resolver{io, defaults}));
+}
+
+TEST(ResolverOutcome, Names) {
+  EXPECT_EQ(dns::to_string(outcome::ok), "ok");
+  EXPECT_EQ(dns::to_string(outcome::retry), "retry");
+  EXPECT_EQ(dns::to_string(outcome::fail), "fail");
+  EXPECT_EQ(dns::to_string(outcome::not_found), "not_found");
+  EXPECT_EQ(dns::to_string(outcome::null_mx), "null_mx");
+}

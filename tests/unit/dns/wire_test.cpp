@@ -1,0 +1,178 @@
+// DNS reply parsing: MX with TTLs, A/AAAA, the SOA negative TTL, compression,
+// and every truncation of a valid reply rejected without reading out of bounds.
+#include "dns/wire.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+using namespace dns::detail;
+
+namespace {
+
+// Builds replies by hand: one question, then answer and authority records.
+class reply_builder {
+ public:
+  explicit reply_builder(const std::string& qname, std::uint16_t qtype) {
+    bytes_ = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0};
+    name(qname);
+    u16(qtype);
+    u16(1);
+  }
+  void name(const std::string& n) {
+    labels(n);
+    bytes_.push_back(0);
+  }
+  // Labels without the terminating root, to be followed by a pointer.
+  void labels(const std::string& n) {
+    std::size_t start = 0;
+    while (start < n.size()) {
+      auto dot = n.find('.', start);
+      if (dot == std::string::npos) dot = n.size();
+      bytes_.push_back(static_cast<unsigned char>(dot - start));
+      bytes_.insert(bytes_.end(), n.begin() + start, n.begin() + dot);
+      start = dot + 1;
+    }
+  }
+  void pointer(std::uint16_t at) { u16(static_cast<std::uint16_t>(0xC000 | at)); }
+  void u16(std::uint16_t v) {
+    bytes_.push_back(static_cast<unsigned char>(v >> 8));
+    bytes_.push_back(static_cast<unsigned char>(v));
+  }
+  void u32(std::uint32_t v) {
+    u16(static_cast<std::uint16_t>(v >> 16));
+    u16(static_cast<std::uint16_t>(v));
+  }
+  // Owner is the question name (pointer to offset 12); rdata written by `fill`.
+  template <typename F>
+  void record(bool authority, std::uint16_t type, std::uint32_t ttl, F fill) {
+    ++bytes_[authority ? 9 : 7];
+    pointer(12);
+    u16(type);
+    u16(1);
+    u32(ttl);
+    std::size_t len_at = bytes_.size();
+    u16(0);
+    fill(*this);
+    std::size_t len = bytes_.size() - len_at - 2;
+    bytes_[len_at] = static_cast<unsigned char>(len >> 8);
+    bytes_[len_at + 1] = static_cast<unsigned char>(len);
+  }
+  const std::vector<unsigned char>& bytes() const { return bytes_; }
+
+ private:
+  std::vector<unsigned char> bytes_;
+};
+
+reply_builder mx_reply() {
+  reply_builder b("example.org", type_mx);
+  b.record(false, type_mx, 300, [](reply_builder& r) {
+    r.u16(20);
+    r.name("mx2.example.org");
+  });
+  b.record(false, type_mx, 100, [](reply_builder& r) {
+    r.u16(10);
+    r.labels("mx1");
+    r.pointer(12);  // "mx1" + compressed "example.org"
+  });
+  return b;
+}
+
+}  // namespace
+
+TEST(Wire, ParsesMxRecordsWithTtls) {
+  auto b = mx_reply();
+  auto mx = parse_mx(b.bytes());
+  ASSERT_TRUE(mx);
+  ASSERT_EQ(mx->size(), 2u);
+  EXPECT_EQ((*mx)[0].preference, 20);
+  EXPECT_EQ((*mx)[0].exchange, "mx2.example.org");
+  EXPECT_EQ((*mx)[0].ttl, 300u);
+  EXPECT_EQ((*mx)[1].preference, 10);
+  EXPECT_EQ((*mx)[1].exchange, "mx1.example.org");
+  EXPECT_EQ((*mx)[1].ttl, 100u);
+}
+
+TEST(Wire, NullMxHasAnEmptyExchange) {
+  reply_builder b("example.org", type_mx);
+  b.record(false, type_mx, 3600, [](reply_builder& r) {
+    r.u16(0);
+    r.name("");
+  });
+  auto mx = parse_mx(b.bytes());
+  ASSERT_TRUE(mx);
+  ASSERT_EQ(mx->size(), 1u);
+  EXPECT_EQ((*mx)[0].exchange, "");
+}
+
+TEST(Wire, CnameTtlLowersTheAnswerTtl) {
+  reply_builder b("www.example.org", type_a);
+  b.record(false, type_cname, 30, [](reply_builder& r) { r.name("host.example.org"); });
+  b.record(false, type_a, 600, [](reply_builder& r) { r.u32(0xC0000201); });
+  b.record(false, type_a, 600, [](reply_builder& r) { r.u32(0xC0000201); });  // duplicate
+  auto a = parse_addresses(b.bytes(), type_a);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->addresses, std::vector<std::string>{"192.0.2.1"});
+  EXPECT_EQ(a->ttl, 30u);
+}
+
+TEST(Wire, Aaaa) {
+  reply_builder b("host.example.org", type_aaaa);
+  b.record(false, type_aaaa, 60, [](reply_builder& r) {
+    r.u32(0x20010db8);
+    r.u32(0);
+    r.u32(0);
+    r.u32(1);
+  });
+  auto a = parse_addresses(b.bytes(), type_aaaa);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->addresses, std::vector<std::string>{"2001:db8::1"});
+  EXPECT_EQ(a->ttl, 60u);
+  EXPECT_TRUE(parse_addresses(b.bytes(), type_a)->addresses.empty());
+}
+
+TEST(Wire, TtlWithTopBitSetIsZero) {
+  reply_builder b("host.example.org", type_a);
+  b.record(false, type_a, 0x80000000u, [](reply_builder& r) { r.u32(0x7F000001); });
+  EXPECT_EQ(parse_addresses(b.bytes(), type_a)->ttl, 0u);
+}
+
+TEST(Wire, NegativeTtlIsTheSoaMinimumOrItsTtl) {
+  auto soa = [](std::uint32_t ttl, std::uint32_t minimum) {
+    reply_builder b("nx.example.org", type_mx);
+    b.record(true, type_soa, ttl, [&](reply_builder& r) {
+      r.name("ns.example.org");
+      r.name("hostmaster.example.org");
+      for (std::uint32_t v : {1u, 7200u, 900u, 1209600u}) r.u32(v);
+      r.u32(minimum);
+    });
+    return b;
+  };
+  EXPECT_EQ(negative_ttl(soa(3600, 120).bytes()), 120u);
+  EXPECT_EQ(negative_ttl(soa(60, 900).bytes()), 60u);
+  EXPECT_FALSE(negative_ttl(mx_reply().bytes()));
+}
+
+TEST(Wire, EveryTruncationIsRejectedSafely) {
+  auto full = mx_reply().bytes();
+  for (std::size_t n = 0; n < full.size(); ++n) {
+    std::vector<unsigned char> cut(full.begin(), full.begin() + static_cast<long>(n));
+    EXPECT_FALSE(parse_mx(cut)) << "length " << n;
+    (void)negative_ttl(cut);
+    (void)parse_addresses(cut, type_a);
+  }
+}
+
+TEST(Wire, CompressionLoopIsRejected) {
+  reply_builder b("example.org", type_mx);
+  auto bytes = b.bytes();
+  bytes[7] = 1;  // one answer whose owner and exchange point at themselves
+  std::size_t at = bytes.size();
+  const unsigned char rr[] = {
+      0xC0, static_cast<unsigned char>(at),     0, 15, 0, 1, 0, 0, 0, 60, 0, 4, 0, 10,
+      0xC0, static_cast<unsigned char>(at + 14)};
+  bytes.insert(bytes.end(), std::begin(rr), std::end(rr));
+  EXPECT_FALSE(parse_mx(bytes));
+}
