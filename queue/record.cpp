@@ -1,8 +1,11 @@
-// Binary encoding of envelope records (format version 1):
+// Binary encoding of envelope records. encode() writes version 2; decode() reads
+// versions 1 and 2 (a version 1 recipient gets the defaults for the v2 fields):
 //   u8 version | svarint arrival_us | varint size | varint flags
 //   | str sender | str client_ip | str helo | varint nrcpt
 //   | nrcpt × (str address | u8 state | varint attempts | svarint next_attempt_us
-//              | str last_reply)
+//              | str last_reply
+//              [v2: | svarint first_attempt_us | svarint last_attempt_us
+//                   | varint reply_code | str status | str remote_host | str reason])
 // varint: LEB128, at most 10 bytes; svarint: zigzag then varint; str: varint
 // length then bytes. decode() checks every length against what is left and
 // rejects truncation, trailing bytes, unknown versions and out-of-range values.
@@ -15,8 +18,10 @@
 namespace queue {
 namespace {
 
-// A recipient takes at least this many bytes: five one-byte fields.
-constexpr std::size_t min_recipient_bytes = 5;
+// A recipient takes at least this many bytes: one per field.
+static_assert(record_version == 2, "decode() below reads versions 1 and 2");
+constexpr std::size_t min_recipient_bytes_v1 = 5;
+constexpr std::size_t min_recipient_bytes_v2 = 11;
 // Far above any max_recipients configuration; a larger count is damage.
 constexpr std::uint64_t max_recipients = 1u << 20;
 
@@ -80,6 +85,13 @@ class reader {
     v = static_cast<std::uint32_t>(u);
     return true;
   }
+  bool u16(std::uint16_t& v, const char* what) {
+    std::uint64_t u = 0;
+    if (!varint(u, what)) return false;
+    if (u > std::numeric_limits<std::uint16_t>::max()) return fail(what, "value out of range");
+    v = static_cast<std::uint16_t>(u);
+    return true;
+  }
   bool str(std::string& s, const char* what) {
     std::uint64_t n = 0;
     if (!varint(n, what)) return false;
@@ -123,6 +135,12 @@ std::string encode(const envelope_record& r) {
     w.varint(rc.attempts);
     w.svarint(rc.next_attempt_us);
     w.str(rc.last_reply);
+    w.svarint(rc.first_attempt_us);
+    w.svarint(rc.last_attempt_us);
+    w.varint(rc.reply_code);
+    w.str(rc.status);
+    w.str(rc.remote_host);
+    w.str(rc.reason);
   }
   return w.take();
 }
@@ -134,7 +152,7 @@ std::expected<envelope_record, std::string> decode(std::string_view id, std::str
 
   std::uint8_t version = 0;
   if (!in.u8(version, "version")) return std::unexpected(in.error());
-  if (version != record_version) {
+  if (version != 1 && version != 2) {
     return std::unexpected("unknown record version " + std::to_string(version));
   }
   std::uint64_t nrcpt = 0;
@@ -144,6 +162,8 @@ std::expected<envelope_record, std::string> decode(std::string_view id, std::str
       !in.varint(nrcpt, "recipient count")) {
     return std::unexpected(in.error());
   }
+  const std::size_t min_recipient_bytes =
+      version == 1 ? min_recipient_bytes_v1 : min_recipient_bytes_v2;
   if (nrcpt > max_recipients || nrcpt > in.remaining() / min_recipient_bytes) {
     in.fail("recipient count", std::to_string(nrcpt) + " recipients cannot fit in " +
                                    std::to_string(in.remaining()) + " bytes");
@@ -162,6 +182,13 @@ std::expected<envelope_record, std::string> decode(std::string_view id, std::str
     rc.state = static_cast<rcpt_state>(state);
     if (!in.u32(rc.attempts, "attempts") || !in.svarint(rc.next_attempt_us, "next attempt") ||
         !in.str(rc.last_reply, "last reply")) {
+      return std::unexpected(in.error());
+    }
+    if (version == 1) continue;
+    if (!in.svarint(rc.first_attempt_us, "first attempt") ||
+        !in.svarint(rc.last_attempt_us, "last attempt") || !in.u16(rc.reply_code, "reply code") ||
+        !in.str(rc.status, "status") || !in.str(rc.remote_host, "remote host") ||
+        !in.str(rc.reason, "reason")) {
       return std::unexpected(in.error());
     }
   }

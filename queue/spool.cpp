@@ -2,13 +2,25 @@
 //   meta        "format" -> 1 byte layout version; "last_id" -> 8-byte BE high-water ID
 //   envelope    8-byte BE queue ID -> encode(envelope_record)
 //   body        8-byte BE queue ID -> the message octets
+//   schedule    8-byte BE due_us (max(0, due)) + 8-byte BE queue ID -> empty: one
+//               entry per message that is not held and has a pending recipient,
+//               due_us = the smallest next_attempt_us of its pending recipients
+//   dead        8-byte BE queue ID -> encode(envelope_record) of a message that
+//               left the queue with a failed recipient (all recipients kept)
+//   dead_body   8-byte BE queue ID -> its message octets (bodies stay apart from
+//               records, as in the live queue, so listing never reads them)
 //   quarantine  original key + 'e' | 'b' | 'r' -> raw envelope, raw body, reason text
+// Layout version 2 added schedule, dead and dead_body; a version 1 spool is
+// upgraded in place at open (its index is built from the records).
 // One writer thread takes every queued operation (up to a bound), applies them in
 // one write transaction and commits with sync before any `done` runs. MDB_MAP_FULL
 // grows the map and retries; when it cannot grow, the batch is retried one
-// operation at a time so only what does not fit fails (removes may use a small
-// reserve above max_size, so deleting always works). Committed data is never touched
-// by a failure: a failed transaction is aborted as a whole.
+// operation at a time so only what does not fit fails (everything but enqueue may
+// use a small reserve above max_size, so deleting and recording delivery results
+// always work and a full queue can drain). Operations over every message
+// (reschedule, hold, release) run alone, in transactions of a bounded number of
+// messages, so a huge queue is never held in memory. Committed data is never
+// touched by a failure: a failed transaction is aborted as a whole.
 #include "queue/spool.hpp"
 
 #include <sys/stat.h>
@@ -16,18 +28,21 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
 #include <span>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -39,20 +54,29 @@
 namespace queue {
 namespace {
 
-constexpr unsigned max_dbs = 16;  // later: schedule, dead, ...
+constexpr unsigned max_dbs = 16;
 constexpr unsigned max_readers = 1024;
 constexpr std::size_t max_batch_ops = 4096;
 constexpr std::size_t max_batch_bytes = 64u << 20;
 constexpr std::uint64_t min_remove_reserve = 256u << 10;
 constexpr std::uint64_t map_rounding = 1u << 20;
+// One transaction of a bulk operation handles at most this many messages (or
+// this many bytes of records, whichever comes first).
+constexpr std::size_t bulk_chunk_messages = 1024;
+constexpr std::size_t bulk_chunk_bytes = 4u << 20;
 
 constexpr const char* db_meta = "meta";
 constexpr const char* db_envelope = "envelope";
 constexpr const char* db_body = "body";
 constexpr const char* db_quarantine = "quarantine";
+constexpr const char* db_schedule = "schedule";
+constexpr const char* db_dead = "dead";
+constexpr const char* db_dead_body = "dead_body";
 constexpr std::string_view meta_format = "format";
 constexpr std::string_view meta_last_id = "last_id";
-constexpr char spool_format = 1;
+constexpr char spool_format = 2;
+constexpr char spool_format_v1 = 1;  // no schedule / dead databases yet: upgraded at open
+constexpr std::string_view empty_value{"", 0};  // schedule entries carry nothing
 constexpr char quarantine_envelope = 'e';
 constexpr char quarantine_body = 'b';
 constexpr char quarantine_reason = 'r';
@@ -60,6 +84,60 @@ constexpr char quarantine_reason = 'r';
 std::string be64(std::uint64_t v) {
   id_key k = key_of(v);
   return {k.data(), k.size()};
+}
+
+// The schedule key of a message due at `due_us`: negative times sort as 0.
+using schedule_key = std::array<char, 16>;
+
+schedule_key make_schedule_key(std::int64_t due_us, std::uint64_t id) {
+  schedule_key k{};
+  const id_key d = key_of(static_cast<std::uint64_t>(std::max<std::int64_t>(due_us, 0)));
+  const id_key i = key_of(id);
+  std::copy(d.begin(), d.end(), k.begin());
+  std::copy(i.begin(), i.end(), k.begin() + 8);
+  return k;
+}
+
+std::string_view key_view(const schedule_key& k) {
+  return {k.data(), k.size()};
+}
+
+// A schedule key read back; nullopt when it is not 16 bytes.
+std::optional<spool::due_entry> parse_schedule_key(std::string_view k) {
+  if (k.size() != 16) return std::nullopt;
+  const auto due = id_of_key(k.substr(0, 8));
+  const auto id = id_of_key(k.substr(8));
+  if (!due || !id) return std::nullopt;
+  return spool::due_entry{static_cast<std::int64_t>(*due), format_id(*id)};
+}
+
+// When the message is due: the smallest next_attempt_us of its pending
+// recipients; nullopt when it is held or has none (it has no schedule entry).
+std::optional<std::int64_t> due_of(const envelope_record& r) {
+  if ((r.flags & flag_held) != 0) return std::nullopt;
+  std::optional<std::int64_t> due;
+  for (const recipient& rc : r.recipients) {
+    if (rc.state == rcpt_state::pending && (!due || rc.next_attempt_us < *due)) {
+      due = rc.next_attempt_us;
+    }
+  }
+  return due;
+}
+
+void set_pending_due(envelope_record& r, std::int64_t due_us) {
+  for (recipient& rc : r.recipients) {
+    if (rc.state == rcpt_state::pending) rc.next_attempt_us = due_us;
+  }
+}
+
+bool has_pending(const envelope_record& r) {
+  return std::any_of(r.recipients.begin(), r.recipients.end(),
+                     [](const recipient& rc) { return rc.state == rcpt_state::pending; });
+}
+
+std::int64_t wall_clock_us() {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
 }
 
 std::uint64_t round_up(std::uint64_t v, std::uint64_t m) {
@@ -109,6 +187,7 @@ std::set<std::string>& open_dirs() {
 struct enqueue_op {
   std::uint64_t id = 0;
   std::string envelope;  // encoded on the caller's thread
+  std::optional<std::int64_t> due;  // its schedule entry, if any
   std::string body;
   std::function<void(result)> done;
   result res;
@@ -123,21 +202,66 @@ struct remove_op {
   std::size_t count = 0;
 };
 
-using operation = std::variant<enqueue_op, remove_op>;
+struct update_op {
+  std::uint64_t id = 0;
+  std::vector<spool::recipient_update> updates;  // not consumed: a batch may be applied again
+  std::uint32_t flags_set = 0;
+  std::function<void(result, spool::completion)> done;
+  result res;
+  spool::completion became = spool::completion::pending;
+  bool rejected = false;  // failed before reaching the writer (bad ID)
+};
+
+struct purge_dead_op {
+  std::vector<std::uint64_t> ids;
+  bool all = false;
+  std::function<void(result, std::size_t)> done;
+  result res;
+  std::size_t count = 0;
+};
+
+// reschedule / hold / release: run alone, in chunks (see run_bulk()).
+enum class bulk_kind { reschedule, hold, release };
+struct bulk_op {
+  bulk_kind kind = bulk_kind::reschedule;
+  std::vector<std::uint64_t> ids;
+  bool all = false;
+  std::int64_t when_us = 0;  // reschedule: the new due time; release: now
+  std::function<void(result, std::size_t)> done;
+  result res;
+  std::size_t count = 0;  // messages changed
+};
+
+using operation = std::variant<enqueue_op, remove_op, update_op, purge_dead_op, bulk_op>;
 
 std::size_t op_bytes(const operation& o) {
   if (const auto* e = std::get_if<enqueue_op>(&o)) return e->envelope.size() + e->body.size();
+  if (const auto* u = std::get_if<update_op>(&o)) return 64 + 256 * u->updates.size();
   return 64;
 }
 
+bool is_bulk(const operation& o) {
+  return std::holds_alternative<bulk_op>(o);
+}
+
+bool is_rejected(const operation& o) {
+  if (const auto* e = std::get_if<enqueue_op>(&o)) return e->rejected;
+  if (const auto* u = std::get_if<update_op>(&o)) return u->rejected;
+  return false;
+}
+
 void set_result(operation& o, result r) {
-  if (auto* e = std::get_if<enqueue_op>(&o)) {
-    e->res = std::move(r);
-  } else {
-    auto& rm = std::get<remove_op>(o);
-    rm.res = std::move(r);
-    rm.count = 0;
-  }
+  std::visit(
+      [&](auto& op) {
+        op.res = std::move(r);
+        using T = std::decay_t<decltype(op)>;
+        if constexpr (std::is_same_v<T, update_op>) {
+          op.became = spool::completion::pending;
+        } else if constexpr (!std::is_same_v<T, enqueue_op>) {
+          op.count = 0;
+        }
+      },
+      o);
 }
 
 result error_result(const std::error_code& ec) {
@@ -186,12 +310,17 @@ class spool_core {
   void note_id(std::uint64_t id);
   void submit(operation op);
 
-  std::optional<envelope_record> get(std::string_view id) const;
-  std::optional<std::string> body(std::string_view id) const;
+  // Live queue (`dead` false) or dead spool (`dead` true).
+  std::optional<envelope_record> get(std::string_view id, bool dead) const;
+  std::optional<std::string> body(std::string_view id, bool dead) const;
   std::string scan(std::string_view after, std::size_t limit,
-                   const std::function<void(const envelope_record&)>& visit) const;
-  std::uint64_t message_count() const;
+                   const std::function<void(const envelope_record&)>& visit, bool dead) const;
+  std::uint64_t count(bool dead) const;
   std::uint64_t used_bytes() const;
+
+  std::vector<spool::due_entry> due(const std::optional<spool::due_entry>& after,
+                                    std::int64_t until_us, std::size_t limit) const;
+  std::optional<std::int64_t> next_due_after(std::int64_t after_us) const;
   const open_report& report() const { return report_; }
 
   std::vector<quarantine_entry> quarantined() const { return quarantined_; }
@@ -204,9 +333,11 @@ class spool_core {
  private:
   // Write side (open() and then the writer thread only).
   std::error_code open_env();
+  std::error_code open_databases(lmdb::txn& t);
   std::expected<void, std::string> init_databases();
   std::expected<void, std::string> recover();
   outcome recover_once(bool move);
+  std::error_code rebuild_schedule(lmdb::txn& t);
   std::expected<lmdb::txn, std::error_code> begin_write();
   std::error_code reopen();
   bool grow(bool for_remove);
@@ -214,8 +345,18 @@ class spool_core {
   bool resize(std::uint64_t bytes);
   bool advance();
   std::string full_detail() const;
+  std::error_code commit(lmdb::txn& t);
+  std::expected<envelope_record, std::error_code> load(const lmdb::txn& t, std::uint64_t id) const;
+  std::error_code store(lmdb::txn& t, std::uint64_t id, const envelope_record& r,
+                        std::optional<std::int64_t> old_due);
+  std::error_code unschedule(lmdb::txn& t, std::uint64_t id, const envelope_record& r);
+  std::error_code apply_update(lmdb::txn& t, update_op& u, std::uint64_t& count);
   outcome apply(std::span<operation* const> ops);
   void apply_one(operation& o);
+  void apply_group(std::span<operation> ops);
+  struct bulk_cursor;
+  outcome bulk_chunk(bulk_op& op, bulk_cursor& at);
+  void run_bulk(bulk_op& op);
   void process(std::vector<operation>& batch);
   void run();
   static void finish(operation& o);
@@ -236,7 +377,8 @@ class spool_core {
   const spool_options opt_;
   std::string claimed_dir_;  // entry in open_dirs() while open
   lmdb::env env_;
-  lmdb::dbi meta_dbi_, envelope_dbi_, body_dbi_, quarantine_dbi_;
+  lmdb::dbi meta_dbi_, envelope_dbi_, body_dbi_, quarantine_dbi_, schedule_dbi_, dead_dbi_,
+      dead_body_dbi_;
   std::uint64_t psize_ = 4096;
   // Read transactions hold it shared; changing the map size (or reopening the
   // environment) holds it exclusively, as LMDB requires no live transaction then.
@@ -312,31 +454,40 @@ std::expected<void, std::string> spool_core::open() {
   return recover();
 }
 
+// Opens (creating) every named database in `t`.
+std::error_code spool_core::open_databases(lmdb::txn& t) {
+  const std::pair<const char*, lmdb::dbi*> dbs[] = {
+      {db_meta, &meta_dbi_},         {db_envelope, &envelope_dbi_},
+      {db_body, &body_dbi_},         {db_quarantine, &quarantine_dbi_},
+      {db_schedule, &schedule_dbi_}, {db_dead, &dead_dbi_},
+      {db_dead_body, &dead_body_dbi_},
+  };
+  for (const auto& [name, dbi] : dbs) {
+    auto d = t.open_dbi(name, MDB_CREATE);
+    if (!d) return d.error();
+    *dbi = *d;
+  }
+  return {};
+}
+
 std::expected<void, std::string> spool_core::init_databases() {
   for (;;) {
     auto t = lmdb::txn::begin(env_, 0);
     if (!t) return std::unexpected("cannot start a spool transaction: " + t.error().message());
-    std::error_code ec;
-    lmdb::dbi* dbis[] = {&meta_dbi_, &envelope_dbi_, &body_dbi_, &quarantine_dbi_};
-    const char* names[] = {db_meta, db_envelope, db_body, db_quarantine};
-    for (std::size_t i = 0; i < 4 && !ec; ++i) {
-      auto d = t->open_dbi(names[i], MDB_CREATE);
-      if (d) {
-        *dbis[i] = *d;
-      } else {
-        ec = d.error();
-      }
-    }
+    std::error_code ec = open_databases(*t);
     if (!ec) {
       auto f = t->get(meta_dbi_, meta_format);
-      if (f && (f->size() != 1 || (*f)[0] != spool_format)) {
+      if (f && (f->size() != 1 || ((*f)[0] != spool_format && (*f)[0] != spool_format_v1))) {
         return std::unexpected("unknown spool format in " + opt_.dir.string() + " (expected " +
                                std::to_string(spool_format) + ")");
       }
-      if (!f && lmdb::is(f.error(), MDB_NOTFOUND)) {
-        ec = t->put(meta_dbi_, meta_format, std::string_view(&spool_format, 1));
-      } else if (!f) {
+      // A version 1 spool only lacks databases that were just created (and the
+      // schedule index, which recover() builds).
+      const bool write_format = f ? (*f)[0] != spool_format : lmdb::is(f.error(), MDB_NOTFOUND);
+      if (!f && !lmdb::is(f.error(), MDB_NOTFOUND)) {
         ec = f.error();
+      } else if (write_format) {
+        ec = t->put(meta_dbi_, meta_format, std::string_view(&spool_format, 1));
       }
     }
     if (!ec) {
@@ -385,6 +536,10 @@ outcome spool_core::recover_once(bool move) {
   };
   std::vector<damaged> bad;
   std::uint64_t max_id = persisted_id_;
+  // The schedule index is checked against the records as they are read; any
+  // disagreement (or an index from before it existed) rebuilds it.
+  bool schedule_agrees = true;
+  std::uint64_t expected_entries = 0;
   {
     auto ce = lmdb::cursor::open(*t, envelope_dbi_);
     auto cb = lmdb::cursor::open(*t, body_dbi_);
@@ -426,6 +581,16 @@ outcome spool_core::recover_once(bool move) {
           for (const recipient& rc : r->recipients) {
             if (rc.state == rcpt_state::pending) ++report_.recipients_pending;
           }
+          if ((r->flags & flag_held) != 0) ++report_.held;
+          if (const auto due = due_of(*r)) {
+            ++expected_entries;
+            if (schedule_agrees) {
+              const schedule_key sk = make_schedule_key(*due, *id);
+              auto found = t->get(schedule_dbi_, key_view(sk));
+              if (!found && !lmdb::is(found.error(), MDB_NOTFOUND)) return failure(found.error());
+              schedule_agrees = found.has_value();
+            }
+          }
         }
       }
       ee = ce->get(&ek, &ev, MDB_NEXT);
@@ -438,7 +603,21 @@ outcome spool_core::recover_once(bool move) {
     if (!cq->get(&qk, nullptr, MDB_LAST) && qk.mv_size > 8) {
       max_id = std::max(max_id, id_of_key(lmdb::to_view(qk).substr(0, 8)).value_or(0));
     }
+    // Neither are the IDs of dead-spool entries.
+    auto cd = lmdb::cursor::open(*t, dead_dbi_);
+    if (!cd) return failure(cd.error());
+    MDB_val dk{};
+    if (!cd->get(&dk, nullptr, MDB_LAST)) {
+      max_id = std::max(max_id, id_of_key(lmdb::to_view(dk)).value_or(0));
+    }
   }
+  auto sched = t->stat(schedule_dbi_);
+  if (!sched) return failure(sched.error());
+  if (sched->ms_entries != expected_entries) schedule_agrees = false;
+  auto dead = t->stat(dead_dbi_);
+  if (!dead) return failure(dead.error());
+  report_.dead = dead->ms_entries;
+  report_.scheduled = sched->ms_entries;
 
   std::error_code ec;
   if (move) {
@@ -463,7 +642,13 @@ outcome spool_core::recover_once(bool move) {
       if (!ec && d.envelope) ec = t->del(envelope_dbi_, d.key);
       if (ec) return failure(ec);
     }
-    if (!bad.empty() && (ec = t->commit())) return failure(ec);
+    // Only the good records are left in `envelope` now.
+    if (!schedule_agrees) {
+      if ((ec = rebuild_schedule(*t))) return failure(ec);
+      report_.scheduled = expected_entries;
+      report_.schedule_rebuilt = true;
+    }
+    if ((!bad.empty() || !schedule_agrees) && (ec = t->commit())) return failure(ec);
   }
 
   for (const damaged& d : bad) {
@@ -474,19 +659,35 @@ outcome spool_core::recover_once(bool move) {
   return {};
 }
 
+// Refills the schedule index from the envelope records, streaming through a
+// cursor (one record in memory at a time). Records that do not decode get no
+// entry (open() has moved them to quarantine before this runs).
+std::error_code spool_core::rebuild_schedule(lmdb::txn& t) {
+  if (auto ec = t.clear(schedule_dbi_)) return ec;
+  auto c = lmdb::cursor::open(t, envelope_dbi_);
+  if (!c) return c.error();
+  MDB_val k{}, v{};
+  std::error_code ec;
+  for (ec = c->get(&k, &v, MDB_FIRST); !ec; ec = c->get(&k, &v, MDB_NEXT)) {
+    const auto id = id_of_key(lmdb::to_view(k));
+    if (!id) continue;
+    auto r = decode(format_id(*id), lmdb::to_view(v));
+    if (!r) continue;
+    if (const auto due = due_of(*r)) {
+      const schedule_key sk = make_schedule_key(*due, *id);
+      if (auto e = t.put(schedule_dbi_, key_view(sk), empty_value)) return e;
+    }
+  }
+  return lmdb::is(ec, MDB_NOTFOUND) ? std::error_code{} : ec;
+}
+
 std::error_code spool_core::reopen() {
   std::unique_lock lk(map_lock_);
   env_.close();
   if (auto ec = open_env()) return ec;
   auto t = lmdb::txn::begin(env_, 0);
   if (!t) return t.error();
-  lmdb::dbi* dbis[] = {&meta_dbi_, &envelope_dbi_, &body_dbi_, &quarantine_dbi_};
-  const char* names[] = {db_meta, db_envelope, db_body, db_quarantine};
-  for (std::size_t i = 0; i < 4; ++i) {
-    auto d = t->open_dbi(names[i], MDB_CREATE);
-    if (!d) return d.error();
-    *dbis[i] = *d;
-  }
+  if (auto ec = open_databases(*t)) return ec;
   if (auto ec = t->commit()) return ec;
   ++env_reopens_;
   return {};
@@ -567,6 +768,132 @@ std::string spool_core::full_detail() const {
          std::to_string(map_size_.load()) + " bytes";
 }
 
+std::error_code spool_core::commit(lmdb::txn& t) {
+  if (fault_count_.load() > 0) {
+    fault_count_.fetch_sub(1);
+    t.abort();
+    ++failed_commits_;
+    return lmdb::make_error(fault_errno_.load());
+  }
+  if (auto ec = t.commit()) {
+    ++failed_commits_;
+    return ec;
+  }
+  ++commits_;
+  return {};
+}
+
+// The live record of `id`: MDB_NOTFOUND when there is none, EBADMSG when it
+// does not decode, another code when LMDB failed.
+std::expected<envelope_record, std::error_code> spool_core::load(const lmdb::txn& t,
+                                                                 std::uint64_t id) const {
+  const id_key key = key_of(id);
+  auto bytes = t.get(envelope_dbi_, key_view(key));
+  if (!bytes) return std::unexpected(bytes.error());
+  auto r = decode(format_id(id), *bytes);
+  if (!r) return std::unexpected(lmdb::make_error(EBADMSG));
+  return std::move(*r);
+}
+
+// Deletes the schedule entry `r` has, if any.
+std::error_code spool_core::unschedule(lmdb::txn& t, std::uint64_t id, const envelope_record& r) {
+  const auto due = due_of(r);
+  if (!due) return {};
+  const schedule_key sk = make_schedule_key(*due, id);
+  auto ec = t.del(schedule_dbi_, key_view(sk));
+  return lmdb::is(ec, MDB_NOTFOUND) ? std::error_code{} : ec;
+}
+
+// Writes `r` back and moves its schedule entry from `old_due` (what the stored
+// record said) to what `r` says.
+std::error_code spool_core::store(lmdb::txn& t, std::uint64_t id, const envelope_record& r,
+                                  std::optional<std::int64_t> old_due) {
+  if (old_due) {
+    const schedule_key old_key = make_schedule_key(*old_due, id);
+    auto ec = t.del(schedule_dbi_, key_view(old_key));
+    if (ec && !lmdb::is(ec, MDB_NOTFOUND)) return ec;
+  }
+  const id_key key = key_of(id);
+  if (auto ec = t.put(envelope_dbi_, key_view(key), encode(r))) return ec;
+  if (const auto due = due_of(r)) {
+    const schedule_key new_key = make_schedule_key(*due, id);
+    if (auto ec = t.put(schedule_dbi_, key_view(new_key), empty_value)) return ec;
+  }
+  return {};
+}
+
+// One update_recipients() inside the batch transaction. A problem with this
+// operation alone (gone, mismatched address) goes in u.res and changes nothing;
+// an error return breaks the whole transaction. `count` tracks live messages.
+std::error_code spool_core::apply_update(lmdb::txn& t, update_op& u, std::uint64_t& count) {
+  u.res = {};
+  u.became = spool::completion::pending;
+  auto r = load(t, u.id);
+  if (!r) {
+    if (lmdb::is(r.error(), MDB_NOTFOUND)) {
+      u.res = {status::not_found, "no such message"};
+      return {};
+    }
+    if (lmdb::is(r.error(), EBADMSG)) {
+      u.res = {status::error, "the record of " + format_id(u.id) + " does not decode"};
+      return {};
+    }
+    return r.error();
+  }
+  for (const spool::recipient_update& up : u.updates) {
+    if (up.index >= r->recipients.size()) {
+      u.res = {status::error, "recipient index " + std::to_string(up.index) + " out of range (" +
+                                  std::to_string(r->recipients.size()) + " recipients)"};
+      return {};
+    }
+    if (r->recipients[up.index].address != up.value.address) {
+      u.res = {status::error, "recipient " + std::to_string(up.index) + " is <" +
+                                  r->recipients[up.index].address + ">, not <" +
+                                  up.value.address + ">"};
+      return {};
+    }
+  }
+  const auto old_due = due_of(*r);
+  for (const spool::recipient_update& up : u.updates) r->recipients[up.index] = up.value;
+  r->flags |= u.flags_set;
+  if (has_pending(*r)) return store(t, u.id, *r, old_due);
+
+  // Every recipient is final: the message leaves the queue.
+  const id_key key = key_of(u.id);
+  if (old_due) {
+    const schedule_key old_key = make_schedule_key(*old_due, u.id);
+    auto ec = t.del(schedule_dbi_, key_view(old_key));
+    if (ec && !lmdb::is(ec, MDB_NOTFOUND)) return ec;
+  }
+  const bool failed =
+      std::any_of(r->recipients.begin(), r->recipients.end(),
+                  [](const recipient& rc) { return rc.state == rcpt_state::failed; });
+  if (failed) {
+    // Copied: the view points into the map, and the puts below may move pages.
+    std::optional<std::string> body;
+    auto b = t.get(body_dbi_, key_view(key));
+    if (b) {
+      body.emplace(*b);
+    } else if (!lmdb::is(b.error(), MDB_NOTFOUND)) {
+      return b.error();
+    }
+    if (auto ec = t.put(dead_dbi_, key_view(key), encode(*r))) return ec;
+    if (body) {
+      if (auto ec = t.put(dead_body_dbi_, key_view(key), *body)) return ec;
+    } else if (auto ec = t.del(dead_body_dbi_, key_view(key));
+               ec && !lmdb::is(ec, MDB_NOTFOUND)) {
+      return ec;
+    }
+    u.became = spool::completion::dead;
+  } else {
+    u.became = spool::completion::delivered;
+  }
+  if (auto ec = t.del(envelope_dbi_, key_view(key))) return ec;
+  if (auto ec = t.del(body_dbi_, key_view(key)); ec && !lmdb::is(ec, MDB_NOTFOUND)) return ec;
+  --count;
+  return {};
+}
+
 outcome spool_core::apply(std::span<operation* const> ops) {
   auto t = begin_write();
   if (!t) return failure(t.error());
@@ -606,24 +933,34 @@ outcome spool_core::apply(std::span<operation* const> ops) {
       }
       if (ec) return failure(ec);
       if ((ec = t->put(body_dbi_, key_view(key), e->body))) return failure(ec);
+      if (e->due) {
+        const schedule_key sk = make_schedule_key(*e->due, e->id);
+        if ((ec = t->put(schedule_dbi_, key_view(sk), empty_value))) return failure(ec);
+      }
       ++count;
       high = std::max(high, e->id);
-    } else {
-      auto& r = std::get<remove_op>(*o);
+    } else if (auto* rm = std::get_if<remove_op>(o)) {
+      auto& r = *rm;
       r.res = {};
       r.count = 0;
       if (r.all) {
         if (count != 0) {
-          if ((ec = t->clear(envelope_dbi_)) || (ec = t->clear(body_dbi_))) return failure(ec);
+          if ((ec = t->clear(envelope_dbi_)) || (ec = t->clear(body_dbi_)) ||
+              (ec = t->clear(schedule_dbi_))) {
+            return failure(ec);
+          }
           r.count = count;
           count = 0;
         }
       } else {
         for (std::uint64_t id : r.ids) {
+          // The schedule key comes from the stored record.
+          auto rec = load(*t, id);
+          if (!rec && lmdb::is(rec.error(), MDB_NOTFOUND)) continue;
+          if (!rec && !lmdb::is(rec.error(), EBADMSG)) return failure(rec.error());
+          if (rec && (ec = unschedule(*t, id, *rec))) return failure(ec);
           const id_key key = key_of(id);
-          ec = t->del(envelope_dbi_, key_view(key));
-          if (lmdb::is(ec, MDB_NOTFOUND)) continue;
-          if (ec) return failure(ec);
+          if ((ec = t->del(envelope_dbi_, key_view(key)))) return failure(ec);
           ec = t->del(body_dbi_, key_view(key));
           if (ec && !lmdb::is(ec, MDB_NOTFOUND)) return failure(ec);
           ++r.count;
@@ -631,6 +968,31 @@ outcome spool_core::apply(std::span<operation* const> ops) {
         }
       }
       if (r.count == 0) r.res = {status::not_found, "no such message"};
+    } else if (auto* u = std::get_if<update_op>(o)) {
+      if ((ec = apply_update(*t, *u, count))) return failure(ec);
+    } else {
+      auto& p = std::get<purge_dead_op>(*o);
+      p.res = {};
+      p.count = 0;
+      if (p.all) {
+        auto dead = t->stat(dead_dbi_);
+        if (!dead) return failure(dead.error());
+        if (dead->ms_entries != 0) {
+          if ((ec = t->clear(dead_dbi_)) || (ec = t->clear(dead_body_dbi_))) return failure(ec);
+          p.count = dead->ms_entries;
+        }
+      } else {
+        for (std::uint64_t id : p.ids) {
+          const id_key key = key_of(id);
+          ec = t->del(dead_dbi_, key_view(key));
+          if (lmdb::is(ec, MDB_NOTFOUND)) continue;
+          if (ec) return failure(ec);
+          ec = t->del(dead_body_dbi_, key_view(key));
+          if (ec && !lmdb::is(ec, MDB_NOTFOUND)) return failure(ec);
+          ++p.count;
+        }
+      }
+      if (p.count == 0) p.res = {status::not_found, "no such dead-spool entry"};
     }
   }
 
@@ -638,17 +1000,7 @@ outcome spool_core::apply(std::span<operation* const> ops) {
   if (high > persisted_id_) {
     if ((ec = t->put(meta_dbi_, meta_last_id, be64(high)))) return failure(ec);
   }
-  if (fault_count_.load() > 0) {
-    fault_count_.fetch_sub(1);
-    t->abort();
-    ++failed_commits_;
-    return failure(lmdb::make_error(fault_errno_.load()));
-  }
-  if ((ec = t->commit())) {
-    ++failed_commits_;
-    return failure(ec);
-  }
-  ++commits_;
+  if ((ec = commit(*t))) return failure(ec);
   persisted_id_ = std::max(persisted_id_, high);
   return {};
 }
@@ -672,9 +1024,14 @@ bool spool_core::advance() {
   return true;
 }
 
+// Deletes may grow the map past max_size by a reserve as often as they need
+// (they free space); updates may do it once (recording a delivery lets the
+// queue drain; a move to the dead spool only moves data).
 void spool_core::apply_one(operation& o) {
   operation* one[] = {&o};
-  const bool removing = std::holds_alternative<remove_op>(o);
+  const bool removing =
+      std::holds_alternative<remove_op>(o) || std::holds_alternative<purge_dead_op>(o);
+  const bool updating = std::holds_alternative<update_op>(o);
   bool past_cap = false;
   bool advanced = false;
   for (;;) {
@@ -682,7 +1039,11 @@ void spool_core::apply_one(operation& o) {
     if (out.kind == outcome_kind::committed) break;
     if (out.kind == outcome_kind::map_full) {
       if (grow(removing)) {
-        past_cap = removing;
+        past_cap = past_cap || removing;
+        continue;
+      }
+      if (updating && !past_cap && grow(true)) {
+        past_cap = true;
         continue;
       }
       if (!advanced && !removing && advance()) {
@@ -698,12 +1059,11 @@ void spool_core::apply_one(operation& o) {
   if (past_cap) shrink_to_cap();
 }
 
-void spool_core::process(std::vector<operation>& batch) {
+void spool_core::apply_group(std::span<operation> ops) {
   std::vector<operation*> live;
-  live.reserve(batch.size());
-  for (operation& o : batch) {
-    const auto* e = std::get_if<enqueue_op>(&o);
-    if (e == nullptr || !e->rejected) live.push_back(&o);
+  live.reserve(ops.size());
+  for (operation& o : ops) {
+    if (!is_rejected(o)) live.push_back(&o);
   }
   if (live.empty()) return;
   for (;;) {
@@ -717,14 +1077,162 @@ void spool_core::process(std::vector<operation>& batch) {
   for (operation* o : live) apply_one(*o);
 }
 
+// Where a bulk operation has got to; a chunk works on a copy and the copy is
+// kept only when the chunk commits.
+struct spool_core::bulk_cursor {
+  std::size_t next_index = 0;          // named IDs: the next one to look at
+  std::optional<std::uint64_t> after;  // every message: the last ID looked at
+  std::size_t found = 0;               // messages that exist
+  std::size_t count = 0;               // messages changed
+  bool finished = false;
+};
+
+// One transaction of a bulk operation: collects up to a chunk of records (the
+// cursor is closed before anything is written), changes them, commits.
+outcome spool_core::bulk_chunk(bulk_op& op, bulk_cursor& at) {
+  bulk_cursor next = at;
+  auto t = begin_write();
+  if (!t) return failure(t.error());
+  std::vector<std::pair<std::uint64_t, envelope_record>> chunk;
+  std::size_t bytes = 0;
+  if (op.all) {
+    auto c = lmdb::cursor::open(*t, envelope_dbi_);
+    if (!c) return failure(c.error());
+    MDB_val k{}, v{};
+    std::error_code ec;
+    id_key from{};
+    if (!next.after) {
+      ec = c->get(&k, &v, MDB_FIRST);
+    } else if (*next.after == std::numeric_limits<std::uint64_t>::max()) {
+      ec = lmdb::make_error(MDB_NOTFOUND);
+    } else {
+      from = key_of(*next.after + 1);
+      k = lmdb::to_val(key_view(from));
+      ec = c->get(&k, &v, MDB_SET_RANGE);
+    }
+    for (; !ec && chunk.size() < bulk_chunk_messages && bytes < bulk_chunk_bytes;
+         ec = c->get(&k, &v, MDB_NEXT)) {
+      const auto id = id_of_key(lmdb::to_view(k));
+      if (!id) continue;
+      next.after = *id;
+      bytes += v.mv_size;
+      if (auto r = decode(format_id(*id), lmdb::to_view(v))) chunk.emplace_back(*id, std::move(*r));
+    }
+    if (ec && !lmdb::is(ec, MDB_NOTFOUND)) return failure(ec);
+    next.finished = static_cast<bool>(ec);
+  } else {
+    while (next.next_index < op.ids.size() && chunk.size() < bulk_chunk_messages &&
+           bytes < bulk_chunk_bytes) {
+      const std::uint64_t id = op.ids[next.next_index++];
+      auto r = load(*t, id);
+      if (r) {
+        bytes += 64 * (1 + r->recipients.size());
+        chunk.emplace_back(id, std::move(*r));
+      } else if (lmdb::is(r.error(), EBADMSG)) {
+        ++next.found;
+      } else if (!lmdb::is(r.error(), MDB_NOTFOUND)) {
+        return failure(r.error());
+      }
+    }
+    next.finished = next.next_index == op.ids.size();
+  }
+
+  const std::size_t before = next.count;
+  for (auto& [id, r] : chunk) {
+    ++next.found;
+    const auto old_due = due_of(r);
+    const bool held = (r.flags & flag_held) != 0;
+    bool change = false;
+    switch (op.kind) {
+      case bulk_kind::reschedule:
+        change = !held && has_pending(r);
+        if (change) set_pending_due(r, op.when_us);
+        break;
+      case bulk_kind::hold:
+        change = !held;
+        r.flags |= flag_held;
+        break;
+      case bulk_kind::release:
+        change = held;
+        r.flags &= ~std::uint32_t{flag_held};
+        set_pending_due(r, op.when_us);
+        break;
+    }
+    if (!change) continue;
+    if (auto ec = store(*t, id, r, old_due)) return failure(ec);
+    ++next.count;
+  }
+  if (next.count != before) {
+    if (auto ec = commit(*t)) return failure(ec);
+  }
+  at = next;
+  return {};
+}
+
+// reschedule / hold / release, alone and chunk by chunk: a queue of any size
+// is changed with a bounded number of records in memory. Chunks that committed
+// stay committed if a later one fails (the result says so; count is what was done).
+void spool_core::run_bulk(bulk_op& op) {
+  op.res = {};
+  op.count = 0;
+  bulk_cursor at;
+  bool past_cap = false;
+  while (!at.finished) {
+    const outcome out = bulk_chunk(op, at);
+    if (out.kind == outcome_kind::committed) continue;
+    if (out.kind == outcome_kind::map_full) {
+      if (grow(false)) continue;
+      if (!past_cap && grow(true)) {
+        past_cap = true;
+        continue;
+      }
+      op.res = {status::full, full_detail()};
+    } else {
+      op.res = error_result(out.ec);
+    }
+    break;
+  }
+  if (past_cap) shrink_to_cap();
+  op.count = at.count;
+  if (op.res.code == status::ok && !op.all && at.found == 0) {
+    op.res = {status::not_found, "no such message"};
+  }
+}
+
+// Group-committable operations go in one transaction; a bulk operation between
+// them runs on its own, in order. Each `done` runs right after its commit.
+void spool_core::process(std::vector<operation>& batch) {
+  std::size_t i = 0;
+  while (i < batch.size()) {
+    std::size_t j = i;
+    while (j < batch.size() && !is_bulk(batch[j])) ++j;
+    if (j > i) {
+      apply_group(std::span<operation>(batch).subspan(i, j - i));
+      for (std::size_t k = i; k < j; ++k) finish(batch[k]);
+      i = j;
+    } else {
+      run_bulk(std::get<bulk_op>(batch[i]));
+      finish(batch[i]);
+      ++i;
+    }
+  }
+}
+
 void spool_core::finish(operation& o) {
   try {
-    if (auto* e = std::get_if<enqueue_op>(&o)) {
-      if (e->done) e->done(std::move(e->res));
-    } else {
-      auto& r = std::get<remove_op>(o);
-      if (r.done) r.done(std::move(r.res), r.count);
-    }
+    std::visit(
+        [](auto& op) {
+          using T = std::decay_t<decltype(op)>;
+          if (!op.done) return;
+          if constexpr (std::is_same_v<T, enqueue_op>) {
+            op.done(std::move(op.res));
+          } else if constexpr (std::is_same_v<T, update_op>) {
+            op.done(std::move(op.res), op.became);
+          } else {
+            op.done(std::move(op.res), op.count);
+          }
+        },
+        o);
   } catch (...) {
     // A completion handler must not take the writer down.
   }
@@ -749,7 +1257,6 @@ void spool_core::run() {
     process(batch);
     ++batches_;
     operations_ += batch.size();
-    for (operation& o : batch) finish(o);
     batch.clear();
   }
 }
@@ -800,26 +1307,26 @@ void spool_core::note_id(std::uint64_t id) {
   }
 }
 
-std::optional<envelope_record> spool_core::get(std::string_view id) const {
+std::optional<envelope_record> spool_core::get(std::string_view id, bool dead) const {
   const auto v = parse_id(id);
   if (!v) return std::nullopt;
   const id_key key = key_of(*v);
   std::optional<envelope_record> out;
   read([&](lmdb::txn& t) {
-    auto bytes = t.get(envelope_dbi_, key_view(key));
+    auto bytes = t.get(dead ? dead_dbi_ : envelope_dbi_, key_view(key));
     if (!bytes) return;
     if (auto r = decode(format_id(*v), *bytes)) out = std::move(*r);
   });
   return out;
 }
 
-std::optional<std::string> spool_core::body(std::string_view id) const {
+std::optional<std::string> spool_core::body(std::string_view id, bool dead) const {
   const auto v = parse_id(id);
   if (!v) return std::nullopt;
   const id_key key = key_of(*v);
   std::optional<std::string> out;
   read([&](lmdb::txn& t) {
-    if (auto bytes = t.get(body_dbi_, key_view(key))) out.emplace(*bytes);
+    if (auto bytes = t.get(dead ? dead_body_dbi_ : body_dbi_, key_view(key))) out.emplace(*bytes);
   });
   return out;
 }
@@ -828,7 +1335,8 @@ std::optional<std::string> spool_core::body(std::string_view id) const {
 // so `visit` may take its time (or read the spool again). Undecodable records
 // are skipped; the returned ID is the last one examined, so paging goes on.
 std::string spool_core::scan(std::string_view after, std::size_t limit,
-                             const std::function<void(const envelope_record&)>& visit) const {
+                             const std::function<void(const envelope_record&)>& visit,
+                             bool dead) const {
   std::optional<std::uint64_t> start;
   if (!after.empty()) {
     start = parse_id(after);
@@ -838,7 +1346,7 @@ std::string spool_core::scan(std::string_view after, std::size_t limit,
   std::vector<envelope_record> found;
   std::string last;
   read([&](lmdb::txn& t) {
-    auto c = lmdb::cursor::open(t, envelope_dbi_);
+    auto c = lmdb::cursor::open(t, dead ? dead_dbi_ : envelope_dbi_);
     if (!c) return;
     MDB_val k{}, v{};
     std::error_code ec;
@@ -862,12 +1370,62 @@ std::string spool_core::scan(std::string_view after, std::size_t limit,
   return last;
 }
 
-std::uint64_t spool_core::message_count() const {
+std::uint64_t spool_core::count(bool dead) const {
   std::uint64_t n = 0;
   read([&](lmdb::txn& t) {
-    if (auto s = t.stat(envelope_dbi_)) n = s->ms_entries;
+    if (auto s = t.stat(dead ? dead_dbi_ : envelope_dbi_)) n = s->ms_entries;
   });
   return n;
+}
+
+// A cursor over `schedule` placed just after `after` (whose due time is
+// clamped like the keys); keys that are not 16 bytes are skipped.
+std::vector<spool::due_entry> spool_core::due(const std::optional<spool::due_entry>& after,
+                                              std::int64_t until_us, std::size_t limit) const {
+  std::vector<spool::due_entry> out;
+  if (limit == 0) return out;
+  read([&](lmdb::txn& t) {
+    auto c = lmdb::cursor::open(t, schedule_dbi_);
+    if (!c) return;
+    MDB_val k{}, v{};
+    std::error_code ec;
+    schedule_key from{};
+    if (!after) {
+      ec = c->get(&k, &v, MDB_FIRST);
+    } else {
+      const auto id = parse_id(after->id);
+      from = make_schedule_key(after->due_us, id.value_or(0));
+      k = lmdb::to_val(key_view(from));
+      ec = c->get(&k, &v, MDB_SET_RANGE);
+      if (!ec && id && lmdb::to_view(k) == key_view(from)) ec = c->get(&k, &v, MDB_NEXT);
+    }
+    for (; !ec && out.size() < limit; ec = c->get(&k, &v, MDB_NEXT)) {
+      auto e = parse_schedule_key(lmdb::to_view(k));
+      if (!e) continue;
+      if (e->due_us > until_us) break;
+      out.push_back(std::move(*e));
+    }
+  });
+  return out;
+}
+
+std::optional<std::int64_t> spool_core::next_due_after(std::int64_t after_us) const {
+  if (after_us == std::numeric_limits<std::int64_t>::max()) return std::nullopt;
+  std::optional<std::int64_t> out;
+  read([&](lmdb::txn& t) {
+    auto c = lmdb::cursor::open(t, schedule_dbi_);
+    if (!c) return;
+    const schedule_key from = make_schedule_key(after_us + 1, 0);
+    MDB_val k = lmdb::to_val(key_view(from));
+    MDB_val v{};
+    for (auto ec = c->get(&k, &v, MDB_SET_RANGE); !ec; ec = c->get(&k, &v, MDB_NEXT)) {
+      if (auto e = parse_schedule_key(lmdb::to_view(k))) {
+        out = e->due_us;
+        return;
+      }
+    }
+  });
+  return out;
 }
 
 std::uint64_t spool_core::used_bytes() const {
@@ -875,8 +1433,9 @@ std::uint64_t spool_core::used_bytes() const {
   std::uint64_t psize = 0;
   read([&](lmdb::txn& t) {
     psize = psize_;
-    const lmdb::dbi all[] = {lmdb::dbi{0},  lmdb::dbi{1}, meta_dbi_,
-                             envelope_dbi_, body_dbi_,    quarantine_dbi_};
+    const lmdb::dbi all[] = {lmdb::dbi{0},   lmdb::dbi{1},    meta_dbi_,  envelope_dbi_,
+                             body_dbi_,      quarantine_dbi_, schedule_dbi_, dead_dbi_,
+                             dead_body_dbi_};
     for (lmdb::dbi d : all) {
       if (auto s = t.stat(d)) pages += s->ms_branch_pages + s->ms_leaf_pages + s->ms_overflow_pages;
     }
@@ -962,12 +1521,72 @@ void spool::enqueue(envelope_record env, std::string body, std::function<void(re
   if (auto id = parse_id(env.id)) {
     op.id = *id;
     op.envelope = encode(env);
+    op.due = due_of(env);
     op.body = std::move(body);
     impl_->core.note_id(*id);
   } else {
     op.rejected = true;
     op.res = {status::error, "invalid queue ID \"" + env.id + "\""};
   }
+  impl_->core.submit(std::move(op));
+}
+
+namespace {
+// The IDs that parse; the rest cannot name a message.
+std::vector<std::uint64_t> parse_ids(const std::vector<std::string>& ids) {
+  std::vector<std::uint64_t> out;
+  out.reserve(ids.size());
+  for (const std::string& s : ids) {
+    if (auto id = parse_id(s)) out.push_back(*id);
+  }
+  return out;
+}
+}  // namespace
+
+void spool::update_recipients(std::string id, std::vector<recipient_update> updates,
+                              std::uint32_t flags_set,
+                              std::function<void(result, completion)> done) {
+  update_op op;
+  op.done = std::move(done);
+  op.updates = std::move(updates);
+  op.flags_set = flags_set;
+  if (auto v = parse_id(id)) {
+    op.id = *v;
+  } else {
+    op.rejected = true;
+    op.res = {status::not_found, "invalid queue ID \"" + id + "\""};
+  }
+  impl_->core.submit(std::move(op));
+}
+
+void spool::reschedule(std::vector<std::string> ids, std::int64_t due_us,
+                       std::function<void(result, std::size_t)> done) {
+  bulk_op op;
+  op.kind = bulk_kind::reschedule;
+  op.all = ids.empty();
+  op.ids = parse_ids(ids);
+  op.when_us = due_us;
+  op.done = std::move(done);
+  impl_->core.submit(std::move(op));
+}
+
+void spool::set_held(std::vector<std::string> ids, bool held,
+                     std::function<void(result, std::size_t)> done) {
+  bulk_op op;
+  op.kind = held ? bulk_kind::hold : bulk_kind::release;
+  op.all = ids.empty();
+  op.ids = parse_ids(ids);
+  op.when_us = wall_clock_us();
+  op.done = std::move(done);
+  impl_->core.submit(std::move(op));
+}
+
+void spool::purge_dead(std::vector<std::string> ids,
+                       std::function<void(result, std::size_t)> done) {
+  purge_dead_op op;
+  op.all = ids.empty();
+  op.ids = parse_ids(ids);
+  op.done = std::move(done);
   impl_->core.submit(std::move(op));
 }
 
@@ -982,20 +1601,46 @@ void spool::remove(std::vector<std::string> ids, std::function<void(result, std:
 }
 
 std::optional<envelope_record> spool::get(std::string_view id) const {
-  return impl_->core.get(id);
+  return impl_->core.get(id, false);
 }
 
 std::optional<std::string> spool::body(std::string_view id) const {
-  return impl_->core.body(id);
+  return impl_->core.body(id, false);
 }
 
 std::string spool::scan(std::string_view after, std::size_t limit,
                         const std::function<void(const envelope_record&)>& visit) const {
-  return impl_->core.scan(after, limit, visit);
+  return impl_->core.scan(after, limit, visit, false);
 }
 
 std::uint64_t spool::message_count() const {
-  return impl_->core.message_count();
+  return impl_->core.count(false);
+}
+
+std::optional<envelope_record> spool::get_dead(std::string_view id) const {
+  return impl_->core.get(id, true);
+}
+
+std::optional<std::string> spool::dead_body(std::string_view id) const {
+  return impl_->core.body(id, true);
+}
+
+std::string spool::scan_dead(std::string_view after, std::size_t limit,
+                             const std::function<void(const envelope_record&)>& visit) const {
+  return impl_->core.scan(after, limit, visit, true);
+}
+
+std::uint64_t spool::dead_count() const {
+  return impl_->core.count(true);
+}
+
+std::vector<spool::due_entry> spool::due(const std::optional<due_entry>& after,
+                                         std::int64_t until_us, std::size_t limit) const {
+  return impl_->core.due(after, until_us, limit);
+}
+
+std::optional<std::int64_t> spool::next_due_after(std::int64_t after_us) const {
+  return impl_->core.next_due_after(after_us);
 }
 
 std::uint64_t spool::used_bytes() const {

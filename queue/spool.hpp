@@ -44,6 +44,10 @@ struct open_report {
   std::uint64_t recipients_pending = 0;
   std::uint64_t quarantined = 0;  // records moved aside because they did not decode
   std::uint64_t bytes = 0;        // sum of message sizes
+  std::uint64_t held = 0;         // messages with flag_held
+  std::uint64_t scheduled = 0;    // entries in the schedule index after open
+  bool schedule_rebuilt = false;  // the index disagreed with the records and was rebuilt
+  std::uint64_t dead = 0;         // entries in the dead spool
 };
 
 class spool {
@@ -126,6 +130,11 @@ class spool {
   std::uint64_t message_count() const;
   std::uint64_t used_bytes() const;  // pages in use × page size
   const open_report& report() const;
+
+  // Deletes dead-spool entries (record + body; an empty list: all of them).
+  // `done` gets how many were deleted; ok if at least one was, not_found
+  // otherwise. remove() never touches the dead spool.
+  void purge_dead(std::vector<std::string> ids, std::function<void(result, std::size_t)> done);
 
  private:
   spool();

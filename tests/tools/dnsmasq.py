@@ -14,7 +14,7 @@
         dns_query("a.test", "MX", port=dns.port)   # -> DnsReply(rcode=0, answers=[...])
 
 Recipes (dnsmasq 2.90, checked with dns_query; see the selftest):
-  base      /usr/sbin/dnsmasq --no-daemon --keep-in-foreground --no-resolv --no-hosts
+  base      /usr/sbin/dnsmasq --keep-in-foreground --no-resolv --no-hosts
             --conf-file=/dev/null --bind-interfaces --listen-address=127.0.0.1
             --port=P --pid-file= --cache-size=0 --log-queries --log-facility=-
   zone      --local=/test/       names under .test that have no record -> NXDOMAIN
@@ -299,7 +299,7 @@ class Dnsmasq:
         return f"127.0.0.1:{self.port}"
 
     def args(self, port, servfail_port=None, timeout_port=None):
-        a = [self.binary, "--no-daemon", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+        a = [self.binary, "--keep-in-foreground", "--no-resolv", "--no-hosts",
              "--conf-file=/dev/null", "--bind-interfaces", "--listen-address=127.0.0.1",
              f"--port={port}", "--pid-file=", "--cache-size=0", "--log-queries", "--log-facility=-"]
         if self.ttl is not None:

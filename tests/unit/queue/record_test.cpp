@@ -1,5 +1,7 @@
 // Envelope record encoding: round trips, every truncation, damaged fields and
-// random bytes. decode() must return an error, never crash (run under ASan/UBSan).
+// random bytes, for the current version 2 and for hand-built version 1 records
+// (which must keep decoding). decode() must return an error, never crash (run
+// under ASan/UBSan).
 #include "queue/record.hpp"
 
 #include <gtest/gtest.h>
@@ -29,11 +31,61 @@ envelope_record sample() {
   r.recipients = {
       {"a@example.org", rcpt_state::pending, 0, 0, ""},
       {"b@example.net", rcpt_state::delivered, 3, 1'700'000'100'000'000,
-       "host mx.example.net[192.0.2.1] said: 250 2.0.0 ok"},
+       "host mx.example.net[192.0.2.1] said: 250 2.0.0 ok", 1'700'000'000'200'000,
+       1'700'000'100'000'000, 250, "2.0.0", "mx.example.net[192.0.2.1]:25", ""},
       {"c@example.com", rcpt_state::failed, std::numeric_limits<std::uint32_t>::max(), -5,
-       std::string("550 5.1.1 \0 binary", 18)},
+       std::string("550 5.1.1 \0 binary", 18), std::numeric_limits<std::int64_t>::min(),
+       std::numeric_limits<std::int64_t>::max(), 65535, "5.1.1", "[2001:db8::25]:2525",
+       "rejected"},
   };
   return r;
+}
+
+// Version 1 by hand: the layout encode() wrote before version 2.
+class v1_builder {
+ public:
+  v1_builder() { out_.push_back('\x01'); }
+  v1_builder& varint(std::uint64_t v) {
+    while (v >= 0x80) {
+      out_.push_back(static_cast<char>((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    out_.push_back(static_cast<char>(v));
+    return *this;
+  }
+  v1_builder& svarint(std::int64_t v) {
+    return varint((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));
+  }
+  v1_builder& str(std::string_view s) {
+    varint(s.size());
+    out_.append(s);
+    return *this;
+  }
+  v1_builder& u8(std::uint8_t v) {
+    out_.push_back(static_cast<char>(v));
+    return *this;
+  }
+  const std::string& bytes() const { return out_; }
+
+ private:
+  std::string out_;
+};
+
+// sample() as a version 1 record: the same fields minus the v2 ones.
+std::string sample_v1() {
+  const envelope_record r = sample();
+  v1_builder b;
+  b.svarint(r.arrival_us).varint(r.size).varint(r.flags).str(r.sender).str(r.client_ip).str(
+      r.helo);
+  b.varint(r.recipients.size());
+  for (const recipient& rc : r.recipients) {
+    b.str(rc.address)
+        .u8(static_cast<std::uint8_t>(rc.state))
+        .varint(rc.attempts)
+        .svarint(rc.next_attempt_us)
+        .str(rc.last_reply);
+  }
+  return b.bytes();
 }
 
 void expect_equal(const envelope_record& a, const envelope_record& b) {
@@ -51,6 +103,12 @@ void expect_equal(const envelope_record& a, const envelope_record& b) {
     EXPECT_EQ(a.recipients[i].attempts, b.recipients[i].attempts);
     EXPECT_EQ(a.recipients[i].next_attempt_us, b.recipients[i].next_attempt_us);
     EXPECT_EQ(a.recipients[i].last_reply, b.recipients[i].last_reply);
+    EXPECT_EQ(a.recipients[i].first_attempt_us, b.recipients[i].first_attempt_us);
+    EXPECT_EQ(a.recipients[i].last_attempt_us, b.recipients[i].last_attempt_us);
+    EXPECT_EQ(a.recipients[i].reply_code, b.recipients[i].reply_code);
+    EXPECT_EQ(a.recipients[i].status, b.recipients[i].status);
+    EXPECT_EQ(a.recipients[i].remote_host, b.recipients[i].remote_host);
+    EXPECT_EQ(a.recipients[i].reason, b.recipients[i].reason);
   }
 }
 
@@ -59,6 +117,7 @@ TEST(record, round_trip) {
   const std::string bytes = encode(r);
   ASSERT_FALSE(bytes.empty());
   EXPECT_EQ(static_cast<std::uint8_t>(bytes[0]), queue::record_version);
+  EXPECT_EQ(queue::record_version, 2);
   auto back = decode(r.id, bytes);
   ASSERT_TRUE(back) << back.error();
   expect_equal(r, *back);
@@ -110,7 +169,7 @@ TEST(record, trailing_garbage_is_an_error) {
 
 TEST(record, unknown_version_is_an_error) {
   std::string bytes = encode(sample());
-  for (int v : {0, 2, 255}) {
+  for (int v : {0, 3, 255}) {
     bytes[0] = static_cast<char>(v);
     auto r = decode("ID", bytes);
     ASSERT_FALSE(r);
@@ -120,12 +179,13 @@ TEST(record, unknown_version_is_an_error) {
 
 TEST(record, bad_recipient_state_is_an_error) {
   envelope_record r;
-  r.recipients.push_back({"x", rcpt_state::pending, 0, 0, ""});
+  r.recipients.push_back({"x@y", rcpt_state::pending, 0, 0, ""});
   std::string bytes = encode(r);
-  // The last recipient ends: state, attempts, next attempt, reply length.
-  ASSERT_EQ(bytes[bytes.size() - 4], 0);
+  // The state byte follows the address.
+  const auto at = bytes.find("x@y") + 3;
+  ASSERT_EQ(bytes[at], 0);
   for (int s : {3, 0x7f, 0xff}) {
-    bytes[bytes.size() - 4] = static_cast<char>(s);
+    bytes[at] = static_cast<char>(s);
     auto d = decode("ID", bytes);
     ASSERT_FALSE(d);
     EXPECT_NE(d.error().find("recipient state"), std::string::npos) << d.error();
@@ -163,27 +223,114 @@ TEST(record, overlong_varints_and_lengths_are_errors) {
   auto d = decode("ID", bytes);
   ASSERT_FALSE(d);
   EXPECT_NE(d.error().find("sender"), std::string::npos) << d.error();
-  // Attempts beyond 32 bits.
+  // Attempts beyond 32 bits (the byte after the state).
   envelope_record a;
-  a.recipients.push_back({"x", rcpt_state::pending, 0, 0, ""});
-  std::string b = encode(a);
-  b.erase(b.size() - 3, 1);  // attempts
-  b.insert(b.size() - 2, std::string("\xff\xff\xff\xff\x1f"));
-  EXPECT_FALSE(decode("ID", b));
+  a.recipients.push_back({"x@y", rcpt_state::pending, 0, 0, ""});
+  const std::string valid = encode(a);
+  const auto attempts_at = valid.find("x@y") + 4;
+  std::string b = valid;
+  b.replace(attempts_at, 1, std::string("\xff\xff\xff\xff\x1f"));
+  d = decode("ID", b);
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().find("attempts"), std::string::npos) << d.error();
+  // A reply code beyond 16 bits: state, attempts, next attempt, last reply,
+  // first and last attempt come before it.
+  const auto code_at = attempts_at + 5;
+  ASSERT_EQ(valid.size(), code_at + 4);
+  b = valid;
+  b.replace(code_at, 1, std::string("\x80\x80\x04"));  // 65536
+  d = decode("ID", b);
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().find("reply code"), std::string::npos) << d.error();
+  b = valid;
+  b.replace(code_at, 1, std::string("\xff\xff\x03"));  // 65535 is fine
+  EXPECT_TRUE(decode("ID", b));
+}
+
+TEST(record, version_1_still_decodes_with_defaults) {
+  const envelope_record want = [] {
+    envelope_record r = sample();
+    for (recipient& rc : r.recipients) {
+      rc.first_attempt_us = 0;
+      rc.last_attempt_us = 0;
+      rc.reply_code = 0;
+      rc.status.clear();
+      rc.remote_host.clear();
+      rc.reason.clear();
+    }
+    return r;
+  }();
+  const std::string v1 = sample_v1();
+  auto back = decode(want.id, v1);
+  ASSERT_TRUE(back) << back.error();
+  expect_equal(want, *back);
+  // Re-encoding upgrades it to version 2 with the same content.
+  const std::string v2 = encode(*back);
+  EXPECT_EQ(v2[0], 2);
+  EXPECT_GT(v2.size(), v1.size());
+  auto again = decode(want.id, v2);
+  ASSERT_TRUE(again) << again.error();
+  expect_equal(want, *again);
+  // A version 1 record without recipients.
+  auto empty = decode("ID", v1_builder().svarint(5).varint(0).varint(0).str("").str("").str("")
+                                .varint(0)
+                                .bytes());
+  ASSERT_TRUE(empty) << empty.error();
+  EXPECT_EQ(empty->arrival_us, 5);
+  EXPECT_TRUE(empty->recipients.empty());
+}
+
+TEST(record, version_1_every_truncation_and_trailing_byte_is_an_error) {
+  const std::string v1 = sample_v1();
+  for (std::size_t n = 0; n < v1.size(); ++n) {
+    auto r = decode("ID", std::string_view(v1).substr(0, n));
+    EXPECT_FALSE(r) << "prefix of " << n << " bytes decoded";
+  }
+  auto r = decode("ID", v1 + std::string(1, '\0'));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("trailing"), std::string::npos) << r.error();
+  // A version 1 record read as version 2 (or the other way) does not decode.
+  std::string as_v2 = v1;
+  as_v2[0] = 2;
+  EXPECT_FALSE(decode("ID", as_v2));
+  std::string as_v1 = encode(sample());
+  as_v1[0] = 1;
+  EXPECT_FALSE(decode("ID", as_v1));
+}
+
+TEST(record, version_1_recipient_count_is_checked_against_its_size) {
+  // Five bytes per version 1 recipient: two fit in ten bytes, three do not.
+  v1_builder b;
+  b.svarint(0).varint(0).varint(0).str("").str("").str("");
+  const std::string head = b.bytes();
+  const std::string two_empty = std::string(10, '\0');
+  auto ok = decode("ID", head + '\x02' + two_empty);
+  ASSERT_TRUE(ok) << ok.error();
+  EXPECT_EQ(ok->recipients.size(), 2u);
+  auto bad = decode("ID", head + '\x03' + two_empty);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().find("recipient count"), std::string::npos) << bad.error();
+  // Version 2 needs eleven bytes per recipient.
+  std::string v2_head = head;
+  v2_head[0] = 2;
+  EXPECT_FALSE(decode("ID", v2_head + '\x02' + two_empty));
+  EXPECT_TRUE(decode("ID", v2_head + '\x02' + std::string(22, '\0')));
 }
 
 // Random inputs and mutations of a valid record: no crash, and whatever does
 // decode re-encodes to something that decodes to the same record.
 TEST(record, random_bytes_never_crash) {
   std::mt19937_64 rng(12345);
-  const std::string valid = encode(sample());
+  const std::string valid2 = encode(sample());
+  const std::string valid1 = sample_v1();
   int decoded = 0;
   for (int i = 0; i < 100000; ++i) {
+    const std::string& valid = (i % 4 == 1) ? valid1 : valid2;
     std::string in;
     if (i % 2 == 0) {
       in.resize(rng() % 64);
       for (char& c : in) c = static_cast<char>(rng());
-      if (!in.empty() && rng() % 2) in[0] = static_cast<char>(queue::record_version);
+      if (!in.empty() && rng() % 2) in[0] = static_cast<char>(1 + rng() % 2);
     } else {
       in = valid;
       const int edits = 1 + static_cast<int>(rng() % 4);

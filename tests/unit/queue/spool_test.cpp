@@ -25,43 +25,6 @@ namespace {
 using namespace queue_test;
 using queue::status;
 
-// Writes straight into the spool's LMDB environment (the spool must be closed).
-class raw_env {
- public:
-  explicit raw_env(const std::filesystem::path& dir) {
-    auto e = queue::lmdb::env::create();
-    EXPECT_TRUE(e);
-    env_ = std::move(*e);
-    env_.set_maxdbs(16);
-    EXPECT_FALSE(env_.open(dir.c_str(), 0, 0600));
-  }
-  void put(const char* db, std::string_view key, std::string_view value) {
-    auto t = queue::lmdb::txn::begin(env_, 0);
-    ASSERT_TRUE(t);
-    auto d = t->open_dbi(db, MDB_CREATE);
-    ASSERT_TRUE(d);
-    ASSERT_FALSE(t->put(*d, key, value));
-    ASSERT_FALSE(t->commit());
-  }
-  std::optional<std::string> get(const char* db, std::string_view key) {
-    auto t = queue::lmdb::txn::begin(env_, MDB_RDONLY);
-    if (!t) return std::nullopt;
-    auto d = t->open_dbi(db, 0);
-    if (!d) return std::nullopt;
-    auto v = t->get(*d, key);
-    if (!v) return std::nullopt;
-    return std::string(*v);
-  }
-
- private:
-  queue::lmdb::env env_;
-};
-
-std::string key_string(std::string_view id) {
-  auto k = queue::key_of(*queue::parse_id(id));
-  return {k.data(), k.size()};
-}
-
 TEST(spool, open_creates_private_directory) {
   temp_dir d;
   auto o = options_in(d);

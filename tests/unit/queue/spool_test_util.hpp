@@ -1,6 +1,7 @@
 // Helpers for the spool tests: a temporary directory, synchronous wrappers of
-// enqueue/remove, deterministic records and bodies (a body can be rebuilt from
-// its ID, so a test in another process can check it byte for byte).
+// the spool's write operations, deterministic records and bodies (a body can be
+// rebuilt from its ID, so a test in another process can check it byte for
+// byte), and raw access to a closed spool's LMDB environment.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,10 +11,16 @@
 #include <filesystem>
 #include <future>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <utility>
+#include <vector>
 
+#include "queue/lmdb.hpp"
+#include "queue/queue_id.hpp"
 #include "queue/spool.hpp"
 
 namespace queue_test {
@@ -106,6 +113,129 @@ inline std::pair<queue::result, std::size_t> remove_sync(queue::spool& s,
     p->set_value({std::move(res), n});
   });
   return f.get();
+}
+
+template <class... Args>
+struct sync_call {
+  std::shared_ptr<std::promise<std::tuple<Args...>>> p =
+      std::make_shared<std::promise<std::tuple<Args...>>>();
+  std::future<std::tuple<Args...>> f = p->get_future();
+  auto callback() {
+    return [p = p](Args... a) { p->set_value(std::tuple<Args...>(std::move(a)...)); };
+  }
+};
+
+inline std::pair<queue::result, queue::spool::completion> update_sync(
+    queue::spool& s, const std::string& id, std::vector<queue::spool::recipient_update> updates,
+    std::uint32_t flags_set = 0) {
+  sync_call<queue::result, queue::spool::completion> c;
+  s.update_recipients(id, std::move(updates), flags_set, c.callback());
+  auto [r, done] = c.f.get();
+  return {std::move(r), done};
+}
+
+inline std::pair<queue::result, std::size_t> reschedule_sync(queue::spool& s,
+                                                             std::vector<std::string> ids,
+                                                             std::int64_t due_us) {
+  sync_call<queue::result, std::size_t> c;
+  s.reschedule(std::move(ids), due_us, c.callback());
+  auto [r, n] = c.f.get();
+  return {std::move(r), n};
+}
+
+inline std::pair<queue::result, std::size_t> set_held_sync(queue::spool& s,
+                                                           std::vector<std::string> ids,
+                                                           bool held) {
+  sync_call<queue::result, std::size_t> c;
+  s.set_held(std::move(ids), held, c.callback());
+  auto [r, n] = c.f.get();
+  return {std::move(r), n};
+}
+
+inline std::pair<queue::result, std::size_t> purge_dead_sync(queue::spool& s,
+                                                             std::vector<std::string> ids) {
+  sync_call<queue::result, std::size_t> c;
+  s.purge_dead(std::move(ids), c.callback());
+  auto [r, n] = c.f.get();
+  return {std::move(r), n};
+}
+
+// Reads and writes straight into a spool's LMDB environment (the spool must be
+// closed), to damage it or to check its layout.
+class raw_env {
+ public:
+  explicit raw_env(const std::filesystem::path& dir) {
+    auto e = queue::lmdb::env::create();
+    EXPECT_TRUE(e);
+    env_ = std::move(*e);
+    env_.set_maxdbs(16);
+    env_.set_mapsize(64u << 20);
+    EXPECT_FALSE(env_.open(dir.c_str(), 0, 0600));
+  }
+  void put(const char* db, std::string_view key, std::string_view value) {
+    auto t = queue::lmdb::txn::begin(env_, 0);
+    ASSERT_TRUE(t);
+    auto d = t->open_dbi(db, MDB_CREATE);
+    ASSERT_TRUE(d);
+    ASSERT_FALSE(t->put(*d, key, value));
+    ASSERT_FALSE(t->commit());
+  }
+  // True if the key was there.
+  bool del(const char* db, std::string_view key) {
+    auto t = queue::lmdb::txn::begin(env_, 0);
+    if (!t) return false;
+    auto d = t->open_dbi(db, 0);
+    if (!d) return false;
+    if (t->del(*d, key)) return false;
+    return !t->commit();
+  }
+  // Drops a whole named database, as if it had never existed.
+  void drop(const char* db) {
+    auto t = queue::lmdb::txn::begin(env_, 0);
+    ASSERT_TRUE(t);
+    auto d = t->open_dbi(db, 0);
+    if (!d) return;
+    ASSERT_EQ(mdb_drop(t->get(), d->handle, 1), 0);
+    ASSERT_FALSE(t->commit());
+  }
+  std::optional<std::string> get(const char* db, std::string_view key) {
+    auto t = queue::lmdb::txn::begin(env_, MDB_RDONLY);
+    if (!t) return std::nullopt;
+    auto d = t->open_dbi(db, 0);
+    if (!d) return std::nullopt;
+    auto v = t->get(*d, key);
+    if (!v) return std::nullopt;
+    return std::string(*v);
+  }
+  // Every key of a database, in order (empty if it does not exist).
+  std::vector<std::string> keys(const char* db) {
+    std::vector<std::string> out;
+    auto t = queue::lmdb::txn::begin(env_, MDB_RDONLY);
+    if (!t) return out;
+    auto d = t->open_dbi(db, 0);
+    if (!d) return out;
+    auto c = queue::lmdb::cursor::open(*t, *d);
+    if (!c) return out;
+    MDB_val k{};
+    for (auto ec = c->get(&k, nullptr, MDB_FIRST); !ec; ec = c->get(&k, nullptr, MDB_NEXT)) {
+      out.emplace_back(queue::lmdb::to_view(k));
+    }
+    return out;
+  }
+
+ private:
+  queue::lmdb::env env_;
+};
+
+inline std::string key_string(std::string_view id) {
+  auto k = queue::key_of(*queue::parse_id(id));
+  return {k.data(), k.size()};
+}
+
+// The schedule key of (due_us, id) as the spool writes it.
+inline std::string schedule_key_string(std::int64_t due_us, std::string_view id) {
+  auto d = queue::key_of(static_cast<std::uint64_t>(due_us < 0 ? 0 : due_us));
+  return std::string(d.data(), d.size()) + key_string(id);
 }
 
 }  // namespace queue_test
