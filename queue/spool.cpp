@@ -186,7 +186,7 @@ std::set<std::string>& open_dirs() {
 
 struct enqueue_op {
   std::uint64_t id = 0;
-  std::string envelope;  // encoded on the caller's thread
+  std::string envelope;             // encoded on the caller's thread
   std::optional<std::int64_t> due;  // its schedule entry, if any
   std::string body;
   std::function<void(result)> done;
@@ -457,9 +457,9 @@ std::expected<void, std::string> spool_core::open() {
 // Opens (creating) every named database in `t`.
 std::error_code spool_core::open_databases(lmdb::txn& t) {
   const std::pair<const char*, lmdb::dbi*> dbs[] = {
-      {db_meta, &meta_dbi_},         {db_envelope, &envelope_dbi_},
-      {db_body, &body_dbi_},         {db_quarantine, &quarantine_dbi_},
-      {db_schedule, &schedule_dbi_}, {db_dead, &dead_dbi_},
+      {db_meta, &meta_dbi_},           {db_envelope, &envelope_dbi_},
+      {db_body, &body_dbi_},           {db_quarantine, &quarantine_dbi_},
+      {db_schedule, &schedule_dbi_},   {db_dead, &dead_dbi_},
       {db_dead_body, &dead_body_dbi_},
   };
   for (const auto& [name, dbi] : dbs) {
@@ -848,8 +848,8 @@ std::error_code spool_core::apply_update(lmdb::txn& t, update_op& u, std::uint64
     }
     if (r->recipients[up.index].address != up.value.address) {
       u.res = {status::error, "recipient " + std::to_string(up.index) + " is <" +
-                                  r->recipients[up.index].address + ">, not <" +
-                                  up.value.address + ">"};
+                                  r->recipients[up.index].address + ">, not <" + up.value.address +
+                                  ">"};
       return {};
     }
   }
@@ -880,8 +880,7 @@ std::error_code spool_core::apply_update(lmdb::txn& t, update_op& u, std::uint64
     if (auto ec = t.put(dead_dbi_, key_view(key), encode(*r))) return ec;
     if (body) {
       if (auto ec = t.put(dead_body_dbi_, key_view(key), *body)) return ec;
-    } else if (auto ec = t.del(dead_body_dbi_, key_view(key));
-               ec && !lmdb::is(ec, MDB_NOTFOUND)) {
+    } else if (auto ec = t.del(dead_body_dbi_, key_view(key)); ec && !lmdb::is(ec, MDB_NOTFOUND)) {
       return ec;
     }
     u.became = spool::completion::dead;
@@ -1433,9 +1432,8 @@ std::uint64_t spool_core::used_bytes() const {
   std::uint64_t psize = 0;
   read([&](lmdb::txn& t) {
     psize = psize_;
-    const lmdb::dbi all[] = {lmdb::dbi{0},   lmdb::dbi{1},    meta_dbi_,  envelope_dbi_,
-                             body_dbi_,      quarantine_dbi_, schedule_dbi_, dead_dbi_,
-                             dead_body_dbi_};
+    const lmdb::dbi all[] = {lmdb::dbi{0},    lmdb::dbi{1},  meta_dbi_, envelope_dbi_, body_dbi_,
+                             quarantine_dbi_, schedule_dbi_, dead_dbi_, dead_body_dbi_};
     for (lmdb::dbi d : all) {
       if (auto s = t.stat(d)) pages += s->ms_branch_pages + s->ms_leaf_pages + s->ms_overflow_pages;
     }

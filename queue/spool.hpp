@@ -25,10 +25,10 @@
 namespace queue {
 
 struct spool_options {
-  std::filesystem::path dir;            // created (mode 0700) if missing
-  std::uint64_t max_size = 0;           // largest the map may grow to; 0: the disk decides
+  std::filesystem::path dir;   // created (mode 0700) if missing
+  std::uint64_t max_size = 0;  // largest the map may grow to; 0: the disk decides
   std::uint64_t min_free_disk = 100ull << 20;
-  std::uint64_t max_messages = 0;       // 0: no limit
+  std::uint64_t max_messages = 0;  // 0: no limit
   std::uint64_t initial_map_size = 64ull << 20;
 };
 
@@ -40,7 +40,7 @@ struct result {
 };
 
 struct open_report {
-  std::uint64_t messages = 0;     // envelope records that decoded
+  std::uint64_t messages = 0;  // envelope records that decoded
   std::uint64_t recipients_pending = 0;
   std::uint64_t quarantined = 0;  // records moved aside because they did not decode
   std::uint64_t bytes = 0;        // sum of message sizes
@@ -101,8 +101,7 @@ class spool {
   // `dead` database under the same ID. Also sets `flags_set` bits on the
   // message (e.g. flag_delay_warned). not_found if the message is gone.
   void update_recipients(std::string id, std::vector<recipient_update> updates,
-                         std::uint32_t flags_set,
-                         std::function<void(result, completion)> done);
+                         std::uint32_t flags_set, std::function<void(result, completion)> done);
   // Sets next_attempt_us of every pending recipient to `due_us` for the given
   // messages (empty list: every message that is not held); held ones are
   // skipped. `done` gets how many messages were rescheduled.

@@ -24,7 +24,7 @@ std::vector<quarantine_entry> quarantined_at_open(const spool& s);
 struct spool_stats {
   std::uint64_t commits = 0;         // write transactions committed (synced)
   std::uint64_t failed_commits = 0;  // commits that returned an error (EIO, ENOSPC...)
-  std::uint64_t operations = 0;      // enqueue/remove operations completed (any result)
+  std::uint64_t operations = 0;      // write operations completed (any kind, any result)
   std::uint64_t batches = 0;         // groups of operations taken by the writer
   std::uint64_t map_resizes = 0;     // times the map was grown (or shrunk back to max_size)
   std::uint64_t env_reopens = 0;     // times the environment was reopened after MDB_PANIC

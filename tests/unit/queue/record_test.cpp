@@ -35,8 +35,7 @@ envelope_record sample() {
        1'700'000'100'000'000, 250, "2.0.0", "mx.example.net[192.0.2.1]:25", ""},
       {"c@example.com", rcpt_state::failed, std::numeric_limits<std::uint32_t>::max(), -5,
        std::string("550 5.1.1 \0 binary", 18), std::numeric_limits<std::int64_t>::min(),
-       std::numeric_limits<std::int64_t>::max(), 65535, "5.1.1", "[2001:db8::25]:2525",
-       "rejected"},
+       std::numeric_limits<std::int64_t>::max(), 65535, "5.1.1", "[2001:db8::25]:2525", "rejected"},
   };
   return r;
 }
@@ -75,8 +74,7 @@ class v1_builder {
 std::string sample_v1() {
   const envelope_record r = sample();
   v1_builder b;
-  b.svarint(r.arrival_us).varint(r.size).varint(r.flags).str(r.sender).str(r.client_ip).str(
-      r.helo);
+  b.svarint(r.arrival_us).varint(r.size).varint(r.flags).str(r.sender).str(r.client_ip).str(r.helo);
   b.varint(r.recipients.size());
   for (const recipient& rc : r.recipients) {
     b.str(rc.address)
@@ -272,9 +270,8 @@ TEST(record, version_1_still_decodes_with_defaults) {
   ASSERT_TRUE(again) << again.error();
   expect_equal(want, *again);
   // A version 1 record without recipients.
-  auto empty = decode("ID", v1_builder().svarint(5).varint(0).varint(0).str("").str("").str("")
-                                .varint(0)
-                                .bytes());
+  auto empty = decode(
+      "ID", v1_builder().svarint(5).varint(0).varint(0).str("").str("").str("").varint(0).bytes());
   ASSERT_TRUE(empty) << empty.error();
   EXPECT_EQ(empty->arrival_us, 5);
   EXPECT_TRUE(empty->recipients.empty());
