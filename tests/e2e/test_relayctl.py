@@ -86,7 +86,7 @@ class RelayctlTest(h.RelaydTestCase):
         sizes = {}
         for m in q:
             sender, rcpts, raw = want[m["id"]]
-            self.assertEqual(set(m), {"id", "state", "size", "arrival", "sender", "recipients"}, m)
+            self.assertEqual(set(m), {"id", "state", "size", "arrival", "sender", "in_flight", "recipients"}, m)
             self.assertIn(m["state"], ("active", "deferred", "held"))
             self.assertIsInstance(m["size"], int)
             self.assertGreater(m["size"], len(raw))
