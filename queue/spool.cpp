@@ -925,13 +925,20 @@ outcome spool_core::apply(std::span<operation* const> ops) {
         continue;
       }
       const id_key key = key_of(e->id);
-      ec = t->put(envelope_dbi_, key_view(key), e->envelope, MDB_NOOVERWRITE);
+      // IDs grow with time, so a new message usually sorts last: MDB_APPEND then
+      // fills pages instead of splitting them in half (a body per page at
+      // 1 KiB). An out-of-order ID gets MDB_KEYEXIST and takes the normal path.
+      ec = t->put(envelope_dbi_, key_view(key), e->envelope, MDB_APPEND);
+      if (lmdb::is(ec, MDB_KEYEXIST))
+        ec = t->put(envelope_dbi_, key_view(key), e->envelope, MDB_NOOVERWRITE);
       if (lmdb::is(ec, MDB_KEYEXIST)) {
         e->res = {status::error, "queue ID " + format_id(e->id) + " already exists"};
         continue;
       }
       if (ec) return failure(ec);
-      if ((ec = t->put(body_dbi_, key_view(key), e->body))) return failure(ec);
+      ec = t->put(body_dbi_, key_view(key), e->body, MDB_APPEND);
+      if (lmdb::is(ec, MDB_KEYEXIST)) ec = t->put(body_dbi_, key_view(key), e->body);
+      if (ec) return failure(ec);
       if (e->due) {
         const schedule_key sk = make_schedule_key(*e->due, e->id);
         if ((ec = t->put(schedule_dbi_, key_view(sk), empty_value))) return failure(ec);

@@ -4,6 +4,8 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -56,7 +58,8 @@ int main(int argc, char** argv) {
   }
 
   auto logger = spdlog::stderr_logger_mt("relayd");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e relayd[%P] %l: %v");
+  // The pid is written into the pattern once: %P would cost a getpid() per line.
+  logger->set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e relayd[{}] %l: %v", ::getpid()));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
   return relayd::run_daemon(*cfg);
