@@ -376,12 +376,13 @@ awaitable<void> delivery_agent::impl::run(destination& d) {
                                         f.response.to_string(), command_of(f.phase))
                           : fmt::format("{}: {}", relay, f.response.to_string());
         local_fault = f.local_fault;
-        throttled = f.destination_throttled;
+        // A 421 greeting or EHLO: this host is busy; the next MX may not be.
+        throttled = throttled || f.destination_throttled;
         break;
       }
-      if (session || local_fault || throttled) break;
+      if (session || local_fault) break;
     }
-    if (session || local_fault || throttled) break;
+    if (session || local_fault) break;
   }
   timing.connect = seconds_since(connect_started);
 
@@ -393,7 +394,7 @@ awaitable<void> delivery_agent::impl::run(destination& d) {
     // A permanent failure while setting up (e.g. 554 greeting) still only
     // defers: another host or a later attempt may do better.
     if (problem.status.starts_with("5")) problem.status = "4" + problem.status.substr(1);
-    if (throttled) {
+    if (throttled && !local_fault) {
       sched.throttle(d, problem);
       --d.connecting;
       sched.connection_done(d);

@@ -244,9 +244,10 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
 void scheduler::job_stored(const std::string& id) {
   auto it = in_flight_.find(id);
   if (it != in_flight_.end() && --it->second == 0) {
-    const bool was_full = in_flight_.size() >= max_in_flight;
     in_flight_.erase(it);
-    if (was_full) wake();
+    // Its next attempt may come before the loop's planned wake-up (or the
+    // in-flight limit has room again): plan again.
+    wake();
   }
   maybe_idle();
 }
