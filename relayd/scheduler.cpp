@@ -167,12 +167,14 @@ void scheduler::dispatch(const std::string& id, std::int64_t now) {
     auto& d = destination_for(name);
     d.waiting.push_back(job{snapshot, std::move(indexes), now});
     if (d.backoff_until_us > now) {
-      recipient_outcome why;
+      // Postfix's "delivery temporarily suspended": the reason stays the one
+      // the destination gave, so relayctl -p shows e.g. its 421.
+      recipient_outcome why = d.backoff_reason;
+      why.what = outcome_kind::deferred;
       why.counts_as_attempt = false;
       why.not_before_us = d.backoff_until_us;
-      why.code = 0;
-      why.status = "4.4.1";
-      why.description = fmt::format("destination {} is backing off", name);
+      if (why.status.empty()) why.status = "4.4.1";
+      why.description = "delivery temporarily suspended: " + d.backoff_reason.description;
       finish_all_waiting(d, why, "none");
     } else {
       start_connections(d);
@@ -270,6 +272,7 @@ void scheduler::throttle(destination& d, const recipient_outcome& why) {
   const auto now = now_us_();
   ++d.failures;
   d.backoff_until_us = now + backoff(d.failures, retry_).count();
+  d.backoff_reason = why;
   spdlog::warn("destination {} throttled until +{}s: {}", d.key.name,
                (d.backoff_until_us - now) / 1'000'000, why.description);
   auto o = why;
@@ -285,6 +288,7 @@ void scheduler::unreachable(destination& d, const recipient_outcome& why) {
   const auto now = now_us_();
   ++d.failures;
   d.backoff_until_us = now + backoff(d.failures, retry_).count();
+  d.backoff_reason = why;
   auto o = why;
   o.what = outcome_kind::deferred;
   finish_all_waiting(d, o, why.remote_host.empty() ? "none" : why.remote_host);

@@ -39,6 +39,7 @@ struct destination {
   std::deque<asio::steady_timer*> idle;  // connections lingering for more jobs
   std::int64_t backoff_until_us = 0;
   std::uint32_t failures = 0;  // consecutive destination-level failures
+  recipient_outcome backoff_reason;  // what started the backoff (421, refused, ...)
 };
 
 // How long each phase of one attempt took, for the log's delays=a/b/c/d.
