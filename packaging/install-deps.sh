@@ -2,7 +2,8 @@
 # Installs every package relayd needs to build, test and benchmark, on Debian 12.
 # Idempotent: packages already present are left alone; apt-get runs only when
 # something is missing. Postfix is installed for smtp-source/smtp-sink and the
-# benchmark only: it is neither configured nor started.
+# benchmark only: it is neither configured nor started. prometheus is there for
+# promtool (metrics and alert-rule checks); its service is not started either.
 set -euo pipefail
 
 pkgs=(
@@ -12,6 +13,7 @@ pkgs=(
   libssl-dev libc-ares-dev liblmdb-dev lmdb-utils libspdlog-dev libfmt-dev
   libtomlplusplus-dev libgtest-dev libgmock-dev libcrypt-dev
   python3 swaks libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base postfix procps iproute2 openssl
+  prometheus
 )
 
 # --fuzz: also clang-16 with libFuzzer (clang 14 cannot compile libstdc++ 12's <expected>).

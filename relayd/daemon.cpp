@@ -20,6 +20,8 @@
 #include "relayd/async_call.hpp"
 #include "relayd/control.hpp"
 #include "relayd/delivery_agent.hpp"
+#include "relayd/metrics.hpp"
+#include "relayd/metrics_http.hpp"
 #include "relayd/scheduler.hpp"
 #include "dns/mx_resolver.hpp"
 #include "relayd/net.hpp"
@@ -70,6 +72,7 @@ struct connection {
   asio::steady_timer timer;
   std::string ip;
   std::uint16_t port;
+  std::string listener;  // the [smtp] listen entry, for relayd_smtp_connections
   steady::time_point deadline = steady::time_point::max();
   bool reading = false;
   bool timed_out = false;
@@ -79,8 +82,9 @@ struct connection {
 
 class inbound_server {
  public:
-  inbound_server(asio::io_context& io, const config& cfg, queue::spool& spool, scheduler& sched)
-      : io_(io), cfg_(cfg), spool_(spool), scheduler_(sched) {}
+  inbound_server(asio::io_context& io, const config& cfg, queue::spool& spool, scheduler& sched,
+                 metrics& m)
+      : io_(io), cfg_(cfg), spool_(spool), scheduler_(sched), metrics_(m) {}
 
   bool start() {
     for (const auto& ep : cfg_.smtp.listen) {
@@ -132,12 +136,13 @@ class inbound_server {
       auto local = acc.local_endpoint();
       spdlog::info("listening on {} ({})", peer_text(peer_ip(local), local.port()), kind);
       acceptors_.push_back(std::move(acc));
-      asio::co_spawn(io_, accept_loop(acceptors_.back()), asio::detached);
+      metrics_.add_listener(ep.to_string());
+      asio::co_spawn(io_, accept_loop(acceptors_.back(), ep.to_string()), asio::detached);
     }
     return true;
   }
 
-  awaitable<void> accept_loop(tcp::acceptor& acc) {
+  awaitable<void> accept_loop(tcp::acceptor& acc, std::string listener) {
     asio::steady_timer backoff(io_);
     while (!stopping_) {
       auto [ec, sock] = co_await acc.async_accept(use_tuple);
@@ -162,6 +167,8 @@ class inbound_server {
       }
       ++per_client;
       auto c = std::make_shared<connection>(std::move(sock), ip, remote.port());
+      c->listener = listener;
+      metrics_.connection_opened(listener);
       connections_.push_back(c);
       auto it = std::prev(connections_.end());
       asio::co_spawn(io_, watchdog(c), asio::detached);
@@ -181,6 +188,7 @@ class inbound_server {
   // Over a connection limit: one 421 and close, with a short write timeout.
   awaitable<void> refuse(tcp::socket sock, std::string ip, std::uint16_t port) {
     ++refusing_;
+    metrics_.smtp_rejection(421);
     spdlog::warn("reject: connect from {}: 421 4.7.0 too many connections",
                  peer_text(ip, port));
     static const std::string msg =
@@ -231,7 +239,8 @@ class inbound_server {
     client.relay_allowed = std::any_of(cfg_.smtp.mynetworks.begin(), cfg_.smtp.mynetworks.end(),
                                        [&](const cidr& n) { return n.contains(c->ip); });
     auto options = session_options();
-    options.on_reject = [&who](const smtp::reply& r, std::string_view command) {
+    options.on_reject = [this, &who](const smtp::reply& r, std::string_view command) {
+      metrics_.smtp_rejection(r.code);
       if (command.empty())
         spdlog::info("reject: from {}: {}", who, r.to_string());
       else
@@ -309,6 +318,7 @@ class inbound_server {
     if (r.code == queue::status::ok) {
       spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client={}", id, sender, size, nrcpt, ip);
       session.message_queued();
+      metrics_.message_received();
       scheduler_.notify_enqueued(arrival);
       co_return;
     }
@@ -327,6 +337,7 @@ class inbound_server {
     c->sock.close(ec);
     auto pc = per_client_.find(c->ip);
     if (pc != per_client_.end() && --pc->second == 0) per_client_.erase(pc);
+    metrics_.connection_closed(c->listener);
     connections_.erase(it);
     maybe_idle();
   }
@@ -343,6 +354,7 @@ class inbound_server {
   const config& cfg_;
   queue::spool& spool_;
   scheduler& scheduler_;
+  metrics& metrics_;
   std::list<tcp::acceptor> acceptors_;
   std::list<std::shared_ptr<connection>> connections_;
   std::unordered_map<std::string, std::size_t> per_client_;
@@ -350,6 +362,39 @@ class inbound_server {
   bool stopping_ = false;
   std::function<void()> on_idle_;
 };
+
+// The queue gauges from a scan of the spool in batches (other work runs between
+// them). The next scan comes after 5 s, or 10 times as long as this one took,
+// so a huge queue never keeps the I/O thread more than ~10% busy.
+awaitable<void> update_queue_gauges(asio::steady_timer& timer, const bool& stopping,
+                                    const config& cfg, queue::spool& spool, scheduler& sched,
+                                    metrics& m) {
+  constexpr std::size_t batch = 1000;
+  while (!stopping) {
+    const auto started = steady::now();
+    queue_census census(now_us());
+    std::string after;
+    for (;;) {
+      std::size_t seen = 0;
+      after = spool.scan(after, batch, [&](const queue::envelope_record& r) {
+        ++seen;
+        census.add(r);
+      });
+      if (seen < batch || stopping) break;
+      co_await asio::post(timer.get_executor(), asio::use_awaitable);
+    }
+    if (stopping) co_return;
+    census.gauges.dead = spool.dead_count();
+    census.gauges.spool_bytes = spool.used_bytes();
+    census.gauges.spool_max_bytes = effective_spool_max(
+        cfg.spool, census.gauges.spool_bytes, cfg.queue.max_spool_size, cfg.queue.min_free_disk);
+    m.set_queue_gauges(census.gauges);
+    m.set_in_flight(sched.in_flight_count());
+    timer.expires_after(std::max<steady::duration>(std::chrono::seconds(5),
+                                                   10 * (steady::now() - started)));
+    co_await timer.async_wait(use_tuple);
+  }
+}
 
 // Enough descriptors for every connection plus the spool, sockets and logs.
 void raise_fd_limit(std::uint64_t want) {
@@ -399,10 +444,12 @@ int run_daemon(const config& cfg) {
     spdlog::critical("DNS resolver: {}", e.what());
     return 1;
   }
+  metrics registry;
   scheduler sched(io, cfg, *spool);
+  sched.set_metrics(&registry);
   delivery_agent agent(io, cfg, sched, *resolver);
   sched.set_agent(&agent);
-  inbound_server server(io, cfg, *spool, sched);
+  inbound_server server(io, cfg, *spool, sched, registry);
   control_server control(io, cfg, *spool);
   control.set_scheduler(&sched);
   if (!server.start()) return 1;
@@ -410,6 +457,19 @@ int run_daemon(const config& cfg) {
     spdlog::critical("control socket: {}", ok.error());
     return 1;
   }
+  std::unique_ptr<metrics_server> metrics_http;
+  if (cfg.metrics.listen) {
+    metrics_http = std::make_unique<metrics_server>(io, *cfg.metrics.listen,
+                                                    [&registry] { return registry.render(); });
+    if (auto ok = metrics_http->start(); !ok) {
+      spdlog::critical("metrics.listen {}", ok.error());
+      return 1;
+    }
+  }
+  asio::steady_timer gauge_timer(io);
+  bool stopping = false;
+  asio::co_spawn(io, update_queue_gauges(gauge_timer, stopping, cfg, *spool, sched, registry),
+                 asio::detached);
 
   asio::signal_set signals(io, SIGTERM, SIGINT);
   asio::signal_set hup(io, SIGHUP);
@@ -424,6 +484,8 @@ int run_daemon(const config& cfg) {
           return;
         }
         spdlog::info("signal {}: stopping (finishing transactions in flight)", sig);
+        stopping = true;
+        gauge_timer.cancel();
         signals.async_wait(on_signal);
         grace.expires_after(shutdown_grace);
         grace.async_wait([&](boost::system::error_code e) {
@@ -438,6 +500,7 @@ int run_daemon(const config& cfg) {
         auto one_done = [&, remaining] {
           if (--*remaining > 0) return;
           control.stop();
+          if (metrics_http) metrics_http->stop();
           resolver->cancel();
           grace.cancel();
           boost::system::error_code ignored;

@@ -11,6 +11,7 @@
 
 #include "relayd/async_call.hpp"
 #include "relayd/delivery_agent.hpp"
+#include "relayd/metrics.hpp"
 
 namespace relayd {
 namespace {
@@ -213,10 +214,26 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
   const auto& msg = *j.message;
   std::vector<queue::spool::recipient_update> updates;
   bool any_delivered = false;
+  std::string dead_reason;  // of the first recipient that failed now
   for (auto& o : outcomes) {
     if (o.index >= msg.recipients.size()) continue;
     auto next = apply_outcome(msg.recipients[o.index], o, msg.arrival_us, now, retry_, jitter_);
     any_delivered |= next.state == queue::rcpt_state::delivered;
+    if (metrics_) {
+      switch (next.state) {
+        case queue::rcpt_state::delivered:
+          metrics_->delivery_attempt(attempt_result::sent);
+          break;
+        case queue::rcpt_state::failed:
+          metrics_->delivery_attempt(attempt_result::failed);
+          if (dead_reason.empty()) dead_reason = next.reason;
+          break;
+        case queue::rcpt_state::pending:
+          metrics_->delivery_attempt(attempt_result::deferred);
+          metrics_->deferral(classify_deferral(o));
+          break;
+      }
+    }
     const double queued = static_cast<double>(j.dispatched_us - msg.arrival_us) / 1e6;
     spdlog::info("{}: to=<{}>, relay={}, delay={:.2f}, delays={:.2f}/{:.2f}/{:.2f}/{:.2f}, "
                  "dsn={}, status={} ({})",
@@ -227,16 +244,29 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
     updates.push_back({o.index, std::move(next)});
   }
   if (any_delivered) d.failures = 0;
+  if (metrics_ && !outcomes.empty() && timing.transfer > 0)
+    metrics_->observe_delivery_duration(timing.dns + timing.connect + timing.transfer);
+  if (dead_reason.empty()) {  // failed earlier; the message leaves the queue now
+    for (const auto& r : msg.recipients)
+      if (r.state == queue::rcpt_state::failed) {
+        dead_reason = r.reason;
+        break;
+      }
+  }
   ++pending_updates_;
   const std::string id = msg.id;
   spool_.update_recipients(
       id, std::move(updates), 0,
-      [this, id, ex = io_.get_executor()](queue::result r, queue::spool::completion c) {
-        asio::post(ex, [this, id, r = std::move(r), c] {
+      [this, id, dead_reason, ex = io_.get_executor()](queue::result r,
+                                                       queue::spool::completion c) {
+        asio::post(ex, [this, id, dead_reason, r = std::move(r), c] {
           if (r.code != queue::status::ok && r.code != queue::status::not_found)
             spdlog::error("{}: cannot store delivery results: {}", id, r.detail);
           if (c == queue::spool::completion::delivered) spdlog::info("{}: removed", id);
-          if (c == queue::spool::completion::dead) spdlog::info("{}: moved to the dead spool", id);
+          if (c == queue::spool::completion::dead) {
+            spdlog::info("{}: moved to the dead spool", id);
+            if (metrics_) metrics_->dead_letter(dead_reason.empty() ? "unknown" : dead_reason);
+          }
           --pending_updates_;
           job_stored(id);
         });

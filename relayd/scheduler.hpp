@@ -28,6 +28,7 @@
 namespace relayd {
 
 class delivery_agent;
+class metrics;
 
 // One destination's waiting jobs and connection bookkeeping.
 struct destination {
@@ -55,6 +56,9 @@ class scheduler {
   ~scheduler();
 
   void set_agent(delivery_agent* agent) { agent_ = agent; }
+  // Counters for delivery results, deferrals, dead letters and durations.
+  void set_metrics(metrics* m) { metrics_ = m; }
+  std::size_t in_flight_count() const { return in_flight_.size(); }
   void start();
   // Stops dispatching; connections finish their current transaction.
   // `on_idle` runs once no delivery is running and every result is stored.
@@ -106,6 +110,7 @@ class scheduler {
   clock_fn now_us_;
   retry_settings retry_;
   delivery_agent* agent_ = nullptr;
+  metrics* metrics_ = nullptr;
   std::mt19937_64 rng_;
   std::function<double()> jitter_;
 

@@ -1,0 +1,156 @@
+// The daemon's Prometheus metrics (DESIGN.md, "Metrics"): counters, one histogram
+// and gauges, rendered in text exposition format 0.0.4 by render(). No I/O and no
+// Asio here (metrics_http serves render() over HTTP). Every method is thread-safe;
+// the daemon calls them all on its I/O thread. Label values that come from data
+// (reasons, listeners) are escaped; reasons are reduced to [a-z0-9_] so a bad value
+// can never explode the number of series.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "queue/record.hpp"
+#include "relayd/delivery_types.hpp"
+
+namespace relayd {
+
+// relayd_delivery_attempts_total{result}.
+enum class attempt_result : std::uint8_t { sent, deferred, failed };
+inline constexpr std::size_t attempt_result_count = 3;
+
+// relayd_deferrals_total{class}: why a recipient was deferred.
+enum class deferral_class : std::uint8_t {
+  reply_4xx,     // "4xx": the server answered with a temporary failure
+  throttle_421,  // "421_throttle": 421 or 4xx 4.7.x: the destination backs off
+  connect,       // "connect": refused, reset, lost, no host answered
+  dns,           // "dns": SERVFAIL, REFUSED, resolver timeout (4.4.3)
+  tls,           // "tls": handshake failed, STARTTLS refused (4.7.5)
+  timeout,       // "timeout": connect or command timeout
+  local,         // "local": our side: AUTH refused (535), local processing error
+};
+inline constexpr std::size_t deferral_class_count = 7;
+
+std::string_view to_string(attempt_result r);
+std::string_view to_string(deferral_class c);
+
+// The class of a deferred outcome, from its code, enhanced status and text (see
+// delivery_agent.cpp for how outcomes are made). Suspended deferrals (destination
+// backing off) carry the original reason and get its class.
+deferral_class classify_deferral(const recipient_outcome& o);
+
+// relayd_queue_messages{state}: a message's state as relayctl shows it.
+enum class queue_state : std::uint8_t { active, deferred, held, dead };
+// held if flag_held; deferred if a pending recipient has had an attempt; else active.
+queue_state state_of(const queue::envelope_record& r);
+
+// The queue gauges, filled by a periodic spool scan (see queue_census below).
+struct queue_gauges {
+  std::uint64_t active = 0, deferred = 0, held = 0, dead = 0;
+  double oldest_age_seconds = 0;      // oldest active or deferred message; 0 when none
+  std::uint64_t spool_bytes = 0;      // spool::used_bytes()
+  std::uint64_t spool_max_bytes = 0;  // effective_spool_max()
+};
+
+// Accumulates queue_gauges over spool::scan() batches:
+//   queue_census c(now_us); spool.scan(after, n, [&](auto& r) { c.add(r); }); ...
+//   c.gauges.dead = spool.dead_count(); ...
+struct queue_census {
+  explicit queue_census(std::int64_t now_us) : now_us_(now_us) {}
+  void add(const queue::envelope_record& r);
+  queue_gauges gauges;
+
+ private:
+  std::int64_t now_us_;
+};
+
+// What "full" means for the spool: min(max_size, used + free disk - min_free_disk),
+// where max_size 0 means no limit (statvfs on `dir`; falls back to max_size or
+// used when statvfs fails).
+std::uint64_t effective_spool_max(const std::string& dir, std::uint64_t used_bytes,
+                                  std::uint64_t max_size, std::uint64_t min_free_disk);
+
+class metrics {
+ public:
+  // Upper bounds of relayd_delivery_duration_seconds's buckets (+Inf implied).
+  static constexpr std::array<double, 14> duration_buckets = {
+      0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
+  // Dead-letter reasons exported at 0 from the start, so increase() sees the first one.
+  static constexpr std::array<std::string_view, 4> known_dead_reasons = {
+      "rejected", "expired", "no_route", "bounce_failed"};
+
+  // `start_time_seconds`: relayd_start_time_seconds (Unix time; 0: now).
+  explicit metrics(double start_time_seconds = 0);
+  metrics(const metrics&) = delete;
+  metrics& operator=(const metrics&) = delete;
+
+  // ---- counters ------------------------------------------------------------
+  void message_received() { received_.fetch_add(1, std::memory_order_relaxed); }
+  // One recipient's delivery result (one per "status=" log line).
+  void delivery_attempt(attempt_result r) {
+    attempts_[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
+  }
+  void deferral(deferral_class c) {
+    deferrals_[static_cast<std::size_t>(c)].fetch_add(1, std::memory_order_relaxed);
+  }
+  // A dead-spool entry was made; `reason` is its reason class ("rejected", ...).
+  void dead_letter(std::string_view reason);
+  void bounce() { bounces_.fetch_add(1, std::memory_order_relaxed); }  // failure DSN queued
+  void delay_warning() { delay_warnings_.fetch_add(1, std::memory_order_relaxed); }
+  // A reply >= 400 the SMTP server sent to a client (codes outside 400..599: "other").
+  void smtp_rejection(int code);
+
+  // ---- histogram -----------------------------------------------------------
+  // Seconds one delivery transaction took (DNS + connect + transfer).
+  void observe_delivery_duration(double seconds);
+
+  // ---- gauges --------------------------------------------------------------
+  // Registers a listener at 0 connections (call when it starts listening).
+  void add_listener(std::string_view listener);
+  void connection_opened(std::string_view listener);
+  void connection_closed(std::string_view listener);
+  void set_in_flight(std::uint64_t messages) {
+    in_flight_.store(messages, std::memory_order_relaxed);
+  }
+  void set_queue_gauges(const queue_gauges& g);
+  void set_queue_gauges(std::uint64_t active, std::uint64_t deferred, std::uint64_t held,
+                        std::uint64_t dead, double oldest_age_seconds, std::uint64_t spool_bytes,
+                        std::uint64_t spool_max_bytes) {
+    set_queue_gauges(queue_gauges{active, deferred, held, dead, oldest_age_seconds, spool_bytes,
+                                  spool_max_bytes});
+  }
+
+  // ---- exposition ----------------------------------------------------------
+  // Prometheus text format 0.0.4 (Content-Type "text/plain; version=0.0.4").
+  std::string render() const;
+  static constexpr std::string_view content_type = "text/plain; version=0.0.4; charset=utf-8";
+
+  // Escaping of the text format, exposed for tests.
+  static std::string escape_label_value(std::string_view v);  // \ " and newline
+  static std::string escape_help(std::string_view v);         // \ and newline
+  static std::string format_value(double v);                  // 1, 0.5, +Inf, NaN
+
+ private:
+  std::atomic<std::uint64_t> received_{0};
+  std::array<std::atomic<std::uint64_t>, attempt_result_count> attempts_{};
+  std::array<std::atomic<std::uint64_t>, deferral_class_count> deferrals_{};
+  std::atomic<std::uint64_t> bounces_{0};
+  std::atomic<std::uint64_t> delay_warnings_{0};
+  std::atomic<std::uint64_t> in_flight_{0};
+  double start_time_;
+
+  mutable std::mutex mu_;  // guards everything below
+  std::map<std::string, std::uint64_t, std::less<>> dead_letters_;
+  std::map<std::string, std::uint64_t, std::less<>> rejections_;
+  std::map<std::string, std::int64_t, std::less<>> connections_;
+  std::array<std::uint64_t, duration_buckets.size()> bucket_counts_{};  // not cumulative
+  std::uint64_t duration_count_ = 0;
+  double duration_sum_ = 0;
+  queue_gauges queue_;
+};
+
+}  // namespace relayd

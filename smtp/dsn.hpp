@@ -1,0 +1,55 @@
+// Delivery status notifications: compose_dsn builds the complete RFC 3464 report
+// (a multipart/report of RFC 6522) that relayd spools to tell a sender that
+// delivery failed or is delayed. Pure and total: remote replies and the original
+// message are untrusted and are cleaned so that the result has CRLF line endings
+// only, lines of at most 998 octets and no field or boundary it did not put there.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace smtp {
+
+// RFC 3464 2.3.3; a DSN reports only these two.
+enum class dsn_action : std::uint8_t { failed, delayed };
+
+struct dsn_recipient {
+  // The recipient as delivery saw it. Non-ASCII (SMTPUTF8) addresses become
+  // "utf-8; ..." in the 7-bit form of RFC 6533 3, ASCII ones "rfc822; ...".
+  std::string address;
+  dsn_action action = dsn_action::failed;
+  // RFC 3463 "5.1.1", "4.4.1"...; anything else becomes 5.0.0 (failed) or 4.0.0.
+  std::string status;
+  std::string remote_mta;             // "mx1.example.org" (no brackets, no port); "" when none
+  std::string diagnostic;             // the remote reply "550 5.1.1 No such user"; "" when none
+  std::string explanation;            // for people: "host mx1.example.org[192.0.2.1] said: 550 ..."
+  std::int64_t last_attempt = 0;      // seconds since the epoch; 0 when never tried
+  std::int64_t will_retry_until = 0;  // delayed only: when relayd gives up; 0 when unknown
+};
+
+struct dsn_request {
+  std::string reporting_mta;    // our host name: From: MAILER-DAEMON@, Reporting-MTA
+  std::string queue_id;         // of the original: X-Relayd-Queue-ID and the MIME boundary
+  std::string original_sender;  // envelope sender of the original: To: of the DSN
+  std::int64_t arrival = 0;     // Arrival-Date; 0 omits it
+  std::int64_t now = 0;         // Date: of the DSN
+  std::string message_id;       // "<id@host>" for the DSN itself
+  std::vector<dsn_recipient> recipients;  // one group each in the delivery-status part
+  std::string_view original;              // the spooled original message (headers + body)
+  // false: its header block only, as text/rfc822-headers (RFC 6522), cut to 64 KiB
+  // at a line boundary; true: the whole message as message/rfc822.
+  bool include_body = false;
+};
+
+// The DSN as it goes into the spool, to be sent with the null reverse-path <>.
+// Subject and the human-readable part say "failed" when any recipient failed,
+// else "delayed". The result is 7-bit unless the text, an address or the
+// original holds 8-bit octets; then the parts that do say
+// Content-Transfer-Encoding: 8bit and original headers with 8-bit octets go in
+// message/global-headers (message/global with the body), as RFC 6533 6.3 and
+// RFC 6532 3.7 ask. The message/delivery-status part is always 7-bit.
+std::string compose_dsn(const dsn_request& request);
+
+}  // namespace smtp
