@@ -48,14 +48,16 @@ queue::recipient apply_outcome(queue::recipient r, const recipient_outcome& o,
     r.reason = "expired";
     return r;
   }
+  // The last attempt comes when the lifetime ends, not a backoff after it, so a
+  // message expires on time.
   r.state = queue::rcpt_state::pending;
   if (o.not_before_us != 0) {
-    r.next_attempt_us = o.not_before_us;
+    r.next_attempt_us = std::min(o.not_before_us, expires_us);
     return r;
   }
   const auto base = backoff(std::max<std::uint32_t>(r.attempts, 1), s).count();
   const auto extra = static_cast<std::int64_t>(static_cast<double>(base) * 0.1 * jitter());
-  r.next_attempt_us = now_us + base + extra;
+  r.next_attempt_us = std::min(now_us + base + extra, expires_us);
   return r;
 }
 

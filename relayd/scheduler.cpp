@@ -10,6 +10,7 @@
 #include <map>
 
 #include "relayd/async_call.hpp"
+#include "relayd/bounce.hpp"
 #include "relayd/delivery_agent.hpp"
 #include "relayd/metrics.hpp"
 
@@ -214,11 +215,15 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
   const auto& msg = *j.message;
   std::vector<queue::spool::recipient_update> updates;
   bool any_delivered = false;
-  std::string dead_reason;  // of the first recipient that failed now
+  std::vector<queue::recipient> failed_now, deferred_now;  // for DSNs
   for (auto& o : outcomes) {
     if (o.index >= msg.recipients.size()) continue;
     auto next = apply_outcome(msg.recipients[o.index], o, msg.arrival_us, now, retry_, jitter_);
+    // A bounce that cannot be delivered has nobody to tell: dead spool only.
+    if (next.state == queue::rcpt_state::failed && msg.sender.empty()) next.reason = "bounce_failed";
     any_delivered |= next.state == queue::rcpt_state::delivered;
+    if (next.state == queue::rcpt_state::failed) failed_now.push_back(next);
+    if (next.state == queue::rcpt_state::pending) deferred_now.push_back(next);
     if (metrics_) {
       switch (next.state) {
         case queue::rcpt_state::delivered:
@@ -226,7 +231,6 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
           break;
         case queue::rcpt_state::failed:
           metrics_->delivery_attempt(attempt_result::failed);
-          if (dead_reason.empty()) dead_reason = next.reason;
           break;
         case queue::rcpt_state::pending:
           metrics_->delivery_attempt(attempt_result::deferred);
@@ -246,6 +250,7 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
   if (any_delivered) d.failures = 0;
   if (metrics_ && !outcomes.empty() && timing.transfer > 0)
     metrics_->observe_delivery_duration(timing.dns + timing.connect + timing.transfer);
+  std::string dead_reason = failed_now.empty() ? std::string() : failed_now.front().reason;
   if (dead_reason.empty()) {  // failed earlier; the message leaves the queue now
     for (const auto& r : msg.recipients)
       if (r.state == queue::rcpt_state::failed) {
@@ -253,10 +258,19 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
         break;
       }
   }
+  // DSNs go to the spool before the results: the writer commits in order, so a
+  // crash may repeat a DSN but never lose one.
+  if (!failed_now.empty() && may_notify(cfg_, msg)) queue_notice(msg, failed_now, true);
+  std::uint32_t flags_set = 0;
+  if (!deferred_now.empty() && !warned_.contains(msg.id) && delay_warning_due(cfg_, msg, now)) {
+    queue_notice(msg, deferred_now, false);
+    flags_set = queue::flag_delay_warned;
+    warned_.insert(msg.id);
+  }
   ++pending_updates_;
   const std::string id = msg.id;
   spool_.update_recipients(
-      id, std::move(updates), 0,
+      id, std::move(updates), flags_set,
       [this, id, dead_reason, ex = io_.get_executor()](queue::result r,
                                                        queue::spool::completion c) {
         asio::post(ex, [this, id, dead_reason, r = std::move(r), c] {
@@ -277,11 +291,41 @@ void scheduler::job_stored(const std::string& id) {
   auto it = in_flight_.find(id);
   if (it != in_flight_.end() && --it->second == 0) {
     in_flight_.erase(it);
+    warned_.erase(id);
     // Its next attempt may come before the loop's planned wake-up (or the
     // in-flight limit has room again): plan again.
     wake();
   }
   maybe_idle();
+}
+
+void scheduler::queue_notice(const queue::envelope_record& message,
+                             std::span<const queue::recipient> recipients, bool failed) {
+  const auto now = now_us_();
+  const auto original = spool_.body(message.id);
+  auto n = make_notice(cfg_, message, recipients,
+                       failed ? smtp::dsn_action::failed : smtp::dsn_action::delayed,
+                       original ? std::string_view(*original) : std::string_view(),
+                       spool_.new_id(), now);
+  spdlog::info("{}: sender {} notification: {}", message.id, failed ? "non-delivery" : "delay",
+               n.envelope.id);
+  if (metrics_) failed ? metrics_->bounce() : metrics_->delay_warning();
+  ++pending_updates_;
+  std::string dsn_id = n.envelope.id;
+  spool_.enqueue(std::move(n.envelope), std::move(n.message),
+                 [this, dsn = std::move(dsn_id), of = message.id, now,
+                  ex = io_.get_executor()](queue::result r) {
+                   asio::post(ex, [this, dsn, of, now, r = std::move(r)] {
+                     --pending_updates_;
+                     if (r.code == queue::status::ok) {
+                       notify_enqueued(now);
+                     } else {
+                       // The dead spool (or the queue) still holds what happened.
+                       spdlog::error("{}: cannot queue the notification {}: {}", of, dsn, r.detail);
+                     }
+                     maybe_idle();
+                   });
+                 });
 }
 
 void scheduler::finish_all_waiting(destination& d, recipient_outcome why, const std::string& relay) {

@@ -15,8 +15,10 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "queue/spool.hpp"
@@ -101,6 +103,9 @@ class scheduler {
   std::string destination_name(const std::string& address) const;
   void finish_all_waiting(destination& d, recipient_outcome why, const std::string& relay);
   void job_stored(const std::string& id);
+  // Queues a DSN (failed or delayed) about `recipients` of `message` to its sender.
+  void queue_notice(const queue::envelope_record& message,
+                    std::span<const queue::recipient> recipients, bool failed);
   void maybe_forget(destination& d);
   void maybe_idle();
 
@@ -121,6 +126,9 @@ class scheduler {
   std::optional<queue::spool::due_entry> cursor_;
   std::chrono::steady_clock::time_point last_full_scan_;
   std::unordered_map<std::string, std::size_t> in_flight_;  // id -> jobs not yet stored
+  // In flight and its delay warning queued: the stored flag is not in the snapshot
+  // that the message's other jobs hold.
+  std::unordered_set<std::string> warned_;
   std::unordered_map<std::string, std::unique_ptr<destination>> destinations_;
   std::size_t pending_updates_ = 0;
   std::size_t connections_ = 0;

@@ -64,6 +64,23 @@ TEST(RetryPolicy, DeferralAfterLifetimeExpires) {
   EXPECT_EQ(r.reply_code, 451);  // the last reply is kept for the DSN
 }
 
+TEST(RetryPolicy, LastAttemptComesWhenTheLifetimeEnds) {
+  // 10 min backoff from 55 min after arrival would pass the 1 h lifetime: the
+  // next attempt is at the lifetime's end, and a deferral then expires.
+  queue::recipient r{.address = "a@example.org", .attempts = 6};
+  r = apply_outcome(r, deferred(), t0, t0 + 3300 * sec, settings(), no_jitter);
+  EXPECT_EQ(r.state, queue::rcpt_state::pending);
+  EXPECT_EQ(r.next_attempt_us, t0 + 3600 * sec);
+  auto throttled = deferred(421);
+  throttled.counts_as_attempt = false;
+  throttled.not_before_us = t0 + 7200 * sec;
+  EXPECT_EQ(apply_outcome(r, throttled, t0, t0 + 3400 * sec, settings(), no_jitter).next_attempt_us,
+            t0 + 3600 * sec);
+  r = apply_outcome(r, deferred(), t0, r.next_attempt_us, settings(), no_jitter);
+  EXPECT_EQ(r.state, queue::rcpt_state::failed);
+  EXPECT_EQ(r.reason, "expired");
+}
+
 TEST(RetryPolicy, DeliveredAndFailedAreFinal) {
   queue::recipient r{.address = "a@example.org"};
   auto ok = apply_outcome(r, {.what = outcome_kind::delivered, .code = 250, .status = "2.0.0"}, t0,

@@ -1,0 +1,47 @@
+// Delivery status notifications for spooled messages: turns a message's
+// recipients (as the queue stores them) into the DSN that relayd queues for the
+// original sender, and decides who gets one. No I/O: the scheduler reads the
+// original from the spool and queues the result.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "queue/record.hpp"
+#include "smtp/dsn.hpp"
+
+namespace relayd {
+
+struct config;
+
+// Whether a message may cause a DSN at all: never for the null sender (no bounce
+// of a bounce) and never with `[queue] bounces = false`.
+bool may_notify(const config& cfg, const queue::envelope_record& message);
+
+// Whether this deferral is the one that sends the "delayed" DSN: delay_warning
+// is on, has passed since arrival, and none was sent before.
+bool delay_warning_due(const config& cfg, const queue::envelope_record& message,
+                       std::int64_t now_us);
+
+// The DSN, as a ready-to-spool record and message from <> to the original sender.
+struct notice {
+  queue::envelope_record envelope;  // id, arrival, size, flags and the one recipient set
+  std::string message;
+};
+
+// `recipients`: the recipients this DSN reports, in their new state (failed, or
+// pending for "delayed"). `original`: the spooled message, of which only the
+// header block is attached. `id` is the new queue ID of the DSN.
+notice make_notice(const config& cfg, const queue::envelope_record& message,
+                   std::span<const queue::recipient> recipients, smtp::dsn_action action,
+                   std::string_view original, std::string id, std::int64_t now_us);
+
+// The parts of a stored "last_reply" ("host mx[ip] said: 550 5.1.1 No (in reply
+// to RCPT TO)") and remote_host ("mx.example.org[192.0.2.1]:25") a DSN uses.
+std::string remote_reply(const queue::recipient& r);  // "550 5.1.1 No"; "" without a reply
+std::string remote_mta(std::string_view remote_host);  // "mx.example.org"; "" when none
+
+}  // namespace relayd
