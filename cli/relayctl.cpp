@@ -2,6 +2,7 @@
 // lines, see relayd/control.hpp). Modelled on postqueue/postsuper.
 // Exit codes: 0 success, 1 failed action (unknown ID, daemon not running: one
 // line on stderr), 2 usage.
+#include <fmt/core.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -12,10 +13,11 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
-#include <fmt/core.h>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "relayd/config.hpp"
@@ -37,7 +39,12 @@ int usage(int code) {
                "  -r ID|ALL     requeue: attempt now with the current configuration\n"
                "  -h ID|ALL     hold (no delivery until released)\n"
                "  -H ID|ALL     release held messages\n"
-               "  -s ID         show a message: envelope, recipients, raw content\n");
+               "  -s ID         show a message: envelope, recipients, raw content\n"
+               "  dead list [--json]     list the dead spool (failed messages)\n"
+               "  dead show ID           a dead entry: envelope, failures, raw content\n"
+               "  dead replay ID|ALL     put failed recipients back in the queue, attempt now\n"
+               "  dead purge ID|ALL      delete dead entries\n"
+               "  stats [--json]         counts per state, oldest message age, spool use\n");
   return code;
 }
 
@@ -150,6 +157,13 @@ std::string local_time(std::int64_t t, const char* fmt_) {
   return buf;
 }
 
+// "-- 3 Kbytes in 2 Requests." as postqueue -p closes its list.
+void print_total(std::uint64_t bytes, std::uint64_t count) {
+  std::printf("-- %llu Kbytes in %llu Request%s.\n",
+              static_cast<unsigned long long>((bytes + 1023) / 1024),
+              static_cast<unsigned long long>(count), count == 1 ? "" : "s");
+}
+
 // Calls `visit` for every message of a list request; returns on the final line.
 template <typename Visit>
 void list_messages(control_client& c, Visit visit) {
@@ -196,9 +210,7 @@ int cmd_print_queue(control_client& c) {
   if (count == 0) {
     std::printf("Mail queue is empty\n");
   } else {
-    std::printf("-- %llu Kbytes in %llu Request%s.\n",
-                static_cast<unsigned long long>((bytes + 1023) / 1024),
-                static_cast<unsigned long long>(count), count == 1 ? "" : "s");
+    print_total(bytes, count);
   }
   return 0;
 }
@@ -270,6 +282,175 @@ int cmd_show(control_client& c, const std::string& id) {
   return 0;
 }
 
+// "Mon Jan  1 12:00:00" as in postqueue, or "-" for 0 (never).
+std::string short_time(std::int64_t t) {
+  return t == 0 ? std::string("-") : local_time(t, "%a %b %e %H:%M:%S");
+}
+
+// "2024-01-01T12:00:00+0100" (one word, for key=value lines), or "-" for 0.
+std::string iso_time(std::int64_t t) {
+  return t == 0 ? std::string("-") : local_time(t, "%Y-%m-%dT%H:%M:%S%z");
+}
+
+std::string entries_word(long long n) {
+  return fmt::format("{} dead entr{}", n, n == 1 ? "y" : "ies");
+}
+
+// dead list: like -p, one block per entry with its failed recipients, each
+// under its reason class and last reply.
+int cmd_dead_list(control_client& c, bool as_json) {
+  c.send(json::object{{"cmd", "dead_list"}});
+  std::uint64_t count = 0, bytes = 0;
+  for (;;) {
+    auto m = c.read_object();
+    if (m.contains("ok")) {
+      check_ok(m);
+      break;
+    }
+    ++count;
+    bytes += static_cast<std::uint64_t>(num(m, "size"));
+    if (as_json) {
+      std::printf("%s\n", json::serialize(m).c_str());
+      continue;
+    }
+    if (count == 1)
+      std::printf("%-18s%8s %-21s%s\n", "-Queue ID-", "--Size--", "-----Failed Time----",
+                  "-Sender/Recipient-------");
+    std::string sender = str(m, "sender");
+    std::printf("%-16s  %8lld %s  %s\n", str(m, "id").c_str(),
+                static_cast<long long>(num(m, "size")), short_time(num(m, "failed_at")).c_str(),
+                sender.empty() ? "MAILER-DAEMON" : sender.c_str());
+    if (auto* rs = m.if_contains("recipients"); rs && rs->is_array()) {
+      for (const auto& rv : rs->get_array()) {
+        if (!rv.is_object()) continue;
+        const auto& r = rv.get_object();
+        std::string reply = str(r, "last_reply");
+        std::printf("%48s(%s%s%s)\n", "", str(r, "reason").c_str(), reply.empty() ? "" : ": ",
+                    reply.c_str());
+        std::printf("%48s%s\n", "", str(r, "address").c_str());
+      }
+    }
+    std::printf("\n");
+  }
+  if (as_json) return 0;
+  if (count == 0) {
+    std::printf("Dead spool is empty\n");
+  } else {
+    print_total(bytes, count);
+  }
+  return 0;
+}
+
+int cmd_dead_show(control_client& c, const std::string& id) {
+  c.send(json::object{{"cmd", "dead_show"}, {"id", id}});
+  auto o = c.read_object();
+  check_ok(o);
+  const auto* ev = o.if_contains("entry");
+  if (!ev || !ev->is_object()) fail("bad reply from relayd: no entry");
+  const auto& m = ev->get_object();
+  std::string content = c.read_bytes(static_cast<std::size_t>(num(o, "content_length")));
+  std::printf("id: %s\n", str(m, "id").c_str());
+  std::printf("state: dead\n");
+  std::printf("arrival: %s\n", local_time(num(m, "arrival"), "%a, %d %b %Y %H:%M:%S %z").c_str());
+  std::printf("failed_at: %s\n",
+              local_time(num(m, "failed_at"), "%a, %d %b %Y %H:%M:%S %z").c_str());
+  std::printf("size: %lld\n", static_cast<long long>(num(m, "size")));
+  std::printf("sender: <%s>\n", str(m, "sender").c_str());
+  std::printf("client: %s (helo %s)\n", str(m, "client_ip").c_str(), str(m, "helo").c_str());
+  if (auto* rs = m.if_contains("recipients"); rs && rs->is_array()) {
+    for (const auto& rv : rs->get_array()) {
+      if (!rv.is_object()) continue;
+      const auto& r = rv.get_object();
+      const auto last = num(r, "last_attempt");
+      std::printf(
+          "recipient: <%s> reason=%s attempts=%lld first_attempt=%s last_attempt=%s "
+          "failed_at=%s",
+          str(r, "address").c_str(), str(r, "reason").c_str(),
+          static_cast<long long>(num(r, "attempts")), iso_time(num(r, "first_attempt")).c_str(),
+          iso_time(last).c_str(), iso_time(last != 0 ? last : num(m, "failed_at")).c_str());
+      if (auto code = num(r, "reply_code"); code != 0)
+        std::printf(" reply_code=%lld", static_cast<long long>(code));
+      if (auto st = str(r, "status"); !st.empty()) std::printf(" status=%s", st.c_str());
+      if (auto host = str(r, "remote_host"); !host.empty())
+        std::printf(" remote_host=%s", host.c_str());
+      if (auto reply = str(r, "last_reply"); !reply.empty()) std::printf(" (%s)", reply.c_str());
+      std::printf("\n");
+    }
+  }
+  std::printf("\n");
+  std::fwrite(content.data(), 1, content.size(), stdout);
+  return 0;
+}
+
+// dead replay / dead purge: one request, one count back.
+int cmd_dead_action(control_client& c, const std::string& action, const std::string& id) {
+  json::object req{{"cmd", "dead_" + action}};
+  if (id == "ALL")
+    req["all"] = true;
+  else
+    req["ids"] = json::array{json::value(id)};
+  c.send(req);
+  auto o = c.read_object();
+  check_ok(o);
+  std::printf("relayctl: %s %s\n", action == "replay" ? "replayed" : "purged",
+              entries_word(num(o, "count")).c_str());
+  return 0;
+}
+
+// 1536 -> "1.5 MiB"-style sizes for stats.
+std::string human_bytes(std::uint64_t b) {
+  static constexpr const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = static_cast<double>(b);
+  std::size_t u = 0;
+  while (v >= 1024 && u + 1 < std::size(units)) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{} bytes", b) : fmt::format("{:.1f} {}", v, units[u]);
+}
+
+// 3725 -> "1h 2m 5s".
+std::string human_age(std::int64_t s) {
+  if (s <= 0) return "0s";
+  std::string out;
+  const std::pair<std::int64_t, const char*> parts[] = {{86400, "d"}, {3600, "h"}, {60, "m"}};
+  for (const auto& [unit, name] : parts) {
+    if (s >= unit) {
+      out += fmt::format("{}{} ", s / unit, name);
+      s %= unit;
+    }
+  }
+  if (s != 0 || out.empty()) out += fmt::format("{}s ", s);
+  out.pop_back();
+  return out;
+}
+
+int cmd_stats(control_client& c, bool as_json) {
+  c.send(json::object{{"cmd", "stats"}});
+  auto o = c.read_object();
+  check_ok(o);
+  const auto* sv = o.if_contains("stats");
+  if (!sv || !sv->is_object()) fail("bad reply from relayd: no stats");
+  const auto& st = sv->get_object();
+  if (as_json) {
+    std::printf("%s\n", json::serialize(st).c_str());
+    return 0;
+  }
+  for (const char* k : {"active", "deferred", "held", "dead", "in_flight"})
+    std::printf("%-10s %lld\n", (std::string(k) + ":").c_str(), static_cast<long long>(num(st, k)));
+  const auto messages = num(st, "messages");
+  const auto oldest = num(st, "oldest_age_seconds");
+  std::printf("%-10s %s\n", "oldest:", messages == 0 ? "-" : human_age(oldest).c_str());
+  const auto used = static_cast<std::uint64_t>(num(st, "spool_bytes"));
+  const auto max = static_cast<std::uint64_t>(num(st, "spool_max_bytes"));
+  std::printf("%-10s %lld (%s)\n", "messages:", static_cast<long long>(messages),
+              human_bytes(static_cast<std::uint64_t>(num(st, "message_bytes"))).c_str());
+  std::printf("%-10s %s used of %s (%.1f%%)\n", "spool:", human_bytes(used).c_str(),
+              human_bytes(max).c_str(),
+              max == 0 ? 0.0 : 100.0 * static_cast<double>(used) / static_cast<double>(max));
+  return 0;
+}
+
 std::string socket_from_config(const std::string& path, bool required) {
   if (!required && !std::filesystem::exists(path)) return default_socket;
   auto cfg = relayd::load_config(path);
@@ -282,9 +463,34 @@ std::string socket_from_config(const std::string& path, bool required) {
 
 }  // namespace
 
+// Whether the words after "dead" / "stats" make sense (if not, says why on
+// stderr: the caller prints the usage).
+bool words_ok(const std::string& command, const std::vector<std::string>& w) {
+  auto bad = [&](const std::string& why) {
+    std::fprintf(stderr, "relayctl: %s\n", why.c_str());
+    return false;
+  };
+  if (command == "stats") {
+    if (w.empty() || (w.size() == 1 && w[0] == "--json")) return true;
+    return bad("stats takes only --json");
+  }
+  if (w.empty()) return bad("dead needs list, show, replay or purge");
+  const std::string& sub = w[0];
+  if (sub == "list") {
+    if (w.size() == 1 || (w.size() == 2 && w[1] == "--json")) return true;
+    return bad("dead list takes only --json");
+  }
+  if (sub == "show" || sub == "replay" || sub == "purge") {
+    if (w.size() == 2) return true;
+    return bad("dead " + sub + (sub == "show" ? " needs one ID" : " needs one ID or ALL"));
+  }
+  return bad("unknown dead command '" + sub + "'");
+}
+
 int main(int argc, char** argv) {
   std::optional<std::string> config_path, socket_path;
   std::string command, arg;
+  std::vector<std::string> words;  // after "dead" or "stats"
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     auto next = [&]() -> std::string {
@@ -300,6 +506,8 @@ int main(int argc, char** argv) {
       socket_path = next();
     } else if (a == "--help") {
       return usage(0);
+    } else if (command == "dead" || command == "stats") {
+      words.emplace_back(a);
     } else if (!command.empty()) {
       std::fprintf(stderr, "relayctl: one command at a time ('%s' after '%s')\n", argv[i],
                    command.c_str());
@@ -309,12 +517,15 @@ int main(int argc, char** argv) {
     } else if (a == "-d" || a == "-s" || a == "-r" || a == "-h" || a == "-H") {
       command = a;
       arg = next();
+    } else if (a == "dead" || a == "stats") {
+      command = a;
     } else {
       std::fprintf(stderr, "relayctl: unknown command '%s'\n", argv[i]);
       return usage(2);
     }
   }
   if (command.empty()) return usage(2);
+  if ((command == "dead" || command == "stats") && !words_ok(command, words)) return usage(2);
 
   std::string path = socket_path ? *socket_path
                      : config_path ? socket_from_config(*config_path, true)
@@ -327,5 +538,11 @@ int main(int argc, char** argv) {
   if (command == "-r") return cmd_action(c, "requeue", arg);
   if (command == "-h") return cmd_action(c, "hold", arg);
   if (command == "-H") return cmd_action(c, "release", arg);
+  if (command == "stats") return cmd_stats(c, !words.empty());
+  if (command == "dead") {
+    if (words[0] == "list") return cmd_dead_list(c, words.size() == 2);
+    if (words[0] == "show") return cmd_dead_show(c, words[1]);
+    return cmd_dead_action(c, words[0], words[1]);
+  }
   return cmd_show(c, arg);
 }

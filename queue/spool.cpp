@@ -6,7 +6,9 @@
 //               entry per message that is not held and has a pending recipient,
 //               due_us = the smallest next_attempt_us of its pending recipients
 //   dead        8-byte BE queue ID -> encode(envelope_record) of a message that
-//               left the queue with a failed recipient (all recipients kept)
+//               left the queue with a failed recipient (its failed recipients
+//               only; entries written by earlier versions may also hold the
+//               delivered ones, which replay drops)
 //   dead_body   8-byte BE queue ID -> its message octets (bodies stay apart from
 //               records, as in the live queue, so listing never reads them)
 //   quarantine  original key + 'e' | 'b' | 'r' -> raw envelope, raw body, reason text
@@ -19,8 +21,11 @@
 // use a small reserve above max_size, so deleting and recording delivery results
 // always work and a full queue can drain). Operations over every message
 // (reschedule, hold, release) run alone, in transactions of a bounded number of
-// messages, so a huge queue is never held in memory. Committed data is never
-// touched by a failure: a failed transaction is aborted as a whole.
+// messages, so a huge queue is never held in memory. Dead-spool replay and
+// purge by age work the same way but go back to the end of the line after each
+// transaction, so a long pass over the dead spool never stalls enqueues.
+// Committed data is never touched by a failure: a failed transaction is
+// aborted as a whole.
 #include "queue/spool.hpp"
 
 #include <sys/stat.h>
@@ -135,6 +140,22 @@ bool has_pending(const envelope_record& r) {
                      [](const recipient& rc) { return rc.state == rcpt_state::pending; });
 }
 
+// A dead-spool record made live again (see spool::replay_dead()).
+envelope_record revived(envelope_record r, std::int64_t now_us) {
+  std::erase_if(r.recipients, [](const recipient& rc) { return rc.state != rcpt_state::failed; });
+  for (recipient& rc : r.recipients) {
+    rc.state = rcpt_state::pending;
+    rc.attempts = 0;
+    rc.next_attempt_us = now_us;
+    rc.first_attempt_us = 0;
+    rc.last_attempt_us = 0;
+    rc.reason.clear();
+  }
+  r.flags &= ~std::uint32_t{flag_held | flag_delay_warned};
+  r.arrival_us = now_us;
+  return r;
+}
+
 std::int64_t wall_clock_us() {
   using namespace std::chrono;
   return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
@@ -232,7 +253,26 @@ struct bulk_op {
   std::size_t count = 0;  // messages changed
 };
 
-using operation = std::variant<enqueue_op, remove_op, update_op, purge_dead_op, bulk_op>;
+// replay_dead / purge_dead_older_than: one chunk per turn of the writer (see
+// process()); the progress lives in the operation between turns.
+enum class dead_kind { replay, purge_older };
+struct dead_bulk_op {
+  dead_kind kind = dead_kind::replay;
+  std::vector<std::uint64_t> ids;
+  bool all = false;
+  std::int64_t when_us = 0;  // replay: the new arrival and due time; purge_older: the cutoff
+  std::function<void(result, std::size_t)> done;
+  result res;
+  std::size_t count = 0;               // entries replayed or deleted
+  std::size_t next_index = 0;          // named IDs: the next one to look at
+  std::optional<std::uint64_t> after;  // every entry: the last ID looked at
+  std::size_t found = 0;               // named entries that exist
+  std::string problem;                 // why a found entry was not replayed
+  bool finished = false;
+};
+
+using operation =
+    std::variant<enqueue_op, remove_op, update_op, purge_dead_op, bulk_op, dead_bulk_op>;
 
 std::size_t op_bytes(const operation& o) {
   if (const auto* e = std::get_if<enqueue_op>(&o)) return e->envelope.size() + e->body.size();
@@ -241,7 +281,7 @@ std::size_t op_bytes(const operation& o) {
 }
 
 bool is_bulk(const operation& o) {
-  return std::holds_alternative<bulk_op>(o);
+  return std::holds_alternative<bulk_op>(o) || std::holds_alternative<dead_bulk_op>(o);
 }
 
 bool is_rejected(const operation& o) {
@@ -357,6 +397,9 @@ class spool_core {
   struct bulk_cursor;
   outcome bulk_chunk(bulk_op& op, bulk_cursor& at);
   void run_bulk(bulk_op& op);
+  outcome dead_chunk(dead_bulk_op& op);
+  bool dead_step(dead_bulk_op& op);
+  void requeue(operation op);
   void process(std::vector<operation>& batch);
   void run();
   static void finish(operation& o);
@@ -877,7 +920,10 @@ std::error_code spool_core::apply_update(lmdb::txn& t, update_op& u, std::uint64
     } else if (!lmdb::is(b.error(), MDB_NOTFOUND)) {
       return b.error();
     }
-    if (auto ec = t.put(dead_dbi_, key_view(key), encode(*r))) return ec;
+    envelope_record dead = *r;
+    std::erase_if(dead.recipients,
+                  [](const recipient& rc) { return rc.state != rcpt_state::failed; });
+    if (auto ec = t.put(dead_dbi_, key_view(key), encode(dead))) return ec;
     if (body) {
       if (auto ec = t.put(dead_body_dbi_, key_view(key), *body)) return ec;
     } else if (auto ec = t.del(dead_body_dbi_, key_view(key)); ec && !lmdb::is(ec, MDB_NOTFOUND)) {
@@ -1205,6 +1251,144 @@ void spool_core::run_bulk(bulk_op& op) {
   }
 }
 
+// One transaction of replay_dead / purge_dead_older_than: collects up to a
+// chunk of dead records (the cursor is closed before anything is written),
+// moves or deletes them, commits. The progress in `op` advances only when the
+// chunk committed (or had nothing to write).
+outcome spool_core::dead_chunk(dead_bulk_op& op) {
+  auto t = begin_write();
+  if (!t) return failure(t.error());
+  std::size_t next_index = op.next_index;
+  std::optional<std::uint64_t> after = op.after;
+  std::size_t found = op.found;
+  bool finished = false;
+  // nullopt: the record does not decode.
+  std::vector<std::pair<std::uint64_t, std::optional<envelope_record>>> chunk;
+  std::size_t bytes = 0;
+  if (op.all) {
+    auto c = lmdb::cursor::open(*t, dead_dbi_);
+    if (!c) return failure(c.error());
+    MDB_val k{}, v{};
+    std::error_code ec;
+    id_key from{};
+    if (!after) {
+      ec = c->get(&k, &v, MDB_FIRST);
+    } else if (*after == std::numeric_limits<std::uint64_t>::max()) {
+      ec = lmdb::make_error(MDB_NOTFOUND);
+    } else {
+      from = key_of(*after + 1);
+      k = lmdb::to_val(key_view(from));
+      ec = c->get(&k, &v, MDB_SET_RANGE);
+    }
+    for (; !ec && chunk.size() < bulk_chunk_messages && bytes < bulk_chunk_bytes;
+         ec = c->get(&k, &v, MDB_NEXT)) {
+      const auto id = id_of_key(lmdb::to_view(k));
+      if (!id) continue;
+      after = *id;
+      auto r = decode(format_id(*id), lmdb::to_view(v));
+      // A replay copies bodies too: they count against the chunk's size.
+      bytes += v.mv_size + (r && op.kind == dead_kind::replay ? r->size : 0);
+      chunk.emplace_back(*id, r ? std::optional<envelope_record>(std::move(*r)) : std::nullopt);
+    }
+    if (ec && !lmdb::is(ec, MDB_NOTFOUND)) return failure(ec);
+    finished = static_cast<bool>(ec);
+  } else {
+    while (next_index < op.ids.size() && chunk.size() < bulk_chunk_messages &&
+           bytes < bulk_chunk_bytes) {
+      const std::uint64_t id = op.ids[next_index++];
+      const id_key key = key_of(id);
+      auto v = t->get(dead_dbi_, key_view(key));
+      if (!v) {
+        if (lmdb::is(v.error(), MDB_NOTFOUND)) continue;
+        return failure(v.error());
+      }
+      ++found;
+      auto r = decode(format_id(id), *v);
+      bytes += v->size() + (r && op.kind == dead_kind::replay ? r->size : 0);
+      chunk.emplace_back(id, r ? std::optional<envelope_record>(std::move(*r)) : std::nullopt);
+    }
+    finished = next_index == op.ids.size();
+  }
+
+  std::size_t changed = 0;
+  std::string problem = op.problem;
+  for (auto& [id, rec] : chunk) {
+    const id_key key = key_of(id);
+    if (op.kind == dead_kind::purge_older) {
+      if (!rec || failed_at(*rec) >= op.when_us) continue;
+    } else {
+      if (!rec) {
+        problem = "the dead-spool record of " + format_id(id) + " does not decode";
+        continue;
+      }
+      // Copied: the view points into the map, and the puts below may move pages.
+      auto b = t->get(dead_body_dbi_, key_view(key));
+      if (!b && !lmdb::is(b.error(), MDB_NOTFOUND)) return failure(b.error());
+      if (!b) {
+        problem = format_id(id) + " has no stored message to replay";
+        continue;
+      }
+      const std::string body(*b);
+      const envelope_record live = revived(std::move(*rec), op.when_us);
+      const auto due = due_of(live);
+      if (!due) {
+        problem = format_id(id) + " has no failed recipient to replay";
+        continue;
+      }
+      auto ec = t->put(envelope_dbi_, key_view(key), encode(live), MDB_NOOVERWRITE);
+      if (lmdb::is(ec, MDB_KEYEXIST)) {
+        problem = format_id(id) + " is in the queue already";
+        continue;
+      }
+      if (ec) return failure(ec);
+      if ((ec = t->put(body_dbi_, key_view(key), body))) return failure(ec);
+      const schedule_key sk = make_schedule_key(*due, id);
+      if ((ec = t->put(schedule_dbi_, key_view(sk), empty_value))) return failure(ec);
+    }
+    if (auto ec = t->del(dead_dbi_, key_view(key))) return failure(ec);
+    auto ec = t->del(dead_body_dbi_, key_view(key));
+    if (ec && !lmdb::is(ec, MDB_NOTFOUND)) return failure(ec);
+    ++changed;
+  }
+  if (changed != 0) {
+    if (auto ec = commit(*t)) return failure(ec);
+  }
+  op.next_index = next_index;
+  op.after = after;
+  op.found = found;
+  op.problem = std::move(problem);
+  op.count += changed;
+  op.finished = finished;
+  return {};
+}
+
+// One turn of a dead-spool operation: a chunk, grown into on MDB_MAP_FULL
+// (a purge may use the reserve above max_size, as deleting frees room). True
+// when the operation is over and its result is set.
+bool spool_core::dead_step(dead_bulk_op& op) {
+  const bool removing = op.kind == dead_kind::purge_older;
+  bool past_cap = false;
+  for (;;) {
+    const outcome out = dead_chunk(op);
+    if (out.kind == outcome_kind::committed) break;
+    if (out.kind == outcome_kind::map_full && grow(removing)) {
+      past_cap = past_cap || removing;
+      continue;
+    }
+    op.res = out.kind == outcome_kind::map_full ? result{status::full, full_detail()}
+                                                : error_result(out.ec);
+    op.finished = true;
+    break;
+  }
+  if (past_cap) shrink_to_cap();
+  if (!op.finished) return false;
+  if (op.res.code == status::ok && op.kind == dead_kind::replay && op.count == 0 && !op.all) {
+    op.res = op.found == 0 ? result{status::not_found, "no such dead-spool entry"}
+                           : result{status::error, op.problem};
+  }
+  return true;
+}
+
 // Group-committable operations go in one transaction; a bulk operation between
 // them runs on its own, in order. Each `done` runs right after its commit.
 void spool_core::process(std::vector<operation>& batch) {
@@ -1216,12 +1400,25 @@ void spool_core::process(std::vector<operation>& batch) {
       apply_group(std::span<operation>(batch).subspan(i, j - i));
       for (std::size_t k = i; k < j; ++k) finish(batch[k]);
       i = j;
+    } else if (auto* d = std::get_if<dead_bulk_op>(&batch[i])) {
+      if (dead_step(*d)) {
+        finish(batch[i]);
+      } else {
+        requeue(std::move(batch[i]));
+      }
+      ++i;
     } else {
       run_bulk(std::get<bulk_op>(batch[i]));
       finish(batch[i]);
       ++i;
     }
   }
+}
+
+// A dead-spool operation that has more to do waits behind what came meanwhile.
+void spool_core::requeue(operation op) {
+  std::lock_guard lk(mu_);
+  pending_.push_back(std::move(op));
 }
 
 void spool_core::finish(operation& o) {
@@ -1593,6 +1790,35 @@ void spool::purge_dead(std::vector<std::string> ids,
   op.ids = parse_ids(ids);
   op.done = std::move(done);
   impl_->core.submit(std::move(op));
+}
+
+void spool::replay_dead(std::vector<std::string> ids, std::int64_t now_us,
+                        std::function<void(result, std::size_t)> done) {
+  dead_bulk_op op;
+  op.kind = dead_kind::replay;
+  op.all = ids.empty();
+  op.ids = parse_ids(ids);
+  op.when_us = now_us;
+  op.done = std::move(done);
+  impl_->core.submit(std::move(op));
+}
+
+void spool::purge_dead_older_than(std::int64_t cutoff_us,
+                                  std::function<void(result, std::size_t)> done) {
+  dead_bulk_op op;
+  op.kind = dead_kind::purge_older;
+  op.all = true;
+  op.when_us = cutoff_us;
+  op.done = std::move(done);
+  impl_->core.submit(std::move(op));
+}
+
+std::int64_t failed_at(const envelope_record& r) {
+  std::int64_t at = 0;
+  for (const recipient& rc : r.recipients) {
+    if (rc.state == rcpt_state::failed) at = std::max(at, rc.last_attempt_us);
+  }
+  return at != 0 ? at : r.arrival_us;
 }
 
 void spool::remove(std::vector<std::string> ids, std::function<void(result, std::size_t)> done) {

@@ -50,6 +50,10 @@ struct open_report {
   std::uint64_t dead = 0;         // entries in the dead spool
 };
 
+// When a dead-spool entry failed: the latest last attempt of its failed
+// recipients, or arrival_us when none of them was ever attempted.
+std::int64_t failed_at(const envelope_record& r);
+
 class spool {
  public:
   static std::expected<std::unique_ptr<spool>, std::string> open(const spool_options& options);
@@ -134,6 +138,26 @@ class spool {
   // `done` gets how many were deleted; ok if at least one was, not_found
   // otherwise. remove() never touches the dead spool.
   void purge_dead(std::vector<std::string> ids, std::function<void(result, std::size_t)> done);
+  // Puts dead-spool entries back into the queue (an empty list: all of them),
+  // under the same ID, record and body, due at `now_us`. Each failed recipient
+  // becomes pending with fresh attempts (attempts, first/last attempt and
+  // reason cleared; its last reply, code, status and remote host stay as
+  // history); any other recipient is dropped. flag_held and flag_delay_warned
+  // are cleared and arrival_us becomes `now_us`, so the lifetime (and the
+  // delay warning) start again. `done` gets how many were replayed: ok with
+  // any count for every entry; for named IDs ok if one was, not_found if none
+  // is in the dead spool, error if those found could not be replayed (record
+  // does not decode, body missing, ID already in the queue; they stay dead).
+  // max_messages does not apply: replay is an operator's decision.
+  void replay_dead(std::vector<std::string> ids, std::int64_t now_us,
+                   std::function<void(result, std::size_t)> done);
+  // Deletes the dead-spool entries whose failed_at() is before `cutoff_us`
+  // (entries that do not decode are left for purge_dead()). `done` gets how
+  // many were deleted (ok, also for none).
+  void purge_dead_older_than(std::int64_t cutoff_us, std::function<void(result, std::size_t)> done);
+  // replay_dead() and purge_dead_older_than() go through the dead spool in
+  // transactions of a bounded number of entries, and let the operations that
+  // are waiting (enqueues, delivery results) run between two of them.
 
  private:
   spool();

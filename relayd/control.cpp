@@ -1,6 +1,8 @@
 // The control socket behind relayctl (protocol in control.hpp). Requests are
-// parsed with limits (one line, 64 KiB); listing streams the spool in batches
-// with short read transactions, so a huge queue never sits in memory at once.
+// parsed with limits (one line, 64 KiB); listing (queue and dead spool) and
+// stats go through the spool in batches with short read transactions, so a huge
+// queue never sits in memory at once. Spool writes are awaited with a work guard,
+// so a shutdown never leaves one reporting to a stopped I/O context.
 #include "relayd/control.hpp"
 
 #include <spdlog/spdlog.h>
@@ -9,13 +11,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/json.hpp>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 
 #include "relayd/async_call.hpp"
+#include "relayd/metrics.hpp"
 #include "relayd/scheduler.hpp"
 
 namespace relayd {
@@ -65,6 +71,34 @@ json::object message_json(const queue::envelope_record& r, const config& cfg, bo
   };
 }
 
+// A dead-spool entry as relayctl dead list --json prints it (control.hpp):
+// its failed recipients only (entries of earlier versions also kept delivered ones).
+json::object dead_json(const queue::envelope_record& r) {
+  json::array rcpts;
+  for (const auto& rc : r.recipients) {
+    if (rc.state != queue::rcpt_state::failed) continue;
+    rcpts.push_back(json::object{
+        {"address", rc.address},
+        {"reason", rc.reason.empty() ? std::string("unknown") : rc.reason},
+        {"reply_code", rc.reply_code},
+        {"status", rc.status},
+        {"last_reply", rc.last_reply},
+        {"remote_host", rc.remote_host},
+        {"attempts", rc.attempts},
+        {"first_attempt", seconds(rc.first_attempt_us)},
+        {"last_attempt", seconds(rc.last_attempt_us)},
+    });
+  }
+  return json::object{
+      {"id", r.id},
+      {"size", r.size},
+      {"arrival", seconds(r.arrival_us)},
+      {"sender", r.sender},
+      {"failed_at", seconds(queue::failed_at(r))},
+      {"recipients", std::move(rcpts)},
+  };
+}
+
 std::int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -99,10 +133,29 @@ bool socket_alive(const std::string& path) {
   return alive;
 }
 
+// Awaits a spool operation that reports (result, count). The work guard keeps
+// the I/O context running until the report has been delivered.
+template <typename Start>
+auto counted_call(asio::io_context& io, Start start) {
+  return from_callback<void(queue::result, std::size_t)>(
+      [&io, start = std::move(start)](auto done) mutable {
+        start([done = std::move(done), guard = asio::make_work_guard(io)](queue::result r,
+                                                                          std::size_t n) mutable {
+          done(std::move(r), n);
+          guard.reset();
+        });
+      });
+}
+
+// "1 entry", "2 entries".
+std::string entries(std::size_t n) {
+  return fmt::format("{} entr{}", n, n == 1 ? "y" : "ies");
+}
+
 }  // namespace
 
 control_server::control_server(asio::io_context& io, const config& cfg, queue::spool& spool)
-    : io_(io), cfg_(cfg), spool_(spool), acceptor_(io) {}
+    : io_(io), cfg_(cfg), spool_(spool), acceptor_(io), purge_timer_(io) {}
 
 control_server::~control_server() = default;
 
@@ -128,14 +181,136 @@ std::expected<void, std::string> control_server::start() {
     return std::unexpected(path + ": chmod: " + std::strerror(errno));
   spdlog::info("control socket {}", path);
   asio::co_spawn(io_, accept_loop(), asio::detached);
+  asio::co_spawn(io_, purge_loop(), [](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::error("dead spool retention: {}", ex.what());
+    }
+  });
   return {};
 }
 
 void control_server::stop() {
+  stopped_ = true;
+  purge_timer_.cancel();
   boost::system::error_code ec;
   if (!acceptor_.is_open()) return;
   acceptor_.close(ec);
   std::filesystem::remove(cfg_.control.socket, ec);
+}
+
+// [queue] dead_retention: at start, then every tenth of it (1 s to 1 h).
+awaitable<void> control_server::purge_loop() {
+  namespace chrono = std::chrono;
+  const chrono::seconds retention = cfg_.queue.dead_retention;
+  if (retention.count() <= 0) co_return;
+  const auto every =
+      std::clamp<chrono::seconds>(retention / 10, chrono::seconds(1), chrono::hours(1));
+  const std::int64_t retention_us = chrono::duration_cast<chrono::microseconds>(retention).count();
+  while (!stopped_) {
+    const std::int64_t cutoff = now_us() - retention_us;
+    auto [res, n] = co_await counted_call(
+        io_, [&](auto done) { spool_.purge_dead_older_than(cutoff, std::move(done)); });
+    if (res.code != queue::status::ok) {
+      spdlog::error("dead spool: cannot purge expired entries: {}", res.detail);
+    } else if (n != 0) {
+      spdlog::info("dead spool: purged {} older than dead_retention ({}s)", entries(n),
+                   retention.count());
+    }
+    if (stopped_) co_return;
+    purge_timer_.expires_after(every);
+    co_await purge_timer_.async_wait(use_tuple);
+  }
+}
+
+awaitable<std::string> control_server::dead_list(unix_socket& sock) {
+  std::string after, out;
+  std::uint64_t count = 0, bytes = 0;
+  for (;;) {
+    out.clear();
+    std::size_t visited = 0;
+    after = spool_.scan_dead(after, list_batch, [&](const queue::envelope_record& r) {
+      ++visited;
+      ++count;
+      bytes += r.size;
+      out += json::serialize(dead_json(r));
+      out += '\n';
+    });
+    if (!out.empty()) {
+      auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(out), use_tuple);
+      if (wec) co_return std::string();
+    }
+    if (visited < list_batch) break;
+  }
+  co_return json::serialize(json::object{{"ok", true}, {"entries", count}, {"bytes", bytes}}) +
+      "\n";
+}
+
+// The census of metrics.hpp (same states as relayd_queue_messages), in batches.
+awaitable<std::string> control_server::stats() {
+  constexpr std::size_t batch = 1000;
+  queue_census census(now_us());
+  std::uint64_t messages = 0, bytes = 0;
+  std::string after;
+  for (;;) {
+    std::size_t seen = 0;
+    after = spool_.scan(after, batch, [&](const queue::envelope_record& r) {
+      ++seen;
+      ++messages;
+      bytes += r.size;
+      census.add(r);
+    });
+    if (seen < batch) break;
+    co_await asio::post(io_.get_executor(), asio::use_awaitable);
+  }
+  auto& g = census.gauges;
+  g.dead = spool_.dead_count();
+  g.spool_bytes = spool_.used_bytes();
+  g.spool_max_bytes = effective_spool_max(cfg_.spool, g.spool_bytes, cfg_.queue.max_spool_size,
+                                          cfg_.queue.min_free_disk);
+  json::object st{
+      {"active", g.active},
+      {"deferred", g.deferred},
+      {"held", g.held},
+      {"dead", g.dead},
+      {"messages", messages},
+      {"message_bytes", bytes},
+      {"in_flight", scheduler_ ? scheduler_->in_flight_count() : std::size_t{0}},
+      {"oldest_age_seconds", static_cast<std::int64_t>(g.oldest_age_seconds)},
+      {"spool_bytes", g.spool_bytes},
+      {"spool_max_bytes", g.spool_max_bytes},
+  };
+  co_return json::serialize(json::object{{"ok", true}, {"stats", std::move(st)}}) + "\n";
+}
+
+// dead_replay / dead_purge.
+awaitable<std::string> control_server::dead_action(std::string_view cmd, const json::object& req) {
+  auto ids = target_ids(req);
+  if (!ids) co_return error_line(fmt::format("{}: give \"ids\" or \"all\"", cmd));
+  const bool replay = cmd == "dead_replay";
+  const std::vector<std::string> named = *ids;
+  auto [res, n] = co_await counted_call(io_, [&](auto done) {
+    if (replay) {
+      spool_.replay_dead(std::move(*ids), now_us(), std::move(done));
+    } else {
+      spool_.purge_dead(std::move(*ids), std::move(done));
+    }
+  });
+  const bool all = named.empty();
+  if (res.code == queue::status::ok || (all && res.code == queue::status::not_found)) {
+    spdlog::info("control: {} {} of the dead spool", replay ? "replayed" : "purged", entries(n));
+    // The scheduler may be asleep until a later due time: these are due now.
+    if (replay && n != 0 && scheduler_) scheduler_->rescan(false);
+    co_return json::serialize(json::object{{"ok", true}, {"count", n}}) + "\n";
+  }
+  if (res.code == queue::status::not_found) {
+    co_return error_line(named.size() == 1
+                             ? named[0] + ": no such dead-spool entry"
+                             : std::string("none of these dead-spool entries exists"));
+  }
+  co_return error_line(fmt::format("{} failed: {}", replay ? "replay" : "purge", res.detail));
 }
 
 awaitable<void> control_server::accept_loop() {
@@ -261,6 +436,30 @@ awaitable<void> control_server::serve(unix_socket sock) {
         out = error_line(what + " failed: " + res.detail);
       }
     }
+  } else if (*cmd == "dead_list") {
+    out = co_await dead_list(sock);
+    if (out.empty()) co_return;
+  } else if (*cmd == "dead_show") {
+    const json::string* id = obj->contains("id") ? obj->at("id").if_string() : nullptr;
+    auto rec = id ? spool_.get_dead(*id) : std::nullopt;
+    auto body = rec ? spool_.dead_body(*id) : std::nullopt;
+    if (!id) {
+      out = error_line("dead_show: missing \"id\"");
+    } else if (!rec || !body) {
+      out = error_line(std::string(*id) + ": no such dead-spool entry");
+    } else {
+      auto e = dead_json(*rec);
+      e["client_ip"] = rec->client_ip;
+      e["helo"] = rec->helo;
+      out = json::serialize(json::object{
+                {"ok", true}, {"entry", std::move(e)}, {"content_length", body->size()}}) +
+            "\n";
+      out += *body;
+    }
+  } else if (*cmd == "dead_replay" || *cmd == "dead_purge") {
+    out = co_await dead_action(std::string_view(*cmd), *obj);
+  } else if (*cmd == "stats") {
+    out = co_await stats();
   } else {
     out = error_line(fmt::format("unknown command \"{}\"", std::string_view(*cmd)));
   }

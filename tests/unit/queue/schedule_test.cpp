@@ -306,17 +306,18 @@ TEST(schedule, last_failure_moves_the_message_to_the_dead_spool) {
     ASSERT_TRUE(dead);
     EXPECT_EQ(dead->id, id);
     EXPECT_EQ(dead->sender, "sender@example.org");
-    ASSERT_EQ(dead->recipients.size(), 2u);
-    EXPECT_EQ(dead->recipients[0].state, rcpt_state::delivered);
-    EXPECT_EQ(dead->recipients[0].reply_code, 250);
-    EXPECT_EQ(dead->recipients[1].state, rcpt_state::failed);
-    EXPECT_EQ(dead->recipients[1].reply_code, 550);
-    EXPECT_EQ(dead->recipients[1].status, "5.1.1");
-    EXPECT_EQ(dead->recipients[1].reason, "rejected");
-    EXPECT_EQ(dead->recipients[1].remote_host, "mx.example.net[192.0.2.1]:25");
-    EXPECT_EQ(dead->recipients[1].first_attempt_us, t0 + 5);
-    EXPECT_EQ(dead->recipients[1].last_attempt_us, t0 + 6);
-    EXPECT_EQ(dead->recipients[1].attempts, 1u);
+    // Only the failed recipient: the delivered one is not part of the entry.
+    ASSERT_EQ(dead->recipients.size(), 1u);
+    EXPECT_EQ(dead->recipients[0].address, r.recipients[1].address);
+    EXPECT_EQ(dead->recipients[0].state, rcpt_state::failed);
+    EXPECT_EQ(dead->recipients[0].reply_code, 550);
+    EXPECT_EQ(dead->recipients[0].status, "5.1.1");
+    EXPECT_EQ(dead->recipients[0].reason, "rejected");
+    EXPECT_EQ(dead->recipients[0].remote_host, "mx.example.net[192.0.2.1]:25");
+    EXPECT_EQ(dead->recipients[0].first_attempt_us, t0 + 5);
+    EXPECT_EQ(dead->recipients[0].last_attempt_us, t0 + 6);
+    EXPECT_EQ(dead->recipients[0].attempts, 1u);
+    EXPECT_EQ(queue::failed_at(*dead), t0 + 6);
     EXPECT_EQ(s->dead_body(id), "body of " + id);
     EXPECT_FALSE(s->get_dead(other));
     EXPECT_FALSE(s->dead_body(other));
@@ -425,9 +426,14 @@ TEST(schedule, updates_to_one_message_in_one_batch_all_apply) {
   EXPECT_EQ(now.recipients[1].state, rcpt_state::pending);
   EXPECT_EQ(now.recipients[2].state, rcpt_state::failed);
   EXPECT_EQ(all_due(*s), (std::vector<due_entry>{{t0 + 100, id}}));
-  // The deferred one fails at last: dead, with all three fates.
+  // The deferred one fails at last: dead, with the two failed recipients only.
   EXPECT_EQ(update_sync(*s, id, {failed(now, 1)}).second, completion::dead);
-  EXPECT_EQ(s->get_dead(id)->recipients[0].state, rcpt_state::delivered);
+  const auto dead = s->get_dead(id);
+  ASSERT_TRUE(dead);
+  ASSERT_EQ(dead->recipients.size(), 2u);
+  EXPECT_EQ(dead->recipients[0].address, now.recipients[1].address);
+  EXPECT_EQ(dead->recipients[1].address, now.recipients[2].address);
+  for (const auto& x : dead->recipients) EXPECT_EQ(x.state, rcpt_state::failed);
   EXPECT_TRUE(all_due(*s).empty());
 }
 

@@ -160,6 +160,23 @@ inline std::pair<queue::result, std::size_t> purge_dead_sync(queue::spool& s,
   return {std::move(r), n};
 }
 
+inline std::pair<queue::result, std::size_t> replay_dead_sync(queue::spool& s,
+                                                              std::vector<std::string> ids,
+                                                              std::int64_t now_us) {
+  sync_call<queue::result, std::size_t> c;
+  s.replay_dead(std::move(ids), now_us, c.callback());
+  auto [r, n] = c.f.get();
+  return {std::move(r), n};
+}
+
+inline std::pair<queue::result, std::size_t> purge_dead_older_sync(queue::spool& s,
+                                                                   std::int64_t cutoff_us) {
+  sync_call<queue::result, std::size_t> c;
+  s.purge_dead_older_than(cutoff_us, c.callback());
+  auto [r, n] = c.f.get();
+  return {std::move(r), n};
+}
+
 // Reads and writes straight into a spool's LMDB environment (the spool must be
 // closed), to damage it or to check its layout.
 class raw_env {
