@@ -5,10 +5,10 @@
 //   schedule    8-byte BE due_us (max(0, due)) + 8-byte BE queue ID -> empty: one
 //               entry per message that is not held and has a pending recipient,
 //               due_us = the smallest next_attempt_us of its pending recipients
-//   dead        8-byte BE queue ID -> encode(envelope_record) of a message that
-//               left the queue with a failed recipient (its failed recipients
-//               only; entries written by earlier versions may also hold the
-//               delivered ones, which replay drops)
+//   dead        8-byte BE queue ID -> encode(envelope_record) with the failed
+//               recipients of a message (written as soon as one fails, also
+//               while others are still pending; entries written by earlier
+//               versions may also hold the delivered ones, which replay drops)
 //   dead_body   8-byte BE queue ID -> its message octets (bodies stay apart from
 //               records, as in the live queue, so listing never reads them)
 //   quarantine  original key + 'e' | 'b' | 'r' -> raw envelope, raw body, reason text
@@ -391,6 +391,7 @@ class spool_core {
                         std::optional<std::int64_t> old_due);
   std::error_code unschedule(lmdb::txn& t, std::uint64_t id, const envelope_record& r);
   std::error_code apply_update(lmdb::txn& t, update_op& u, std::uint64_t& count);
+  std::error_code put_dead(lmdb::txn& t, std::uint64_t id, const envelope_record& r);
   outcome apply(std::span<operation* const> ops);
   void apply_one(operation& o);
   void apply_group(std::span<operation> ops);
@@ -899,7 +900,18 @@ std::error_code spool_core::apply_update(lmdb::txn& t, update_op& u, std::uint64
   const auto old_due = due_of(*r);
   for (const spool::recipient_update& up : u.updates) r->recipients[up.index] = up.value;
   r->flags |= u.flags_set;
-  if (has_pending(*r)) return store(t, u.id, *r, old_due);
+  const bool failed_now =
+      std::any_of(u.updates.begin(), u.updates.end(), [](const spool::recipient_update& up) {
+        return up.value.state == rcpt_state::failed;
+      });
+  if (has_pending(*r)) {
+    // Each recipient keeps its own fate: the failed ones are in the dead spool
+    // now, the others stay queued.
+    if (failed_now) {
+      if (auto ec = put_dead(t, u.id, *r)) return ec;
+    }
+    return store(t, u.id, *r, old_due);
+  }
 
   // Every recipient is final: the message leaves the queue.
   const id_key key = key_of(u.id);
@@ -912,22 +924,8 @@ std::error_code spool_core::apply_update(lmdb::txn& t, update_op& u, std::uint64
       std::any_of(r->recipients.begin(), r->recipients.end(),
                   [](const recipient& rc) { return rc.state == rcpt_state::failed; });
   if (failed) {
-    // Copied: the view points into the map, and the puts below may move pages.
-    std::optional<std::string> body;
-    auto b = t.get(body_dbi_, key_view(key));
-    if (b) {
-      body.emplace(*b);
-    } else if (!lmdb::is(b.error(), MDB_NOTFOUND)) {
-      return b.error();
-    }
-    envelope_record dead = *r;
-    std::erase_if(dead.recipients,
-                  [](const recipient& rc) { return rc.state != rcpt_state::failed; });
-    if (auto ec = t.put(dead_dbi_, key_view(key), encode(dead))) return ec;
-    if (body) {
-      if (auto ec = t.put(dead_body_dbi_, key_view(key), *body)) return ec;
-    } else if (auto ec = t.del(dead_body_dbi_, key_view(key)); ec && !lmdb::is(ec, MDB_NOTFOUND)) {
-      return ec;
+    if (failed_now) {
+      if (auto ec = put_dead(t, u.id, *r)) return ec;
     }
     u.became = spool::completion::dead;
   } else {
@@ -937,6 +935,26 @@ std::error_code spool_core::apply_update(lmdb::txn& t, update_op& u, std::uint64
   if (auto ec = t.del(body_dbi_, key_view(key)); ec && !lmdb::is(ec, MDB_NOTFOUND)) return ec;
   --count;
   return {};
+}
+
+// The dead-spool entry of `r`: its failed recipients (all of them, so an entry
+// written when an earlier recipient failed is replaced) and its message.
+std::error_code spool_core::put_dead(lmdb::txn& t, std::uint64_t id, const envelope_record& r) {
+  const id_key key = key_of(id);
+  // Copied: the view points into the map, and the puts below may move pages.
+  std::optional<std::string> body;
+  auto b = t.get(body_dbi_, key_view(key));
+  if (b) {
+    body.emplace(*b);
+  } else if (!lmdb::is(b.error(), MDB_NOTFOUND)) {
+    return b.error();
+  }
+  envelope_record dead = r;
+  std::erase_if(dead.recipients, [](const recipient& rc) { return rc.state != rcpt_state::failed; });
+  if (auto ec = t.put(dead_dbi_, key_view(key), encode(dead))) return ec;
+  if (body) return t.put(dead_body_dbi_, key_view(key), *body);
+  auto ec = t.del(dead_body_dbi_, key_view(key));
+  return lmdb::is(ec, MDB_NOTFOUND) ? std::error_code{} : ec;
 }
 
 outcome spool_core::apply(std::span<operation* const> ops) {
@@ -1335,15 +1353,30 @@ outcome spool_core::dead_chunk(dead_bulk_op& op) {
         problem = format_id(id) + " has no failed recipient to replay";
         continue;
       }
-      auto ec = t->put(envelope_dbi_, key_view(key), encode(live), MDB_NOOVERWRITE);
-      if (lmdb::is(ec, MDB_KEYEXIST)) {
-        problem = format_id(id) + " is in the queue already";
+      auto queued = load(*t, id);
+      if (queued) {
+        // Some recipients are still queued: the failed ones join them again.
+        const auto old_due = due_of(*queued);
+        for (const recipient& back : live.recipients) {
+          for (recipient& rc : queued->recipients) {
+            if (rc.address == back.address && rc.state == rcpt_state::failed) rc = back;
+          }
+        }
+        queued->arrival_us = live.arrival_us;
+        queued->flags &= ~std::uint32_t{flag_held | flag_delay_warned};
+        if (auto ec = store(*t, id, *queued, old_due)) return failure(ec);
+      } else if (lmdb::is(queued.error(), MDB_NOTFOUND)) {
+        auto ec = t->put(envelope_dbi_, key_view(key), encode(live));
+        if (!ec) ec = t->put(body_dbi_, key_view(key), body);
+        const schedule_key sk = make_schedule_key(*due, id);
+        if (!ec) ec = t->put(schedule_dbi_, key_view(sk), empty_value);
+        if (ec) return failure(ec);
+      } else if (lmdb::is(queued.error(), EBADMSG)) {
+        problem = format_id(id) + " is in the queue with a record that does not decode";
         continue;
+      } else {
+        return failure(queued.error());
       }
-      if (ec) return failure(ec);
-      if ((ec = t->put(body_dbi_, key_view(key), body))) return failure(ec);
-      const schedule_key sk = make_schedule_key(*due, id);
-      if ((ec = t->put(schedule_dbi_, key_view(sk), empty_value))) return failure(ec);
     }
     if (auto ec = t->del(dead_dbi_, key_view(key))) return failure(ec);
     auto ec = t->del(dead_body_dbi_, key_view(key));

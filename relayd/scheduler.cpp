@@ -250,14 +250,9 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
   if (any_delivered) d.failures = 0;
   if (metrics_ && !outcomes.empty() && timing.transfer > 0)
     metrics_->observe_delivery_duration(timing.dns + timing.connect + timing.transfer);
-  std::string dead_reason = failed_now.empty() ? std::string() : failed_now.front().reason;
-  if (dead_reason.empty()) {  // failed earlier; the message leaves the queue now
-    for (const auto& r : msg.recipients)
-      if (r.state == queue::rcpt_state::failed) {
-        dead_reason = r.reason;
-        break;
-      }
-  }
+  // relayd_dead_letters_total counts recipients, each when it enters the dead spool.
+  std::vector<std::string> dead_reasons;
+  for (const auto& r : failed_now) dead_reasons.push_back(r.reason);
   // DSNs go to the spool before the results: the writer commits in order, so a
   // crash may repeat a DSN but never lose one.
   if (!failed_now.empty() && may_notify(cfg_, msg)) queue_notice(msg, failed_now, true);
@@ -271,15 +266,19 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
   const std::string id = msg.id;
   spool_.update_recipients(
       id, std::move(updates), flags_set,
-      [this, id, dead_reason, ex = io_.get_executor()](queue::result r,
-                                                       queue::spool::completion c) {
-        asio::post(ex, [this, id, dead_reason, r = std::move(r), c] {
+      [this, id, dead_reasons = std::move(dead_reasons), ex = io_.get_executor()](
+          queue::result r, queue::spool::completion c) {
+        asio::post(ex, [this, id, dead_reasons, r = std::move(r), c] {
           if (r.code != queue::status::ok && r.code != queue::status::not_found)
             spdlog::error("{}: cannot store delivery results: {}", id, r.detail);
           if (c == queue::spool::completion::delivered) spdlog::info("{}: removed", id);
-          if (c == queue::spool::completion::dead) {
-            spdlog::info("{}: moved to the dead spool", id);
-            if (metrics_) metrics_->dead_letter(dead_reason.empty() ? "unknown" : dead_reason);
+          if (c == queue::spool::completion::dead) spdlog::info("{}: moved to the dead spool", id);
+          if (r.code == queue::status::ok) {
+            if (c == queue::spool::completion::pending && !dead_reasons.empty())
+              spdlog::info("{}: {} failed recipient(s) moved to the dead spool, the others stay "
+                           "queued", id, dead_reasons.size());
+            if (metrics_)
+              for (const auto& why : dead_reasons) metrics_->dead_letter(why);
           }
           --pending_updates_;
           job_stored(id);

@@ -14,12 +14,15 @@ senders' domain, MX on 127.0.0.3); one scripted test SMTP server listens on both
 - expiry: a server that always answers 451, max_lifetime of a few seconds: one
   "delayed" DSN, then one "failed" DSN (Status 4.4.7), nothing after;
 - a null sender that fails: dead spool, no mail sent anywhere;
+- mixed outcomes: one recipient delivered, one 550, one 451: the 550 is in the
+  dead spool (and in a DSN) at once while the 451 one stays queued and retried;
 - `bounces = false`: dead spool, no DSN;
 - resolver failures (SERVFAIL, REFUSED, timeout): deferred, never bounced.
 """
 
 import email
 import email.policy
+import json
 import os
 import sys
 import time
@@ -146,6 +149,35 @@ class BounceTest(c.DeliveryTestCase):
         attempts = self.attempts(d, qid)
         self.assertEqual(attempts[-1].status, "bounced")
         self.assertLess(attempts[-1].delay, 6 + 2.5, attempts[-1])
+
+    def test_mixed_outcomes_keep_each_recipients_fate(self):
+        self.srv.set_rules([{"on": "RCPT", "match": "bad@", "reply": "550 5.1.1 No such user"},
+                            {"on": "RCPT", "match": "later@", "reply": "451 4.3.0 Try later"}])
+        d = self.relayd_for(**{"queue.delay_warning": "0s"})
+        qid = self.send(d, [f"good@{DST}", f"bad@{DST}", f"later@{DST}"], "mixed",
+                        sender=SENDER)
+        self.wait_until(self.dsns, 20, "the DSN for bad@")
+
+        def dead_entries():
+            r = d.ctl("dead", "list", "--json")
+            self.assertEqual(r.rc, 0, r)
+            return [json.loads(line) for line in r.out.splitlines() if line.strip()]
+        entries = self.wait_until(dead_entries, 10, "the dead-spool entry")
+        self.assertEqual([e["id"] for e in entries], [qid])
+        self.assertEqual([x["address"] for x in entries[0]["recipients"]], [f"bad@{DST}"])
+        e = self.entry(d, qid)
+        self.assertIsNotNone(e, "the deferred recipient keeps the message queued")
+        states = {x["address"]: x["state"] for x in e["recipients"]}
+        self.assertEqual(states[f"later@{DST}"], "pending")
+        self.assertEqual(states[f"good@{DST}"], "delivered")
+        # the deferred recipient is retried; the delivered and failed ones are not
+        self.wait_until(lambda: len(self.attempts(d, qid, rcpt=f"later@{DST}")) >= 2, 15,
+                        "a retry of later@")
+        self.assertEqual(len(self.delivered_to(f"good@{DST}")), 1)
+        self.assertEqual(len(self.attempts(d, qid, rcpt=f"bad@{DST}")), 1)
+        rcpts = self.assertReport(self.dsns()[0], "failed")
+        self.assertEqual([r["final-recipient"] for r in rcpts], [f"rfc822; bad@{DST}"])
+        self.assertIn("failed recipient(s) moved to the dead spool", d.log())
 
     def test_null_sender_goes_to_the_dead_spool_only(self):
         self.srv.set_rules([{"on": "RCPT", "match": "bad@", "reply": "550 5.1.1 No such user"}])

@@ -178,6 +178,49 @@ TEST(dead_spool, replay_puts_failed_recipients_back_with_fresh_attempts) {
   EXPECT_TRUE(all_due(*s).empty());
 }
 
+TEST(dead_spool, a_failed_recipient_is_dead_at_once_while_others_stay_queued) {
+  temp_dir d;
+  auto s = open_or_fail(options_in(d));
+  ASSERT_TRUE(s);
+  auto r = message(*s, 3);
+  const std::string id = r.id;
+  ASSERT_EQ(enqueue_sync(*s, r, body_of(id)).code, status::ok);
+  // r0 delivered, r1 failed, r2 still pending (deferred).
+  ASSERT_EQ(update_sync(*s, id, {delivered(r, 0), failed(r, 1)}).second, completion::pending);
+  auto dead = s->get_dead(id);
+  ASSERT_TRUE(dead) << "the failed recipient is in the dead spool before the message is final";
+  ASSERT_EQ(dead->recipients.size(), 1u);
+  EXPECT_EQ(dead->recipients[0].address, r.recipients[1].address);
+  EXPECT_EQ(s->dead_body(id), body_of(id));
+  ASSERT_TRUE(s->get(id));
+  EXPECT_EQ(s->get(id)->recipients[2].state, rcpt_state::pending);
+
+  // Replay while r2 is still queued: r1 joins it again, r0 is not sent again.
+  ASSERT_EQ(replay_dead_sync(*s, {id}, later).first.code, status::ok);
+  EXPECT_FALSE(s->get_dead(id));
+  auto live = s->get(id);
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->recipients[0].state, rcpt_state::delivered);
+  EXPECT_EQ(live->recipients[1].state, rcpt_state::pending);
+  EXPECT_EQ(live->recipients[1].attempts, 0u);
+  EXPECT_EQ(live->recipients[1].next_attempt_us, later);
+  EXPECT_EQ(live->recipients[2].state, rcpt_state::pending);
+  EXPECT_EQ(s->body(id), body_of(id));
+
+  // r1 fails again, then r2 fails too: one entry with both.
+  live = s->get(id);
+  ASSERT_EQ(update_sync(*s, id, {failed(*live, 1)}).second, completion::pending);
+  live = s->get(id);
+  ASSERT_EQ(update_sync(*s, id, {failed(*live, 2)}).second, completion::dead);
+  dead = s->get_dead(id);
+  ASSERT_TRUE(dead);
+  ASSERT_EQ(dead->recipients.size(), 2u);
+  EXPECT_EQ(dead->recipients[0].address, r.recipients[1].address);
+  EXPECT_EQ(dead->recipients[1].address, r.recipients[2].address);
+  EXPECT_FALSE(s->get(id));
+  EXPECT_EQ(s->dead_count(), 1u);
+}
+
 TEST(dead_spool, replay_of_unknown_ids_is_not_found_and_changes_nothing) {
   temp_dir d;
   auto s = open_or_fail(options_in(d));
