@@ -7,6 +7,7 @@
 #include "relayd/delivery_agent.hpp"
 
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/connect.hpp>
@@ -97,12 +98,33 @@ class outbound {
     asio::ip::make_address(server_name, not_ip);
     if (!server_name.empty() && not_ip)
       SSL_set_tlsext_host_name(stream_.native_handle(), server_name.c_str());
-    if (verify_name) stream_.set_verify_callback(ssl::host_name_verification(server_name));
+    if (verify_name) {
+      // OpenSSL checks the name during the chain verification, so a mismatch
+      // is reported as such (X509_V_ERR_HOSTNAME_MISMATCH / IP_ADDRESS_MISMATCH).
+      SSL* ssl = stream_.native_handle();
+      if (not_ip)
+        SSL_set1_host(ssl, server_name.c_str());
+      else
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name.c_str());
+    }
     arm(timeout);
     auto [ec] = co_await stream_.async_handshake(ssl::stream_base::client, use_tuple);
     if (!ec) tls_ = true;
-    co_return disarm(ec);
+    ec = disarm(ec);
+    tls_error_.clear();
+    if (ec) {
+      // What an operator needs: the verification result when the chain or the
+      // name was refused, else OpenSSL's reason.
+      const long v = SSL_get_verify_result(stream_.native_handle());
+      if (v != X509_V_OK)
+        tls_error_ = std::string("certificate verification failed: ") +
+                     X509_verify_cert_error_string(v);
+      else
+        tls_error_ = timed_out_ ? "timed out" : ec.message();
+    }
+    co_return ec;
   }
+  const std::string& tls_error() const { return tls_error_; }
   void close() {
     error_code ec;
     timer_.cancel();
@@ -133,6 +155,7 @@ class outbound {
   asio::steady_timer timer_;
   bool tls_ = false;
   bool timed_out_ = false;
+  std::string tls_error_;  // why the last handshake failed
 };
 
 enum class setup_result { ready, failed, tls_failed };
@@ -358,7 +381,8 @@ awaitable<void> delivery_agent::impl::run(destination& d) {
           break;
         }
         if (r == setup_result::tls_failed) {
-          problem.description = fmt::format("TLS handshake with {} failed", relay);
+          problem.description = fmt::format("TLS handshake with {} failed: {}", relay,
+                                            conn->tls_error());
           problem.status = "4.7.5";
           // tls = may: try the same host again in plaintext.
           if (cfg.delivery.tls == tls_policy::may && !s->authenticated() && pass == 0) {

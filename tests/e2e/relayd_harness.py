@@ -202,6 +202,7 @@ class Relayd:
         self.log_path = os.path.join(self.dir, "relayd.log")
         self.proc = None
         self.starts = 0
+        self.extra_env = {}  # added to the daemon's environment, e.g. SSL_CERT_FILE
         # Delivery is not under test here: point it at a closed loopback port so
         # that whenever delivery exists, attempts are deferred and nothing leaves.
         self.cfg = {
@@ -240,8 +241,10 @@ class Relayd:
         log = open(self.log_path, "ab")
         log.write(f"==== start #{self.starts}: {RELAYD_BIN} --config {self.config_path}\n".encode())
         log.flush()
+        env = dict(os.environ, **self.extra_env) if self.extra_env else None
         self.proc = spawn([RELAYD_BIN, "--config", self.config_path], nofile=nofile,
-                          stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=self.dir)
+                          stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=self.dir,
+                          env=env)
         log.close()
         if wait:
             self.wait_ready(timeout)
