@@ -39,6 +39,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <charconv>
 #include <deque>
 #include <limits>
 #include <mutex>
@@ -472,6 +473,14 @@ std::expected<void, std::string> spool_core::open() {
   }
   if (!std::filesystem::is_directory(opt_.dir, fec)) {
     return std::unexpected("spool " + dir + " is not a directory");
+  }
+  // The queue holds other people's mail: the directory is ours alone (0700).
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0 && (st.st_mode & 077) != 0 && ::chmod(dir.c_str(), 0700) != 0) {
+    char mode[8] = {};
+    std::to_chars(mode, mode + sizeof mode - 1, st.st_mode & 07777, 8);
+    return std::unexpected("spool directory " + dir + " is open to others (mode " + mode +
+                           ") and cannot be made 0700: " + std::strerror(errno));
   }
   // LMDB must not open one environment twice in a process (closing either
   // would drop the other's file locks).

@@ -39,6 +39,20 @@ TEST(spool, open_creates_private_directory) {
   EXPECT_GT(s->used_bytes(), 0u);
 }
 
+TEST(spool, open_makes_an_existing_directory_private) {
+  temp_dir d;
+  auto o = options_in(d);
+  ASSERT_EQ(::mkdir(o.dir.c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(o.dir.c_str(), 0755), 0);
+  auto s = open_or_fail(o);
+  ASSERT_TRUE(s);
+  struct stat st {};
+  ASSERT_EQ(::stat(o.dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  ASSERT_EQ(::stat((o.dir / "data.mdb").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
 TEST(spool, one_environment_is_opened_once_per_process) {
   temp_dir d;
   auto o = options_in(d);
