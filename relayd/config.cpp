@@ -516,6 +516,10 @@ std::vector<field> loader::schema() {
       section("auth",
               {
                   {"users", optional_path(c_.auth.users)},
+                  {"allow_plaintext_loopback",
+                   [this](const toml::node& n, const std::string& key) {
+                     set(c_.auth.allow_plaintext_loopback, boolean(n, key));
+                   }},
               }),
       section("delivery",
               {

@@ -54,7 +54,8 @@ struct config {
   } tls;
 
   struct auth_section {
-    std::string users;
+    std::string users;                      // file of "user:crypt(3) hash" lines
+    bool allow_plaintext_loopback = false;  // offer AUTH without TLS to loopback clients
   } auth;
 
   struct delivery_section {

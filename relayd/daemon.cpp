@@ -1,7 +1,10 @@
 // The daemon's event loop: inbound SMTP listeners with one coroutine per
 // connection (a thin pump around smtp::server_session), connection limits,
-// idle timeouts, the control socket and graceful shutdown on SIGTERM/SIGINT.
-// A message is acknowledged only after the spool's synced commit completes.
+// idle timeouts, STARTTLS and implicit TLS, AUTH checked on a worker thread
+// with growing delays after failures, the control socket, SIGHUP (reloads the
+// TLS certificate and the AUTH users for new connections) and graceful shutdown
+// on SIGTERM/SIGINT. A message is acknowledged only after the spool's synced
+// commit completes.
 #include "relayd/daemon.hpp"
 
 #include <spdlog/spdlog.h>
@@ -10,6 +13,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <chrono>
 #include <ctime>
 #include <list>
@@ -18,6 +22,7 @@
 #include "queue/spool.hpp"
 #include "queue/spool_diag.hpp"
 #include "relayd/async_call.hpp"
+#include "relayd/auth_users.hpp"
 #include "relayd/control.hpp"
 #include "relayd/delivery_agent.hpp"
 #include "relayd/metrics.hpp"
@@ -25,15 +30,51 @@
 #include "relayd/scheduler.hpp"
 #include "dns/mx_resolver.hpp"
 #include "relayd/net.hpp"
+#include "relayd/tls_server.hpp"
 #include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <openssl/crypto.h>
 #include "smtp/server_session.hpp"
 
 namespace relayd {
 namespace {
 
+namespace ssl = asio::ssl;
 using steady = std::chrono::steady_clock;
 constexpr auto final_write_timeout = std::chrono::seconds(10);
 constexpr auto shutdown_grace = std::chrono::seconds(30);
+constexpr auto handshake_timeout = std::chrono::seconds(30);  // or idle_timeout if shorter
+// The n-th failed AUTH of a connection is answered after n times this; the
+// max_auth_failures-th also ends the connection (421 4.7.0).
+constexpr auto auth_failure_delay = std::chrono::seconds(1);
+constexpr std::size_t max_auth_failures = 3;
+
+// What a listener is for: [smtp] listen, submission or smtps.
+enum class listener_kind { smtp, submission, smtps };
+
+const char* to_string(listener_kind k) {
+  switch (k) {
+    case listener_kind::smtp: return "smtp";
+    case listener_kind::submission: return "submission";
+    case listener_kind::smtps: return "smtps";
+  }
+  return "?";
+}
+
+bool is_loopback(const std::string& ip) {
+  boost::system::error_code ec;
+  const auto a = asio::ip::make_address(ip, ec);
+  return !ec && a.is_loopback();
+}
+
+// Client text (a user name) as it may go into the log: printable ASCII, at most 64.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s.substr(0, 64)) out += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
+  if (s.size() > 64) out += "...";
+  return out;
+}
 
 std::int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -54,10 +95,39 @@ std::string peer_text(const std::string& ip, std::uint16_t port) {
                                            : fmt::format("[{}]:{}", ip, port);
 }
 
-// One inbound connection: the socket plus what the watchdog and shutdown need.
+// One inbound connection: the socket (moved into a TLS stream by the handshake)
+// plus what the watchdog and shutdown need.
 struct connection {
   connection(tcp::socket s, std::string ip_, std::uint16_t port_)
       : sock(std::move(s)), timer(sock.get_executor()), ip(std::move(ip_)), port(port_) {}
+
+  tcp::socket& socket() { return tls ? tls->next_layer() : sock; }
+
+  awaitable<std::pair<boost::system::error_code, std::size_t>> read_some(asio::mutable_buffer b) {
+    boost::system::error_code ec;
+    std::size_t n = 0;
+    if (tls) {
+      std::tie(ec, n) = co_await tls->async_read_some(b, use_tuple);
+    } else {
+      std::tie(ec, n) = co_await sock.async_read_some(b, use_tuple);
+    }
+    co_return std::pair{ec, n};
+  }
+  awaitable<boost::system::error_code> write(std::string_view data) {
+    boost::system::error_code ec;
+    if (tls) {
+      std::tie(ec, std::ignore) = co_await asio::async_write(*tls, asio::buffer(data), use_tuple);
+    } else {
+      std::tie(ec, std::ignore) = co_await asio::async_write(sock, asio::buffer(data), use_tuple);
+    }
+    co_return ec;
+  }
+  // The server side of the TLS handshake with `ctx`; the socket moves into the stream.
+  awaitable<boost::system::error_code> handshake(ssl::context& ctx) {
+    tls = std::make_unique<ssl::stream<tcp::socket>>(std::move(sock), ctx);
+    auto [ec] = co_await tls->async_handshake(ssl::stream_base::server, use_tuple);
+    co_return ec;
+  }
 
   // Sets the deadline for the next read or write.
   // A later deadline is picked up when the watchdog wakes at the old one; an
@@ -69,10 +139,12 @@ struct connection {
   }
 
   tcp::socket sock;
+  std::unique_ptr<ssl::stream<tcp::socket>> tls;
   asio::steady_timer timer;
   std::string ip;
   std::uint16_t port;
   std::string listener;  // the [smtp] listen entry, for relayd_smtp_connections
+  listener_kind kind = listener_kind::smtp;
   steady::time_point deadline = steady::time_point::max();
   bool reading = false;
   bool timed_out = false;
@@ -86,11 +158,41 @@ class inbound_server {
                  metrics& m)
       : io_(io), cfg_(cfg), spool_(spool), scheduler_(sched), metrics_(m) {}
 
+  // Loads the TLS context and the AUTH users (start-up errors name the key),
+  // then binds every listener.
   bool start() {
+    if (!cfg_.smtp.submission.empty() && cfg_.auth.users.empty()) {
+      spdlog::critical("smtp.submission: needs auth.users (AUTH is mandatory on submission)");
+      return false;
+    }
+    if (!cfg_.smtp.submission.empty() && cfg_.tls.cert.empty()) {
+      spdlog::critical("smtp.submission: needs tls.cert and tls.key (AUTH only after STARTTLS)");
+      return false;
+    }
+    if (!cfg_.smtp.smtps.empty() && cfg_.tls.cert.empty()) {
+      spdlog::critical("smtp.smtps: needs tls.cert and tls.key (implicit TLS)");
+      return false;
+    }
+    if (!load_tls("") || !load_users("")) return false;
+    if (cfg_.auth.allow_plaintext_loopback && !users_)
+      spdlog::warn("auth.allow_plaintext_loopback is set but auth.users is empty: no AUTH");
     for (const auto& ep : cfg_.smtp.listen) {
-      if (!listen(ep, "smtp")) return false;
+      if (!listen(ep, listener_kind::smtp)) return false;
+    }
+    for (const auto& ep : cfg_.smtp.submission) {
+      if (!listen(ep, listener_kind::submission)) return false;
+    }
+    for (const auto& ep : cfg_.smtp.smtps) {
+      if (!listen(ep, listener_kind::smtps)) return false;
     }
     return true;
+  }
+
+  // SIGHUP: a new TLS context and user table for new connections; open ones keep
+  // theirs. A file that does not load leaves the previous one in use.
+  void reload() {
+    load_tls("SIGHUP: ");
+    load_users("SIGHUP: ");
   }
 
   // Graceful stop: no new connections; idle sessions get 421, sessions in a
@@ -106,14 +208,49 @@ class inbound_server {
       c->stop_requested = true;
       if (c->reading) {
         boost::system::error_code ec;
-        c->sock.cancel(ec);
+        c->socket().cancel(ec);
       }
     }
     maybe_idle();
   }
 
  private:
-  bool listen(const endpoint& ep, const char* kind) {
+  // At start-up (`when` empty) a failure is fatal; on reload it keeps the old one.
+  bool load_tls(const char* when) {
+    if (cfg_.tls.cert.empty()) return true;
+    auto loaded = load_server_tls(cfg_.tls.cert, cfg_.tls.key);
+    if (!loaded) {
+      if (*when == '\0') {
+        spdlog::critical("{}", loaded.error());
+      } else {
+        spdlog::error("{}{}; keeping the previous certificate", when, loaded.error());
+      }
+      return false;
+    }
+    tls_ = std::move(loaded->context);
+    spdlog::info("{}TLS certificate {}: {}, valid until {}", when, cfg_.tls.cert, loaded->subject,
+                 loaded->not_after);
+    if (loaded->expired) spdlog::warn("TLS certificate {} has expired", cfg_.tls.cert);
+    return true;
+  }
+
+  bool load_users(const char* when) {
+    if (cfg_.auth.users.empty()) return true;
+    auto loaded = auth_users::load(cfg_.auth.users);
+    if (!loaded) {
+      if (*when == '\0') {
+        spdlog::critical("auth.users: {}", loaded.error());
+      } else {
+        spdlog::error("{}auth.users: {}; keeping the previous users", when, loaded.error());
+      }
+      return false;
+    }
+    spdlog::info("{}auth users {}: {} users", when, cfg_.auth.users, loaded->size());
+    users_ = std::make_shared<const auth_users>(std::move(*loaded));
+    return true;
+  }
+
+  bool listen(const endpoint& ep, listener_kind kind) {
     boost::system::error_code ec;
     auto addrs = tcp::resolver(io_).resolve(ep.host, std::to_string(ep.port),
                                             tcp::resolver::numeric_service, ec);
@@ -134,15 +271,16 @@ class inbound_server {
         return false;
       }
       auto local = acc.local_endpoint();
-      spdlog::info("listening on {} ({})", peer_text(peer_ip(local), local.port()), kind);
+      spdlog::info("listening on {} ({})", peer_text(peer_ip(local), local.port()),
+                   to_string(kind));
       acceptors_.push_back(std::move(acc));
       metrics_.add_listener(ep.to_string());
-      asio::co_spawn(io_, accept_loop(acceptors_.back(), ep.to_string()), asio::detached);
+      asio::co_spawn(io_, accept_loop(acceptors_.back(), ep.to_string(), kind), asio::detached);
     }
     return true;
   }
 
-  awaitable<void> accept_loop(tcp::acceptor& acc, std::string listener) {
+  awaitable<void> accept_loop(tcp::acceptor& acc, std::string listener, listener_kind kind) {
     asio::steady_timer backoff(io_);
     while (!stopping_) {
       auto [ec, sock] = co_await acc.async_accept(use_tuple);
@@ -162,12 +300,13 @@ class inbound_server {
       if (connections_.size() >= cfg_.smtp.max_connections ||
           per_client >= cfg_.smtp.max_connections_per_client) {
         if (per_client == 0) per_client_.erase(ip);
-        asio::co_spawn(io_, refuse(std::move(sock), ip, remote.port()), asio::detached);
+        asio::co_spawn(io_, refuse(std::move(sock), ip, remote.port(), kind), asio::detached);
         continue;
       }
       ++per_client;
       auto c = std::make_shared<connection>(std::move(sock), ip, remote.port());
       c->listener = listener;
+      c->kind = kind;
       metrics_.connection_opened(listener);
       connections_.push_back(c);
       auto it = std::prev(connections_.end());
@@ -185,8 +324,10 @@ class inbound_server {
     }
   }
 
-  // Over a connection limit: one 421 and close, with a short write timeout.
-  awaitable<void> refuse(tcp::socket sock, std::string ip, std::uint16_t port) {
+  // Over a connection limit: one 421 and close, with a short write timeout. An
+  // implicit-TLS client could not read a plaintext 421: it is only closed.
+  awaitable<void> refuse(tcp::socket sock, std::string ip, std::uint16_t port,
+                         listener_kind kind) {
     ++refusing_;
     metrics_.smtp_rejection(421);
     spdlog::warn("reject: connect from {}: 421 4.7.0 too many connections",
@@ -198,7 +339,8 @@ class inbound_server {
     t.async_wait([&sock](boost::system::error_code ec) {
       if (!ec) sock.close(ec);
     });
-    co_await asio::async_write(sock, asio::buffer(msg), use_tuple);
+    if (kind != listener_kind::smtps)
+      co_await asio::async_write(sock, asio::buffer(msg), use_tuple);
     t.cancel();
     boost::system::error_code ec;
     sock.shutdown(tcp::socket::shutdown_both, ec);
@@ -214,7 +356,7 @@ class inbound_server {
         c->timed_out = true;
         c->deadline = now + final_write_timeout;
         boost::system::error_code ec;
-        c->sock.cancel(ec);
+        c->socket().cancel(ec);
       }
       c->timer.expires_at(c->deadline);
       co_await c->timer.async_wait(use_tuple);
@@ -233,7 +375,19 @@ class inbound_server {
 
   awaitable<void> serve(std::shared_ptr<connection> c) {
     const auto who = peer_text(c->ip, c->port);
-    spdlog::info("connect from {}", who);
+    spdlog::info("connect from {} ({})", who, to_string(c->kind));
+    // This connection's TLS context and users: a reload does not change them.
+    const std::shared_ptr<ssl::context> tls = tls_;
+    const std::shared_ptr<const auth_users> users = users_;
+    const auto idle = std::chrono::duration_cast<steady::duration>(cfg_.smtp.idle_timeout);
+    const auto handshake_limit = std::min<steady::duration>(idle, handshake_timeout);
+
+    if (c->kind == listener_kind::smtps) {
+      assert(tls && "smtps listeners need [tls]: checked at start");
+      c->arm(handshake_limit);
+      if (!co_await start_tls(*c, *tls, who)) co_return;
+    }
+
     smtp::client_info client;
     client.ip = c->ip;
     client.relay_allowed = std::any_of(cfg_.smtp.mynetworks.begin(), cfg_.smtp.mynetworks.end(),
@@ -247,17 +401,22 @@ class inbound_server {
         spdlog::info("reject: from {}: {}; command={}", who, r.to_string(),
                      command.substr(0, 80));
     };
+    options.starttls = tls != nullptr && c->kind != listener_kind::smtps;
+    options.tls_active = c->kind == listener_kind::smtps;
+    options.auth = users != nullptr;
+    options.auth_without_tls = cfg_.auth.allow_plaintext_loopback && is_loopback(c->ip);
+    options.auth_required = c->kind == listener_kind::submission;
+    options.max_auth_failures = max_auth_failures;
     smtp::server_session session(std::move(options), client);
     session.start();
 
-    const auto idle = std::chrono::duration_cast<steady::duration>(cfg_.smtp.idle_timeout);
     std::array<char, 8192> buf;
     bool closing = false;
+    bool dead = false;  // the connection broke (write error, failed handshake)
     for (;;) {
       if (!session.output().empty()) {
         c->arm(closing ? final_write_timeout : idle);
-        auto [ec, n] = co_await asio::async_write(c->sock, asio::buffer(session.output()), use_tuple);
-        if (ec) break;
+        if (auto ec = co_await c->write(session.output()); ec) break;
         session.clear_output();
       }
       if (closing) break;
@@ -267,7 +426,7 @@ class inbound_server {
       }
       c->arm(idle);
       c->reading = true;
-      auto [ec, n] = co_await c->sock.async_read_some(asio::buffer(buf), use_tuple);
+      auto [ec, n] = co_await c->read_some(asio::buffer(buf));
       c->reading = false;
       if (ec) {
         if (ec == asio::error::operation_aborted && c->timed_out) {
@@ -280,21 +439,101 @@ class inbound_server {
         break;  // EOF, reset
       }
       std::string_view in(buf.data(), n);
-      while (!in.empty() && !closing) {
+      while (!in.empty() && !closing && !dead) {
         auto st = session.feed(in);
         in.remove_prefix(st.consumed);
-        if (st.what == smtp::server_session::event::close) {
-          closing = true;
-        } else if (st.what == smtp::server_session::event::message) {
-          co_await spool_message(session, c->ip);
+        switch (st.what) {
+          case smtp::server_session::event::need_more:
+            break;
+          case smtp::server_session::event::close:
+            closing = true;
+            break;
+          case smtp::server_session::event::message:
+            co_await spool_message(session, c->ip);
+            break;
+          case smtp::server_session::event::auth:
+            co_await check_credentials(*c, session, users, who);
+            break;
+          case smtp::server_session::event::starttls:
+            // Whatever came with STARTTLS is plaintext the client must not be able
+            // to slip into the TLS session (CVE-2011-0411): dropped unread.
+            if (!in.empty())
+              spdlog::warn("starttls: from {}: {} bytes pipelined after STARTTLS discarded", who,
+                           in.size());
+            in = {};
+            c->arm(final_write_timeout);
+            if (auto ec = co_await c->write(session.output()); ec) {
+              dead = true;
+              break;
+            }
+            session.clear_output();
+            c->arm(handshake_limit);
+            if (!co_await start_tls(*c, *tls, who)) {
+              dead = true;
+              break;
+            }
+            session.tls_started();
+            break;
         }
       }
+      if (dead) break;
     }
-    spdlog::info("disconnect from {} messages={}", who, session.messages_accepted());
+    if (session.authenticated_user().empty())
+      spdlog::info("disconnect from {} messages={}", who, session.messages_accepted());
+    else
+      spdlog::info("disconnect from {} messages={} sasl_username={}", who,
+                   session.messages_accepted(), printable(session.authenticated_user()));
+  }
+
+  // The server handshake, logged; false when it failed (the caller closes).
+  awaitable<bool> start_tls(connection& c, ssl::context& ctx, const std::string& who) {
+    auto ec = co_await c.handshake(ctx);
+    if (ec) {
+      spdlog::info("TLS handshake from {} failed: {}", who,
+                   c.timed_out ? std::string("timeout") : ec.message());
+      co_return false;
+    }
+    SSL* s = c.tls->native_handle();
+    spdlog::info("TLS from {}: {} {}", who, SSL_get_version(s), SSL_get_cipher_name(s));
+    co_return true;
+  }
+
+  // Checks the session's AUTH credentials on the worker thread (crypt(3) is slow
+  // on purpose), delays a failure by n seconds for the n-th one, then answers.
+  awaitable<void> check_credentials(connection& c, smtp::server_session& session,
+                                    std::shared_ptr<const auth_users> users,
+                                    const std::string& who) {
+    const std::string user = session.auth_user();
+    bool ok = false;
+    if (users && !user.empty()) {
+      std::string password = session.auth_password();
+      ok = co_await from_callback<void(bool)>([&](auto done) {
+        asio::post(auth_pool_, [users, user, password = std::move(password),
+                                done = std::move(done)]() mutable {
+          const bool match = users->verify(user, password);
+          OPENSSL_cleanse(password.data(), password.size());
+          done(match);
+        });
+      });
+    }
+    if (ok) {
+      spdlog::info("auth: from {}: sasl_username={}", who, printable(user));
+    } else {
+      const auto failures = session.auth_failures() + 1;
+      spdlog::warn("auth failed: from {}: sasl_username={} (failure {} of {})", who,
+                   printable(user), failures, max_auth_failures);
+      const auto delay = auth_failure_delay * failures;
+      c.arm(std::chrono::duration_cast<steady::duration>(cfg_.smtp.idle_timeout) + delay);
+      asio::steady_timer t(io_);
+      t.expires_after(delay);
+      co_await t.async_wait(use_tuple);
+    }
+    session.auth_result(ok);
   }
 
   // Spools the session's pending message and answers it: 250 only after commit.
   awaitable<void> spool_message(smtp::server_session& session, const std::string& ip) {
+    const std::string sasl = printable(session.authenticated_user());
     const auto& env = session.message_envelope();
     queue::envelope_record rec;
     rec.id = session.message_id();
@@ -316,7 +555,11 @@ class inbound_server {
       spool_.enqueue(std::move(rec), std::move(body), std::move(done));
     });
     if (r.code == queue::status::ok) {
-      spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client={}", id, sender, size, nrcpt, ip);
+      if (sasl.empty())
+        spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client={}", id, sender, size, nrcpt, ip);
+      else
+        spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client={}, sasl_username={}", id, sender,
+                     size, nrcpt, ip, sasl);
       session.message_queued();
       metrics_.message_received();
       scheduler_.notify_enqueued(arrival);
@@ -333,8 +576,8 @@ class inbound_server {
     c->done = true;
     c->timer.cancel();
     boost::system::error_code ec;
-    c->sock.shutdown(tcp::socket::shutdown_both, ec);
-    c->sock.close(ec);
+    c->socket().shutdown(tcp::socket::shutdown_both, ec);
+    c->socket().close(ec);
     auto pc = per_client_.find(c->ip);
     if (pc != per_client_.end() && --pc->second == 0) per_client_.erase(pc);
     metrics_.connection_closed(c->listener);
@@ -358,6 +601,9 @@ class inbound_server {
   std::list<tcp::acceptor> acceptors_;
   std::list<std::shared_ptr<connection>> connections_;
   std::unordered_map<std::string, std::size_t> per_client_;
+  std::shared_ptr<ssl::context> tls_;              // [tls]: for new connections
+  std::shared_ptr<const auth_users> users_;        // [auth] users: for new connections
+  asio::thread_pool auth_pool_{1};                 // runs crypt(3) off the I/O thread
   std::size_t refusing_ = 0;
   bool stopping_ = false;
   std::function<void()> on_idle_;
@@ -410,11 +656,6 @@ void raise_fd_limit(std::uint64_t want) {
 }  // namespace
 
 int run_daemon(const config& cfg) {
-  if (!cfg.smtp.submission.empty() || !cfg.smtp.smtps.empty()) {
-    spdlog::critical("smtp.submission and smtp.smtps need TLS and AUTH, which this build does "
-                     "not have yet; remove them");
-    return 1;
-  }
   raise_fd_limit(cfg.smtp.max_connections * 2 + 256);
 
   queue::spool_options so;
@@ -511,11 +752,12 @@ int run_daemon(const config& cfg) {
         sched.stop(one_done);
       };
   signals.async_wait(on_signal);
-  // SIGHUP must not kill the daemon (the default action); nothing reloads yet.
+  // SIGHUP reloads the TLS certificate and the AUTH users (not the config file).
   std::function<void(boost::system::error_code, int)> on_hup = [&](boost::system::error_code ec,
                                                                    int) {
     if (ec) return;
-    spdlog::info("SIGHUP: nothing to reload in this version");
+    spdlog::info("SIGHUP: reloading the TLS certificate and the AUTH users");
+    server.reload();
     hup.async_wait(on_hup);
   };
   hup.async_wait(on_hup);

@@ -140,7 +140,13 @@ std::string received_header(const received_info& info) {
   out += "])\r\n\tby ";
   out += info.hostname;
   out += " (relayd) with ";
-  out += info.smtputf8 ? "UTF8SMTP" : info.esmtp ? "ESMTP" : "SMTP";
+  if (info.smtputf8 || info.esmtp) {
+    out += info.smtputf8 ? "UTF8SMTP" : "ESMTP";
+    if (info.tls) out += 'S';
+    if (info.authenticated) out += 'A';
+  } else {
+    out += "SMTP";  // HELO: RFC 3848 has no TLS or AUTH variant of plain SMTP
+  }
   out += " id ";
   out += info.queue_id;
   if (info.recipients.size() == 1) {

@@ -32,6 +32,8 @@ struct received_info {
   std::string hostname;         // relayd's own name
   bool esmtp = true;            // EHLO (ESMTP) or HELO (SMTP)
   bool smtputf8 = false;        // SMTPUTF8 transaction: "with UTF8SMTP" (RFC 6531 3.7.3)
+  bool tls = false;             // under TLS: ESMTPS / UTF8SMTPS (RFC 3848, RFC 6531)
+  bool authenticated = false;   // after AUTH: ESMTPA / ESMTPSA / UTF8SMTPA / UTF8SMTPSA
   std::string queue_id;
   std::vector<std::string> recipients;  // "for <rcpt>" only when there is exactly one
   std::int64_t time = 0;                // seconds since the epoch

@@ -18,11 +18,13 @@ reply greeting(std::string_view hostname) {
   return make(220, "", std::string(hostname) + " ESMTP relayd");
 }
 
-reply ehlo(std::string_view hostname, std::uint64_t max_message_size) {
+reply ehlo(std::string_view hostname, std::uint64_t max_message_size, bool starttls, bool auth) {
   std::string text(hostname);
   text += "\nPIPELINING\nSIZE ";
   text += std::to_string(max_message_size);
   text += "\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8";
+  if (starttls) text += "\nSTARTTLS";
+  if (auth) text += "\nAUTH PLAIN LOGIN";
   return make(250, "", std::move(text));
 }
 
@@ -46,6 +48,10 @@ reply too_many_connections_from_client() {
 }
 reply too_many_errors() {
   return make(421, "4.7.0", "Too many errors, closing connection");
+}
+
+reply too_many_auth_failures() {
+  return make(421, "4.7.0", "Too many authentication failures, closing connection");
 }
 
 reply ok() {
@@ -154,6 +160,43 @@ reply needs_smtputf8() {
 }
 reply no_local_delivery() {
   return make(550, "5.1.1", "Recipient address must have a domain; there are no local mailboxes");
+}
+
+reply ready_to_start_tls() {
+  return make(220, "2.0.0", "Ready to start TLS");
+}
+reply tls_already_active() {
+  return make(503, "5.5.1", "Bad sequence of commands: TLS already active");
+}
+reply in_transaction() {
+  return make(503, "5.5.1", "Bad sequence of commands: MAIL transaction in progress");
+}
+reply auth_succeeded() {
+  return make(235, "2.7.0", "Authentication successful");
+}
+reply already_authenticated() {
+  return make(503, "5.5.1", "Bad sequence of commands: already authenticated");
+}
+reply auth_syntax() {
+  return make(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+}
+reply auth_mechanism_unknown() {
+  return make(504, "5.5.4", "Unrecognized authentication type");
+}
+reply auth_cancelled() {
+  return make(501, "5.0.0", "Authentication cancelled");
+}
+reply auth_bad_base64() {
+  return make(501, "5.5.2", "Cannot decode response (base64 expected)");
+}
+reply auth_required() {
+  return make(530, "5.7.0", "Authentication required");
+}
+reply auth_failed() {
+  return make(535, "5.7.8", "Authentication credentials invalid");
+}
+reply encryption_required() {
+  return make(538, "5.7.11", "Encryption required for requested authentication mechanism");
 }
 
 reply spool_full() {

@@ -14,8 +14,10 @@ namespace smtp::replies {
 
 // Connection.
 reply greeting(std::string_view hostname);  // 220 HOSTNAME ESMTP relayd
-// 250-HOSTNAME / PIPELINING / SIZE n / 8BITMIME / ENHANCEDSTATUSCODES / SMTPUTF8
-reply ehlo(std::string_view hostname, std::uint64_t max_message_size);
+// 250-HOSTNAME / PIPELINING / SIZE n / 8BITMIME / ENHANCEDSTATUSCODES / SMTPUTF8,
+// then STARTTLS and "AUTH PLAIN LOGIN" when offered.
+reply ehlo(std::string_view hostname, std::uint64_t max_message_size, bool starttls = false,
+           bool auth = false);
 reply helo(std::string_view hostname);     // 250 HOSTNAME
 reply closing();                           // 221 2.0.0 Bye
 reply shutting_down();                     // 421 4.3.2 Service shutting down
@@ -23,6 +25,7 @@ reply idle_timeout();                      // 421 4.4.2 Idle timeout
 reply too_many_connections();              // 421 4.7.0 Too many connections
 reply too_many_connections_from_client();  // 421 4.7.0 Too many connections from your address
 reply too_many_errors();                   // 421 4.7.0 Too many errors
+reply too_many_auth_failures();            // 421 4.7.0 Too many authentication failures
 
 // Positive replies.
 reply ok();                         // 250 2.0.0 Ok (RSET, NOOP)
@@ -67,6 +70,21 @@ reply message_line_too_long(std::size_t max_line_length);
 reply bare_cr_or_lf_in_data();
 reply needs_smtputf8();     // 553 5.6.7 Non-ASCII address requires SMTPUTF8
 reply no_local_delivery();  // 550 5.1.1 Recipient address must have a domain; ...
+
+// STARTTLS (RFC 3207) and AUTH (RFC 4954).
+reply ready_to_start_tls();      // 220 2.0.0 Ready to start TLS
+reply tls_already_active();      // 503 5.5.1 Bad sequence of commands: TLS already active
+reply in_transaction();          // 503 5.5.1 Bad sequence of commands: MAIL transaction in progress
+reply auth_succeeded();          // 235 2.7.0 Authentication successful
+reply already_authenticated();   // 503 5.5.1 Bad sequence of commands: already authenticated
+reply auth_syntax();             // 501 5.5.4 Syntax: AUTH mechanism [initial-response]
+reply auth_mechanism_unknown();  // 504 5.5.4 Unrecognized authentication type
+reply auth_cancelled();          // 501 5.0.0 Authentication cancelled
+reply auth_bad_base64();         // 501 5.5.2 Cannot decode response (base64 expected)
+reply auth_required();           // 530 5.7.0 Authentication required
+reply auth_failed();             // 535 5.7.8 Authentication credentials invalid
+reply encryption_required();     // 538 5.7.11 Encryption required for requested authentication
+                                 // mechanism
 
 // Spool.
 reply spool_full();   // 452 4.3.1 Insufficient system storage

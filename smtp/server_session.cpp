@@ -2,7 +2,9 @@
 // step (may it run now, with these arguments?) returning the refusal, and a
 // proceed step that changes state and queues the positive reply, as in
 // OpenSMTPD's smtp_session.c. Input errors become replies; after 20 of them, a
-// QUIT, a bare CR/LF in DATA, a timeout or a shutdown, feed() returns close.
+// QUIT, a bare CR/LF in DATA, max_auth_failures failed AUTHs, a timeout or a
+// shutdown, feed() returns close. AUTH responses (RFC 4954 4) are lines read
+// while auth_step_ is set; they never reach on_reject.
 #include "smtp/server_session.hpp"
 
 #include <algorithm>
@@ -45,6 +47,62 @@ std::string_view loggable(std::string_view line) {
   return line.substr(0, mech_end);
 }
 
+// RFC 4648 base64, strict: padding required, no whitespace. nullopt when invalid.
+std::optional<std::string> decode_base64(std::string_view in) {
+  if (in.size() % 4 != 0) return std::nullopt;
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  for (std::size_t i = 0; i < in.size(); i += 4) {
+    const bool last = i + 4 == in.size();
+    const std::size_t pad = !last ? 0 : in[i + 3] != '=' ? 0 : in[i + 2] != '=' ? 1 : 2;
+    std::uint32_t n = 0;
+    for (std::size_t j = 0; j < 4; ++j) {
+      int v = 0;
+      if (j < 4 - pad) {
+        v = value(in[i + j]);
+        if (v < 0) return std::nullopt;
+      }
+      n = (n << 6) | static_cast<std::uint32_t>(v);
+    }
+    out.push_back(static_cast<char>((n >> 16) & 0xff));
+    if (pad < 2) out.push_back(static_cast<char>((n >> 8) & 0xff));
+    if (pad < 1) out.push_back(static_cast<char>(n & 0xff));
+  }
+  return out;
+}
+
+// Overwrites a secret before its memory is released or reused.
+void wipe(std::string& s) {
+  volatile char* p = s.data();
+  for (std::size_t i = 0; i < s.size(); ++i) p[i] = 0;
+  s.clear();
+}
+
+// RFC 4954 4: "=" is an empty response; anything else is base64.
+std::optional<std::string> decode_response(std::string_view in) {
+  if (in == "=") return std::string();
+  return decode_base64(in);
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+constexpr std::string_view username_prompt = "VXNlcm5hbWU6";  // "Username:"
+constexpr std::string_view password_prompt = "UGFzc3dvcmQ6";  // "Password:"
+
 std::string fallback_id(std::int64_t now) {
   static std::atomic<std::uint64_t> counter{0};
   static constexpr char hex[] = "0123456789ABCDEF";
@@ -59,7 +117,9 @@ std::string fallback_id(std::int64_t now) {
 }  // namespace
 
 struct server_session::impl {
-  enum class phase { command, data, message_pending, closed };
+  enum class phase { command, data, message_pending, tls_pending, auth_pending, closed };
+  // Where an AUTH exchange is: which response the next line is.
+  enum class auth_step { none, plain, login_user, login_password };
 
   using check_step = std::optional<reply> (impl::*)(const command&);
   using proceed_step = void (impl::*)(const command&);
@@ -72,7 +132,9 @@ struct server_session::impl {
   impl(session_options o, client_info c)
       : options_(std::move(o)),
         client_(std::move(c)),
-        dot_(options_.max_message_size, options_.max_line_length) {}
+        dot_(options_.max_message_size, options_.max_line_length),
+        tls_(options_.tls_active) {}
+  ~impl() { wipe(auth_password_); }
 
   session_options options_;
   client_info client_;
@@ -94,6 +156,14 @@ struct server_session::impl {
   std::size_t errors_ = 0;
   std::size_t accepted_ = 0;
   bool shutdown_pending_ = false;
+
+  bool tls_ = false;
+  auth_step auth_step_ = auth_step::none;
+  std::string auth_mechanism_;  // "PLAIN", "LOGIN": for the log
+  std::string auth_user_;       // the credentials of the exchange in progress
+  std::string auth_password_;
+  std::string authenticated_user_;  // non-empty once AUTH succeeded
+  std::size_t auth_failures_ = 0;
 
   // ---- replies -------------------------------------------------------------
 
@@ -143,6 +213,7 @@ struct server_session::impl {
 
   std::optional<reply> check_mail(const command& c) {
     if (!greeted_) return replies::need_helo();
+    if (options_.auth_required && authenticated_user_.empty()) return replies::auth_required();
     if (in_mail_) return replies::nested_mail();
     if (c.size && *c.size > options_.max_message_size) return replies::message_too_big();
     if (!c.smtputf8 && !is_ascii(c.path)) return replies::needs_smtputf8();
@@ -155,7 +226,7 @@ struct server_session::impl {
     rcpt_attempted_ = true;
     if (!env_.smtputf8 && !is_ascii(c.path)) return replies::needs_smtputf8();
     if (c.path.find('@') == std::string::npos) return replies::no_local_delivery();
-    if (!client_.relay_allowed) return replies::relay_denied();
+    if (!client_.relay_allowed && authenticated_user_.empty()) return replies::relay_denied();
     if (env_.recipients.size() >= options_.max_recipients) return replies::too_many_recipients();
     return std::nullopt;
   }
@@ -169,6 +240,36 @@ struct server_session::impl {
     return std::nullopt;
   }
 
+  std::optional<reply> check_starttls(const command& c) {
+    if (!options_.starttls) return replies::not_implemented();
+    if (tls_) return replies::tls_already_active();
+    if (!c.argument.empty()) return replies::no_arguments_allowed();
+    if (in_mail_) return replies::in_transaction();
+    return std::nullopt;
+  }
+
+  bool auth_offered() const { return options_.auth && (tls_ || options_.auth_without_tls); }
+
+  // The argument is "MECHANISM [initial-response]".
+  std::optional<reply> check_auth(const command& c) {
+    if (!options_.auth) return replies::not_implemented();
+    if (!greeted_) return replies::need_helo();
+    if (!authenticated_user_.empty()) return replies::already_authenticated();
+    if (in_mail_) return replies::in_transaction();
+    const std::string_view arg = c.argument;
+    const std::size_t space = arg.find(' ');
+    const std::string_view mechanism = arg.substr(0, space);
+    if (mechanism.empty()) return replies::auth_syntax();
+    if (space != std::string_view::npos && arg.find(' ', space + 1) != std::string_view::npos)
+      return replies::auth_syntax();
+    if (!iequals(mechanism, "PLAIN") && !iequals(mechanism, "LOGIN"))
+      return replies::auth_mechanism_unknown();
+    if (!auth_offered()) return replies::encryption_required();
+    if (space != std::string_view::npos && !decode_response(arg.substr(space + 1)))
+      return replies::auth_bad_base64();
+    return std::nullopt;
+  }
+
   // ---- proceed steps: change state, queue the positive reply ----------------
 
   void proceed_ehlo(const command& c) {
@@ -176,7 +277,8 @@ struct server_session::impl {
     greeted_ = true;
     esmtp_ = c.what == verb::ehlo;
     helo_ = c.argument;
-    send(esmtp_ ? replies::ehlo(options_.hostname, options_.max_message_size)
+    send(esmtp_ ? replies::ehlo(options_.hostname, options_.max_message_size,
+                                options_.starttls && !tls_, auth_offered())
                 : replies::helo(options_.hostname),
          {});
   }
@@ -217,6 +319,96 @@ struct server_session::impl {
   void proceed_quit(const command&) { close_with(replies::closing()); }
   void proceed_none(const command&) {}
 
+  // The pump writes the 220, drops what the client sent after this line, and
+  // calls tls_started() after the handshake.
+  void proceed_starttls(const command&) {
+    send(replies::ready_to_start_tls(), {});
+    state_ = phase::tls_pending;
+  }
+
+  void proceed_auth(const command& c) {
+    const std::string_view arg = c.argument;
+    const std::size_t space = arg.find(' ');
+    const bool plain = iequals(arg.substr(0, space), "PLAIN");
+    auth_mechanism_ = plain ? "PLAIN" : "LOGIN";
+    auth_step_ = plain ? auth_step::plain : auth_step::login_user;
+    if (space == std::string_view::npos) {
+      challenge(plain ? std::string_view() : username_prompt);
+      return;
+    }
+    std::optional<std::string> initial = decode_response(arg.substr(space + 1));
+    assert(initial && "checked in check_auth");
+    auth_response(*initial);
+    wipe(*initial);
+  }
+
+  // "334 SP base64 CRLF" (RFC 4954 4). Written here because reply::encode drops the
+  // space of an empty text, and PLAIN's challenge is empty.
+  void challenge(std::string_view base64_text) {
+    out_ += "334 ";
+    out_ += base64_text;
+    out_ += "\r\n";
+  }
+
+  // One decoded response of the exchange; the caller wipes it.
+  void auth_response(const std::string& response) {
+    switch (auth_step_) {
+      case auth_step::plain: {
+        // authzid NUL authcid NUL passwd (RFC 4616); acting for another user
+        // (authzid != authcid) is not supported and fails like a wrong password.
+        const std::size_t a = response.find('\0');
+        const std::size_t b = a == std::string::npos ? a : response.find('\0', a + 1);
+        if (b != std::string::npos && response.find('\0', b + 1) == std::string::npos) {
+          const std::string_view authzid(response.data(), a);
+          const std::string_view authcid(response.data() + a + 1, b - a - 1);
+          if (authzid.empty() || authzid == authcid) {
+            auth_user_ = authcid;
+            auth_password_.assign(response, b + 1);
+          }
+        }
+        auth_step_ = auth_step::none;
+        state_ = phase::auth_pending;
+        return;
+      }
+      case auth_step::login_user:
+        auth_user_ = response;
+        auth_step_ = auth_step::login_password;
+        challenge(password_prompt);
+        return;
+      case auth_step::login_password:
+        auth_password_ = response;
+        auth_step_ = auth_step::none;
+        state_ = phase::auth_pending;
+        return;
+      case auth_step::none:
+        break;
+    }
+    assert(false && "AUTH response outside an exchange");
+  }
+
+  // A line while an AUTH exchange waits for a response: "*" cancels.
+  void handle_auth_line(std::string_view line) {
+    if (line == "*") {
+      abort_auth();
+      reject(replies::auth_cancelled(), "AUTH " + auth_mechanism_ + " (cancelled)");
+      return;
+    }
+    std::optional<std::string> decoded = decode_response(line);
+    if (!decoded) {
+      abort_auth();
+      reject(replies::auth_bad_base64(), "AUTH " + auth_mechanism_ + " (response)");
+      return;
+    }
+    auth_response(*decoded);
+    wipe(*decoded);
+  }
+
+  void abort_auth() {
+    auth_step_ = auth_step::none;
+    auth_user_.clear();
+    wipe(auth_password_);
+  }
+
   // Indexed by verb; the order must follow enum class verb.
   static constexpr std::array<handler, 13> table{{
       {verb::ehlo, &impl::check_none, &impl::proceed_ehlo},
@@ -229,12 +421,16 @@ struct server_session::impl {
       {verb::quit, &impl::check_none, &impl::proceed_quit},
       {verb::vrfy, &impl::check_none, &impl::proceed_vrfy},
       {verb::help, &impl::check_none, &impl::proceed_help},
-      {verb::starttls, &impl::check_not_implemented, &impl::proceed_none},
-      {verb::auth, &impl::check_not_implemented, &impl::proceed_none},
+      {verb::starttls, &impl::check_starttls, &impl::proceed_starttls},
+      {verb::auth, &impl::check_auth, &impl::proceed_auth},
       {verb::bdat, &impl::check_not_implemented, &impl::proceed_none},
   }};
 
   void handle_line(std::string_view line) {
+    if (auth_step_ != auth_step::none) {
+      handle_auth_line(line);
+      return;
+    }
     auto parsed = command::parse(line);
     if (!parsed) {
       if (in_mail_ && starts_with_word(line, "RCPT")) rcpt_attempted_ = true;
@@ -269,6 +465,8 @@ struct server_session::impl {
     info.hostname = options_.hostname;
     info.esmtp = esmtp_;
     info.smtputf8 = env_.smtputf8;
+    info.tls = tls_;
+    info.authenticated = !authenticated_user_.empty();
     info.queue_id = id_;
     info.recipients = env_.recipients;
     info.time = t;
@@ -287,10 +485,14 @@ struct server_session::impl {
 
   step feed(std::string_view in) {
     assert(state_ != phase::message_pending && "feed() while a message is pending");
+    assert(state_ != phase::tls_pending && "feed() before tls_started()");
+    assert(state_ != phase::auth_pending && "feed() before auth_result()");
     std::size_t consumed = 0;
     while (true) {
       if (state_ == phase::closed) return {consumed, event::close};
       if (state_ == phase::message_pending) return {consumed, event::message};
+      if (state_ == phase::tls_pending) return {consumed, event::starttls};
+      if (state_ == phase::auth_pending) return {consumed, event::auth};
       if (consumed == in.size()) return {consumed, event::need_more};
       const std::string_view rest = in.substr(consumed);
       if (state_ == phase::data) {
@@ -327,9 +529,11 @@ struct server_session::impl {
           settle_shutdown();
           break;
         case line_reader::status::too_long:
+          if (auth_step_ != auth_step::none) abort_auth();
           reject(replies::line_too_long(), {});
           break;
         case line_reader::status::bare_lf:
+          if (auth_step_ != auth_step::none) abort_auth();
           reject(replies::bare_lf(), {});
           break;
       }
@@ -386,6 +590,59 @@ void server_session::message_failed(const reply& r) {
   impl_->end_transaction();
   if (impl_->state_ != impl::phase::closed) impl_->state_ = impl::phase::command;
   impl_->settle_shutdown();
+}
+
+void server_session::tls_started() {
+  impl& s = *impl_;
+  assert(s.state_ == impl::phase::tls_pending);
+  // RFC 3207 4.2: forget everything learnt from the client before TLS.
+  s.tls_ = true;
+  s.lines_.reset();
+  s.greeted_ = false;
+  s.esmtp_ = false;
+  s.helo_.clear();
+  s.end_transaction();
+  s.abort_auth();
+  s.authenticated_user_.clear();
+  s.state_ = impl::phase::command;
+}
+
+bool server_session::tls_active() const {
+  return impl_->tls_;
+}
+
+const std::string& server_session::auth_user() const {
+  return impl_->auth_user_;
+}
+
+const std::string& server_session::auth_password() const {
+  return impl_->auth_password_;
+}
+
+void server_session::auth_result(bool ok) {
+  impl& s = *impl_;
+  assert(s.state_ == impl::phase::auth_pending || s.state_ == impl::phase::closed);
+  const std::string cause = "AUTH " + s.auth_mechanism_;
+  if (s.state_ != impl::phase::closed) s.state_ = impl::phase::command;
+  if (ok && !s.auth_user_.empty()) {
+    s.authenticated_user_ = s.auth_user_;
+    s.send(replies::auth_succeeded(), {});
+  } else {
+    s.send(replies::auth_failed(), cause);
+    if (++s.auth_failures_ >= s.options_.max_auth_failures && s.state_ != impl::phase::closed)
+      s.close_with(replies::too_many_auth_failures());
+  }
+  s.auth_user_.clear();
+  wipe(s.auth_password_);
+  s.settle_shutdown();
+}
+
+std::size_t server_session::auth_failures() const {
+  return impl_->auth_failures_;
+}
+
+const std::string& server_session::authenticated_user() const {
+  return impl_->authenticated_user_;
 }
 
 bool server_session::shutdown() {

@@ -4,15 +4,20 @@
 //   session.start();                      // greeting into output()
 //   loop: write output(); read bytes;
 //         while bytes: step = session.feed(bytes); bytes.remove_prefix(step.consumed);
-//           event::message -> spool the message_envelope()/take_message() under
-//                             message_id(), then message_queued() or message_failed()
-//           event::close   -> write output(), close the socket
+//           event::message  -> spool the message_envelope()/take_message() under
+//                              message_id(), then message_queued() or message_failed()
+//           event::starttls -> write output() (220), DROP the rest of bytes, do the
+//                              TLS handshake, then tls_started() (or close)
+//           event::auth     -> check auth_user()/auth_password(), then auth_result()
+//           event::close    -> write output(), close the connection
 //
 // Input limits (command line 512 octets, text line max_line_length, message size,
 // recipient count) are enforced here; memory per session is bounded by
 // max_message_size plus one command line. Bare CR or LF inside DATA (SMTP
 // smuggling) is refused with a 5xx reply and the connection is closed, so bytes
-// after it are never read as commands. Never throws on input.
+// after it are never read as commands. Nothing pipelined after STARTTLS is read
+// (CVE-2011-0411): feed() stops right after its line, and tls_started() forgets
+// every partial line and all state, as RFC 3207 4.2 asks. Never throws on input.
 #pragma once
 
 #include <cstddef>
@@ -28,7 +33,7 @@
 namespace smtp {
 
 struct session_options {
-  std::string hostname = "localhost";              // banner, Received: by, Message-ID domain
+  std::string hostname = "localhost";               // banner, Received: by, Message-ID domain
   std::size_t max_message_size = 35 * 1024 * 1024;  // octets of content after un-stuffing
   std::size_t max_recipients = 1000;
   std::size_t max_line_length = 1000;  // text line in DATA, CRLF included (RFC 5321 4.5.3.1.6)
@@ -37,14 +42,23 @@ struct session_options {
   // Wall clock, seconds since the epoch; injectable for tests.
   std::function<std::int64_t()> now;
   // Called for every 4xx/5xx reply the session sends, with the command line that
-  // caused it (empty for DATA content); for the log.
+  // caused it (empty for DATA content; never an AUTH secret); for the log.
   std::function<void(const reply&, std::string_view command)> on_reject;
+
+  // STARTTLS (RFC 3207) and AUTH PLAIN/LOGIN (RFC 4954). The session runs the
+  // dialogue; the pump does the handshake and checks the password.
+  bool starttls = false;              // a TLS context exists: offer STARTTLS until TLS is on
+  bool tls_active = false;            // the connection is under TLS from the start (RFC 8314)
+  bool auth = false;                  // a user database exists: AUTH may be offered
+  bool auth_without_tls = false;      // offer AUTH without TLS too (loopback client, by config)
+  bool auth_required = false;         // submission: MAIL before AUTH gets 530 5.7.0
+  std::size_t max_auth_failures = 3;  // the failure that reaches it also gets 421 4.7.0
 };
 
 struct client_info {
   std::string ip;              // "127.0.0.1", "::1"
   std::string hostname;        // reverse DNS name if known, else empty
-  bool relay_allowed = false;  // client is in mynetworks (later: or authenticated)
+  bool relay_allowed = false;  // client is in mynetworks (an authenticated client may relay too)
 };
 
 class server_session {
@@ -52,6 +66,8 @@ class server_session {
   enum class event {
     need_more,  // all input consumed; write output() and read more
     message,    // a complete message is ready: spool it, then message_queued/failed
+    starttls,   // write output(), drop unconsumed input, handshake, then tls_started()
+    auth,       // credentials are ready: check them, then auth_result()
     close,      // write output() and close the connection
   };
   struct step {
@@ -66,9 +82,11 @@ class server_session {
 
   // Queues the 220 greeting.
   void start();
-  // Consumes a prefix of `in`. Stops early at event::message (the rest of the
-  // input must be fed again after message_queued/message_failed) and at close.
-  // Calling feed while a message is pending is a programming error.
+  // Consumes a prefix of `in`. Stops early at event::message and event::auth (the
+  // rest of the input must be fed again after message_queued/message_failed or
+  // auth_result), at event::starttls (the rest must be discarded) and at close.
+  // Calling feed while a message, a handshake or a credential check is pending is
+  // a programming error.
   step feed(std::string_view in);
 
   // Replies waiting to be written. The pump writes them, then clear_output().
@@ -85,6 +103,22 @@ class server_session {
   void message_queued();
   // The spool refused the message (e.g. 452 4.3.1); the transaction ends.
   void message_failed(const reply& r);
+
+  // The TLS handshake after event::starttls succeeded: the session starts over
+  // (the client must EHLO again; STARTTLS is no longer offered, AUTH may be).
+  void tls_started();
+  bool tls_active() const;
+
+  // Valid after event::auth until auth_result. The password is wiped afterwards.
+  // A malformed PLAIN response gives an empty user, which never matches.
+  const std::string& auth_user() const;
+  const std::string& auth_password() const;
+  // 235 2.7.0 and the client may relay; or 535 5.7.8 (and 421 4.7.0, closing, at
+  // max_auth_failures). The pump delays failures before calling this.
+  void auth_result(bool ok);
+  std::size_t auth_failures() const;
+  // The user name after a successful AUTH, else empty.
+  const std::string& authenticated_user() const;
 
   // Graceful stop: if no transaction is open, queue "421 4.3.2" and return true
   // (the pump then closes). Otherwise return false and finish the transaction

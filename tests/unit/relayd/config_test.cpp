@@ -53,6 +53,7 @@ TEST(Config, EmptyFileGivesDesignDefaults) {
   EXPECT_EQ(c.tls.cert, "");
   EXPECT_EQ(c.tls.key, "");
   EXPECT_EQ(c.auth.users, "");
+  EXPECT_FALSE(c.auth.allow_plaintext_loopback);
   EXPECT_FALSE(c.delivery.relayhost.has_value());
   EXPECT_EQ(c.delivery.relayhost_user, "");
   EXPECT_EQ(c.delivery.relayhost_password_file, "");
@@ -106,6 +107,7 @@ key  = "/etc/relayd/key.pem"
 
 [auth]
 users = "/etc/relayd/users"
+allow_plaintext_loopback = true
 
 [delivery]
 relayhost = "[smtp.example.net]:587"
@@ -154,6 +156,7 @@ listen = "[::1]:9000"
   EXPECT_EQ(c.tls.cert, "/etc/relayd/cert.pem");
   EXPECT_EQ(c.tls.key, "/etc/relayd/key.pem");
   EXPECT_EQ(c.auth.users, "/etc/relayd/users");
+  EXPECT_TRUE(c.auth.allow_plaintext_loopback);
   ASSERT_TRUE(c.delivery.relayhost.has_value());
   EXPECT_EQ(c.delivery.relayhost->host, "smtp.example.net");
   EXPECT_EQ(c.delivery.relayhost->port, 587);
@@ -292,6 +295,10 @@ const bad_case bad_cases[] = {
     {"[queue]\nbounces = \"yes\"", "queue.bounces", "expected a boolean"},
     {"[tls]\ncert = 1", "tls.cert", "expected a string"},
     {"[auth]\nusers = false", "auth.users", "expected a string"},
+    {"[auth]\nallow_plaintext_loopback = \"yes\"", "auth.allow_plaintext_loopback",
+     "expected a boolean"},
+    {"[auth]\nallow_plaintext_lopback = true", "auth.allow_plaintext_lopback",
+     "unknown key (did you mean allow_plaintext_loopback?)"},
     {"[delivery]\nport = \"25\"", "delivery.port", "expected an integer"},
     {"[control]\nsocket = 1", "control.socket", "expected a string"},
     {"[metrics]\nlisten = [\"127.0.0.1:1\"]", "metrics.listen", "expected a string"},

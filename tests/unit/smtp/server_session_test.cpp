@@ -1,7 +1,10 @@
 // smtp::server_session dialogues: every reply the session sends, pipelining,
-// limits, relay control, smuggling, shutdown and timeouts. Each dialogue also
-// runs through parsegrind: the same input split at every byte position and fed
-// byte by byte must give exactly the same output, events and messages.
+// limits, relay control, smuggling, STARTTLS and AUTH, shutdown and timeouts.
+// Each dialogue also runs through parsegrind: the same input split at every byte
+// position and fed byte by byte must give exactly the same output, events and
+// messages. A dialogue with STARTTLS is given in phases, one per side of the
+// handshake: what the client sent before the handshake and was not read by the
+// session is dropped, as the daemon does.
 #include "smtp/server_session.hpp"
 
 #include <gtest/gtest.h>
@@ -28,6 +31,18 @@ struct setup {
   bool use_id_generator = true;
   // What the spool answers for the n-th message (0-based): nullopt = queued.
   std::function<std::optional<reply>(std::size_t)> spool = [](std::size_t) { return std::nullopt; };
+  // STARTTLS and AUTH.
+  bool starttls = false;
+  bool tls_active = false;
+  bool auth = false;
+  bool auth_without_tls = false;
+  bool auth_required = false;
+  std::size_t max_auth_failures = 3;
+  // The user database: alice / secret.
+  std::function<bool(const std::string&, const std::string&)> check =
+      [](const std::string& user, const std::string& password) {
+        return user == "alice" && password == "secret";
+      };
 };
 
 auto fields(const envelope& e) {
@@ -70,11 +85,19 @@ session_options make_options(const setup& s, transcript& t, int& next_id) {
   o.on_reject = [&t](const reply& r, std::string_view command) {
     t.rejects.push_back(r.to_string() + " | " + std::string(command));
   };
+  o.starttls = s.starttls;
+  o.tls_active = s.tls_active;
+  o.auth = s.auth;
+  o.auth_without_tls = s.auth_without_tls;
+  o.auth_required = s.auth_required;
+  o.max_auth_failures = s.max_auth_failures;
   return o;
 }
 
-// Runs the dialogue with `input` cut into the given chunks.
-transcript run_chunks(const setup& s, const std::vector<std::string_view>& chunks) {
+// Runs the dialogue with its phases cut into the given chunks. After
+// event::starttls the rest of the phase is dropped and the next phase is what
+// the client sends under TLS.
+transcript run_phases(const setup& s, const std::vector<std::vector<std::string_view>>& phases) {
   transcript t;
   int next_id = 0;
   server_session session(make_options(s, t, next_id),
@@ -83,58 +106,99 @@ transcript run_chunks(const setup& s, const std::vector<std::string_view>& chunk
   t.output += session.output();
   session.clear_output();
   bool closed = false;
-  for (std::string_view chunk : chunks) {
-    std::string_view rest = chunk;
-    while (!closed) {
-      const auto step = session.feed(rest);
-      EXPECT_LE(step.consumed, rest.size());
-      rest.remove_prefix(step.consumed);
-      t.consumed += step.consumed;
-      t.output += session.output();
-      session.clear_output();
-      if (step.what == server_session::event::need_more) {
-        EXPECT_TRUE(rest.empty());
-        break;
+  for (std::size_t p = 0; p < phases.size() && !closed; ++p) {
+    bool handshake = false;
+    for (std::string_view chunk : phases[p]) {
+      if (handshake) break;
+      std::string_view rest = chunk;
+      while (!closed) {
+        const auto step = session.feed(rest);
+        EXPECT_LE(step.consumed, rest.size());
+        rest.remove_prefix(step.consumed);
+        t.consumed += step.consumed;
+        t.output += session.output();
+        session.clear_output();
+        if (step.what == server_session::event::need_more) {
+          EXPECT_TRUE(rest.empty());
+          break;
+        }
+        if (step.what == server_session::event::close) {
+          t.events.push_back("close");
+          closed = true;
+          break;
+        }
+        if (step.what == server_session::event::starttls) {
+          t.events.push_back("starttls");
+          EXPECT_FALSE(session.tls_active());
+          session.tls_started();
+          EXPECT_TRUE(session.tls_active());
+          handshake = true;
+          break;
+        }
+        if (step.what == server_session::event::auth) {
+          const std::string user = session.auth_user();
+          const std::string password = session.auth_password();
+          t.events.push_back("auth " + user + ":" + password);
+          session.auth_result(s.check(user, password));
+          EXPECT_TRUE(session.auth_password().empty());
+          t.output += session.output();
+          session.clear_output();
+          continue;
+        }
+        // event::message
+        EXPECT_TRUE(session.in_transaction());
+        message_record m{session.message_id(), session.message_envelope(), session.take_message()};
+        t.events.push_back("message " + m.id);
+        const auto refusal = s.spool(t.messages.size());
+        t.messages.push_back(std::move(m));
+        if (refusal) {
+          session.message_failed(*refusal);
+        } else {
+          session.message_queued();
+        }
+        EXPECT_FALSE(session.in_transaction());
+        t.output += session.output();
+        session.clear_output();
       }
-      if (step.what == server_session::event::close) {
-        t.events.push_back("close");
-        closed = true;
-        break;
-      }
-      // event::message
-      EXPECT_TRUE(session.in_transaction());
-      message_record m{session.message_id(), session.message_envelope(), session.take_message()};
-      t.events.push_back("message " + m.id);
-      const auto refusal = s.spool(t.messages.size());
-      t.messages.push_back(std::move(m));
-      if (refusal) {
-        session.message_failed(*refusal);
-      } else {
-        session.message_queued();
-      }
-      EXPECT_FALSE(session.in_transaction());
-      t.output += session.output();
-      session.clear_output();
+      if (closed) break;
     }
-    if (closed) break;
   }
   return t;
 }
 
+transcript run_chunks(const setup& s, const std::vector<std::string_view>& chunks) {
+  return run_phases(s, {chunks});
+}
+
+// parsegrind over phases: each phase split at every byte (the others whole), and
+// everything byte by byte, must agree with the phases fed whole.
+transcript run_tls(const std::vector<std::string>& phases, const setup& s = {}) {
+  std::vector<std::vector<std::string_view>> whole_phases;
+  for (const std::string& p : phases) whole_phases.push_back({p});
+  const transcript whole = run_phases(s, whole_phases);
+  for (std::size_t p = 0; p < phases.size(); ++p) {
+    const std::string_view in = phases[p];
+    for (std::size_t cut = 0; cut <= in.size(); ++cut) {
+      auto split_phases = whole_phases;
+      split_phases[p] = {in.substr(0, cut), in.substr(cut)};
+      const transcript split = run_phases(s, split_phases);
+      EXPECT_EQ(split, whole) << "phase " << p << " split at " << cut;
+      if (split != whole) return whole;
+    }
+  }
+  std::vector<std::vector<std::string_view>> bytes;
+  for (const std::string& p : phases) {
+    bytes.emplace_back();
+    for (std::size_t i = 0; i < p.size(); ++i)
+      bytes.back().push_back(std::string_view(p).substr(i, 1));
+  }
+  EXPECT_EQ(run_phases(s, bytes), whole) << "byte by byte";
+  return whole;
+}
+
 // parsegrind: one buffer, every two-way split and byte by byte must all agree.
 transcript run(const std::string& input, const setup& s = {}) {
-  const transcript whole = run_chunks(s, {input});
-  for (std::size_t cut = 0; cut <= input.size(); ++cut) {
-    const std::string_view in = input;
-    const transcript split = run_chunks(s, {in.substr(0, cut), in.substr(cut)});
-    EXPECT_EQ(split, whole) << "split at " << cut;
-    if (split != whole) break;
-  }
-  std::vector<std::string_view> bytes;
-  for (std::size_t i = 0; i < input.size(); ++i)
-    bytes.push_back(std::string_view(input).substr(i, 1));
-  EXPECT_EQ(run_chunks(s, bytes), whole) << "byte by byte";
-  return whole;
+  return run_tls({input}, s);
 }
 
 // The final reply lines (code + enhanced code) in order, e.g. "250 2.1.0" or "220".
@@ -499,6 +563,298 @@ TEST(ServerSession, GeneratedIdWhenNoGenerator) {
   EXPECT_NE(t.messages[0].data.find("Message-ID: <" + id + "@mx.test>"), std::string::npos);
 }
 
+// ---- STARTTLS (RFC 3207) ------------------------------------------------------
+
+const std::string starttls = "STARTTLS\r\n";
+// base64("\0alice\0secret"), base64("\0alice\0wrong")
+const std::string plain_ok = "AGFsaWNlAHNlY3JldA==";
+const std::string plain_bad = "AGFsaWNlAHdyb25n";
+
+setup tls_setup() {
+  setup s;
+  s.starttls = true;
+  s.auth = true;
+  return s;
+}
+
+TEST(ServerSessionTls, EhloOffersStarttlsOnlyWhenConfigured) {
+  EXPECT_EQ(run(ehlo).output.find("STARTTLS"), std::string::npos);
+  setup s;
+  s.starttls = true;
+  EXPECT_TRUE(run(ehlo, s).output.ends_with("250-SMTPUTF8\r\n250 STARTTLS\r\n"));
+}
+
+TEST(ServerSessionTls, StarttlsStartsOverAndIsNotOfferedAgain) {
+  const transcript t =
+      run_tls({ehlo + starttls, ehlo + mail + rcpt + "DATA\r\n" + body + "QUIT\r\n"}, tls_setup());
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "220 2.0.0", "250", "250 2.1.0", "250 2.1.5",
+                                      "354", "250 2.0.0", "221 2.0.0"}));
+  // Before TLS: STARTTLS, no AUTH. Under TLS: AUTH, no STARTTLS.
+  const std::size_t ready = t.output.find("220 2.0.0 Ready to start TLS\r\n");
+  ASSERT_NE(ready, std::string::npos);
+  const std::string before = t.output.substr(0, ready), after = t.output.substr(ready);
+  EXPECT_NE(before.find("250 STARTTLS\r\n"), std::string::npos);
+  EXPECT_EQ(before.find("AUTH"), std::string::npos);
+  EXPECT_EQ(after.find("STARTTLS"), std::string::npos);
+  EXPECT_NE(after.find("250 AUTH PLAIN LOGIN\r\n"), std::string::npos);
+  EXPECT_EQ(t.events, (std::vector<std::string>{"starttls", "message ID1", "close"}));
+  ASSERT_EQ(t.messages.size(), 1u);
+  EXPECT_NE(t.messages[0].data.find("with ESMTPS id ID1"), std::string::npos);
+}
+
+// CVE-2011-0411: commands pipelined after STARTTLS in the same packet are never
+// read, neither before nor after the handshake.
+TEST(ServerSessionTls, CommandsPipelinedAfterStarttlsAreDiscarded) {
+  const std::string before = ehlo + starttls + "RSET\r\n" + mail + "NOOP\r\nMAIL FR";
+  const transcript t = run_tls({before, ehlo + rcpt + "OM:<x@y.z>\r\n"}, tls_setup());
+  // The injected MAIL did not open a transaction: RCPT needs MAIL; the partial
+  // "MAIL FR" does not join the first line after the handshake.
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "220 2.0.0", "250", "503 5.5.1", "500 5.5.1"}));
+  EXPECT_EQ(t.consumed, ehlo.size() + starttls.size() + ehlo.size() + rcpt.size() + 12);
+  EXPECT_EQ(t.events, (std::vector<std::string>{"starttls"}));
+}
+
+TEST(ServerSessionTls, ClientMustGreetAgainUnderTls) {
+  const transcript t = run_tls({ehlo + starttls, mail + ehlo + mail}, tls_setup());
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "220 2.0.0", "503 5.5.1", "250", "250 2.1.0"}));
+}
+
+TEST(ServerSessionTls, StarttlsRefusals) {
+  // Not configured: not implemented.
+  EXPECT_EQ(codes(run(ehlo + starttls).output), (codes_t{"220", "250", "502 5.5.1"}));
+  setup s = tls_setup();
+  const transcript t = run(ehlo + "STARTTLS now\r\n" + mail + starttls + "RSET\r\n", s);
+  EXPECT_EQ(codes(t.output),
+            (codes_t{"220", "250", "501 5.5.4", "250 2.1.0", "503 5.5.1", "250 2.0.0"}));
+  EXPECT_NE(t.output.find("503 5.5.1 Bad sequence of commands: MAIL transaction in progress\r\n"),
+            std::string::npos);
+  EXPECT_TRUE(t.events.empty());
+  // Already under TLS (implicit TLS, or a second STARTTLS).
+  s.tls_active = true;
+  const transcript implicit = run(ehlo + starttls, s);
+  EXPECT_EQ(codes(implicit.output), (codes_t{"220", "250", "503 5.5.1"}));
+  EXPECT_EQ(implicit.output.find("STARTTLS\r\n"), std::string::npos);
+  const transcript twice = run_tls({ehlo + starttls, ehlo + starttls}, tls_setup());
+  EXPECT_EQ(codes(twice.output), (codes_t{"220", "250", "220 2.0.0", "250", "503 5.5.1"}));
+  EXPECT_NE(twice.output.find("503 5.5.1 Bad sequence of commands: TLS already active\r\n"),
+            std::string::npos);
+}
+
+// ---- AUTH (RFC 4954) -----------------------------------------------------------
+
+setup under_tls() {
+  setup s;
+  s.starttls = true;
+  s.tls_active = true;
+  s.auth = true;
+  return s;
+}
+
+TEST(ServerSessionAuth, PlainWithInitialResponse) {
+  setup s = under_tls();
+  s.relay_allowed = false;
+  const transcript t = run(
+      ehlo + "AUTH PLAIN " + plain_ok + "\r\n" + mail + rcpt + "DATA\r\n" + body + "QUIT\r\n", s);
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "235 2.7.0", "250 2.1.0", "250 2.1.5", "354",
+                                      "250 2.0.0", "221 2.0.0"}));
+  EXPECT_NE(t.output.find("235 2.7.0 Authentication successful\r\n"), std::string::npos);
+  EXPECT_EQ(t.events, (std::vector<std::string>{"auth alice:secret", "message ID1", "close"}));
+  ASSERT_EQ(t.messages.size(), 1u);
+  EXPECT_NE(t.messages[0].data.find("with ESMTPSA id ID1"), std::string::npos);
+  EXPECT_TRUE(t.rejects.empty());
+}
+
+TEST(ServerSessionAuth, PlainWithEmptyChallenge) {
+  const transcript t = run(ehlo + "auth plain\r\n" + plain_ok + "\r\n", under_tls());
+  EXPECT_TRUE(t.output.ends_with("\r\n334 \r\n235 2.7.0 Authentication successful\r\n"))
+      << t.output;
+  EXPECT_EQ(t.events, (std::vector<std::string>{"auth alice:secret"}));
+}
+
+TEST(ServerSessionAuth, Login) {
+  const transcript t = run(ehlo + "AUTH LOGIN\r\n" + "YWxpY2U=\r\n" + "c2VjcmV0\r\n", under_tls());
+  EXPECT_TRUE(
+      t.output.ends_with("\r\n334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n"
+                         "235 2.7.0 Authentication successful\r\n"))
+      << t.output;
+  EXPECT_EQ(t.events, (std::vector<std::string>{"auth alice:secret"}));
+  // The user name as initial response.
+  const transcript ir = run(ehlo + "AUTH LOGIN YWxpY2U=\r\n" + "c2VjcmV0\r\n", under_tls());
+  EXPECT_EQ(codes(ir.output), (codes_t{"220", "250", "334", "235 2.7.0"}));
+  EXPECT_NE(ir.output.find("334 UGFzc3dvcmQ6\r\n"), std::string::npos);
+}
+
+TEST(ServerSessionAuth, EqualsSignIsAnEmptyResponse) {
+  // An empty PLAIN message is malformed: it fails like a wrong password.
+  const transcript plain = run(ehlo + "AUTH PLAIN =\r\n", under_tls());
+  EXPECT_EQ(codes(plain.output), (codes_t{"220", "250", "535 5.7.8"}));
+  EXPECT_EQ(plain.events, (std::vector<std::string>{"auth :"}));
+  // LOGIN with an empty password.
+  setup s = under_tls();
+  s.check = [](const std::string& u, const std::string& p) { return u == "alice" && p.empty(); };
+  const transcript login = run(ehlo + "AUTH LOGIN YWxpY2U=\r\n=\r\n", s);
+  EXPECT_EQ(codes(login.output), (codes_t{"220", "250", "334", "235 2.7.0"}));
+  EXPECT_EQ(login.events, (std::vector<std::string>{"auth alice:"}));
+}
+
+TEST(ServerSessionAuth, StarCancels) {
+  const transcript t =
+      run(ehlo + "AUTH PLAIN\r\n*\r\nAUTH LOGIN\r\nYWxpY2U=\r\n*\r\nNOOP\r\n", under_tls());
+  EXPECT_EQ(codes(t.output),
+            (codes_t{"220", "250", "334", "501 5.0.0", "334", "334", "501 5.0.0", "250 2.0.0"}));
+  EXPECT_NE(t.output.find("501 5.0.0 Authentication cancelled\r\n"), std::string::npos);
+  EXPECT_TRUE(t.events.empty());
+}
+
+TEST(ServerSessionAuth, BadBase64) {
+  const transcript t =
+      run(ehlo + "AUTH PLAIN AGFsaWNl!\r\nAUTH LOGIN\r\nYWxpY2U\r\nNOOP\r\n", under_tls());
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "501 5.5.2", "334", "501 5.5.2", "250 2.0.0"}));
+  EXPECT_TRUE(t.events.empty());
+}
+
+TEST(ServerSessionAuth, ActingForAnotherUserFails) {
+  // authzid "bob", authcid "alice": proxy authorization is not supported.
+  const transcript t = run(
+      ehlo + "AUTH PLAIN Ym9iAGFsaWNlAHNlY3JldA==\r\n" + "AUTH PLAIN YWxpY2UAYWxpY2UAc2VjcmV0\r\n",
+      under_tls());
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "535 5.7.8", "235 2.7.0"}));
+  EXPECT_EQ(t.events, (std::vector<std::string>{"auth :", "auth alice:secret"}));
+}
+
+TEST(ServerSessionAuth, FailuresEndTheSessionAtTheLimit) {
+  const std::string bad = "AUTH PLAIN " + plain_bad + "\r\n";
+  const std::string input = ehlo + bad + bad + bad + "NOOP\r\n";
+  const transcript t = run(input, under_tls());
+  EXPECT_EQ(codes(t.output),
+            (codes_t{"220", "250", "535 5.7.8", "535 5.7.8", "535 5.7.8", "421 4.7.0"}));
+  EXPECT_TRUE(
+      t.output.ends_with("535 5.7.8 Authentication credentials invalid\r\n"
+                         "421 4.7.0 Too many authentication failures, closing connection\r\n"));
+  EXPECT_EQ(t.events, (std::vector<std::string>{"auth alice:wrong", "auth alice:wrong",
+                                                "auth alice:wrong", "close"}));
+  EXPECT_EQ(t.consumed, input.find("NOOP"));
+  // The limit is configurable.
+  setup s = under_tls();
+  s.max_auth_failures = 1;
+  EXPECT_EQ(codes(run(ehlo + bad + "NOOP\r\n", s).output),
+            (codes_t{"220", "250", "535 5.7.8", "421 4.7.0"}));
+}
+
+TEST(ServerSessionAuth, Refusals) {
+  // No user database: AUTH is not implemented.
+  setup none = under_tls();
+  none.auth = false;
+  const transcript off = run(ehlo + "AUTH PLAIN " + plain_ok + "\r\n", none);
+  EXPECT_EQ(codes(off.output), (codes_t{"220", "250", "502 5.5.1"}));
+  EXPECT_EQ(off.output.find("AUTH"), std::string::npos);
+  // Before EHLO, without a mechanism, unknown mechanism, extra words, after
+  // success, in a transaction.
+  const transcript t = run("AUTH PLAIN\r\n" + ehlo + "AUTH\r\nAUTH CRAM-MD5\r\nAUTH PLAIN a b\r\n" +
+                               "AUTH PLAIN " + plain_ok + "\r\nAUTH LOGIN\r\n" + mail + "RSET\r\n",
+                           under_tls());
+  EXPECT_EQ(codes(t.output),
+            (codes_t{"220", "503 5.5.1", "250", "501 5.5.4", "504 5.5.4", "501 5.5.4", "235 2.7.0",
+                     "503 5.5.1", "250 2.1.0", "250 2.0.0"}));
+  EXPECT_NE(t.output.find("504 5.5.4 Unrecognized authentication type\r\n"), std::string::npos);
+  EXPECT_NE(t.output.find("503 5.5.1 Bad sequence of commands: already authenticated\r\n"),
+            std::string::npos);
+  setup s = under_tls();
+  const transcript in_mail = run(ehlo + mail + "AUTH PLAIN " + plain_ok + "\r\n", s);
+  EXPECT_EQ(codes(in_mail.output), (codes_t{"220", "250", "250 2.1.0", "503 5.5.1"}));
+  EXPECT_TRUE(in_mail.events.empty());
+}
+
+TEST(ServerSessionAuth, NeedsTlsUnlessAllowedInPlaintext) {
+  setup s = tls_setup();  // STARTTLS offered, not under TLS yet
+  const transcript t = run(ehlo + "AUTH PLAIN " + plain_ok + "\r\nAUTH LOGIN\r\n", s);
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "538 5.7.11", "538 5.7.11"}));
+  EXPECT_NE(t.output.find("538 5.7.11 Encryption required for requested authentication "
+                          "mechanism\r\n"),
+            std::string::npos);
+  EXPECT_TRUE(t.events.empty());
+  // The loopback switch: offered and accepted in plaintext; Received says ESMTPA.
+  s.auth_without_tls = true;
+  const transcript ok =
+      run(ehlo + "AUTH PLAIN " + plain_ok + "\r\n" + mail + rcpt + "DATA\r\n" + body, s);
+  EXPECT_NE(ok.output.find("250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n"), std::string::npos);
+  EXPECT_EQ(codes(ok.output)[2], "235 2.7.0");
+  ASSERT_EQ(ok.messages.size(), 1u);
+  EXPECT_NE(ok.messages[0].data.find("with ESMTPA id ID1"), std::string::npos);
+}
+
+TEST(ServerSessionAuth, SubmissionRequiresAuthBeforeMail) {
+  setup s = under_tls();
+  s.auth_required = true;
+  const transcript t =
+      run(ehlo + mail + rcpt + "DATA\r\n" + "AUTH PLAIN " + plain_ok + "\r\n" + mail, s);
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "530 5.7.0", "503 5.5.1", "503 5.5.1",
+                                      "235 2.7.0", "250 2.1.0"}));
+  EXPECT_NE(t.output.find("530 5.7.0 Authentication required\r\n"), std::string::npos);
+  // A failed AUTH does not open the door.
+  const transcript bad = run(ehlo + "AUTH PLAIN " + plain_bad + "\r\n" + mail, s);
+  EXPECT_EQ(codes(bad.output), (codes_t{"220", "250", "535 5.7.8", "530 5.7.0"}));
+}
+
+TEST(ServerSessionAuth, AuthenticatedClientsMayRelay) {
+  setup s = under_tls();
+  s.relay_allowed = false;
+  const transcript t =
+      run(ehlo + mail + rcpt + "RSET\r\nAUTH PLAIN " + plain_ok + "\r\n" + mail + rcpt, s);
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "250 2.1.0", "554 5.7.1", "250 2.0.0",
+                                      "235 2.7.0", "250 2.1.0", "250 2.1.5"}));
+}
+
+TEST(ServerSessionAuth, StarttlsForgetsAPlaintextAuth) {
+  setup s = tls_setup();
+  s.auth_without_tls = true;
+  s.auth_required = true;
+  const transcript t =
+      run_tls({ehlo + "AUTH PLAIN " + plain_ok + "\r\n" + starttls, ehlo + mail}, s);
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "235 2.7.0", "220 2.0.0", "250", "530 5.7.0"}));
+}
+
+TEST(ServerSessionAuth, SecretsNeverReachTheRejectLog) {
+  const std::string input =
+      ehlo + "AUTH PLAIN c2VjcmV0!\r\n" + "AUTH PLAIN " + plain_bad +
+      "\r\nAUTH LOGIN YWxpY2U=\r\nc2VjcmV0!\r\nAUTH LOGIN\r\nYWxpY2U=\r\n*\r\n" + "AUTH PLAIN\r\n" +
+      std::string(600, 'A') + "\r\n";
+  const transcript t = run(input, under_tls());
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "501 5.5.2", "535 5.7.8", "334", "501 5.5.2",
+                                      "334", "334", "501 5.0.0", "334", "500 5.5.2"}));
+  ASSERT_EQ(t.rejects.size(), 5u);
+  for (const std::string& r : t.rejects) {
+    EXPECT_EQ(r.find("c2VjcmV0"), std::string::npos) << r;
+    EXPECT_EQ(r.find(plain_bad), std::string::npos) << r;
+    EXPECT_EQ(r.find("AAAA"), std::string::npos) << r;
+  }
+  EXPECT_EQ(t.rejects[1], "535 5.7.8 Authentication credentials invalid | AUTH PLAIN");
+}
+
+TEST(ServerSessionAuth, ApiExposesTheAuthenticatedUser) {
+  session_options o;
+  o.hostname = "mx.test";
+  o.tls_active = true;
+  o.auth = true;
+  server_session s(std::move(o), client_info{"192.0.2.1", "", false});
+  s.start();
+  EXPECT_TRUE(s.tls_active());
+  const std::string input = ehlo + "AUTH PLAIN " + plain_ok + "\r\nNOOP\r\n";
+  auto step = s.feed(input);
+  ASSERT_EQ(step.what, server_session::event::auth);
+  EXPECT_EQ(step.consumed, input.find("NOOP"));
+  EXPECT_EQ(s.auth_user(), "alice");
+  EXPECT_EQ(s.auth_password(), "secret");
+  EXPECT_TRUE(s.authenticated_user().empty());
+  s.auth_result(true);
+  EXPECT_TRUE(s.auth_password().empty());
+  EXPECT_EQ(s.authenticated_user(), "alice");
+  EXPECT_EQ(s.auth_failures(), 0u);
+  step = s.feed(std::string_view(input).substr(step.consumed));
+  EXPECT_EQ(step.what, server_session::event::need_more);
+  EXPECT_TRUE(s.output().ends_with("235 2.7.0 Authentication successful\r\n250 2.0.0 Ok\r\n"));
+}
+
 // Direct API tests (no grinding) for shutdown, timeout and counters.
 
 struct direct {
@@ -616,12 +972,19 @@ TEST(ServerSessionRobustness, RandomInput) {
                                            "x",
                                            std::string(300, 'y'),
                                            std::string(1, '\0'),
-                                           "\xff"};
+                                           "\xff",
+                                           "STARTTLS\r\n",
+                                           "AUTH PLAIN " + plain_ok + "\r\n",
+                                           "AUTH LOGIN\r\n",
+                                           "YWxpY2U=\r\n",
+                                           "*\r\n",
+                                           "=\r\n"};
   for (int round = 0; round < 200; ++round) {
     std::string input;
     const int n = static_cast<int>(rng() % 30);
     for (int i = 0; i < n; ++i) input += pieces[rng() % pieces.size()];
-    setup s;
+    setup s = round % 2 ? tls_setup() : setup{};
+    s.auth_without_tls = round % 4 == 1;
     s.max_message_size = 200;
     s.max_line_length = 100;
     const transcript whole = run_chunks(s, {input});
@@ -657,7 +1020,8 @@ TEST(ServerSessionDedupe, DuplicateRecipientIsKeptOnce) {
       "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@y.example>\r\nRCPT TO:<x@y.example>\r\n"
       "RCPT TO:<z@y.example>\r\nDATA\r\nhi\r\n.\r\n");
   ASSERT_EQ(step.what, server_session::event::message);
-  EXPECT_EQ(s.message_envelope().recipients, (std::vector<std::string>{"x@y.example", "z@y.example"}));
+  EXPECT_EQ(s.message_envelope().recipients,
+            (std::vector<std::string>{"x@y.example", "z@y.example"}));
 }
 }  // namespace
 }  // namespace smtp
