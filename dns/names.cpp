@@ -53,6 +53,7 @@ std::optional<std::string> normalize_name(std::string_view name) {
     }
     out.push_back(c);
   }
+  if (label == 0) return std::nullopt;  // "a.." : an empty last label
   return out;
 }
 

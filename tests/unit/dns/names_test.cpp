@@ -13,7 +13,8 @@ TEST(Names, NormalizeLowercasesAndStripsTrailingDot) {
 
 TEST(Names, NormalizeRejectsMalformed) {
   for (const char* bad :
-       {"", ".", "a..b", ".a", "a b", "exa\x01mple.org", "caf\xc3\xa9.fr", "a/b", "[192.0.2.1]"})
+       {"", ".", "..", "a..", "0..", "a..b", ".a", "a b", "exa\x01mple.org", "caf\xc3\xa9.fr", "a/b",
+        "[192.0.2.1]"})
     EXPECT_FALSE(normalize_name(bad)) << bad;
   EXPECT_FALSE(normalize_name(std::string(64, 'a') + ".org"));
   EXPECT_TRUE(normalize_name(std::string(63, 'a') + ".org"));
