@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # relayd vs Postfix, in one run, on the same disk. Called by `make bench`.
 #
-#   tests/bench/bench.sh [--end-to-end] [--quick] [--no-hold] [--no-latency] [--postfix-only]
+#   tests/bench/bench.sh [--end-to-end] [--rounds N] [--quick] [--no-hold] [--no-latency] [--postfix-only]
 #
 # Default (accept) mode: for each workload, messages/second ACCEPTED from
 # smtp-source (wall time around smtp-source, i.e. until the last 250 after DATA):
@@ -17,7 +17,16 @@
 # --end-to-end: also measures messages/second DELIVERED end to end,
 # smtp-source -> relayd -> smtp-sink vs smtp-source -> Postfix -> smtp-sink,
 # counted at each smtp-sink, plus a 5-recipient workload, and checks that
-# relayd's queue ends empty. Needs relayd's delivery engine (issue 3).
+# relayd's queue ends empty. Needs relayd's delivery engine (issue 3). Both
+# servers get the same number of messages here, and "delivered" is
+# N / (time from the start of smtp-source until that server's sink has counted
+# N messages). CPU per message of relayd and of the whole Postfix instance
+# (every process, plus the children master has reaped) is measured over the
+# same interval.
+#
+# --rounds N: repeat every workload N times (default 1), alternating which
+# server goes first, and print each round plus the medians and the median of
+# the per-round ratios (the machine is shared: only back-to-back pairs compare).
 #
 # Environment:
 #   RELAYD_BIN, RELAYCTL_BIN  binaries (default: build/release/...)
@@ -27,6 +36,7 @@
 #   BENCH_KEEP=1              keep the scratch directory (logs, spools)
 #   BENCH_OUT=FILE            also write the result table (markdown) to FILE
 #   BENCH_E2E_TIMEOUT         seconds to wait for a sink to count every message (120)
+#   BENCH_ROUNDS              same as --rounds
 #
 # Must run as root (Postfix's master needs it). Loopback only.
 set -euo pipefail
@@ -37,22 +47,27 @@ RELAYD_BIN=${RELAYD_BIN:-$root/build/release/relayd/relayd}
 RELAYCTL_BIN=${RELAYCTL_BIN:-$root/build/release/cli/relayctl}
 BENCH_DIR=${BENCH_DIR:-/var/tmp}
 BENCH_SCALE=${BENCH_SCALE:-1}
+BENCH_ROUNDS=${BENCH_ROUNDS:-1}
+
+die() { echo "bench: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
 
 mode=accept hold=1 latency=1 postfix_only=0
-for a in "$@"; do
-    case $a in
+while (($#)); do
+    case $1 in
         --end-to-end) mode=e2e ;;
+        --rounds) [[ $# -ge 2 ]] || die "--rounds needs a number"; BENCH_ROUNDS=$2; shift ;;
+        --rounds=*) BENCH_ROUNDS=${1#*=} ;;
         --quick) BENCH_SCALE=0.1 ;;
         --no-hold) hold=0 ;;
         --no-latency) latency=0 ;;
         --postfix-only) postfix_only=1 latency=0 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) echo "bench: unknown argument $a" >&2; exit 2 ;;
+        *) echo "bench: unknown argument $1" >&2; exit 2 ;;
     esac
+    shift
 done
-
-die() { echo "bench: $*" >&2; exit 1; }
-log() { echo "bench: $*" >&2; }
+[[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds: not a positive number: $BENCH_ROUNDS"
 
 [[ $(id -u) == 0 ]] || die "must run as root (the private Postfix instance needs it)"
 for t in smtp-source smtp-sink postfix python3; do
@@ -64,15 +79,23 @@ fi
 
 # ---------------------------------------------------------------- workloads
 # name | body bytes | smtp-source flags | relayd count | Postfix count
-# Postfix gets fewer messages: at a few hundred msg/s its runs still last >10 s,
-# which is plenty for a steady rate, and the whole run stays under ~5 minutes.
-workloads=(
-    "1 KiB, 20 sessions, new connection per message|1024||20000|5000"
-    "1 KiB, 20 sessions, -d (connection reuse)|1024|-d|20000|5000"
-    "100 KiB, 20 sessions, -d|102400|-d|2000|1000"
-)
-if [[ $mode == e2e ]]; then
-    workloads+=("1 KiB, 20 sessions, -d, 5 recipients|1024|-d -r 5|20000|5000")
+if [[ $mode == accept ]]; then
+    # Postfix gets fewer messages: at a few hundred msg/s its runs still last
+    # >10 s, which is plenty for a steady rate, and the run stays under ~5 minutes.
+    workloads=(
+        "1 KiB, 20 sessions, new connection per message|1024||20000|5000"
+        "1 KiB, 20 sessions, -d (connection reuse)|1024|-d|20000|5000"
+        "100 KiB, 20 sessions, -d|102400|-d|2000|1000"
+    )
+else
+    # End to end: the same count for both, so the delivery tail after the last
+    # 250 (the backlog still to deliver) weighs the same on both sides.
+    workloads=(
+        "1 KiB, 20 sessions, new connection per message|1024||6000|6000"
+        "1 KiB, 20 sessions, -d (connection reuse)|1024|-d|6000|6000"
+        "100 KiB, 20 sessions, -d|102400|-d|1500|1500"
+        "1 KiB, 20 sessions, -d, 5 recipients|1024|-d -r 5|4000|4000"
+    )
 fi
 scaled() { python3 -c "import sys; print(max(100, int(float(sys.argv[1]) * float(sys.argv[2]))))" "$1" "$BENCH_SCALE"; }
 
@@ -125,10 +148,34 @@ wait_port() {  # port, seconds, pid to watch (optional)
     return 1
 }
 
-now() { date +%s.%N; }
-proc_cpu() {  # user+system CPU seconds of a process
+# Clock reads and everything between the start of smtp-source and the sink's
+# last count fork no interpreter: on a loaded two-CPU box starting python3 (a
+# pyenv shim here) took over a second, which once inflated every end-to-end
+# time by ~2 s. Times are integer microseconds from EPOCHREALTIME.
+now() { echo "$EPOCHREALTIME"; }
+now_us() { local t=$EPOCHREALTIME; echo $((10#${t/./})); }
+proc_cpu() {  # user+system CPU seconds of a process (all its threads)
     awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
+# CPU seconds of a whole Postfix instance: every live process carrying its
+# MAIL_CONFIG, plus what master has collected from children it reaped.
+postfix_cpu() {
+    local conf=$1/etc hz pids master
+    hz=$(getconf CLK_TCK)
+    pids=$(grep -lzxF "MAIL_CONFIG=$conf" /proc/[0-9]*/environ 2>/dev/null | sed 's|/proc/||; s|/environ||')
+    master=$(tr -dc 0-9 <"$1/spool/pid/master.pid" 2>/dev/null || true)
+    {
+        for p in $pids; do cat "/proc/$p/stat" 2>/dev/null; done
+    } | awk -v hz="$hz" -v m="$master" '{
+        # comm may contain spaces: count fields from the ")".
+        s = $0; sub(/^.*\) /, "", s); split(s, f, " ")
+        t += f[12] + f[13]; if ($1 == m) t += f[14] + f[15]
+    } END { print t / hz }'
+}
+# Nanoseconds relayd's threads spent waiting in the run queue for a CPU
+# (/proc/PID/task/*/schedstat, 2nd field). On a loaded box this, not CPU time,
+# is what limits a pipeline of two threads (I/O thread -> spool writer).
+relayd_runq_ns() { cat /proc/"$relayd_pid"/task/*/schedstat 2>/dev/null | awk '{t += $2} END {printf "%.0f\n", t}'; }
 calc() { python3 -c "print($1)"; }
 
 # smtp-sink with a running counter in $work/sink-PORT.log ("sess=N quit=N mesg=N\r").
@@ -138,46 +185,46 @@ start_sink() {
     sink_pids+=($!)
     wait_port "$port" 5 || die "smtp-sink did not start on $port"
 }
-sink_count() {
-    local n
-    n=$(tr '\r' '\n' <"$work/sink-$1.log" | grep -o 'mesg=[0-9]*' | tail -n 1 | cut -d= -f2)
-    echo "${n:-0}"
+sink_count() {  # the last counter smtp-sink wrote (it updates it on every "."/QUIT)
+    local t
+    t=$(tail -c 200 "$work/sink-$1.log" 2>/dev/null)
+    if [[ $t =~ .*mesg=([0-9]+) ]]; then echo "${BASH_REMATCH[1]}"; else echo 0; fi
 }
-# Wait until the sink on port $1 has counted $2 messages; print the time then.
+# Wait until the sink on port $1 has counted $2 messages; sets sink_us to the
+# time then (microseconds), or "timeout".
 wait_sink() {
-    local port=$1 target=$2 deadline
-    deadline=$(calc "$(now) + ${3:-300}")
+    local port=$1 target=$2 limit=${3:-300} start=${EPOCHREALTIME%.*}
     while (($(sink_count "$port") < target)); do
-        if [[ $(calc "$(now) > $deadline") == True ]]; then
-            echo "timeout"
-            return 1
+        if ((${EPOCHREALTIME%.*} - start > limit)); then
+            sink_us=timeout
+            return 0
         fi
-        sleep 0.05
+        sleep 0.01
     done
-    now
+    sink_us=$(now_us)
 }
 
-# Run smtp-source; print elapsed seconds, or "fail" (its stderr goes to the log).
+# Run smtp-source; sets src_t0 (start, microseconds) and src_us (elapsed
+# microseconds, or "fail"; its stderr goes to the log).
 SRC_ARGS=(-M bench.localdomain -f sender@example.org -t rcpt@example.com)
 run_source() {  # port count size flags
-    local port=$1 count=$2 size=$3 flags=$4 t0 t1
+    local port=$1 count=$2 size=$3 flags=$4
     # A stray 250 race is not possible: smtp-source exits non-zero on any
     # reply it does not expect, which we report as a failure.
-    t0=$(now)
+    src_t0=$(now_us)
     # shellcheck disable=SC2086
     if ! smtp-source $flags -s 20 -m "$count" -l "$size" "${SRC_ARGS[@]}" \
             "127.0.0.1:$port" >>"$work/smtp-source.log" 2>&1; then
-        echo fail
+        src_us=fail
         return 0
     fi
-    t1=$(now)
-    calc "$t1 - $t0"
+    src_us=$(($(now_us) - src_t0))
 }
 
-# Before every measurement: Postfix's relaying instance has delivered its
-# backlog (it would otherwise steal CPU from whoever is measured next), dirty
-# pages are written back, and the machine has a breath.
-settle() { postfix_drain "$work/pf"; sync; sleep 1; }
+# Before every measurement: both servers have delivered their backlog (it
+# would otherwise steal CPU from whoever is measured next), dirty pages are
+# written back, and the machine has a breath.
+settle() { postfix_drain "$work/pf"; relayd_drain; sync; sleep 1; }
 
 # Postfix: wait for its queue to drain so a backlog from one workload does not
 # eat CPU in the next one.
@@ -188,6 +235,17 @@ postfix_drain() {
         sleep 0.1
     done
     log "WARNING: Postfix queue in $1 did not drain within 120 s"
+}
+# relayd (end to end only; in accept mode its spool only grows): queue empty.
+relayd_drain() {
+    [[ $mode == e2e && $postfix_only == 0 && $relayd_delivers == 1 && -x $RELAYCTL_BIN ]] || return 0
+    local i n
+    for ((i = 0; i < 600; i++)); do
+        n=$("$RELAYCTL_BIN" -S "$work/relayd/control.sock" -j 2>/dev/null | wc -l) || n=1
+        ((n == 0)) && return 0
+        sleep 0.2
+    done
+    log "WARNING: relayd's queue did not drain within 120 s ($n left)"
 }
 
 vmhwm() { awk '/^VmHWM/ {print $2, $3}' "/proc/$relayd_pid/status" 2>/dev/null || echo "?"; }
@@ -249,69 +307,86 @@ warm "$pf_port"
 [[ $hold == 0 ]] || warm "$pf_hold_port"
 
 # ---------------------------------------------------------------- measure
-rate() {  # count elapsed
-    [[ $2 == fail || $2 == timeout ]] && { echo "$2"; return; }
-    calc "round($1 / $2)"
-}
-ratio() {
-    [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ && $2 != 0 ]] || { echo "-"; return; }
-    calc "f'{$1 / $2:.1f}x'"
+rate() {  # count, elapsed microseconds -> msg/s, rounded
+    [[ $2 =~ ^[0-9]+$ ]] || { echo "$2"; return; }
+    ((${2} > 0)) || { echo "-"; return; }
+    echo $(((${1} * 10000000 / ${2} + 5) / 10))
 }
 
-declare -a rows
 relayd_delivers=1
 E2E_TIMEOUT=${BENCH_E2E_TIMEOUT:-120}
 peak_1k=0
-accepted_relayd=0
-for w in "${workloads[@]}"; do
-    IFS='|' read -r name size flags n_relayd n_pf <<<"$w"
-    n_relayd=$(scaled "$n_relayd"); n_pf=$(scaled "$n_pf")
+results=$work/results.tsv   # round, workload index, server, accepted, delivered, CPU us/msg, VmHWM
+: >"$results"
 
-    r_acc="-" r_e2e="-" rss="-"
-    if [[ $postfix_only == 0 ]]; then
-        settle
-        base=$(sink_count "$relayd_sink_port")
-        cpu0=$(proc_cpu "$relayd_pid")
-        t0=$(now)
-        el=$(run_source "$relayd_port" "$n_relayd" "$size" "$flags")
-        cpu_us=$(calc "round(($(proc_cpu "$relayd_pid") - $cpu0) * 1e6 / $n_relayd)")
-        r_acc=$(rate "$n_relayd" "$el")
-        [[ $el != fail ]] && accepted_relayd=$((accepted_relayd + n_relayd))
-        if [[ $mode == e2e && $el != fail && $relayd_delivers == 1 ]]; then
-            t1=$(wait_sink "$relayd_sink_port" $((base + n_relayd)) "$E2E_TIMEOUT") || true
-            if [[ $t1 == timeout ]]; then
-                r_e2e="timeout ($(( $(sink_count "$relayd_sink_port") - base )) of $n_relayd delivered)"
-                relayd_delivers=0   # do not wait again in the next workloads
-                log "relayd did not deliver everything within ${E2E_TIMEOUT}s; skipping its delivery measurements"
-            else
-                r_e2e=$(rate "$n_relayd" "$(calc "$t1 - $t0")")
-            fi
+measure_relayd() {  # round index name size flags count
+    local round=$1 wi=$2 name=$3 size=$4 flags=$5 n=$6 base cpu0 rq0 acc="-" e2e="-" cpu_us rq_us rss
+    settle
+    base=$(sink_count "$relayd_sink_port")
+    cpu0=$(proc_cpu "$relayd_pid")
+    rq0=$(relayd_runq_ns)
+    run_source "$relayd_port" "$n" "$size" "$flags"
+    if [[ $mode == e2e && $src_us != fail && $relayd_delivers == 1 ]]; then
+        wait_sink "$relayd_sink_port" $((base + n)) "$E2E_TIMEOUT"
+        if [[ $sink_us == timeout ]]; then
+            e2e="timeout($(($(sink_count "$relayd_sink_port") - base))/$n)"
+            relayd_delivers=0   # do not wait again in the next workloads
+            log "relayd did not deliver everything within ${E2E_TIMEOUT}s; skipping its delivery measurements"
+        else
+            e2e=$(rate "$n" $((sink_us - src_t0)))
         fi
-        rss=$(vmhwm)
-        if [[ $size == 1024 && $r_acc =~ ^[0-9]+$ && $r_acc -gt $peak_1k ]]; then peak_1k=$r_acc; fi
-        log "relayd   | $name | $n_relayd msgs | accepted $r_acc msg/s | delivered $r_e2e msg/s | VmHWM $rss | relayd CPU ${cpu_us} us/msg | load $(cut -d' ' -f1 /proc/loadavg)"
     fi
+    acc=$(rate "$n" "$src_us")
+    cpu_us=$(calc "round(($(proc_cpu "$relayd_pid") - $cpu0) * 1e6 / $n)")
+    rq_us=$((($(relayd_runq_ns) - rq0) / 1000 / n))
+    rss=$(vmhwm)
+    if [[ $size == 1024 && $acc =~ ^[0-9]+$ && $acc -gt $peak_1k ]]; then peak_1k=$acc; fi
+    log "round $round | relayd   | $name | $n msgs | accepted $acc msg/s | delivered $e2e msg/s | VmHWM $rss | CPU ${cpu_us} us/msg, waiting for a CPU ${rq_us} us/msg | load $(cut -d' ' -f1 /proc/loadavg)"
+    printf '%s\t%s\trelayd\t%s\t%s\t%s\t%s\n' "$round" "$wi" "$acc" "$e2e" "$cpu_us" "$rss" >>"$results"
+}
 
+measure_postfix() {  # round index name size flags count
+    local round=$1 wi=$2 name=$3 size=$4 flags=$5 n=$6 base cpu0 acc e2e="-" cpu_us
     settle
     base=$(sink_count "$pf_sink_port")
-    t0=$(now)
-    el=$(run_source "$pf_port" "$n_pf" "$size" "$flags")
-    p_acc=$(rate "$n_pf" "$el")
-    p_e2e="-"
-    if [[ $mode == e2e && $el != fail ]]; then
-        t1=$(wait_sink "$pf_sink_port" $((base + n_pf)) "$E2E_TIMEOUT") || true
-        [[ $t1 == timeout ]] && p_e2e=timeout || p_e2e=$(rate "$n_pf" "$(calc "$t1 - $t0")")
+    cpu0=$(postfix_cpu "$work/pf")
+    run_source "$pf_port" "$n" "$size" "$flags"
+    if [[ $mode == e2e && $src_us != fail ]]; then
+        wait_sink "$pf_sink_port" $((base + n)) "$E2E_TIMEOUT"
+        if [[ $sink_us == timeout ]]; then
+            e2e="timeout($(($(sink_count "$pf_sink_port") - base))/$n)"
+        else
+            e2e=$(rate "$n" $((sink_us - src_t0)))
+        fi
     fi
-    log "postfix  | $name | $n_pf msgs | accepted $p_acc msg/s | delivered $p_e2e msg/s"
+    acc=$(rate "$n" "$src_us")
+    cpu_us=$(calc "round(($(postfix_cpu "$work/pf") - $cpu0) * 1e6 / $n)")
+    log "round $round | postfix  | $name | $n msgs | accepted $acc msg/s | delivered $e2e msg/s | CPU ${cpu_us} us/msg (whole instance) | load $(cut -d' ' -f1 /proc/loadavg)"
+    printf '%s\t%s\tpostfix\t%s\t%s\t%s\t-\n' "$round" "$wi" "$acc" "$e2e" "$cpu_us" >>"$results"
 
-    h_acc="-"
     if [[ $hold == 1 ]]; then
         settle
-        el=$(run_source "$pf_hold_port" "$n_pf" "$size" "$flags")
-        h_acc=$(rate "$n_pf" "$el")
-        log "pf-hold  | $name | $n_pf msgs | accepted $h_acc msg/s"
+        run_source "$pf_hold_port" "$n" "$size" "$flags"
+        acc=$(rate "$n" "$src_us")
+        log "round $round | pf-hold  | $name | $n msgs | accepted $acc msg/s"
+        printf '%s\t%s\tpf-hold\t%s\t-\t-\t-\n' "$round" "$wi" "$acc" >>"$results"
     fi
-    rows+=("$name|$r_acc|$p_acc|$(ratio "$r_acc" "$p_acc")|$h_acc|$(ratio "$r_acc" "$h_acc")|$r_e2e|$p_e2e|$(ratio "$r_e2e" "$p_e2e")|$rss")
+}
+
+for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+    for wi in "${!workloads[@]}"; do
+        IFS='|' read -r name size flags n_relayd n_pf <<<"${workloads[$wi]}"
+        n_relayd=$(scaled "$n_relayd"); n_pf=$(scaled "$n_pf")
+        # Alternate who goes first, so a drift in the machine's load does not
+        # always favour the same server.
+        if ((round % 2 == 0)); then
+            measure_postfix "$round" "$wi" "$name" "$size" "$flags" "$n_pf"
+            [[ $postfix_only == 1 ]] || measure_relayd "$round" "$wi" "$name" "$size" "$flags" "$n_relayd"
+        else
+            [[ $postfix_only == 1 ]] || measure_relayd "$round" "$wi" "$name" "$size" "$flags" "$n_relayd"
+            measure_postfix "$round" "$wi" "$name" "$size" "$flags" "$n_pf"
+        fi
+    done
 done
 
 # Latency at half of relayd's peak 1 KiB acceptance rate.
@@ -351,27 +426,92 @@ fi
 # ---------------------------------------------------------------- report
 {
     echo
-    echo "## relayd vs Postfix ($mode mode), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, scratch on $fstype"
+    echo "## relayd vs Postfix ($mode mode), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, scratch on $fstype, $BENCH_ROUNDS round(s), load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
-    if [[ $mode == e2e ]]; then
-        echo "| workload | relayd accepted msg/s | Postfix accepted msg/s | ratio | relayd delivered msg/s | Postfix delivered msg/s | ratio | relayd VmHWM |"
-        echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-        for r in "${rows[@]}"; do
-            IFS='|' read -r n ra pa rat _ _ re pe rate2 rss <<<"$r"
-            echo "| $n | $ra | $pa | $rat | $re | $pe | $rate2 | $rss |"
-        done
-    else
-        echo "| workload | relayd msg/s | Postfix msg/s (relaying to smtp-sink) | relayd/Postfix | Postfix accept-only msg/s (HOLD) | relayd/accept-only | relayd VmHWM after |"
-        echo "|---|---:|---:|---:|---:|---:|---:|"
-        for r in "${rows[@]}"; do
-            IFS='|' read -r n ra pa rat ha hrat _ _ _ rss <<<"$r"
-            echo "| $n | $ra | $pa | $rat | $ha | $hrat | $rss |"
-        done
-    fi
+    python3 - "$results" "$mode" "${workloads[@]}" <<'EOF'
+import statistics, sys
+path, mode, workloads = sys.argv[1], sys.argv[2], [w.split("|")[0] for w in sys.argv[3:]]
+rows = {}  # (round, wi, server) -> (acc, e2e, cpu, rss)
+for line in open(path):
+    r, wi, srv, acc, e2e, cpu, rss = line.rstrip("\n").split("\t")
+    rows[(int(r), int(wi), srv)] = (acc, e2e, cpu, rss)
+rounds = sorted({k[0] for k in rows})
+
+def num(s):
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+def ratio(a, b):
+    a, b = num(a), num(b)
+    return a / b if a is not None and b else None
+
+def fmt_ratio(x):
+    return "-" if x is None else f"{x:.1f}x"
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+def fmt_med(x):
+    return "-" if x is None else f"{round(x):,}"
+
+def fmt_range(vals):
+    vals = [v for v in vals if v is not None]
+    return f" ({min(vals):.1f}-{max(vals):.1f})" if len(vals) > 1 else ""
+
+empty = ("-", "-", "-", "-")
+if mode == "e2e":
+    print("| round | workload | relayd accepted msg/s | Postfix accepted msg/s | ratio | relayd delivered msg/s | Postfix delivered msg/s | ratio | CPU us/msg relayd / Postfix | relayd VmHWM |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rounds:
+        for wi, name in enumerate(workloads):
+            ra, re, rc, rss = rows.get((r, wi, "relayd"), empty)
+            pa, pe, pc, _ = rows.get((r, wi, "postfix"), empty)
+            print(f"| {r} | {name} | {ra} | {pa} | {fmt_ratio(ratio(ra, pa))} | {re} | {pe} | {fmt_ratio(ratio(re, pe))} | {rc} / {pc} | {rss} |")
+    if len(rounds) > 1:
+        print()
+        print("Medians over the rounds; ratio = median of the per-round ratios (min-max):")
+        print()
+        print("| workload | relayd accepted msg/s | Postfix accepted msg/s | ratio | relayd delivered msg/s | Postfix delivered msg/s | ratio | CPU us/msg relayd / Postfix |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for wi, name in enumerate(workloads):
+            get = lambda srv, i: [num(rows.get((r, wi, srv), empty)[i]) for r in rounds]
+            acc_r = [ratio(rows.get((r, wi, "relayd"), empty)[0], rows.get((r, wi, "postfix"), empty)[0]) for r in rounds]
+            e2e_r = [ratio(rows.get((r, wi, "relayd"), empty)[1], rows.get((r, wi, "postfix"), empty)[1]) for r in rounds]
+            print(f"| {name} | {fmt_med(med(get('relayd', 0)))} | {fmt_med(med(get('postfix', 0)))} | "
+                  f"**{fmt_ratio(med(acc_r))}**{fmt_range(acc_r)} | {fmt_med(med(get('relayd', 1)))} | "
+                  f"{fmt_med(med(get('postfix', 1)))} | **{fmt_ratio(med(e2e_r))}**{fmt_range(e2e_r)} | "
+                  f"{fmt_med(med(get('relayd', 2)))} / {fmt_med(med(get('postfix', 2)))} |")
+else:
+    print("| round | workload | relayd msg/s | Postfix msg/s (relaying to smtp-sink) | relayd/Postfix | Postfix accept-only msg/s (HOLD) | relayd/accept-only | relayd VmHWM after |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for r in rounds:
+        for wi, name in enumerate(workloads):
+            ra, _, _, rss = rows.get((r, wi, "relayd"), empty)
+            pa = rows.get((r, wi, "postfix"), empty)[0]
+            ha = rows.get((r, wi, "pf-hold"), empty)[0]
+            print(f"| {r} | {name} | {ra} | {pa} | {fmt_ratio(ratio(ra, pa))} | {ha} | {fmt_ratio(ratio(ra, ha))} | {rss} |")
+    if len(rounds) > 1:
+        print()
+        print("Medians over the rounds; ratio = median of the per-round ratios (min-max):")
+        print()
+        print("| workload | relayd msg/s | Postfix msg/s | relayd/Postfix | accept-only msg/s | relayd/accept-only |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for wi, name in enumerate(workloads):
+            get = lambda srv: [num(rows.get((r, wi, srv), empty)[0]) for r in rounds]
+            pr = [ratio(rows.get((r, wi, "relayd"), empty)[0], rows.get((r, wi, "postfix"), empty)[0]) for r in rounds]
+            hr = [ratio(rows.get((r, wi, "relayd"), empty)[0], rows.get((r, wi, "pf-hold"), empty)[0]) for r in rounds]
+            print(f"| {name} | {fmt_med(med(get('relayd')))} | {fmt_med(med(get('postfix')))} | **{fmt_ratio(med(pr))}**{fmt_range(pr)} | "
+                  f"{fmt_med(med(get('pf-hold')))} | {fmt_ratio(med(hr))}{fmt_range(hr)} |")
+EOF
     echo
     echo "- relayd memory at the end: $rss_final; spool on disk: ${spool_du:-?}"
-    echo "- latency, end of DATA -> 250, at half of relayd's peak 1 KiB rate ($peak_1k msg/s):"
-    echo "  relayd:    $(echo "$lat_line" | tr '\n' ' ')"
-    echo "  smtp-sink: $(echo "$floor_line" | tr '\n' ' ') (same load; generator + machine floor)"
+    if [[ $latency == 1 ]]; then
+        echo "- latency, end of DATA -> 250, at half of relayd's peak 1 KiB rate ($peak_1k msg/s):"
+        echo "  relayd:    $(echo "$lat_line" | tr '\n' ' ')"
+        echo "  smtp-sink: $(echo "$floor_line" | tr '\n' ' ') (same load; generator + machine floor)"
+    fi
     echo "- $spool_line"
 } | tee ${BENCH_OUT:+"$BENCH_OUT"}
