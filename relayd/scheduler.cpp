@@ -118,7 +118,10 @@ awaitable<void> scheduler::loop() {
       seen = batch.size();
       for (auto& e : batch) {
         cursor_ = e;
-        if (!in_flight_.contains(e.id)) dispatch(e.id, now);
+        if (in_flight_.contains(e.id))
+          passed_in_flight_.insert(e.id);
+        else
+          dispatch(e.id, now);
         if (in_flight_.size() >= max_in_flight) break;
       }
     }
@@ -291,6 +294,7 @@ void scheduler::job_stored(const std::string& id) {
   if (it != in_flight_.end() && --it->second == 0) {
     in_flight_.erase(it);
     warned_.erase(id);
+    if (passed_in_flight_.erase(id) != 0) cursor_.reset();
     // Its next attempt may come before the loop's planned wake-up (or the
     // in-flight limit has room again): plan again.
     wake();
@@ -343,11 +347,15 @@ void scheduler::finish_all_waiting(destination& d, recipient_outcome why, const 
 
 void scheduler::throttle(destination& d, const recipient_outcome& why) {
   const auto now = now_us_();
-  ++d.failures;
-  d.backoff_until_us = now + backoff(d.failures, retry_).count();
-  d.backoff_reason = why;
-  spdlog::warn("destination {} throttled until +{}s: {}", d.key.name,
-               (d.backoff_until_us - now) / 1'000'000, why.description);
+  // Other connections of the same round that hear the 421 too do not extend
+  // the backoff: one round of refusals is one failure.
+  if (d.backoff_until_us <= now) {
+    ++d.failures;
+    d.backoff_until_us = now + backoff(d.failures, retry_).count();
+    d.backoff_reason = why;
+    spdlog::warn("destination {} throttled until +{:.1f}s: {}", d.key.name,
+                 static_cast<double>(d.backoff_until_us - now) / 1e6, why.description);
+  }
   auto o = why;
   o.counts_as_attempt = false;
   o.not_before_us = d.backoff_until_us;

@@ -129,6 +129,9 @@ class scheduler {
   // In flight and its delay warning queued: the stored flag is not in the snapshot
   // that the message's other jobs hold.
   std::unordered_set<std::string> warned_;
+  // Due while still in flight, so the cursor went past them: when their results
+  // are stored (possibly due at once) the cursor starts over.
+  std::unordered_set<std::string> passed_in_flight_;
   std::unordered_map<std::string, std::unique_ptr<destination>> destinations_;
   std::size_t pending_updates_ = 0;
   std::size_t connections_ = 0;
