@@ -486,6 +486,21 @@ std::vector<field> loader::schema() {
          hostname_set_ = true;
        }},
       {"spool", non_empty_path(c_.spool)},
+      {"user",
+       [this](const toml::node& n, const std::string& key) {
+         auto s = string(n, key);
+         if (!s) return;
+         // POSIX portable user names, plus what useradd allows in practice.
+         const bool ok = s->size() <= 32 && (s->empty() || (*s)[0] != '-') &&
+                         std::ranges::all_of(*s, [](char c) {
+                           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                  is_digit(c) || c == '_' || c == '-' || c == '.';
+                         });
+         if (!ok)
+           fail(n, key, "bad user name " + quoted(*s));
+         else
+           c_.user = std::move(*s);
+       }},
       section("smtp",
               {
                   {"listen", listeners(smtp.listen, 25)},
@@ -507,6 +522,18 @@ std::vector<field> loader::schema() {
                   {"max_connections", count_at_least_1(smtp.max_connections)},
                   {"max_connections_per_client", count_at_least_1(smtp.max_connections_per_client)},
                   {"idle_timeout", positive_duration(smtp.idle_timeout)},
+                  {"data_timeout", positive_duration(smtp.data_timeout)},
+                  {"max_errors", count_at_least_1(smtp.max_errors)},
+                  {"max_header_size",
+                   [this](const toml::node& n, const std::string& key) {
+                     auto v = size(n, key);
+                     if (v && *v == 0)
+                       fail(n, key, "must be greater than 0");
+                     else
+                       set(c_.smtp.max_header_size, std::move(v));
+                   }},
+                  {"max_connection_rate_per_client",
+                   any_count(smtp.max_connection_rate_per_client)},
               }),
       section("tls",
               {

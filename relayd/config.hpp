@@ -35,6 +35,9 @@ enum class tls_policy { none, may, encrypt, verify };
 struct config {
   std::string hostname;  // default: the system host name
   std::string spool = "/var/spool/relayd";
+  // Run as this user after binding listeners and opening the spool and the
+  // control socket (only when started as root). Empty: stay as started.
+  std::string user;
 
   struct smtp_section {
     std::vector<endpoint> listen;  // default 127.0.0.1:25, [::1]:25
@@ -45,7 +48,11 @@ struct config {
     std::uint64_t max_recipients = 1000;
     std::uint64_t max_connections = 1000;
     std::uint64_t max_connections_per_client = 50;
-    std::chrono::seconds idle_timeout{300};
+    std::chrono::seconds idle_timeout{300};  // per read; also a whole command line
+    std::chrono::seconds data_timeout{600};  // the whole DATA body, 354 to terminator
+    std::uint64_t max_errors = 10;           // 5xx replies to commands, then 421 and close
+    std::uint64_t max_header_size = 1024 * 1024;
+    std::uint64_t max_connection_rate_per_client = 0;  // connections per minute; 0: no limit
   } smtp;
 
   struct tls_section {

@@ -1,21 +1,30 @@
 // The daemon's event loop: inbound SMTP listeners with one coroutine per
-// connection (a thin pump around smtp::server_session), connection limits,
-// idle timeouts, STARTTLS and implicit TLS, AUTH checked on a worker thread
-// with growing delays after failures, the control socket, SIGHUP (reloads the
+// connection (a thin pump around smtp::server_session), connection limits
+// (total, per client, per-client rate), idle timeouts plus deadlines for a whole
+// command line and a whole DATA body (slowloris), STARTTLS and implicit TLS,
+// the switch to the configured `user` once everything is open, AUTH checked on
+// a worker thread with growing delays after failures, the control socket, SIGHUP (reloads the
 // TLS certificate and the AUTH users for new connections) and graceful shutdown
 // on SIGTERM/SIGINT. A message is acknowledged only after the spool's synced
 // commit completes.
 #include "relayd/daemon.hpp"
 
 #include <spdlog/spdlog.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cassert>
 #include <chrono>
+#include <cerrno>
+#include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <list>
 #include <unordered_map>
 
@@ -296,6 +305,11 @@ class inbound_server {
       auto remote = sock.remote_endpoint(pe);
       if (pe) continue;
       std::string ip = peer_ip(remote);
+      if (!rate_allows(ip)) {
+        asio::co_spawn(io_, refuse(std::move(sock), ip, remote.port(), kind, refusal::rate),
+                       asio::detached);
+        continue;
+      }
       auto& per_client = per_client_[ip];
       if (connections_.size() >= cfg_.smtp.max_connections ||
           per_client >= cfg_.smtp.max_connections_per_client) {
@@ -324,16 +338,61 @@ class inbound_server {
     }
   }
 
+  // smtp.max_connection_rate_per_client: connections (refused ones too) per
+  // minute per client address, as a sliding window estimated from this and the
+  // previous minute's counts. One small entry per address seen in the last two
+  // minutes, swept once a minute and capped at max_rate_entries (beyond that,
+  // new addresses are not limited until the next sweep).
+  struct rate_entry {
+    steady::time_point window_start;
+    std::uint64_t count = 0;
+    std::uint64_t previous = 0;
+  };
+  static constexpr std::size_t max_rate_entries = 100000;
+  static constexpr auto rate_window = std::chrono::minutes(1);
+
+  bool rate_allows(const std::string& ip) {
+    const std::uint64_t limit = cfg_.smtp.max_connection_rate_per_client;
+    if (limit == 0) return true;
+    const auto now = steady::now();
+    if (now - last_rate_sweep_ >= rate_window) {
+      std::erase_if(rates_,
+                    [&](const auto& kv) { return now - kv.second.window_start >= 2 * rate_window; });
+      last_rate_sweep_ = now;
+    }
+    auto it = rates_.find(ip);
+    if (it == rates_.end()) {
+      if (rates_.size() >= max_rate_entries) return true;
+      it = rates_.emplace(ip, rate_entry{now, 0, 0}).first;
+    }
+    rate_entry& e = it->second;
+    if (now - e.window_start >= 2 * rate_window) {
+      e = rate_entry{now, 0, 0};
+    } else if (now - e.window_start >= rate_window) {
+      e = rate_entry{e.window_start + rate_window, 0, e.count};
+    }
+    ++e.count;
+    const double into = std::chrono::duration<double>(now - e.window_start) / rate_window;
+    const double estimate =
+        static_cast<double>(e.previous) * (1.0 - into) + static_cast<double>(e.count);
+    return estimate <= static_cast<double>(limit);
+  }
+
+  enum class refusal { connections, rate };
+
   // Over a connection limit: one 421 and close, with a short write timeout. An
   // implicit-TLS client could not read a plaintext 421: it is only closed.
   awaitable<void> refuse(tcp::socket sock, std::string ip, std::uint16_t port,
-                         listener_kind kind) {
+                         listener_kind kind, refusal why = refusal::connections) {
     ++refusing_;
     metrics_.smtp_rejection(421);
-    spdlog::warn("reject: connect from {}: 421 4.7.0 too many connections",
-                 peer_text(ip, port));
-    static const std::string msg =
-        "421 4.7.0 Too many connections, try again later\r\n";
+    spdlog::warn("reject: connect from {}: 421 4.7.0 {}", peer_text(ip, port),
+                 why == refusal::rate ? "connection rate over smtp.max_connection_rate_per_client"
+                                      : "too many connections");
+    static const std::string too_many = "421 4.7.0 Too many connections, try again later\r\n";
+    static const std::string too_fast =
+        "421 4.7.0 Too many connections from you, slow down\r\n";
+    const std::string& msg = why == refusal::rate ? too_fast : too_many;
     asio::steady_timer t(io_);
     t.expires_after(std::chrono::seconds(5));
     t.async_wait([&sock](boost::system::error_code ec) {
@@ -368,6 +427,8 @@ class inbound_server {
     o.hostname = cfg_.hostname;
     o.max_message_size = cfg_.smtp.max_message_size;
     o.max_recipients = cfg_.smtp.max_recipients;
+    o.max_errors = cfg_.smtp.max_errors;
+    o.max_header_size = cfg_.smtp.max_header_size;
     o.new_id = [this] { return spool_.new_id(); };
     o.now = [] { return static_cast<std::int64_t>(std::time(nullptr)); };
     return o;
@@ -410,7 +471,21 @@ class inbound_server {
     smtp::server_session session(std::move(options), client);
     session.start();
 
+    // The replies to one read are written before the next read, so a client that
+    // pipelines without reading replies stops being read (its writes time out).
+    // Input is fed in slices and the output written once it passes a high-water
+    // mark: pipelined EHLOs answered with a long hostname are ~50 times their
+    // size, and one whole read's worth of replies would be ~400 KiB.
+    constexpr std::size_t feed_slice = 512;
+    constexpr std::size_t output_high_water = 16 * 1024;
     std::array<char, 8192> buf;
+    // RFC 5321 4.5.3.2: a command line must be complete within idle_timeout of
+    // its first byte, a DATA body within data_timeout of the 354, however
+    // slowly the bytes trickle in.
+    const auto data_limit = std::chrono::duration_cast<steady::duration>(cfg_.smtp.data_timeout);
+    std::uint64_t phase_generation = session.progress().generation;
+    steady::time_point phase_start = steady::now();
+    auto timeout_kind = smtp::server_session::timeout_kind::idle;
     bool closing = false;
     bool dead = false;  // the connection broke (write error, failed handshake)
     for (;;) {
@@ -424,14 +499,38 @@ class inbound_server {
         closing = session.shutdown();
         if (closing) continue;
       }
-      c->arm(idle);
+      {
+        const auto now = steady::now();
+        const auto p = session.progress();
+        if (p.generation != phase_generation) {
+          phase_generation = p.generation;
+          phase_start = now;
+        }
+        auto limit = idle;
+        timeout_kind = smtp::server_session::timeout_kind::idle;
+        using pending = smtp::server_session::pending_input;
+        if (p.what != pending::none) {
+          const bool data = p.what == pending::data;
+          const auto phase_left = phase_start + (data ? data_limit : idle) - now;
+          if (phase_left < limit) {
+            limit = std::max<steady::duration>(phase_left, steady::duration::zero());
+            timeout_kind = data ? smtp::server_session::timeout_kind::data
+                                : smtp::server_session::timeout_kind::command;
+          }
+        }
+        c->arm(limit);
+      }
       c->reading = true;
       auto [ec, n] = co_await c->read_some(asio::buffer(buf));
       c->reading = false;
       if (ec) {
         if (ec == asio::error::operation_aborted && c->timed_out) {
-          spdlog::info("timeout: {}", who);
-          session.timeout();
+          spdlog::info("timeout: {}{}", who,
+                       timeout_kind == smtp::server_session::timeout_kind::data ? " (DATA body)"
+                       : timeout_kind == smtp::server_session::timeout_kind::command
+                           ? " (command line)"
+                           : "");
+          session.timeout(timeout_kind);
           closing = true;
           continue;
         }
@@ -440,7 +539,7 @@ class inbound_server {
       }
       std::string_view in(buf.data(), n);
       while (!in.empty() && !closing && !dead) {
-        auto st = session.feed(in);
+        auto st = session.feed(in.substr(0, feed_slice));
         in.remove_prefix(st.consumed);
         switch (st.what) {
           case smtp::server_session::event::need_more:
@@ -474,6 +573,14 @@ class inbound_server {
             }
             session.tls_started();
             break;
+        }
+        if (!closing && !dead && session.output().size() >= output_high_water) {
+          c->arm(idle);
+          if (auto ec = co_await c->write(session.output()); ec) {
+            dead = true;
+            break;
+          }
+          session.clear_output();
         }
       }
       if (dead) break;
@@ -601,6 +708,8 @@ class inbound_server {
   std::list<tcp::acceptor> acceptors_;
   std::list<std::shared_ptr<connection>> connections_;
   std::unordered_map<std::string, std::size_t> per_client_;
+  std::unordered_map<std::string, rate_entry> rates_;
+  steady::time_point last_rate_sweep_ = steady::now();
   std::shared_ptr<ssl::context> tls_;              // [tls]: for new connections
   std::shared_ptr<const auth_users> users_;        // [auth] users: for new connections
   asio::thread_pool auth_pool_{1};                 // runs crypt(3) off the I/O thread
@@ -653,10 +762,76 @@ void raise_fd_limit(std::uint64_t want) {
     spdlog::warn("open-file limit is {}, below the {} that max_connections needs", target, want);
 }
 
+// The account named by the top-level `user` key.
+struct run_as {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// Looks `user` up before anything is opened. nullopt with a critical log line
+// when the start-up must fail; an empty name (or already being that user) gives
+// an account with an empty name: nothing to switch.
+std::optional<run_as> resolve_user(const config& cfg) {
+  if (cfg.user.empty()) return run_as{};
+  errno = 0;
+  const passwd* pw = ::getpwnam(cfg.user.c_str());
+  if (pw == nullptr) {
+    spdlog::critical("user: unknown user \"{}\"{}", cfg.user,
+                     errno != 0 ? std::string(": ") + std::strerror(errno) : std::string());
+    return std::nullopt;
+  }
+  run_as who{cfg.user, pw->pw_uid, pw->pw_gid};
+  if (::geteuid() == 0) return who;
+  if (::geteuid() == who.uid) return run_as{};
+  spdlog::critical("user: relayd runs as uid {}, not root: it cannot switch to user \"{}\"",
+                   ::geteuid(), cfg.user);
+  return std::nullopt;
+}
+
+// Hands the spool (directory and files) and the control socket to `who`, then
+// drops root for good: setgroups, setgid, setuid, and checks that root cannot be
+// regained. Listeners are bound and files open by now. false: start-up fails.
+bool drop_privileges(const config& cfg, const run_as& who) {
+  namespace fs = std::filesystem;
+  auto give = [&](const fs::path& p) {
+    if (::lchown(p.c_str(), who.uid, who.gid) == 0) return true;
+    spdlog::critical("user: chown {} to {}: {}", p.string(), who.name, std::strerror(errno));
+    return false;
+  };
+  if (!give(cfg.spool)) return false;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(cfg.spool, ec), end; !ec && it != end; it.increment(ec))
+    if (!give(it->path())) return false;
+  if (ec) {
+    spdlog::critical("user: reading spool {}: {}", cfg.spool, ec.message());
+    return false;
+  }
+  if (!give(cfg.control.socket)) return false;
+  if (::chmod(cfg.control.socket.c_str(), 0660) != 0) {
+    spdlog::critical("user: chmod {}: {}", cfg.control.socket, std::strerror(errno));
+    return false;
+  }
+  if (::setgroups(1, &who.gid) != 0 || ::setgid(who.gid) != 0 || ::setuid(who.uid) != 0) {
+    spdlog::critical("user: cannot switch to user {} (uid {}, gid {}): {}", who.name, who.uid,
+                     who.gid, std::strerror(errno));
+    return false;
+  }
+  if (::getuid() != who.uid || ::geteuid() != who.uid || ::getgid() != who.gid ||
+      ::getegid() != who.gid || (who.uid != 0 && (::setuid(0) == 0 || ::seteuid(0) == 0))) {
+    spdlog::critical("user: switching to user {} did not drop root", who.name);
+    return false;
+  }
+  spdlog::info("running as user {} (uid {}, gid {})", who.name, who.uid, who.gid);
+  return true;
+}
+
 }  // namespace
 
 int run_daemon(const config& cfg) {
   raise_fd_limit(cfg.smtp.max_connections * 2 + 256);
+  const auto user = resolve_user(cfg);
+  if (!user) return 1;
 
   queue::spool_options so;
   so.dir = cfg.spool;
@@ -707,6 +882,7 @@ int run_daemon(const config& cfg) {
       return 1;
     }
   }
+  if (!user->name.empty() && !drop_privileges(cfg, *user)) return 1;
   asio::steady_timer gauge_timer(io);
   bool stopping = false;
   asio::co_spawn(io, update_queue_gauges(gauge_timer, stopping, cfg, *spool, sched, registry),

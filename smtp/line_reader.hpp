@@ -34,8 +34,9 @@ class line_reader {
   result put(std::string_view in);
   // The line reported by the last put() (valid until the next put or reset).
   std::string_view line() const { return line_; }
-  // True while a partial line is buffered or being discarded.
-  bool partial() const { return !buffer_.empty() || discarding_; }
+  // True while a partial line is buffered or being discarded (not once the line
+  // has been reported).
+  bool partial() const { return (!buffer_.empty() && !line_ready_) || discarding_; }
   // Forgets any partial line.
   void reset();
 

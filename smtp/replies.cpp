@@ -40,6 +40,12 @@ reply shutting_down() {
 reply idle_timeout() {
   return make(421, "4.4.2", "Idle timeout, closing connection");
 }
+reply command_timeout() {
+  return make(421, "4.4.2", "Timeout reading command, closing connection");
+}
+reply data_timeout() {
+  return make(421, "4.4.2", "Timeout reading message data, closing connection");
+}
 reply too_many_connections() {
   return make(421, "4.7.0", "Too many connections");
 }
@@ -146,6 +152,9 @@ reply too_many_recipients() {
 }
 reply message_too_big() {
   return make(552, "5.3.4", "Message size exceeds fixed limit");
+}
+reply header_too_big() {
+  return make(552, "5.3.4", "Message header too big");
 }
 reply message_line_too_long(std::size_t max_line_length) {
   return make(500, "5.5.2",

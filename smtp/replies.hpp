@@ -22,6 +22,8 @@ reply helo(std::string_view hostname);     // 250 HOSTNAME
 reply closing();                           // 221 2.0.0 Bye
 reply shutting_down();                     // 421 4.3.2 Service shutting down
 reply idle_timeout();                      // 421 4.4.2 Idle timeout
+reply command_timeout();                   // 421 4.4.2 Timeout reading a command line
+reply data_timeout();                      // 421 4.4.2 Timeout reading message data
 reply too_many_connections();              // 421 4.7.0 Too many connections
 reply too_many_connections_from_client();  // 421 4.7.0 Too many connections from your address
 reply too_many_errors();                   // 421 4.7.0 Too many errors
@@ -64,6 +66,7 @@ reply no_valid_recipients();  // 554 5.5.1 No valid recipients
 reply relay_denied();         // 554 5.7.1 Relay access denied
 reply too_many_recipients();  // 452 4.5.3 Too many recipients
 reply message_too_big();      // 552 5.3.4 Message size exceeds fixed limit
+reply header_too_big();       // 552 5.3.4 Message header too big
 // 500 5.5.2 Line too long in message; text lines are limited to N octets
 reply message_line_too_long(std::size_t max_line_length);
 // 550 5.6.0 Bare CR or LF in message; lines must end with CRLF (then the connection closes)

@@ -1,7 +1,8 @@
 // The inbound ESMTP state machine (see server_session.hpp). Each verb has a check
 // step (may it run now, with these arguments?) returning the refusal, and a
 // proceed step that changes state and queues the positive reply, as in
-// OpenSMTPD's smtp_session.c. Input errors become replies; after 20 of them, a
+// OpenSMTPD's smtp_session.c. Input errors become replies; after max_errors 5xx
+// replies to commands, a
 // QUIT, a bare CR/LF in DATA, max_auth_failures failed AUTHs, a timeout or a
 // shutdown, feed() returns close. AUTH responses (RFC 4954 4) are lines read
 // while auth_step_ is set; they never reach on_reject.
@@ -24,9 +25,6 @@
 
 namespace smtp {
 namespace {
-
-// Replies that count as client errors before the session gives up with 421.
-constexpr std::size_t max_errors = 20;
 
 char lower(char c) {
   return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
@@ -154,6 +152,7 @@ struct server_session::impl {
   std::string message_;
 
   std::size_t errors_ = 0;
+  std::uint64_t input_generation_ = 0;  // see progress()
   std::size_t accepted_ = 0;
   bool shutdown_pending_ = false;
 
@@ -177,10 +176,10 @@ struct server_session::impl {
     state_ = phase::closed;
   }
 
-  // A refusal caused by the client; enough of them end the session.
+  // A refusal caused by the client; enough permanent ones end the session.
   void reject(const reply& r, std::string_view cause) {
     send(r, cause);
-    if (++errors_ >= max_errors) close_with(replies::too_many_errors());
+    if (r.code >= 500 && ++errors_ >= options_.max_errors) close_with(replies::too_many_errors());
   }
 
   void end_transaction() {
@@ -305,6 +304,7 @@ struct server_session::impl {
   void proceed_data(const command&) {
     dot_.reset(static_cast<std::size_t>(env_.declared_size));
     state_ = phase::data;
+    ++input_generation_;
     send(replies::start_data(), {});
   }
 
@@ -455,6 +455,11 @@ struct server_session::impl {
   // ---- end of DATA ------------------------------------------------------
 
   void finish_message() {
+    const std::string_view content_view = dot_.content();
+    if (header_block_end(content_view) > options_.max_header_size) {
+      data_refused(replies::header_too_big());
+      return;
+    }
     const std::int64_t t = now();
     if (options_.new_id) id_ = options_.new_id();
     if (id_.empty()) id_ = fallback_id(t);
@@ -519,6 +524,7 @@ struct server_session::impl {
         }
         continue;
       }
+      if (!lines_.partial()) ++input_generation_;  // a new command line begins
       const auto r = lines_.put(rest);
       consumed += r.consumed;
       switch (r.what) {
@@ -655,9 +661,29 @@ bool server_session::shutdown() {
   return true;
 }
 
-void server_session::timeout() {
+server_session::input_progress server_session::progress() const {
+  const impl& s = *impl_;
+  pending_input what = pending_input::none;
+  if (s.state_ == impl::phase::data)
+    what = pending_input::data;
+  else if (s.state_ == impl::phase::command && s.lines_.partial())
+    what = pending_input::command_line;
+  return {what, s.input_generation_};
+}
+
+void server_session::timeout(timeout_kind kind) {
   if (impl_->state_ == impl::phase::closed) return;
-  impl_->close_with(replies::idle_timeout());
+  switch (kind) {
+    case timeout_kind::idle:
+      impl_->close_with(replies::idle_timeout());
+      return;
+    case timeout_kind::command:
+      impl_->close_with(replies::command_timeout());
+      return;
+    case timeout_kind::data:
+      impl_->close_with(replies::data_timeout());
+      return;
+  }
 }
 
 bool server_session::in_transaction() const {

@@ -12,8 +12,11 @@
 //           event::close    -> write output(), close the connection
 //
 // Input limits (command line 512 octets, text line max_line_length, message size,
-// recipient count) are enforced here; memory per session is bounded by
-// max_message_size plus one command line. Bare CR or LF inside DATA (SMTP
+// header block size, recipient count, max_errors 5xx replies to commands) are
+// enforced here; memory per session is bounded by max_message_size plus one
+// command line, and output() by the replies to the bytes of one feed(). Time
+// limits are the pump's: progress() tells it what the client is in the middle
+// of sending, timeout() says 421 for it. Bare CR or LF inside DATA (SMTP
 // smuggling) is refused with a 5xx reply and the connection is closed, so bytes
 // after it are never read as commands. Nothing pipelined after STARTTLS is read
 // (CVE-2011-0411): feed() stops right after its line, and tls_started() forgets
@@ -37,6 +40,11 @@ struct session_options {
   std::size_t max_message_size = 35 * 1024 * 1024;  // octets of content after un-stuffing
   std::size_t max_recipients = 1000;
   std::size_t max_line_length = 1000;  // text line in DATA, CRLF included (RFC 5321 4.5.3.1.6)
+  // Octets of the header block (header fields up to the empty line); a message
+  // over it gets 552 5.3.4 after its terminator and is not queued.
+  std::size_t max_header_size = 1024 * 1024;
+  // 5xx replies to commands before the session says 421 4.7.0 and closes.
+  std::size_t max_errors = 10;
   // Assigns the queue ID at the end of DATA (it goes into the Received: header).
   std::function<std::string()> new_id;
   // Wall clock, seconds since the epoch; injectable for tests.
@@ -124,8 +132,21 @@ class server_session {
   // (the pump then closes). Otherwise return false and finish the transaction
   // first; the session closes after the reply to DATA.
   bool shutdown();
-  // Idle timeout hit: queue "421 4.4.2 ... timeout".
-  void timeout();
+  // What the client is in the middle of sending, for the pump's phase deadlines
+  // (RFC 5321 4.5.3.2): a command line since its first byte, or a DATA body since
+  // the 354. `generation` changes whenever a new line or body begins, so the pump
+  // knows when to restart the clock.
+  enum class pending_input { none, command_line, data };
+  struct input_progress {
+    pending_input what;
+    std::uint64_t generation;
+  };
+  input_progress progress() const;
+
+  // A deadline hit: queue "421 4.4.2 ..." (idle, command line or DATA body not
+  // complete in time) and close. A message being received is not queued.
+  enum class timeout_kind { idle, command, data };
+  void timeout(timeout_kind kind = timeout_kind::idle);
 
   bool in_transaction() const;
   std::size_t messages_accepted() const;

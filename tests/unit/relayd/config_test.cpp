@@ -50,6 +50,11 @@ TEST(Config, EmptyFileGivesDesignDefaults) {
   EXPECT_EQ(c.smtp.max_connections, 1000u);
   EXPECT_EQ(c.smtp.max_connections_per_client, 50u);
   EXPECT_EQ(c.smtp.idle_timeout, 5min);
+  EXPECT_EQ(c.smtp.data_timeout, 10min);
+  EXPECT_EQ(c.smtp.max_errors, 10u);
+  EXPECT_EQ(c.smtp.max_header_size, 1024u * 1024);
+  EXPECT_EQ(c.smtp.max_connection_rate_per_client, 0u);
+  EXPECT_EQ(c.user, "");
   EXPECT_EQ(c.tls.cert, "");
   EXPECT_EQ(c.tls.key, "");
   EXPECT_EQ(c.auth.users, "");
@@ -274,7 +279,38 @@ TEST_P(BadConfig, NamesTheKey) {
   EXPECT_NE(e.find(c.what), std::string::npos) << e;
 }
 
+TEST(Config, HardeningKeys) {
+  const config c = parse_ok(R"(
+user = "relayd"
+[smtp]
+data_timeout = "3m"
+max_errors = 4
+max_header_size = "64K"
+max_connection_rate_per_client = 120
+)");
+  EXPECT_EQ(c.user, "relayd");
+  EXPECT_EQ(c.smtp.data_timeout, 3min);
+  EXPECT_EQ(c.smtp.max_errors, 4u);
+  EXPECT_EQ(c.smtp.max_header_size, 64u * 1024);
+  EXPECT_EQ(c.smtp.max_connection_rate_per_client, 120u);
+  EXPECT_EQ(parse_ok("user = \"_relay-d.1\"").user, "_relay-d.1");
+  EXPECT_EQ(parse_ok("user = \"\"").user, "");
+  EXPECT_EQ(parse_ok("[smtp]\nmax_header_size = 4096").smtp.max_header_size, 4096u);
+}
+
 const bad_case bad_cases[] = {
+    // hardening keys
+    {"user = 0", "user", "expected a string"},
+    {"user = \"root:x\"", "user", "bad user name"},
+    {"user = \"-rf\"", "user", "bad user name"},
+    {"[smtp]\ndata_timeout = \"0s\"", "smtp.data_timeout", "at least 1s"},
+    {"[smtp]\ndata_timeout = \"soon\"", "smtp.data_timeout", ""},
+    {"[smtp]\nmax_errors = 0", "smtp.max_errors", "at least 1"},
+    {"[smtp]\nmax_errors = -1", "smtp.max_errors", "negative"},
+    {"[smtp]\nmax_header_size = \"0\"", "smtp.max_header_size", "greater than 0"},
+    {"[smtp]\nmax_header_size = \"1X\"", "smtp.max_header_size", ""},
+    {"[smtp]\nmax_connection_rate_per_client = \"5\"", "smtp.max_connection_rate_per_client",
+     "expected an integer"},
     // unknown keys and tables
     {"nonsense = 1", "nonsense", "unknown key"},
     {"hostnme = \"x\"", "hostnme", "did you mean hostname?"},

@@ -38,6 +38,8 @@ struct setup {
   bool auth_without_tls = false;
   bool auth_required = false;
   std::size_t max_auth_failures = 3;
+  std::size_t max_errors = 10;
+  std::size_t max_header_size = 1024 * 1024;
   // The user database: alice / secret.
   std::function<bool(const std::string&, const std::string&)> check =
       [](const std::string& user, const std::string& password) {
@@ -91,6 +93,8 @@ session_options make_options(const setup& s, transcript& t, int& next_id) {
   o.auth_without_tls = s.auth_without_tls;
   o.auth_required = s.auth_required;
   o.max_auth_failures = s.max_auth_failures;
+  o.max_errors = s.max_errors;
+  o.max_header_size = s.max_header_size;
   return o;
 }
 
@@ -228,6 +232,9 @@ using codes_t = std::vector<std::string>;
 const std::string ehlo = "EHLO client.example\r\n";
 const std::string mail = "MAIL FROM:<alice@example.org>\r\n";
 const std::string rcpt = "RCPT TO:<bob@dest.example>\r\n";
+std::string data_body(const std::string& body) {
+  return "DATA\r\n" + body + ".\r\n";
+}
 const std::string body = "Subject: test\r\n\r\nHello.\r\n.\r\n";
 
 TEST(ServerSession, GreetingAndFullTransaction) {
@@ -352,11 +359,14 @@ TEST(ServerSession, UnknownAndUnimplementedCommands) {
 }
 
 TEST(ServerSession, SyntaxErrorsGet501WithTheirReason) {
+  setup s;
+  s.max_errors = 20;  // eleven errors here
   const transcript t = run("EHLO\r\n" + ehlo + "MAIL FROM:<bad@@example.org>\r\n" +
                            "MAIL FROM:alice@example.org\r\n" + "MAIL FROM:<a@b.c> SIZE=x\r\n" +
                            "MAIL FROM:<a@b.c> RET=FULL\r\n" + "DATA now\r\n" + mail +
                            "RCPT TO:<bob@dest..example>\r\n" + "RCPT TO:bob@dest.example\r\n" +
-                           "VRFY\r\n" + "NO\001OP\r\n");
+                           "VRFY\r\n" + "NO\001OP\r\n",
+                           s);
   EXPECT_EQ(codes(t.output), (codes_t{"220", "501 5.5.4", "250", "501 5.1.7", "501 5.5.4",
                                       "501 5.5.4", "555 5.5.4", "501 5.5.4", "250 2.1.0",
                                       "501 5.1.3", "501 5.5.4", "501 5.5.4", "500 5.5.2"}));
@@ -517,11 +527,60 @@ TEST(ServerSession, TooManyErrorsCloseTheConnection) {
   for (int i = 0; i < 25; ++i) input += "BOGUS\r\n";
   const transcript t = run(input);
   codes_t expected{"220", "250"};
-  for (int i = 0; i < 20; ++i) expected.push_back("500 5.5.1");
+  for (int i = 0; i < 10; ++i) expected.push_back("500 5.5.1");  // default max_errors
   expected.push_back("421 4.7.0");
   EXPECT_EQ(codes(t.output), expected);
+  EXPECT_TRUE(t.output.ends_with("421 4.7.0 Too many errors, closing connection\r\n"));
   EXPECT_EQ(t.events, (std::vector<std::string>{"close"}));
-  EXPECT_EQ(t.consumed, ehlo.size() + 20 * 7);
+  EXPECT_EQ(t.consumed, ehlo.size() + 10 * 7);
+}
+
+// Syntax errors, unknown commands and bad sequences all count; good commands in
+// between do not reset the count; the max_errors-th 5xx is followed by 421.
+TEST(ServerSession, MixedErrorsCountTowardsMaxErrors) {
+  setup s;
+  s.max_errors = 4;
+  const std::string input = ehlo + "BOGUS\r\n" + "NOOP\r\n" + "MAIL FROM:<bad\r\n" + rcpt +
+                            "NOOP\r\n" + "DATA\r\n" + "NOOP\r\n";
+  const transcript t = run(input, s);
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "500 5.5.1", "250 2.0.0", "501 5.1.7",
+                                      "503 5.5.1", "250 2.0.0", "503 5.5.1", "421 4.7.0"}));
+  EXPECT_EQ(t.events, (std::vector<std::string>{"close"}));
+  EXPECT_EQ(t.consumed, input.size() - 6);  // the last NOOP is never read
+}
+
+TEST(ServerSession, OneErrorBelowTheCapKeepsTheSessionOpen) {
+  setup s;
+  s.max_errors = 3;
+  const transcript t = run(ehlo + "BOGUS\r\nBOGUS\r\n" + mail + rcpt + data_body("x\r\n"), s);
+  EXPECT_TRUE(t.events.size() == 1 && t.events[0].starts_with("message"));
+  EXPECT_EQ(codes(t.output).back(), "250 2.0.0");
+}
+
+TEST(ServerSession, HeaderOverTheLimitIsRefusedAfterData) {
+  setup s;
+  s.max_header_size = 100;
+  const std::string big_header = "Subject: " + std::string(95, 'h') + "\r\n";  // 106 octets
+  const transcript t =
+      run(ehlo + mail + rcpt + data_body(big_header + "\r\nbody\r\n") + mail + rcpt +
+              data_body("Subject: " + std::string(80, 's') + "\r\n\r\n" + std::string(500, 'b') +
+                        "\r\n"),
+          s);
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "250 2.1.0", "250 2.1.5", "354", "552 5.3.4",
+                                      "250 2.1.0", "250 2.1.5", "354", "250 2.0.0"}));
+  EXPECT_NE(t.output.find("552 5.3.4 Message header too big\r\n"), std::string::npos);
+  ASSERT_EQ(t.messages.size(), 1u);  // only the second one, whose body is big but header small
+  EXPECT_NE(t.messages[0].data.find(std::string(500, 'b')), std::string::npos);
+}
+
+TEST(ServerSession, HeaderOnlyMessageCountsWholeAsHeader) {
+  setup s;
+  s.max_header_size = 50;
+  std::string headers;
+  for (int i = 0; i < 5; ++i) headers += "X-H" + std::to_string(i) + ": 0123456789\r\n";
+  const transcript t = run(ehlo + mail + rcpt + data_body(headers), s);
+  EXPECT_EQ(codes(t.output).back(), "552 5.3.4");
+  EXPECT_TRUE(t.messages.empty());
 }
 
 TEST(ServerSession, RecipientLimitRefusalsDoNotCountAsErrors) {
@@ -930,6 +989,54 @@ TEST(ServerSessionApi, TimeoutSays421AndCloses) {
   d.session.timeout();
   EXPECT_EQ(d.take(), "421 4.4.2 Idle timeout, closing connection\r\n");
   EXPECT_EQ(d.session.feed("\r\n").what, server_session::event::close);
+}
+
+TEST(ServerSessionApi, ProgressTracksPartialLinesAndDataBodies) {
+  using pi = server_session::pending_input;
+  direct d;
+  auto p = d.session.progress();
+  EXPECT_EQ(p.what, pi::none);
+  d.session.feed("NO");
+  const auto p1 = d.session.progress();
+  EXPECT_EQ(p1.what, pi::command_line);
+  EXPECT_NE(p1.generation, p.generation);
+  d.session.feed("O");  // the same line goes on: same generation
+  EXPECT_EQ(d.session.progress().generation, p1.generation);
+  d.session.feed("P\r\n");
+  EXPECT_EQ(d.session.progress().what, pi::none);
+  d.session.feed("NOOP\r\nNO");  // a line ends and another begins in one feed
+  const auto p2 = d.session.progress();
+  EXPECT_EQ(p2.what, pi::command_line);
+  EXPECT_NE(p2.generation, p1.generation);
+  d.session.feed("OP\r\n" + ehlo + mail + rcpt + "DATA\r\nSubject: x\r\n");
+  const auto p3 = d.session.progress();
+  EXPECT_EQ(p3.what, pi::data);
+  EXPECT_NE(p3.generation, p2.generation);
+  d.session.feed("more body\r\n");
+  EXPECT_EQ(d.session.progress().generation, p3.generation);
+  EXPECT_EQ(d.session.feed(".\r\n").what, server_session::event::message);
+  d.session.message_queued();
+  EXPECT_EQ(d.session.progress().what, pi::none);
+}
+
+TEST(ServerSessionApi, PhaseTimeoutsSay421AndQueueNothing) {
+  {
+    direct d;
+    d.session.feed(ehlo + mail + rcpt + "DATA\r\npartial body\r\n");
+    d.take();
+    d.session.timeout(server_session::timeout_kind::data);
+    EXPECT_EQ(d.take(), "421 4.4.2 Timeout reading message data, closing connection\r\n");
+    EXPECT_EQ(d.session.feed(".\r\n").what, server_session::event::close);
+    EXPECT_EQ(d.session.messages_accepted(), 0u);
+  }
+  {
+    direct d;
+    d.session.feed("NOO");
+    d.take();
+    d.session.timeout(server_session::timeout_kind::command);
+    EXPECT_EQ(d.take(), "421 4.4.2 Timeout reading command, closing connection\r\n");
+    EXPECT_EQ(d.session.feed("P\r\n").what, server_session::event::close);
+  }
 }
 
 TEST(ServerSessionApi, MessageStopsFeedAndTheRestIsFedAgain) {
