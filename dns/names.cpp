@@ -26,7 +26,11 @@ bool iequals_prefix(std::string_view text, std::string_view prefix) {
 }
 
 std::optional<std::string> parse_family(int family, std::string_view text) {
-  if (text.empty() || text.size() > INET6_ADDRSTRLEN) return std::nullopt;
+  // inet_pton stops at a NUL: "192.0.2.1\0junk" (possible in a DNS name) is
+  // not an address.
+  if (text.empty() || text.size() > INET6_ADDRSTRLEN ||
+      text.find('\0') != std::string_view::npos)
+    return std::nullopt;
   std::string copy(text);
   unsigned char buf[sizeof(in6_addr)];
   if (inet_pton(family, copy.c_str(), buf) != 1) return std::nullopt;

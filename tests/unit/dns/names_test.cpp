@@ -29,6 +29,10 @@ TEST(Names, ParseIp) {
   EXPECT_FALSE(parse_ip("192.0.2"));
   EXPECT_FALSE(parse_ip("example.org"));
   EXPECT_FALSE(parse_ip(""));
+  // A DNS name may hold a NUL byte; inet_pton would stop at it.
+  using namespace std::string_view_literals;
+  EXPECT_FALSE(parse_ip("192.0.2.1\0junk"sv));
+  EXPECT_FALSE(parse_domain_literal("[192.0.2.1\0x]"sv).valid);
 }
 
 TEST(Names, DomainLiterals) {
