@@ -253,20 +253,41 @@ int cmd_action(control_client& c, const std::string& action, const std::string& 
   return 0;
 }
 
-int cmd_show(control_client& c, const std::string& id) {
-  c.send(json::object{{"cmd", "show"}, {"id", id}});
+// show / dead show: the record under `key`, then content_length octets of message.
+struct fetched_record {
+  json::object record;
+  std::string content;
+};
+
+fetched_record fetch_record(control_client& c, const char* cmd, const std::string& id,
+                            const char* key) {
+  c.send(json::object{{"cmd", cmd}, {"id", id}});
   auto o = c.read_object();
   check_ok(o);
-  const auto* mv = o.if_contains("message");
-  if (!mv || !mv->is_object()) fail("bad reply from relayd: no message");
-  const auto& m = mv->get_object();
-  std::string content = c.read_bytes(static_cast<std::size_t>(num(o, "content_length")));
+  const auto* v = o.if_contains(key);
+  if (!v || !v->is_object()) fail(std::string("bad reply from relayd: no ") + key);
+  fetched_record f{v->get_object(), {}};
+  f.content = c.read_bytes(static_cast<std::size_t>(num(o, "content_length")));
+  return f;
+}
+
+// The head of a show: id, state, arrival (and failed_at for a dead entry), size,
+// sender, client.
+void print_record_head(const json::object& m, const char* state, bool dead) {
+  constexpr const char* date = "%a, %d %b %Y %H:%M:%S %z";
   std::printf("id: %s\n", str(m, "id").c_str());
-  std::printf("state: %s\n", str(m, "state").c_str());
-  std::printf("arrival: %s\n", local_time(num(m, "arrival"), "%a, %d %b %Y %H:%M:%S %z").c_str());
+  std::printf("state: %s\n", state);
+  std::printf("arrival: %s\n", local_time(num(m, "arrival"), date).c_str());
+  if (dead) std::printf("failed_at: %s\n", local_time(num(m, "failed_at"), date).c_str());
   std::printf("size: %lld\n", static_cast<long long>(num(m, "size")));
   std::printf("sender: <%s>\n", str(m, "sender").c_str());
   std::printf("client: %s (helo %s)\n", str(m, "client_ip").c_str(), str(m, "helo").c_str());
+}
+
+int cmd_show(control_client& c, const std::string& id) {
+  auto [m, content] = fetch_record(c, "show", id, "message");
+  const std::string state = str(m, "state");
+  print_record_head(m, state.c_str(), false);
   if (auto* rs = m.if_contains("recipients"); rs && rs->is_array()) {
     for (const auto& rv : rs->get_array()) {
       if (!rv.is_object()) continue;
@@ -342,21 +363,8 @@ int cmd_dead_list(control_client& c, bool as_json) {
 }
 
 int cmd_dead_show(control_client& c, const std::string& id) {
-  c.send(json::object{{"cmd", "dead_show"}, {"id", id}});
-  auto o = c.read_object();
-  check_ok(o);
-  const auto* ev = o.if_contains("entry");
-  if (!ev || !ev->is_object()) fail("bad reply from relayd: no entry");
-  const auto& m = ev->get_object();
-  std::string content = c.read_bytes(static_cast<std::size_t>(num(o, "content_length")));
-  std::printf("id: %s\n", str(m, "id").c_str());
-  std::printf("state: dead\n");
-  std::printf("arrival: %s\n", local_time(num(m, "arrival"), "%a, %d %b %Y %H:%M:%S %z").c_str());
-  std::printf("failed_at: %s\n",
-              local_time(num(m, "failed_at"), "%a, %d %b %Y %H:%M:%S %z").c_str());
-  std::printf("size: %lld\n", static_cast<long long>(num(m, "size")));
-  std::printf("sender: <%s>\n", str(m, "sender").c_str());
-  std::printf("client: %s (helo %s)\n", str(m, "client_ip").c_str(), str(m, "helo").c_str());
+  auto [m, content] = fetch_record(c, "dead_show", id, "entry");
+  print_record_head(m, "dead", true);
   if (auto* rs = m.if_contains("recipients"); rs && rs->is_array()) {
     for (const auto& rv : rs->get_array()) {
       if (!rv.is_object()) continue;
