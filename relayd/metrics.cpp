@@ -184,44 +184,31 @@ void metrics::set_queue_gauges(const queue_gauges& g) {
   queue_ = g;
 }
 
-std::string metrics::escape_label_value(std::string_view v) {
+namespace {
+
+// Prometheus text format escaping: backslash and newline always, the double
+// quote only inside label values.
+std::string escape(std::string_view v, bool quote) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '"':
-        out += "\\\"";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += c;
-    }
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '"' && quote)
+      out += "\\\"";
+    else
+      out += c;
   }
   return out;
 }
 
-std::string metrics::escape_help(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  for (char c : v) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
+}  // namespace
+
+std::string metrics::escape_label_value(std::string_view v) { return escape(v, true); }
+
+std::string metrics::escape_help(std::string_view v) { return escape(v, false); }
 
 std::string metrics::format_value(double v) {
   if (std::isnan(v)) return "NaN";
