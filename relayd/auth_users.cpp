@@ -14,6 +14,8 @@
 #include <cstring>
 #include <memory>
 
+#include "relayd/read_file.hpp"
+
 namespace relayd {
 namespace {
 
@@ -95,13 +97,9 @@ std::expected<auth_users, std::string> auth_users::parse(std::string_view text,
 }
 
 std::expected<auth_users, std::string> auth_users::load(const std::string& path) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) return std::unexpected(path + ": cannot open: " + std::strerror(errno));
-  std::string text;
-  char buf[65536];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f.get())) > 0) text.append(buf, n);
-  if (std::ferror(f.get())) return std::unexpected(path + ": cannot read: " + std::strerror(errno));
+  auto read = read_file(path);
+  if (!read) return std::unexpected(read.error());
+  std::string& text = *read;
   auto users = parse(text, path);
   OPENSSL_cleanse(text.data(), text.size());
   return users;

@@ -31,6 +31,8 @@
 #include <span>
 #include <utility>
 
+#include "relayd/read_file.hpp"
+
 namespace relayd {
 namespace {
 
@@ -910,14 +912,9 @@ std::expected<config, std::string> parse_config(std::string_view text, std::stri
 }
 
 std::expected<config, std::string> load_config(const std::string& path) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) return std::unexpected(path + ": cannot open: " + std::strerror(errno));
-  std::string text;
-  char buf[65536];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f.get())) > 0) text.append(buf, n);
-  if (std::ferror(f.get())) return std::unexpected(path + ": cannot read: " + std::strerror(errno));
-  return parse_config(text, path);
+  auto text = read_file(path);
+  if (!text) return std::unexpected(text.error());
+  return parse_config(*text, path);
 }
 
 }  // namespace relayd

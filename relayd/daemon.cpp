@@ -40,7 +40,6 @@
 #include "dns/mx_resolver.hpp"
 #include "relayd/net.hpp"
 #include "relayd/tls_server.hpp"
-#include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <openssl/crypto.h>
@@ -268,13 +267,7 @@ class inbound_server {
       return false;
     }
     for (const auto& entry : addrs) {
-      tcp::acceptor acc(io_);
-      auto e = entry.endpoint();
-      acc.open(e.protocol(), ec);
-      if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
-      if (!ec && e.address().is_v6()) acc.set_option(asio::ip::v6_only(true), ec);
-      if (!ec) acc.bind(e, ec);
-      if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+      auto acc = open_listener(io_, entry.endpoint(), ec);
       if (ec) {
         spdlog::critical("cannot listen on {}: {}", ep.to_string(), ec.message());
         return false;

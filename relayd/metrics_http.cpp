@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <array>
-#include <boost/asio/ip/v6_only.hpp>
 #include <list>
 
 #include "relayd/metrics.hpp"
@@ -273,13 +272,7 @@ std::expected<void, std::string> metrics_server::start() {
                                            tcp::resolver::numeric_service, ec);
   if (ec) return std::unexpected(m.ep.to_string() + ": " + ec.message());
   for (const auto& entry : addrs) {
-    tcp::acceptor acc(m.io);
-    auto e = entry.endpoint();
-    acc.open(e.protocol(), ec);
-    if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec && e.address().is_v6()) acc.set_option(asio::ip::v6_only(true), ec);
-    if (!ec) acc.bind(e, ec);
-    if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+    auto acc = open_listener(m.io, entry.endpoint(), ec);
     if (ec) {
       m.acceptors.clear();
       return std::unexpected(m.ep.to_string() + ": " + ec.message());
