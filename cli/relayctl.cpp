@@ -220,15 +220,22 @@ int cmd_json_queue(control_client& c) {
   return 0;
 }
 
-int cmd_delete(control_client& c, const std::string& id) {
-  json::object req{{"cmd", "delete"}};
+// A request naming one queue ID, ALL, or (nullopt) none; returns the checked reply.
+json::object request_for_ids(control_client& c, const std::string& cmd,
+                             const std::optional<std::string>& id) {
+  json::object req{{"cmd", cmd}};
   if (id == "ALL")
     req["all"] = true;
-  else
-    req["ids"] = json::array{json::value(id)};
+  else if (id)
+    req["ids"] = json::array{json::value(*id)};
   c.send(req);
   auto o = c.read_object();
   check_ok(o);
+  return o;
+}
+
+int cmd_delete(control_client& c, const std::string& id) {
+  auto o = request_for_ids(c, "delete", id);
   auto n = num(o, "deleted");
   std::printf("relayctl: deleted %lld message%s\n", static_cast<long long>(n), n == 1 ? "" : "s");
   return 0;
@@ -236,14 +243,7 @@ int cmd_delete(control_client& c, const std::string& id) {
 
 // flush / requeue / hold / release: one request, one count back.
 int cmd_action(control_client& c, const std::string& action, const std::string& id) {
-  json::object req{{"cmd", action}};
-  if (id == "ALL")
-    req["all"] = true;
-  else if (!id.empty())
-    req["ids"] = json::array{json::value(id)};
-  c.send(req);
-  auto o = c.read_object();
-  check_ok(o);
+  auto o = request_for_ids(c, action, id.empty() ? std::nullopt : std::optional(id));
   auto n = num(o, "count");
   const char* verb = action == "flush"     ? "flushed"
                      : action == "requeue" ? "requeued"
@@ -392,14 +392,7 @@ int cmd_dead_show(control_client& c, const std::string& id) {
 
 // dead replay / dead purge: one request, one count back.
 int cmd_dead_action(control_client& c, const std::string& action, const std::string& id) {
-  json::object req{{"cmd", "dead_" + action}};
-  if (id == "ALL")
-    req["all"] = true;
-  else
-    req["ids"] = json::array{json::value(id)};
-  c.send(req);
-  auto o = c.read_object();
-  check_ok(o);
+  auto o = request_for_ids(c, "dead_" + action, id);
   std::printf("relayctl: %s %s\n", action == "replay" ? "replayed" : "purged",
               entries_word(num(o, "count")).c_str());
   return 0;
