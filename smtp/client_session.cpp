@@ -630,6 +630,7 @@ struct client_session::impl {
 
   void send_rset() { write("RSET\r\n", expect::rset); }
 
+  // Lock-step mode, once every RCPT has its reply.
   void after_rcpts() {
     if (mail_refused_) {
       finish();
@@ -649,8 +650,8 @@ struct client_session::impl {
       case 5:
         mail_refused_ = true;
         decide_open(r, true, client_phase::mail);
-        // Pipelined RCPTs still get (meaningless) replies; wait for them.
-        if (!pipelined_ || pending_.empty()) finish();
+        // Pipelined RCPTs and DATA still get (meaningless) replies; on_data() ends it.
+        if (!pipelined_) finish();
         return;
       default:
         protocol_error("unexpected reply to MAIL " + r.to_string());
@@ -675,9 +676,8 @@ struct client_session::impl {
           return;
       }
     }
-    if (pipelined_) {
-      if (pending_.empty()) after_rcpts();
-    } else if (next_rcpt_ < to_send_.size()) {
+    if (pipelined_) return;  // the pipelined DATA's reply comes next
+    if (next_rcpt_ < to_send_.size()) {
       send_rcpt(to_send_[next_rcpt_++]);
     } else {
       after_rcpts();
@@ -687,12 +687,22 @@ struct client_session::impl {
   void on_data(const reply& r) {
     switch (reply_class(r)) {
       case 3:
+        if (mail_refused_ || accepted_count_ == 0) {
+          // Pipelined DATA accepted although no recipient was (RFC 2920 3.1):
+          // end it with a lone dot; every recipient already has its reply.
+          write(".\r\n", expect::dot);
+          return;
+        }
         state_ = state::body;
         terminator_queued_ = false;
         fill_body();
         return;
       case 4:
       case 5:
+        if (mail_refused_) {  // pipelined: nothing is open at the server
+          finish();
+          return;
+        }
         decide_open(r, true, client_phase::data);
         send_rset();
         return;
@@ -888,7 +898,9 @@ struct client_session::impl {
     mail.smtputf8 = m.smtputf8;
     write(mail.encode(), expect::mail);
     if (pipelined_) {
+      // RFC 2920 3.1: DATA may end the group; its reply is read after theirs.
       for (std::size_t i : to_send_) send_rcpt(i);
+      write("DATA\r\n", expect::data);
     }
     return event::need_more;
   }

@@ -15,7 +15,8 @@
 //
 // It speaks EHLO (HELO when EHLO gets a 5xx), STARTTLS (RFC 3207), AUTH PLAIN or
 // LOGIN (RFC 4954), SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531) and
-// PIPELINING (RFC 2920: MAIL and every RCPT in one write, DATA after their replies).
+// PIPELINING (RFC 2920: MAIL, every RCPT and DATA in one write; when DATA gets its
+// 354 although no recipient was accepted, a lone "." ends it).
 // Every recipient gets its own result; a connection can carry many transactions.
 // Server replies are bounded by reply_limits and anything malformed is a protocol
 // error, never a crash: input buffered is at most one reply. Never throws on input.

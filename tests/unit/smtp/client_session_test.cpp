@@ -217,9 +217,9 @@ TEST(ClientSession, PipelinedDelivery) {
   EXPECT_EQ(t.phase, "closed");
 }
 
-// The exact pipelined batch: MAIL and every RCPT in one write, DATA only after
-// their replies (RFC 2920 permits DATA last in a group; relayd waits).
-TEST(ClientSession, PipeliningBatchIsOneWriteAndDataWaits) {
+// The exact pipelined batch: MAIL, every RCPT and DATA in one write (RFC 2920
+// 3.1: DATA may be the last command of a group); the content waits for the 354.
+TEST(ClientSession, PipeliningBatchIsOneWriteEndingWithData) {
   setup s = basic({"a@d.example", "b@d.example", "c@d.example"});
   s.messages[0].body_8bit = true;
   client_session c(s.options);
@@ -238,17 +238,18 @@ TEST(ClientSession, PipeliningBatchIsOneWriteAndDataWaits) {
   EXPECT_EQ(c.send(s.messages[0]), client_session::event::need_more);
   EXPECT_EQ(c.output(),
             "MAIL FROM:<alice@src.example> SIZE=23 BODY=8BITMIME\r\n"
-            "RCPT TO:<a@d.example>\r\nRCPT TO:<b@d.example>\r\nRCPT TO:<c@d.example>\r\n");
+            "RCPT TO:<a@d.example>\r\nRCPT TO:<b@d.example>\r\nRCPT TO:<c@d.example>\r\n"
+            "DATA\r\n");
   c.clear_output();
   EXPECT_EQ(c.phase(), client_phase::mail);
   c.feed("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n");
   EXPECT_EQ(c.phase(), client_phase::rcpt);
-  EXPECT_TRUE(c.output().empty());  // no DATA before every RCPT is answered
-  c.feed("250 2.1.5 Ok\r\n");
-  EXPECT_TRUE(c.output().empty());
-  c.feed("250 2.1.5 Ok\r\n");
-  EXPECT_EQ(c.output(), "DATA\r\n");
+  c.feed("250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n");
+  EXPECT_TRUE(c.output().empty());  // nothing more until DATA is answered
   EXPECT_EQ(c.phase(), client_phase::data);
+  EXPECT_EQ(c.feed("354 Go\r\n").what, client_session::event::need_more);
+  EXPECT_EQ(c.output(), body + ".\r\n");
+  EXPECT_EQ(c.phase(), client_phase::data_body);
 }
 
 TEST(ClientSession, LockStepWithoutPipelining) {
@@ -313,19 +314,19 @@ TEST(ClientSession, FinalReplyAppliesToAcceptedRecipientsOnly) {
                                    "gone@d.example: temporary 451 4.2.2 Full [rcpt]"}));
 }
 
-TEST(ClientSession, NoRecipientAcceptedSendsRsetAndNoData) {
+TEST(ClientSession, NoRecipientAcceptedDataRefusedThenRset) {
   setup s = basic({"x@d.example", "y@d.example"});
   s.messages.push_back(s.messages[0]);
   s.messages[1].recipients = {"z@d.example"};
   const transcript t =
       run(s, greeting + ehlo_full + "250 2.1.0 Ok\r\n550 5.1.1 No\r\n" +
-                 "450 4.2.1 Busy\r\n250 2.0.0 Reset\r\n" +
+                 "450 4.2.1 Busy\r\n554 5.5.1 No valid recipients\r\n250 2.0.0 Reset\r\n" +
                  // the connection is reused for the next message
                  "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 Go\r\n250 2.0.0 Done\r\n" + "221 Bye\r\n");
   EXPECT_EQ(t.output,
             "EHLO relay.test\r\n"
             "MAIL FROM:<alice@src.example> SIZE=23\r\n"
-            "RCPT TO:<x@d.example>\r\nRCPT TO:<y@d.example>\r\n"
+            "RCPT TO:<x@d.example>\r\nRCPT TO:<y@d.example>\r\nDATA\r\n"
             "RSET\r\n"
             "MAIL FROM:<alice@src.example> SIZE=23\r\n"
             "RCPT TO:<z@d.example>\r\n"
@@ -337,16 +338,40 @@ TEST(ClientSession, NoRecipientAcceptedSendsRsetAndNoData) {
   EXPECT_EQ(t.events, (strings{"ready", "done", "done", "closed"}));
 }
 
+// RFC 2920 3.1: a pipelined DATA accepted although no recipient was gets a lone
+// dot (no content), whatever the server answers to it.
+TEST(ClientSession, NoRecipientAcceptedButDataAcceptedSendsLoneDot) {
+  const setup s = basic({"x@d.example"});
+  const transcript t = run(s, greeting + ehlo_full + "250 2.1.0 Ok\r\n550 5.1.1 No\r\n" +
+                                  "354 Go ahead\r\n554 5.5.1 No recipients\r\n221 Bye\r\n");
+  EXPECT_EQ(t.output,
+            "EHLO relay.test\r\nMAIL FROM:<alice@src.example> SIZE=23\r\n"
+            "RCPT TO:<x@d.example>\r\nDATA\r\n.\r\nQUIT\r\n");
+  EXPECT_EQ(t.results, (strings{"x@d.example: permanent 550 5.1.1 No [rcpt]"}));
+  EXPECT_EQ(t.events, (strings{"ready", "done", "closed"}));
+  // A 250 to that dot delivers nothing either.
+  const transcript ok = run(s, greeting + ehlo_full + "250 2.1.0 Ok\r\n450 4.2.1 Busy\r\n" +
+                                   "354 Go ahead\r\n250 2.0.0 Ok\r\n221 Bye\r\n");
+  EXPECT_EQ(ok.results, (strings{"x@d.example: temporary 450 4.2.1 Busy [rcpt]"}));
+}
+
 TEST(ClientSession, MailRefusedPipelined) {
   const setup s = basic({"x@d.example", "y@d.example"});
   const transcript t =
       run(s, greeting + ehlo_full + "553 5.1.8 Bad sender\r\n503 5.5.1 No MAIL\r\n" +
-                 "503 5.5.1 No MAIL\r\n221 Bye\r\n");
+                 "503 5.5.1 No MAIL\r\n503 5.5.1 No MAIL\r\n221 Bye\r\n");
   EXPECT_EQ(t.results, (strings{"x@d.example: permanent 553 5.1.8 Bad sender [mail]",
                                 "y@d.example: permanent 553 5.1.8 Bad sender [mail]"}));
-  EXPECT_EQ(t.output.find("RSET"), std::string::npos);
-  EXPECT_EQ(t.output.find("DATA"), std::string::npos);
+  EXPECT_EQ(t.output,
+            "EHLO relay.test\r\nMAIL FROM:<alice@src.example> SIZE=23\r\n"
+            "RCPT TO:<x@d.example>\r\nRCPT TO:<y@d.example>\r\nDATA\r\nQUIT\r\n");
   EXPECT_EQ(t.events, (strings{"ready", "done", "closed"}));
+  // A server that accepts DATA anyway gets a lone dot, not the content.
+  const transcript odd =
+      run(s, greeting + ehlo_full + "553 5.1.8 Bad sender\r\n503 5.5.1 No MAIL\r\n" +
+                 "503 5.5.1 No MAIL\r\n354 Go\r\n250 Ok\r\n221 Bye\r\n");
+  EXPECT_TRUE(odd.output.ends_with("DATA\r\n.\r\nQUIT\r\n"));
+  EXPECT_EQ(odd.results, t.results);
 }
 
 TEST(ClientSession, MailRefusedLockStepSendsNoRcpt) {
@@ -371,7 +396,8 @@ TEST(ClientSession, DataRefusedThenRset) {
 
 TEST(ClientSession, RsetRefusedEndsTheConnection) {
   const setup s = basic();
-  const transcript t = run(s, greeting + ehlo_full + "250 Ok\r\n550 No\r\n500 What\r\n");
+  const transcript t =
+      run(s, greeting + ehlo_full + "250 Ok\r\n550 No\r\n554 No recipients\r\n500 What\r\n");
   EXPECT_EQ(t.events, (strings{"ready", "done closed"}));
   EXPECT_TRUE(t.output.ends_with("RSET\r\nQUIT\r\n"));
   EXPECT_EQ(t.results, (strings{"bob@dest.example: permanent 550 No [rcpt]"}));
@@ -513,7 +539,7 @@ TEST(ClientSession, FeedStopsAfter354SoTheContentGoesFirst) {
     wire += c.output();
     c.clear_output();
   }
-  EXPECT_EQ(wire, "DATA\r\n" + body + ".\r\n");
+  EXPECT_EQ(wire, body + ".\r\n");
   EXPECT_EQ(c.feed(std::string_view(rest).substr(step.consumed)).what,
             client_session::event::transaction_done);
   EXPECT_EQ(show(c.take_result().recipients[0]),
@@ -1023,7 +1049,7 @@ TEST(ClientSession, ManyMessagesOnOneConnection) {
   std::string server = greeting + ehlo_full;
   // 1: delivered; 2: refused at RCPT (RSET); 3: DATA refused (RSET); 4: delivered.
   server += "250 Ok\r\n250 Ok\r\n354 Go\r\n250 2.0.0 One\r\n";
-  server += "250 Ok\r\n550 5.1.1 No\r\n250 Reset\r\n";
+  server += "250 Ok\r\n550 5.1.1 No\r\n554 5.5.1 No valid recipients\r\n250 Reset\r\n";
   server += "250 Ok\r\n250 Ok\r\n451 4.3.0 Later\r\n250 Reset\r\n";
   server += "250 Ok\r\n250 Ok\r\n354 Go\r\n250 2.0.0 Four\r\n221 Bye\r\n";
   const transcript t = run(s, server);
