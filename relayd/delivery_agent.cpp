@@ -433,16 +433,19 @@ awaitable<void> delivery_agent::impl::run(destination& d) {
   while (s.phase() == smtp::client_phase::ready) {
     auto j = sched.next_job(d);
     if (!j) {
-      if (sched.stopping()) break;
+      // Linger for more jobs. A connection woken for a job that another one
+      // took meanwhile lingers on (until the same deadline) instead of closing.
       asio::steady_timer idle(io);
       idle.expires_after(linger);
-      d.idle.push_back(&idle);
-      co_await idle.async_wait(use_tuple);
-      if (auto it = std::find(d.idle.begin(), d.idle.end(), &idle); it != d.idle.end())
-        d.idle.erase(it);
-      else
-        --d.waking;
-      j = sched.next_job(d);
+      while (!j && !sched.stopping() && steady::now() < idle.expiry()) {
+        d.idle.push_back(&idle);
+        co_await idle.async_wait(use_tuple);
+        if (auto it = std::find(d.idle.begin(), d.idle.end(), &idle); it != d.idle.end())
+          d.idle.erase(it);  // the deadline passed
+        else
+          --d.waking;  // woken by the scheduler
+        j = sched.next_job(d);
+      }
       if (!j) break;
     }
     const auto& msg = *j->message;
