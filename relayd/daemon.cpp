@@ -285,7 +285,8 @@ class inbound_server {
   awaitable<void> accept_loop(tcp::acceptor& acc, std::string listener, listener_kind kind) {
     asio::steady_timer backoff(io_);
     while (!stopping_) {
-      auto [ec, sock] = co_await acc.async_accept(use_tuple);
+      tcp::endpoint remote;  // filled by accept(2) itself: no getpeername(2)
+      auto [ec, sock] = co_await acc.async_accept(remote, use_tuple);
       if (stopping_) co_return;
       if (ec) {
         // EMFILE and friends: say so, breathe, keep serving the others.
@@ -294,9 +295,6 @@ class inbound_server {
         co_await backoff.async_wait(use_tuple);
         continue;
       }
-      boost::system::error_code pe;
-      auto remote = sock.remote_endpoint(pe);
-      if (pe) continue;
       std::string ip = peer_ip(remote);
       if (!rate_allows(ip)) {
         asio::co_spawn(io_, refuse(std::move(sock), ip, remote.port(), kind, refusal::rate),
@@ -676,7 +674,6 @@ class inbound_server {
     c->done = true;
     c->timer.cancel();
     boost::system::error_code ec;
-    c->socket().shutdown(tcp::socket::shutdown_both, ec);
     c->socket().close(ec);
     auto pc = per_client_.find(c->ip);
     if (pc != per_client_.end() && --pc->second == 0) per_client_.erase(pc);
