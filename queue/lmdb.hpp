@@ -82,6 +82,8 @@ class env {
     mdb_reader_check(env_, &dead);
     return dead;
   }
+  // Flushes the data file (with MDB_NOMETASYNC: the meta pages written since).
+  std::error_code sync(bool force) { return make_error(mdb_env_sync(env_, force ? 1 : 0)); }
   MDB_envinfo info() const {
     MDB_envinfo i{};
     mdb_env_info(env_, &i);
