@@ -1451,7 +1451,8 @@ bool spool_core::dead_step(dead_bulk_op& op) {
 }
 
 // Group-committable operations go in one transaction; a bulk operation between
-// them runs on its own, in order. Each `done` runs right after its commit.
+// them runs on its own, in order. Each operation ends up in `settled` (run()
+// answers it once its commit is on disk), unless a dead-spool step requeued it.
 void spool_core::process(std::vector<operation>& batch, std::vector<operation>& settled) {
   std::size_t i = 0;
   while (i < batch.size()) {

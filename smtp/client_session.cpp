@@ -630,11 +630,9 @@ struct client_session::impl {
 
   void send_rset() { write("RSET\r\n", expect::rset); }
 
-  // Lock-step mode, once every RCPT has its reply.
+  // Lock-step mode (MAIL was accepted), once every RCPT has its reply.
   void after_rcpts() {
-    if (mail_refused_) {
-      finish();
-    } else if (accepted_count_ == 0) {
+    if (accepted_count_ == 0) {
       send_rset();  // the server holds an open transaction
     } else {
       write("DATA\r\n", expect::data);
