@@ -543,6 +543,7 @@ class inbound_server {
             break;
           case smtp::server_session::event::auth:
             co_await check_credentials(*c, session, users, who);
+            closing = session.closed();  // the 421 after too many failures
             break;
           case smtp::server_session::event::starttls:
             // Whatever came with STARTTLS is plaintext the client must not be able

@@ -690,6 +690,10 @@ bool server_session::in_transaction() const {
   return impl_->in_mail_;
 }
 
+bool server_session::closed() const {
+  return impl_->state_ == impl::phase::closed;
+}
+
 std::size_t server_session::messages_accepted() const {
   return impl_->accepted_;
 }

@@ -149,6 +149,9 @@ class server_session {
   void timeout(timeout_kind kind = timeout_kind::idle);
 
   bool in_transaction() const;
+  // The session has queued its last reply (e.g. the 421 after too many AUTH
+  // failures): the pump writes output() and closes without reading again.
+  bool closed() const;
   std::size_t messages_accepted() const;
 
  private:

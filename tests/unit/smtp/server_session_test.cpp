@@ -147,6 +147,11 @@ transcript run_phases(const setup& s, const std::vector<std::vector<std::string_
           EXPECT_TRUE(session.auth_password().empty());
           t.output += session.output();
           session.clear_output();
+          if (session.closed()) {  // the pump closes without reading again
+            t.events.push_back("close");
+            closed = true;
+            break;
+          }
           continue;
         }
         // event::message
