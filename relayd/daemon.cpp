@@ -480,6 +480,9 @@ class inbound_server {
     bool closing = false;
     bool dead = false;  // the connection broke (write error, failed handshake)
     for (;;) {
+      // The session may have closed outside feed() (the 421 after too many AUTH
+      // failures): its last replies are written and nothing more is read.
+      closing = closing || session.closed();
       if (!session.output().empty()) {
         c->arm(closing ? final_write_timeout : idle);
         if (auto ec = co_await c->write(session.output()); ec) break;
@@ -543,7 +546,6 @@ class inbound_server {
             break;
           case smtp::server_session::event::auth:
             co_await check_credentials(*c, session, users, who);
-            closing = session.closed();  // the 421 after too many failures
             break;
           case smtp::server_session::event::starttls:
             // Whatever came with STARTTLS is plaintext the client must not be able

@@ -2,8 +2,9 @@
 """10,000 messages from Postfix's smtp-source (20 sessions) through relayd (MX
 mode: dnsmasq sends sink.test to 127.0.0.2) all arrive at Postfix's smtp-sink,
 counted by smtp-sink itself (-c: its running "mesg=N" counter), exactly once,
-over a few reused connections (its "sess=N" counter); relayd logs one status=sent line and one "removed" line per accepted message,
-and the queue ends empty (relayctl -j prints nothing)."""
+over a few reused connections (its "sess=N" counter); relayd logs one
+status=sent line and one "removed" line per accepted message, and the queue
+ends empty (relayctl -j prints nothing)."""
 
 import os
 import re
