@@ -24,6 +24,11 @@
 # (every process, plus the children master has reaped) is measured over the
 # same interval.
 #
+# Both modes also report the load generator's CPU per message (smtp-source plus
+# that server's smtp-sink) and the "CPU-bound ratio" (Postfix CPU + generator
+# CPU) / (relayd CPU + generator CPU): with everything on the same CPUs and the
+# CPUs busy, that is the most relayd/Postfix can measure, however fast relayd is.
+#
 # --rounds N: repeat every workload N times (default 1), alternating which
 # server goes first, and print each round plus the medians and the median of
 # the per-round ratios (the machine is shared: only back-to-back pairs compare).
@@ -106,6 +111,7 @@ fstype=$(stat -f -c %T "$work")
 [[ $fstype != tmpfs && $fstype != ramfs ]] || log "WARNING: $work is on $fstype, fsync costs nothing there; set BENCH_DIR to a real disk"
 
 relayd_pid="" sink_pids=()
+declare -A sink_pid_of   # port -> smtp-sink pid
 cleanup() {
     set +e
     if [[ -n $relayd_pid ]] && kill -0 "$relayd_pid" 2>/dev/null; then
@@ -177,12 +183,27 @@ postfix_cpu() {
 # is what limits a pipeline of two threads (I/O thread -> spool writer).
 relayd_runq_ns() { cat /proc/"$relayd_pid"/task/*/schedstat 2>/dev/null | awk '{t += $2} END {printf "%.0f\n", t}'; }
 calc() { python3 -c "print($1)"; }
+# CPU milliseconds of the children this shell has reaped, into children_ms.
+# Builtins only (`times`, a redirection, `read`): a subshell or a command run
+# here would count itself. run_source uses it around smtp-source.
+children_cpu_ms() {
+    local line
+    times >"$work/times"
+    { read -r _; read -r line; } <"$work/times"
+    if [[ $line =~ ^([0-9]+)m([0-9]+)\.([0-9]{3})s\ ([0-9]+)m([0-9]+)\.([0-9]{3})s$ ]]; then
+        children_ms=$(((BASH_REMATCH[1] + BASH_REMATCH[4]) * 60000 +
+            (BASH_REMATCH[2] + BASH_REMATCH[5]) * 1000 + 10#${BASH_REMATCH[3]} + 10#${BASH_REMATCH[6]}))
+    else
+        children_ms=0
+    fi
+}
 
 # smtp-sink with a running counter in $work/sink-PORT.log ("sess=N quit=N mesg=N\r").
 start_sink() {
     local port=$1
     smtp-sink -c -u nobody "127.0.0.1:$port" 1024 >"$work/sink-$port.log" 2>&1 &
     sink_pids+=($!)
+    sink_pid_of[$port]=$!
     wait_port "$port" 5 || die "smtp-sink did not start on $port"
 }
 sink_count() {  # the last counter smtp-sink wrote (it updates it on every "."/QUIT)
@@ -204,20 +225,25 @@ wait_sink() {
     sink_us=$(now_us)
 }
 
-# Run smtp-source; sets src_t0 (start, microseconds) and src_us (elapsed
-# microseconds, or "fail"; its stderr goes to the log).
+# Run smtp-source; sets src_t0 (start, microseconds), src_us (elapsed
+# microseconds, or "fail"; its stderr goes to the log) and src_cpu_ms (its CPU).
 SRC_ARGS=(-M bench.localdomain -f sender@example.org -t rcpt@example.com)
 run_source() {  # port count size flags
     local port=$1 count=$2 size=$3 flags=$4
     # A stray 250 race is not possible: smtp-source exits non-zero on any
     # reply it does not expect, which we report as a failure.
+    local before
     src_t0=$(now_us)
+    children_cpu_ms
+    before=$children_ms
     # shellcheck disable=SC2086
     if ! smtp-source $flags -s 20 -m "$count" -l "$size" "${SRC_ARGS[@]}" \
             "127.0.0.1:$port" >>"$work/smtp-source.log" 2>&1; then
         src_us=fail
         return 0
     fi
+    children_cpu_ms
+    src_cpu_ms=$((children_ms - before))
     src_us=$(($(now_us) - src_t0))
 }
 
@@ -316,14 +342,15 @@ rate() {  # count, elapsed microseconds -> msg/s, rounded
 relayd_delivers=1
 E2E_TIMEOUT=${BENCH_E2E_TIMEOUT:-120}
 peak_1k=0
-results=$work/results.tsv   # round, workload index, server, accepted, delivered, CPU us/msg, VmHWM
+results=$work/results.tsv   # round, workload index, server, accepted, delivered, CPU us/msg, VmHWM, generator CPU us/msg
 : >"$results"
 
 measure_relayd() {  # round index name size flags count
-    local round=$1 wi=$2 name=$3 size=$4 flags=$5 n=$6 base cpu0 rq0 acc="-" e2e="-" cpu_us rq_us rss
+    local round=$1 wi=$2 name=$3 size=$4 flags=$5 n=$6 base cpu0 sink0 rq0 acc="-" e2e="-" cpu_us gen_us rq_us rss
     settle
     base=$(sink_count "$relayd_sink_port")
     cpu0=$(proc_cpu "$relayd_pid")
+    sink0=$(proc_cpu "${sink_pid_of[$relayd_sink_port]}")
     rq0=$(relayd_runq_ns)
     run_source "$relayd_port" "$n" "$size" "$flags"
     if [[ $mode == e2e && $src_us != fail && $relayd_delivers == 1 ]]; then
@@ -338,18 +365,20 @@ measure_relayd() {  # round index name size flags count
     fi
     acc=$(rate "$n" "$src_us")
     cpu_us=$(calc "round(($(proc_cpu "$relayd_pid") - $cpu0) * 1e6 / $n)")
+    gen_us=$(calc "round(($src_cpu_ms / 1e3 + $(proc_cpu "${sink_pid_of[$relayd_sink_port]}") - $sink0) * 1e6 / $n)")
     rq_us=$((($(relayd_runq_ns) - rq0) / 1000 / n))
     rss=$(vmhwm)
     if [[ $size == 1024 && $acc =~ ^[0-9]+$ && $acc -gt $peak_1k ]]; then peak_1k=$acc; fi
-    log "round $round | relayd   | $name | $n msgs | accepted $acc msg/s | delivered $e2e msg/s | VmHWM $rss | CPU ${cpu_us} us/msg, waiting for a CPU ${rq_us} us/msg | load $(cut -d' ' -f1 /proc/loadavg)"
-    printf '%s\t%s\trelayd\t%s\t%s\t%s\t%s\n' "$round" "$wi" "$acc" "$e2e" "$cpu_us" "$rss" >>"$results"
+    log "round $round | relayd   | $name | $n msgs | accepted $acc msg/s | delivered $e2e msg/s | VmHWM $rss | CPU ${cpu_us} us/msg, waiting for a CPU ${rq_us} us/msg | generator CPU ${gen_us} us/msg | load $(cut -d' ' -f1 /proc/loadavg)"
+    printf '%s\t%s\trelayd\t%s\t%s\t%s\t%s\t%s\n' "$round" "$wi" "$acc" "$e2e" "$cpu_us" "$rss" "$gen_us" >>"$results"
 }
 
 measure_postfix() {  # round index name size flags count
-    local round=$1 wi=$2 name=$3 size=$4 flags=$5 n=$6 base cpu0 acc e2e="-" cpu_us
+    local round=$1 wi=$2 name=$3 size=$4 flags=$5 n=$6 base cpu0 sink0 acc e2e="-" cpu_us gen_us
     settle
     base=$(sink_count "$pf_sink_port")
     cpu0=$(postfix_cpu "$work/pf")
+    sink0=$(proc_cpu "${sink_pid_of[$pf_sink_port]}")
     run_source "$pf_port" "$n" "$size" "$flags"
     if [[ $mode == e2e && $src_us != fail ]]; then
         wait_sink "$pf_sink_port" $((base + n)) "$E2E_TIMEOUT"
@@ -361,15 +390,16 @@ measure_postfix() {  # round index name size flags count
     fi
     acc=$(rate "$n" "$src_us")
     cpu_us=$(calc "round(($(postfix_cpu "$work/pf") - $cpu0) * 1e6 / $n)")
-    log "round $round | postfix  | $name | $n msgs | accepted $acc msg/s | delivered $e2e msg/s | CPU ${cpu_us} us/msg (whole instance) | load $(cut -d' ' -f1 /proc/loadavg)"
-    printf '%s\t%s\tpostfix\t%s\t%s\t%s\t-\n' "$round" "$wi" "$acc" "$e2e" "$cpu_us" >>"$results"
+    gen_us=$(calc "round(($src_cpu_ms / 1e3 + $(proc_cpu "${sink_pid_of[$pf_sink_port]}") - $sink0) * 1e6 / $n)")
+    log "round $round | postfix  | $name | $n msgs | accepted $acc msg/s | delivered $e2e msg/s | CPU ${cpu_us} us/msg (whole instance) | generator CPU ${gen_us} us/msg | load $(cut -d' ' -f1 /proc/loadavg)"
+    printf '%s\t%s\tpostfix\t%s\t%s\t%s\t-\t%s\n' "$round" "$wi" "$acc" "$e2e" "$cpu_us" "$gen_us" >>"$results"
 
     if [[ $hold == 1 ]]; then
         settle
         run_source "$pf_hold_port" "$n" "$size" "$flags"
         acc=$(rate "$n" "$src_us")
         log "round $round | pf-hold  | $name | $n msgs | accepted $acc msg/s"
-        printf '%s\t%s\tpf-hold\t%s\t-\t-\t-\n' "$round" "$wi" "$acc" >>"$results"
+        printf '%s\t%s\tpf-hold\t%s\t-\t-\t-\t-\n' "$round" "$wi" "$acc" >>"$results"
     fi
 }
 
@@ -431,10 +461,10 @@ fi
     python3 - "$results" "$mode" "${workloads[@]}" <<'EOF'
 import statistics, sys
 path, mode, workloads = sys.argv[1], sys.argv[2], [w.split("|")[0] for w in sys.argv[3:]]
-rows = {}  # (round, wi, server) -> (acc, e2e, cpu, rss)
+rows = {}  # (round, wi, server) -> (acc, e2e, cpu, rss, generator cpu)
 for line in open(path):
-    r, wi, srv, acc, e2e, cpu, rss = line.rstrip("\n").split("\t")
-    rows[(int(r), int(wi), srv)] = (acc, e2e, cpu, rss)
+    r, wi, srv, acc, e2e, cpu, rss, gen = line.rstrip("\n").split("\t")
+    rows[(int(r), int(wi), srv)] = (acc, e2e, cpu, rss, gen)
 rounds = sorted({k[0] for k in rows})
 
 def num(s):
@@ -457,25 +487,35 @@ def med(vals):
 def fmt_med(x):
     return "-" if x is None else f"{round(x):,}"
 
+# The ratio the CPU alone allows: with the server and the load generator
+# sharing the machine and the CPUs kept busy, msg/s is CPUs / (server CPU +
+# generator CPU per message), so relayd/Postfix can reach at most this.
+def cpu_bound(r, wi):
+    rr, pp = rows.get((r, wi, "relayd"), empty), rows.get((r, wi, "postfix"), empty)
+    vals = [num(rr[2]), num(rr[4]), num(pp[2]), num(pp[4])]
+    if None in vals or vals[0] + vals[1] <= 0:
+        return None
+    return (vals[2] + vals[3]) / (vals[0] + vals[1])
+
 def fmt_range(vals):
     vals = [v for v in vals if v is not None]
     return f" ({min(vals):.1f}-{max(vals):.1f})" if len(vals) > 1 else ""
 
-empty = ("-", "-", "-", "-")
+empty = ("-", "-", "-", "-", "-")
 if mode == "e2e":
-    print("| round | workload | relayd accepted msg/s | Postfix accepted msg/s | ratio | relayd delivered msg/s | Postfix delivered msg/s | ratio | CPU us/msg relayd / Postfix | relayd VmHWM |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| round | workload | relayd accepted msg/s | Postfix accepted msg/s | ratio | relayd delivered msg/s | Postfix delivered msg/s | ratio | CPU us/msg relayd / Postfix | generator CPU us/msg | CPU-bound ratio | relayd VmHWM |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rounds:
         for wi, name in enumerate(workloads):
-            ra, re, rc, rss = rows.get((r, wi, "relayd"), empty)
-            pa, pe, pc, _ = rows.get((r, wi, "postfix"), empty)
-            print(f"| {r} | {name} | {ra} | {pa} | {fmt_ratio(ratio(ra, pa))} | {re} | {pe} | {fmt_ratio(ratio(re, pe))} | {rc} / {pc} | {rss} |")
+            ra, re, rc, rss, rg = rows.get((r, wi, "relayd"), empty)
+            pa, pe, pc, _, pg = rows.get((r, wi, "postfix"), empty)
+            print(f"| {r} | {name} | {ra} | {pa} | {fmt_ratio(ratio(ra, pa))} | {re} | {pe} | {fmt_ratio(ratio(re, pe))} | {rc} / {pc} | {rg} / {pg} | {fmt_ratio(cpu_bound(r, wi))} | {rss} |")
     if len(rounds) > 1:
         print()
         print("Medians over the rounds; ratio = median of the per-round ratios (min-max):")
         print()
-        print("| workload | relayd accepted msg/s | Postfix accepted msg/s | ratio | relayd delivered msg/s | Postfix delivered msg/s | ratio | CPU us/msg relayd / Postfix |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("| workload | relayd accepted msg/s | Postfix accepted msg/s | ratio | relayd delivered msg/s | Postfix delivered msg/s | ratio | CPU us/msg relayd / Postfix | CPU-bound ratio |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for wi, name in enumerate(workloads):
             get = lambda srv, i: [num(rows.get((r, wi, srv), empty)[i]) for r in rounds]
             acc_r = [ratio(rows.get((r, wi, "relayd"), empty)[0], rows.get((r, wi, "postfix"), empty)[0]) for r in rounds]
@@ -483,28 +523,30 @@ if mode == "e2e":
             print(f"| {name} | {fmt_med(med(get('relayd', 0)))} | {fmt_med(med(get('postfix', 0)))} | "
                   f"**{fmt_ratio(med(acc_r))}**{fmt_range(acc_r)} | {fmt_med(med(get('relayd', 1)))} | "
                   f"{fmt_med(med(get('postfix', 1)))} | **{fmt_ratio(med(e2e_r))}**{fmt_range(e2e_r)} | "
-                  f"{fmt_med(med(get('relayd', 2)))} / {fmt_med(med(get('postfix', 2)))} |")
+                  f"{fmt_med(med(get('relayd', 2)))} / {fmt_med(med(get('postfix', 2)))} | "
+                  f"{fmt_ratio(med([cpu_bound(r, wi) for r in rounds]))} |")
 else:
-    print("| round | workload | relayd msg/s | Postfix msg/s (relaying to smtp-sink) | relayd/Postfix | Postfix accept-only msg/s (HOLD) | relayd/accept-only | relayd VmHWM after |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("| round | workload | relayd msg/s | Postfix msg/s (relaying to smtp-sink) | relayd/Postfix | Postfix accept-only msg/s (HOLD) | relayd/accept-only | CPU us/msg relayd / Postfix | generator CPU us/msg | CPU-bound ratio | relayd VmHWM after |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rounds:
         for wi, name in enumerate(workloads):
-            ra, _, _, rss = rows.get((r, wi, "relayd"), empty)
-            pa = rows.get((r, wi, "postfix"), empty)[0]
+            ra, _, rc, rss, rg = rows.get((r, wi, "relayd"), empty)
+            pa, _, pc, _, pg = rows.get((r, wi, "postfix"), empty)
             ha = rows.get((r, wi, "pf-hold"), empty)[0]
-            print(f"| {r} | {name} | {ra} | {pa} | {fmt_ratio(ratio(ra, pa))} | {ha} | {fmt_ratio(ratio(ra, ha))} | {rss} |")
+            print(f"| {r} | {name} | {ra} | {pa} | {fmt_ratio(ratio(ra, pa))} | {ha} | {fmt_ratio(ratio(ra, ha))} | {rc} / {pc} | {rg} / {pg} | {fmt_ratio(cpu_bound(r, wi))} | {rss} |")
     if len(rounds) > 1:
         print()
         print("Medians over the rounds; ratio = median of the per-round ratios (min-max):")
         print()
-        print("| workload | relayd msg/s | Postfix msg/s | relayd/Postfix | accept-only msg/s | relayd/accept-only |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("| workload | relayd msg/s | Postfix msg/s | relayd/Postfix | accept-only msg/s | relayd/accept-only | CPU-bound ratio |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for wi, name in enumerate(workloads):
             get = lambda srv: [num(rows.get((r, wi, srv), empty)[0]) for r in rounds]
             pr = [ratio(rows.get((r, wi, "relayd"), empty)[0], rows.get((r, wi, "postfix"), empty)[0]) for r in rounds]
             hr = [ratio(rows.get((r, wi, "relayd"), empty)[0], rows.get((r, wi, "pf-hold"), empty)[0]) for r in rounds]
             print(f"| {name} | {fmt_med(med(get('relayd')))} | {fmt_med(med(get('postfix')))} | **{fmt_ratio(med(pr))}**{fmt_range(pr)} | "
-                  f"{fmt_med(med(get('pf-hold')))} | {fmt_ratio(med(hr))}{fmt_range(hr)} |")
+                  f"{fmt_med(med(get('pf-hold')))} | {fmt_ratio(med(hr))}{fmt_range(hr)} | "
+                  f"{fmt_ratio(med([cpu_bound(r, wi) for r in rounds]))} |")
 EOF
     echo
     echo "- relayd memory at the end: $rss_final; spool on disk: ${spool_du:-?}"
