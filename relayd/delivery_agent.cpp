@@ -341,7 +341,14 @@ awaitable<void> delivery_agent::impl::run(destination& d) {
   if (mx.what != dns::outcome::ok) {
     recipient_outcome why;
     why.description = mx.detail;
-    const bool permanent = dns::permanent(mx.what);
+    // A relayhost that does not resolve is our configuration or our DNS, not
+    // the recipient's domain: the mail waits for it instead of bouncing.
+    const bool permanent = dns::permanent(mx.what) && !smarthost;
+    if (smarthost) {
+      why.description = fmt::format("relayhost {}: {}", cfg.delivery.relayhost->to_string(),
+                                    mx.detail);
+      spdlog::error("delivery: {}; mail stays queued", why.description);
+    }
     why.status = !permanent ? "4.4.3" : mx.what == dns::outcome::null_mx ? "5.1.10" : "5.1.2";
     why.reason = "no_route";
     give_up(std::move(why), permanent);

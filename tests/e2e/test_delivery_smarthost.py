@@ -7,6 +7,8 @@ SMTP server (on loopback, so AUTH over plaintext is allowed).
 - Wrong password: the server answers 535; the message stays deferred (retried,
   never bounced, nothing at the server), relayctl -p and -j show the 535. Once
   the server accepts the configured password, relayctl -f delivers it.
+- A relayhost name that does not resolve (NXDOMAIN): deferred with 4.4.3, never
+  bounced or moved to the dead spool.
 """
 
 import os
@@ -104,6 +106,28 @@ class SmarthostTest(c.DeliveryTestCase):
         self.assertEqual(srv.messages()[0]["auth_user"], USER)
         self.assertEqual(srv.messages()[0]["rcpt_to"], ["z@three.example"])
         self.assertNoBounce(d)
+
+    def test_relayhost_that_does_not_resolve_defers(self):
+        # NXDOMAIN for the relayhost is our configuration or our DNS, not the
+        # recipient's domain: the mail stays queued, it is never bounced.
+        srv = self.start_server(["127.0.0.1:0"])
+        dns = self.start_dns()  # names under .test without records: NXDOMAIN
+        d = self.smarthost_relayd(srv.port, {"delivery.dns_servers": [dns.server]},
+                                  host="smarthost.test")
+        qid = self.send(d, "w@four.example", "relayhost missing")
+        self.wait_until(lambda: len(self.attempts(d, qid)) >= 2, 15, "two attempts")
+        atts = self.attempts(d, qid)
+        self.assertEqual({a.status for a in atts}, {"deferred"}, atts)
+        self.assertEqual({a.dsn for a in atts}, {"4.4.3"}, atts)
+        self.assertIn("relayhost smarthost.test", atts[0].reply, atts[0])
+        self.assertIn("relayhost smarthost.test", d.log())
+        self.assertNoBounce(d)
+        dead = d.ctl("dead", "list", "--json")
+        self.assertEqual((dead.rc, dead.out), (0, ""), dead)
+        m = self.entry(d, qid)
+        self.assertIsNotNone(m, "the message stays in the queue")
+        self.assertEqual(m["recipients"][0]["state"], "pending", m)
+        self.assertEqual(srv.messages(), [])
 
 
 if __name__ == "__main__":
