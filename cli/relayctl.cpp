@@ -456,8 +456,9 @@ std::string socket_from_config(const std::string& path, bool required) {
   if (!required && !std::filesystem::exists(path)) return default_socket;
   auto cfg = relayd::load_config(path);
   if (!cfg) {
+    // Not a usage error: the command was fine, the file it needs is not.
     std::fprintf(stderr, "relayctl: %s\n", cfg.error().c_str());
-    std::exit(2);
+    std::exit(1);
   }
   return cfg->control.socket;
 }

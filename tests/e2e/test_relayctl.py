@@ -190,6 +190,21 @@ class RelayctlTest(h.RelaydTestCase):
         self.assertEqual(d.stop(), 0)
         self.assertOneLineError(d.ctl("-p"))
 
+    def test_config_that_does_not_load(self):
+        # -c names the file the socket comes from: a missing or invalid one is a
+        # failed action (exit 1, one line naming it), not a usage error.
+        d = self.relayd(start=False)
+        missing = os.path.join(d.dir, "missing.toml")
+        r = h.run_relayctl(["-c", missing, "-p"])
+        self.assertOneLineError(r)
+        self.assertIn(missing, r.err)
+        bad = os.path.join(d.dir, "bad.toml")
+        with open(d.config_path) as f, open(bad, "w") as g:
+            g.write(f.read() + "\n[bogus_table]\nx = 1\n")
+        r = h.run_relayctl(["-c", bad, "-j"])
+        self.assertOneLineError(r)
+        self.assertIn("bogus_table", r.err)
+
 
 class CheckConfigTest(unittest.TestCase):
     def setUp(self):
