@@ -253,7 +253,8 @@ std::string metrics::render() const {
 
   std::lock_guard lock(mu_);
   family(out, "relayd_dead_letters_total", "counter",
-         "Entries moved to the dead spool, by reason class.");
+         "Recipients moved to the dead spool (a message counts once per failed recipient), "
+         "by reason class.");
   for (const auto& [reason, n] : dead_letters_)
     sample(out, "relayd_dead_letters_total", "reason", reason, n);
 
