@@ -17,7 +17,9 @@ senders' domain, MX on 127.0.0.3); one scripted test SMTP server listens on both
 - mixed outcomes: one recipient delivered, one 550, one 451: the 550 is in the
   dead spool (and in a DSN) at once while the 451 one stays queued and retried;
 - `bounces = false`: dead spool, no DSN;
-- resolver failures (SERVFAIL, REFUSED, timeout): deferred, never bounced.
+- resolver failures (SERVFAIL, REFUSED, timeout): deferred, never bounced;
+- NXDOMAIN and a null MX (RFC 7505): no attempt, dead spool (reason no_route)
+  and a DSN at once (5.1.2, 5.1.10).
 """
 
 import email
@@ -41,6 +43,7 @@ class BounceTest(c.DeliveryTestCase):
         self.dns = self.start_dns(
             mx=[(DST, f"mx.{DST}", 10), (SRC, f"mx.{SRC}", 10)],
             a={f"mx.{DST}": "127.0.0.2", f"mx.{SRC}": "127.0.0.3"},
+            null_mx=["nullmx.test"],
             servfail=["servfail.test"], refused=["refused.test"], timeout=["slowdns.test"])
         self.srv = self.start_server(["127.0.0.2:0", "127.0.0.3:0"])
         self.port = self.srv.port
@@ -179,6 +182,39 @@ class BounceTest(c.DeliveryTestCase):
         self.assertEqual([r["final-recipient"] for r in rcpts], [f"rfc822; bad@{DST}"])
         self.assertIn("failed recipient(s) moved to the dead spool", d.log())
 
+    def dead_entries(self, d):
+        r = d.ctl("dead", "list", "--json")
+        self.assertEqual(r.rc, 0, r)
+        return [json.loads(line) for line in r.out.splitlines() if line.strip()]
+
+    def test_nxdomain_and_null_mx_fail_at_once_with_a_dsn(self):
+        d = self.relayd_for()
+        want = {"nosuch.test": "5.1.2", "nullmx.test": "5.1.10"}  # nosuch.test: no records
+        ids = {dom: self.send(d, f"x@{dom}", f"no route {dom}", sender=SENDER) for dom in want}
+        self.wait_until(lambda: len(self.dsns()) >= 2, 20, "a DSN for each domain")
+        self.wait_queue_empty(d, 10)
+        time.sleep(1)  # nothing more may come: no retry, no second DSN
+        reports = self.dsns()
+        self.assertEqual(len(reports), 2)
+        seen = {}
+        for report in reports:
+            rcpts = self.assertReport(report, "failed")
+            self.assertEqual(len(rcpts), 1, rcpts)
+            seen[rcpts[0]["final-recipient"]] = rcpts[0]
+        for dom, status in want.items():
+            r = seen[f"rfc822; x@{dom}"]
+            self.assertEqual(r["status"], status, r)
+            self.assertNotIn("remote-mta", r, "no server was ever asked")
+            self.assertEqual([a.status for a in self.attempts(d, ids[dom])], ["bounced"])
+        entries = {e["id"]: e for e in self.dead_entries(d)}
+        self.assertEqual(set(entries), set(ids.values()))
+        for dom, qid in ids.items():
+            r = entries[qid]["recipients"][0]
+            self.assertEqual((r["address"], r["reason"], r["status"]),
+                             (f"x@{dom}", "no_route", want[dom]), r)
+        self.assertEqual([m for m in self.srv.messages() if m["mail_from"] != ""], [],
+                         "nothing was delivered anywhere")
+
     def test_null_sender_goes_to_the_dead_spool_only(self):
         self.srv.set_rules([{"on": "RCPT", "match": "bad@", "reply": "550 5.1.1 No such user"}])
         d = self.relayd_for()
@@ -191,6 +227,9 @@ class BounceTest(c.DeliveryTestCase):
         bounced = self.attempts(d, qid, status="bounced")
         self.assertEqual(len(bounced), 1)
         self.wait_queue_empty(d, 5)
+        [entry] = self.dead_entries(d)
+        self.assertEqual(entry["id"], qid)
+        self.assertEqual(entry["recipients"][0]["reason"], "bounce_failed", entry)
 
     def test_bounces_false_means_dead_spool_only(self):
         self.srv.set_rules([{"on": "RCPT", "match": "bad@", "reply": "550 5.1.1 No such user"}])
