@@ -147,7 +147,9 @@ class spool {
   // delay warning) start again. `done` gets how many were replayed: ok with
   // any count for every entry; for named IDs ok if one was, not_found if none
   // is in the dead spool, error if those found could not be replayed (record
-  // does not decode, body missing, ID already in the queue; they stay dead).
+  // does not decode, body missing, no failed recipient; they stay dead). When
+  // the ID is still queued (some recipients were deferred), its failed
+  // recipients join that queued message again.
   // max_messages does not apply: replay is an operator's decision.
   void replay_dead(std::vector<std::string> ids, std::int64_t now_us,
                    std::function<void(result, std::size_t)> done);

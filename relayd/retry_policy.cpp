@@ -55,9 +55,13 @@ queue::recipient apply_outcome(queue::recipient r, const recipient_outcome& o,
     r.next_attempt_us = std::min(o.not_before_us, expires_us);
     return r;
   }
+  // Up to 10 % jitter spreads retries that fell due together; it never takes a
+  // wait past max_backoff: at the cap it shortens the wait instead.
   const auto base = backoff(std::max<std::uint32_t>(r.attempts, 1), s).count();
   const auto extra = static_cast<std::int64_t>(static_cast<double>(base) * 0.1 * jitter());
-  r.next_attempt_us = std::min(now_us + base + extra, expires_us);
+  const auto cap = std::chrono::duration_cast<std::chrono::microseconds>(s.max_backoff).count();
+  const auto wait = base + extra <= cap ? base + extra : base - extra;
+  r.next_attempt_us = std::min(now_us + wait, expires_us);
   return r;
 }
 

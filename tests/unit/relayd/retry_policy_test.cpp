@@ -56,6 +56,17 @@ TEST(RetryPolicy, JitterAddsAtMostTenPercent) {
   EXPECT_LT(late.next_attempt_us, t0 + 66 * sec);
 }
 
+TEST(RetryPolicy, JitterNeverTakesAWaitPastMaxBackoff) {
+  // attempts 9: 60 s doubled past the 600 s cap
+  queue::recipient r{.address = "a@example.org", .attempts = 8};
+  const auto top = apply_outcome(r, deferred(), t0, t0, settings(), [] { return 0.999; });
+  EXPECT_LE(top.next_attempt_us, t0 + 600 * sec);
+  EXPECT_GE(top.next_attempt_us, t0 + 540 * sec);
+  EXPECT_LT(top.next_attempt_us, t0 + 541 * sec);  // shortened, still spread
+  const auto exact = apply_outcome(r, deferred(), t0, t0, settings(), no_jitter);
+  EXPECT_EQ(exact.next_attempt_us, t0 + 600 * sec);
+}
+
 TEST(RetryPolicy, DeferralAfterLifetimeExpires) {
   queue::recipient r{.address = "a@example.org"};
   r = apply_outcome(r, deferred(), t0, t0 + 3600 * sec, settings(), no_jitter);
