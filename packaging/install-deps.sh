@@ -4,6 +4,7 @@
 # something is missing. Postfix is installed for smtp-source/smtp-sink and the
 # benchmark only: it is neither configured nor started. prometheus is there for
 # promtool (metrics and alert-rule checks); its service is not started either.
+# dpkg-dev (dpkg-shlibdeps) and groff-base build and check the .deb and man pages.
 set -euo pipefail
 
 pkgs=(
@@ -14,6 +15,7 @@ pkgs=(
   libtomlplusplus-dev libgtest-dev libgmock-dev libcrypt-dev
   python3 swaks libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base postfix procps iproute2 openssl
   prometheus
+  dpkg-dev groff-base
 )
 
 # --fuzz: also clang-16 with libFuzzer (clang 14 cannot compile libstdc++ 12's <expected>).
