@@ -59,8 +59,10 @@ class DebPackageTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="relayd-deb-")
         try:
             out = os.path.join(cls.tmp, "out")
-            r = run(CPACK, "-G", "DEB", "-B", out, "--config",
-                    os.path.join(BUILD_DIR, "CPackConfig.cmake"), cwd=BUILD_DIR)
+            # gzip instead of the package's xz: the same files, and seconds
+            # instead of half a minute for the sanitizer build's binaries.
+            r = run(CPACK, "-G", "DEB", "-B", out, "-D", "CPACK_DEBIAN_COMPRESSION_TYPE=gzip",
+                    "--config", os.path.join(BUILD_DIR, "CPackConfig.cmake"), cwd=BUILD_DIR)
             if r.returncode != 0:
                 raise AssertionError(f"cpack failed ({r.returncode}):\n{r.stdout}{r.stderr}")
             debs = [f for f in os.listdir(out) if f.endswith(".deb")]
