@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <exception>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -72,5 +73,12 @@ int main(int argc, char** argv) {
   logger->set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e relayd[{}] %l: %v", ::getpid()));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
-  return relayd::run_daemon(*cfg);
+  try {
+    return relayd::run_daemon(*cfg);
+  } catch (const std::exception& e) {
+    // A start-up step that throws (e.g. an unreadable relayhost_password_file)
+    // says what and exits 1 instead of aborting.
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
 }

@@ -9,6 +9,7 @@ SMTP server (on loopback, so AUTH over plaintext is allowed).
   the server accepts the configured password, relayctl -f delivers it.
 - A relayhost name that does not resolve (NXDOMAIN): deferred with 4.4.3, never
   bounced or moved to the dead spool.
+- A relayhost_password_file that cannot be read: relayd says so and exits 1.
 """
 
 import os
@@ -106,6 +107,15 @@ class SmarthostTest(c.DeliveryTestCase):
         self.assertEqual(srv.messages()[0]["auth_user"], USER)
         self.assertEqual(srv.messages()[0]["rcpt_to"], ["z@three.example"])
         self.assertNoBounce(d)
+
+    def test_unreadable_password_file_stops_the_start(self):
+        missing = os.path.join(self.tmp_dir(), "no-such.pw")
+        d = self.smarthost_relayd(2525, {"delivery.relayhost_user": USER,
+                                         "delivery.relayhost_password_file": missing},
+                                  start=False)
+        d.start(wait=False)
+        self.assertEqual(d.proc.wait(15), 1, d.log())
+        self.assertIn(f"delivery.relayhost_password_file: cannot read {missing}", d.log())
 
     def test_relayhost_that_does_not_resolve_defers(self):
         # NXDOMAIN for the relayhost is our configuration or our DNS, not the
