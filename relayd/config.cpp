@@ -536,6 +536,7 @@ std::vector<field> loader::schema() {
                    }},
                   {"max_connection_rate_per_client",
                    any_count(smtp.max_connection_rate_per_client)},
+                  {"max_data_memory", any_size(smtp.max_data_memory)},
               }),
       section("tls",
               {

@@ -53,6 +53,9 @@ struct config {
     std::uint64_t max_errors = 10;           // 5xx replies to commands, then 421 and close
     std::uint64_t max_header_size = 1024 * 1024;
     std::uint64_t max_connection_rate_per_client = 0;  // connections per minute; 0: no limit
+    // Message content held in memory by all sessions together (bodies being
+    // read, messages waiting for their commit); 0: a quarter of physical memory.
+    std::uint64_t max_data_memory = 0;
   } smtp;
 
   struct tls_section {

@@ -182,6 +182,14 @@ class inbound_server {
       return false;
     }
     if (!load_tls("") || !load_users("")) return false;
+    data_memory_limit_ = cfg_.smtp.max_data_memory;
+    if (data_memory_limit_ == 0) {
+      const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+      const auto ram = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
+      data_memory_limit_ = pages > 0 && page > 0 ? ram / 4 : std::uint64_t{1} << 30;
+    }
+    spdlog::info("message content in memory: at most {} bytes (smtp.max_data_memory)",
+                 data_memory_limit_);
     if (cfg_.auth.allow_plaintext_loopback && !users_)
       spdlog::warn("auth.allow_plaintext_loopback is set but auth.users is empty: no AUTH");
     for (const auto& ep : cfg_.smtp.listen) {
@@ -470,6 +478,18 @@ class inbound_server {
     constexpr std::size_t feed_slice = 512;
     constexpr std::size_t output_high_water = 16 * 1024;
     std::array<char, 8192> buf;
+    // This session's share of data_memory_: the body being read, then the
+    // message until the spool has answered for it. Shared ownership: a frame
+    // destroyed with the io_context may outlive the server.
+    struct memory_share {
+      std::shared_ptr<std::uint64_t> total;
+      std::uint64_t held = 0;
+      void set(std::uint64_t n) {
+        *total = *total - held + n;
+        held = n;
+      }
+      ~memory_share() { *total -= held; }
+    } share{data_memory_};
     // RFC 5321 4.5.3.2: a command line must be complete within idle_timeout of
     // its first byte, a DATA body within data_timeout of the 354, however
     // slowly the bytes trickle in.
@@ -535,6 +555,17 @@ class inbound_server {
       while (!in.empty() && !closing && !dead) {
         auto st = session.feed(in.substr(0, feed_slice));
         in.remove_prefix(st.consumed);
+        share.set(session.buffered());
+        if (st.what == smtp::server_session::event::need_more && share.held > 0 &&
+            *data_memory_ > data_memory_limit_) {
+          // Over the budget: the body that is growing goes, whoever holds the rest.
+          spdlog::warn(
+              "{}: message content in memory is {} bytes, over smtp.max_data_memory "
+              "({}): this message is refused",
+              who, *data_memory_, data_memory_limit_);
+          session.refuse_message({452, "4.3.1", "Insufficient system storage, try again later"});
+          share.set(session.buffered());
+        }
         switch (st.what) {
           case smtp::server_session::event::need_more:
             break;
@@ -568,6 +599,7 @@ class inbound_server {
             session.tls_started();
             break;
         }
+        share.set(session.buffered());
         if (!closing && !dead && session.output().size() >= output_high_water) {
           c->arm(idle);
           if (auto ec = co_await c->write(session.output()); ec) {
@@ -707,6 +739,9 @@ class inbound_server {
   std::shared_ptr<const auth_users> users_;        // [auth] users: for new connections
   asio::thread_pool auth_pool_{1};                 // runs crypt(3) off the I/O thread
   std::size_t refusing_ = 0;
+  std::uint64_t data_memory_limit_ = 0;  // smtp.max_data_memory, or a quarter of RAM
+  // Message content the sessions hold now (see memory_share in serve()).
+  std::shared_ptr<std::uint64_t> data_memory_ = std::make_shared<std::uint64_t>(0);
   bool stopping_ = false;
   std::function<void()> on_idle_;
 };

@@ -29,6 +29,11 @@ void dot_reader::reset(std::size_t expected_size) {
   state_ = state::line_start;
 }
 
+void dot_reader::discard() {
+  too_big_ = true;
+  content_ = std::string();
+}
+
 std::string dot_reader::take_content() {
   return std::exchange(content_, std::string());
 }

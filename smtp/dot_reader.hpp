@@ -44,6 +44,9 @@ class dot_reader {
   std::uint64_t size() const { return size_; }
   // Starts a new message; `expected_size` (e.g. from SIZE=) only presizes memory.
   void reset(std::size_t expected_size = 0);
+  // Frees the content so far and drops whatever follows; the message then ends
+  // with too_big, like one over max_size.
+  void discard();
 
  private:
   enum class state : std::uint8_t {

@@ -150,6 +150,7 @@ struct server_session::impl {
   envelope env_;
   std::string id_;
   std::string message_;
+  std::optional<reply> refusal_;  // refuse_message(): the answer to this DATA
 
   std::size_t errors_ = 0;
   std::uint64_t input_generation_ = 0;  // see progress()
@@ -303,6 +304,7 @@ struct server_session::impl {
 
   void proceed_data(const command&) {
     dot_.reset(static_cast<std::size_t>(env_.declared_size));
+    refusal_.reset();
     state_ = phase::data;
     ++input_generation_;
     send(replies::start_data(), {});
@@ -510,7 +512,8 @@ struct server_session::impl {
             finish_message();
             break;
           case dot_reader::status::too_big:
-            data_refused(replies::message_too_big());
+            data_refused(refusal_ ? *refusal_ : replies::message_too_big());
+            refusal_.reset();
             break;
           case dot_reader::status::line_too_long:
             data_refused(replies::message_line_too_long(options_.max_line_length));
@@ -684,6 +687,19 @@ void server_session::timeout(timeout_kind kind) {
       impl_->close_with(replies::data_timeout());
       return;
   }
+}
+
+std::size_t server_session::buffered() const {
+  const impl& s = *impl_;
+  if (s.state_ == impl::phase::data) return s.dot_.content().size();
+  if (s.state_ == impl::phase::message_pending) return s.message_.size();
+  return 0;
+}
+
+void server_session::refuse_message(const reply& r) {
+  if (impl_->state_ != impl::phase::data) return;
+  impl_->refusal_ = r;
+  impl_->dot_.discard();
 }
 
 bool server_session::in_transaction() const {

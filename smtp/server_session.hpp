@@ -112,6 +112,14 @@ class server_session {
   // The spool refused the message (e.g. 452 4.3.1); the transaction ends.
   void message_failed(const reply& r);
 
+  // Octets of message content held in memory: the DATA body read so far, or
+  // the finished message until take_message().
+  std::size_t buffered() const;
+  // During DATA: the body so far is freed, the rest is read and dropped, and
+  // the end of DATA is answered with `r` instead (the daemon's memory budget
+  // for message content is spent). No effect outside DATA.
+  void refuse_message(const reply& r);
+
   // The TLS handshake after event::starttls succeeded: the session starts over
   // (the client must EHLO again; STARTTLS is no longer offered, AUTH may be).
   void tls_started();

@@ -2,7 +2,9 @@
 """Connection limits (421 4.7.0 over max_connections / max_connections_per_client),
 the idle timeout (421, then close), and graceful stop on SIGTERM: a session in
 the middle of DATA still gets its 250, new connections are no longer served,
-idle sessions get 421, and relayd exits 0 with the message safe on disk."""
+idle sessions get 421, and relayd exits 0 with the message safe on disk.
+smtp.max_data_memory bounds the message content all sessions hold together:
+the body that grows past it gets 452 4.3.1 at the end of its DATA."""
 
 import os
 import signal
@@ -288,6 +290,30 @@ class LimitsTest(h.RelaydTestCase):
         self.assertEqual((code, stage), (552, "data"), text)
         self.assertTrue(text.startswith("5.3.4"), text)
         self.assertEqual(len(d.queue()), 1)
+
+    def test_message_content_in_memory_is_bounded(self):
+        d = self.relayd({"smtp.max_data_memory": "300K", "smtp.max_message_size": "1M"})
+        line = "x" * 78 + "\r\n"
+        big = h.make_message("second", line * 2500)  # 200 KB
+        a = self.open_session(d)
+        self.assertEqual(a.cmd("EHLO a.test")[0], 250)
+        self.assertEqual(a.cmd("MAIL FROM:<alice@src.test>")[0], 250)
+        self.assertEqual(a.cmd("RCPT TO:<bob@dst.test>")[0], 250)
+        self.assertEqual(a.cmd("DATA")[0], 354)
+        a.send("Subject: first\r\n\r\n" + line * 2500)  # 200 KB held, no end yet
+        time.sleep(0.5)  # relayd has read it
+        # Another 200 KB on top is over 300K: refused at the end of its DATA.
+        code, text, stage = h.submit(d.port, "alice@src.test", ["bob@dst.test"], big)
+        self.assertEqual((code, text[:5], stage), (452, "4.3.1", "data"), text)
+        # The session that held the first 200 KB goes on and is accepted.
+        a.send(".\r\n")
+        code, lines = a.reply()
+        self.assertEqual(code, 250, lines)
+        a.close()
+        # Its memory is given back: the same message is accepted now.
+        self.assertQueued(h.submit(d.port, "alice@src.test", ["bob@dst.test"], big), "after")
+        self.assertEqual(len(d.queue()), 2)
+        self.assertIn("over smtp.max_data_memory (307200): this message is refused", d.log())
 
     def test_sigint_idle_daemon(self):
         d = self.relayd()

@@ -287,12 +287,17 @@ data_timeout = "3m"
 max_errors = 4
 max_header_size = "64K"
 max_connection_rate_per_client = 120
+max_data_memory = "256M"
 )");
   EXPECT_EQ(c.user, "relayd");
   EXPECT_EQ(c.smtp.data_timeout, 3min);
   EXPECT_EQ(c.smtp.max_errors, 4u);
   EXPECT_EQ(c.smtp.max_header_size, 64u * 1024);
   EXPECT_EQ(c.smtp.max_connection_rate_per_client, 120u);
+  EXPECT_EQ(c.smtp.max_data_memory, 256u * 1024 * 1024);
+  EXPECT_EQ(parse_ok("").smtp.max_data_memory, 0u);  // 0: a quarter of physical memory
+  EXPECT_EQ(parse_error("[smtp]\nmax_data_memory = \"lots\"\n").substr(0, 34),
+            "relayd.toml: smtp.max_data_memory:");
   EXPECT_EQ(parse_ok("user = \"_relay-d.1\"").user, "_relay-d.1");
   EXPECT_EQ(parse_ok("user = \"\"").user, "");
   EXPECT_EQ(parse_ok("[smtp]\nmax_header_size = 4096").smtp.max_header_size, 4096u);

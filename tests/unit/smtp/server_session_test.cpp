@@ -946,6 +946,35 @@ struct direct {
   }
 };
 
+TEST(ServerSessionApi, BufferedCountsTheBodyAndRefuseMessageDropsIt) {
+  direct d;
+  EXPECT_EQ(d.session.buffered(), 0u);
+  d.session.refuse_message(reply{452, "4.3.1", "no"});  // not in DATA: nothing happens
+  d.session.feed("EHLO c.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n");
+  d.take();
+  EXPECT_EQ(d.session.buffered(), 0u);
+  EXPECT_EQ(d.session.feed("Subject: s\r\n\r\n0123456789\r\n").what,
+            server_session::event::need_more);
+  EXPECT_EQ(d.session.buffered(), 26u);
+  d.session.refuse_message(reply{452, "4.3.1", "Insufficient system storage"});
+  EXPECT_EQ(d.session.buffered(), 0u);
+  EXPECT_EQ(d.session.feed("more body\r\n").what, server_session::event::need_more);
+  EXPECT_EQ(d.session.buffered(), 0u) << "what follows is dropped";
+  EXPECT_EQ(d.take(), "");
+  EXPECT_EQ(d.session.feed(".\r\n").what, server_session::event::need_more);
+  EXPECT_EQ(d.take(), "452 4.3.1 Insufficient system storage\r\n");
+  EXPECT_FALSE(d.session.in_transaction());
+  // The next message is not refused, and a finished one counts until it is taken.
+  d.session.feed("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n");
+  EXPECT_EQ(d.session.feed("Subject: t\r\n\r\nbody\r\n.\r\n").what, server_session::event::message);
+  EXPECT_GT(d.session.buffered(), 20u);
+  EXPECT_FALSE(d.session.take_message().empty());
+  EXPECT_EQ(d.session.buffered(), 0u);
+  d.session.message_queued();
+  EXPECT_TRUE(d.take().ends_with("250 2.0.0 Ok: queued as QID\r\n"));
+  EXPECT_EQ(d.rejects, (std::vector<std::string>{"452 4.3.1 Insufficient system storage"}));
+}
+
 TEST(ServerSessionApi, ShutdownWhenIdleSays421AndCloses) {
   direct d;
   d.take();
