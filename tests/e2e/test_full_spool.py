@@ -33,6 +33,12 @@ class FullSpoolTest(h.RelaydTestCase):
         self.assertEqual(code, 452, f"{what}: expected 452 4.3.1, got {code} {text} at {stage}")
         self.assertTrue(text.startswith("4.3.1"), f"{what}: {code} {text}")
 
+    def assertAllIntact(self, d, sent):
+        """The queue is exactly `sent` (queue ID -> message), each body intact."""
+        self.assertEqual(sorted(m["id"] for m in d.queue()), sorted(sent))
+        for qid, m in sent.items():
+            self.assertIntact(d, qid, m, sender="alice@src.test", rcpts=["bob@dst.test"])
+
     def test_max_messages(self):
         d = self.relayd({"queue.max_messages": 5})
         sent = {}
@@ -85,10 +91,7 @@ class FullSpoolTest(h.RelaydTestCase):
                         "next message")
 
         def check_all():
-            q = d.queue()
-            self.assertEqual(sorted(m["id"] for m in q), sorted(sent))
-            for qid, m in sent.items():
-                self.assertIntact(d, qid, m, sender="alice@src.test", rcpts=["bob@dst.test"])
+            self.assertAllIntact(d, sent)
 
         check_all()
         self.assertEqual(d.stop(), 0)
@@ -150,10 +153,7 @@ class FullSpoolTest(h.RelaydTestCase):
         self.assertIn("spool full: No space left on device", d.log())
 
         def check_all():
-            q = d.queue()
-            self.assertEqual(sorted(m["id"] for m in q), sorted(sent))
-            for qid, m in sent.items():
-                self.assertIntact(d, qid, m, sender="alice@src.test", rcpts=["bob@dst.test"])
+            self.assertAllIntact(d, sent)
 
         check_all()
         # Room again: accepted without a restart, and everything survives one.
