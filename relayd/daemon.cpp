@@ -574,6 +574,7 @@ class inbound_server {
             break;
           case smtp::server_session::event::message:
             co_await spool_message(session, c->ip);
+            share.set(session.buffered());  // the spool has answered: its copy is gone
             break;
           case smtp::server_session::event::auth:
             co_await check_credentials(*c, session, users, who);
@@ -599,7 +600,6 @@ class inbound_server {
             session.tls_started();
             break;
         }
-        share.set(session.buffered());
         if (!closing && !dead && session.output().size() >= output_high_water) {
           c->arm(idle);
           if (auto ec = co_await c->write(session.output()); ec) {

@@ -309,9 +309,10 @@ class LimitsTest(h.RelaydTestCase):
         a.send(".\r\n")
         code, lines = a.reply()
         self.assertEqual(code, 250, lines)
-        a.close()
-        # Its memory is given back: the same message is accepted now.
+        # Its memory is given back once queued (the session stays open): the
+        # same message is accepted now.
         self.assertQueued(h.submit(d.port, "alice@src.test", ["bob@dst.test"], big), "after")
+        a.close()
         self.assertEqual(len(d.queue()), 2)
         self.assertIn("over smtp.max_data_memory (307200): this message is refused", d.log())
 
