@@ -155,4 +155,4 @@ class ClientsTest(h.RelaydTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

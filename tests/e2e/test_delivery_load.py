@@ -127,4 +127,4 @@ class DeliveryLoadTest(c.DeliveryTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

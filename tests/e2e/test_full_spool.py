@@ -169,4 +169,4 @@ class FullSpoolTest(h.RelaydTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

@@ -257,4 +257,4 @@ class HardeningTest(h.RelaydTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

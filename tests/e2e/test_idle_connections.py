@@ -116,4 +116,4 @@ class IdleConnectionsTest(h.RelaydTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

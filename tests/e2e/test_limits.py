@@ -323,4 +323,4 @@ class LimitsTest(h.RelaydTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

@@ -109,4 +109,4 @@ class LoadTest(h.RelaydTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

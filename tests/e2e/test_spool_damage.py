@@ -79,4 +79,4 @@ class SpoolDamageTest(h.RelaydTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()

@@ -510,4 +510,4 @@ class TlsAuthTest(h.RelaydTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    h.main()
