@@ -7,7 +7,7 @@ relayd runs with power_loss_shim.so preloaded ($RELAYD_POWER_LOSS_SHIM): before 
 write to a file in the spool it logs the old bytes of the range to an undo log, and
 a completed fdatasync/fsync of the file empties that log. Several smtplib clients
 submit mail and record every "250 ... queued as ID"; relayd is killed -9 at a random
-moment; the spool's files are copied and their undo logs replayed backwards: the
+moment, or (every other round) right after a 250 that came at a random moment; the spool's files are copied and their undo logs replayed backwards: the
 disk after a power cut. relayd (no shim, delivery to a closed port) opens that image
 and relayctl -j must list every ID acknowledged so far, in this round and the ones
 before (each round starts on the previous round's image).
@@ -20,6 +20,7 @@ when the shim is not built or LD_PRELOAD does not take effect here."""
 import os
 import random
 import shutil
+import signal
 import smtplib
 import struct
 import subprocess
@@ -34,7 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import relayd_harness as h  # noqa: E402
 
 SHIM = os.environ.get("RELAYD_POWER_LOSS_SHIM", "")
-ROUNDS = int(os.environ.get("RELAYD_DURABILITY_ROUNDS", "5"))
+ROUNDS = int(os.environ.get("RELAYD_DURABILITY_ROUNDS", "6"))
 CONTROL_ROUNDS = 2
 CLIENTS = 6
 RECORD = struct.Struct("=cQQQ")  # kind, offset, length of the write, file size before it
@@ -108,11 +109,13 @@ def shim_works():
 
 class Client(threading.Thread):
     """Submits messages over one SMTP session after another until `stop`; records
-    the ID of every 250 it received (even one read after the kill: it was sent)."""
+    the ID of every 250 it received (even one read after the kill: it was sent)
+    and then calls on_ack()."""
 
-    def __init__(self, n, port, stop, acked, lock):
+    def __init__(self, n, port, stop, acked, lock, on_ack):
         super().__init__(daemon=True)
         self.n, self.port, self.stop_ev, self.acked, self.lock = n, port, stop, acked, lock
+        self.on_ack = on_ack
 
     def run(self):
         i = 0
@@ -130,6 +133,7 @@ class Client(threading.Thread):
                     if m:
                         with self.lock:
                             self.acked.append(m.group(1))
+                        self.on_ack()
                 s.close()
             except (OSError, smtplib.SMTPException):
                 time.sleep(0.02)  # relayd is gone (the kill) or busy: try again
@@ -157,7 +161,9 @@ class DurabilityTest(h.RelaydTestCase):
 
     def power_cut_round(self, n, spool, no_flush, rnd):
         """One round on `spool`: clients submit, relayd is killed -9 at a random
-        moment, the power-loss image is built. Returns (acked IDs, image dir)."""
+        moment (odd rounds) or right after a 250 that came at a random moment (even
+        rounds: when a premature answer's commit would most likely be unflushed);
+        the power-loss image is built. Returns (acked IDs, image dir, records)."""
         os.makedirs(spool, mode=0o700, exist_ok=True)
         undo = os.path.join(self.work, f"undo{n}")
         os.mkdir(undo)
@@ -167,8 +173,14 @@ class DurabilityTest(h.RelaydTestCase):
         d = self.daemon(f"relayd-round{n}", spool, env)
         self.assertTrue(os.path.exists(os.path.join(undo, "data.mdb.undo")),
                         "the shim did not see relayd open its data file")
-        acked, lock, stop = [], threading.Lock(), threading.Event()
-        clients = [Client(i, d.port, stop, acked, lock) for i in range(CLIENTS)]
+        acked, lock, stop, armed = [], threading.Lock(), threading.Event(), threading.Event()
+        pid = d.proc.pid
+
+        def on_ack():
+            if armed.is_set():
+                os.kill(pid, signal.SIGKILL)  # reaped by kill9() below
+
+        clients = [Client(i, d.port, stop, acked, lock, on_ack) for i in range(CLIENTS)]
         for c in clients:
             c.start()
         try:
@@ -177,6 +189,11 @@ class DurabilityTest(h.RelaydTestCase):
                 time.sleep(0.01)
             self.assertGreaterEqual(len(acked), 5, "relayd acknowledged (almost) nothing")
             time.sleep(rnd.uniform(0.0, 1.5))
+            if n % 2 == 0:
+                armed.set()
+                deadline = time.monotonic() + 10
+                while d.proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.005)
             d.kill9()
         finally:
             stop.set()
@@ -212,6 +229,9 @@ class DurabilityTest(h.RelaydTestCase):
     def test_acknowledged_mail_survives_power_loss(self):
         report = self.run_rounds(ROUNDS, no_flush=False, seed=11)
         self.assertTrue(all(lost == 0 for _, _, _, lost, _ in report), report)
+        # A cut that found everything flushed proves no more than kill -9 does.
+        self.assertTrue(any(replayed > 0 for *_, replayed in report),
+                        f"no kill fell on an unflushed write: {report}")
 
     def test_negative_control_missing_flush_loses_mail(self):
         # Same rounds, every flush a no-op: the check above must see mail go.
