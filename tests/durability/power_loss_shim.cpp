@@ -210,25 +210,11 @@ int flush(int fd, F&& call) {
   if (lookup(fd) < 0) return call();
   lock l;
   const int file = lookup(fd);
+  if (file < 0) return call();  // closed meanwhile
   if (no_flush) return 0;
   int rc = call();
   if (rc == 0) flushed(file);
   return rc;
-}
-
-int do_open(const char* path, int flags, mode_t mode, int (*fn)(const char*, int, ...)) {
-  lock l;
-  int fd = fn(path, flags, mode);
-  opened(fd, flags);
-  return fd;
-}
-
-int do_openat(int at, const char* path, int flags, mode_t mode,
-              int (*fn)(int, const char*, int, ...)) {
-  lock l;
-  int fd = fn(at, path, flags, mode);
-  opened(fd, flags);
-  return fd;
 }
 
 mode_t mode_arg(int flags, va_list ap) {
@@ -239,41 +225,24 @@ mode_t mode_arg(int flags, va_list ap) {
 
 extern "C" {
 
-int open(const char* path, int flags, ...) {
-  REAL(open);
-  va_list ap;
-  va_start(ap, flags);
-  mode_t m = mode_arg(flags, ap);
-  va_end(ap);
-  return do_open(path, flags, m, real_open);
-}
-
-int open64(const char* path, int flags, ...) {
-  REAL(open64);
-  va_list ap;
-  va_start(ap, flags);
-  mode_t m = mode_arg(flags, ap);
-  va_end(ap);
-  return do_open(path, flags, m, real_open64);
-}
-
-int openat(int at, const char* path, int flags, ...) {
-  REAL(openat);
-  va_list ap;
-  va_start(ap, flags);
-  mode_t m = mode_arg(flags, ap);
-  va_end(ap);
-  return do_openat(at, path, flags, m, real_openat);
-}
-
-int openat64(int at, const char* path, int flags, ...) {
-  REAL(openat64);
-  va_list ap;
-  va_start(ap, flags);
-  mode_t m = mode_arg(flags, ap);
-  va_end(ap);
-  return do_openat(at, path, flags, m, real_openat64);
-}
+// The mode argument is there only with O_CREAT / O_TMPFILE.
+#define SHIM_OPEN(name, ...)                                   \
+  int name(__VA_ARGS__ __VA_OPT__(, ) const char* path, int flags, ...) { \
+    REAL(name);                                                \
+    va_list ap;                                                \
+    va_start(ap, flags);                                       \
+    const mode_t m = mode_arg(flags, ap);                      \
+    va_end(ap);                                                \
+    lock l;                                                    \
+    const int fd = real_##name(OPEN_AT_ARG(__VA_ARGS__) path, flags, m); \
+    opened(fd, flags);                                         \
+    return fd;                                                 \
+  }
+#define OPEN_AT_ARG(...) __VA_OPT__(at, )
+SHIM_OPEN(open)
+SHIM_OPEN(open64)
+SHIM_OPEN(openat, int at)
+SHIM_OPEN(openat64, int at)
 
 int close(int fd) {
   REAL(close);
@@ -292,23 +261,17 @@ ssize_t write(int fd, const void* buf, size_t n) {
   return real_write(fd, buf, n);
 }
 
-ssize_t pwrite(int fd, const void* buf, size_t n, off_t off) {
-  REAL(pwrite);
-  if (lookup(fd) < 0) return real_pwrite(fd, buf, n, off);
-  lock l;
-  iovec v{const_cast<void*>(buf), n};
-  before_write(fd, off, &v, 1);
-  return real_pwrite(fd, buf, n, off);
-}
-
-ssize_t pwrite64(int fd, const void* buf, size_t n, off64_t off) {
-  REAL(pwrite64);
-  if (lookup(fd) < 0) return real_pwrite64(fd, buf, n, off);
-  lock l;
-  iovec v{const_cast<void*>(buf), n};
-  before_write(fd, off, &v, 1);
-  return real_pwrite64(fd, buf, n, off);
-}
+#define SHIM_PWRITE(name, off_type)                                   \
+  ssize_t name(int fd, const void* buf, size_t n, off_type off) {     \
+    REAL(name);                                                       \
+    if (lookup(fd) < 0) return real_##name(fd, buf, n, off);          \
+    lock l;                                                           \
+    iovec v{const_cast<void*>(buf), n};                               \
+    before_write(fd, off, &v, 1);                                     \
+    return real_##name(fd, buf, n, off);                              \
+  }
+SHIM_PWRITE(pwrite, off_t)
+SHIM_PWRITE(pwrite64, off64_t)
 
 ssize_t writev(int fd, const iovec* iov, int cnt) {
   REAL(writev);
@@ -318,21 +281,16 @@ ssize_t writev(int fd, const iovec* iov, int cnt) {
   return real_writev(fd, iov, cnt);
 }
 
-ssize_t pwritev(int fd, const iovec* iov, int cnt, off_t off) {
-  REAL(pwritev);
-  if (lookup(fd) < 0) return real_pwritev(fd, iov, cnt, off);
-  lock l;
-  before_write(fd, off, iov, cnt);
-  return real_pwritev(fd, iov, cnt, off);
-}
-
-ssize_t pwritev64(int fd, const iovec* iov, int cnt, off64_t off) {
-  REAL(pwritev64);
-  if (lookup(fd) < 0) return real_pwritev64(fd, iov, cnt, off);
-  lock l;
-  before_write(fd, off, iov, cnt);
-  return real_pwritev64(fd, iov, cnt, off);
-}
+#define SHIM_PWRITEV(name, off_type)                                    \
+  ssize_t name(int fd, const iovec* iov, int cnt, off_type off) {       \
+    REAL(name);                                                         \
+    if (lookup(fd) < 0) return real_##name(fd, iov, cnt, off);          \
+    lock l;                                                             \
+    before_write(fd, off, iov, cnt);                                    \
+    return real_##name(fd, iov, cnt, off);                              \
+  }
+SHIM_PWRITEV(pwritev, off_t)
+SHIM_PWRITEV(pwritev64, off64_t)
 
 // Shrinking loses the cut bytes until a flush: logged like a write of them.
 int ftruncate(int fd, off_t len) {
