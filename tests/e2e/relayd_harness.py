@@ -600,8 +600,10 @@ def main():
         sys.exit(1)
     if not r.wasSuccessful():
         sys.exit(1)
-    # A skip raised in setUpClass is recorded without a run test (not a TestCase).
-    ran = r.testsRun - sum(1 for t, _ in r.skipped if isinstance(t, unittest.TestCase))
+    # A skip raised in setUpClass is recorded without a run test (not a TestCase);
+    # a skipped subTest (it has .test_case) does not skip the rest of its test.
+    ran = r.testsRun - sum(1 for t, _ in r.skipped
+                           if isinstance(t, unittest.TestCase) and not hasattr(t, "test_case"))
     for t, why in r.skipped:  # one line each, for `make test`'s summary
         sys.stderr.write(f"SKIPPED {t.id()}: {why}\n")
     if ran == 0:
