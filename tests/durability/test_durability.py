@@ -12,6 +12,8 @@ disk after a power cut. relayd (no shim, delivery to a closed port) opens that i
 and relayctl -j must list every ID acknowledged so far, in this round and the ones
 before (each round starts on the previous round's image).
 
+test_shim_models_a_power_cut checks the shim's model itself on writes LMDB does
+not make here (an O_DSYNC descriptor, write() at the file offset, a shrink).
 The negative control runs the same rounds with RELAYD_SHIM_NOFLUSH=1 (every flush a
 no-op that returns 0, a "missing flush"): the test must then see acknowledged
 messages lost, or it could not catch a missing or misplaced flush. Skipped (77)
@@ -225,6 +227,42 @@ class DurabilityTest(h.RelaydTestCase):
                           f"missing after the power cut: {lost[:20]}")
             spool = image
         return report
+
+    def test_shim_models_a_power_cut(self):
+        # Writes the shim must model, through a child process: an unflushed
+        # overwrite, an O_DSYNC write (durable at once), writes that extend the
+        # file (pwrite, and write() at the descriptor's offset), a shrink; then
+        # the image each flush setting leaves.
+        code = """if True:
+            import os, sys
+            path = sys.argv[1]
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.pwrite(fd, b"A" * 10, 0)
+            os.fsync(fd)                                 # A*10 is on disk
+            os.pwrite(fd, b"B" * 5, 2)                   # lost
+            os.pwrite(fd, b"D" * 6, 10)                  # lost, and the growth to 16
+            sync = os.open(path, os.O_WRONLY | os.O_DSYNC)
+            os.pwrite(sync, b"C" * 4, 8)                 # durable at once
+            os.lseek(fd, 16, os.SEEK_SET)
+            os.write(fd, b"E" * 4)                       # lost
+            os.ftruncate(fd, 14)                         # lost
+        """
+        for no_flush, want in ((False, b"A" * 8 + b"C" * 4), (True, b"\0" * 8 + b"C" * 4)):
+            work = tempfile.mkdtemp(dir=self.work)
+            watched, undo = os.path.join(work, "w"), os.path.join(work, "u")
+            os.mkdir(watched)
+            os.mkdir(undo)
+            env = dict(os.environ, LD_PRELOAD=SHIM, RELAYD_SHIM_DIR=watched,
+                       RELAYD_SHIM_UNDO_DIR=undo)
+            if no_flush:
+                env["RELAYD_SHIM_NOFLUSH"] = "1"
+            subprocess.run([sys.executable, "-c", code, os.path.join(watched, "f")], env=env,
+                           check=True)
+            with open(os.path.join(watched, "f"), "rb") as f:
+                self.assertEqual(f.read(), b"A" * 2 + b"B" * 5 + b"A" + b"C" * 4 + b"DD")
+            power_loss_image(watched, undo, os.path.join(work, "image"))
+            with open(os.path.join(work, "image", "f"), "rb") as f:
+                self.assertEqual(f.read(), want, f"no_flush={no_flush}")
 
     def test_acknowledged_mail_survives_power_loss(self):
         report = self.run_rounds(ROUNDS, no_flush=False, seed=11)
