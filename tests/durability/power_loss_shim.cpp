@@ -1,14 +1,7 @@
-// LD_PRELOAD shim for tests/durability: makes a power loss reproducible after kill -9.
-// Before any write to a file under $RELAYD_SHIM_DIR it appends the old bytes of the
-// range to $RELAYD_SHIM_UNDO_DIR/<name>.undo (written before the write itself); a
-// completed fsync/fdatasync (or full-file MS_SYNC msync, sync, syncfs) of the file empties
-// that log, so replaying it backwards over a copy gives what a disk would hold after a
-// power cut. Writes through an O_SYNC/O_DSYNC descriptor are durable at once: logged as
-// 'D' records carrying the new bytes. $RELAYD_SHIM_NOFLUSH=1 turns every flush into a
-// no-op returning 0 (a "missing flush") for the test's negative control.
-// Fails loudly (message, abort) on what it cannot model: a writable shared mapping of a
-// watched file (MDB_WRITEMAP: its writes bypass write()), or an undo log it cannot write.
-// Not modelled (LMDB uses none): dup'ed descriptors, pwritev2, copy_file_range.
+// LD_PRELOAD shim for tests/durability: makes a power cut reproducible after kill -9.
+// Promises: each write to a spool file not yet covered by a completed flush leaves its
+// old bytes in an undo log first, so replaying the logs backwards gives the disk's state.
+// Fails loudly (message, abort) on what it cannot model or an undo log it cannot write.
 #undef _FORTIFY_SOURCE  // its inline open() would clash with ours
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -29,6 +22,15 @@
 #include <string>
 #include <vector>
 
+// How: before any write to a file under $RELAYD_SHIM_DIR the old bytes of the range go
+// to $RELAYD_SHIM_UNDO_DIR/<name>.undo; a completed fsync/fdatasync (or a full-mapping
+// MS_SYNC msync, sync, syncfs) of the file empties that log. Writes through an
+// O_SYNC/O_DSYNC descriptor are durable at once: logged as 'D' records with the new
+// bytes. $RELAYD_SHIM_NOFLUSH=1 makes every flush a no-op returning 0 (a "missing
+// flush") for the test's negative control. A writable shared mapping of a watched file
+// (MDB_WRITEMAP: its writes bypass write()) aborts. Not modelled (LMDB uses none):
+// dup'ed descriptors, pwritev2, copy_file_range. sync_file_range is passed through and
+// counts as no flush (it persists neither the metadata nor the drive's cache).
 namespace {
 
 template <class F>
