@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <utility>
+
 namespace smtp {
 namespace {
 
@@ -12,21 +15,29 @@ server_capabilities parse(std::string text) {
   return parse_capabilities(reply{250, "", std::move(text)});
 }
 
-TEST(client_capabilities, every_known_keyword) {
-  const server_capabilities caps = parse(
-      "mx.example Hello\npipelining\nSIZE 52428800\n8BITMIME\nAUTH=LOGIN\n"
-      "AUTH CRAM-MD5 plain\nENHANCEDSTATUSCODES\nChunking\nSTARTTLS\nX-UNKNOWN stuff\nSMTPUTF8");
-  EXPECT_TRUE(caps.esmtp);
-  EXPECT_TRUE(caps.pipelining);
-  EXPECT_TRUE(caps.size);
-  EXPECT_EQ(caps.max_size, 52428800u);
-  EXPECT_TRUE(caps.eight_bit_mime);
-  EXPECT_TRUE(caps.auth_login);
-  EXPECT_TRUE(caps.auth_plain);
-  EXPECT_TRUE(caps.enhanced_status_codes);
-  EXPECT_TRUE(caps.chunking);
-  EXPECT_TRUE(caps.starttls);
-  EXPECT_TRUE(caps.smtputf8);
+// Each extension line alone sets its own flag and no other.
+TEST(client_capabilities, each_keyword_sets_its_flag) {
+  using flag = bool server_capabilities::*;
+  const std::pair<const char*, flag> table[] = {
+      {"PIPELINING", &server_capabilities::pipelining},
+      {"size 1000", &server_capabilities::size},
+      {"8bitmime", &server_capabilities::eight_bit_mime},
+      {"SMTPUTF8", &server_capabilities::smtputf8},
+      {"StartTLS", &server_capabilities::starttls},
+      {"ENHANCEDSTATUSCODES", &server_capabilities::enhanced_status_codes},
+      {"CHUNKING", &server_capabilities::chunking},
+      {"AUTH CRAM-MD5 plain", &server_capabilities::auth_plain},
+      {"AUTH=LOGIN", &server_capabilities::auth_login},
+  };
+  for (const auto& [line, set] : table) {
+    const server_capabilities caps = parse(std::string("mx.example Hello\n") + line);
+    EXPECT_TRUE(caps.esmtp) << line;
+    for (const auto& [other, other_flag] : table) {
+      if (other_flag != set) EXPECT_FALSE(caps.*other_flag) << line << " set " << other;
+    }
+    EXPECT_TRUE(caps.*set) << line;
+  }
+  EXPECT_EQ(parse("mx\nX-UNKNOWN stuff\nSIZE 52428800").max_size, 52428800u);
 }
 
 TEST(client_capabilities, the_first_line_is_the_server_name) {
