@@ -59,14 +59,15 @@ bool is_throttling(const reply& r) {
 
 std::string dsn_status(const reply& r) {
   if (!r.enhanced.empty()) return r.enhanced;
-  switch (r.code / 100) {
-    case 2:
+  switch (status_of(r)) {
+    case delivery_status::delivered:
       return "2.0.0";
-    case 5:
+    case delivery_status::permanent:
       return "5.0.0";
-    default:
-      return "4.0.0";
+    case delivery_status::temporary:
+      break;
   }
+  return "4.0.0";
 }
 
 }  // namespace smtp
