@@ -7,22 +7,14 @@
 #include <charconv>
 #include <cstdint>
 
+#include "smtp/text.hpp"
+
 namespace dns::detail {
 
 namespace {
 
 bool name_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-}
-
-bool iequals_prefix(std::string_view text, std::string_view prefix) {
-  if (text.size() < prefix.size()) return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    char a = text[i];
-    if (a >= 'A' && a <= 'Z') a = static_cast<char>(a - 'A' + 'a');
-    if (a != prefix[i]) return false;
-  }
-  return true;
 }
 
 std::optional<std::string> parse_family(int family, std::string_view text) {
@@ -73,7 +65,7 @@ domain_literal parse_domain_literal(std::string_view text) {
   if (text.size() < 3 || text.back() != ']') return out;
   std::string_view inner = text.substr(1, text.size() - 2);
   std::optional<std::string> address;
-  if (iequals_prefix(inner, "ipv6:"))
+  if (smtp::text::istarts_with(inner, "ipv6:"))
     address = parse_family(AF_INET6, inner.substr(5));
   else
     address = parse_family(AF_INET, inner);

@@ -11,11 +11,12 @@
 //   (25, 587, 465, 9587), delivery.relayhost 25, delivery.dns_servers 53.
 // - mynetworks entries with host bits set ("127.0.0.1/8") are accepted and masked
 //   (127.0.0.0/8); "::ffff:a.b.c.d/N" with N >= 96 is stored as the IPv4 block a.b.c.d/N-96.
+// - smtp.max_connections is at most 500000 (the daemon raises the open-file limit to twice
+//   that plus 256) and queue.max_spool_size at most 1024T (the map's growth arithmetic).
 // - An empty string means "unset" for hostname (system host name), tls.*, auth.users,
 //   delivery.relayhost* and metrics.listen (disabled).
 #include "relayd/config.hpp"
 
-#include <arpa/inet.h>
 #include <sys/un.h>
 #include <toml++/toml.h>
 #include <unistd.h>
@@ -32,95 +33,20 @@
 #include <utility>
 
 #include "relayd/read_file.hpp"
+#include "smtp/text.hpp"
 
 namespace relayd {
 namespace {
 
-constexpr std::uint64_t max_duration_seconds = 36500ull * 86400;  // 100 years
 constexpr std::size_t max_socket_path = sizeof(sockaddr_un{}.sun_path) - 1;
 
-// Shows a value from the file in a message: quoted, control characters escaped.
-std::string quoted(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
-
-bool is_digit(char c) {
-  return c >= '0' && c <= '9';
-}
-
-bool all_digits(std::string_view s) {
-  return !s.empty() && std::ranges::all_of(s, is_digit);
-}
-
-// Decimal digits to a number; nullopt if not all digits or above `limit`.
-std::optional<std::uint64_t> to_number(std::string_view s, std::uint64_t limit) {
-  if (!all_digits(s)) return std::nullopt;
-  std::uint64_t v = 0;
-  for (char c : s) {
-    const std::uint64_t d = static_cast<std::uint64_t>(c - '0');
-    if (v > (limit - d) / 10) return std::nullopt;
-    v = v * 10 + d;
-  }
-  return v;
-}
-
-bool parse_ipv4(std::string_view s, std::uint8_t* out) {
-  if (s.size() > 15) return false;
-  const std::string text(s);
-  return inet_pton(AF_INET, text.c_str(), out) == 1;
-}
-
-bool parse_ipv6(std::string_view s, std::uint8_t* out) {
-  if (s.size() > 45) return false;
-  const std::string text(s);
-  return inet_pton(AF_INET6, text.c_str(), out) == 1;
-}
-
-bool is_v4_mapped(const std::uint8_t* a) {
-  static constexpr std::uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  return std::memcmp(a, prefix, sizeof prefix) == 0;
-}
-
-// RFC 1035 host name syntax (letters, digits, hyphens; labels of 1-63; at most 253).
-bool valid_domain(std::string_view s) {
-  if (s.empty() || s.size() > 253) return false;
-  std::size_t start = 0;
-  while (true) {
-    const std::size_t dot = s.find('.', start);
-    const std::string_view label =
-        s.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-')
-      return false;
-    for (char c : label) {
-      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '-';
-      if (!ok) return false;
-    }
-    if (dot == std::string_view::npos) return !all_digits(label);  // "1.2.3.4" is no name
-    start = dot + 1;
-  }
-}
-
-// A host in an address: an IPv4 literal (when it is only digits and dots) or a domain.
-bool valid_host(std::string_view s) {
-  if (std::ranges::all_of(s, [](char c) { return is_digit(c) || c == '.'; })) {
-    std::uint8_t buf[4];
-    return parse_ipv4(s, buf);
-  }
-  return valid_domain(s);
-}
+// Upper bounds for values whose derived use would otherwise be unbounded.
+// smtp.max_connections: the daemon asks for max_connections * 2 + 256 open files,
+// which must stay below the kernel's ceiling (fs.nr_open, 1048576 by default).
+constexpr std::uint64_t max_connections_cap = 500'000;
+// queue.max_spool_size: the spool's map grows to it plus a reserve, rounded up to
+// pages; 1024T (2^50 bytes) keeps that arithmetic far from overflowing.
+constexpr std::uint64_t max_spool_size_cap = 1ull << 50;
 
 bool is_ip_literal(std::string_view s) {
   std::uint8_t buf[16];
@@ -166,15 +92,6 @@ const char* type_name(toml::node_type t) {
       break;
   }
   return "nothing";
-}
-
-// 7200s -> "2h": the largest unit that divides it, as a user would write it.
-std::string format_duration(std::chrono::seconds d) {
-  const auto n = static_cast<std::uint64_t>(d.count());
-  for (auto [unit, suffix] :
-       {std::pair{7ull * 86400, 'w'}, {86400ull, 'd'}, {3600ull, 'h'}, {60ull, 'm'}})
-    if (n != 0 && n % unit == 0) return std::to_string(n / unit) + suffix;
-  return std::to_string(n) + "s";
 }
 
 std::string system_host_name() {
@@ -434,11 +351,22 @@ std::vector<field> loader::schema() {
     return
         [this, &target](const toml::node& n, const std::string& key) { set(target, path(n, key)); };
   };
-  auto count_at_least_1 = [this](std::uint64_t& target) {
-    return [this, &target](const toml::node& n, const std::string& key) {
+  auto count_at_least_1 = [this](std::uint64_t& target, std::uint64_t at_most = UINT64_MAX) {
+    return [this, &target, at_most](const toml::node& n, const std::string& key) {
       auto v = count(n, key);
       if (v && *v == 0)
         fail(n, key, "must be at least 1");
+      else if (v && *v > at_most)
+        fail(n, key, "must be at most " + std::to_string(at_most) + ", got " + std::to_string(*v));
+      else
+        set(target, std::move(v));
+    };
+  };
+  auto positive_size = [this](std::uint64_t& target) {
+    return [this, &target](const toml::node& n, const std::string& key) {
+      auto v = size(n, key);
+      if (v && *v == 0)
+        fail(n, key, "must be greater than 0");
       else
         set(target, std::move(v));
     };
@@ -496,48 +424,34 @@ std::vector<field> loader::schema() {
          const bool ok = s->size() <= 32 && (s->empty() || (*s)[0] != '-') &&
                          std::ranges::all_of(*s, [](char c) {
                            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                                  is_digit(c) || c == '_' || c == '-' || c == '.';
+                                  smtp::text::is_digit(c) || c == '_' || c == '-' || c == '.';
                          });
          if (!ok)
            fail(n, key, "bad user name " + quoted(*s));
          else
            c_.user = std::move(*s);
        }},
-      section("smtp",
-              {
-                  {"listen", listeners(smtp.listen, 25)},
-                  {"submission", listeners(smtp.submission, 587)},
-                  {"smtps", listeners(smtp.smtps, 465)},
-                  {"mynetworks",
-                   [this](const toml::node& n, const std::string& key) {
-                     set(c_.smtp.mynetworks, networks(n, key));
-                   }},
-                  {"max_message_size",
-                   [this](const toml::node& n, const std::string& key) {
-                     auto v = size(n, key);
-                     if (v && *v == 0)
-                       fail(n, key, "must be greater than 0");
-                     else
-                       set(c_.smtp.max_message_size, std::move(v));
-                   }},
-                  {"max_recipients", count_at_least_1(smtp.max_recipients)},
-                  {"max_connections", count_at_least_1(smtp.max_connections)},
-                  {"max_connections_per_client", count_at_least_1(smtp.max_connections_per_client)},
-                  {"idle_timeout", positive_duration(smtp.idle_timeout)},
-                  {"data_timeout", positive_duration(smtp.data_timeout)},
-                  {"max_errors", count_at_least_1(smtp.max_errors)},
-                  {"max_header_size",
-                   [this](const toml::node& n, const std::string& key) {
-                     auto v = size(n, key);
-                     if (v && *v == 0)
-                       fail(n, key, "must be greater than 0");
-                     else
-                       set(c_.smtp.max_header_size, std::move(v));
-                   }},
-                  {"max_connection_rate_per_client",
-                   any_count(smtp.max_connection_rate_per_client)},
-                  {"max_data_memory", any_size(smtp.max_data_memory)},
-              }),
+      section(
+          "smtp",
+          {
+              {"listen", listeners(smtp.listen, 25)},
+              {"submission", listeners(smtp.submission, 587)},
+              {"smtps", listeners(smtp.smtps, 465)},
+              {"mynetworks",
+               [this](const toml::node& n, const std::string& key) {
+                 set(c_.smtp.mynetworks, networks(n, key));
+               }},
+              {"max_message_size", positive_size(smtp.max_message_size)},
+              {"max_recipients", count_at_least_1(smtp.max_recipients)},
+              {"max_connections", count_at_least_1(smtp.max_connections, max_connections_cap)},
+              {"max_connections_per_client", count_at_least_1(smtp.max_connections_per_client)},
+              {"idle_timeout", positive_duration(smtp.idle_timeout)},
+              {"data_timeout", positive_duration(smtp.data_timeout)},
+              {"max_errors", count_at_least_1(smtp.max_errors)},
+              {"max_header_size", positive_size(smtp.max_header_size)},
+              {"max_connection_rate_per_client", any_count(smtp.max_connection_rate_per_client)},
+              {"max_data_memory", any_size(smtp.max_data_memory)},
+          }),
       section("tls",
               {
                   {"cert", optional_path(c_.tls.cert)},
@@ -612,7 +526,14 @@ std::vector<field> loader::schema() {
                   {"dead_retention", any_duration(queue.dead_retention)},
                   {"max_messages", any_count(queue.max_messages)},
                   {"min_free_disk", any_size(queue.min_free_disk)},
-                  {"max_spool_size", any_size(queue.max_spool_size)},
+                  {"max_spool_size",
+                   [this](const toml::node& n, const std::string& key) {
+                     auto v = size(n, key);
+                     if (v && *v > max_spool_size_cap)
+                       fail(n, key, "must be at most 1024T, got " + std::to_string(*v) + " bytes");
+                     else
+                       set(c_.queue.max_spool_size, std::move(v));
+                   }},
                   {"bounces",
                    [this](const toml::node& n, const std::string& key) {
                      set(c_.queue.bounces, boolean(n, key));
@@ -714,191 +635,6 @@ std::expected<config, std::string> loader::run(const toml::table& doc) {
 }
 
 }  // namespace
-
-std::string endpoint::to_string() const {
-  const std::string port_text = std::to_string(port);
-  if (host.find(':') != std::string::npos) return "[" + host + "]:" + port_text;
-  return host + ":" + port_text;
-}
-
-bool cidr::contains(std::string_view ip) const {
-  assert(prefix >= 0 && prefix <= (v6 ? 128 : 32));
-  if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
-  if (const auto pct = ip.find('%'); pct != std::string_view::npos) ip = ip.substr(0, pct);
-  std::uint8_t a[16] = {};
-  bool is6 = false;
-  if (parse_ipv4(ip, a)) {
-    is6 = false;
-  } else if (parse_ipv6(ip, a)) {
-    is6 = true;
-    if (is_v4_mapped(a)) {
-      std::memmove(a, a + 12, 4);
-      is6 = false;
-    }
-  } else {
-    return false;
-  }
-  if (is6 != v6) return false;
-  const int whole = prefix / 8;
-  if (std::memcmp(a, addr, static_cast<std::size_t>(whole)) != 0) return false;
-  if (const int rest = prefix % 8; rest != 0) {
-    const auto mask = static_cast<std::uint8_t>(0xff << (8 - rest));
-    if ((a[whole] & mask) != (addr[whole] & mask)) return false;
-  }
-  return true;
-}
-
-std::expected<std::chrono::seconds, std::string> parse_duration(std::string_view s) {
-  const auto bad = [&] {
-    return std::unexpected("bad duration " + quoted(s) + " (use e.g. 30s, 5m, 4h, 5d, 1w)");
-  };
-  if (!s.empty() && s.front() == '-')
-    return std::unexpected("duration " + quoted(s) + " must not be negative");
-  std::string_view digits = s;
-  std::uint64_t unit = 1;
-  if (!s.empty() && !is_digit(s.back())) {
-    switch (s.back()) {
-      case 's':
-        unit = 1;
-        break;
-      case 'm':
-        unit = 60;
-        break;
-      case 'h':
-        unit = 3600;
-        break;
-      case 'd':
-        unit = 86400;
-        break;
-      case 'w':
-        unit = 7 * 86400;
-        break;
-      default:
-        return bad();
-    }
-    digits.remove_suffix(1);
-  }
-  if (!all_digits(digits)) return bad();
-  const auto n = to_number(digits, max_duration_seconds / unit);
-  if (!n) return std::unexpected("duration " + quoted(s) + " is too long (at most 36500d)");
-  return std::chrono::seconds(static_cast<std::chrono::seconds::rep>(*n * unit));
-}
-
-std::expected<std::uint64_t, std::string> parse_size(std::string_view s) {
-  const auto bad = [&] {
-    return std::unexpected("bad size " + quoted(s) + " (use e.g. 512K, 35M)");
-  };
-  if (!s.empty() && s.front() == '-')
-    return std::unexpected("size " + quoted(s) + " must not be negative");
-  std::string_view digits = s;
-  int shift = 0;
-  if (!s.empty() && !is_digit(s.back())) {
-    switch (s.back()) {
-      case 'K':
-      case 'k':
-        shift = 10;
-        break;
-      case 'M':
-      case 'm':
-        shift = 20;
-        break;
-      case 'G':
-      case 'g':
-        shift = 30;
-        break;
-      case 'T':
-      case 't':
-        shift = 40;
-        break;
-      default:
-        return bad();
-    }
-    digits.remove_suffix(1);
-  }
-  if (!all_digits(digits)) return bad();
-  const auto n = to_number(digits, std::numeric_limits<std::uint64_t>::max() >> shift);
-  if (!n) return std::unexpected("size " + quoted(s) + " is too large");
-  return *n << shift;
-}
-
-std::expected<endpoint, std::string> parse_endpoint(std::string_view s,
-                                                    std::uint16_t default_port) {
-  if (s.empty()) return std::unexpected(std::string("empty address"));
-  endpoint e;
-  std::string_view host;
-  std::optional<std::string_view> port_text;
-  if (s.front() == '[') {
-    const auto close = s.find(']');
-    if (close == std::string_view::npos)
-      return std::unexpected("bad address " + quoted(s) + " (missing \"]\")");
-    host = s.substr(1, close - 1);
-    const std::string_view rest = s.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':')
-        return std::unexpected("bad address " + quoted(s) + " (expected \":PORT\" after \"]\")");
-      port_text = rest.substr(1);
-    }
-    std::uint8_t buf[16];
-    if (host.find(':') != std::string_view::npos ? !parse_ipv6(host, buf) : !valid_host(host))
-      return std::unexpected("bad host " + quoted(host) + " in " + quoted(s));
-  } else {
-    const auto colon = s.find(':');
-    if (colon != std::string_view::npos && s.find(':', colon + 1) != std::string_view::npos)
-      return std::unexpected("bad address " + quoted(s) +
-                             " (an IPv6 address goes in brackets, e.g. \"[::1]:25\")");
-    host = s.substr(0, colon);
-    if (colon != std::string_view::npos) port_text = s.substr(colon + 1);
-    if (!valid_host(host)) return std::unexpected("bad host " + quoted(host) + " in " + quoted(s));
-  }
-  if (port_text) {
-    const auto port = to_number(*port_text, 65535);
-    if (!port) return std::unexpected("bad port " + quoted(*port_text) + " in " + quoted(s));
-    e.port = static_cast<std::uint16_t>(*port);
-  } else if (default_port != 0) {
-    e.port = default_port;
-  } else {
-    return std::unexpected("missing port in " + quoted(s) + " (e.g. \"127.0.0.1:25\")");
-  }
-  e.host = std::string(host);
-  return e;
-}
-
-std::expected<cidr, std::string> parse_cidr(std::string_view s) {
-  const auto slash = s.find('/');
-  const std::string_view address = s.substr(0, slash);
-  cidr c;
-  if (parse_ipv4(address, c.addr)) {
-    c.v6 = false;
-  } else if (parse_ipv6(address, c.addr)) {
-    c.v6 = true;
-  } else {
-    return std::unexpected("bad network " + quoted(s) + " (use e.g. 127.0.0.0/8, ::1/128)");
-  }
-  const int max = c.v6 ? 128 : 32;
-  c.prefix = max;
-  if (slash != std::string_view::npos) {
-    const std::string_view bits = s.substr(slash + 1);
-    const auto n = to_number(bits, 999);
-    if (!n) return std::unexpected("bad prefix length in " + quoted(s));
-    if (*n > static_cast<std::uint64_t>(max))
-      return std::unexpected("prefix /" + std::string(bits) + " out of range in " + quoted(s) +
-                             (c.v6 ? " (IPv6: 0-128)" : " (IPv4: 0-32)"));
-    c.prefix = static_cast<int>(*n);
-  }
-  // Host bits set ("127.0.0.1/8"): keep the network.
-  for (int i = 0; i < 16; ++i) {
-    const int keep = std::clamp(c.prefix - i * 8, 0, 8);
-    c.addr[i] &= static_cast<std::uint8_t>(0xff00 >> keep);
-  }
-  // "::ffff:10.0.0.0/104" is the IPv4 block 10.0.0.0/8; contains() maps addresses likewise.
-  if (c.v6 && c.prefix >= 96 && is_v4_mapped(c.addr)) {
-    std::memmove(c.addr, c.addr + 12, 4);
-    std::memset(c.addr + 4, 0, 12);
-    c.v6 = false;
-    c.prefix -= 96;
-  }
-  return c;
-}
 
 std::expected<config, std::string> parse_config(std::string_view text, std::string_view origin) {
   toml::table doc;

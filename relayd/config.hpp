@@ -12,23 +12,10 @@
 #include <string_view>
 #include <vector>
 
+#include "relayd/config_values.hpp"  // endpoint, parse_duration, parse_size, ...
+#include "relayd/net_cidr.hpp"       // cidr, parse_cidr
+
 namespace relayd {
-
-// "127.0.0.1:25", "[::1]:25", "localhost:25" (host kept as text; resolved at bind).
-struct endpoint {
-  std::string host;
-  std::uint16_t port = 0;
-  std::string to_string() const;  // "127.0.0.1:25" / "[::1]:25"
-};
-
-// An address block from mynetworks: "127.0.0.0/8", "::1/128", or a bare address.
-struct cidr {
-  bool v6 = false;
-  std::uint8_t addr[16] = {};  // network byte order; IPv4 uses the first 4 bytes
-  int prefix = 0;
-  // `ip` is textual ("127.0.0.2", "::1", "::ffff:127.0.0.2" matches IPv4 blocks).
-  bool contains(std::string_view ip) const;
-};
 
 enum class tls_policy { none, may, encrypt, verify };
 
@@ -106,12 +93,5 @@ std::expected<config, std::string> load_config(const std::string& path);
 // The same from text (for tests); `origin` names the source in messages.
 std::expected<config, std::string> parse_config(std::string_view text,
                                                 std::string_view origin = "config");
-
-// "30s", "5m", "4h", "5d", "1w"; a bare number is seconds.
-std::expected<std::chrono::seconds, std::string> parse_duration(std::string_view s);
-// "512K", "35M", "1G", "100T"; a bare number is bytes. Binary multiples.
-std::expected<std::uint64_t, std::string> parse_size(std::string_view s);
-std::expected<endpoint, std::string> parse_endpoint(std::string_view s, std::uint16_t default_port = 0);
-std::expected<cidr, std::string> parse_cidr(std::string_view s);
 
 }  // namespace relayd

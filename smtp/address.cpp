@@ -5,15 +5,15 @@
 
 #include <cstdint>
 
+#include "smtp/text.hpp"
+
 namespace smtp {
 namespace {
 
 bool is_alpha(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
-bool is_digit(unsigned char c) {
-  return c >= '0' && c <= '9';
-}
+using text::is_digit;
 bool is_hex(unsigned char c) {
   return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
@@ -154,18 +154,6 @@ bool is_ipv6(std::string_view s) {
          left + right <= 7;
 }
 
-bool iequals_prefix(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    auto a = static_cast<unsigned char>(s[i]);
-    auto b = static_cast<unsigned char>(prefix[i]);
-    if (a >= 'A' && a <= 'Z') a = static_cast<unsigned char>(a - 'A' + 'a');
-    if (b >= 'A' && b <= 'Z') b = static_cast<unsigned char>(b - 'A' + 'a');
-    if (a != b) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 std::string_view to_string(address_error e) {
@@ -253,7 +241,7 @@ bool is_valid_domain(std::string_view domain, bool utf8_allowed) {
 bool is_valid_address_literal(std::string_view literal) {
   if (literal.size() < 3 || literal.front() != '[' || literal.back() != ']') return false;
   const std::string_view inner = literal.substr(1, literal.size() - 2);
-  if (iequals_prefix(inner, "IPv6:")) return is_ipv6(inner.substr(5));
+  if (text::istarts_with(inner, "IPv6:")) return is_ipv6(inner.substr(5));
   return is_ipv4(inner);
 }
 

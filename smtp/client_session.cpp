@@ -12,8 +12,10 @@
 #include <utility>
 
 #include "smtp/address.hpp"
+#include "smtp/base64.hpp"
 #include "smtp/command.hpp"
 #include "smtp/dot_stuffer.hpp"
+#include "smtp/text.hpp"
 
 namespace smtp {
 namespace {
@@ -22,125 +24,8 @@ namespace {
 // 512-octet command line limit, otherwise the response follows a 334.
 constexpr std::size_t max_command_line = 512;
 
-char upper(char c) {
-  return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (upper(a[i]) != upper(b[i])) return false;
-  }
-  return true;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
-// RFC 4648 base64 with padding.
-std::string base64(std::string_view in) {
-  static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    const auto n = (static_cast<unsigned char>(in[i]) << 16) |
-                   (static_cast<unsigned char>(in[i + 1]) << 8) |
-                   static_cast<unsigned char>(in[i + 2]);
-    out.push_back(alphabet[(n >> 18) & 63]);
-    out.push_back(alphabet[(n >> 12) & 63]);
-    out.push_back(alphabet[(n >> 6) & 63]);
-    out.push_back(alphabet[n & 63]);
-  }
-  const std::size_t rest = in.size() - i;
-  if (rest != 0) {
-    unsigned n = static_cast<unsigned char>(in[i]) << 16;
-    if (rest == 2) n |= static_cast<unsigned char>(in[i + 1]) << 8;
-    out.push_back(alphabet[(n >> 18) & 63]);
-    out.push_back(alphabet[(n >> 12) & 63]);
-    out.push_back(rest == 2 ? alphabet[(n >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
-
-std::optional<std::uint64_t> parse_number(std::string_view v) {
-  if (v.empty() || v.size() > 19) return std::nullopt;
-  std::uint64_t n = 0;
-  for (char c : v) {
-    if (c < '0' || c > '9') return std::nullopt;
-    n = n * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return n;
-}
-
-// The EHLO reply: the first line is the server's name, each further line an
-// extension keyword with optional parameters ("AUTH=PLAIN" is the old form).
-server_capabilities parse_capabilities(const reply& r) {
-  server_capabilities caps;
-  caps.esmtp = true;
-  std::string_view text = r.text;
-  bool first = true;
-  while (true) {
-    const std::size_t nl = text.find('\n');
-    const std::string_view line = trim(text.substr(0, nl));
-    if (!first && !line.empty()) {
-      const std::size_t sep = line.find_first_of(" =");
-      const std::string_view keyword = line.substr(0, sep);
-      const std::string_view args =
-          sep == std::string_view::npos ? std::string_view{} : trim(line.substr(sep + 1));
-      if (iequals(keyword, "PIPELINING")) {
-        caps.pipelining = true;
-      } else if (iequals(keyword, "SIZE")) {
-        caps.size = true;
-        caps.max_size = parse_number(args).value_or(0);
-      } else if (iequals(keyword, "8BITMIME")) {
-        caps.eight_bit_mime = true;
-      } else if (iequals(keyword, "SMTPUTF8")) {
-        caps.smtputf8 = true;
-      } else if (iequals(keyword, "STARTTLS")) {
-        caps.starttls = true;
-      } else if (iequals(keyword, "ENHANCEDSTATUSCODES")) {
-        caps.enhanced_status_codes = true;
-      } else if (iequals(keyword, "CHUNKING")) {
-        caps.chunking = true;
-      } else if (iequals(keyword, "AUTH")) {
-        std::string_view mechs = args;
-        while (!mechs.empty()) {
-          const std::size_t sp = mechs.find(' ');
-          const std::string_view mech = mechs.substr(0, sp);
-          if (iequals(mech, "PLAIN")) caps.auth_plain = true;
-          if (iequals(mech, "LOGIN")) caps.auth_login = true;
-          mechs = sp == std::string_view::npos ? std::string_view{} : trim(mechs.substr(sp + 1));
-        }
-      }
-    }
-    first = false;
-    if (nl == std::string_view::npos) break;
-    text.remove_prefix(nl + 1);
-  }
-  return caps;
-}
-
 int reply_class(const reply& r) {
   return r.code / 100;
-}
-
-delivery_status status_of(const reply& r) {
-  switch (reply_class(r)) {
-    case 2:
-      return delivery_status::delivered;
-    case 5:
-      return delivery_status::permanent;
-    default:
-      return delivery_status::temporary;
-  }
 }
 
 reply synthetic(int code, std::string_view enhanced, std::string text) {
@@ -150,7 +35,7 @@ reply synthetic(int code, std::string_view enhanced, std::string text) {
 // A path that cannot break the command line it goes into.
 bool sendable_path(std::string_view path, bool recipient) {
   if (path.empty()) return !recipient;
-  if (recipient && iequals(path, "postmaster")) return true;
+  if (recipient && text::iequals(path, "postmaster")) return true;
   return check_mailbox(path, true).has_value();
 }
 
@@ -190,59 +75,6 @@ std::string_view to_string(client_phase p) {
       return "closed";
   }
   return "?";
-}
-
-std::string_view to_string(delivery_status s) {
-  switch (s) {
-    case delivery_status::delivered:
-      return "delivered";
-    case delivery_status::temporary:
-      return "temporary";
-    case delivery_status::permanent:
-      return "permanent";
-  }
-  return "?";
-}
-
-std::string_view to_string(failure_cause c) {
-  switch (c) {
-    case failure_cause::greeting_refused:
-      return "greeting refused";
-    case failure_cause::hello_refused:
-      return "EHLO/HELO refused";
-    case failure_cause::tls_unavailable:
-      return "TLS unavailable";
-    case failure_cause::auth_rejected:
-      return "authentication rejected";
-    case failure_cause::auth_temporary:
-      return "authentication failed temporarily";
-    case failure_cause::auth_unavailable:
-      return "authentication unavailable";
-    case failure_cause::service_closing:
-      return "service closing";
-    case failure_cause::protocol_error:
-      return "protocol error";
-    case failure_cause::connection_lost:
-      return "connection lost";
-  }
-  return "?";
-}
-
-bool is_throttling(const reply& r) {
-  if (r.code == 421) return true;
-  return reply_class(r) == 4 && r.enhanced.starts_with("4.7.");
-}
-
-std::string dsn_status(const reply& r) {
-  if (!r.enhanced.empty()) return r.enhanced;
-  switch (reply_class(r)) {
-    case 2:
-      return "2.0.0";
-    case 5:
-      return "5.0.0";
-    default:
-      return "4.0.0";
-  }
 }
 
 struct client_session::impl {
@@ -506,7 +338,7 @@ struct client_session::impl {
     message += options_.auth_user;
     message.push_back('\0');
     message += options_.auth_password;
-    return base64(message);
+    return base64::encode(message);
   }
 
   void on_greeting(const reply& r) {
@@ -594,11 +426,11 @@ struct client_session::impl {
           auth_ = auth_step::plain_sent;
           return;
         case auth_step::login_user:
-          write(base64(options_.auth_user) + "\r\n", expect::auth);
+          write(base64::encode(options_.auth_user) + "\r\n", expect::auth);
           auth_ = auth_step::login_password;
           return;
         case auth_step::login_password:
-          write(base64(options_.auth_password) + "\r\n", expect::auth);
+          write(base64::encode(options_.auth_password) + "\r\n", expect::auth);
           auth_ = auth_step::login_sent;
           return;
         default:

@@ -48,6 +48,8 @@
 #include <string_view>
 #include <vector>
 
+#include "smtp/client_capabilities.hpp"
+#include "smtp/delivery_status.hpp"
 #include "smtp/reply.hpp"
 #include "smtp/reply_parser.hpp"
 
@@ -64,21 +66,6 @@ struct client_options {
   bool allow_plaintext_auth = false;        // AUTH without TLS (loopback smarthost only)
   std::size_t body_chunk_size = 64 * 1024;  // content octets stuffed per output() refill
   reply_limits limits;
-};
-
-// What the server's EHLO reply advertised (all false after HELO).
-struct server_capabilities {
-  bool esmtp = false;  // EHLO accepted
-  bool pipelining = false;
-  bool size = false;           // SIZE advertised: MAIL carries SIZE=
-  std::uint64_t max_size = 0;  // its limit; 0: none given
-  bool eight_bit_mime = false;
-  bool smtputf8 = false;
-  bool starttls = false;
-  bool enhanced_status_codes = false;
-  bool auth_plain = false;
-  bool auth_login = false;
-  bool chunking = false;  // recorded; relayd does not use BDAT
 };
 
 // Where the dialogue is; the pump picks its timeout from it (RFC 5321 4.5.3.2:
@@ -102,9 +89,6 @@ enum class client_phase : std::uint8_t {
   closed,         // finished: close the connection
 };
 std::string_view to_string(client_phase p);  // "greeting", "ehlo", ... "data_body", ...
-
-enum class delivery_status : std::uint8_t { delivered, temporary, permanent };
-std::string_view to_string(delivery_status s);  // "delivered", "temporary", "permanent"
 
 // One message to one destination.
 struct outgoing_message {
@@ -133,19 +117,6 @@ struct transaction_result {
   bool connection_closed = false;            // the session ended with this transaction
 };
 
-enum class failure_cause : std::uint8_t {
-  greeting_refused,  // 4xx/5xx greeting (the pump tries the next MX on 4xx)
-  hello_refused,     // EHLO 4xx, or EHLO 5xx and then HELO refused
-  tls_unavailable,   // TLS required, STARTTLS not offered or refused
-  auth_rejected,     // 5xx to AUTH, e.g. 535: our credentials (local fault)
-  auth_temporary,    // 4xx to AUTH, e.g. 454
-  auth_unavailable,  // credentials set but no PLAIN/LOGIN offered, or no TLS (local fault)
-  service_closing,   // 421 outside a transaction
-  protocol_error,    // malformed or unexpected reply
-  connection_lost,   // reported by the pump: EOF, reset, timeout
-};
-std::string_view to_string(failure_cause c);
-
 // A failure of the connection itself, outside a transaction: nothing was sent for
 // any message; all of them get `status` (temporary or permanent, never delivered).
 struct connection_failure {
@@ -157,12 +128,6 @@ struct connection_failure {
   bool destination_throttled = false;           // 421 / 4.7.x during the set-up
   client_phase phase = client_phase::greeting;  // where it happened
 };
-
-// 421, or a 4xx reply whose enhanced code is 4.7.x (rate limiting, greylisting,
-// policy): the destination should back off as a whole (DESIGN.md).
-bool is_throttling(const reply& r);
-// The enhanced status code of `r`, or "X.0.0" from its code when it has none.
-std::string dsn_status(const reply& r);
 
 class client_session {
  public:

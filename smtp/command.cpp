@@ -9,6 +9,7 @@
 
 #include "smtp/address.hpp"
 #include "smtp/replies.hpp"
+#include "smtp/text.hpp"
 
 namespace smtp {
 namespace {
@@ -33,31 +34,9 @@ constexpr std::array<verb_name, 13> verbs{{
     {"BDAT", verb::bdat},
 }};
 
-char lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
-bool istarts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
-}
-
-bool is_space(char c) {
-  return c == ' ' || c == '\t';
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return s;
-}
+using text::iequals;
+using text::istarts_with;
+using text::trim;
 
 bool has_control(std::string_view line) {
   for (char ch : line) {
@@ -88,18 +67,6 @@ bool is_value(std::string_view v) {
     if (c == '=' || c <= 32 || c == 127) return false;
   }
   return true;
-}
-
-std::optional<std::uint64_t> parse_size(std::string_view v) {
-  if (v.empty() || v.size() > 20) return std::nullopt;
-  std::uint64_t n = 0;
-  for (char c : v) {
-    if (c < '0' || c > '9') return std::nullopt;
-    const auto digit = static_cast<std::uint64_t>(c - '0');
-    if (n > (UINT64_MAX - digit) / 10) return std::nullopt;
-    n = n * 10 + digit;
-  }
-  return n;
 }
 
 struct path_parts {
@@ -172,7 +139,8 @@ std::expected<void, parse_error> parse_mail_params(std::string_view rest, comman
       return std::unexpected(parse_error::bad_parameter);
     }
     if (iequals(key, "SIZE")) {
-      const auto n = has_value ? parse_size(value) : std::nullopt;
+      // At most 20 digits: the length of UINT64_MAX.
+      const auto n = has_value && value.size() <= 20 ? text::parse_decimal(value) : std::nullopt;
       if (seen_size || !n) return std::unexpected(parse_error::bad_parameter);
       seen_size = true;
       cmd.size = *n;

@@ -7,12 +7,10 @@
 #include <array>
 #include <chrono>
 
+#include "smtp/text.hpp"
+
 namespace smtp {
 namespace {
-
-char lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
 
 // ftext of RFC 5322 3.6.8: printable ASCII except ':'.
 bool is_ftext(char ch) {
@@ -77,10 +75,7 @@ bool has_header(std::string_view message, std::string_view name) {
   bool found = false;
   walk_headers(message, [&](std::string_view line) {
     const std::size_t n = field_name_length(line);
-    if (n != name.size()) return false;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (lower(line[i]) != lower(name[i])) return false;
-    }
+    if (n != name.size() || !text::istarts_with(line, name)) return false;
     found = true;
     return true;
   });

@@ -17,25 +17,23 @@
 #include <utility>
 
 #include "smtp/address.hpp"
+#include "smtp/base64.hpp"
 #include "smtp/command.hpp"
 #include "smtp/dot_reader.hpp"
 #include "smtp/line_reader.hpp"
 #include "smtp/message.hpp"
 #include "smtp/replies.hpp"
+#include "smtp/text.hpp"
 
 namespace smtp {
 namespace {
 
-char lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
+using text::iequals;
 
+// `word` (any case) and then a space or the end of the line.
 bool starts_with_word(std::string_view line, std::string_view word) {
-  if (line.size() < word.size()) return false;
-  for (std::size_t i = 0; i < word.size(); ++i) {
-    if (lower(line[i]) != lower(word[i])) return false;
-  }
-  return line.size() == word.size() || line[word.size()] == ' ';
+  return text::istarts_with(line, word) &&
+         (line.size() == word.size() || line[word.size()] == ' ');
 }
 
 // What on_reject may see of a command line: AUTH's initial response is a secret.
@@ -43,38 +41,6 @@ std::string_view loggable(std::string_view line) {
   if (!starts_with_word(line, "AUTH")) return line;
   const std::size_t mech_end = line.find(' ', 5);
   return line.substr(0, mech_end);
-}
-
-// RFC 4648 base64, strict: padding required, no whitespace. nullopt when invalid.
-std::optional<std::string> decode_base64(std::string_view in) {
-  if (in.size() % 4 != 0) return std::nullopt;
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::string out;
-  out.reserve(in.size() / 4 * 3);
-  for (std::size_t i = 0; i < in.size(); i += 4) {
-    const bool last = i + 4 == in.size();
-    const std::size_t pad = !last ? 0 : in[i + 3] != '=' ? 0 : in[i + 2] != '=' ? 1 : 2;
-    std::uint32_t n = 0;
-    for (std::size_t j = 0; j < 4; ++j) {
-      int v = 0;
-      if (j < 4 - pad) {
-        v = value(in[i + j]);
-        if (v < 0) return std::nullopt;
-      }
-      n = (n << 6) | static_cast<std::uint32_t>(v);
-    }
-    out.push_back(static_cast<char>((n >> 16) & 0xff));
-    if (pad < 2) out.push_back(static_cast<char>((n >> 8) & 0xff));
-    if (pad < 1) out.push_back(static_cast<char>(n & 0xff));
-  }
-  return out;
 }
 
 // Overwrites a secret before its memory is released or reused.
@@ -87,15 +53,7 @@ void wipe(std::string& s) {
 // RFC 4954 4: "=" is an empty response; anything else is base64.
 std::optional<std::string> decode_response(std::string_view in) {
   if (in == "=") return std::string();
-  return decode_base64(in);
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
+  return base64::decode(in);
 }
 
 constexpr std::string_view username_prompt = "VXNlcm5hbWU6";  // "Username:"

@@ -15,7 +15,7 @@ std::optional<address_error> error_of(std::string_view mailbox, bool utf8 = fals
   return r.error();
 }
 
-TEST(Address, AcceptsOrdinaryMailboxes) {
+TEST(address, accepts_ordinary_mailboxes) {
   for (const char* ok :
        {"user@example.org", "first.last@sub.example.co.uk", "a@b", "user+tag@example.org",
         "o'brien@example.ie", "x!#$%&'*+-/=?^_`{|}~@d.e", "postmaster@localhost",
@@ -24,14 +24,14 @@ TEST(Address, AcceptsOrdinaryMailboxes) {
   }
 }
 
-TEST(Address, AcceptsQuotedLocalParts) {
+TEST(address, accepts_quoted_local_parts) {
   EXPECT_EQ(error_of(R"("john doe"@example.org)"), std::nullopt);
   EXPECT_EQ(error_of(R"("a@b"@example.org)"), std::nullopt);
   EXPECT_EQ(error_of(R"("quote\"inside"@example.org)"), std::nullopt);
   EXPECT_EQ(error_of(R"(""@example.org)"), std::nullopt);
 }
 
-TEST(Address, AcceptsAddressLiterals) {
+TEST(address, accepts_address_literals) {
   for (const char* ok : {"u@[192.0.2.1]", "u@[255.255.255.255]", "u@[IPv6:2001:db8::1]",
                          "u@[IPv6:::1]", "u@[ipv6:1:2:3:4:5:6:7:8]", "u@[IPv6:::ffff:192.0.2.1]",
                          "u@[IPv6:1:2:3:4:5:6:1.2.3.4]", "u@[IPv6:fe80::]", "u@[IPv6:::]"}) {
@@ -39,7 +39,7 @@ TEST(Address, AcceptsAddressLiterals) {
   }
 }
 
-TEST(Address, RefusesBadAddressLiterals) {
+TEST(address, refuses_bad_address_literals) {
   for (const char* bad :
        {"u@[256.0.0.1]", "u@[1.2.3]", "u@[1.2.3.4.5]", "u@[1..2.3]", "u@[IPv6:1:2:3:4:5:6:7]",
         "u@[IPv6:1:2:3:4:5:6:7:8:9]", "u@[IPv6:1::2::3]", "u@[IPv6:12345::1]", "u@[IPv6:g::1]",
@@ -49,7 +49,7 @@ TEST(Address, RefusesBadAddressLiterals) {
   }
 }
 
-TEST(Address, RefusesBadLocalParts) {
+TEST(address, refuses_bad_local_parts) {
   for (const char* bad :
        {".user@example.org", "user.@example.org", "us..er@example.org", "us er@example.org",
         "us(er@example.org", "us\\er@example.org", R"("unterminated@example.org)",
@@ -58,7 +58,7 @@ TEST(Address, RefusesBadLocalParts) {
   }
 }
 
-TEST(Address, RefusesBadDomains) {
+TEST(address, refuses_bad_domains) {
   for (const char* bad : {"u@-example.org", "u@example-.org", "u@exa_mple.org", "u@example..org",
                           "u@.example.org", "u@example.org.", "u@exa mple.org"}) {
     EXPECT_EQ(error_of(bad), address_error::bad_domain) << bad;
@@ -71,7 +71,7 @@ TEST(Address, RefusesBadDomains) {
   EXPECT_EQ(error_of("u@" + std::string(63, 'a') + ".org"), std::nullopt);
 }
 
-TEST(Address, LengthLimits) {
+TEST(address, length_limits) {
   EXPECT_EQ(error_of(std::string(64, 'l') + "@example.org"), std::nullopt);
   EXPECT_EQ(error_of(std::string(65, 'l') + "@example.org"), address_error::local_part_too_long);
   std::string domain;
@@ -84,7 +84,7 @@ TEST(Address, LengthLimits) {
   EXPECT_EQ(error_of(local_254 + "l@" + domain), address_error::too_long);
 }
 
-TEST(Address, Utf8OnlyWithSmtputf8) {
+TEST(address, utf8_only_with_smtputf8) {
   const std::string utf8_local = "j\xc3\xb6rg@example.org";  // jörg
   const std::string utf8_domain =
       "u@b\xc3\xbc"
@@ -96,7 +96,7 @@ TEST(Address, Utf8OnlyWithSmtputf8) {
   EXPECT_EQ(error_of("\"\xe2\x82\xac uro\"@example.org", true), std::nullopt);
 }
 
-TEST(Address, MalformedUtf8IsRefusedEvenWithSmtputf8) {
+TEST(address, malformed_utf8_is_refused_even_with_smtputf8) {
   for (const std::string& bad : {
            std::string("j\xc3@example.org"),              // truncated sequence
            std::string("j\xc0\xaf@example.org"),          // overlong '/'
@@ -110,7 +110,7 @@ TEST(Address, MalformedUtf8IsRefusedEvenWithSmtputf8) {
   }
 }
 
-TEST(Address, Utf8Validation) {
+TEST(address, utf8_validation) {
   EXPECT_TRUE(is_valid_utf8(""));
   EXPECT_TRUE(is_valid_utf8("plain"));
   EXPECT_TRUE(is_valid_utf8("\xe2\x82\xac\xf0\x9f\x93\xa7"));  // euro sign, envelope emoji
@@ -121,7 +121,7 @@ TEST(Address, Utf8Validation) {
   EXPECT_FALSE(is_ascii("\xc3\xa9"));
 }
 
-TEST(Address, DomainsAndLiterals) {
+TEST(address, domains_and_literals) {
   EXPECT_TRUE(is_valid_domain("example.org", false));
   EXPECT_FALSE(is_valid_domain("", false));
   EXPECT_FALSE(is_valid_domain(std::string(256, 'a'), false));

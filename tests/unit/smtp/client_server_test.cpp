@@ -202,7 +202,7 @@ std::string tricky_content() {
   return content;
 }
 
-TEST(ClientServer, ContentArrivesByteIdentical) {
+TEST(client_server, content_arrives_byte_identical) {
   const std::string content = tricky_content();
   for (std::size_t chunk : chunkings) {
     outgoing_message m = make_message(content, {"bob@dest.example", "carol@dest.example"});
@@ -226,7 +226,7 @@ TEST(ClientServer, ContentArrivesByteIdentical) {
   }
 }
 
-TEST(ClientServer, ContentWithoutFinalCrlfGetsOne) {
+TEST(client_server, content_without_final_crlf_gets_one) {
   const std::string content = "Date: x\r\nMessage-ID: <m@x>\r\n\r\nno newline at the end";
   for (std::size_t chunk : chunkings) {
     const conversation c =
@@ -236,7 +236,7 @@ TEST(ClientServer, ContentWithoutFinalCrlfGetsOne) {
   }
 }
 
-TEST(ClientServer, SeveralMessagesOnOneConnection) {
+TEST(client_server, several_messages_on_one_connection) {
   const std::string a = "Date: x\r\nMessage-ID: <a@x>\r\n\r\nfirst\r\n";
   const std::string b = "Date: x\r\nMessage-ID: <b@x>\r\n\r\n.second\r\n";
   const std::string e;  // empty content: the server adds the missing fields
@@ -255,7 +255,7 @@ TEST(ClientServer, SeveralMessagesOnOneConnection) {
   }
 }
 
-TEST(ClientServer, RecipientLimitGivesPerRecipientResults) {
+TEST(client_server, recipient_limit_gives_per_recipient_results) {
   server_setup ss;
   ss.max_recipients = 2;
   const std::string content = "Date: x\r\nMessage-ID: <a@x>\r\n\r\nhi\r\n";
@@ -277,7 +277,7 @@ TEST(ClientServer, RecipientLimitGivesPerRecipientResults) {
   }
 }
 
-TEST(ClientServer, RelayDeniedIsPermanentAndTheConnectionIsReused) {
+TEST(client_server, relay_denied_is_permanent_and_the_connection_is_reused) {
   server_setup ss;
   ss.relay_allowed = false;
   const std::string content = "Date: x\r\nMessage-ID: <a@x>\r\n\r\nhi\r\n";
@@ -298,7 +298,7 @@ TEST(ClientServer, RelayDeniedIsPermanentAndTheConnectionIsReused) {
   }
 }
 
-TEST(ClientServer, SizeLimitCheckedBeforeMail) {
+TEST(client_server, size_limit_checked_before_mail) {
   server_setup ss;
   ss.max_message_size = 100;
   const std::string big = "Date: x\r\nMessage-ID: <a@x>\r\n\r\n" + std::string(200, 'x') + "\r\n";
@@ -311,7 +311,7 @@ TEST(ClientServer, SizeLimitCheckedBeforeMail) {
   EXPECT_EQ(r.response.enhanced, "5.3.4");
 }
 
-TEST(ClientServer, ServerRefusesOverlongLineAfterData) {
+TEST(client_server, server_refuses_overlong_line_after_data) {
   const std::string content =
       "Date: x\r\nMessage-ID: <a@x>\r\n\r\n" + std::string(2000, 'x') + "\r\n";
   for (std::size_t chunk : chunkings) {
@@ -325,7 +325,7 @@ TEST(ClientServer, ServerRefusesOverlongLineAfterData) {
   }
 }
 
-TEST(ClientServer, SmtpUtf8Transaction) {
+TEST(client_server, smtp_utf8_transaction) {
   const std::string content = "Date: x\r\nMessage-ID: <a@x>\r\nSubject: caf\xc3\xa9\r\n\r\nhi\r\n";
   outgoing_message m = make_message(content, {"j\xc3\xb6rg@d.example"});
   m.smtputf8 = true;

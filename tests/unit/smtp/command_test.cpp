@@ -21,7 +21,7 @@ parse_error parse_fails(std::string_view line) {
   return c ? parse_error::unknown_command : c.error();
 }
 
-TEST(Command, VerbsAreCaseInsensitive) {
+TEST(command, verbs_are_case_insensitive) {
   EXPECT_EQ(parse_ok("ehlo client.example").what, verb::ehlo);
   EXPECT_EQ(parse_ok("Helo client.example").what, verb::helo);
   EXPECT_EQ(parse_ok("dAtA").what, verb::data);
@@ -35,14 +35,14 @@ TEST(Command, VerbsAreCaseInsensitive) {
   EXPECT_EQ(parse_ok("bdat 100 LAST").what, verb::bdat);
 }
 
-TEST(Command, EhloKeepsTheClientName) {
+TEST(command, ehlo_keeps_the_client_name) {
   EXPECT_EQ(parse_ok("EHLO client.example").argument, "client.example");
   EXPECT_EQ(parse_ok("HELO [192.0.2.1]  ").argument, "[192.0.2.1]");
   EXPECT_EQ(parse_fails("EHLO"), parse_error::helo_syntax);
   EXPECT_EQ(parse_fails("HELO   "), parse_error::helo_syntax);
 }
 
-TEST(Command, MailWithPathAndParameters) {
+TEST(command, mail_with_path_and_parameters) {
   const command c = parse_ok("MAIL FROM:<alice@example.org> SIZE=1234 BODY=8BITMIME SMTPUTF8");
   EXPECT_EQ(c.what, verb::mail);
   EXPECT_EQ(c.path, "alice@example.org");
@@ -51,31 +51,31 @@ TEST(Command, MailWithPathAndParameters) {
   EXPECT_TRUE(c.smtputf8);
 }
 
-TEST(Command, MailKeywordsAndParametersAreCaseInsensitive) {
+TEST(command, mail_keywords_and_parameters_are_case_insensitive) {
   const command c = parse_ok("mail from:<a@b.c> size=7 body=7bit smtputf8");
   EXPECT_EQ(c.size, 7u);
   EXPECT_EQ(c.body, body_type::seven_bit);
   EXPECT_TRUE(c.smtputf8);
 }
 
-TEST(Command, MailWithoutParameters) {
+TEST(command, mail_without_parameters) {
   const command c = parse_ok("MAIL FROM:<a@b.c>");
   EXPECT_EQ(c.size, std::nullopt);
   EXPECT_EQ(c.body, std::nullopt);
   EXPECT_FALSE(c.smtputf8);
 }
 
-TEST(Command, NullSender) {
+TEST(command, null_sender) {
   EXPECT_EQ(parse_ok("MAIL FROM:<>").path, "");
   EXPECT_EQ(parse_ok("MAIL FROM:<> SIZE=10").size, 10u);
 }
 
-TEST(Command, SpaceAfterColonIsTolerated) {
+TEST(command, space_after_colon_is_tolerated) {
   EXPECT_EQ(parse_ok("MAIL FROM: <a@b.c>").path, "a@b.c");
   EXPECT_EQ(parse_ok("RCPT TO:  <d@e.f>").path, "d@e.f");
 }
 
-TEST(Command, SourceRoutesAreCheckedAndDropped) {
+TEST(command, source_routes_are_checked_and_dropped) {
   EXPECT_EQ(parse_ok("RCPT TO:<@relay.example,@other.example:user@dest.example>").path,
             "user@dest.example");
   EXPECT_EQ(parse_ok("MAIL FROM:<@relay.example:user@src.example>").path, "user@src.example");
@@ -85,21 +85,21 @@ TEST(Command, SourceRoutesAreCheckedAndDropped) {
   EXPECT_EQ(parse_fails("RCPT TO:<@a.example:>"), parse_error::bad_recipient);
 }
 
-TEST(Command, QuotedLocalPartMayHoldAngleBracket) {
+TEST(command, quoted_local_part_may_hold_angle_bracket) {
   EXPECT_EQ(parse_ok(R"(RCPT TO:<"odd>name"@example.org>)").path, R"("odd>name"@example.org)");
 }
 
-TEST(Command, PostmasterWithoutDomainParses) {
+TEST(command, postmaster_without_domain_parses) {
   EXPECT_EQ(parse_ok("RCPT TO:<Postmaster>").path, "Postmaster");
   EXPECT_EQ(parse_fails("RCPT TO:<bob>"), parse_error::bad_recipient);
 }
 
-TEST(Command, Utf8PathsParseWhenWellFormed) {
+TEST(command, utf8_paths_parse_when_well_formed) {
   EXPECT_EQ(parse_ok("RCPT TO:<j\xc3\xb6rg@example.org>").path, "j\xc3\xb6rg@example.org");
   EXPECT_EQ(parse_fails("RCPT TO:<j\xc3@example.org>"), parse_error::bad_recipient);
 }
 
-TEST(Command, MailSyntaxErrors) {
+TEST(command, mail_syntax_errors) {
   EXPECT_EQ(parse_fails("MAIL"), parse_error::mail_syntax);
   EXPECT_EQ(parse_fails("MAIL TO:<a@b.c>"), parse_error::mail_syntax);
   EXPECT_EQ(parse_fails("MAIL FROM a@b.c"), parse_error::mail_syntax);
@@ -110,7 +110,7 @@ TEST(Command, MailSyntaxErrors) {
   EXPECT_EQ(parse_fails("MAIL FROM:<@:a@b.c>"), parse_error::bad_sender);
 }
 
-TEST(Command, RcptSyntaxErrors) {
+TEST(command, rcpt_syntax_errors) {
   EXPECT_EQ(parse_fails("RCPT"), parse_error::rcpt_syntax);
   EXPECT_EQ(parse_fails("RCPT FROM:<a@b.c>"), parse_error::rcpt_syntax);
   EXPECT_EQ(parse_fails("RCPT TO:a@b.c"), parse_error::rcpt_syntax);
@@ -118,7 +118,7 @@ TEST(Command, RcptSyntaxErrors) {
   EXPECT_EQ(parse_fails("RCPT TO:<a@b..c>"), parse_error::bad_recipient);
 }
 
-TEST(Command, PathLongerThan256OctetsIsRefused) {
+TEST(command, path_longer_than_256_octets_is_refused) {
   const std::string domain = std::string(60, 'd') + "." + std::string(60, 'e') + "." +
                              std::string(60, 'f') + "." + std::string(61, 'g') + ".org";
   ASSERT_EQ(domain.size(), 248u);
@@ -128,7 +128,7 @@ TEST(Command, PathLongerThan256OctetsIsRefused) {
   EXPECT_EQ(parse_fails("MAIL FROM:<abcdef@" + domain + ">"), parse_error::bad_sender);
 }
 
-TEST(Command, MailParameterErrors) {
+TEST(command, mail_parameter_errors) {
   EXPECT_EQ(parse_fails("MAIL FROM:<a@b.c> SIZE=abc"), parse_error::bad_parameter);
   EXPECT_EQ(parse_fails("MAIL FROM:<a@b.c> SIZE="), parse_error::bad_parameter);
   EXPECT_EQ(parse_fails("MAIL FROM:<a@b.c> SIZE"), parse_error::bad_parameter);
@@ -146,12 +146,12 @@ TEST(Command, MailParameterErrors) {
   EXPECT_EQ(parse_fails("RCPT TO:<a@b.c> =x"), parse_error::bad_parameter);
 }
 
-TEST(Command, LargestSizeFits) {
+TEST(command, largest_size_fits) {
   EXPECT_EQ(parse_ok("MAIL FROM:<a@b.c> SIZE=18446744073709551615").size, UINT64_MAX);
   EXPECT_EQ(parse_fails("MAIL FROM:<a@b.c> SIZE=18446744073709551616"), parse_error::bad_parameter);
 }
 
-TEST(Command, ArgumentRules) {
+TEST(command, argument_rules) {
   EXPECT_EQ(parse_fails("DATA now"), parse_error::no_arguments_allowed);
   EXPECT_EQ(parse_fails("RSET x"), parse_error::no_arguments_allowed);
   EXPECT_EQ(parse_fails("QUIT x"), parse_error::no_arguments_allowed);
@@ -161,7 +161,7 @@ TEST(Command, ArgumentRules) {
   EXPECT_EQ(parse_ok("HELP MAIL").argument, "MAIL");
 }
 
-TEST(Command, UnknownAndMalformedLines) {
+TEST(command, unknown_and_malformed_lines) {
   EXPECT_EQ(parse_fails(""), parse_error::unknown_command);
   EXPECT_EQ(parse_fails("   "), parse_error::unknown_command);
   EXPECT_EQ(parse_fails("EXPN list"), parse_error::unknown_command);
@@ -173,7 +173,7 @@ TEST(Command, UnknownAndMalformedLines) {
   EXPECT_EQ(parse_fails("NOOP \x7f"), parse_error::invalid_characters);
 }
 
-TEST(Command, EveryParseErrorMapsToOneReply) {
+TEST(command, every_parse_error_maps_to_one_reply) {
   const std::pair<parse_error, std::string> cases[] = {
       {parse_error::unknown_command, "500 5.5.1"},
       {parse_error::invalid_characters, "500 5.5.2"},
@@ -197,7 +197,7 @@ TEST(Command, EveryParseErrorMapsToOneReply) {
             "501 5.1.3 Bad recipient address syntax");
 }
 
-TEST(Command, EncodeWritesCanonicalForms) {
+TEST(command, encode_writes_canonical_forms) {
   EXPECT_EQ(parse_ok("mail from: <a@b.c> body=8bitmime size=5 smtputf8").encode(),
             "MAIL FROM:<a@b.c> SIZE=5 BODY=8BITMIME SMTPUTF8\r\n");
   EXPECT_EQ(parse_ok("rcpt to:<@r.example:d@e.f>").encode(), "RCPT TO:<d@e.f>\r\n");
@@ -207,7 +207,7 @@ TEST(Command, EncodeWritesCanonicalForms) {
   EXPECT_EQ(parse_ok("MAIL FROM:<>").encode(), "MAIL FROM:<>\r\n");
 }
 
-TEST(Command, RoundTrips) {
+TEST(command, round_trips) {
   for (const char* line : {"EHLO client.example",
                            "HELO client.example",
                            "MAIL FROM:<a@b.c>",
@@ -237,7 +237,7 @@ TEST(Command, RoundTrips) {
   }
 }
 
-TEST(Command, BuiltCommandsEncode) {
+TEST(command, built_commands_encode) {
   command c;
   c.what = verb::mail;
   c.path = "bounce@example.org";

@@ -202,7 +202,7 @@ dsn_request request_with(std::vector<dsn_recipient> recipients) {
   return r;
 }
 
-TEST(Dsn, FailedReportIsAMultipartReportOfThreeParts) {
+TEST(dsn, failed_report_is_a_multipart_report_of_three_parts) {
   const std::string m = compose_dsn(request_with({bob()}));
   ASSERT_TRUE(well_formed(m));
   const report r = split(m);
@@ -252,7 +252,7 @@ TEST(Dsn, FailedReportIsAMultipartReportOfThreeParts) {
   EXPECT_EQ(r.parts[2].body, original_headers);
 }
 
-TEST(Dsn, DelayedReportSaysWhenItGivesUp) {
+TEST(dsn, delayed_report_says_when_it_gives_up) {
   const std::string m = compose_dsn(request_with({carol_delayed()}));
   ASSERT_TRUE(well_formed(m));
   const report r = split(m);
@@ -273,7 +273,7 @@ TEST(Dsn, DelayedReportSaysWhenItGivesUp) {
   EXPECT_EQ(get(g[1], "Will-Retry-Until"), "Sun, 07 Jan 2024 03:04:05 +0000");
 }
 
-TEST(Dsn, FailedRecipientNeverCarriesWillRetryUntil) {
+TEST(dsn, failed_recipient_never_carries_will_retry_until) {
   dsn_recipient r = bob();
   r.will_retry_until = t0 + 86400;
   const report rep = split(compose_dsn(request_with({r})));
@@ -281,7 +281,7 @@ TEST(Dsn, FailedRecipientNeverCarriesWillRetryUntil) {
   EXPECT_EQ(count(groups(rep.parts[1].body)[1], "Will-Retry-Until"), 0u);
 }
 
-TEST(Dsn, EveryRecipientGetsItsOwnGroup) {
+TEST(dsn, every_recipient_gets_its_own_group) {
   dsn_recipient dave;
   dave.address = "dave@example.net";
   dave.status = "5.4.4";
@@ -313,7 +313,7 @@ TEST(Dsn, EveryRecipientGetsItsOwnGroup) {
   EXPECT_NE(text.find("Host or domain name not found"), std::string::npos);
 }
 
-TEST(Dsn, NonAsciiRecipientIsTypedUtf8InSevenBits) {
+TEST(dsn, non_ascii_recipient_is_typed_utf8_in_seven_bits) {
   dsn_recipient r = bob();
   r.address =
       "j\xC3\xB6rg+a=b\\c@b\xC3\xBC"
@@ -335,7 +335,7 @@ TEST(Dsn, NonAsciiRecipientIsTypedUtf8InSevenBits) {
   EXPECT_EQ(count(rep.parts[1].headers, "Content-Transfer-Encoding"), 0u);
 }
 
-TEST(Dsn, AstralAndIllFormedUtf8InAnAddress) {
+TEST(dsn, astral_and_ill_formed_utf8_in_an_address) {
   dsn_recipient r = bob();
   r.address = "\xF0\x9F\x93\xAB\xFF\xC3@x.example";  // U+1F4EB, then two bad octets
   const report rep = split(compose_dsn(request_with({r})));
@@ -344,7 +344,7 @@ TEST(Dsn, AstralAndIllFormedUtf8InAnAddress) {
             "utf-8; \\x{1F4EB}\\x{FFFD}\\x{FFFD}@x.example");
 }
 
-TEST(Dsn, ARemoteReplyCannotAddFieldsOrLines) {
+TEST(dsn, a_remote_reply_cannot_add_fields_or_lines) {
   dsn_recipient r = bob();
   r.diagnostic =
       "550-5.1.1 first line\r\n550 5.1.1 second\rthird\nX-Injected: yes\x01\x7f\t end\r\n";
@@ -366,7 +366,7 @@ TEST(Dsn, ARemoteReplyCannotAddFieldsOrLines) {
             std::string::npos);
 }
 
-TEST(Dsn, LongRepliesAreFoldedBetweenWords) {
+TEST(dsn, long_replies_are_folded_between_words) {
   std::string reply = "550 5.7.1";
   for (int i = 0; i < 500; ++i) reply += " word" + std::to_string(i);
   dsn_recipient r = bob();
@@ -389,7 +389,7 @@ TEST(Dsn, LongRepliesAreFoldedBetweenWords) {
   EXPECT_NE(text.find("\r\n    word"), std::string::npos);
 }
 
-TEST(Dsn, AWordLongerThanALineIsCut) {
+TEST(dsn, a_word_longer_than_a_line_is_cut) {
   dsn_recipient r = bob();
   r.diagnostic = "550 " + std::string(5000, 'x');
   r.explanation = std::string(3000, 'y');
@@ -406,7 +406,7 @@ TEST(Dsn, AWordLongerThanALineIsCut) {
   EXPECT_EQ(diagnostic, "smtp;550" + std::string(5000, 'x'));
 }
 
-TEST(Dsn, BoundaryNeverOccursInTheOriginal) {
+TEST(dsn, boundary_never_occurs_in_the_original) {
   const std::string first = split(compose_dsn(request_with({bob()}))).boundary;
   ASSERT_FALSE(first.empty());
   // Also plant the plain second candidate: the salted one steps over it.
@@ -425,7 +425,7 @@ TEST(Dsn, BoundaryNeverOccursInTheOriginal) {
   EXPECT_NE(rep.parts[2].body.find("X-Trap: " + first), std::string::npos);
 }
 
-TEST(Dsn, BoundaryNeverOccursInRemoteText) {
+TEST(dsn, boundary_never_occurs_in_remote_text) {
   const std::string first = split(compose_dsn(request_with({bob()}))).boundary;
   dsn_recipient r = bob();
   r.diagnostic = "550 --" + first;
@@ -438,7 +438,7 @@ TEST(Dsn, BoundaryNeverOccursInRemoteText) {
   EXPECT_EQ(get(groups(rep.parts[1].body)[1], "Diagnostic-Code"), "smtp; 550 --" + first);
 }
 
-TEST(Dsn, OriginalWithoutSeparatorIsIncludedWhole) {
+TEST(dsn, original_without_separator_is_included_whole) {
   dsn_request req = request_with({bob()});
   req.original = "Subject: no body\r\nFrom: a@example.com";  // no empty line, no final CRLF
   const std::string m = compose_dsn(req);
@@ -453,7 +453,7 @@ TEST(Dsn, OriginalWithoutSeparatorIsIncludedWhole) {
   EXPECT_EQ(empty.parts[2].body, "");
 }
 
-TEST(Dsn, HeaderBlockIsCutToSixtyFourKiBAtALineBoundary) {
+TEST(dsn, header_block_is_cut_to_sixty_four_ki_b_at_a_line_boundary) {
   std::string original;
   for (int i = 0; original.size() < 200 * 1024; ++i) {
     original += "X-Filler-" + std::to_string(i) + ": " + std::string(90, 'f') + "\r\n";
@@ -471,7 +471,7 @@ TEST(Dsn, HeaderBlockIsCutToSixtyFourKiBAtALineBoundary) {
   EXPECT_EQ(original.substr(0, headers.size()), headers);
 }
 
-TEST(Dsn, BareLineEndsAndLongLinesInTheOriginalAreRepaired) {
+TEST(dsn, bare_line_ends_and_long_lines_in_the_original_are_repaired) {
   const std::string original = "Subject: lf\nX-Cr: cr\rX-Nul: a\0b\r\nX-Long: "s +
                                std::string(3000, 'L') + "\r\n\r\nbody\n" + std::string(2500, 'B') +
                                "\r\n";
@@ -501,7 +501,7 @@ TEST(Dsn, BareLineEndsAndLongLinesInTheOriginalAreRepaired) {
   }
 }
 
-TEST(Dsn, IncludeBodyAttachesTheWholeMessage) {
+TEST(dsn, include_body_attaches_the_whole_message) {
   dsn_request req = request_with({bob()});
   req.include_body = true;
   const std::string m = compose_dsn(req);
@@ -513,7 +513,7 @@ TEST(Dsn, IncludeBodyAttachesTheWholeMessage) {
   EXPECT_NE(rep.parts[0].body.find("Your message is attached."), std::string::npos);
 }
 
-TEST(Dsn, EightBitOriginalIsMarkedAndTyped) {
+TEST(dsn, eight_bit_original_is_marked_and_typed) {
   dsn_request req = request_with({bob()});
   // SMTPUTF8 headers: message/global-headers (RFC 6533 6.3).
   req.original =
@@ -544,7 +544,7 @@ TEST(Dsn, EightBitOriginalIsMarkedAndTyped) {
   EXPECT_EQ(get(rep.headers, "Content-Transfer-Encoding"), "<absent>");
 }
 
-TEST(Dsn, MalformedStatusFallsBackToTheActionClass) {
+TEST(dsn, malformed_status_falls_back_to_the_action_class) {
   dsn_recipient failed = bob();
   dsn_recipient delayed = carol_delayed();
   for (const std::string bad :
@@ -563,7 +563,7 @@ TEST(Dsn, MalformedStatusFallsBackToTheActionClass) {
             "2.123.45");
 }
 
-TEST(Dsn, DatesOutOfRangeAreClamped) {
+TEST(dsn, dates_out_of_range_are_clamped) {
   dsn_recipient r = carol_delayed();
   r.last_attempt = std::numeric_limits<std::int64_t>::min();
   r.will_retry_until = std::numeric_limits<std::int64_t>::max();
@@ -580,7 +580,7 @@ TEST(Dsn, DatesOutOfRangeAreClamped) {
 
 // Random octets in every field and in the original: the result always parses
 // into three parts and keeps CRLF-only lines of at most 998 octets.
-TEST(Dsn, RandomInputKeepsTheInvariants) {
+TEST(dsn, random_input_keeps_the_invariants) {
   std::mt19937 rng(20240102);
   const auto junk = [&](std::size_t max) {
     static constexpr std::string_view alphabet =

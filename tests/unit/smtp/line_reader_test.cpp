@@ -56,12 +56,12 @@ void expect_split_invariant(const std::string& input, std::size_t limit = 512) {
   EXPECT_EQ(read_all(reader, bytes), whole);
 }
 
-TEST(LineReader, YieldsLinesWithoutCrlf) {
+TEST(line_reader, yields_lines_without_crlf) {
   EXPECT_EQ(read_whole("EHLO a\r\nNOOP\r\n\r\n"),
             (std::vector<std::string>{"L:EHLO a", "L:NOOP", "L:"}));
 }
 
-TEST(LineReader, ConsumesExactlyOneLine) {
+TEST(line_reader, consumes_exactly_one_line) {
   line_reader reader;
   const auto r = reader.put("NOOP\r\nQUIT\r\n");
   EXPECT_EQ(r.what, line_reader::status::line);
@@ -69,7 +69,7 @@ TEST(LineReader, ConsumesExactlyOneLine) {
   EXPECT_EQ(reader.line(), "NOOP");
 }
 
-TEST(LineReader, PartialLineNeedsMore) {
+TEST(line_reader, partial_line_needs_more) {
   line_reader reader;
   const auto r = reader.put("NOO");
   EXPECT_EQ(r.what, line_reader::status::need_more);
@@ -82,49 +82,49 @@ TEST(LineReader, PartialLineNeedsMore) {
   EXPECT_EQ(reader.line(), "NOOP");
 }
 
-TEST(LineReader, AcceptsExactly512OctetsIncludingCrlf) {
+TEST(line_reader, accepts_exactly_512_octets_including_crlf) {
   const std::string line(510, 'a');
   EXPECT_EQ(read_whole(line + "\r\n"), (std::vector<std::string>{"L:" + line}));
 }
 
-TEST(LineReader, RejectsA513OctetLineAndRecovers) {
+TEST(line_reader, rejects_a_513_octet_line_and_recovers) {
   const std::string line(511, 'a');
   EXPECT_EQ(read_whole(line + "\r\nNOOP\r\n"), (std::vector<std::string>{"TOO_LONG", "L:NOOP"}));
 }
 
-TEST(LineReader, DiscardsAVeryLongLineWithoutBufferingIt) {
+TEST(line_reader, discards_a_very_long_line_without_buffering_it) {
   line_reader reader;
   const std::string big(1 << 20, 'x');
   std::vector<std::string> events = read_all(reader, {big, big, "\r\nQUIT\r\n"});
   EXPECT_EQ(events, (std::vector<std::string>{"TOO_LONG", "L:QUIT"}));
 }
 
-TEST(LineReader, BareLfIsAnError) {
+TEST(line_reader, bare_lf_is_an_error) {
   EXPECT_EQ(read_whole("NOOP\nQUIT\r\n"), (std::vector<std::string>{"BARE_LF", "L:QUIT"}));
   EXPECT_EQ(read_whole("\n"), (std::vector<std::string>{"BARE_LF"}));
 }
 
-TEST(LineReader, OverLongLineEndingInBareLfIsReportedOnce) {
+TEST(line_reader, over_long_line_ending_in_bare_lf_is_reported_once) {
   EXPECT_EQ(read_whole(std::string(600, 'a') + "\n"), (std::vector<std::string>{"TOO_LONG"}));
 }
 
-TEST(LineReader, LoneCrStaysInTheLine) {
+TEST(line_reader, lone_cr_stays_in_the_line) {
   // The command parser refuses it; the reader only frames.
   EXPECT_EQ(read_whole("NO\rOP\r\n"), (std::vector<std::string>{"L:NO\rOP"}));
 }
 
-TEST(LineReader, SmallLimit) {
+TEST(line_reader, small_limit) {
   EXPECT_EQ(read_whole("ab\r\nabc\r\nab\n", 4),
             (std::vector<std::string>{"L:ab", "TOO_LONG", "BARE_LF"}));
 }
 
-TEST(LineReader, AnySplitGivesTheSameLines) {
+TEST(line_reader, any_split_gives_the_same_lines) {
   expect_split_invariant("EHLO a\r\nMAIL FROM:<a@b>\r\nbare\nRCPT TO:<c@d>\r\n\r\nQUI");
   expect_split_invariant(std::string(515, 'z') + "\r\nNOOP\r\n" + std::string(510, 'y') + "\r\n");
   expect_split_invariant("ab\r\r\nabcd\r\n\r\r\r\n", 5);
 }
 
-TEST(LineReader, ResetForgetsPartialLine) {
+TEST(line_reader, reset_forgets_partial_line) {
   line_reader reader;
   reader.put("GARBAGE");
   reader.reset();

@@ -9,47 +9,47 @@
 namespace smtp {
 namespace {
 
-TEST(Reply, SingleLineWithEnhancedCode) {
+TEST(reply, single_line_with_enhanced_code) {
   EXPECT_EQ((reply{250, "2.1.0", "Ok"}.encode()), "250 2.1.0 Ok\r\n");
 }
 
-TEST(Reply, SingleLineWithoutEnhancedCode) {
+TEST(reply, single_line_without_enhanced_code) {
   EXPECT_EQ((reply{220, "", "mx.test ESMTP relayd"}.encode()), "220 mx.test ESMTP relayd\r\n");
 }
 
-TEST(Reply, EmptyText) {
+TEST(reply, empty_text) {
   EXPECT_EQ((reply{250, "", ""}.encode()), "250\r\n");
   EXPECT_EQ((reply{250, "2.0.0", ""}.encode()), "250 2.0.0\r\n");
 }
 
-TEST(Reply, MultiLineUsesDashContinuations) {
+TEST(reply, multi_line_uses_dash_continuations) {
   EXPECT_EQ((reply{250, "", "mx.test\nPIPELINING\nSMTPUTF8"}.encode()),
             "250-mx.test\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n");
 }
 
-TEST(Reply, MultiLineRepeatsEnhancedCodeOnEveryLine) {
+TEST(reply, multi_line_repeats_enhanced_code_on_every_line) {
   EXPECT_EQ((reply{214, "2.0.0", "first\nsecond"}.encode()),
             "214-2.0.0 first\r\n214 2.0.0 second\r\n");
 }
 
-TEST(Reply, TrailingNewlineDoesNotAddAnEmptyLine) {
+TEST(reply, trailing_newline_does_not_add_an_empty_line) {
   EXPECT_EQ((reply{250, "2.0.0", "a\n"}.encode()), "250 2.0.0 a\r\n");
 }
 
-TEST(Reply, ControlCharactersCannotEndTheReplyEarly) {
+TEST(reply, control_characters_cannot_end_the_reply_early) {
   EXPECT_EQ((reply{550, "5.0.0", std::string("a\rb\0c", 5)}.encode()), "550 5.0.0 a b c\r\n");
   EXPECT_EQ((reply{550, "5.0.0", std::string("a\r\n250 ok", 9)}.encode()),
             "550-5.0.0 a \r\n550 5.0.0 250 ok\r\n");
 }
 
-TEST(Reply, ToStringJoinsContinuations) {
+TEST(reply, to_string_joins_continuations) {
   EXPECT_EQ((reply{554, "5.7.1", "Relay access denied"}.to_string()),
             "554 5.7.1 Relay access denied");
   EXPECT_EQ((reply{250, "", "mx.test\nPIPELINING"}.to_string()), "250 mx.test; PIPELINING");
   EXPECT_EQ((reply{250, "", ""}.to_string()), "250");
 }
 
-TEST(Reply, Classification) {
+TEST(reply, classification) {
   EXPECT_TRUE((reply{250, "", ""}.positive()));
   EXPECT_TRUE((reply{354, "", ""}.positive()));
   EXPECT_TRUE((reply{452, "4.3.1", ""}.transient()));
@@ -58,7 +58,7 @@ TEST(Reply, Classification) {
   EXPECT_FALSE((reply{554, "5.7.1", ""}.positive()));
 }
 
-TEST(Replies, WireFormsOfTheNamedReplies) {
+TEST(replies, wire_forms_of_the_named_replies) {
   const std::pair<reply, std::string> cases[] = {
       {replies::greeting("mx.test"), "220 mx.test ESMTP relayd\r\n"},
       {replies::helo("mx.test"), "250 mx.test\r\n"},
@@ -85,7 +85,7 @@ TEST(Replies, WireFormsOfTheNamedReplies) {
   for (const auto& [r, wire] : cases) EXPECT_EQ(r.encode(), wire);
 }
 
-TEST(Replies, CodesOfTheErrorReplies) {
+TEST(replies, codes_of_the_error_replies) {
   EXPECT_EQ(replies::bare_lf().code, 500);
   EXPECT_EQ(replies::bare_lf().enhanced, "5.5.2");
   EXPECT_EQ(replies::idle_timeout().code, 421);
@@ -103,7 +103,7 @@ TEST(Replies, CodesOfTheErrorReplies) {
             "500 5.5.2 Line too long in message; text lines are limited to 1000 octets\r\n");
 }
 
-TEST(Replies, EhloAdvertisesTheExtensionsWithoutEnhancedCodes) {
+TEST(replies, ehlo_advertises_the_extensions_without_enhanced_codes) {
   EXPECT_EQ(replies::ehlo("mx.test", 1024).encode(),
             "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1024\r\n250-8BITMIME\r\n"
             "250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n");

@@ -242,7 +242,7 @@ std::string data_body(const std::string& body) {
 }
 const std::string body = "Subject: test\r\n\r\nHello.\r\n.\r\n";
 
-TEST(ServerSession, GreetingAndFullTransaction) {
+TEST(server_session, greeting_and_full_transaction) {
   const transcript t = run(ehlo + mail + rcpt + "DATA\r\n" + body + "QUIT\r\n");
   EXPECT_EQ(t.output,
             "220 mx.test ESMTP relayd\r\n"
@@ -273,7 +273,7 @@ TEST(ServerSession, GreetingAndFullTransaction) {
   EXPECT_TRUE(t.rejects.empty());
 }
 
-TEST(ServerSession, HeloDialogueSaysSmtpInReceived) {
+TEST(server_session, helo_dialogue_says_smtp_in_received) {
   const transcript t = run("HELO old.example\r\n" + mail + rcpt + "DATA\r\n" +
                            "Date: x\r\nMessage-ID: <m@x>\r\n\r\nb\r\n.\r\n");
   EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "250 2.1.0", "250 2.1.5", "354", "250 2.0.0"}));
@@ -286,7 +286,7 @@ TEST(ServerSession, HeloDialogueSaysSmtpInReceived) {
             "Date: x\r\nMessage-ID: <m@x>\r\n\r\nb\r\n");
 }
 
-TEST(ServerSession, PipelinedCommandsAreAnsweredInOrder) {
+TEST(server_session, pipelined_commands_are_answered_in_order) {
   const transcript t =
       run(ehlo + mail + rcpt + "RCPT TO:<carol@dest.example>\r\nNOOP\r\nDATA\r\n" + body +
           "RSET\r\n" + mail + "RCPT TO:<dave@dest.example>\r\nDATA\r\n" + "x\r\n.\r\nQUIT\r\n");
@@ -303,14 +303,14 @@ TEST(ServerSession, PipelinedCommandsAreAnsweredInOrder) {
   EXPECT_NE(t.output.find("250 2.0.0 Ok: queued as ID2\r\n"), std::string::npos);
 }
 
-TEST(ServerSession, MailBeforeHeloIsABadSequence) {
+TEST(server_session, mail_before_helo_is_a_bad_sequence) {
   const transcript t = run(mail + "RCPT TO:<b@c.d>\r\nDATA\r\n");
   EXPECT_EQ(codes(t.output), (codes_t{"220", "503 5.5.1", "503 5.5.1", "503 5.5.1"}));
   EXPECT_NE(t.output.find("503 5.5.1 Bad sequence of commands: send EHLO or HELO first\r\n"),
             std::string::npos);
 }
 
-TEST(ServerSession, SequenceErrors) {
+TEST(server_session, sequence_errors) {
   const transcript t = run(ehlo + rcpt + "DATA\r\n" + mail + mail + "DATA\r\n");
   EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "503 5.5.1", "503 5.5.1", "250 2.1.0",
                                       "503 5.5.1", "503 5.5.1"}));
@@ -322,26 +322,26 @@ TEST(ServerSession, SequenceErrors) {
             std::string::npos);
 }
 
-TEST(ServerSession, DataAfterOnlyRefusedRecipientsHasNoValidRecipients) {
+TEST(server_session, data_after_only_refused_recipients_has_no_valid_recipients) {
   const transcript t = run(ehlo + mail + "RCPT TO:<bad address>\r\nDATA\r\n");
   EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "250 2.1.0", "501 5.1.3", "554 5.5.1"}));
   EXPECT_NE(t.output.find("554 5.5.1 No valid recipients\r\n"), std::string::npos);
 }
 
-TEST(ServerSession, RsetNoopVrfyHelp) {
+TEST(server_session, rset_noop_vrfy_help) {
   const transcript t = run(ehlo + mail + rcpt + "RSET\r\n" + rcpt + "NOOP\r\nVRFY bob\r\nHELP\r\n");
   EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "250 2.1.0", "250 2.1.5", "250 2.0.0",
                                       "503 5.5.1", "250 2.0.0", "252 2.5.0", "214 2.0.0"}));
 }
 
-TEST(ServerSession, CommandsWorkBeforeHelo) {
+TEST(server_session, commands_work_before_helo) {
   const transcript t = run("NOOP\r\nRSET\r\nVRFY x\r\nHELP\r\nQUIT\r\n");
   EXPECT_EQ(codes(t.output),
             (codes_t{"220", "250 2.0.0", "250 2.0.0", "252 2.5.0", "214 2.0.0", "221 2.0.0"}));
   EXPECT_EQ(t.events, (std::vector<std::string>{"close"}));
 }
 
-TEST(ServerSession, QuitClosesAndLeavesTheRestUnread) {
+TEST(server_session, quit_closes_and_leaves_the_rest_unread) {
   const std::string input = ehlo + "QUIT\r\nNOOP\r\n";
   const transcript t = run(input);
   EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "221 2.0.0"}));
@@ -349,7 +349,7 @@ TEST(ServerSession, QuitClosesAndLeavesTheRestUnread) {
   EXPECT_EQ(t.consumed, input.find("NOOP"));
 }
 
-TEST(ServerSession, UnknownAndUnimplementedCommands) {
+TEST(server_session, unknown_and_unimplemented_commands) {
   const transcript t =
       run(ehlo + "EXPN list\r\nSTARTTLS\r\nAUTH PLAIN AHVzZXIAcGFzcw==\r\nBDAT 10 LAST\r\n");
   EXPECT_EQ(codes(t.output),
@@ -363,7 +363,7 @@ TEST(ServerSession, UnknownAndUnimplementedCommands) {
                        }));
 }
 
-TEST(ServerSession, SyntaxErrorsGet501WithTheirReason) {
+TEST(server_session, syntax_errors_get_501_with_their_reason) {
   setup s;
   s.max_errors = 20;  // eleven errors here
   const transcript t = run("EHLO\r\n" + ehlo + "MAIL FROM:<bad@@example.org>\r\n" +
@@ -379,7 +379,7 @@ TEST(ServerSession, SyntaxErrorsGet501WithTheirReason) {
   EXPECT_NE(t.output.find("501 5.1.3 Bad recipient address syntax\r\n"), std::string::npos);
 }
 
-TEST(ServerSession, SizeParameterOverTheLimitIsRefusedAtMail) {
+TEST(server_session, size_parameter_over_the_limit_is_refused_at_mail) {
   setup s;
   s.max_message_size = 100;
   const transcript t =
@@ -389,7 +389,7 @@ TEST(ServerSession, SizeParameterOverTheLimitIsRefusedAtMail) {
   EXPECT_NE(t.output.find("552 5.3.4 Message size exceeds fixed limit\r\n"), std::string::npos);
 }
 
-TEST(ServerSession, OversizeMessageWithoutSizeIsRefusedAfterData) {
+TEST(server_session, oversize_message_without_size_is_refused_after_data) {
   setup s;
   s.max_message_size = 20;
   const transcript t = run(ehlo + mail + rcpt + "DATA\r\n" + "0123456789\r\n0123456789\r\n.\r\n" +
@@ -403,14 +403,14 @@ TEST(ServerSession, OversizeMessageWithoutSizeIsRefusedAfterData) {
   EXPECT_EQ(t.rejects, (std::vector<std::string>{"552 5.3.4 Message size exceeds fixed limit | "}));
 }
 
-TEST(ServerSession, MessageExactlyAtTheLimitIsAccepted) {
+TEST(server_session, message_exactly_at_the_limit_is_accepted) {
   setup s;
   s.max_message_size = 24;
   const transcript t = run(ehlo + mail + rcpt + "DATA\r\n0123456789\r\n0123456789\r\n.\r\n", s);
   EXPECT_EQ(codes(t.output).back(), "250 2.0.0");
 }
 
-TEST(ServerSession, OverlongTextLineInDataIsRefused) {
+TEST(server_session, overlong_text_line_in_data_is_refused) {
   setup s;
   s.max_line_length = 20;
   const transcript t = run(ehlo + mail + rcpt + "DATA\r\n" + std::string(19, 'x') + "\r\n.\r\n" +
@@ -423,7 +423,7 @@ TEST(ServerSession, OverlongTextLineInDataIsRefused) {
             std::string::npos);
 }
 
-TEST(ServerSession, TooManyRecipients) {
+TEST(server_session, too_many_recipients) {
   const transcript t =
       run(ehlo + mail + "RCPT TO:<r1@d.example>\r\nRCPT TO:<r2@d.example>\r\n" +
           "RCPT TO:<r3@d.example>\r\nRCPT TO:<r4@d.example>\r\nDATA\r\nx\r\n.\r\n");
@@ -434,7 +434,7 @@ TEST(ServerSession, TooManyRecipients) {
   EXPECT_EQ(t.messages[0].env.recipients.size(), 3u);
 }
 
-TEST(ServerSession, RelayDeniedForClientsOutsideMynetworks) {
+TEST(server_session, relay_denied_for_clients_outside_mynetworks) {
   setup s;
   s.relay_allowed = false;
   const transcript t = run(ehlo + mail + rcpt + "DATA\r\nQUIT\r\n", s);
@@ -445,12 +445,12 @@ TEST(ServerSession, RelayDeniedForClientsOutsideMynetworks) {
   EXPECT_TRUE(t.messages.empty());
 }
 
-TEST(ServerSession, PostmasterWithoutDomainIsNotDeliveredLocally) {
+TEST(server_session, postmaster_without_domain_is_not_delivered_locally) {
   const transcript t = run(ehlo + mail + "RCPT TO:<postmaster>\r\n");
   EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "250 2.1.0", "550 5.1.1"}));
 }
 
-TEST(ServerSession, NullSenderAndParameters) {
+TEST(server_session, null_sender_and_parameters) {
   const transcript t = run(ehlo + "MAIL FROM:<> SIZE=50 BODY=8BITMIME\r\n" + rcpt +
                            "DATA\r\n\xc3\xa9t\xc3\xa9\r\n.\r\n");
   ASSERT_EQ(t.messages.size(), 1u);
@@ -459,7 +459,7 @@ TEST(ServerSession, NullSenderAndParameters) {
   EXPECT_EQ(t.messages[0].env.declared_size, 50u);
 }
 
-TEST(ServerSession, NonAsciiAddressesNeedSmtputf8) {
+TEST(server_session, non_ascii_addresses_need_smtputf8) {
   const std::string utf8_sender = "MAIL FROM:<j\xc3\xb6rg@example.org>";
   const std::string utf8_rcpt = "RCPT TO:<b\xc3\xb8@dest.example>\r\n";
   const transcript t = run(ehlo + utf8_sender + "\r\n" + mail + utf8_rcpt + "RSET\r\n" +
@@ -472,14 +472,14 @@ TEST(ServerSession, NonAsciiAddressesNeedSmtputf8) {
   EXPECT_NE(t.messages[0].data.find("with UTF8SMTP id ID1"), std::string::npos);
 }
 
-TEST(ServerSession, DotStuffingIsRemovedInTheStoredMessage) {
+TEST(server_session, dot_stuffing_is_removed_in_the_stored_message) {
   const transcript t = run(ehlo + mail + rcpt + "DATA\r\n\r\n..leading dot\r\n...\r\n.\r\n");
   ASSERT_EQ(t.messages.size(), 1u);
   const std::string& data = t.messages[0].data;
   EXPECT_TRUE(data.ends_with("\r\n\r\n.leading dot\r\n..\r\n")) << data;
 }
 
-TEST(ServerSession, CommandLineLimits) {
+TEST(server_session, command_line_limits) {
   const std::string long_line = "NOOP " + std::string(600, 'x') + "\r\n";
   const std::string max_line = "NOOP " + std::string(505, 'x') + "\r\n";  // 512 octets
   const transcript t = run(long_line + max_line + "NOOP\nNOOP\r\n");
@@ -508,26 +508,26 @@ void expect_smuggling_refused(const std::string& trick) {
   EXPECT_LE(t.consumed, input.find("hello") + 5 + trick.size() + 1);
 }
 
-TEST(ServerSession, SmugglingLfDotLf) {
+TEST(server_session, smuggling_lf_dot_lf) {
   expect_smuggling_refused("\n.\n");
 }
-TEST(ServerSession, SmugglingCrDotCr) {
+TEST(server_session, smuggling_cr_dot_cr) {
   expect_smuggling_refused("\r.\r");
 }
-TEST(ServerSession, SmugglingLfDotCrlf) {
+TEST(server_session, smuggling_lf_dot_crlf) {
   expect_smuggling_refused("\n.\r\n");
 }
-TEST(ServerSession, SmugglingCrlfDotLf) {
+TEST(server_session, smuggling_crlf_dot_lf) {
   expect_smuggling_refused("\r\n.\n");
 }
-TEST(ServerSession, SmugglingCrlfDotCr) {
+TEST(server_session, smuggling_crlf_dot_cr) {
   expect_smuggling_refused("\r\n.\r");
 }
-TEST(ServerSession, SmugglingBareCrInText) {
+TEST(server_session, smuggling_bare_cr_in_text) {
   expect_smuggling_refused("\rx\r\n.\r\n");
 }
 
-TEST(ServerSession, TooManyErrorsCloseTheConnection) {
+TEST(server_session, too_many_errors_close_the_connection) {
   std::string input = ehlo;
   for (int i = 0; i < 25; ++i) input += "BOGUS\r\n";
   const transcript t = run(input);
@@ -542,7 +542,7 @@ TEST(ServerSession, TooManyErrorsCloseTheConnection) {
 
 // Syntax errors, unknown commands and bad sequences all count; good commands in
 // between do not reset the count; the max_errors-th 5xx is followed by 421.
-TEST(ServerSession, MixedErrorsCountTowardsMaxErrors) {
+TEST(server_session, mixed_errors_count_towards_max_errors) {
   setup s;
   s.max_errors = 4;
   const std::string input = ehlo + "BOGUS\r\n" + "NOOP\r\n" + "MAIL FROM:<bad\r\n" + rcpt +
@@ -554,7 +554,7 @@ TEST(ServerSession, MixedErrorsCountTowardsMaxErrors) {
   EXPECT_EQ(t.consumed, input.size() - 6);  // the last NOOP is never read
 }
 
-TEST(ServerSession, OneErrorBelowTheCapKeepsTheSessionOpen) {
+TEST(server_session, one_error_below_the_cap_keeps_the_session_open) {
   setup s;
   s.max_errors = 3;
   const transcript t = run(ehlo + "BOGUS\r\nBOGUS\r\n" + mail + rcpt + data_body("x\r\n"), s);
@@ -562,7 +562,7 @@ TEST(ServerSession, OneErrorBelowTheCapKeepsTheSessionOpen) {
   EXPECT_EQ(codes(t.output).back(), "250 2.0.0");
 }
 
-TEST(ServerSession, HeaderOverTheLimitIsRefusedAfterData) {
+TEST(server_session, header_over_the_limit_is_refused_after_data) {
   setup s;
   s.max_header_size = 100;
   const std::string big_header = "Subject: " + std::string(95, 'h') + "\r\n";  // 106 octets
@@ -578,7 +578,7 @@ TEST(ServerSession, HeaderOverTheLimitIsRefusedAfterData) {
   EXPECT_NE(t.messages[0].data.find(std::string(500, 'b')), std::string::npos);
 }
 
-TEST(ServerSession, HeaderOnlyMessageCountsWholeAsHeader) {
+TEST(server_session, header_only_message_counts_whole_as_header) {
   setup s;
   s.max_header_size = 50;
   std::string headers;
@@ -588,7 +588,7 @@ TEST(ServerSession, HeaderOnlyMessageCountsWholeAsHeader) {
   EXPECT_TRUE(t.messages.empty());
 }
 
-TEST(ServerSession, RecipientLimitRefusalsDoNotCountAsErrors) {
+TEST(server_session, recipient_limit_refusals_do_not_count_as_errors) {
   std::string input = ehlo + mail;
   for (int i = 0; i < 30; ++i) input += "RCPT TO:<r" + std::to_string(i) + "@d.example>\r\n";
   const transcript t = run(input);
@@ -596,7 +596,7 @@ TEST(ServerSession, RecipientLimitRefusalsDoNotCountAsErrors) {
   EXPECT_EQ(codes(t.output).back(), "452 4.5.3");
 }
 
-TEST(ServerSession, SpoolFailureIsReportedAndTheSessionGoesOn) {
+TEST(server_session, spool_failure_is_reported_and_the_session_goes_on) {
   setup s;
   s.spool = [](std::size_t n) -> std::optional<reply> {
     if (n == 0) return reply{452, "4.3.1", "Insufficient system storage"};
@@ -610,12 +610,12 @@ TEST(ServerSession, SpoolFailureIsReportedAndTheSessionGoesOn) {
   EXPECT_EQ(t.rejects, (std::vector<std::string>{"452 4.3.1 Insufficient system storage | "}));
 }
 
-TEST(ServerSession, EhloResetsTheTransaction) {
+TEST(server_session, ehlo_resets_the_transaction) {
   const transcript t = run(ehlo + mail + rcpt + ehlo + "DATA\r\n");
   EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "250 2.1.0", "250 2.1.5", "250", "503 5.5.1"}));
 }
 
-TEST(ServerSession, GeneratedIdWhenNoGenerator) {
+TEST(server_session, generated_id_when_no_generator) {
   setup s;
   s.use_id_generator = false;
   // Not ground: generated IDs differ from run to run by design.
@@ -641,14 +641,14 @@ setup tls_setup() {
   return s;
 }
 
-TEST(ServerSessionTls, EhloOffersStarttlsOnlyWhenConfigured) {
+TEST(server_session_tls, ehlo_offers_starttls_only_when_configured) {
   EXPECT_EQ(run(ehlo).output.find("STARTTLS"), std::string::npos);
   setup s;
   s.starttls = true;
   EXPECT_TRUE(run(ehlo, s).output.ends_with("250-SMTPUTF8\r\n250 STARTTLS\r\n"));
 }
 
-TEST(ServerSessionTls, StarttlsStartsOverAndIsNotOfferedAgain) {
+TEST(server_session_tls, starttls_starts_over_and_is_not_offered_again) {
   const transcript t =
       run_tls({ehlo + starttls, ehlo + mail + rcpt + "DATA\r\n" + body + "QUIT\r\n"}, tls_setup());
   EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "220 2.0.0", "250", "250 2.1.0", "250 2.1.5",
@@ -668,7 +668,7 @@ TEST(ServerSessionTls, StarttlsStartsOverAndIsNotOfferedAgain) {
 
 // CVE-2011-0411: commands pipelined after STARTTLS in the same packet are never
 // read, neither before nor after the handshake.
-TEST(ServerSessionTls, CommandsPipelinedAfterStarttlsAreDiscarded) {
+TEST(server_session_tls, commands_pipelined_after_starttls_are_discarded) {
   const std::string before = ehlo + starttls + "RSET\r\n" + mail + "NOOP\r\nMAIL FR";
   const transcript t = run_tls({before, ehlo + rcpt + "OM:<x@y.z>\r\n"}, tls_setup());
   // The injected MAIL did not open a transaction: RCPT needs MAIL; the partial
@@ -678,12 +678,12 @@ TEST(ServerSessionTls, CommandsPipelinedAfterStarttlsAreDiscarded) {
   EXPECT_EQ(t.events, (std::vector<std::string>{"starttls"}));
 }
 
-TEST(ServerSessionTls, ClientMustGreetAgainUnderTls) {
+TEST(server_session_tls, client_must_greet_again_under_tls) {
   const transcript t = run_tls({ehlo + starttls, mail + ehlo + mail}, tls_setup());
   EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "220 2.0.0", "503 5.5.1", "250", "250 2.1.0"}));
 }
 
-TEST(ServerSessionTls, StarttlsRefusals) {
+TEST(server_session_tls, starttls_refusals) {
   // Not configured: not implemented.
   EXPECT_EQ(codes(run(ehlo + starttls).output), (codes_t{"220", "250", "502 5.5.1"}));
   setup s = tls_setup();
@@ -714,7 +714,7 @@ setup under_tls() {
   return s;
 }
 
-TEST(ServerSessionAuth, PlainWithInitialResponse) {
+TEST(server_session_auth, plain_with_initial_response) {
   setup s = under_tls();
   s.relay_allowed = false;
   const transcript t = run(
@@ -728,14 +728,14 @@ TEST(ServerSessionAuth, PlainWithInitialResponse) {
   EXPECT_TRUE(t.rejects.empty());
 }
 
-TEST(ServerSessionAuth, PlainWithEmptyChallenge) {
+TEST(server_session_auth, plain_with_empty_challenge) {
   const transcript t = run(ehlo + "auth plain\r\n" + plain_ok + "\r\n", under_tls());
   EXPECT_TRUE(t.output.ends_with("\r\n334 \r\n235 2.7.0 Authentication successful\r\n"))
       << t.output;
   EXPECT_EQ(t.events, (std::vector<std::string>{"auth alice:secret"}));
 }
 
-TEST(ServerSessionAuth, Login) {
+TEST(server_session_auth, login) {
   const transcript t = run(ehlo + "AUTH LOGIN\r\n" + "YWxpY2U=\r\n" + "c2VjcmV0\r\n", under_tls());
   EXPECT_TRUE(
       t.output.ends_with("\r\n334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n"
@@ -748,7 +748,7 @@ TEST(ServerSessionAuth, Login) {
   EXPECT_NE(ir.output.find("334 UGFzc3dvcmQ6\r\n"), std::string::npos);
 }
 
-TEST(ServerSessionAuth, EqualsSignIsAnEmptyResponse) {
+TEST(server_session_auth, equals_sign_is_an_empty_response) {
   // An empty PLAIN message is malformed: it fails like a wrong password.
   const transcript plain = run(ehlo + "AUTH PLAIN =\r\n", under_tls());
   EXPECT_EQ(codes(plain.output), (codes_t{"220", "250", "535 5.7.8"}));
@@ -761,7 +761,7 @@ TEST(ServerSessionAuth, EqualsSignIsAnEmptyResponse) {
   EXPECT_EQ(login.events, (std::vector<std::string>{"auth alice:"}));
 }
 
-TEST(ServerSessionAuth, StarCancels) {
+TEST(server_session_auth, star_cancels) {
   const transcript t =
       run(ehlo + "AUTH PLAIN\r\n*\r\nAUTH LOGIN\r\nYWxpY2U=\r\n*\r\nNOOP\r\n", under_tls());
   EXPECT_EQ(codes(t.output),
@@ -770,14 +770,14 @@ TEST(ServerSessionAuth, StarCancels) {
   EXPECT_TRUE(t.events.empty());
 }
 
-TEST(ServerSessionAuth, BadBase64) {
+TEST(server_session_auth, bad_base64) {
   const transcript t =
       run(ehlo + "AUTH PLAIN AGFsaWNl!\r\nAUTH LOGIN\r\nYWxpY2U\r\nNOOP\r\n", under_tls());
   EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "501 5.5.2", "334", "501 5.5.2", "250 2.0.0"}));
   EXPECT_TRUE(t.events.empty());
 }
 
-TEST(ServerSessionAuth, ActingForAnotherUserFails) {
+TEST(server_session_auth, acting_for_another_user_fails) {
   // authzid "bob", authcid "alice": proxy authorization is not supported.
   const transcript t = run(
       ehlo + "AUTH PLAIN Ym9iAGFsaWNlAHNlY3JldA==\r\n" + "AUTH PLAIN YWxpY2UAYWxpY2UAc2VjcmV0\r\n",
@@ -786,7 +786,7 @@ TEST(ServerSessionAuth, ActingForAnotherUserFails) {
   EXPECT_EQ(t.events, (std::vector<std::string>{"auth :", "auth alice:secret"}));
 }
 
-TEST(ServerSessionAuth, FailuresEndTheSessionAtTheLimit) {
+TEST(server_session_auth, failures_end_the_session_at_the_limit) {
   const std::string bad = "AUTH PLAIN " + plain_bad + "\r\n";
   const std::string input = ehlo + bad + bad + bad + "NOOP\r\n";
   const transcript t = run(input, under_tls());
@@ -805,7 +805,7 @@ TEST(ServerSessionAuth, FailuresEndTheSessionAtTheLimit) {
             (codes_t{"220", "250", "535 5.7.8", "421 4.7.0"}));
 }
 
-TEST(ServerSessionAuth, Refusals) {
+TEST(server_session_auth, refusals) {
   // No user database: AUTH is not implemented.
   setup none = under_tls();
   none.auth = false;
@@ -829,7 +829,7 @@ TEST(ServerSessionAuth, Refusals) {
   EXPECT_TRUE(in_mail.events.empty());
 }
 
-TEST(ServerSessionAuth, NeedsTlsUnlessAllowedInPlaintext) {
+TEST(server_session_auth, needs_tls_unless_allowed_in_plaintext) {
   setup s = tls_setup();  // STARTTLS offered, not under TLS yet
   const transcript t = run(ehlo + "AUTH PLAIN " + plain_ok + "\r\nAUTH LOGIN\r\n", s);
   EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "538 5.7.11", "538 5.7.11"}));
@@ -847,7 +847,7 @@ TEST(ServerSessionAuth, NeedsTlsUnlessAllowedInPlaintext) {
   EXPECT_NE(ok.messages[0].data.find("with ESMTPA id ID1"), std::string::npos);
 }
 
-TEST(ServerSessionAuth, SubmissionRequiresAuthBeforeMail) {
+TEST(server_session_auth, submission_requires_auth_before_mail) {
   setup s = under_tls();
   s.auth_required = true;
   const transcript t =
@@ -860,7 +860,7 @@ TEST(ServerSessionAuth, SubmissionRequiresAuthBeforeMail) {
   EXPECT_EQ(codes(bad.output), (codes_t{"220", "250", "535 5.7.8", "530 5.7.0"}));
 }
 
-TEST(ServerSessionAuth, AuthenticatedClientsMayRelay) {
+TEST(server_session_auth, authenticated_clients_may_relay) {
   setup s = under_tls();
   s.relay_allowed = false;
   const transcript t =
@@ -869,7 +869,7 @@ TEST(ServerSessionAuth, AuthenticatedClientsMayRelay) {
                                       "235 2.7.0", "250 2.1.0", "250 2.1.5"}));
 }
 
-TEST(ServerSessionAuth, StarttlsForgetsAPlaintextAuth) {
+TEST(server_session_auth, starttls_forgets_a_plaintext_auth) {
   setup s = tls_setup();
   s.auth_without_tls = true;
   s.auth_required = true;
@@ -878,7 +878,7 @@ TEST(ServerSessionAuth, StarttlsForgetsAPlaintextAuth) {
   EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "235 2.7.0", "220 2.0.0", "250", "530 5.7.0"}));
 }
 
-TEST(ServerSessionAuth, SecretsNeverReachTheRejectLog) {
+TEST(server_session_auth, secrets_never_reach_the_reject_log) {
   const std::string input =
       ehlo + "AUTH PLAIN c2VjcmV0!\r\n" + "AUTH PLAIN " + plain_bad +
       "\r\nAUTH LOGIN YWxpY2U=\r\nc2VjcmV0!\r\nAUTH LOGIN\r\nYWxpY2U=\r\n*\r\n" + "AUTH PLAIN\r\n" +
@@ -895,7 +895,7 @@ TEST(ServerSessionAuth, SecretsNeverReachTheRejectLog) {
   EXPECT_EQ(t.rejects[1], "535 5.7.8 Authentication credentials invalid | AUTH PLAIN");
 }
 
-TEST(ServerSessionAuth, ApiExposesTheAuthenticatedUser) {
+TEST(server_session_auth, api_exposes_the_authenticated_user) {
   session_options o;
   o.hostname = "mx.test";
   o.tls_active = true;
@@ -946,7 +946,7 @@ struct direct {
   }
 };
 
-TEST(ServerSessionApi, BufferedCountsTheBodyAndRefuseMessageDropsIt) {
+TEST(server_session_api, buffered_counts_the_body_and_refuse_message_drops_it) {
   direct d;
   EXPECT_EQ(d.session.buffered(), 0u);
   d.session.refuse_message(reply{452, "4.3.1", "no"});  // not in DATA: nothing happens
@@ -975,7 +975,7 @@ TEST(ServerSessionApi, BufferedCountsTheBodyAndRefuseMessageDropsIt) {
   EXPECT_EQ(d.rejects, (std::vector<std::string>{"452 4.3.1 Insufficient system storage"}));
 }
 
-TEST(ServerSessionApi, ShutdownWhenIdleSays421AndCloses) {
+TEST(server_session_api, shutdown_when_idle_says_421_and_closes) {
   direct d;
   d.take();
   EXPECT_TRUE(d.session.shutdown());
@@ -985,7 +985,7 @@ TEST(ServerSessionApi, ShutdownWhenIdleSays421AndCloses) {
   EXPECT_EQ(d.rejects, (std::vector<std::string>{"421 4.3.2 Service shutting down"}));
 }
 
-TEST(ServerSessionApi, ShutdownDuringATransactionFinishesItFirst) {
+TEST(server_session_api, shutdown_during_a_transaction_finishes_it_first) {
   direct d;
   const std::string start = ehlo + mail + rcpt + "DATA\r\nbody\r\n";
   auto step = d.session.feed(start);
@@ -1005,7 +1005,7 @@ TEST(ServerSessionApi, ShutdownDuringATransactionFinishesItFirst) {
   EXPECT_EQ(d.session.messages_accepted(), 1u);
 }
 
-TEST(ServerSessionApi, ShutdownAfterMailClosesOnRset) {
+TEST(server_session_api, shutdown_after_mail_closes_on_rset) {
   direct d;
   d.session.feed(ehlo + mail);
   EXPECT_FALSE(d.session.shutdown());
@@ -1016,7 +1016,7 @@ TEST(ServerSessionApi, ShutdownAfterMailClosesOnRset) {
   EXPECT_EQ(d.take(), "250 2.0.0 Ok\r\n421 4.3.2 Service shutting down\r\n");
 }
 
-TEST(ServerSessionApi, TimeoutSays421AndCloses) {
+TEST(server_session_api, timeout_says_421_and_closes) {
   direct d;
   d.session.feed(ehlo + "NOOP");
   d.take();
@@ -1025,7 +1025,7 @@ TEST(ServerSessionApi, TimeoutSays421AndCloses) {
   EXPECT_EQ(d.session.feed("\r\n").what, server_session::event::close);
 }
 
-TEST(ServerSessionApi, ProgressTracksPartialLinesAndDataBodies) {
+TEST(server_session_api, progress_tracks_partial_lines_and_data_bodies) {
   using pi = server_session::pending_input;
   direct d;
   auto p = d.session.progress();
@@ -1053,7 +1053,7 @@ TEST(ServerSessionApi, ProgressTracksPartialLinesAndDataBodies) {
   EXPECT_EQ(d.session.progress().what, pi::none);
 }
 
-TEST(ServerSessionApi, PhaseTimeoutsSay421AndQueueNothing) {
+TEST(server_session_api, phase_timeouts_say_421_and_queue_nothing) {
   {
     direct d;
     d.session.feed(ehlo + mail + rcpt + "DATA\r\npartial body\r\n");
@@ -1073,7 +1073,7 @@ TEST(ServerSessionApi, PhaseTimeoutsSay421AndQueueNothing) {
   }
 }
 
-TEST(ServerSessionApi, MessageStopsFeedAndTheRestIsFedAgain) {
+TEST(server_session_api, message_stops_feed_and_the_rest_is_fed_again) {
   direct d;
   const std::string input = ehlo + mail + rcpt + "DATA\r\nx\r\n.\r\n" + "QUIT\r\n";
   auto step = d.session.feed(input);
@@ -1086,7 +1086,7 @@ TEST(ServerSessionApi, MessageStopsFeedAndTheRestIsFedAgain) {
   EXPECT_TRUE(d.take().ends_with("250 2.0.0 Ok: queued as QID\r\n221 2.0.0 Bye\r\n"));
 }
 
-TEST(ServerSessionApi, EmptyFeedNeedsMore) {
+TEST(server_session_api, empty_feed_needs_more) {
   direct d;
   const auto step = d.session.feed("");
   EXPECT_EQ(step.what, server_session::event::need_more);
@@ -1095,7 +1095,7 @@ TEST(ServerSessionApi, EmptyFeedNeedsMore) {
 
 // Random garbage and random mixtures of valid commands never crash, throw or
 // produce anything but well-formed replies; and grinding gives the same result.
-TEST(ServerSessionRobustness, RandomInput) {
+TEST(server_session_robustness, random_input) {
   std::mt19937 rng(12345);
   const std::vector<std::string> pieces = {ehlo,
                                            mail,
@@ -1150,7 +1150,7 @@ TEST(ServerSessionRobustness, RandomInput) {
 namespace smtp {
 namespace {
 // A recipient given twice is stored once (and so delivered once).
-TEST(ServerSessionDedupe, DuplicateRecipientIsKeptOnce) {
+TEST(server_session_dedupe, duplicate_recipient_is_kept_once) {
   session_options o;
   o.hostname = "relay.test";
   o.new_id = [] { return std::string("ID1"); };

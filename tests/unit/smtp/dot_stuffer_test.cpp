@@ -34,21 +34,21 @@ std::string stuffed(const std::string& content) {
   return whole;
 }
 
-TEST(ClientDotStuffer, PlainContent) {
+TEST(dot_stuffer, plain_content) {
   EXPECT_EQ(stuffed("Subject: x\r\n\r\nHello\r\n"), "Subject: x\r\n\r\nHello\r\n.\r\n");
 }
 
-TEST(ClientDotStuffer, EmptyContent) {
+TEST(dot_stuffer, empty_content) {
   EXPECT_EQ(stuffed(""), ".\r\n");
 }
 
-TEST(ClientDotStuffer, MissingFinalCrlfIsAdded) {
+TEST(dot_stuffer, missing_final_crlf_is_added) {
   EXPECT_EQ(stuffed("Hello"), "Hello\r\n.\r\n");
   EXPECT_EQ(stuffed("a\r\nb"), "a\r\nb\r\n.\r\n");
   EXPECT_EQ(stuffed("."), "..\r\n.\r\n");
 }
 
-TEST(ClientDotStuffer, LeadingDotsAreDoubled) {
+TEST(dot_stuffer, leading_dots_are_doubled) {
   EXPECT_EQ(stuffed(".hidden\r\n"), "..hidden\r\n.\r\n");
   EXPECT_EQ(stuffed("a\r\n.\r\nb\r\n"), "a\r\n..\r\nb\r\n.\r\n");
   EXPECT_EQ(stuffed("..\r\n...\r\n"), "...\r\n....\r\n.\r\n");
@@ -56,13 +56,13 @@ TEST(ClientDotStuffer, LeadingDotsAreDoubled) {
   EXPECT_EQ(stuffed("\r\n.\r\n"), "\r\n..\r\n.\r\n");
 }
 
-TEST(ClientDotStuffer, TerminatorInsideContentIsEscaped) {
+TEST(dot_stuffer, terminator_inside_content_is_escaped) {
   const std::string out = stuffed("Subject: s\r\n\r\nbefore\r\n.\r\nMAIL FROM:<evil@x>\r\n");
   EXPECT_EQ(out, "Subject: s\r\n\r\nbefore\r\n..\r\nMAIL FROM:<evil@x>\r\n.\r\n");
   EXPECT_EQ(out.find("\r\n.\r\n"), out.size() - 5);
 }
 
-TEST(ClientDotStuffer, BareLineEndingsBecomeCrlf) {
+TEST(dot_stuffer, bare_line_endings_become_crlf) {
   // A receiver that ends lines at a bare LF or CR must not see a terminator.
   EXPECT_EQ(stuffed("a\n.\nb"), "a\r\n..\r\nb\r\n.\r\n");
   EXPECT_EQ(stuffed("a\r.\rb\r\n"), "a\r\n..\r\nb\r\n.\r\n");
@@ -73,7 +73,7 @@ TEST(ClientDotStuffer, BareLineEndingsBecomeCrlf) {
   EXPECT_EQ(stuffed("\r\r\n"), "\r\n\r\n.\r\n");
 }
 
-TEST(ClientDotStuffer, ReusableAfterFinish) {
+TEST(dot_stuffer, reusable_after_finish) {
   dot_stuffer s;
   std::string out;
   s.put("abc", out);
@@ -84,7 +84,7 @@ TEST(ClientDotStuffer, ReusableAfterFinish) {
 }
 
 // What the stuffer writes, relayd's own dot_reader reads back unchanged.
-TEST(ClientDotStuffer, RoundTripThroughDotReader) {
+TEST(dot_stuffer, round_trip_through_dot_reader) {
   std::mt19937 rng(7);
   const std::string alphabet = ".\r\nab.";
   for (int round = 0; round < 300; ++round) {
@@ -105,7 +105,7 @@ TEST(ClientDotStuffer, RoundTripThroughDotReader) {
   }
 }
 
-TEST(ClientDotStuffer, LargeContentInChunks) {
+TEST(dot_stuffer, large_content_in_chunks) {
   // 8 MiB of 78-octet lines, a tenth of them starting with a dot.
   std::string content;
   content.reserve(8u << 20);

@@ -75,19 +75,19 @@ outcome parse(const std::string& input, reply_limits limits = {}) {
 
 using strings = std::vector<std::string>;
 
-TEST(ClientReplyParser, SingleLine) {
+TEST(reply_parser, single_line) {
   const outcome o = parse("220 mx.example ESMTP ready\r\n");
   EXPECT_EQ(o.replies, strings{"220||mx.example ESMTP ready"});
   EXPECT_EQ(o.error, "");
   EXPECT_FALSE(o.partial);
 }
 
-TEST(ClientReplyParser, MultiLineKeepsLines) {
+TEST(reply_parser, multi_line_keeps_lines) {
   const outcome o = parse("250-mx.example\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 8BITMIME\r\n");
   EXPECT_EQ(o.replies, strings{"250||mx.example/PIPELINING/SIZE 1000/8BITMIME"});
 }
 
-TEST(ClientReplyParser, EnhancedCodeExtractedAndStrippedFromEveryLine) {
+TEST(reply_parser, enhanced_code_extracted_and_stripped_from_every_line) {
   const outcome o = parse(
       "550-5.1.1 The email account that you tried to reach does not exist.\r\n"
       "550-5.1.1 Please try double-checking the recipient's email address.\r\n"
@@ -97,7 +97,7 @@ TEST(ClientReplyParser, EnhancedCodeExtractedAndStrippedFromEveryLine) {
                                "address./https://support.example/answer"});
 }
 
-TEST(ClientReplyParser, EnhancedCodeVariants) {
+TEST(reply_parser, enhanced_code_variants) {
   EXPECT_EQ(parse("250 2.1.5 Ok\r\n").replies, strings{"250|2.1.5|Ok"});
   EXPECT_EQ(parse("451 4.7.650 Rate limited\r\n").replies, strings{"451|4.7.650|Rate limited"});
   EXPECT_EQ(parse("221 2.0.0\r\n").replies, strings{"221|2.0.0|"});
@@ -113,7 +113,7 @@ TEST(ClientReplyParser, EnhancedCodeVariants) {
   EXPECT_EQ(parse("250-2.0.0 first\r\n250 second\r\n").replies, strings{"250|2.0.0|first/second"});
 }
 
-TEST(ClientReplyParser, LenientForms) {
+TEST(reply_parser, lenient_forms) {
   // Bare code, bare LF, empty continuation text, trailing space.
   EXPECT_EQ(parse("250\r\n").replies, strings{"250||"});
   EXPECT_EQ(parse("250 ok\n").replies, strings{"250||ok"});
@@ -121,7 +121,7 @@ TEST(ClientReplyParser, LenientForms) {
   EXPECT_EQ(parse("250 \r\n").replies, strings{"250||"});
 }
 
-TEST(ClientReplyParser, StopsAfterEachReply) {
+TEST(reply_parser, stops_after_each_reply) {
   const outcome o = parse("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 No\r\n354 Go\r\n");
   EXPECT_EQ(o.replies, (strings{"250|2.1.0|Ok", "250|2.1.5|Ok", "550|5.1.1|No", "354||Go"}));
   reply_parser p;
@@ -132,14 +132,14 @@ TEST(ClientReplyParser, StopsAfterEachReply) {
   EXPECT_EQ(p.take().text, "a");
 }
 
-TEST(ClientReplyParser, PartialReply) {
+TEST(reply_parser, partial_reply) {
   const outcome o = parse("250-first\r\n250-second");
   EXPECT_TRUE(o.replies.empty());
   EXPECT_TRUE(o.partial);
   EXPECT_EQ(o.consumed, 21u);
 }
 
-TEST(ClientReplyParser, MalformedCodes) {
+TEST(reply_parser, malformed_codes) {
   EXPECT_EQ(parse("abc\r\n").error, "malformed reply code");
   EXPECT_EQ(parse("25\r\n").error, "malformed reply code");
   EXPECT_EQ(parse("\r\n").error, "malformed reply code");
@@ -156,7 +156,7 @@ TEST(ClientReplyParser, MalformedCodes) {
   EXPECT_EQ(o.error, "malformed reply code");
 }
 
-TEST(ClientReplyParser, StaysFailedUntilReset) {
+TEST(reply_parser, stays_failed_until_reset) {
   reply_parser p;
   EXPECT_EQ(p.put("bad\r\n").what, reply_parser::status::error);
   const auto again = p.put("250 ok\r\n");
@@ -166,7 +166,7 @@ TEST(ClientReplyParser, StaysFailedUntilReset) {
   EXPECT_EQ(p.put("250 ok\r\n").what, reply_parser::status::reply);
 }
 
-TEST(ClientReplyParser, LineLimit) {
+TEST(reply_parser, line_limit) {
   reply_limits limits;
   limits.max_line_length = 20;
   const std::string fits = "250 " + std::string(14, 'x') + "\r\n";  // 20 octets
@@ -180,7 +180,7 @@ TEST(ClientReplyParser, LineLimit) {
   EXPECT_EQ(parse("250 " + std::string(5000, 'x') + "\r\n").error, "reply line too long");
 }
 
-TEST(ClientReplyParser, ReplySizeAndLineCountLimits) {
+TEST(reply_parser, reply_size_and_line_count_limits) {
   reply_limits limits;
   limits.max_line_length = 100;
   limits.max_reply_size = 200;
@@ -198,7 +198,7 @@ TEST(ClientReplyParser, ReplySizeAndLineCountLimits) {
   EXPECT_EQ(parse(several, limits).replies.size(), 20u);
 }
 
-TEST(ClientReplyParser, LeadingEnhancedCode) {
+TEST(reply_parser, leading_enhanced_code) {
   EXPECT_EQ(leading_enhanced_code("5.7.1 Relay denied", '5'), "5.7.1");
   EXPECT_EQ(leading_enhanced_code("4.7.650", '4'), "4.7.650");
   EXPECT_EQ(leading_enhanced_code("2.0.0", '5'), "");
