@@ -391,7 +391,7 @@ for mode in $modes; do
             grep -E '(smtp|queue|relayd)::' | grep -vE 'libc-start|below main|run_daemon|_M_run|std::thread' | head -n 30 || true
         echo "  top functions by exclusive instructions, everything (callgrind_annotate --inclusive=no; the"
         echo "  zeroed profile lists the call chain main -> io_context::run and the writer thread first: skipped):"
-        callgrind_annotate --inclusive=no --auto=no "$cg" 2>/dev/null |
+        callgrind_annotate --inclusive=no --auto=no --threshold=100 "$cg" 2>/dev/null |
             awk '/^ *[0-9,]+ \( *[0-9.]+%\)/ { p = $0; sub(/^[^(]*\( */, "", p); if (p + 0 < 10) print }' |
             per_msg | head -n 20 || true
         echo "  calls per message (callgrind call counts):"
