@@ -170,7 +170,7 @@ report_strace_c() {  # file count
     python3 - "$@" <<'EOF'
 import sys
 path, n = sys.argv[1], int(sys.argv[2])
-print(f"strace -f -c, {n} messages: calls per message (errors per message)")
+print(f"strace -f -c, {n} messages (the whole run, start and stop included): calls per message (errors per message)")
 for line in open(path):
     f = line.split()
     if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
