@@ -61,6 +61,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/bench/relayd-config.sh
+source "$here/relayd-config.sh"
 root=$(cd "$here/../.." && pwd)
 RELAYD_BIN=${RELAYD_BIN:-$root/build/release/relayd/relayd}
 RELAYCTL_BIN=${RELAYCTL_BIN:-$root/build/release/cli/relayctl}
@@ -312,29 +314,7 @@ fi
 
 if [[ $postfix_only == 0 ]]; then
     mkdir -p "$work/relayd"
-    cat >"$work/relayd/relayd.toml" <<EOF
-hostname = "relayd-bench.localdomain"
-spool    = "$work/relayd/spool"
-
-[smtp]
-listen     = ["127.0.0.1:$relayd_port"]
-mynetworks = ["127.0.0.0/8"]
-max_connections = 1000
-max_connections_per_client = 1000
-
-[delivery]
-relayhost = "[127.0.0.1]:$relayd_sink_port"
-tls = "none"
-
-[queue]
-min_free_disk = "100M"
-
-[control]
-socket = "$work/relayd/control.sock"
-
-[metrics]
-listen = ""
-EOF
+    bench_relayd_config "$work/relayd" "$relayd_port" "$relayd_sink_port" >"$work/relayd/relayd.toml"
     "$RELAYD_BIN" --config "$work/relayd/relayd.toml" >"$work/relayd/relayd.log" 2>&1 &
     relayd_pid=$!
     if ! wait_port "$relayd_port" 15 "$relayd_pid"; then

@@ -28,6 +28,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/bench/relayd-config.sh
+source "$here/relayd-config.sh"
 root=$(cd "$here/../.." && pwd)
 RELAYD_BIN=${RELAYD_BIN:-$root/build/release/relayd/relayd}
 BENCH_DIR=${BENCH_DIR:-/var/tmp}
@@ -95,24 +97,7 @@ run_one() {
         smtp-sink -c -u nobody "127.0.0.1:$sink_port" 1024 >"$dir/sink.log" 2>&1 &
     sink_pid=$!; pids+=("$sink_pid")
     wait_port "$sink_port" 5 || die "smtp-sink did not start"
-    cat >"$dir/relayd.toml" <<EOF
-hostname = "relayd-bench.localdomain"
-spool    = "$dir/spool"
-[smtp]
-listen     = ["127.0.0.1:$port"]
-mynetworks = ["127.0.0.0/8"]
-max_connections = 1000
-max_connections_per_client = 1000
-[delivery]
-relayhost = "[127.0.0.1]:$sink_port"
-tls = "none"
-[queue]
-min_free_disk = "100M"
-[control]
-socket = "$dir/control.sock"
-[metrics]
-listen = ""
-EOF
+    bench_relayd_config "$dir" "$port" "$sink_port" >"$dir/relayd.toml"
     "$@" "$RELAYD_BIN" --config "$dir/relayd.toml" >"$dir/relayd.log" 2>&1 &
     rpid=$!; pids+=("$rpid")
     wait_port "$port" 60 || die "relayd did not listen ($label); see $dir/relayd.log"
