@@ -37,6 +37,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/bench/relayd-config.sh
+source "$here/relayd-config.sh"
 root=$(cd "$here/../.." && pwd)
 RELAYD_BIN=${RELAYD_BIN:-$root/build/release/relayd/relayd}
 RELAYCTL_BIN=${RELAYCTL_BIN:-$root/build/release/cli/relayctl}
@@ -105,33 +107,11 @@ else
     target="closed port [127.0.0.1]:$sink_port (connection refused)"
 fi
 
-cat >"$work/relayd.toml" <<EOF
-hostname = "relayd-bench.localdomain"
-spool    = "$work/spool"
-
-[smtp]
-listen     = ["127.0.0.1:$smtp_port"]
-mynetworks = ["127.0.0.0/8"]
-max_connections = 1000
-max_connections_per_client = 1000
-
-[delivery]
-relayhost = "[127.0.0.1]:$sink_port"
-tls = "none"
-connect_timeout = "5s"
-
-[queue]
-min_backoff = "1h"
+bench_relayd_config "$work" "$smtp_port" "$sink_port" 'connect_timeout = "5s"
+' 'min_backoff = "1h"
 max_backoff = "1h"
 delay_warning = "0"
-min_free_disk = "100M"
-
-[control]
-socket = "$work/control.sock"
-
-[metrics]
-listen = ""
-EOF
+' >"$work/relayd.toml"
 
 # Start relayd; sets t_answer = seconds until the SMTP port answers "220".
 # Pure bash (a subshell per probe, no interpreter): starting python3 on this
