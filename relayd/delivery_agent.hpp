@@ -1,8 +1,10 @@
 // The delivery agent: one coroutine per outbound connection to a destination.
-// It resolves the destination (MX with c-ares, or the relayhost), connects to
-// the hosts in preference order, speaks smtp::client_session over plain TCP or
-// STARTTLS, and delivers the destination's waiting jobs one after another on
-// the same connection. Every step has a timeout. Outcomes go to the scheduler.
+// It connects (delivery_connect: MX with c-ares or the relayhost, hosts in
+// preference order, STARTTLS, AUTH), speaks smtp::client_session over the
+// outbound stream (delivery_stream) and delivers the destination's waiting jobs
+// one after another on the same connection. Every step has a deadline. Outcomes
+// (delivery_outcome) go to the scheduler. The constructor throws when the
+// relayhost password file cannot be read.
 #pragma once
 
 #include <memory>
