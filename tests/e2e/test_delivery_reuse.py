@@ -40,6 +40,15 @@ class DeliveryReuseTest(c.DeliveryTestCase):
         self.assertEqual(len(srv.messages()), 1)
         return qid
 
+    def assertSentAtOnce(self, d, srv, qid, count=2):
+        """The message reached `srv` (its count-th) without a deferral."""
+        self.wait_until(lambda: len(srv.messages()) == count, 10, "the second message")
+        self.wait_until(lambda: self.attempts(d, qid), 5, "the second message's log line")
+        atts = self.attempts(d, qid)
+        self.assertEqual([a.status for a in atts], ["sent"], atts)
+        self.assertEqual(self.subject_of(srv.messages()[count - 1]), "second")
+        self.assertNoBounce(d)
+
     def test_restarted_smarthost_gets_the_next_message_at_once(self):
         srv = self.start_server(["127.0.0.1:0"])
         port = srv.port
@@ -50,14 +59,9 @@ class DeliveryReuseTest(c.DeliveryTestCase):
         srv.stop()
         srv2 = self.start_server([f"127.0.0.1:{port}"])
         qid = self.send(d, "two@a.example", "second")
-        self.wait_until(lambda: srv2.messages(), 10, "the second message at the new server")
-        self.wait_until(lambda: self.attempts(d, qid), 5, "the second message's log line")
-        atts = self.attempts(d, qid)
-        self.assertEqual([a.status for a in atts], ["sent"], atts)
-        self.assertEqual(self.subject_of(srv2.messages()[0]), "second")
+        self.assertSentAtOnce(d, srv2, qid, count=1)
         self.assertNotIn("(in phase mail)", d.log())
         self.wait_queue_empty(d, 5)
-        self.assertNoBounce(d)
 
     def test_idle_timeout_421_is_not_an_attempt(self):
         srv = self.start_server(["127.0.0.1:0"], idle_timeout=1.0)
@@ -67,11 +71,8 @@ class DeliveryReuseTest(c.DeliveryTestCase):
         # connection lingers for two.
         time.sleep(1.3)
         qid = self.send(d, "two@a.example", "second")
-        self.wait_until(lambda: len(srv.messages()) == 2, 10, "the second message")
-        self.wait_until(lambda: self.attempts(d, qid), 5, "the second message's log line")
-        self.assertEqual([a.status for a in self.attempts(d, qid)], ["sent"], self.attempts(d, qid))
+        self.assertSentAtOnce(d, srv, qid)
         self.assertNotIn("throttled", d.log())
-        self.assertNoBounce(d)
 
     def test_drop_before_mail_is_answered_is_not_an_attempt(self):
         srv = self.start_server(["127.0.0.1:0"])
@@ -80,11 +81,7 @@ class DeliveryReuseTest(c.DeliveryTestCase):
         # The next MAIL is met with a closed connection and no reply.
         srv.set_rules([{"on": "MAIL", "action": "drop", "times": 1}])
         qid = self.send(d, "two@a.example", "second")
-        self.wait_until(lambda: len(srv.messages()) == 2, 10, "the second message")
-        self.wait_until(lambda: self.attempts(d, qid), 5, "the second message's log line")
-        self.assertEqual([a.status for a in self.attempts(d, qid)], ["sent"], self.attempts(d, qid))
-        self.assertEqual(self.subject_of(srv.messages()[1]), "second")
-        self.assertNoBounce(d)
+        self.assertSentAtOnce(d, srv, qid)
 
     def test_smarthost_gone_for_good_defers_once(self):
         srv = self.start_server(["127.0.0.1:0"])
