@@ -1,9 +1,7 @@
-// Implements delivery_agent.hpp: the job loop of one connection worker. Opens a
-// connection (delivery_connect), delivers the destination's jobs one after another
-// on it, lingers briefly for more before QUIT, and hands every outcome to the
-// scheduler (mapped by delivery_outcome). A reused connection that the next hop
-// closed before answering anything of a transaction is not an attempt: the job
-// goes again at once over a new connection.
+// Implements delivery_agent.hpp: one worker's job loop. Opens a connection
+// (delivery_connect), delivers the destination's jobs on it, lingers for more, and
+// hands every outcome to the scheduler. A reused connection the next hop closed
+// before answering this transaction is not an attempt: a new one carries the job.
 #include "relayd/delivery_agent.hpp"
 
 #include <spdlog/spdlog.h>

@@ -1,10 +1,7 @@
-// The delivery agent: one coroutine per outbound connection to a destination.
-// It connects (delivery_connect: MX with c-ares or the relayhost, hosts in
-// preference order, STARTTLS, AUTH), speaks smtp::client_session over the
-// outbound stream (delivery_stream) and delivers the destination's waiting jobs
-// one after another on the same connection. Every step has a deadline. Outcomes
-// (delivery_outcome) go to the scheduler. The constructor throws when the
-// relayhost password file cannot be read.
+// The delivery agent: one coroutine per outbound connection to a destination. It
+// connects (delivery_connect), delivers the destination's waiting jobs one after
+// another over the outbound stream and reports outcomes (delivery_outcome) to the
+// scheduler. The constructor throws when the relayhost password cannot be read.
 #pragma once
 
 #include <memory>

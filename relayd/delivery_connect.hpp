@@ -1,8 +1,7 @@
-// Connection set-up for the delivery agent (Postfix's smtp_connect.c): resolve the
-// destination (MX, or the relayhost), walk its hosts in preference order and each
-// address in turn, connect, and set the session up (EHLO, STARTTLS per [delivery]
-// tls with the `may` plaintext fallback, AUTH for the relayhost). Fails with a
-// deferred (or, for a permanent DNS answer, failed) outcome, never an exception.
+// Connection set-up for the delivery agent (Postfix's smtp_connect.c): DNS (MX or
+// relayhost), the hosts in preference order and each address in turn, connect,
+// EHLO, STARTTLS per [delivery] tls (with the `may` plaintext fallback), AUTH.
+// Fails with a deferred (for a permanent DNS answer, failed) outcome; never throws.
 #pragma once
 
 #include <memory>

@@ -1,8 +1,7 @@
-// Outcome mapping (Postfix's smtp_trouble.c): what smtp::client_session, the
-// connect walk and DNS report becomes a recipient_outcome of typed facts (what,
-// code, enhanced status, text, the command answered, the remote host, a cause),
-// and the one place each translation of a recipient's fate lives. Pure functions:
-// no I/O, no Asio; they never fail.
+// Outcome mapping (Postfix's smtp_trouble.c): client, connect, TLS and DNS results
+// become recipient_outcomes of typed facts (code, enhanced status, text, command
+// answered, remote host, cause), and each translation of a recipient's fate lives
+// here once. Pure functions without I/O or Asio; they never fail.
 #pragma once
 
 #include <optional>

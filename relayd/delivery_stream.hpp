@@ -1,9 +1,7 @@
-// The outbound stream: one TCP connection to a next hop that may turn into TLS
-// (STARTTLS), and the pump that runs an smtp::client_session over it. Every
-// operation has a deadline (Beast's tcp_stream expires_after, the project's one
-// timeout idiom): a deadline belongs to its operation, so it can neither fire into
-// a freed stream nor cancel the next operation. Errors are values; a passed
-// deadline reads as asio::error::timed_out.
+// The outbound stream: one TCP connection to a next hop that may turn into TLS, and
+// the pump running an smtp::client_session over it. Every operation has a deadline
+// (beast tcp_stream expires_after): it can neither fire into a freed stream nor
+// cancel the next operation. Errors are values; a passed deadline is timed_out.
 #pragma once
 
 #include <chrono>
