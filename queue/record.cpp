@@ -1,17 +1,20 @@
-// Binary encoding of envelope records. encode() writes version 2; decode() reads
-// versions 1 and 2 (a version 1 recipient gets the defaults for the v2 fields):
+// Binary encoding of envelope records. encode() writes version 3; decode() reads
+// versions 1 to 3 (an older recipient gets the defaults for the newer fields, and
+// its free-text last_reply as reply_text):
 //   u8 version | svarint arrival_us | varint size | varint flags
 //   | str sender | str client_ip | str helo | varint nrcpt
 //   | nrcpt × (str address | u8 state | varint attempts | svarint next_attempt_us
 //              | str last_reply
 //              [v2: | svarint first_attempt_us | svarint last_attempt_us
-//                   | varint reply_code | str status | str remote_host | str reason])
+//                   | varint reply_code | str status | str remote_host | str reason]
+//              [v3: | u8 cause | u8 in_reply_to | str reply_text])
 // varint: LEB128, at most 10 bytes; svarint: zigzag then varint; str: varint
 // length then bytes. decode() checks every length against what is left and
 // rejects truncation, trailing bytes, unknown versions and out-of-range values.
 #include "queue/record.hpp"
 
 #include <cstddef>
+#include <iterator>
 #include <limits>
 #include <string>
 
@@ -19,9 +22,19 @@ namespace queue {
 namespace {
 
 // A recipient takes at least this many bytes: one per field.
-static_assert(record_version == 2, "decode() below reads versions 1 and 2");
+static_assert(record_version == 3, "decode() below reads versions 1 to 3");
 constexpr std::size_t min_recipient_bytes_v1 = 5;
 constexpr std::size_t min_recipient_bytes_v2 = 11;
+constexpr std::size_t min_recipient_bytes_v3 = 14;
+
+constexpr std::string_view cause_names[] = {
+    "unknown", "none",     "reply", "refused",    "lost",         "timeout", "tls",
+    "auth",    "protocol", "dns",   "capability", "local_config", "expired"};
+static_assert(std::size(cause_names) == outcome_cause_last + 1);
+constexpr std::string_view command_names[] = {
+    "",          "the greeting", "EHLO",    "HELO", "STARTTLS", "AUTH",
+    "MAIL FROM", "RCPT TO",      "DATA",    "end of DATA",      "QUIT"};
+static_assert(std::size(command_names) == smtp_command_last + 1);
 // Far above any max_recipients configuration; a larger count is damage.
 constexpr std::uint64_t max_recipients = 1u << 20;
 
@@ -119,6 +132,16 @@ class reader {
 
 }  // namespace
 
+std::string_view to_string(outcome_cause c) {
+  const auto i = static_cast<std::size_t>(c);
+  return i < std::size(cause_names) ? cause_names[i] : "unknown";
+}
+
+std::string_view to_string(smtp_command c) {
+  const auto i = static_cast<std::size_t>(c);
+  return i < std::size(command_names) ? command_names[i] : "";
+}
+
 std::string encode(const envelope_record& r) {
   writer w;
   w.u8(record_version);
@@ -141,6 +164,9 @@ std::string encode(const envelope_record& r) {
     w.str(rc.status);
     w.str(rc.remote_host);
     w.str(rc.reason);
+    w.u8(static_cast<std::uint8_t>(rc.cause));
+    w.u8(static_cast<std::uint8_t>(rc.in_reply_to));
+    w.str(rc.reply_text);
   }
   return w.take();
 }
@@ -152,7 +178,7 @@ std::expected<envelope_record, std::string> decode(std::string_view id, std::str
 
   std::uint8_t version = 0;
   if (!in.u8(version, "version")) return std::unexpected(in.error());
-  if (version != 1 && version != 2) {
+  if (version < 1 || version > record_version) {
     return std::unexpected("unknown record version " + std::to_string(version));
   }
   std::uint64_t nrcpt = 0;
@@ -162,8 +188,9 @@ std::expected<envelope_record, std::string> decode(std::string_view id, std::str
       !in.varint(nrcpt, "recipient count")) {
     return std::unexpected(in.error());
   }
-  const std::size_t min_recipient_bytes =
-      version == 1 ? min_recipient_bytes_v1 : min_recipient_bytes_v2;
+  const std::size_t min_recipient_bytes = version == 1   ? min_recipient_bytes_v1
+                                          : version == 2 ? min_recipient_bytes_v2
+                                                         : min_recipient_bytes_v3;
   if (nrcpt > max_recipients || nrcpt > in.remaining() / min_recipient_bytes) {
     in.fail("recipient count", std::to_string(nrcpt) + " recipients cannot fit in " +
                                    std::to_string(in.remaining()) + " bytes");
@@ -184,6 +211,7 @@ std::expected<envelope_record, std::string> decode(std::string_view id, std::str
         !in.str(rc.last_reply, "last reply")) {
       return std::unexpected(in.error());
     }
+    if (version < 3) rc.reply_text = rc.last_reply;  // the facts were only this sentence
     if (version == 1) continue;
     if (!in.svarint(rc.first_attempt_us, "first attempt") ||
         !in.svarint(rc.last_attempt_us, "last attempt") || !in.u16(rc.reply_code, "reply code") ||
@@ -191,6 +219,22 @@ std::expected<envelope_record, std::string> decode(std::string_view id, std::str
         !in.str(rc.reason, "reason")) {
       return std::unexpected(in.error());
     }
+    if (version == 2) continue;
+    std::uint8_t cause = 0, command = 0;
+    if (!in.u8(cause, "cause") || !in.u8(command, "in reply to") ||
+        !in.str(rc.reply_text, "reply text")) {
+      return std::unexpected(in.error());
+    }
+    if (cause > outcome_cause_last) {
+      in.fail("cause", "unknown value " + std::to_string(cause));
+      return std::unexpected(in.error());
+    }
+    if (command > smtp_command_last) {
+      in.fail("in reply to", "unknown value " + std::to_string(command));
+      return std::unexpected(in.error());
+    }
+    rc.cause = static_cast<outcome_cause>(cause);
+    rc.in_reply_to = static_cast<smtp_command>(command);
   }
   if (in.remaining() != 0) {
     return std::unexpected(std::to_string(in.remaining()) + " bytes of trailing garbage at byte " +

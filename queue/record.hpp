@@ -13,14 +13,43 @@
 namespace queue {
 
 // Version 2 added the per-recipient attempt history (first/last attempt, reply
-// code, status, remote host, reason); version 1 records still decode.
-inline constexpr std::uint8_t record_version = 2;
+// code, status, remote host, reason); version 3 the typed facts of the last
+// outcome (cause, the command answered, the reply text). Versions 1 and 2 still
+// decode.
+inline constexpr std::uint8_t record_version = 3;
 
 enum class rcpt_state : std::uint8_t {
   pending = 0,    // to be attempted (next_attempt_us says when)
   delivered = 1,  // final: a 2xx was received
   failed = 2,     // final: permanent failure (moved to the dead spool)
 };
+
+// Why a recipient's last attempt ended as it did: the one vocabulary the delivery
+// agent, the spool, metrics, logs and DSNs share (no sentence is searched for words).
+enum class outcome_cause : std::uint8_t {
+  unknown = 0,   // a record written before version 3: last_reply holds what is known
+  none,          // delivered
+  reply,         // the server's reply decided it (reply_code, status, reply_text)
+  refused,       // no connection: refused, reset, unreachable, or no host answered
+  lost,          // the connection ended before the reply (EOF, reset, write error)
+  timeout,       // a connect, read or write deadline passed
+  tls,           // TLS handshake failed, or STARTTLS required and refused/not offered
+  auth,          // AUTH refused or impossible: our credentials (never a bounce)
+  protocol,      // a malformed or unexpected reply
+  dns,           // the destination did not resolve (temporarily or for good)
+  capability,    // the server lacks what the message needs (SIZE limit, SMTPUTF8)
+  local_config,  // our side: configuration or local error
+  expired,       // max_lifetime passed before a delivery
+};
+inline constexpr std::uint8_t outcome_cause_last = static_cast<std::uint8_t>(outcome_cause::expired);
+std::string_view to_string(outcome_cause c);  // "unknown", "none", "reply", "refused", ...
+
+// The SMTP command a reply answered ("in reply to ..."); none without a reply.
+enum class smtp_command : std::uint8_t {
+  none = 0, greeting, ehlo, helo, starttls, auth, mail, rcpt, data, end_of_data, quit,
+};
+inline constexpr std::uint8_t smtp_command_last = static_cast<std::uint8_t>(smtp_command::quit);
+std::string_view to_string(smtp_command c);  // "", "the greeting", "EHLO", ... "end of DATA"
 
 struct recipient {
   std::string address;
@@ -34,6 +63,11 @@ struct recipient {
   std::string status;            // enhanced status of the last outcome, e.g. "4.4.1", "5.1.1"
   std::string remote_host;       // "mx1.example.org[192.0.2.1]:25" that gave the last outcome
   std::string reason;            // when failed: "rejected", "expired", "no_route", "bounce_failed"
+  // Version 3: the facts behind last_reply. A version 1/2 record reads as cause
+  // unknown, in_reply_to none and reply_text = last_reply.
+  outcome_cause cause = outcome_cause::unknown;
+  smtp_command in_reply_to = smtp_command::none;
+  std::string reply_text;  // the server's text ("No such user"), or what happened
 };
 
 enum message_flags : std::uint32_t {

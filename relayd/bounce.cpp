@@ -39,6 +39,10 @@ bool delay_warning_due(const config& cfg, const queue::envelope_record& message,
 
 std::string remote_reply(const queue::recipient& r) {
   if (r.reply_code == 0) return {};
+  if (r.cause != queue::outcome_cause::unknown)
+    return r.reply_text.empty() ? std::to_string(r.reply_code)
+                                : std::to_string(r.reply_code) + " " + r.reply_text;
+  // A record from before version 3: its sentence is all there is.
   std::string_view text = r.last_reply;
   constexpr std::string_view said = " said: ";
   if (auto p = text.find(said); p != std::string_view::npos) text.remove_prefix(p + said.size());
@@ -70,7 +74,7 @@ notice make_notice(const config& cfg, const queue::envelope_record& message,
     smtp::dsn_recipient d;
     d.address = r.address;
     d.action = action;
-    const bool expired = r.reason == "expired";
+    const bool expired = r.reason == "expired" || r.cause == queue::outcome_cause::expired;
     d.status = expired ? "4.4.7" : r.status;  // RFC 3463: delivery time expired
     d.remote_mta = remote_mta(r.remote_host);
     d.diagnostic = remote_reply(r);

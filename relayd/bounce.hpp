@@ -39,8 +39,10 @@ notice make_notice(const config& cfg, const queue::envelope_record& message,
                    std::span<const queue::recipient> recipients, smtp::dsn_action action,
                    std::string_view original, std::string id, std::int64_t now_us);
 
-// The parts of a stored "last_reply" ("host mx[ip] said: 550 5.1.1 No (in reply
-// to RCPT TO)") and remote_host ("mx.example.org[192.0.2.1]:25") a DSN uses.
+// The parts of a stored recipient a DSN uses: the server's reply from its fields
+// (reply_code and reply_text; a record older than version 3 has only its
+// "last_reply" sentence, "host mx[ip] said: 550 5.1.1 No (in reply to RCPT TO)",
+// which is taken apart instead) and the host of remote_host.
 std::string remote_reply(const queue::recipient& r);  // "550 5.1.1 No"; "" without a reply
 std::string remote_mta(std::string_view remote_host);  // "mx.example.org"; "" when none
 

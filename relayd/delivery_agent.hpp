@@ -1,8 +1,7 @@
-// The delivery agent: one coroutine per outbound connection to a destination.
-// It resolves the destination (MX with c-ares, or the relayhost), connects to
-// the hosts in preference order, speaks smtp::client_session over plain TCP or
-// STARTTLS, and delivers the destination's waiting jobs one after another on
-// the same connection. Every step has a timeout. Outcomes go to the scheduler.
+// The delivery agent: one coroutine per outbound connection to a destination. It
+// connects (delivery_connect), delivers the destination's waiting jobs one after
+// another over the outbound stream and reports outcomes (delivery_outcome) to the
+// scheduler. The constructor throws when the relayhost password cannot be read.
 #pragma once
 
 #include <memory>

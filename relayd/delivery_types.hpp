@@ -24,18 +24,29 @@ struct job {
   std::int64_t dispatched_us = 0;
 };
 
-enum class outcome_kind { delivered, deferred, failed };
+// A recipient's fate on one attempt: the one relayd-side vocabulary. The spool's
+// queue::rcpt_state, the log words (sent|deferred|bounced) and the metrics label
+// (sent|deferred|failed) are each translated from it in one function
+// (delivery_outcome.hpp, metrics.cpp).
+enum class outcome_kind : std::uint8_t { delivered, deferred, failed };
 
+// The facts of one outcome. Everything that renders it (the log line, the spool's
+// last_reply, metrics, DSNs, relayctl) reads these fields; `description` is the
+// sentence describe() made from them, kept for the log and for older readers.
 struct recipient_outcome {
   std::size_t index = 0;  // into message->recipients
   outcome_kind what = outcome_kind::deferred;
-  std::uint16_t code = 0;    // SMTP reply code; 0 when there was no reply (DNS, connect, TLS)
+  std::uint16_t code = 0;    // SMTP reply code; 0 when the server did not reply (DNS, connect, TLS)
   std::string status;        // enhanced status, e.g. "4.4.1" (synthesised when missing)
-  std::string description;   // "host mx1.example.org[192.0.2.1] said: 451 4.3.0 Try later"
+  std::string description;   // "host mx1.example.org[192.0.2.1] said: 451 4.3.0 Try later ..."
   std::string remote_host;   // "mx1.example.org[192.0.2.1]:25" or "" before any connection
   std::string reason;        // for failed: "rejected", "no_route", ...
   bool counts_as_attempt = true;  // false when the destination was throttled before trying
   std::int64_t not_before_us = 0;  // deferred: retry exactly then (destination backoff)
+  queue::outcome_cause cause = queue::outcome_cause::unknown;  // why (reply, refused, ...)
+  queue::smtp_command in_reply_to = queue::smtp_command::none;  // what the reply answered
+  std::string text;  // the server's reply text, or what happened ("Connection refused")
+  bool throttles_destination = false;  // 421 / 4.7.x: the whole destination backs off
 };
 
 }  // namespace relayd

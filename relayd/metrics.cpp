@@ -23,10 +23,6 @@ constexpr std::array<std::string_view, deferral_class_count> deferral_names = {
     "4xx", "421_throttle", "connect", "dns", "tls", "timeout", "local"};
 constexpr std::array<std::string_view, 4> state_names = {"active", "deferred", "held", "dead"};
 
-bool contains(std::string_view haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string_view::npos;
-}
-
 // "Rejected" -> "rejected", "no route!" -> "no_route_", "" -> "unknown".
 std::string sanitize_reason(std::string_view in) {
   std::string out;
@@ -69,26 +65,39 @@ void sample(std::string& out, std::string_view name, std::string_view label,
 std::string_view to_string(attempt_result r) {
   return attempt_names[static_cast<std::size_t>(r)];
 }
+attempt_result attempt_result_of(outcome_kind k) {
+  switch (k) {
+    case outcome_kind::delivered: return attempt_result::sent;
+    case outcome_kind::failed: return attempt_result::failed;
+    case outcome_kind::deferred: break;
+  }
+  return attempt_result::deferred;
+}
 std::string_view to_string(deferral_class c) {
   return deferral_names[static_cast<std::size_t>(c)];
 }
 
 deferral_class classify_deferral(const recipient_outcome& o) {
-  const std::string_view text = o.description;
-  // The security steps first: a 454 4.7.0 to STARTTLS is TLS, not throttling.
-  if (contains(text, "in reply to AUTH") || o.code == 530 || o.code == 534 || o.code == 535 ||
-      o.code == 538)
-    return deferral_class::local;
-  if (contains(text, "in reply to STARTTLS")) return deferral_class::tls;
-  if (o.code == 421 || (o.code >= 400 && o.code < 500 && o.status.starts_with("4.7.")))
-    return deferral_class::throttle_421;
-  if (o.code != 0) return deferral_class::reply_4xx;  // any reply, 5xx set-up ones included
-  // No reply from a server: DNS, connection, TLS, timeouts or our own trouble.
-  if (o.status == "4.4.3") return deferral_class::dns;
-  if (o.status == "4.7.5" || contains(text, "TLS")) return deferral_class::tls;
-  if (contains(text, "timeout") || contains(text, "timed out")) return deferral_class::timeout;
-  if (o.status.starts_with("4.4.")) return deferral_class::connect;
-  return deferral_class::local;  // 4.3.x local error, 4.5.0 protocol error, ...
+  using queue::outcome_cause;
+  switch (o.cause) {
+    case outcome_cause::auth:
+    case outcome_cause::local_config: return deferral_class::local;
+    case outcome_cause::tls: return deferral_class::tls;
+    case outcome_cause::reply:
+      if (o.code == 421 || (o.code >= 400 && o.code < 500 && o.status.starts_with("4.7.")))
+        return deferral_class::throttle_421;
+      return deferral_class::reply_4xx;  // any reply, 5xx set-up ones included
+    case outcome_cause::dns: return deferral_class::dns;
+    case outcome_cause::timeout: return deferral_class::timeout;
+    case outcome_cause::refused:
+    case outcome_cause::lost: return deferral_class::connect;
+    case outcome_cause::unknown:
+    case outcome_cause::none:
+    case outcome_cause::protocol:
+    case outcome_cause::capability:
+    case outcome_cause::expired: break;
+  }
+  return deferral_class::local;  // protocol error, local error, ...
 }
 
 queue_state state_of(const queue::envelope_record& r) {

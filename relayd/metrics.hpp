@@ -36,11 +36,13 @@ enum class deferral_class : std::uint8_t {
 inline constexpr std::size_t deferral_class_count = 7;
 
 std::string_view to_string(attempt_result r);
+// The label of a recipient's fate (outcome_kind): delivered -> sent.
+attempt_result attempt_result_of(outcome_kind k);
 std::string_view to_string(deferral_class c);
 
-// The class of a deferred outcome, from its code, enhanced status and text (see
-// delivery_agent.cpp for how outcomes are made). Suspended deferrals (destination
-// backing off) carry the original reason and get its class.
+// The class of a deferred outcome, from its typed facts (cause, code, enhanced
+// status; see delivery_outcome.hpp), never from its text. Suspended deferrals
+// (destination backing off) carry the original reason and get its class.
 deferral_class classify_deferral(const recipient_outcome& o);
 
 // relayd_queue_messages{state}: a message's state as relayctl shows it.
@@ -94,6 +96,7 @@ class metrics {
   void delivery_attempt(attempt_result r) {
     attempts_[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
   }
+  void delivery_attempt(outcome_kind k) { delivery_attempt(attempt_result_of(k)); }
   void deferral(deferral_class c) {
     deferrals_[static_cast<std::size_t>(c)].fetch_add(1, std::memory_order_relaxed);
   }

@@ -15,5 +15,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!again || again->sender != rec->sender || again->recipients.size() != rec->recipients.size() ||
       again->size != rec->size || again->flags != rec->flags)
     std::abort();
+  for (std::size_t i = 0; i < rec->recipients.size(); ++i) {
+    const auto& a = rec->recipients[i];
+    const auto& b = again->recipients[i];
+    if (a.cause != b.cause || a.in_reply_to != b.in_reply_to || a.reply_text != b.reply_text ||
+        a.last_reply != b.last_reply || a.reply_code != b.reply_code)
+      std::abort();
+  }
   return 0;
 }

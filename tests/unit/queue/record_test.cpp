@@ -1,6 +1,6 @@
 // Envelope record encoding: round trips, every truncation, damaged fields and
-// random bytes, for the current version 2 and for hand-built version 1 records
-// (which must keep decoding). decode() must return an error, never crash (run
+// random bytes, for the current version 3 and for hand-built version 1 and 2
+// records (which must keep decoding). decode() must return an error, never crash (run
 // under ASan/UBSan).
 #include "queue/record.hpp"
 
@@ -14,6 +14,8 @@
 namespace {
 
 using queue::decode;
+using queue::outcome_cause;
+using queue::smtp_command;
 using queue::encode;
 using queue::envelope_record;
 using queue::rcpt_state;
@@ -32,10 +34,12 @@ envelope_record sample() {
       {"a@example.org", rcpt_state::pending, 0, 0, ""},
       {"b@example.net", rcpt_state::delivered, 3, 1'700'000'100'000'000,
        "host mx.example.net[192.0.2.1] said: 250 2.0.0 ok", 1'700'000'000'200'000,
-       1'700'000'100'000'000, 250, "2.0.0", "mx.example.net[192.0.2.1]:25", ""},
+       1'700'000'100'000'000, 250, "2.0.0", "mx.example.net[192.0.2.1]:25", "",
+       outcome_cause::none, smtp_command::end_of_data, "ok"},
       {"c@example.com", rcpt_state::failed, std::numeric_limits<std::uint32_t>::max(), -5,
        std::string("550 5.1.1 \0 binary", 18), std::numeric_limits<std::int64_t>::min(),
-       std::numeric_limits<std::int64_t>::max(), 65535, "5.1.1", "[2001:db8::25]:2525", "rejected"},
+       std::numeric_limits<std::int64_t>::max(), 65535, "5.1.1", "[2001:db8::25]:2525", "rejected",
+       outcome_cause::expired, smtp_command::quit, std::string("no \0 such", 9)},
   };
   return r;
 }
@@ -43,7 +47,7 @@ envelope_record sample() {
 // Version 1 by hand: the layout encode() wrote before version 2.
 class v1_builder {
  public:
-  v1_builder() { out_.push_back('\x01'); }
+  explicit v1_builder(char version = '\x01') { out_.push_back(version); }
   v1_builder& varint(std::uint64_t v) {
     while (v >= 0x80) {
       out_.push_back(static_cast<char>((v & 0x7f) | 0x80));
@@ -70,10 +74,11 @@ class v1_builder {
   std::string out_;
 };
 
-// sample() as a version 1 record: the same fields minus the v2 ones.
-std::string sample_v1() {
+// sample() in an older layout, by hand: version 1 (no attempt history) or 2
+// (no typed facts).
+std::string sample_as(char version) {
   const envelope_record r = sample();
-  v1_builder b;
+  v1_builder b(version);
   b.svarint(r.arrival_us).varint(r.size).varint(r.flags).str(r.sender).str(r.client_ip).str(r.helo);
   b.varint(r.recipients.size());
   for (const recipient& rc : r.recipients) {
@@ -82,8 +87,19 @@ std::string sample_v1() {
         .varint(rc.attempts)
         .svarint(rc.next_attempt_us)
         .str(rc.last_reply);
+    if (version == 1) continue;
+    b.svarint(rc.first_attempt_us)
+        .svarint(rc.last_attempt_us)
+        .varint(rc.reply_code)
+        .str(rc.status)
+        .str(rc.remote_host)
+        .str(rc.reason);
   }
   return b.bytes();
+}
+
+std::string sample_v1() {
+  return sample_as('\x01');
 }
 
 void expect_equal(const envelope_record& a, const envelope_record& b) {
@@ -107,6 +123,9 @@ void expect_equal(const envelope_record& a, const envelope_record& b) {
     EXPECT_EQ(a.recipients[i].status, b.recipients[i].status);
     EXPECT_EQ(a.recipients[i].remote_host, b.recipients[i].remote_host);
     EXPECT_EQ(a.recipients[i].reason, b.recipients[i].reason);
+    EXPECT_EQ(a.recipients[i].cause, b.recipients[i].cause);
+    EXPECT_EQ(a.recipients[i].in_reply_to, b.recipients[i].in_reply_to);
+    EXPECT_EQ(a.recipients[i].reply_text, b.recipients[i].reply_text);
   }
 }
 
@@ -115,7 +134,7 @@ TEST(record, round_trip) {
   const std::string bytes = encode(r);
   ASSERT_FALSE(bytes.empty());
   EXPECT_EQ(static_cast<std::uint8_t>(bytes[0]), queue::record_version);
-  EXPECT_EQ(queue::record_version, 2);
+  EXPECT_EQ(queue::record_version, 3);
   auto back = decode(r.id, bytes);
   ASSERT_TRUE(back) << back.error();
   expect_equal(r, *back);
@@ -167,7 +186,7 @@ TEST(record, trailing_garbage_is_an_error) {
 
 TEST(record, unknown_version_is_an_error) {
   std::string bytes = encode(sample());
-  for (int v : {0, 3, 255}) {
+  for (int v : {0, 4, 255}) {
     bytes[0] = static_cast<char>(v);
     auto r = decode("ID", bytes);
     ASSERT_FALSE(r);
@@ -232,9 +251,10 @@ TEST(record, overlong_varints_and_lengths_are_errors) {
   ASSERT_FALSE(d);
   EXPECT_NE(d.error().find("attempts"), std::string::npos) << d.error();
   // A reply code beyond 16 bits: state, attempts, next attempt, last reply,
-  // first and last attempt come before it.
+  // first and last attempt come before it; status, remote host, reason and the
+  // version 3 cause, command and reply text after it.
   const auto code_at = attempts_at + 5;
-  ASSERT_EQ(valid.size(), code_at + 4);
+  ASSERT_EQ(valid.size(), code_at + 4 + 3);
   b = valid;
   b.replace(code_at, 1, std::string("\x80\x80\x04"));  // 65536
   d = decode("ID", b);
@@ -255,6 +275,9 @@ TEST(record, version_1_still_decodes_with_defaults) {
       rc.status.clear();
       rc.remote_host.clear();
       rc.reason.clear();
+      rc.cause = outcome_cause::unknown;
+      rc.in_reply_to = smtp_command::none;
+      rc.reply_text = rc.last_reply;  // the free text is all an old record knows
     }
     return r;
   }();
@@ -262,9 +285,9 @@ TEST(record, version_1_still_decodes_with_defaults) {
   auto back = decode(want.id, v1);
   ASSERT_TRUE(back) << back.error();
   expect_equal(want, *back);
-  // Re-encoding upgrades it to version 2 with the same content.
+  // Re-encoding upgrades it to version 3 with the same content.
   const std::string v2 = encode(*back);
-  EXPECT_EQ(v2[0], 2);
+  EXPECT_EQ(v2[0], 3);
   EXPECT_GT(v2.size(), v1.size());
   auto again = decode(want.id, v2);
   ASSERT_TRUE(again) << again.error();
@@ -312,6 +335,53 @@ TEST(record, version_1_recipient_count_is_checked_against_its_size) {
   v2_head[0] = 2;
   EXPECT_FALSE(decode("ID", v2_head + '\x02' + two_empty));
   EXPECT_TRUE(decode("ID", v2_head + '\x02' + std::string(22, '\0')));
+  // Version 3 needs fourteen.
+  std::string v3_head = head;
+  v3_head[0] = 3;
+  EXPECT_FALSE(decode("ID", v3_head + '\x02' + std::string(22, '\0')));
+  EXPECT_TRUE(decode("ID", v3_head + '\x02' + std::string(28, '\0')));
+}
+
+TEST(record, version_2_still_decodes_with_its_last_reply_as_the_text) {
+  envelope_record want = sample();
+  for (recipient& rc : want.recipients) {
+    rc.cause = outcome_cause::unknown;
+    rc.in_reply_to = smtp_command::none;
+    rc.reply_text = rc.last_reply;
+  }
+  const std::string v2 = sample_as('\x02');
+  auto back = decode(want.id, v2);
+  ASSERT_TRUE(back) << back.error();
+  expect_equal(want, *back);
+  for (std::size_t n = 0; n < v2.size(); ++n)
+    EXPECT_FALSE(decode("ID", std::string_view(v2).substr(0, n))) << n << " bytes decoded";
+  // Re-encoded as version 3, the same facts.
+  auto again = decode(want.id, encode(*back));
+  ASSERT_TRUE(again) << again.error();
+  expect_equal(want, *again);
+}
+
+TEST(record, version_3_unknown_cause_or_command_is_an_error) {
+  envelope_record r;
+  r.id = "ID";
+  r.recipients.push_back(recipient{.address = "a@b", .cause = outcome_cause::reply,
+                                   .in_reply_to = smtp_command::rcpt, .reply_text = "t"});
+  const std::string valid = encode(r);
+  // The record ends with: cause, in_reply_to, then the one-byte length and "t".
+  const std::size_t cause_at = valid.size() - 4;
+  ASSERT_EQ(valid[cause_at], static_cast<char>(outcome_cause::reply));
+  std::string b = valid;
+  b[cause_at] = static_cast<char>(queue::outcome_cause_last + 1);
+  auto d = decode("ID", b);
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().find("cause"), std::string::npos) << d.error();
+  b = valid;
+  b[cause_at + 1] = static_cast<char>(queue::smtp_command_last + 1);
+  d = decode("ID", b);
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().find("in reply to"), std::string::npos) << d.error();
+  EXPECT_EQ(to_string(smtp_command::end_of_data), "end of DATA");
+  EXPECT_EQ(to_string(outcome_cause::local_config), "local_config");
 }
 
 // Random inputs and mutations of a valid record: no crash, and whatever does
@@ -327,7 +397,7 @@ TEST(record, random_bytes_never_crash) {
     if (i % 2 == 0) {
       in.resize(rng() % 64);
       for (char& c : in) c = static_cast<char>(rng());
-      if (!in.empty() && rng() % 2) in[0] = static_cast<char>(1 + rng() % 2);
+      if (!in.empty() && rng() % 2) in[0] = static_cast<char>(1 + rng() % 3);
     } else {
       in = valid;
       const int edits = 1 + static_cast<int>(rng() % 4);

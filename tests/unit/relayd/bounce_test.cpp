@@ -71,6 +71,22 @@ TEST(Bounce, ReplyAndHostComeOutOfTheStoredReply) {
   EXPECT_EQ(remote_mta("none"), "");
 }
 
+TEST(Bounce, ReplyComesFromTheFieldsNotTheSentence) {
+  // A version 3 record: the server's text is rendered as is, even when it holds
+  // words the old sentence parser would have cut at.
+  auto r = failed_rcpt();
+  r.cause = queue::outcome_cause::reply;
+  r.in_reply_to = queue::smtp_command::rcpt;
+  r.reply_text = "5.1.1 No such user (in reply to nothing)";
+  r.last_reply = "host said: x said: 550 (in reply to RCPT TO)";
+  EXPECT_EQ(remote_reply(r), "550 5.1.1 No such user (in reply to nothing)");
+  r.cause = queue::outcome_cause::expired;
+  r.reason = "rejected";
+  auto n = make_notice(test_config(), message(), std::span(&r, 1), smtp::dsn_action::failed, "",
+                       "FEDCBA9876543210", t0 + 2 * sec);
+  EXPECT_NE(n.message.find("Status: 4.4.7"), std::string::npos);
+}
+
 TEST(Bounce, FailureNoticeIsANullSenderMessageToTheSender) {
   const auto cfg = test_config();
   const auto m = message();

@@ -5,6 +5,8 @@
 // oversized heads, the connection limit).
 #include "relayd/metrics.hpp"
 
+#include "relayd/delivery_outcome.hpp"
+
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -240,58 +242,83 @@ TEST(Metrics, ConcurrentUpdatesAreCounted) {
   EXPECT_EQ(s["relayd_delivery_duration_seconds_count"], "40000");
 }
 
-recipient_outcome deferred(std::uint16_t code, std::string status, std::string text) {
-  recipient_outcome o;
-  o.what = outcome_kind::deferred;
-  o.code = code;
-  o.status = std::move(status);
-  o.description = std::move(text);
-  return o;
+// A real outcome: the mapping of a client result for one RCPT reply.
+recipient_outcome rcpt_reply(int code, std::string enhanced, std::string text) {
+  smtp::recipient_result r;
+  r.status = code >= 500 ? smtp::delivery_status::permanent : smtp::delivery_status::temporary;
+  r.response = smtp::reply{code, std::move(enhanced), std::move(text)};
+  r.in_reply_to = smtp::client_phase::rcpt;
+  return outcome_of(r, "mx[192.0.2.1]:25");
+}
+
+// A real set-up failure: the mapping of a connection_failure.
+recipient_outcome set_up_failure(smtp::failure_cause cause, smtp::client_phase phase, int code,
+                                 std::string enhanced, bool from_server = true) {
+  smtp::connection_failure f;
+  f.cause = cause;
+  f.phase = phase;
+  f.response = smtp::reply{code, std::move(enhanced), "refused"};
+  f.from_server = from_server;
+  return outcome_of(f, "mx[192.0.2.1]:25");
 }
 
 TEST(Metrics, DeferralClassFromTheOutcome) {
-  // The outcomes delivery_agent.cpp makes.
-  EXPECT_EQ(classify_deferral(deferred(451, "4.3.0",
-                                       "host mx[192.0.2.1]:25 said: 451 4.3.0 later "
-                                       "(in reply to RCPT TO)")),
-            deferral_class::reply_4xx);
-  EXPECT_EQ(classify_deferral(deferred(421, "4.7.0", "host mx said: 421 4.7.0 slow down")),
+  using smtp::client_phase;
+  using smtp::failure_cause;
+  // Outcomes as the delivery agent makes them (delivery_outcome.hpp).
+  EXPECT_EQ(classify_deferral(rcpt_reply(451, "4.3.0", "later")), deferral_class::reply_4xx);
+  EXPECT_EQ(classify_deferral(rcpt_reply(421, "4.7.0", "slow down")),
             deferral_class::throttle_421);
-  EXPECT_EQ(classify_deferral(deferred(421, "4.4.2", "host mx said: 421 closing")),
+  EXPECT_EQ(classify_deferral(rcpt_reply(421, "", "closing")), deferral_class::throttle_421);
+  EXPECT_EQ(classify_deferral(rcpt_reply(450, "4.7.1", "greylisted")),
             deferral_class::throttle_421);
-  EXPECT_EQ(classify_deferral(deferred(450, "4.7.1", "host mx said: 450 4.7.1 greylisted")),
-            deferral_class::throttle_421);
-  EXPECT_EQ(classify_deferral(deferred(454, "4.7.0",
-                                       "host mx said: 454 4.7.0 TLS not available "
-                                       "(in reply to STARTTLS)")),
+  EXPECT_EQ(classify_deferral(set_up_failure(failure_cause::tls_unavailable,
+                                             client_phase::starttls, 454, "4.7.0")),
             deferral_class::tls);
-  EXPECT_EQ(classify_deferral(deferred(535, "4.7.8",
-                                       "host smarthost said: 535 5.7.8 bad "
-                                       "credentials (in reply to AUTH)")),
+  EXPECT_EQ(classify_deferral(
+                set_up_failure(failure_cause::auth_rejected, client_phase::auth, 535, "5.7.8")),
             deferral_class::local);
-  EXPECT_EQ(classify_deferral(deferred(0, "4.4.3", "SERVFAIL looking up MX for example.org")),
-            deferral_class::dns);
-  EXPECT_EQ(classify_deferral(deferred(0, "4.7.5", "TLS handshake with mx[192.0.2.1]:25 failed")),
+  EXPECT_EQ(classify_deferral(
+                set_up_failure(failure_cause::auth_temporary, client_phase::auth, 454, "4.7.0")),
+            deferral_class::local);
+  dns::mx_result servfail;
+  servfail.what = dns::outcome::retry;
+  servfail.detail = "SERVFAIL looking up MX for example.org";
+  EXPECT_EQ(classify_deferral(dns_failed(servfail, "")), deferral_class::dns);
+  EXPECT_EQ(classify_deferral(tls_failed("mx[192.0.2.1]:25", "handshake failure")),
             deferral_class::tls);
-  EXPECT_EQ(classify_deferral(deferred(0, "4.4.1", "connect to mx[192.0.2.1]:25: timeout")),
+  EXPECT_EQ(classify_deferral(connect_failed("mx[192.0.2.1]:25", true, "")),
             deferral_class::timeout);
-  EXPECT_EQ(classify_deferral(deferred(0, "4.4.2",
-                                       "mx[192.0.2.1]:25: 451 4.4.2 Connection lost: "
-                                       "timeout")),
+  EXPECT_EQ(classify_deferral(set_up_failure(failure_cause::connection_lost, client_phase::ehlo,
+                                             451, "4.4.2", false)),
+            deferral_class::connect);
+  EXPECT_EQ(classify_deferral(outcome_of(smtp::connection_failure{
+                                             .cause = failure_cause::connection_lost,
+                                             .response = smtp::reply{451, "4.4.2", "timeout"},
+                                             .from_server = false},
+                                         "mx[192.0.2.1]:25", queue::outcome_cause::timeout)),
             deferral_class::timeout);
-  EXPECT_EQ(classify_deferral(deferred(0, "4.4.1",
-                                       "connect to mx[192.0.2.1]:25: Connection "
-                                       "refused")),
+  EXPECT_EQ(classify_deferral(connect_failed("mx[192.0.2.1]:25", false, "Connection refused")),
             deferral_class::connect);
-  EXPECT_EQ(classify_deferral(deferred(0, "4.4.2", "lost connection with mx[192.0.2.1]:25")),
-            deferral_class::connect);
-  EXPECT_EQ(classify_deferral(deferred(554, "4.0.0",
-                                       "host mx said: 554 go away (in reply to the "
-                                       "greeting)")),
+  EXPECT_EQ(classify_deferral(no_host_answered()), deferral_class::connect);
+  EXPECT_EQ(classify_deferral(set_up_failure(failure_cause::greeting_refused,
+                                             client_phase::greeting, 554, "")),
             deferral_class::reply_4xx);
-  EXPECT_EQ(classify_deferral(deferred(0, "4.3.0", "local error")), deferral_class::local);
+  EXPECT_EQ(classify_deferral(set_up_failure(failure_cause::protocol_error, client_phase::mail,
+                                             451, "4.5.0", false)),
+            deferral_class::local);
+  // The words of the text never count: a host named timeout.example that refuses
+  // the connection is "connect", a TLS-named host that times out is "timeout".
+  EXPECT_EQ(classify_deferral(connect_failed("timeout.example[192.0.2.1]:25", false,
+                                             "Connection refused")),
+            deferral_class::connect);
+  EXPECT_EQ(classify_deferral(connect_failed("tls.example[192.0.2.1]:25", true, "")),
+            deferral_class::timeout);
+  auto auth_words = rcpt_reply(451, "4.3.0", "see (in reply to AUTH) TLS timeout");
+  EXPECT_EQ(classify_deferral(auth_words), deferral_class::reply_4xx);
   // A suspended deferral keeps the class of the reply that started the backoff.
-  auto suspended = deferred(421, "4.7.0", "delivery temporarily suspended: host mx said: 421");
+  auto suspended = rcpt_reply(421, "4.7.0", "slow down");
+  suspended.description = "delivery temporarily suspended: " + suspended.description;
   suspended.counts_as_attempt = false;
   EXPECT_EQ(classify_deferral(suspended), deferral_class::throttle_421);
   EXPECT_EQ(to_string(deferral_class::throttle_421), "421_throttle");
