@@ -120,6 +120,19 @@ void print_record_head(const json::object& m, const std::string& state, bool dea
               get_string(m, key::helo).c_str());
 }
 
+// Ends a show's recipient line with its last reply, if any.
+void end_recipient_line(const json::object& r) {
+  if (auto reply = get_string(r, key::last_reply); !reply.empty()) std::printf(" (%s)", reply.c_str());
+  std::printf("\n");
+}
+
+// The blank line and the raw message that close a show.
+int print_content(const std::string& content) {
+  std::printf("\n");
+  std::fwrite(content.data(), 1, content.size(), stdout);
+  return 0;
+}
+
 // 1536 -> "1.5 MiB"-style sizes for stats.
 std::string human_bytes(std::uint64_t b) {
   static constexpr const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB"};
@@ -194,13 +207,9 @@ int show_message(control_client& c, const std::string& id) {
     std::printf("recipient: <%s> state=%s attempts=%lld", get_string(r, key::address).c_str(),
                 get_string(r, key::state).c_str(),
                 static_cast<long long>(get_int(r, key::attempts)));
-    if (auto reply = get_string(r, key::last_reply); !reply.empty())
-      std::printf(" (%s)", reply.c_str());
-    std::printf("\n");
+    end_recipient_line(r);
   });
-  std::printf("\n");
-  std::fwrite(content.data(), 1, content.size(), stdout);
-  return 0;
+  return print_content(content);
 }
 
 // Like -p, one block per entry with its failed recipients, each under its
@@ -257,13 +266,9 @@ int dead_show(control_client& c, const std::string& id) {
     if (auto st = get_string(r, key::status); !st.empty()) std::printf(" status=%s", st.c_str());
     if (auto host = get_string(r, key::remote_host); !host.empty())
       std::printf(" remote_host=%s", host.c_str());
-    if (auto reply = get_string(r, key::last_reply); !reply.empty())
-      std::printf(" (%s)", reply.c_str());
-    std::printf("\n");
+    end_recipient_line(r);
   });
-  std::printf("\n");
-  std::fwrite(content.data(), 1, content.size(), stdout);
-  return 0;
+  return print_content(content);
 }
 
 int dead_action(control_client& c, const std::string& action, const std::string& id) {
