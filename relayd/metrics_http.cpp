@@ -1,6 +1,7 @@
 // Implements metrics_http.hpp: one coroutine per listener, one per connection,
-// on the daemon's I/O thread. The request head is parsed by route_metrics_request()
-// without I/O; the coroutine only reads, answers and closes. After the answer the
+// on the daemon's I/O thread. The request head is judged by classify_metrics_head()
+// (metrics_http_route.cpp) without I/O; the coroutine only reads, answers and
+// closes, each step under the stream's expires_after deadline. After the answer the
 // socket is shut down for sending and drained briefly, so a client that is still
 // sending (an oversized head) reads the answer instead of a reset.
 #include "relayd/metrics_http.hpp"
@@ -8,8 +9,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <array>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <list>
 
 #include "relayd/metrics.hpp"
@@ -22,18 +24,6 @@ constexpr auto read_timeout = std::chrono::seconds(10);
 constexpr auto write_timeout = std::chrono::seconds(10);
 constexpr auto drain_timeout = std::chrono::seconds(2);
 constexpr std::size_t max_drain = 64 * 1024;
-
-bool is_tchar(char c) {  // RFC 9110 token characters
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
-// Bytes a request line may hold: visible ASCII and the separating spaces. Bytes
-// >= 0x80 are tolerated in the target only by the 404 that follows.
-bool request_line_byte(char c) {
-  auto u = static_cast<unsigned char>(c);
-  return u == ' ' || u == '\r' || (u > 0x20 && u != 0x7f);
-}
 
 const char* reason_phrase(int status) {
   switch (status) {
@@ -56,16 +46,6 @@ const char* reason_phrase(int status) {
   }
 }
 
-// Where the head ends: the index just past the blank line (CRLFCRLF or LFLF),
-// or npos while it is incomplete.
-std::size_t head_end(std::string_view buf) {
-  for (std::size_t i = buf.find('\n'); i != std::string_view::npos; i = buf.find('\n', i + 1)) {
-    if (i + 1 < buf.size() && buf[i + 1] == '\n') return i + 2;
-    if (i + 2 < buf.size() && buf[i + 1] == '\r' && buf[i + 2] == '\n') return i + 3;
-  }
-  return std::string_view::npos;
-}
-
 // The request line for the debug log: at most 100 bytes, control bytes as '?'.
 std::string printable(std::string_view s) {
   std::string out(s.substr(0, 100));
@@ -83,54 +63,16 @@ std::string error_response(int status) {
       body);
 }
 
+namespace beast = boost::beast;
+
+// One connection; its deadline is the stream's (expires_after), so an expired
+// one fails the pending operation with beast::error::timeout and nothing else.
 struct http_conn {
-  explicit http_conn(tcp::socket s) : sock(std::move(s)), timer(sock.get_executor()) {}
-  tcp::socket sock;
-  asio::steady_timer timer;
-  bool timed_out = false;
+  explicit http_conn(tcp::socket s) : stream(std::move(s)) {}
+  beast::tcp_stream stream;
 };
 
-// Closes the connection when `d` passes; re-arming cancels the previous wait.
-void arm(const std::shared_ptr<http_conn>& c, std::chrono::steady_clock::duration d) {
-  c->timer.expires_after(d);
-  c->timer.async_wait([w = std::weak_ptr<http_conn>(c)](boost::system::error_code ec) {
-    auto c = w.lock();
-    if (ec || !c) return;
-    c->timed_out = true;
-    c->sock.close(ec);
-  });
-}
-
 }  // namespace
-
-http_route route_metrics_request(std::string_view head) {
-  auto eol = head.find('\n');
-  std::string_view line = head.substr(0, eol);
-  if (line.ends_with('\r')) line.remove_suffix(1);
-  // request-line = method SP request-target SP HTTP-version
-  auto sp1 = line.find(' ');
-  auto sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
-  if (sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos)
-    return {400};
-  std::string_view method = line.substr(0, sp1);
-  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  std::string_view version = line.substr(sp2 + 1);
-  if (method.empty() || target.empty()) return {400};
-  for (char c : method)
-    if (!is_tchar(c)) return {400};
-  for (char c : target)
-    if (!request_line_byte(c) || c == '\r') return {400};
-  if (version.size() != 8 || !version.starts_with("HTTP/") || version[6] != '.' ||
-      version[5] < '0' || version[5] > '9' || version[7] < '0' || version[7] > '9')
-    return {400};
-  if (version[5] != '1') return {505};
-  if (target.front() != '/') return {method == "OPTIONS" && target == "*" ? 405 : 400};
-  std::string_view path = target.substr(0, target.find('?'));
-  if (path != "/metrics") return {404};
-  if (method == "GET") return {200, false};
-  if (method == "HEAD") return {200, true};
-  return {405};
-}
 
 struct metrics_server::impl : std::enable_shared_from_this<impl> {
   impl(asio::io_context& io_, const endpoint& ep_, std::function<std::string()> render_)
@@ -183,9 +125,7 @@ awaitable<void> metrics_server::impl::accept_loop(tcp::acceptor& acc) {
           spdlog::error("metrics: {}", ex.what());
         }
       }
-      boost::system::error_code ignored;
-      (*it)->timer.cancel();
-      (*it)->sock.close(ignored);
+      (*it)->stream.close();
       self->conns.erase(it);
     });
   }
@@ -195,40 +135,22 @@ awaitable<void> metrics_server::impl::serve(std::shared_ptr<http_conn> c, std::s
   auto self = shared_from_this();
   std::string buf;
   std::array<char, 2048> chunk;
-  int status = 0;
   http_route route;
-  arm(c, read_timeout);
+  c->stream.expires_after(read_timeout);
   for (;;) {
-    auto [ec, n] = co_await c->sock.async_read_some(asio::buffer(chunk), use_tuple);
+    auto [ec, n] = co_await c->stream.async_read_some(asio::buffer(chunk), use_tuple);
     if (ec) {
-      if (c->timed_out) spdlog::debug("metrics: {}: request not complete within 10s", peer);
+      if (ec == beast::error::timeout)
+        spdlog::debug("metrics: {}: request not complete within 10s", peer);
       co_return;  // EOF, reset or timeout: nobody to answer
     }
     buf.append(chunk.data(), n);
-    const auto first_eol = buf.find('\n');
-    const std::string_view line(buf.data(), std::min(first_eol, buf.size()));
-    // Garbage (TLS, binary) or a broken request line: answer without waiting.
-    if (std::find_if_not(line.begin(), line.end(), request_line_byte) != line.end()) {
-      status = 400;
-      break;
-    }
-    if (const auto end = head_end(buf); end != std::string::npos) {
-      route = route_metrics_request(std::string_view(buf).substr(0, end));
-      status = end > max_head ? 431 : route.status;
-      break;
-    }
-    if (first_eol != std::string::npos) {
-      const auto early = route_metrics_request(line);
-      if (early.status == 400 || early.status == 505) {
-        status = early.status;
-        break;
-      }
-    }
-    if (buf.size() > max_head) {
-      status = 431;
+    if (auto decided = classify_metrics_head(buf)) {
+      route = *decided;
       break;
     }
   }
+  const int status = route.status;
 
   std::string out;
   if (status == 200) {
@@ -242,16 +164,16 @@ awaitable<void> metrics_server::impl::serve(std::shared_ptr<http_conn> c, std::s
     out = error_response(status);
   }
   spdlog::debug("metrics: {}: {} -> {}", peer, printable(buf.substr(0, buf.find('\n'))), status);
-  arm(c, write_timeout);
-  auto [wec, wn] = co_await asio::async_write(c->sock, asio::buffer(out), use_tuple);
+  c->stream.expires_after(write_timeout);
+  auto [wec, wn] = co_await asio::async_write(c->stream, asio::buffer(out), use_tuple);
   if (wec) co_return;
 
   // Lingering close: stop sending, read what the client still sends, then close.
   boost::system::error_code ignored;
-  c->sock.shutdown(tcp::socket::shutdown_send, ignored);
-  arm(c, drain_timeout);
+  c->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  c->stream.expires_after(drain_timeout);
   for (std::size_t drained = 0; drained < max_drain;) {
-    auto [ec, n] = co_await c->sock.async_read_some(asio::buffer(chunk), use_tuple);
+    auto [ec, n] = co_await c->stream.async_read_some(asio::buffer(chunk), use_tuple);
     if (ec) break;
     drained += n;
   }
@@ -297,10 +219,7 @@ void metrics_server::stop() {
   m.stopped = true;
   boost::system::error_code ec;
   for (auto& a : m.acceptors) a.close(ec);
-  for (auto& c : m.conns) {
-    c->timer.cancel();
-    c->sock.close(ec);
-  }
+  for (auto& c : m.conns) c->stream.close();
 }
 
 std::uint16_t metrics_server::local_port() const {

@@ -9,6 +9,7 @@
 #include <expected>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -26,6 +27,9 @@ struct http_route {
   bool head_only = false;  // HEAD: headers without the body
 };
 http_route route_metrics_request(std::string_view head);
+// The answer to the bytes of a request read so far, or nullopt: read more. A
+// broken request line is answered at once (400/505), a head over max_head 431.
+std::optional<http_route> classify_metrics_head(std::string_view buf);
 
 class metrics_server {
  public:

@@ -1,0 +1,310 @@
+// Implements relayctl_print.hpp. Field names come from control_protocol.hpp, so
+// a field the daemon renames is a compile error here; a field missing from a
+// reply prints as empty or 0 rather than failing. Times are shown in local time.
+#include "cli/relayctl_print.hpp"
+
+#include <fmt/core.h>
+
+#include <boost/json.hpp>
+#include <cstdio>
+#include <ctime>
+#include <iterator>
+#include <optional>
+
+#include "relayd/control_protocol.hpp"
+#include "relayd/duration_text.hpp"
+
+namespace relayctl {
+namespace json = boost::json;
+namespace proto = relayd::control_protocol;
+namespace key = proto::key;
+namespace verb = proto::verb;
+using proto::get_bool;
+using proto::get_int;
+using proto::get_string;
+
+namespace {
+
+std::string local_time(std::int64_t t, const char* format) {
+  std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  localtime_r(&tt, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, format, &tm);
+  return buf;
+}
+
+// "Mon Jan  1 12:00:00" as in postqueue, or "-" for 0 (never).
+std::string short_time(std::int64_t t) {
+  return t == 0 ? std::string("-") : local_time(t, "%a %b %e %H:%M:%S");
+}
+
+// "2024-01-01T12:00:00+0100" (one word, for key=value lines), or "-" for 0.
+std::string iso_time(std::int64_t t) {
+  return t == 0 ? std::string("-") : local_time(t, "%Y-%m-%dT%H:%M:%S%z");
+}
+
+std::string plural(long long n, const char* word) {
+  return fmt::format("{} {}{}", n, word, n == 1 ? "" : "s");
+}
+
+// "-- 3 Kbytes in 2 Requests." as postqueue -p closes its list.
+void print_total(std::uint64_t bytes, std::uint64_t count) {
+  std::printf("-- %llu Kbytes in %llu Request%s.\n",
+              static_cast<unsigned long long>((bytes + 1023) / 1024),
+              static_cast<unsigned long long>(count), count == 1 ? "" : "s");
+}
+
+// Calls `visit` for every object of a listing; returns on the final line.
+template <typename Visit>
+void read_listing(control_client& c, std::string_view what, Visit visit) {
+  c.send(proto::make_request(what));
+  for (;;) {
+    auto o = c.read_object();
+    if (o.contains(key::ok)) {
+      check_ok(o);
+      return;
+    }
+    visit(o);
+  }
+}
+
+template <typename Each>
+void for_each_recipient(const json::object& m, Each each) {
+  const auto* rs = m.if_contains(key::recipients);
+  if (!rs || !rs->is_array()) return;
+  for (const auto& rv : rs->get_array())
+    if (rv.is_object()) each(rv.get_object());
+}
+
+// A request naming one ID, ALL, or (nullopt) none; returns the checked reply.
+json::object request_for(control_client& c, std::string_view what,
+                         const std::optional<std::string>& id) {
+  if (!id)
+    c.send(proto::make_request(what));
+  else if (*id == "ALL")
+    c.send(proto::make_request(what, proto::targets{true, {}}));
+  else
+    c.send(proto::make_request(what, proto::targets{false, {*id}}));
+  return c.read_ok();
+}
+
+// show / dead show: the record under `field`, then content_length octets of message.
+struct fetched_record {
+  json::object record;
+  std::string content;
+};
+
+fetched_record fetch_record(control_client& c, std::string_view what, const std::string& id,
+                            std::string_view field) {
+  c.send(proto::make_request(what, id));
+  auto o = c.read_ok();
+  const auto* v = o.if_contains(field);
+  if (!v || !v->is_object()) fail("bad reply from relayd: no " + std::string(field));
+  fetched_record f{v->get_object(), {}};
+  f.content = c.read_bytes(static_cast<std::size_t>(get_int(o, key::content_length)));
+  return f;
+}
+
+// The head of a show: id, state, arrival (and failed_at for a dead entry), size,
+// sender, client.
+void print_record_head(const json::object& m, const std::string& state, bool dead) {
+  constexpr const char* date = "%a, %d %b %Y %H:%M:%S %z";
+  std::printf("id: %s\n", get_string(m, key::id).c_str());
+  std::printf("state: %s\n", state.c_str());
+  std::printf("arrival: %s\n", local_time(get_int(m, key::arrival), date).c_str());
+  if (dead) std::printf("failed_at: %s\n", local_time(get_int(m, key::failed_at), date).c_str());
+  std::printf("size: %lld\n", static_cast<long long>(get_int(m, key::size)));
+  std::printf("sender: <%s>\n", get_string(m, key::sender).c_str());
+  std::printf("client: %s (helo %s)\n", get_string(m, key::client_ip).c_str(),
+              get_string(m, key::helo).c_str());
+}
+
+// Ends a show's recipient line with its last reply, if any.
+void end_recipient_line(const json::object& r) {
+  if (auto reply = get_string(r, key::last_reply); !reply.empty()) std::printf(" (%s)", reply.c_str());
+  std::printf("\n");
+}
+
+// The blank line and the raw message that close a show.
+int print_content(const std::string& content) {
+  std::printf("\n");
+  std::fwrite(content.data(), 1, content.size(), stdout);
+  return 0;
+}
+
+// 1536 -> "1.5 MiB"-style sizes for stats.
+std::string human_bytes(std::uint64_t b) {
+  static constexpr const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = static_cast<double>(b);
+  std::size_t u = 0;
+  while (v >= 1024 && u + 1 < std::size(units)) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{} bytes", b) : fmt::format("{:.1f} {}", v, units[u]);
+}
+
+}  // namespace
+
+int print_queue(control_client& c) {
+  std::uint64_t count = 0, bytes = 0;
+  read_listing(c, verb::list, [&](const json::object& m) {
+    if (count == 0)
+      std::printf("%-18s%8s %-21s%s\n", "-Queue ID-", "--Size--", "----Arrival Time----",
+                  "-Sender/Recipient-------");
+    ++count;
+    bytes += static_cast<std::uint64_t>(get_int(m, key::size));
+    const std::string state = get_string(m, key::state);
+    const char mark = state == proto::state::held ? '!' : get_bool(m, key::in_flight) ? '*' : ' ';
+    const std::string sender = get_string(m, key::sender);
+    std::printf("%-16s%c %8lld %s  %s\n", get_string(m, key::id).c_str(), mark,
+                static_cast<long long>(get_int(m, key::size)),
+                local_time(get_int(m, key::arrival), "%a %b %e %H:%M:%S").c_str(),
+                sender.empty() ? "MAILER-DAEMON" : sender.c_str());
+    for_each_recipient(m, [](const json::object& r) {
+      if (get_string(r, key::state) != proto::state::pending) return;
+      const std::string reason = get_string(r, key::last_reply);
+      if (!reason.empty()) std::printf("%48s(%s)\n", "", reason.c_str());
+      std::printf("%48s%s\n", "", get_string(r, key::address).c_str());
+    });
+    std::printf("\n");
+  });
+  if (count == 0) {
+    std::printf("Mail queue is empty\n");
+  } else {
+    print_total(bytes, count);
+  }
+  return 0;
+}
+
+int print_queue_json(control_client& c) {
+  read_listing(c, verb::list,
+               [](const json::object& m) { std::printf("%s\n", json::serialize(m).c_str()); });
+  return 0;
+}
+
+int delete_messages(control_client& c, const std::string& id) {
+  auto o = request_for(c, verb::remove, id);
+  std::printf("relayctl: deleted %s\n", plural(get_int(o, key::deleted), "message").c_str());
+  return 0;
+}
+
+int queue_action(control_client& c, std::string_view what, const std::string& id) {
+  auto o = request_for(c, what, id.empty() ? std::nullopt : std::optional(id));
+  const char* done = what == verb::flush     ? "flushed"
+                     : what == verb::requeue ? "requeued"
+                     : what == verb::hold    ? "held"
+                                             : "released";
+  std::printf("relayctl: %s %s\n", done, plural(get_int(o, key::count), "message").c_str());
+  return 0;
+}
+
+int show_message(control_client& c, const std::string& id) {
+  auto [m, content] = fetch_record(c, verb::show, id, key::message);
+  print_record_head(m, get_string(m, key::state), false);
+  for_each_recipient(m, [](const json::object& r) {
+    std::printf("recipient: <%s> state=%s attempts=%lld", get_string(r, key::address).c_str(),
+                get_string(r, key::state).c_str(),
+                static_cast<long long>(get_int(r, key::attempts)));
+    end_recipient_line(r);
+  });
+  return print_content(content);
+}
+
+// Like -p, one block per entry with its failed recipients, each under its
+// reason class and last reply.
+int dead_list(control_client& c, bool as_json) {
+  std::uint64_t count = 0, bytes = 0;
+  read_listing(c, verb::dead_list, [&](const json::object& m) {
+    ++count;
+    bytes += static_cast<std::uint64_t>(get_int(m, key::size));
+    if (as_json) {
+      std::printf("%s\n", json::serialize(m).c_str());
+      return;
+    }
+    if (count == 1)
+      std::printf("%-18s%8s %-21s%s\n", "-Queue ID-", "--Size--", "-----Failed Time----",
+                  "-Sender/Recipient-------");
+    const std::string sender = get_string(m, key::sender);
+    std::printf("%-16s  %8lld %s  %s\n", get_string(m, key::id).c_str(),
+                static_cast<long long>(get_int(m, key::size)),
+                short_time(get_int(m, key::failed_at)).c_str(),
+                sender.empty() ? "MAILER-DAEMON" : sender.c_str());
+    for_each_recipient(m, [](const json::object& r) {
+      const std::string reply = get_string(r, key::last_reply);
+      std::printf("%48s(%s%s%s)\n", "", get_string(r, key::reason).c_str(),
+                  reply.empty() ? "" : ": ", reply.c_str());
+      std::printf("%48s%s\n", "", get_string(r, key::address).c_str());
+    });
+    std::printf("\n");
+  });
+  if (as_json) return 0;
+  if (count == 0) {
+    std::printf("Dead spool is empty\n");
+  } else {
+    print_total(bytes, count);
+  }
+  return 0;
+}
+
+int dead_show(control_client& c, const std::string& id) {
+  auto [m, content] = fetch_record(c, verb::dead_show, id, key::entry);
+  print_record_head(m, "dead", true);
+  const auto failed_at = get_int(m, key::failed_at);
+  for_each_recipient(m, [failed_at](const json::object& r) {
+    const auto last = get_int(r, key::last_attempt);
+    std::printf(
+        "recipient: <%s> reason=%s attempts=%lld first_attempt=%s last_attempt=%s "
+        "failed_at=%s",
+        get_string(r, key::address).c_str(), get_string(r, key::reason).c_str(),
+        static_cast<long long>(get_int(r, key::attempts)),
+        iso_time(get_int(r, key::first_attempt)).c_str(), iso_time(last).c_str(),
+        iso_time(last != 0 ? last : failed_at).c_str());
+    if (auto code = get_int(r, key::reply_code); code != 0)
+      std::printf(" reply_code=%lld", static_cast<long long>(code));
+    if (auto st = get_string(r, key::status); !st.empty()) std::printf(" status=%s", st.c_str());
+    if (auto host = get_string(r, key::remote_host); !host.empty())
+      std::printf(" remote_host=%s", host.c_str());
+    end_recipient_line(r);
+  });
+  return print_content(content);
+}
+
+int dead_action(control_client& c, const std::string& action, const std::string& id) {
+  const bool replay = action == "replay";
+  auto o = request_for(c, replay ? verb::dead_replay : verb::dead_purge, id);
+  const auto n = get_int(o, key::count);
+  std::printf("relayctl: %s %lld dead entr%s\n", replay ? "replayed" : "purged",
+              static_cast<long long>(n), n == 1 ? "y" : "ies");
+  return 0;
+}
+
+int stats(control_client& c, bool as_json) {
+  c.send(proto::make_request(verb::stats));
+  auto o = c.read_ok();
+  const auto* sv = o.if_contains(key::stats);
+  if (!sv || !sv->is_object()) fail("bad reply from relayd: no stats");
+  const auto& st = sv->get_object();
+  if (as_json) {
+    std::printf("%s\n", json::serialize(st).c_str());
+    return 0;
+  }
+  for (auto k : {key::active, key::deferred, key::held, key::dead, key::in_flight})
+    std::printf("%-10s %lld\n", (std::string(k) + ":").c_str(),
+                static_cast<long long>(get_int(st, k)));
+  const auto messages = get_int(st, key::messages);
+  const auto oldest = std::chrono::seconds(get_int(st, key::oldest_age_seconds));
+  std::printf("%-10s %s\n", "oldest:",
+              messages == 0 ? "-" : relayd::duration_breakdown(oldest).c_str());
+  const auto used = static_cast<std::uint64_t>(get_int(st, key::spool_bytes));
+  const auto max = static_cast<std::uint64_t>(get_int(st, key::spool_max_bytes));
+  std::printf("%-10s %lld (%s)\n", "messages:", static_cast<long long>(messages),
+              human_bytes(static_cast<std::uint64_t>(get_int(st, key::message_bytes))).c_str());
+  std::printf("%-10s %s used of %s (%.1f%%)\n", "spool:", human_bytes(used).c_str(),
+              human_bytes(max).c_str(),
+              max == 0 ? 0.0 : 100.0 * static_cast<double>(used) / static_cast<double>(max));
+  return 0;
+}
+
+}  // namespace relayctl

@@ -1,0 +1,51 @@
+// What a control command handler sees (internal to control_*.cpp): the daemon
+// objects it may use, a way to stream lines ahead of the final reply, and the
+// verb -> handler rows each command family contributes to the server's table.
+// Handlers never throw for a bad request: they answer control_protocol::error_line().
+#pragma once
+
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "queue/spool.hpp"
+#include "relayd/config.hpp"
+#include "relayd/control_protocol.hpp"
+#include "relayd/net.hpp"
+
+namespace relayd {
+
+class scheduler;
+
+struct control_context {
+  asio::io_context& io;
+  const config& cfg;
+  queue::spool& spool;
+  scheduler* sched;  // null until set_scheduler(): no wake-ups, nothing "in flight"
+};
+
+// Writes lines to the client ahead of the final reply; false once it has gone.
+using line_writer = std::function<awaitable<bool>(std::string_view)>;
+
+// The final reply (one line, for show also the raw content); "" when the client
+// went away while lines were streamed.
+using control_handler = awaitable<std::string> (*)(control_context&,
+                                                    const control_protocol::request&,
+                                                    const line_writer&);
+
+struct control_command {
+  std::string_view verb;  // a control_protocol::verb
+  control_handler run;
+};
+
+// Each command family's rows (control_queue.cpp, control_dead.cpp, control_stats.cpp).
+std::span<const control_command> control_queue_commands();
+std::span<const control_command> control_dead_commands();
+std::span<const control_command> control_stats_commands();
+
+// Shared by the families: a Unix time in seconds, "1 entry" / "2 entries".
+inline std::int64_t unix_seconds(std::int64_t us) { return us / 1'000'000; }
+std::string entries_text(std::size_t n);
+
+}  // namespace relayd

@@ -1,0 +1,125 @@
+// Implements control_protocol.hpp: the verb table, the request parser and the
+// small builders both ends use. Compiled into relayd_core and into relayctl;
+// it needs Boost.JSON only. Malformed input is an error value, never a throw.
+#include "relayd/control_protocol.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+namespace relayd::control_protocol {
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::array<verb_spec, 12> all_verbs{{
+    {verb::list, takes::nothing},
+    {verb::show, takes::id},
+    {verb::remove, takes::targets},
+    {verb::flush, takes::nothing},
+    {verb::requeue, takes::targets},
+    {verb::hold, takes::targets},
+    {verb::release, takes::targets},
+    {verb::dead_list, takes::nothing},
+    {verb::dead_show, takes::id},
+    {verb::dead_replay, takes::targets},
+    {verb::dead_purge, takes::targets},
+    {verb::stats, takes::nothing},
+}};
+
+// "ids":[...] (its strings) or "all":true; nullopt when neither names anything.
+std::optional<targets> parse_targets(const json::object& req) {
+  if (auto* all = req.if_contains(key::all); all && all->is_bool() && all->get_bool())
+    return targets{true, {}};
+  const auto* ids = req.if_contains(key::ids);
+  const auto* arr = ids ? ids->if_array() : nullptr;
+  if (!arr) return std::nullopt;
+  targets t;
+  for (const auto& v : *arr)
+    if (v.is_string()) t.ids.emplace_back(v.get_string());
+  if (t.ids.empty()) return std::nullopt;
+  return t;
+}
+
+}  // namespace
+
+std::span<const verb_spec> verbs() { return all_verbs; }
+
+std::expected<request, std::string> parse_request(std::string_view line) {
+  json::error_code ec;
+  json::value v = json::parse(line, ec);
+  const json::object* obj = ec ? nullptr : v.if_object();
+  const json::value* cmd = obj ? obj->if_contains(key::cmd) : nullptr;
+  if (!cmd || !cmd->is_string()) return std::unexpected("bad request: want {\"cmd\":...}");
+  const std::string_view name = cmd->get_string();
+  auto spec = std::find_if(all_verbs.begin(), all_verbs.end(),
+                           [&](const verb_spec& s) { return s.name == name; });
+  if (spec == all_verbs.end()) return std::unexpected(fmt::format("unknown command \"{}\"", name));
+  request r{spec->name, {}, {}};
+  switch (spec->args) {
+    case takes::nothing:
+      break;
+    case takes::id: {
+      const json::value* id = obj->if_contains(key::id);
+      if (!id || !id->is_string()) return std::unexpected(fmt::format("{}: missing \"id\"", name));
+      r.id = id->get_string();
+      break;
+    }
+    case takes::targets:
+      r.which = parse_targets(*obj);
+      if (!r.which) return std::unexpected(fmt::format("{}: give \"ids\" or \"all\"", name));
+      break;
+  }
+  return r;
+}
+
+json::object make_request(std::string_view verb) { return json::object{{key::cmd, verb}}; }
+
+json::object make_request(std::string_view verb, std::string_view id) {
+  return json::object{{key::cmd, verb}, {key::id, id}};
+}
+
+json::object make_request(std::string_view verb, const targets& which) {
+  json::object req{{key::cmd, verb}};
+  if (which.all) {
+    req[key::all] = true;
+  } else {
+    json::array ids;
+    for (const auto& id : which.ids) ids.emplace_back(id);
+    req[key::ids] = std::move(ids);
+  }
+  return req;
+}
+
+std::string ok_line(json::object fields) {
+  json::object out{{key::ok, true}};
+  for (auto& f : fields) out[f.key()] = std::move(f.value());
+  return json::serialize(out) + "\n";
+}
+
+std::string error_line(std::string_view what) {
+  return json::serialize(json::object{{key::ok, false}, {key::error, what}}) + "\n";
+}
+
+std::string get_string(const json::object& o, std::string_view k) {
+  const auto* v = o.if_contains(k);
+  return v && v->is_string() ? std::string(v->get_string()) : std::string();
+}
+
+std::int64_t get_int(const json::object& o, std::string_view k) {
+  const auto* v = o.if_contains(k);
+  if (!v) return 0;
+  if (v->is_int64()) return v->get_int64();
+  if (v->is_uint64()) return static_cast<std::int64_t>(v->get_uint64());
+  return 0;
+}
+
+bool get_bool(const json::object& o, std::string_view k) {
+  const auto* v = o.if_contains(k);
+  return v && v->is_bool() && v->get_bool();
+}
+
+}  // namespace relayd::control_protocol

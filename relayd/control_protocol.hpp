@@ -1,0 +1,155 @@
+// The control socket's protocol, shared by relayd (control_*.cpp) and relayctl
+// (cli/): verbs, the field names of requests and replies, and the request parser.
+// One JSON object per line; a name typed wrong on either side is a compile error.
+// parse_request() never throws: a line that is not a valid request gets the error
+// text the daemon answers with ({"ok":false,"error":...}). No Asio here.
+//
+// Requests and replies (one request per connection):
+//   {"cmd":"list"}                  -> one message object per line, then {"ok":true,"messages":N,"bytes":B}
+//   {"cmd":"show","id":ID}          -> {"ok":true,"message":{...},"content_length":N}\n + N raw bytes
+//   {"cmd":"delete","ids":[...]}    -> {"ok":true,"deleted":N}   ("all":true deletes every message)
+//   {"cmd":"flush"}                 -> {"ok":true,"count":N}  every deferred message now
+//   {"cmd":"requeue"|"hold"|"release","ids":[...]|"all":true} -> {"ok":true,"count":N}
+//   {"cmd":"dead_list"}             -> one dead-entry object per line, then
+//                                      {"ok":true,"entries":N,"bytes":B}
+//   {"cmd":"dead_show","id":ID}     -> {"ok":true,"entry":{...},"content_length":N}\n + N raw bytes
+//   {"cmd":"dead_replay"|"dead_purge","ids":[...]|"all":true} -> {"ok":true,"count":N}
+//   {"cmd":"stats"}                 -> {"ok":true,"stats":{active, deferred, held, dead, ...}}
+// A dead entry: id, size, arrival, sender, failed_at and its failed recipients
+// [{address, reason, reply_code, status, last_reply, remote_host, attempts,
+// first_attempt, last_attempt}] (times in Unix seconds, 0: never).
+#pragma once
+
+#include <boost/json/object.hpp>
+#include <cstddef>
+#include <expected>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace relayd::control_protocol {
+
+// The longest request line the daemon reads.
+inline constexpr std::size_t max_request = 64 * 1024;
+
+namespace verb {
+inline constexpr std::string_view list = "list";
+inline constexpr std::string_view show = "show";
+inline constexpr std::string_view remove = "delete";
+inline constexpr std::string_view flush = "flush";
+inline constexpr std::string_view requeue = "requeue";
+inline constexpr std::string_view hold = "hold";
+inline constexpr std::string_view release = "release";
+inline constexpr std::string_view dead_list = "dead_list";
+inline constexpr std::string_view dead_show = "dead_show";
+inline constexpr std::string_view dead_replay = "dead_replay";
+inline constexpr std::string_view dead_purge = "dead_purge";
+inline constexpr std::string_view stats = "stats";
+}  // namespace verb
+
+// Field names, requests and replies alike.
+namespace key {
+// requests
+inline constexpr std::string_view cmd = "cmd";
+inline constexpr std::string_view id = "id";
+inline constexpr std::string_view ids = "ids";
+inline constexpr std::string_view all = "all";
+// every final reply line
+inline constexpr std::string_view ok = "ok";
+inline constexpr std::string_view error = "error";
+// counts in final reply lines
+inline constexpr std::string_view deleted = "deleted";
+inline constexpr std::string_view count = "count";
+inline constexpr std::string_view messages = "messages";
+inline constexpr std::string_view entries = "entries";
+inline constexpr std::string_view bytes = "bytes";
+// show / dead_show
+inline constexpr std::string_view message = "message";
+inline constexpr std::string_view entry = "entry";
+inline constexpr std::string_view content_length = "content_length";
+// a message or dead entry
+inline constexpr std::string_view state = "state";
+inline constexpr std::string_view size = "size";
+inline constexpr std::string_view arrival = "arrival";
+inline constexpr std::string_view sender = "sender";
+inline constexpr std::string_view in_flight = "in_flight";
+inline constexpr std::string_view recipients = "recipients";
+inline constexpr std::string_view failed_at = "failed_at";
+inline constexpr std::string_view client_ip = "client_ip";
+inline constexpr std::string_view helo = "helo";
+// a recipient
+inline constexpr std::string_view address = "address";
+inline constexpr std::string_view attempts = "attempts";
+inline constexpr std::string_view last_reply = "last_reply";
+inline constexpr std::string_view next_attempt = "next_attempt";
+inline constexpr std::string_view expires = "expires";
+inline constexpr std::string_view reason = "reason";
+inline constexpr std::string_view reply_code = "reply_code";
+inline constexpr std::string_view status = "status";
+inline constexpr std::string_view remote_host = "remote_host";
+inline constexpr std::string_view first_attempt = "first_attempt";
+inline constexpr std::string_view last_attempt = "last_attempt";
+// stats (and "messages", "in_flight" above)
+inline constexpr std::string_view stats = "stats";
+inline constexpr std::string_view active = "active";
+inline constexpr std::string_view deferred = "deferred";
+inline constexpr std::string_view held = "held";
+inline constexpr std::string_view dead = "dead";
+inline constexpr std::string_view message_bytes = "message_bytes";
+inline constexpr std::string_view oldest_age_seconds = "oldest_age_seconds";
+inline constexpr std::string_view spool_bytes = "spool_bytes";
+inline constexpr std::string_view spool_max_bytes = "spool_max_bytes";
+}  // namespace key
+
+// Values of key::state (a message) and of a recipient's state.
+namespace state {
+inline constexpr std::string_view active = "active";
+inline constexpr std::string_view deferred = "deferred";
+inline constexpr std::string_view held = "held";
+inline constexpr std::string_view pending = "pending";
+inline constexpr std::string_view delivered = "delivered";
+inline constexpr std::string_view failed = "failed";
+}  // namespace state
+
+// What a verb takes besides "cmd".
+enum class takes { nothing, id, targets };
+
+struct verb_spec {
+  std::string_view name;
+  takes args;
+};
+// Every verb of the protocol.
+std::span<const verb_spec> verbs();
+
+// The messages (or dead entries) an action names: all of them, or these IDs.
+struct targets {
+  bool all = false;
+  std::vector<std::string> ids;  // empty when all
+};
+
+struct request {
+  std::string_view verb;         // one of verb::*
+  std::string id;                // takes::id
+  std::optional<targets> which;  // takes::targets
+};
+
+// One request line (without its '\n'); the error is the text to answer with.
+std::expected<request, std::string> parse_request(std::string_view line);
+
+// Requests as relayctl sends them (serialise and add '\n').
+boost::json::object make_request(std::string_view verb);
+boost::json::object make_request(std::string_view verb, std::string_view id);
+boost::json::object make_request(std::string_view verb, const targets& which);
+
+// Final reply lines, '\n' included.
+std::string ok_line(boost::json::object fields = {});
+std::string error_line(std::string_view what);
+
+// Reply accessors that tolerate a missing or mistyped field ("" / 0 / false).
+std::string get_string(const boost::json::object& o, std::string_view key);
+std::int64_t get_int(const boost::json::object& o, std::string_view key);
+bool get_bool(const boost::json::object& o, std::string_view key);
+
+}  // namespace relayd::control_protocol

@@ -1,0 +1,154 @@
+// Implements control_server.hpp: binds the socket, accepts, reads one request
+// line (at most control_protocol::max_request bytes), parses it without I/O
+// (control_protocol::parse_request) and runs the handler its verb names in the
+// table built from the command families. Each connection is one coroutine that
+// holds the server state, so a stop() during a request never frees what it uses.
+#include "relayd/control_server.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/asio/read_until.hpp>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <unordered_map>
+
+#include "relayd/control_handlers.hpp"
+#include "relayd/dead_retention.hpp"
+
+namespace relayd {
+namespace proto = control_protocol;
+using unix_socket = asio::local::stream_protocol::socket;
+
+namespace {
+
+// True when something accepts connections on `path` (another relayd).
+bool socket_alive(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, path.c_str(), sizeof(sa.sun_path) - 1);
+  bool alive = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
+  ::close(fd);
+  return alive;
+}
+
+// verb -> handler, from every command family; every protocol verb has a row.
+std::unordered_map<std::string_view, control_handler> build_table() {
+  std::unordered_map<std::string_view, control_handler> table;
+  for (auto family : {control_queue_commands(), control_dead_commands(), control_stats_commands()})
+    for (const auto& c : family) table.emplace(c.verb, c.run);
+  for (const auto& v : proto::verbs())
+    if (!table.contains(v.name)) throw std::logic_error("control: no handler for " + std::string(v.name));
+  return table;
+}
+
+void log_exception(std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    spdlog::error("control: {}", ex.what());
+  }
+}
+
+}  // namespace
+
+struct control_server::impl : std::enable_shared_from_this<impl> {
+  impl(asio::io_context& io_, const config& cfg_, queue::spool& spool_)
+      : ctx{io_, cfg_, spool_, nullptr}, acceptor(io_), table(build_table()) {}
+  awaitable<void> accept_loop();
+  awaitable<void> serve(unix_socket sock);
+
+  control_context ctx;
+  asio::local::stream_protocol::acceptor acceptor;
+  const std::unordered_map<std::string_view, control_handler> table;
+};
+
+control_server::control_server(asio::io_context& io, const config& cfg, queue::spool& spool)
+    : impl_(std::make_shared<impl>(io, cfg, spool)),
+      retention_(std::make_unique<dead_retention>(io, cfg.queue.dead_retention, spool)) {}
+
+control_server::~control_server() { stop(); }
+
+void control_server::set_scheduler(scheduler* s) { impl_->ctx.sched = s; }
+
+std::expected<void, std::string> control_server::start() {
+  const std::string& path = impl_->ctx.cfg.control.socket;
+  if (path.size() >= sizeof(sockaddr_un::sun_path))
+    return std::unexpected(path + ": path too long for a Unix socket");
+  std::error_code fec;
+  auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, fec);
+  if (fec) return std::unexpected(parent.string() + ": " + fec.message());
+  if (std::filesystem::exists(path, fec)) {
+    if (socket_alive(path)) return std::unexpected(path + ": another relayd is running");
+    std::filesystem::remove(path, fec);  // stale socket of a previous run
+  }
+  boost::system::error_code ec;
+  asio::local::stream_protocol::endpoint ep(path);
+  auto& acceptor = impl_->acceptor;
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return std::unexpected(path + ": " + ec.message());
+  if (::chmod(path.c_str(), 0660) != 0)
+    return std::unexpected(path + ": chmod: " + std::strerror(errno));
+  spdlog::info("control socket {}", path);
+  asio::co_spawn(impl_->ctx.io, impl_->accept_loop(), asio::detached);
+  retention_->start();  // TODO(daemon): the daemon should own dead_retention
+  return {};
+}
+
+void control_server::stop() {
+  retention_->stop();
+  boost::system::error_code ec;
+  if (!impl_->acceptor.is_open()) return;
+  impl_->acceptor.close(ec);
+  std::filesystem::remove(impl_->ctx.cfg.control.socket, ec);
+}
+
+awaitable<void> control_server::impl::accept_loop() {
+  auto self = shared_from_this();
+  for (;;) {
+    auto [ec, sock] = co_await acceptor.async_accept(use_tuple);
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+    if (ec) continue;
+    asio::co_spawn(ctx.io, serve(std::move(sock)), log_exception);
+  }
+}
+
+awaitable<void> control_server::impl::serve(unix_socket sock) {
+  auto self = shared_from_this();  // ctx and table stay valid for this request
+  std::string line;
+  auto [ec, n] = co_await asio::async_read_until(
+      sock, asio::dynamic_buffer(line, proto::max_request), '\n', use_tuple);
+  if (ec) {
+    if (ec == asio::error::not_found)
+      co_await asio::async_write(sock, asio::buffer(proto::error_line("request too long")),
+                                 use_tuple);
+    co_return;
+  }
+  line.resize(n - 1);
+
+  std::string out;
+  if (auto req = proto::parse_request(line); !req) {
+    out = proto::error_line(req.error());
+  } else {
+    // `sock` lives in this frame, which outlives every write the handler awaits.
+    const line_writer write_lines = [&sock](std::string_view lines) -> awaitable<bool> {
+      auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(lines), use_tuple);
+      co_return !wec;
+    };
+    out = co_await table.at(req->verb)(ctx, *req, write_lines);
+    if (out.empty()) co_return;  // the client went away mid-list
+  }
+  co_await asio::async_write(sock, asio::buffer(out), use_tuple);
+}
+
+}  // namespace relayd

@@ -1,0 +1,43 @@
+// The control socket: a Unix stream socket (mode 0660) speaking JSON lines, the
+// back end of relayctl (protocol in control_protocol.hpp). One request line per
+// connection, answered through a verb -> handler table (control_handlers.hpp).
+// A bad request gets {"ok":false,"error":...} and never affects the daemon.
+#pragma once
+
+#include <expected>
+#include <memory>
+#include <string>
+
+#include "queue/spool.hpp"
+#include "relayd/config.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace relayd {
+
+class scheduler;
+class dead_retention;
+
+class control_server {
+ public:
+  control_server(boost::asio::io_context& io, const config& cfg, queue::spool& spool);
+  ~control_server();
+  control_server(const control_server&) = delete;
+  control_server& operator=(const control_server&) = delete;
+  // Binds the socket and (until the daemon owns it) starts the dead-spool
+  // retention task; fails if another relayd answers on the socket.
+  std::expected<void, std::string> start();
+  // Closes the socket; requests being answered finish.
+  void stop();
+  // Lets flush/requeue/hold/release wake the scheduler and list show "in flight".
+  void set_scheduler(scheduler* s);
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+  std::unique_ptr<dead_retention> retention_;
+};
+
+}  // namespace relayd
