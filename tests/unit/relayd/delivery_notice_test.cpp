@@ -1,7 +1,7 @@
 // Who gets a DSN and what it says, from queue records: no bounce of a bounce,
 // bounces = false, one delay warning after delay_warning, the remote reply and
 // host taken out of the stored last reply, expiry reported as 4.4.7.
-#include "relayd/bounce.hpp"
+#include "relayd/delivery_notice.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // The retry policy: exponential backoff with cap and jitter, expiry after
 // max_lifetime, delivered/failed outcomes, throttled deferrals that do not count
 // as attempts. Times are injected, so nothing here sleeps.
-#include "relayd/retry_policy.hpp"
+#include "relayd/delivery_retry.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,8 +1,8 @@
-// Implements scheduler.hpp. Everything here runs on the I/O thread; the spool's
+// Implements delivery_scheduler.hpp. Everything here runs on the I/O thread; the spool's
 // completions are posted back to it. The due index is read with a cursor that
 // only moves forward (new and rescheduled messages sort after it), and is reset
 // by explicit rescans, by new mail due before it, and every 30 s as a safety net.
-#include "relayd/scheduler.hpp"
+#include "relayd/delivery_scheduler.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -10,8 +10,8 @@
 #include <map>
 
 #include "relayd/async_call.hpp"
-#include "relayd/bounce.hpp"
 #include "relayd/delivery_agent.hpp"
+#include "relayd/delivery_notice.hpp"
 #include "relayd/metrics.hpp"
 
 namespace relayd {
