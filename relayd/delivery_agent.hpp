@@ -6,6 +6,7 @@
 
 #include <memory>
 
+#include "relayd/delivery_port.hpp"
 #include "relayd/net.hpp"
 
 namespace dns {
@@ -18,7 +19,7 @@ struct config;
 struct destination;
 class scheduler;
 
-class delivery_agent {
+class delivery_agent final : public delivery_port {
  public:
   delivery_agent(asio::io_context& io, const config& cfg, scheduler& sched, dns::mx_resolver& dns);
   ~delivery_agent();

@@ -1,7 +1,7 @@
 // The retry policy: exponential backoff with cap and jitter, expiry after
 // max_lifetime, delivered/failed outcomes, throttled deferrals that do not count
 // as attempts. Times are injected, so nothing here sleeps.
-#include "relayd/retry_policy.hpp"
+#include "relayd/delivery_retry.hpp"
 
 #include <gtest/gtest.h>
 
@@ -20,7 +20,7 @@ recipient_outcome deferred(std::uint16_t code = 451) {
           .description = "host mx[127.0.0.2] said: 451 4.3.0 later", .remote_host = "mx[127.0.0.2]:25"};
 }
 
-TEST(RetryPolicy, BackoffDoublesFromMinAndStopsAtMax) {
+TEST(delivery_retry, backoff_doubles_from_min_and_stops_at_max) {
   const auto s = settings();
   EXPECT_EQ(backoff(1, s), 60s);
   EXPECT_EQ(backoff(2, s), 120s);
@@ -30,7 +30,7 @@ TEST(RetryPolicy, BackoffDoublesFromMinAndStopsAtMax) {
   EXPECT_EQ(backoff(4'000'000'000u, s), 600s);  // no overflow for absurd counts
 }
 
-TEST(RetryPolicy, DeferralSchedulesTheNextAttemptAndRecordsTheReply) {
+TEST(delivery_retry, deferral_schedules_the_next_attempt_and_records_the_reply) {
   queue::recipient r{.address = "a@example.org"};
   r = apply_outcome(r, deferred(), t0, t0 + 5 * sec, settings(), no_jitter);
   EXPECT_EQ(r.state, queue::rcpt_state::pending);
@@ -49,14 +49,14 @@ TEST(RetryPolicy, DeferralSchedulesTheNextAttemptAndRecordsTheReply) {
   EXPECT_EQ(r.last_attempt_us, t0 + 100 * sec);
 }
 
-TEST(RetryPolicy, JitterAddsAtMostTenPercent) {
+TEST(delivery_retry, jitter_adds_at_most_ten_percent) {
   queue::recipient r{.address = "a@example.org"};
   auto late = apply_outcome(r, deferred(), t0, t0, settings(), [] { return 0.999; });
   EXPECT_GT(late.next_attempt_us, t0 + 60 * sec);
   EXPECT_LT(late.next_attempt_us, t0 + 66 * sec);
 }
 
-TEST(RetryPolicy, JitterNeverTakesAWaitPastMaxBackoff) {
+TEST(delivery_retry, jitter_never_takes_a_wait_past_max_backoff) {
   // attempts 9: 60 s doubled past the 600 s cap
   queue::recipient r{.address = "a@example.org", .attempts = 8};
   const auto top = apply_outcome(r, deferred(), t0, t0, settings(), [] { return 0.999; });
@@ -67,7 +67,7 @@ TEST(RetryPolicy, JitterNeverTakesAWaitPastMaxBackoff) {
   EXPECT_EQ(exact.next_attempt_us, t0 + 600 * sec);
 }
 
-TEST(RetryPolicy, DeferralAfterLifetimeExpires) {
+TEST(delivery_retry, deferral_after_lifetime_expires) {
   queue::recipient r{.address = "a@example.org"};
   r = apply_outcome(r, deferred(), t0, t0 + 3600 * sec, settings(), no_jitter);
   EXPECT_EQ(r.state, queue::rcpt_state::failed);
@@ -75,7 +75,7 @@ TEST(RetryPolicy, DeferralAfterLifetimeExpires) {
   EXPECT_EQ(r.reply_code, 451);  // the last reply is kept for the DSN
 }
 
-TEST(RetryPolicy, LastAttemptComesWhenTheLifetimeEnds) {
+TEST(delivery_retry, last_attempt_comes_when_the_lifetime_ends) {
   // 10 min backoff from 55 min after arrival would pass the 1 h lifetime: the
   // next attempt is at the lifetime's end, and a deferral then expires.
   queue::recipient r{.address = "a@example.org", .attempts = 6};
@@ -92,7 +92,7 @@ TEST(RetryPolicy, LastAttemptComesWhenTheLifetimeEnds) {
   EXPECT_EQ(r.reason, "expired");
 }
 
-TEST(RetryPolicy, DeliveredAndFailedAreFinal) {
+TEST(delivery_retry, delivered_and_failed_are_final) {
   queue::recipient r{.address = "a@example.org"};
   auto ok = apply_outcome(r, {.what = outcome_kind::delivered, .code = 250, .status = "2.0.0"}, t0,
                           t0, settings(), no_jitter);
@@ -106,7 +106,7 @@ TEST(RetryPolicy, DeliveredAndFailedAreFinal) {
   EXPECT_EQ(route.reason, "no_route");
 }
 
-TEST(RetryPolicy, ThrottledDeferralWaitsForTheDestinationWithoutCountingAnAttempt) {
+TEST(delivery_retry, throttled_deferral_waits_for_the_destination_without_counting_an_attempt) {
   queue::recipient r{.address = "a@example.org", .attempts = 2};
   auto o = deferred(421);
   o.counts_as_attempt = false;

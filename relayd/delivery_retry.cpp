@@ -1,5 +1,5 @@
-// Implements retry_policy.hpp.
-#include "relayd/retry_policy.hpp"
+// Implements delivery_retry.hpp.
+#include "relayd/delivery_retry.hpp"
 
 #include <algorithm>
 

@@ -1,5 +1,5 @@
-// Implements bounce.hpp.
-#include "relayd/bounce.hpp"
+// Implements delivery_notice.hpp.
+#include "relayd/delivery_notice.hpp"
 
 #include <algorithm>
 #include <chrono>

@@ -1,18 +1,19 @@
-// Implements scheduler.hpp. Everything here runs on the I/O thread; the spool's
-// completions are posted back to it. The due index is read with a cursor that
+// Implements delivery_scheduler.hpp. Everything here runs on the I/O thread; the
+// spool's completions are posted back to it (on_io_thread). The due index is read with a cursor that
 // only moves forward (new and rescheduled messages sort after it), and is reset
 // by explicit rescans, by new mail due before it, and every 30 s as a safety net.
-#include "relayd/scheduler.hpp"
+#include "relayd/delivery_scheduler.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <map>
 
-#include "relayd/async_call.hpp"
-#include "relayd/bounce.hpp"
-#include "relayd/delivery_agent.hpp"
+#include "queue/clock.hpp"
+#include "relayd/delivery_notice.hpp"
+#include "relayd/delivery_port.hpp"
 #include "relayd/metrics.hpp"
+#include "smtp/text.hpp"
 
 namespace relayd {
 namespace {
@@ -20,18 +21,6 @@ namespace {
 constexpr std::size_t due_batch = 256;
 constexpr auto full_scan_interval = std::chrono::seconds(30);
 constexpr std::int64_t max_sleep_us = 30'000'000;
-
-std::int64_t system_now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
 
 const char* status_word(const queue::recipient& r) {
   switch (r.state) {
@@ -44,20 +33,43 @@ const char* status_word(const queue::recipient& r) {
 
 }  // namespace
 
-scheduler::scheduler(asio::io_context& io, const config& cfg, queue::spool& spool, clock_fn now_us)
+scheduler::scheduler(asio::io_context& io, const config& cfg, queue::spool& spool, metrics* m,
+                     clock_fn now_us, std::size_t max_in_flight)
     : io_(io),
       cfg_(cfg),
       spool_(spool),
-      now_us_(now_us ? std::move(now_us) : clock_fn(system_now_us)),
+      now_us_(now_us ? std::move(now_us) : clock_fn(queue::wall_clock_us)),
       retry_{cfg.queue.min_backoff, cfg.queue.max_backoff, cfg.queue.max_lifetime},
+      metrics_(m),
       rng_(std::random_device{}()),
-      timer_(io) {
+      timer_(io),
+      max_in_flight_(max_in_flight) {
   jitter_ = [this] { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); };
 }
 
 scheduler::~scheduler() = default;
 
-void scheduler::start() {
+// The one way a spool callback reaches the scheduler. The spool runs `done` on
+// its writer thread (spool.hpp); this posts `f` with the callback's arguments
+// to io_, where it runs only if the scheduler still exists: alive_ dies with
+// the scheduler, which is destroyed on the thread that runs io_ (or after io_
+// stopped), so the check cannot race with the destructor. `f` may capture
+// `this` for that reason and nothing else borrowed.
+template <typename F>
+auto scheduler::on_io_thread(F f) {
+  return [ex = io_.get_executor(), alive = std::weak_ptr<const bool>(alive_),
+          f = std::move(f)](auto... args) mutable {
+    asio::post(ex, [alive = std::move(alive), f = std::move(f), ... a = std::move(args)]() mutable {
+      if (!alive.expired()) f(std::move(a)...);
+    });
+  };
+}
+
+void scheduler::start(delivery_port& port) {
+  port_ = &port;
+  // loop() uses `this` until it returns (after stop()) or until io_ is
+  // destroyed with it suspended; hence the rule in the header: the scheduler is
+  // destroyed only once io_ runs no more handlers.
   last_full_scan_ = std::chrono::steady_clock::now();
   asio::co_spawn(io_, loop(), [](std::exception_ptr e) {
     if (!e) return;
@@ -113,7 +125,7 @@ awaitable<void> scheduler::loop() {
     }
     const std::int64_t now = now_us_();
     std::size_t seen = 0;
-    if (in_flight_.size() < max_in_flight) {
+    if (in_flight_.size() < max_in_flight_) {
       auto batch = spool_.due(cursor_, now, due_batch);
       seen = batch.size();
       for (auto& e : batch) {
@@ -122,18 +134,18 @@ awaitable<void> scheduler::loop() {
           passed_in_flight_.insert(e.id);
         else
           dispatch(e.id, now);
-        if (in_flight_.size() >= max_in_flight) break;
+        if (in_flight_.size() >= max_in_flight_) break;
       }
     }
     if (stopping_) break;
-    if (seen == due_batch && in_flight_.size() < max_in_flight) {
+    if (seen == due_batch && in_flight_.size() < max_in_flight_) {
       // More is due: let sessions and agents run, then go on.
       co_await asio::post(io_, asio::use_awaitable);
       continue;
     }
     if (wake_pending_) continue;
     std::int64_t sleep_us = max_sleep_us;
-    if (in_flight_.size() < max_in_flight) {
+    if (in_flight_.size() < max_in_flight_) {
       if (auto next = spool_.next_due_after(now)) sleep_us = std::clamp<std::int64_t>(*next - now, 0, max_sleep_us);
     }
     timer_.expires_after(std::chrono::microseconds(sleep_us));
@@ -144,7 +156,7 @@ awaitable<void> scheduler::loop() {
 std::string scheduler::destination_name(const std::string& address) const {
   if (cfg_.delivery.relayhost) return cfg_.delivery.relayhost->to_string();
   auto at = address.rfind('@');
-  return lower(at == std::string::npos ? address : address.substr(at + 1));
+  return smtp::text::lower(at == std::string::npos ? address : address.substr(at + 1));
 }
 
 destination& scheduler::destination_for(const std::string& name) {
@@ -188,7 +200,7 @@ void scheduler::dispatch(const std::string& id, std::int64_t now) {
 }
 
 void scheduler::start_connections(destination& d) {
-  if (!agent_ || stopping_) return;
+  if (!port_ || stopping_) return;
   // Lingering connections take new jobs first (connection reuse).
   while (!d.idle.empty() && d.waiting.size() > d.connecting + d.waking) {
     auto* t = d.idle.front();
@@ -201,7 +213,7 @@ void scheduler::start_connections(destination& d) {
     ++d.active;
     ++d.connecting;
     ++connections_;
-    agent_->start_connection(d);
+    port_->start_connection(d);
   }
 }
 
@@ -269,24 +281,22 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
   const std::string id = msg.id;
   spool_.update_recipients(
       id, std::move(updates), flags_set,
-      [this, id, dead_reasons = std::move(dead_reasons), ex = io_.get_executor()](
-          queue::result r, queue::spool::completion c) {
-        asio::post(ex, [this, id, dead_reasons, r = std::move(r), c] {
-          if (r.code != queue::status::ok && r.code != queue::status::not_found)
-            spdlog::error("{}: cannot store delivery results: {}", id, r.detail);
-          if (c == queue::spool::completion::delivered) spdlog::info("{}: removed", id);
-          if (c == queue::spool::completion::dead) spdlog::info("{}: moved to the dead spool", id);
-          if (r.code == queue::status::ok) {
-            if (c == queue::spool::completion::pending && !dead_reasons.empty())
-              spdlog::info("{}: {} failed recipient(s) moved to the dead spool, the others stay "
-                           "queued", id, dead_reasons.size());
-            if (metrics_)
-              for (const auto& why : dead_reasons) metrics_->dead_letter(why);
-          }
-          --pending_updates_;
-          job_stored(id);
-        });
-      });
+      on_io_thread([this, id, dead_reasons = std::move(dead_reasons)](queue::result r,
+                                                                      queue::spool::completion c) {
+        if (r.code != queue::status::ok && r.code != queue::status::not_found)
+          spdlog::error("{}: cannot store delivery results: {}", id, r.detail);
+        if (c == queue::spool::completion::delivered) spdlog::info("{}: removed", id);
+        if (c == queue::spool::completion::dead) spdlog::info("{}: moved to the dead spool", id);
+        if (r.code == queue::status::ok) {
+          if (c == queue::spool::completion::pending && !dead_reasons.empty())
+            spdlog::info("{}: {} failed recipient(s) moved to the dead spool, the others stay "
+                         "queued", id, dead_reasons.size());
+          if (metrics_)
+            for (const auto& why : dead_reasons) metrics_->dead_letter(why);
+        }
+        --pending_updates_;
+        job_stored(id);
+      }));
 }
 
 void scheduler::job_stored(const std::string& id) {
@@ -316,19 +326,16 @@ void scheduler::queue_notice(const queue::envelope_record& message,
   ++pending_updates_;
   std::string dsn_id = n.envelope.id;
   spool_.enqueue(std::move(n.envelope), std::move(n.message),
-                 [this, dsn = std::move(dsn_id), of = message.id, now,
-                  ex = io_.get_executor()](queue::result r) {
-                   asio::post(ex, [this, dsn, of, now, r = std::move(r)] {
-                     --pending_updates_;
-                     if (r.code == queue::status::ok) {
-                       notify_enqueued(now);
-                     } else {
-                       // The dead spool (or the queue) still holds what happened.
-                       spdlog::error("{}: cannot queue the notification {}: {}", of, dsn, r.detail);
-                     }
-                     maybe_idle();
-                   });
-                 });
+                 on_io_thread([this, dsn = std::move(dsn_id), of = message.id, now](queue::result r) {
+                   --pending_updates_;
+                   if (r.code == queue::status::ok) {
+                     notify_enqueued(now);
+                   } else {
+                     // The dead spool (or the queue) still holds what happened.
+                     spdlog::error("{}: cannot queue the notification {}: {}", of, dsn, r.detail);
+                   }
+                   maybe_idle();
+                 }));
 }
 
 void scheduler::finish_all_waiting(destination& d, recipient_outcome why, const std::string& relay) {

@@ -1,7 +1,7 @@
 // Who gets a DSN and what it says, from queue records: no bounce of a bounce,
 // bounces = false, one delay warning after delay_warning, the remote reply and
 // host taken out of the stored last reply, expiry reported as 4.4.7.
-#include "relayd/bounce.hpp"
+#include "relayd/delivery_notice.hpp"
 
 #include <gtest/gtest.h>
 
@@ -38,7 +38,7 @@ queue::recipient failed_rcpt() {
           .status = "5.1.1", .remote_host = "mx.dst.test[127.0.0.2]:25", .reason = "rejected"};
 }
 
-TEST(Bounce, NullSenderAndBouncesOffNeverNotify) {
+TEST(delivery_notice, null_sender_and_bounces_off_never_notify) {
   auto cfg = test_config();
   EXPECT_TRUE(may_notify(cfg, message()));
   EXPECT_FALSE(may_notify(cfg, message("")));
@@ -46,7 +46,7 @@ TEST(Bounce, NullSenderAndBouncesOffNeverNotify) {
   EXPECT_FALSE(may_notify(cfg, message()));
 }
 
-TEST(Bounce, DelayWarningOnceAfterTheDelay) {
+TEST(delivery_notice, delay_warning_once_after_the_delay) {
   auto cfg = test_config();
   auto m = message();
   EXPECT_FALSE(delay_warning_due(cfg, m, t0 + 4 * 3600 * sec - 1));
@@ -59,7 +59,7 @@ TEST(Bounce, DelayWarningOnceAfterTheDelay) {
   EXPECT_FALSE(delay_warning_due(cfg, message(""), t0 + 5 * 3600 * sec));
 }
 
-TEST(Bounce, ReplyAndHostComeOutOfTheStoredReply) {
+TEST(delivery_notice, reply_and_host_come_out_of_the_stored_reply) {
   EXPECT_EQ(remote_reply(failed_rcpt()), "550 5.1.1 No such user");
   auto no_reply = failed_rcpt();
   no_reply.reply_code = 0;
@@ -71,7 +71,7 @@ TEST(Bounce, ReplyAndHostComeOutOfTheStoredReply) {
   EXPECT_EQ(remote_mta("none"), "");
 }
 
-TEST(Bounce, ReplyComesFromTheFieldsNotTheSentence) {
+TEST(delivery_notice, reply_comes_from_the_fields_not_the_sentence) {
   // A version 3 record: the server's text is rendered as is, even when it holds
   // words the old sentence parser would have cut at.
   auto r = failed_rcpt();
@@ -87,7 +87,7 @@ TEST(Bounce, ReplyComesFromTheFieldsNotTheSentence) {
   EXPECT_NE(n.message.find("Status: 4.4.7"), std::string::npos);
 }
 
-TEST(Bounce, FailureNoticeIsANullSenderMessageToTheSender) {
+TEST(delivery_notice, failure_notice_is_a_null_sender_message_to_the_sender) {
   const auto cfg = test_config();
   const auto m = message();
   const auto r = failed_rcpt();
@@ -110,7 +110,7 @@ TEST(Bounce, FailureNoticeIsANullSenderMessageToTheSender) {
   EXPECT_EQ(n.message.find("body text"), std::string::npos) << "headers only";
 }
 
-TEST(Bounce, ExpiryIsReportedAsDeliveryTimeExpired) {
+TEST(delivery_notice, expiry_is_reported_as_delivery_time_expired) {
   const auto cfg = test_config();
   auto r = failed_rcpt();
   r.reason = "expired";
@@ -124,7 +124,7 @@ TEST(Bounce, ExpiryIsReportedAsDeliveryTimeExpired) {
   EXPECT_NE(n.message.find("5d (max_lifetime)"), std::string::npos);
 }
 
-TEST(Bounce, DelayNoticeSaysUntilWhenItRetries) {
+TEST(delivery_notice, delay_notice_says_until_when_it_retries) {
   const auto cfg = test_config();
   auto r = failed_rcpt();
   r.state = queue::rcpt_state::pending;

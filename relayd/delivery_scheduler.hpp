@@ -1,0 +1,180 @@
+// The scheduler: walks the spool's due index, groups each due message's
+// recipients by destination (recipient domain, or the relayhost) and queues one
+// job per destination; it asks its delivery_port (the delivery agent) for at
+// most concurrency_per_destination connections each, which pull the jobs.
+// Results go back to the spool per recipient (delivery_retry decides backoff
+// and expiry). A 421 or 4.7.x rate limit, or a destination that cannot be
+// reached at all, backs off the whole destination. Memory stays bounded: at
+// most max_in_flight messages are held, the rest stays in LMDB until due.
+// Fails by logging: a result the spool cannot store stays due and is retried.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "queue/spool.hpp"
+#include "relayd/config.hpp"
+#include "relayd/delivery_retry.hpp"
+#include "relayd/delivery_types.hpp"
+#include "relayd/net.hpp"
+
+namespace relayd {
+
+class delivery_port;
+class metrics;
+
+// One destination's waiting jobs and connection bookkeeping. Everything here is
+// touched on the I/O thread only.
+//
+// Lifetime: the scheduler owns each destination (a stable address in
+// destinations_) and drops it only when active == 0, nothing waits and no
+// backoff is left (maybe_forget). So a connection worker may hold a
+// `destination&` from start_connection() until it calls connection_done(): it
+// is counted in `active` all that time. After connection_done() it must not
+// touch the destination again.
+struct destination {
+  destination_key key;
+  std::deque<job> waiting;
+  std::size_t active = 0;      // connections open or opening (pins this entry)
+  std::size_t connecting = 0;  // of those, not yet ready to take a job
+  std::size_t waking = 0;      // idle connections woken for a job, not yet resumed
+  // Connections lingering for more jobs. Borrowed: each timer lives in the
+  // frame of the worker coroutine that pushed it, and that worker takes it out
+  // again before the timer dies, unless the scheduler took it out first to wake
+  // it (counted in `waking`). The scheduler only ever calls cancel() on an
+  // entry, and only while it is in this deque.
+  std::deque<asio::steady_timer*> idle;
+  std::int64_t backoff_until_us = 0;
+  std::uint32_t failures = 0;  // consecutive destination-level failures
+  recipient_outcome backoff_reason;  // what started the backoff (421, refused, ...)
+};
+
+// How long each phase of one attempt took, for the log's delays=a/b/c/d.
+struct attempt_timing {
+  double dns = 0, connect = 0, transfer = 0;  // seconds
+};
+
+class scheduler {
+ public:
+  using clock_fn = std::function<std::int64_t()>;  // wall clock, microseconds
+
+  // `m` counts delivery results, deferrals, dead letters and durations
+  // (nullptr: nothing is counted). `now_us` is the wall clock that due times,
+  // backoffs and expiry are measured on (default queue::wall_clock_us); tests
+  // inject their own and call wake() after moving it. At most `max_in_flight`
+  // messages are held in memory at once.
+  scheduler(asio::io_context& io, const config& cfg, queue::spool& spool, metrics* m = nullptr,
+            clock_fn now_us = {}, std::size_t max_in_flight = 10000);
+  ~scheduler();
+
+  // Starts dispatching due mail to `port`. The port (the delivery agent) is
+  // built with a reference to this scheduler, so the two point at each other.
+  // That is safe because both are used only by handlers that io_ runs: build
+  // the scheduler, then the agent, call start(agent), and destroy them (agent
+  // first) only after io_ stopped running handlers.
+  void start(delivery_port& port);
+  // Stops dispatching; connections finish their current transaction.
+  // `on_idle` runs once no delivery is running and every result is stored;
+  // after it, no spool callback of this scheduler is outstanding.
+  void stop(std::function<void()> on_idle);
+
+  // ---- transitional: daemon.cpp's two-phase wiring, until it passes the
+  // metrics to the constructor and calls start(agent) -------------------------
+  void set_metrics(metrics* m) { metrics_ = m; }
+  void set_agent(delivery_port* port) { port_ = port; }
+  void start() { start(*port_); }
+
+  std::size_t in_flight_count() const { return in_flight_.size(); }
+  bool in_flight(const std::string& id) const { return in_flight_.contains(id); }
+
+  // A message was committed with this due time (new mail).
+  void notify_enqueued(std::int64_t due_us);
+  // relayctl -f / -r / -H: the spool was rescheduled; forget destination backoffs.
+  void rescan(bool clear_backoffs);
+  // Plans again at once: reads what is due from the cursor on and sets the next
+  // wake-up. For anything that may make mail due sooner than planned (stored
+  // results, a clock a test moved).
+  void wake();
+
+  // ---- for the delivery_port's connection workers (I/O thread) --------------
+  std::optional<job> next_job(destination& d);
+  // Stores the outcome of a job's recipients (one per recipient of the job).
+  void complete(destination& d, job j, std::vector<recipient_outcome> outcomes,
+                const std::string& relay, const attempt_timing& timing);
+  // The destination answered 421 / 4.7.x rate limit: every waiting job is
+  // deferred until the destination's backoff ends (not counted as an attempt).
+  void throttle(destination& d, const recipient_outcome& why);
+  // No connection could be made (DNS retry, every host refused or timed out):
+  // if no other connection to it works, the waiting jobs are deferred with
+  // `why` and the destination backs off.
+  void unreachable(destination& d, const recipient_outcome& why);
+  // Permanent routing failure (NXDOMAIN, null MX): every waiting job fails.
+  void no_route(destination& d, const recipient_outcome& why);
+  // A connection ended (the worker is done with `d`).
+  void connection_done(destination& d);
+
+  const config& cfg() const { return cfg_; }
+  queue::spool& spool() { return spool_; }
+  bool stopping() const { return stopping_; }
+  std::int64_t now_us() const { return now_us_(); }
+
+ private:
+  awaitable<void> loop();
+  // The spool runs its callbacks on the writer thread; every one the scheduler
+  // hands it is made here (see the .cpp for the lifetime rule).
+  template <typename F>
+  auto on_io_thread(F f);
+  void dispatch(const std::string& id, std::int64_t now);
+  void start_connections(destination& d);
+  destination& destination_for(const std::string& name);
+  std::string destination_name(const std::string& address) const;
+  void finish_all_waiting(destination& d, recipient_outcome why, const std::string& relay);
+  void job_stored(const std::string& id);
+  // Queues a DSN (failed or delayed) about `recipients` of `message` to its sender.
+  void queue_notice(const queue::envelope_record& message,
+                    std::span<const queue::recipient> recipients, bool failed);
+  void maybe_forget(destination& d);
+  void maybe_idle();
+
+  asio::io_context& io_;
+  const config& cfg_;
+  queue::spool& spool_;
+  clock_fn now_us_;
+  retry_settings retry_;
+  metrics* metrics_ = nullptr;
+  delivery_port* port_ = nullptr;  // set by start(); outlives io_'s handlers (see start())
+  std::mt19937_64 rng_;
+  std::function<double()> jitter_;
+
+  asio::steady_timer timer_;
+  bool wake_pending_ = false;
+  bool stopping_ = false;
+  std::function<void()> on_idle_;
+  std::optional<queue::spool::due_entry> cursor_;
+  std::chrono::steady_clock::time_point last_full_scan_;
+  std::unordered_map<std::string, std::size_t> in_flight_;  // id -> jobs not yet stored
+  // In flight and its delay warning queued: the stored flag is not in the snapshot
+  // that the message's other jobs hold.
+  std::unordered_set<std::string> warned_;
+  // Due while still in flight, so the cursor went past them: when their results
+  // are stored (possibly due at once) the cursor starts over.
+  std::unordered_set<std::string> passed_in_flight_;
+  std::unordered_map<std::string, std::unique_ptr<destination>> destinations_;
+  std::size_t pending_updates_ = 0;
+  std::size_t connections_ = 0;
+  const std::size_t max_in_flight_;
+  // Reset by the destructor: spool callbacks that arrive later find it expired.
+  std::shared_ptr<const bool> alive_ = std::make_shared<const bool>(true);
+};
+
+}  // namespace relayd

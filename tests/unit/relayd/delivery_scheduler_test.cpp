@@ -1,0 +1,447 @@
+// The scheduler through its delivery_port, on a real spool in a temporary
+// directory and an injected wall clock: the test plays the delivery agent
+// (takes jobs, reports outcomes, throttles) and checks what the queue then says.
+#include "relayd/delivery_scheduler.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <future>
+
+#include "relayd/delivery_port.hpp"
+
+namespace relayd {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr std::int64_t sec = 1'000'000;
+constexpr std::int64_t t0 = 1'700'000'000 * sec;
+
+// Records the connections the scheduler asks for; the test runs them.
+struct fake_port final : delivery_port {
+  std::vector<destination*> started;
+  void start_connection(destination& d) override { started.push_back(&d); }
+};
+
+recipient_outcome deferred(std::size_t index, std::uint16_t code = 451, std::string status = "4.3.0") {
+  return {.index = index, .what = outcome_kind::deferred, .code = code, .status = status,
+          .description = "host mx[127.0.0.2] said: " + std::to_string(code) + " " + status + " later",
+          .remote_host = "mx[127.0.0.2]:25"};
+}
+recipient_outcome delivered(std::size_t index) {
+  return {.index = index, .what = outcome_kind::delivered, .code = 250, .status = "2.0.0",
+          .description = "host mx[127.0.0.2] said: 250 2.0.0 ok", .remote_host = "mx[127.0.0.2]:25"};
+}
+// One outcome per recipient of the job.
+std::vector<recipient_outcome> all(const job& j, recipient_outcome (*make)(std::size_t)) {
+  std::vector<recipient_outcome> out;
+  for (auto i : j.recipients) out.push_back(make(i));
+  return out;
+}
+recipient_outcome deferred_451(std::size_t i) { return deferred(i); }
+
+class delivery_scheduler_test : public ::testing::Test {
+ protected:
+  delivery_scheduler_test() {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("relayd-sched-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    cfg_.hostname = "relay.test";
+    cfg_.queue.min_backoff = 60s;
+    cfg_.queue.max_backoff = 600s;
+    cfg_.queue.max_lifetime = 24h;
+    cfg_.queue.delay_warning = 4h;
+    cfg_.delivery.concurrency_per_destination = 2;
+    open_spool();
+  }
+  // The process ends: the scheduler goes first, then the spool (its writer
+  // finishes), then the I/O context with the handlers that never ran.
+  ~delivery_scheduler_test() override { crash(); std::filesystem::remove_all(dir_); }
+  void crash() {
+    sched_.reset();
+    spool_.reset();
+    io_ = std::make_unique<asio::io_context>();
+  }
+
+  void open_spool() {
+    auto s = queue::spool::open({.dir = dir_, .min_free_disk = 0});
+    ASSERT_TRUE(s.has_value()) << s.error();
+    spool_ = std::move(*s);
+  }
+  void start(std::size_t max_in_flight = 10000) {
+    sched_ = std::make_unique<scheduler>(*io_, cfg_, *spool_, nullptr, [this] { return now_; },
+                                         max_in_flight);
+    sched_->start(port_);
+    settle();
+  }
+  // Stops the scheduler the way the daemon does: once every result is stored.
+  void stop() {
+    bool idle = false;
+    sched_->stop([&] { idle = true; });
+    run_until([&] { return idle; });
+    ASSERT_TRUE(idle);
+    settle();  // the loop coroutine sees stopping_ and ends
+    sched_.reset();
+  }
+
+  // Spools a message from `sender` to `rcpts` (all due at `due_us`, 0: at
+  // once) and tells the scheduler, as the inbound side does; returns its ID.
+  std::string enqueue(std::vector<std::string> rcpts, std::string sender = "app@src.test",
+                      std::int64_t due_us = 0) {
+    std::vector<queue::recipient> list;
+    for (auto& a : rcpts) list.push_back({.address = a, .next_attempt_us = due_us});
+    return enqueue_recipients(std::move(list), std::move(sender), due_us);
+  }
+  std::string enqueue_recipients(std::vector<queue::recipient> rcpts, std::string sender,
+                                 std::int64_t due_us) {
+    queue::envelope_record r;
+    r.id = spool_->new_id();
+    r.arrival_us = now_;
+    r.sender = std::move(sender);
+    r.recipients = std::move(rcpts);
+    const std::string body = "Subject: test\r\n\r\nhello\r\n";
+    r.size = body.size();
+    std::promise<queue::result> done;
+    spool_->enqueue(r, body, [&](queue::result res) { done.set_value(std::move(res)); });
+    EXPECT_EQ(done.get_future().get().code, queue::status::ok);
+    if (sched_) sched_->notify_enqueued(due_us);
+    settle();
+    return r.id;
+  }
+
+  // Runs the I/O context until `done` holds (the spool answers on its own
+  // thread, so results arrive a little later); gives up after 5 s.
+  template <typename Pred>
+  void run_until(Pred done) {
+    const auto give_up = std::chrono::steady_clock::now() + 5s;
+    while (!done() && std::chrono::steady_clock::now() < give_up) {
+      io_->restart();
+      io_->run_one_for(2ms);
+    }
+  }
+  // Runs everything that can happen now: until the spool has answered all it
+  // was asked (a no-op request queued behind them comes back) and no handler
+  // is left to run.
+  void settle() {
+    for (;;) {
+      std::promise<void> barrier;
+      spool_->remove({"FFFFFFFFFFFFFFFF"}, [&](queue::result, std::size_t) { barrier.set_value(); });
+      barrier.get_future().wait();
+      io_->restart();
+      if (io_->poll() == 0) return;
+    }
+  }
+
+  void advance(std::chrono::seconds d) {
+    now_ += std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    sched_->wake();
+    settle();
+  }
+
+  // The agent's side of one connection: ready, every job it gets reported with
+  // `outcome`, then closed. Returns the jobs it carried.
+  std::vector<job> serve(destination& d, recipient_outcome (*outcome)(std::size_t)) {
+    std::vector<job> carried;
+    --d.connecting;
+    while (auto j = sched_->next_job(d)) {
+      carried.push_back(*j);
+      auto outs = all(*j, outcome);
+      sched_->complete(d, std::move(*j), std::move(outs), "mx[127.0.0.2]:25", {});
+    }
+    sched_->connection_done(d);
+    settle();
+    return carried;
+  }
+  destination& started(std::size_t n) { return *port_.started.at(n); }
+  destination& last_started_to(const std::string& name) {
+    for (auto it = port_.started.rbegin(); it != port_.started.rend(); ++it)
+      if ((*it)->key.name == name) return **it;
+    ADD_FAILURE() << "no connection to " << name;
+    return *port_.started.at(0);
+  }
+
+  queue::recipient rcpt(const std::string& id, std::size_t i = 0) {
+    auto r = spool_->get(id);
+    EXPECT_TRUE(r.has_value()) << id;
+    return r ? r->recipients.at(i) : queue::recipient{};
+  }
+  // Messages in the queue from <> (DSNs) to `to`.
+  std::vector<queue::envelope_record> notices_to(const std::string& to) {
+    std::vector<queue::envelope_record> out;
+    spool_->scan("", 1000, [&](const queue::envelope_record& r) {
+      if (r.sender.empty() && r.recipients.size() == 1 && r.recipients[0].address == to)
+        out.push_back(r);
+    });
+    return out;
+  }
+  bool settle_until_stored(const std::string& id) {
+    run_until([&] { return !sched_->in_flight(id); });
+    return !sched_->in_flight(id);
+  }
+
+  std::filesystem::path dir_;
+  config cfg_;
+  std::int64_t now_ = t0;
+  std::unique_ptr<asio::io_context> io_ = std::make_unique<asio::io_context>();
+  std::unique_ptr<queue::spool> spool_;
+  fake_port port_;
+  std::unique_ptr<scheduler> sched_;
+};
+
+TEST_F(delivery_scheduler_test, deferrals_back_off_from_min_backoff_doubling_up_to_the_cap) {
+  start();
+  const auto id = enqueue({"a@example.org"});
+  // 60 s × 2^(n-1), capped at 600 s; jitter adds under 10 % (at the cap it
+  // takes up to 10 % off instead, so the wait never passes max_backoff).
+  const std::int64_t base_s[] = {60, 120, 240, 480, 600, 600};
+  for (std::size_t n = 0; n < std::size(base_s); ++n) {
+    ASSERT_EQ(port_.started.size(), n + 1) << "attempt " << n + 1;
+    EXPECT_EQ(started(n).key.name, "example.org");
+    ASSERT_EQ(serve(started(n), deferred_451).size(), 1u);
+    ASSERT_TRUE(settle_until_stored(id));
+    const auto r = rcpt(id);
+    EXPECT_EQ(r.attempts, n + 1);
+    EXPECT_EQ(r.state, queue::rcpt_state::pending);
+    const auto wait = r.next_attempt_us - now_;
+    const auto base = base_s[n] * sec;
+    if (base < 600 * sec) {
+      EXPECT_GE(wait, base) << "attempt " << n + 1;
+      EXPECT_LT(wait, base + base / 10) << "attempt " << n + 1;
+    } else {
+      EXPECT_GT(wait, base - base / 10) << "attempt " << n + 1;
+      EXPECT_LE(wait, base) << "attempt " << n + 1;
+    }
+    // Nothing is tried before the next attempt is due, and it is tried then.
+    now_ = r.next_attempt_us - sec;
+    advance(0s);
+    EXPECT_EQ(port_.started.size(), n + 1);
+    advance(1s);
+  }
+}
+
+TEST_F(delivery_scheduler_test, a_421_throttles_the_whole_destination_without_counting_attempts) {
+  cfg_.delivery.concurrency_per_destination = 1;
+  start();
+  const auto first = enqueue({"a@example.org"});
+  const auto second = enqueue({"b@example.org"});
+  const auto third = enqueue({"c@example.org"});
+  ASSERT_EQ(port_.started.size(), 1u);
+  auto& d = started(0);
+  // The connection takes the first job and hears 421 4.7.0 (rate limit): the
+  // agent reports that job and tells the scheduler.
+  --d.connecting;
+  auto j = sched_->next_job(d);
+  ASSERT_TRUE(j);
+  const auto why = deferred(0, 421, "4.7.0");
+  sched_->complete(d, std::move(*j), {why}, "mx[127.0.0.2]:25", {});
+  sched_->throttle(d, why);
+  sched_->connection_done(d);
+  for (const auto& id : {first, second, third}) ASSERT_TRUE(settle_until_stored(id));
+
+  EXPECT_EQ(rcpt(first).attempts, 1u);  // it was tried
+  for (const auto& id : {second, third}) {
+    const auto r = rcpt(id);
+    EXPECT_EQ(r.attempts, 0u) << "a waiting job is not an attempt";
+    EXPECT_EQ(r.next_attempt_us, t0 + 60 * sec) << "exactly when the destination's backoff ends";
+    EXPECT_EQ(r.reply_code, 421);
+  }
+  // Mail for it that comes during the backoff waits too, with no connection.
+  const auto later = enqueue({"d@example.org"});
+  ASSERT_TRUE(settle_until_stored(later));
+  EXPECT_EQ(port_.started.size(), 1u);
+  EXPECT_EQ(rcpt(later).attempts, 0u);
+  EXPECT_NE(rcpt(later).last_reply.find("delivery temporarily suspended"), std::string::npos);
+  // Another destination is not affected.
+  enqueue({"x@example.net"});
+  ASSERT_EQ(port_.started.size(), 2u);
+  EXPECT_EQ(started(1).key.name, "example.net");
+  // When the backoff ends, the destination gets a connection again.
+  serve(started(1), delivered);
+  advance(60s);
+  ASSERT_EQ(port_.started.size(), 3u);
+  EXPECT_EQ(started(2).key.name, "example.org");
+  serve(started(2), delivered);
+  for (const auto& id : {second, third, later}) EXPECT_FALSE(spool_->get(id)) << "delivered";
+}
+
+TEST_F(delivery_scheduler_test, an_unreachable_destination_defers_its_jobs_as_attempts_and_backs_off) {
+  start();
+  const auto id = enqueue({"a@example.org"});
+  ASSERT_EQ(port_.started.size(), 1u);
+  auto& d = started(0);
+  recipient_outcome why{.what = outcome_kind::deferred, .status = "4.4.1",
+                        .description = "connect to mx[127.0.0.2]:25: Connection refused"};
+  sched_->unreachable(d, why);
+  --d.connecting;
+  sched_->connection_done(d);
+  ASSERT_TRUE(settle_until_stored(id));
+  EXPECT_EQ(rcpt(id).attempts, 1u);
+  EXPECT_GE(rcpt(id).next_attempt_us, t0 + 60 * sec);
+  EXPECT_LT(rcpt(id).next_attempt_us, t0 + 66 * sec);
+  const auto later = enqueue({"b@example.org"});
+  ASSERT_TRUE(settle_until_stored(later));
+  EXPECT_EQ(port_.started.size(), 1u) << "no connection during the backoff";
+}
+
+TEST_F(delivery_scheduler_test, connections_per_destination_stay_within_the_limit) {
+  cfg_.delivery.concurrency_per_destination = 2;
+  start();
+  for (int i = 0; i < 5; ++i) enqueue({"r" + std::to_string(i) + "@example.org"});
+  enqueue({"s@example.net"});
+  // Two for example.org (five jobs wait), one for example.net.
+  ASSERT_EQ(port_.started.size(), 3u);
+  EXPECT_EQ(started(0).key.name, "example.org");
+  EXPECT_EQ(started(0).active, 2u);
+  EXPECT_EQ(started(2).key.name, "example.net");
+  // A connection that closes with jobs still waiting is replaced.
+  auto& d = started(0);
+  --d.connecting;
+  auto j = sched_->next_job(d);
+  ASSERT_TRUE(j);
+  auto outs = all(*j, delivered);
+  sched_->complete(d, std::move(*j), std::move(outs), "mx[127.0.0.2]:25", {});
+  sched_->connection_done(d);
+  settle();
+  ASSERT_EQ(port_.started.size(), 4u);
+  EXPECT_EQ(started(3).key.name, "example.org");
+  EXPECT_EQ(d.active, 2u);
+  // The two connections share the four jobs left.
+  EXPECT_EQ(serve(started(1), delivered).size() + serve(started(3), delivered).size(), 4u);
+  EXPECT_EQ(spool_->message_count(), 1u);  // only the example.net message is left
+}
+
+TEST_F(delivery_scheduler_test, at_most_max_in_flight_messages_are_dispatched) {
+  start(3);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(enqueue({"r@d" + std::to_string(i) + ".example"}));
+  ASSERT_EQ(port_.started.size(), 3u);
+  EXPECT_EQ(sched_->in_flight_count(), 3u);
+  // One message is done: room for one more.
+  serve(started(0), delivered);
+  ASSERT_TRUE(settle_until_stored(ids[0]));
+  settle();
+  ASSERT_EQ(port_.started.size(), 4u);
+  EXPECT_EQ(started(3).key.name, "d3.example");
+  EXPECT_EQ(sched_->in_flight_count(), 3u);
+}
+
+TEST_F(delivery_scheduler_test, a_message_due_while_in_flight_is_picked_up_when_its_result_is_stored) {
+  start();
+  // One message: a@ due now, b@ only 10 s later; a.example gets the job.
+  const auto id = enqueue_recipients(
+      {{.address = "a@a.example"}, {.address = "b@b.example", .next_attempt_us = t0 + 10 * sec}},
+      "app@src.test", 0);
+  ASSERT_EQ(port_.started.size(), 1u);
+  auto& a = started(0);
+  --a.connecting;
+  auto j = sched_->next_job(a);
+  ASSERT_TRUE(j);
+  // While a@ is being delivered, b@ falls due, later mail comes, and a rescan
+  // (relayctl -r; the periodic full scan does the same) walks the due index past
+  // both: the message is in flight, so the scheduler leaves it.
+  now_ += 20 * sec;
+  enqueue({"c@c.example"}, "app@src.test", t0 + 15 * sec);
+  sched_->rescan(false);
+  settle();
+  ASSERT_EQ(port_.started.size(), 2u);
+  EXPECT_EQ(started(1).key.name, "c.example");
+  // a@ is delivered; the message is now due (for b@) before the cursor.
+  sched_->complete(a, std::move(*j), {delivered(0)}, "mx[127.0.0.2]:25", {});
+  sched_->connection_done(a);
+  ASSERT_TRUE(settle_until_stored(id));
+  settle();
+  ASSERT_EQ(port_.started.size(), 3u) << "b@ must not wait for the next full scan";
+  EXPECT_EQ(started(2).key.name, "b.example");
+  const auto jobs = serve(started(2), delivered);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].message->id, id);
+}
+
+TEST_F(delivery_scheduler_test, one_delay_notice_after_delay_warning) {
+  start();
+  const auto id = enqueue({"a@example.org"});
+  serve(started(0), deferred_451);
+  ASSERT_TRUE(settle_until_stored(id));
+  EXPECT_TRUE(notices_to("app@src.test").empty()) << "too early for a delay warning";
+  // Tried again past delay_warning (4 h): one "delayed" notice.
+  advance(5h);
+  ASSERT_EQ(port_.started.size(), 2u);
+  serve(started(1), deferred_451);
+  ASSERT_TRUE(settle_until_stored(id));
+  auto notices = notices_to("app@src.test");
+  ASSERT_EQ(notices.size(), 1u);
+  const auto body = spool_->body(notices[0].id);
+  ASSERT_TRUE(body);
+  EXPECT_NE(body->find("Action: delayed"), std::string::npos);
+  EXPECT_TRUE(spool_->get(id)->flags & queue::flag_delay_warned);
+  // Later deferrals send no second one.
+  advance(1h);
+  serve(last_started_to("example.org"), deferred_451);
+  ASSERT_TRUE(settle_until_stored(id));
+  EXPECT_EQ(rcpt(id).attempts, 3u);
+  EXPECT_EQ(notices_to("app@src.test").size(), 1u);
+}
+
+TEST_F(delivery_scheduler_test, a_message_past_max_lifetime_goes_to_the_dead_spool_with_a_notice) {
+  start();
+  const auto id = enqueue({"a@example.org"});
+  const auto bounce = enqueue({"b@example.org"}, "");  // from <>: nobody to tell
+  advance(25h);  // past max_lifetime (24 h) before the first attempt ends
+  serve(started(0), deferred_451);
+  ASSERT_TRUE(settle_until_stored(id));
+  ASSERT_TRUE(settle_until_stored(bounce));
+  EXPECT_FALSE(spool_->get(id));
+  auto dead = spool_->get_dead(id);
+  ASSERT_TRUE(dead);
+  EXPECT_EQ(dead->recipients[0].reason, "expired");
+  auto notices = notices_to("app@src.test");
+  ASSERT_EQ(notices.size(), 1u);
+  EXPECT_NE(spool_->body(notices[0].id)->find("Action: failed"), std::string::npos);
+  // The null sender's message: dead spool only, no notice to anybody.
+  auto dead_bounce = spool_->get_dead(bounce);
+  ASSERT_TRUE(dead_bounce);
+  EXPECT_EQ(dead_bounce->recipients[0].reason, "bounce_failed");
+  EXPECT_EQ(spool_->message_count(), 1u);  // the one notice
+}
+
+TEST_F(delivery_scheduler_test, a_new_scheduler_picks_up_everything_not_final) {
+  cfg_.delivery.concurrency_per_destination = 1;
+  start();
+  const auto sent = enqueue({"a@a.example"});
+  const auto cut = enqueue({"b@b.example"});
+  const auto waiting = enqueue({"c@b.example"});
+  const auto deferred_id = enqueue({"d@d.example"});
+  ASSERT_EQ(port_.started.size(), 3u);
+  serve(started(0), delivered);
+  serve(started(2), deferred_451);
+  ASSERT_TRUE(settle_until_stored(sent));
+  ASSERT_TRUE(settle_until_stored(deferred_id));
+  // b.example's connection takes `cut` and the process dies mid-transaction.
+  --started(1).connecting;
+  ASSERT_TRUE(sched_->next_job(started(1)));
+  crash();
+  open_spool();
+  port_.started.clear();
+
+  start();
+  // `cut` and `waiting` go out again; `sent` is gone; `deferred_id` waits.
+  ASSERT_EQ(port_.started.size(), 1u);
+  EXPECT_EQ(started(0).key.name, "b.example");
+  const auto jobs = serve(started(0), delivered);
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[0].message->id, cut);
+  EXPECT_EQ(jobs[1].message->id, waiting);
+  EXPECT_FALSE(spool_->get(sent));
+  advance(70s);  // past the deferral's 60 s (+ under 10 % jitter)
+  ASSERT_EQ(port_.started.size(), 2u);
+  EXPECT_EQ(started(1).key.name, "d.example");
+  serve(started(1), delivered);
+  stop();
+  EXPECT_EQ(spool_->message_count(), 0u);
+}
+
+}  // namespace
+}  // namespace relayd
