@@ -66,5 +66,31 @@ TEST(inbound_data_memory, finished_message_is_counted_until_taken) {
   EXPECT_EQ(s.buffered(), 0u);
 }
 
+TEST(inbound_data_memory, large_body_slack_stays_within_a_quarter) {
+  // Doubling would reserve up to twice the body (a 250 KB body in a 480 KiB
+  // buffer): more than the budget the operator set aside for it.
+  auto session = in_data(0);
+  smtp::server_session& s = *session;
+  const std::string line = std::string(98, 'x') + "\r\n";
+  std::size_t fed = 0;
+  while (fed < 400 * 1000) {
+    ASSERT_EQ(s.feed(line).what, smtp::server_session::event::need_more);
+    fed += line.size();
+    if (fed > 128 * 1024) ASSERT_LE(s.buffered(), fed + fed / 4) << fed;
+  }
+}
+
+TEST(inbound_data_memory, refused_body_gives_its_buffer_back) {
+  auto session = in_data(0);
+  smtp::server_session& s = *session;
+  const std::string line = std::string(998, 'x') + "\r\n";
+  for (int i = 0; i < 100; ++i) s.feed(line);
+  EXPECT_GE(s.buffered(), 100u * 1000);
+  s.refuse_message(smtp::reply{452, "4.3.1", "Insufficient system storage"});
+  EXPECT_EQ(s.buffered(), 0u) << "the buffer is freed, not only emptied";
+  s.feed(line);
+  EXPECT_EQ(s.buffered(), 0u) << "what follows is dropped";
+}
+
 }  // namespace
 }  // namespace relayd
