@@ -9,18 +9,9 @@
 #include <functional>
 #include <memory>
 
-namespace boost::asio {
-class io_context;
-}
-namespace queue {
-class spool;
-}
+#include "relayd/services_fwd.hpp"
 
 namespace relayd {
-
-struct config;
-class scheduler;
-class metrics;
 
 class inbound_listener {
  public:

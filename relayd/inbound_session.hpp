@@ -11,23 +11,10 @@
 #include <string_view>
 
 #include "relayd/net.hpp"
-
-namespace boost::asio {
-class thread_pool;
-namespace ssl {
-class context;
-}
-}  // namespace boost::asio
-namespace queue {
-class spool;
-}
+#include "relayd/services_fwd.hpp"
 
 namespace relayd {
 
-struct config;
-class scheduler;
-class metrics;
-class auth_users;
 class inbound_connection;
 
 // What a listener is for: [smtp] listen, submission or smtps.

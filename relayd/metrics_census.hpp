@@ -7,18 +7,9 @@
 
 #include <memory>
 
-namespace boost::asio {
-class io_context;
-}
-namespace queue {
-class spool;
-}
+#include "relayd/services_fwd.hpp"
 
 namespace relayd {
-
-struct config;
-class scheduler;
-class metrics;
 
 class queue_census_loop {
  public:
