@@ -12,6 +12,8 @@ namespace {
 
 // Presizing beyond this would let an idle client pin memory with a large SIZE=.
 constexpr std::size_t max_presize = 4u << 20;
+// Below this a growing body doubles its buffer; above, it grows by a quarter.
+constexpr std::size_t grow_gently_above = 64u << 10;
 
 }  // namespace
 
@@ -31,7 +33,13 @@ void dot_reader::reset(std::size_t expected_size) {
 
 void dot_reader::discard() {
   too_big_ = true;
-  content_ = std::string();
+  release();
+}
+
+// Gives the buffer back to the allocator. `content_ = std::string()` would not:
+// libstdc++ copies a short string into the existing buffer and keeps it.
+void dot_reader::release() {
+  std::string().swap(content_);
 }
 
 std::string dot_reader::take_content() {
@@ -53,8 +61,20 @@ void dot_reader::store(std::string_view bytes) {
   size_ += bytes.size();
   if (!too_big_ && size_ > max_size_) too_big_ = true;
   if (too_big_ || line_too_long_) {
-    if (content_.capacity() != 0) content_ = std::string();  // the message is lost anyway
+    if (!content_.empty() || content_.capacity() > std::string().capacity())
+      release();  // the message is lost anyway
     return;
+  }
+  const std::size_t needed = content_.size() + bytes.size();
+  if (needed > content_.capacity()) {
+    // Grown here rather than by std::string (which doubles): the session's
+    // buffered() reports capacity against smtp.max_data_memory, so the slack
+    // is kept to a quarter past grow_gently_above.
+    const std::size_t cap = content_.capacity();
+    std::string grown;
+    grown.reserve(std::max(needed, needed <= grow_gently_above ? 2 * cap : cap + cap / 4));
+    grown.append(content_);
+    content_.swap(grown);
   }
   content_.append(bytes);
 }

@@ -38,6 +38,8 @@ class dot_reader {
   result put(std::string_view in);
 
   // The un-stuffed content with CRLF line endings (empty after a limit error).
+  // Its buffer doubles up to 64 KiB, then grows by a quarter, so its capacity
+  // (what the daemon budgets) stays within 25 % of the content past that.
   const std::string& content() const { return content_; }
   std::string take_content();
   // Octets of content seen so far, including discarded ones.
@@ -60,6 +62,7 @@ class dot_reader {
   void append(std::string_view bytes);
   void end_line();
   void store(std::string_view bytes);
+  void release();
   result finish(std::size_t consumed);
 
   std::size_t max_size_;

@@ -47,10 +47,10 @@ reply data_timeout() {
   return make(421, "4.4.2", "Timeout reading message data, closing connection");
 }
 reply too_many_connections() {
-  return make(421, "4.7.0", "Too many connections");
+  return make(421, "4.7.0", "Too many connections, try again later");
 }
 reply too_many_connections_from_client() {
-  return make(421, "4.7.0", "Too many connections from your address");
+  return make(421, "4.7.0", "Too many connections from you, slow down");
 }
 reply too_many_errors() {
   return make(421, "4.7.0", "Too many errors, closing connection");

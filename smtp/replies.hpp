@@ -24,8 +24,8 @@ reply shutting_down();                     // 421 4.3.2 Service shutting down
 reply idle_timeout();                      // 421 4.4.2 Idle timeout
 reply command_timeout();                   // 421 4.4.2 Timeout reading a command line
 reply data_timeout();                      // 421 4.4.2 Timeout reading message data
-reply too_many_connections();              // 421 4.7.0 Too many connections
-reply too_many_connections_from_client();  // 421 4.7.0 Too many connections from your address
+reply too_many_connections();              // 421 4.7.0 Too many connections, try again later
+reply too_many_connections_from_client();  // 421 4.7.0 Too many connections from you, slow down (rate)
 reply too_many_errors();                   // 421 4.7.0 Too many errors
 reply too_many_auth_failures();            // 421 4.7.0 Too many authentication failures
 
@@ -90,7 +90,7 @@ reply encryption_required();     // 538 5.7.11 Encryption required for requested
                                  // mechanism
 
 // Spool.
-reply spool_full();   // 452 4.3.1 Insufficient system storage
+reply spool_full();   // 452 4.3.1 Insufficient system storage (spool, or smtp.max_data_memory)
 reply local_error();  // 451 4.3.0 Local error in processing
 
 }  // namespace smtp::replies

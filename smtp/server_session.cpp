@@ -649,8 +649,14 @@ void server_session::timeout(timeout_kind kind) {
 
 std::size_t server_session::buffered() const {
   const impl& s = *impl_;
-  if (s.state_ == impl::phase::data) return s.dot_.content().size();
-  if (s.state_ == impl::phase::message_pending) return s.message_.size();
+  // Capacity, not size: what the allocator holds, including the SIZE= presize
+  // and the slack of string growth (smtp.max_data_memory budgets memory). A
+  // string short enough to live inside the object holds nothing beyond it.
+  const auto held = [](const std::string& b) {
+    return b.capacity() > std::string().capacity() ? b.capacity() : 0;
+  };
+  if (s.state_ == impl::phase::data) return held(s.dot_.content());
+  if (s.state_ == impl::phase::message_pending) return held(s.message_);
   return 0;
 }
 

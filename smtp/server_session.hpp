@@ -112,8 +112,9 @@ class server_session {
   // The spool refused the message (e.g. 452 4.3.1); the transaction ends.
   void message_failed(const reply& r);
 
-  // Octets of message content held in memory: the DATA body read so far, or
-  // the finished message until take_message().
+  // Octets of memory reserved for message content: the DATA body's buffer
+  // (presized from SIZE=, grown by doubling), or the finished message until
+  // take_message(). Counts capacity, so it is never below what is allocated.
   std::size_t buffered() const;
   // During DATA: the body so far is freed, the rest is read and dropped, and
   // the end of DATA is answered with `r` instead (the daemon's memory budget

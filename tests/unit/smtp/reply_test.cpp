@@ -78,7 +78,9 @@ TEST(replies, wire_forms_of_the_named_replies) {
       {replies::unknown_parameter(), "555 5.5.4 Unsupported parameter\r\n"},
       {replies::spool_full(), "452 4.3.1 Insufficient system storage\r\n"},
       {replies::shutting_down(), "421 4.3.2 Service shutting down\r\n"},
-      {replies::too_many_connections(), "421 4.7.0 Too many connections\r\n"},
+      {replies::too_many_connections(), "421 4.7.0 Too many connections, try again later\r\n"},
+      {replies::too_many_connections_from_client(),
+       "421 4.7.0 Too many connections from you, slow down\r\n"},
       {replies::bare_cr_or_lf_in_data(),
        "550 5.6.0 Bare CR or LF in message; lines must end with CRLF\r\n"},
   };

@@ -955,7 +955,8 @@ TEST(server_session_api, buffered_counts_the_body_and_refuse_message_drops_it) {
   EXPECT_EQ(d.session.buffered(), 0u);
   EXPECT_EQ(d.session.feed("Subject: s\r\n\r\n0123456789\r\n").what,
             server_session::event::need_more);
-  EXPECT_EQ(d.session.buffered(), 26u);
+  // Memory reserved, not octets received: at least the 26 octets of the body.
+  EXPECT_GE(d.session.buffered(), 26u);
   d.session.refuse_message(reply{452, "4.3.1", "Insufficient system storage"});
   EXPECT_EQ(d.session.buffered(), 0u);
   EXPECT_EQ(d.session.feed("more body\r\n").what, server_session::event::need_more);

@@ -1,0 +1,37 @@
+// The inbound SMTP listeners ([smtp] listen, submission, smtps): binds them,
+// accepts, applies the connection limits (a refused client gets one 421 and is
+// closed), starts a session per connection, reloads the TLS certificate and
+// the AUTH users on SIGHUP for new connections, and stops gracefully. start()
+// fails (false, with a critical log line naming the key) when a listener cannot
+// be bound or the TLS/users files do not load. I/O thread only.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "relayd/services_fwd.hpp"
+
+namespace relayd {
+
+class inbound_listener {
+ public:
+  // Every argument outlives this object (run_daemon()'s locals).
+  inbound_listener(boost::asio::io_context& io, const config& cfg, queue::spool& spool,
+                   scheduler& sched, metrics& stats);
+  ~inbound_listener();
+
+  // Loads the TLS context and the AUTH users, then binds every listener.
+  bool start();
+  // SIGHUP: a new TLS context and user table for new connections; open ones
+  // keep theirs. A file that does not load leaves the previous one in use.
+  void reload();
+  // Graceful stop: no new connections; idle sessions get 421, sessions in a
+  // transaction finish it. `on_idle` runs once the last connection is gone.
+  void stop(std::function<void()> on_idle);
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace relayd

@@ -1,0 +1,55 @@
+// The inbound session pump: one coroutine per accepted connection that feeds
+// smtp::server_session and does what it asks (write replies, STARTTLS, AUTH on
+// the worker pool, spool a message and answer 250 only after the synced commit),
+// under idle, command-line and DATA deadlines and the data-memory budget.
+// Ends when the client or the session closes; never throws for client input.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "relayd/net.hpp"
+#include "relayd/services_fwd.hpp"
+
+namespace relayd {
+
+class inbound_connection;
+
+// What a listener is for: [smtp] listen, submission or smtps.
+enum class listener_kind { smtp, submission, smtps };
+const char* to_string(listener_kind k);
+
+// "192.0.2.1:25", "[2001:db8::1]:25".
+std::string peer_text(const std::string& ip, std::uint16_t port);
+
+// smtp.max_data_memory: message content all sessions hold together. Shared
+// ownership: a session frame destroyed with the io_context may outlive the
+// listener that made it.
+struct data_budget {
+  std::uint64_t limit = 0;
+  std::uint64_t held = 0;
+};
+
+// What every session borrows. All of it is owned by run_daemon()'s locals or
+// the inbound_listener, which are alive whenever a session runs: sessions run
+// only inside io.run(), and a frame left when io.run() returns is destroyed
+// without being resumed (its destructors touch only what it owns).
+struct inbound_services {
+  const config& cfg;
+  queue::spool& spool;
+  scheduler& sched;
+  metrics& stats;
+  asio::thread_pool& auth_pool;  // crypt(3) off the I/O thread
+};
+
+// One connection's session, from the banner (or the implicit-TLS handshake)
+// to the close. `tls` and `users` are the ones current at accept: a reload
+// does not change them for this connection.
+awaitable<void> serve_session(inbound_services services, std::shared_ptr<inbound_connection> c,
+                              listener_kind kind, std::shared_ptr<asio::ssl::context> tls,
+                              std::shared_ptr<const auth_users> users,
+                              std::shared_ptr<data_budget> memory);
+
+}  // namespace relayd
