@@ -266,6 +266,9 @@ int dead_show(control_client& c, const std::string& id) {
     if (auto st = get_string(r, key::status); !st.empty()) std::printf(" status=%s", st.c_str());
     if (auto host = get_string(r, key::remote_host); !host.empty())
       std::printf(" remote_host=%s", host.c_str());
+    if (auto cause = get_string(r, key::cause); !cause.empty()) std::printf(" cause=%s", cause.c_str());
+    if (auto cmd = get_string(r, key::in_reply_to); !cmd.empty())
+      std::printf(" in_reply_to=\"%s\"", cmd.c_str());
     end_recipient_line(r);
   });
   return print_content(content);

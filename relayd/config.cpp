@@ -32,6 +32,7 @@
 #include <span>
 #include <utility>
 
+#include "relayd/duration_text.hpp"
 #include "relayd/read_file.hpp"
 #include "smtp/text.hpp"
 
@@ -606,9 +607,9 @@ std::optional<std::string> loader::cross_checks() {
     return error("delivery.relayhost_user", "is set but delivery.relayhost is empty");
   const auto& q = c_.queue;
   if (q.min_backoff > q.max_backoff)
-    return error("queue.min_backoff", format_duration(q.min_backoff) +
+    return error("queue.min_backoff", duration_text(q.min_backoff) +
                                           " is greater than queue.max_backoff (" +
-                                          format_duration(q.max_backoff) + ")");
+                                          duration_text(q.max_backoff) + ")");
   return std::nullopt;
 }
 

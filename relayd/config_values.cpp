@@ -67,14 +67,6 @@ bool valid_domain(std::string_view s) {
   }
 }
 
-std::string format_duration(std::chrono::seconds d) {
-  const auto n = static_cast<std::uint64_t>(d.count());
-  for (auto [unit, suffix] :
-       {std::pair{7ull * 86400, 'w'}, {86400ull, 'd'}, {3600ull, 'h'}, {60ull, 'm'}})
-    if (n != 0 && n % unit == 0) return std::to_string(n / unit) + suffix;
-  return std::to_string(n) + "s";
-}
-
 std::string endpoint::to_string() const {
   const std::string port_text = std::to_string(port);
   if (host.find(':') != std::string::npos) return "[" + host + "]:" + port_text;

@@ -36,9 +36,6 @@ std::expected<endpoint, std::string> parse_endpoint(std::string_view s,
 // most 253 in all; the last label not all digits ("1.2.3.4" is no name).
 bool valid_domain(std::string_view s);
 
-// 7200s -> "2h": the largest unit (w, d, h, m, s) that divides it, as a user
-// would write it in the file.
-std::string format_duration(std::chrono::seconds d);
 
 // A value from the file shown in a message: in double quotes, with quotes,
 // backslashes and control characters escaped.

@@ -11,13 +11,20 @@
 #include "queue/clock.hpp"
 #include "relayd/async_call.hpp"
 #include "relayd/control_handlers.hpp"
-#include "relayd/scheduler.hpp"
+#include "relayd/delivery_scheduler.hpp"
 
 namespace relayd {
 namespace json = boost::json;
 namespace proto = control_protocol;
 namespace key = control_protocol::key;
 namespace verb = control_protocol::verb;
+
+void add_outcome_facts(json::object& o, const queue::recipient& rc) {
+  if (rc.cause == queue::outcome_cause::unknown) return;
+  o[key::cause] = queue::to_string(rc.cause);
+  if (rc.in_reply_to != queue::smtp_command::none) o[key::in_reply_to] = queue::to_string(rc.in_reply_to);
+  if (!rc.reply_text.empty()) o[key::reply_text] = rc.reply_text;
+}
 
 std::string entries_text(std::size_t n) {
   return fmt::format("{} entr{}", n, n == 1 ? "y" : "ies");
@@ -33,7 +40,7 @@ json::object dead_json(const queue::envelope_record& r) {
   json::array rcpts;
   for (const auto& rc : r.recipients) {
     if (rc.state != queue::rcpt_state::failed) continue;
-    rcpts.push_back(json::object{
+    json::object o{
         {key::address, rc.address},
         {key::reason, rc.reason.empty() ? std::string("unknown") : rc.reason},
         {key::reply_code, rc.reply_code},
@@ -43,7 +50,9 @@ json::object dead_json(const queue::envelope_record& r) {
         {key::attempts, rc.attempts},
         {key::first_attempt, unix_seconds(rc.first_attempt_us)},
         {key::last_attempt, unix_seconds(rc.last_attempt_us)},
-    });
+    };
+    add_outcome_facts(o, rc);
+    rcpts.push_back(std::move(o));
   }
   return json::object{
       {key::id, r.id},

@@ -47,5 +47,9 @@ std::span<const control_command> control_stats_commands();
 // Shared by the families: a Unix time in seconds, "1 entry" / "2 entries".
 inline std::int64_t unix_seconds(std::int64_t us) { return us / 1'000'000; }
 std::string entries_text(std::size_t n);
+// A recipient's last outcome as typed facts (record version 3): cause,
+// in_reply_to and reply_text, added to `o`; nothing for older records, whose
+// last_reply sentence is all there is.
+void add_outcome_facts(boost::json::object& o, const queue::recipient& rc);
 
 }  // namespace relayd

@@ -17,7 +17,8 @@
 //   {"cmd":"stats"}                 -> {"ok":true,"stats":{active, deferred, held, dead, ...}}
 // A dead entry: id, size, arrival, sender, failed_at and its failed recipients
 // [{address, reason, reply_code, status, last_reply, remote_host, attempts,
-// first_attempt, last_attempt}] (times in Unix seconds, 0: never).
+// first_attempt, last_attempt, and for entries recorded since record version 3
+// cause, in_reply_to, reply_text}] (times in Unix seconds, 0: never).
 #pragma once
 
 #include <boost/json/object.hpp>
@@ -89,6 +90,9 @@ inline constexpr std::string_view reason = "reason";
 inline constexpr std::string_view reply_code = "reply_code";
 inline constexpr std::string_view status = "status";
 inline constexpr std::string_view remote_host = "remote_host";
+inline constexpr std::string_view cause = "cause";              // refused, timeout, reply, ...
+inline constexpr std::string_view in_reply_to = "in_reply_to";  // the command a reply answered
+inline constexpr std::string_view reply_text = "reply_text";    // the reply's text as sent
 inline constexpr std::string_view first_attempt = "first_attempt";
 inline constexpr std::string_view last_attempt = "last_attempt";
 // stats (and "messages", "in_flight" above)

@@ -11,7 +11,7 @@
 #include "queue/clock.hpp"
 #include "relayd/async_call.hpp"
 #include "relayd/control_handlers.hpp"
-#include "relayd/scheduler.hpp"
+#include "relayd/delivery_scheduler.hpp"
 
 namespace relayd {
 namespace json = boost::json;
@@ -42,14 +42,16 @@ json::object message_json(const queue::envelope_record& r, const config& cfg, bo
   json::array rcpts;
   for (const auto& rc : r.recipients) {
     if (rc.state == queue::rcpt_state::pending && rc.attempts > 0) deferred = true;
-    rcpts.push_back(json::object{
+    json::object o{
         {key::address, rc.address},
         {key::state, rcpt_state_name(rc.state)},
         {key::attempts, rc.attempts},
         {key::last_reply, rc.last_reply},
         {key::next_attempt, unix_seconds(std::max(rc.next_attempt_us, r.arrival_us))},
         {key::expires, unix_seconds(r.arrival_us) + cfg.queue.max_lifetime.count()},
-    });
+    };
+    add_outcome_facts(o, rc);
+    rcpts.push_back(std::move(o));
   }
   const std::string_view state = (r.flags & queue::flag_held) ? proto::state::held
                                  : deferred                   ? proto::state::deferred

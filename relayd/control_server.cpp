@@ -18,7 +18,6 @@
 #include <unordered_map>
 
 #include "relayd/control_handlers.hpp"
-#include "relayd/dead_retention.hpp"
 
 namespace relayd {
 namespace proto = control_protocol;
@@ -71,8 +70,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
 };
 
 control_server::control_server(asio::io_context& io, const config& cfg, queue::spool& spool)
-    : impl_(std::make_shared<impl>(io, cfg, spool)),
-      retention_(std::make_unique<dead_retention>(io, cfg.queue.dead_retention, spool)) {}
+    : impl_(std::make_shared<impl>(io, cfg, spool)) {}
 
 control_server::~control_server() { stop(); }
 
@@ -101,12 +99,10 @@ std::expected<void, std::string> control_server::start() {
     return std::unexpected(path + ": chmod: " + std::strerror(errno));
   spdlog::info("control socket {}", path);
   asio::co_spawn(impl_->ctx.io, impl_->accept_loop(), asio::detached);
-  retention_->start();  // TODO(daemon): the daemon should own dead_retention
   return {};
 }
 
 void control_server::stop() {
-  retention_->stop();
   boost::system::error_code ec;
   if (!impl_->acceptor.is_open()) return;
   impl_->acceptor.close(ec);

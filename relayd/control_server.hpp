@@ -18,7 +18,6 @@ class io_context;
 namespace relayd {
 
 class scheduler;
-class dead_retention;
 
 class control_server {
  public:
@@ -26,8 +25,7 @@ class control_server {
   ~control_server();
   control_server(const control_server&) = delete;
   control_server& operator=(const control_server&) = delete;
-  // Binds the socket and (until the daemon owns it) starts the dead-spool
-  // retention task; fails if another relayd answers on the socket.
+  // Binds the socket; fails if another relayd answers on it.
   std::expected<void, std::string> start();
   // Closes the socket; requests being answered finish.
   void stop();
@@ -37,7 +35,6 @@ class control_server {
  private:
   struct impl;
   std::shared_ptr<impl> impl_;
-  std::unique_ptr<dead_retention> retention_;
 };
 
 }  // namespace relayd

@@ -7,7 +7,7 @@
 #include "queue/clock.hpp"
 #include "relayd/control_handlers.hpp"
 #include "relayd/metrics.hpp"
-#include "relayd/scheduler.hpp"
+#include "relayd/delivery_scheduler.hpp"
 
 namespace relayd {
 namespace json = boost::json;

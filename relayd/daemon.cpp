@@ -14,15 +14,16 @@
 #include "dns/mx_resolver.hpp"
 #include "queue/spool.hpp"
 #include "queue/spool_diag.hpp"
-#include "relayd/control.hpp"
+#include "relayd/control_server.hpp"
+#include "relayd/dead_retention.hpp"
 #include "relayd/delivery_agent.hpp"
+#include "relayd/delivery_scheduler.hpp"
 #include "relayd/inbound_listener.hpp"
 #include "relayd/metrics.hpp"
 #include "relayd/metrics_census.hpp"
 #include "relayd/metrics_http.hpp"
 #include "relayd/net.hpp"
 #include "relayd/privileges.hpp"
-#include "relayd/scheduler.hpp"
 
 namespace relayd {
 namespace {
@@ -64,10 +65,11 @@ int run_daemon(const config& cfg) {
     return 1;
   }
   metrics registry;
-  scheduler sched(io, cfg, *spool);
-  sched.set_metrics(&registry);
+  // The scheduler and the agent refer to each other (jobs one way, results the
+  // other); both live until io.run() has returned, so neither outlives the other
+  // while a coroutine runs.
+  scheduler sched(io, cfg, *spool, &registry);
   delivery_agent agent(io, cfg, sched, *resolver);
-  sched.set_agent(&agent);
   inbound_listener server(io, cfg, *spool, sched, registry);
   control_server control(io, cfg, *spool);
   control.set_scheduler(&sched);
@@ -88,9 +90,11 @@ int run_daemon(const config& cfg) {
   if (!user->name.empty() && !drop_privileges(cfg, *user)) return 1;
   queue_census_loop census(io, cfg, *spool, sched, registry);
   census.start();
+  dead_retention retention(io, cfg.queue.dead_retention, *spool);
+  retention.start();
 
   // The shutdown order (SIGTERM/SIGINT; the code below does it in this order):
-  //  1. The queue census stops; the listeners close (no new connections); idle
+  //  1. The queue census and the dead-spool retention stop; the listeners close (no new connections); idle
   //     sessions get 421 4.3.2, sessions in a transaction finish it; the
   //     scheduler stops handing out jobs and waits for the agents in flight.
   //  2. When both the inbound side and the deliveries are done (whichever is
@@ -100,7 +104,7 @@ int run_daemon(const config& cfg) {
   //  3. io.run() returns: no coroutine runs again. spool.reset() then lets the
   //     writer finish the operations it holds (their `done` callbacks post to
   //     `io`, which is not run again) and closes LMDB.
-  //  4. The locals go in reverse order: signals, census, metrics endpoint,
+  //  4. The locals go in reverse order: signals, retention, census, metrics endpoint,
   //     control, listener (joins the AUTH worker), agent, scheduler, registry,
   //     resolver;
   //     then `io`, which destroys the coroutine frames left by io.stop()
@@ -119,6 +123,7 @@ int run_daemon(const config& cfg) {
         }
         spdlog::info("signal {}: stopping (finishing transactions in flight)", sig);
         census.stop();
+        retention.stop();
         signals.async_wait(on_signal);
         grace.expires_after(shutdown_grace);
         grace.async_wait([&](boost::system::error_code e) {
@@ -153,7 +158,7 @@ int run_daemon(const config& cfg) {
     hup.async_wait(on_hup);
   };
   hup.async_wait(on_hup);
-  sched.start();
+  sched.start(agent);
   spdlog::info("relayd started: hostname {}, delivery {}", cfg.hostname,
                cfg.delivery.relayhost ? "via relayhost " + cfg.delivery.relayhost->to_string()
                                       : std::string("by MX"));

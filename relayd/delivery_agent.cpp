@@ -14,7 +14,7 @@
 #include "relayd/config.hpp"
 #include "relayd/delivery_connect.hpp"
 #include "relayd/delivery_outcome.hpp"
-#include "relayd/scheduler.hpp"
+#include "relayd/delivery_scheduler.hpp"
 
 namespace relayd {
 namespace {

@@ -24,7 +24,7 @@ class delivery_agent final : public delivery_port {
   delivery_agent(asio::io_context& io, const config& cfg, scheduler& sched, dns::mx_resolver& dns);
   ~delivery_agent();
   // Starts one connection worker for `d` (the scheduler counts it in d.active).
-  void start_connection(destination& d);
+  void start_connection(destination& d) override;
 
  private:
   struct impl;

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "relayd/config.hpp"
+#include "relayd/duration_text.hpp"
 
 namespace relayd {
 namespace {
@@ -13,15 +14,6 @@ constexpr std::int64_t us_per_s = 1'000'000;
 
 bool has_8bit(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
-}
-
-// "5d", "4h", "90s": the largest unit that divides the duration.
-std::string duration_text(std::chrono::seconds d) {
-  const auto n = d.count();
-  if (n >= 86400 && n % 86400 == 0) return std::to_string(n / 86400) + "d";
-  if (n >= 3600 && n % 3600 == 0) return std::to_string(n / 3600) + "h";
-  if (n >= 60 && n % 60 == 0) return std::to_string(n / 60) + "m";
-  return std::to_string(n) + "s";
 }
 
 }  // namespace

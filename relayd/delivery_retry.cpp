@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "relayd/delivery_outcome.hpp"
+
 namespace relayd {
 
 std::chrono::microseconds backoff(std::uint32_t attempts, const retry_settings& s) {
@@ -24,10 +26,7 @@ queue::recipient apply_outcome(queue::recipient r, const recipient_outcome& o,
     if (r.first_attempt_us == 0) r.first_attempt_us = now_us;
     r.last_attempt_us = now_us;
   }
-  r.reply_code = o.code;
-  r.status = o.status;
-  r.last_reply = o.description;
-  if (!o.remote_host.empty() || o.counts_as_attempt) r.remote_host = o.remote_host;
+  record_outcome(r, o);
 
   switch (o.what) {
     case outcome_kind::delivered:

@@ -11,6 +11,7 @@
 
 #include "queue/clock.hpp"
 #include "relayd/delivery_notice.hpp"
+#include "relayd/delivery_outcome.hpp"
 #include "relayd/delivery_port.hpp"
 #include "relayd/metrics.hpp"
 #include "smtp/text.hpp"
@@ -21,15 +22,6 @@ namespace {
 constexpr std::size_t due_batch = 256;
 constexpr auto full_scan_interval = std::chrono::seconds(30);
 constexpr std::int64_t max_sleep_us = 30'000'000;
-
-const char* status_word(const queue::recipient& r) {
-  switch (r.state) {
-    case queue::rcpt_state::delivered: return "sent";
-    case queue::rcpt_state::failed: return "bounced";
-    case queue::rcpt_state::pending: return "deferred";
-  }
-  return "unknown";
-}
 
 }  // namespace
 
@@ -239,26 +231,17 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
     any_delivered |= next.state == queue::rcpt_state::delivered;
     if (next.state == queue::rcpt_state::failed) failed_now.push_back(next);
     if (next.state == queue::rcpt_state::pending) deferred_now.push_back(next);
+    const outcome_kind fate = fate_of(next.state);
     if (metrics_) {
-      switch (next.state) {
-        case queue::rcpt_state::delivered:
-          metrics_->delivery_attempt(attempt_result::sent);
-          break;
-        case queue::rcpt_state::failed:
-          metrics_->delivery_attempt(attempt_result::failed);
-          break;
-        case queue::rcpt_state::pending:
-          metrics_->delivery_attempt(attempt_result::deferred);
-          metrics_->deferral(classify_deferral(o));
-          break;
-      }
+      metrics_->delivery_attempt(fate);
+      if (fate == outcome_kind::deferred) metrics_->deferral(classify_deferral(o));
     }
     const double queued = static_cast<double>(j.dispatched_us - msg.arrival_us) / 1e6;
     spdlog::info("{}: to=<{}>, relay={}, delay={:.2f}, delays={:.2f}/{:.2f}/{:.2f}/{:.2f}, "
                  "dsn={}, status={} ({})",
                  msg.id, next.address, relay, static_cast<double>(now - msg.arrival_us) / 1e6,
                  std::max(queued, 0.0), timing.dns, timing.connect, timing.transfer,
-                 next.status.empty() ? "-" : next.status, status_word(next),
+                 next.status.empty() ? "-" : next.status, log_word(fate),
                  next.reason == "expired" ? "message expired: " + o.description : o.description);
     updates.push_back({o.index, std::move(next)});
   }

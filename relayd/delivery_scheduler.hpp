@@ -88,12 +88,6 @@ class scheduler {
   // after it, no spool callback of this scheduler is outstanding.
   void stop(std::function<void()> on_idle);
 
-  // ---- transitional: daemon.cpp's two-phase wiring, until it passes the
-  // metrics to the constructor and calls start(agent) -------------------------
-  void set_metrics(metrics* m) { metrics_ = m; }
-  void set_agent(delivery_port* port) { port_ = port; }
-  void start() { start(*port_); }
-
   std::size_t in_flight_count() const { return in_flight_.size(); }
   bool in_flight(const std::string& id) const { return in_flight_.contains(id); }
 

@@ -25,7 +25,7 @@
 #include "relayd/config.hpp"
 #include "relayd/inbound_connection.hpp"
 #include "relayd/metrics.hpp"
-#include "relayd/scheduler.hpp"
+#include "relayd/delivery_scheduler.hpp"
 #include "smtp/replies.hpp"
 #include "smtp/server_session.hpp"
 

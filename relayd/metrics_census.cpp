@@ -13,7 +13,7 @@
 #include "relayd/config.hpp"
 #include "relayd/metrics.hpp"
 #include "relayd/net.hpp"
-#include "relayd/scheduler.hpp"
+#include "relayd/delivery_scheduler.hpp"
 
 namespace relayd {
 
