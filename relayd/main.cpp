@@ -1,13 +1,16 @@
 // relayd entry point: command line, configuration, logging, then the daemon.
 //   relayd [--config FILE]        run in the foreground (default /etc/relayd/relayd.toml)
 //   relayd --check-config FILE    validate only: exit 0, or 2 with "FILE: KEY: problem"
+#include <spdlog/async.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <malloc.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
+#include <memory>
 #include <exception>
 #include <cstring>
 #include <string>
@@ -19,6 +22,8 @@
 namespace {
 
 constexpr const char* default_config = "/etc/relayd/relayd.toml";
+// Lines the logging thread may lag behind before a logging call waits.
+constexpr std::size_t log_queue_lines = 8192;
 
 int usage(FILE* out, int code) {
   std::fprintf(out,
@@ -68,11 +73,21 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  auto logger = spdlog::stderr_logger_mt("relayd");
+  // Log lines are formatted by the caller and written by spdlog's own thread:
+  // the I/O thread never blocks on stderr. A full queue blocks the caller
+  // rather than dropping a line. The stderr sink writes and flushes each line as
+  // the logging thread takes it, so lines show promptly; `flush_logs` empties the
+  // queue on every way out of main (a critical line before exit is kept).
+  spdlog::init_thread_pool(log_queue_lines, 1);
+  auto logger = std::make_shared<spdlog::async_logger>(
+      "relayd", std::make_shared<spdlog::sinks::stderr_sink_mt>(), spdlog::thread_pool(),
+      spdlog::async_overflow_policy::block);
   // The pid is written into the pattern once: %P would cost a getpid() per line.
   logger->set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e relayd[{}] %l: %v", ::getpid()));
-  logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
+  struct flush_logs {
+    ~flush_logs() { spdlog::shutdown(); }  // drains the queue, joins the thread
+  } flush_at_exit;
   try {
     return relayd::run_daemon(*cfg);
   } catch (const std::exception& e) {
