@@ -315,7 +315,21 @@ class Relayd:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- log
-    def log(self):
+    def log(self, settle=0.1, at_most=3.0):
+        """The log so far. relayd writes it from a logging thread, so the line
+        about an event a client has just seen may land a moment after it: wait
+        until the file has not grown for `settle` seconds (at most `at_most`)."""
+        deadline = time.monotonic() + at_most
+        size = -1
+        while time.monotonic() < deadline:
+            try:
+                now = os.path.getsize(self.log_path)
+            except FileNotFoundError:
+                now = 0
+            if now == size:
+                break
+            size = now
+            time.sleep(settle)
         try:
             with open(self.log_path, "rb") as f:
                 return f.read().decode("utf-8", "replace")
