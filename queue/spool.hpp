@@ -24,6 +24,11 @@
 
 namespace queue {
 
+namespace detail {
+class spool_core;
+}
+struct spool_access;
+
 struct spool_options {
   std::filesystem::path dir;   // created (mode 0700) if missing
   std::uint64_t max_size = 0;  // largest the map may grow to; 0: the disk decides
@@ -162,9 +167,9 @@ class spool {
   // are waiting (enqueues, delivery results) run between two of them.
 
  private:
+  friend struct spool_access;  // diagnostics and test hooks (spool_core.hpp)
   spool();
-  struct impl;
-  std::unique_ptr<impl> impl_;
+  std::unique_ptr<detail::spool_core> core_;
 };
 
 }  // namespace queue

@@ -18,6 +18,7 @@
 #include "queue/lmdb.hpp"
 #include "queue/queue_id.hpp"
 #include "queue/spool_diag.hpp"
+#include "queue/spool_testing.hpp"
 #include "tests/unit/queue/spool_test_util.hpp"
 
 namespace {
