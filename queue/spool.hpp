@@ -162,9 +162,11 @@ class spool {
   // (entries that do not decode are left for purge_dead()). `done` gets how
   // many were deleted (ok, also for none).
   void purge_dead_older_than(std::int64_t cutoff_us, std::function<void(result, std::size_t)> done);
-  // replay_dead() and purge_dead_older_than() go through the dead spool in
-  // transactions of a bounded number of entries, and let the operations that
-  // are waiting (enqueues, delivery results) run between two of them.
+  // reschedule(), set_held(), replay_dead() and purge_dead_older_than() go
+  // through the queue or the dead spool in transactions of a bounded number of
+  // entries, and let the operations that are waiting (enqueues, delivery
+  // results) run between two of them: a pass over a huge queue never holds up
+  // a 250. What arrives during a pass may or may not be covered by it.
 
  private:
   friend struct spool_access;  // diagnostics and test hooks (spool_core.hpp)

@@ -1,8 +1,9 @@
 // The spool's passes over many messages: reschedule, hold and release (named
 // messages or all of them) and dead-spool replay and purge by age. Each pass
-// works in transactions of a bounded number of messages, so a queue of any
-// size is changed with a bounded number of records in memory. Chunks that
-// committed stay committed if a later one fails; the result says so.
+// works in transactions of a bounded number of messages, one per turn of the
+// writer, so a queue of any size is changed with a bounded number of records in
+// memory and never stalls enqueues. Chunks that committed stay committed if a
+// later one fails; the result says so.
 #include <algorithm>
 
 #include "queue/spool_core.hpp"
@@ -29,19 +30,21 @@ envelope_record revived(envelope_record r, std::int64_t now_us) {
 }  // namespace
 
 // Where a bulk operation has got to; a chunk works on a copy and the copy is
-// kept only when the chunk commits.
-struct spool_core::bulk_cursor {
-  std::size_t next_index = 0;          // named IDs: the next one to look at
-  std::optional<std::uint64_t> after;  // every message: the last ID looked at
-  std::size_t found = 0;               // messages that exist
-  std::size_t count = 0;               // messages changed
+// kept only when the chunk commits (or had nothing to write).
+namespace {
+struct bulk_cursor {
+  std::size_t next_index = 0;
+  std::optional<std::uint64_t> after;
+  std::size_t found = 0;
+  std::size_t count = 0;
   bool finished = false;
 };
+}  // namespace
 
 // One transaction of a bulk operation: collects up to a chunk of records (the
 // cursor is closed before anything is written), changes them, commits.
-outcome spool_core::bulk_chunk(bulk_op& op, bulk_cursor& at) {
-  bulk_cursor next = at;
+outcome spool_core::bulk_chunk(bulk_op& op) {
+  bulk_cursor next{op.next_index, op.after, op.found, op.count, op.finished};
   auto t = begin_write();
   if (!t) return failure(t.error());
   std::vector<std::pair<std::uint64_t, envelope_record>> chunk;
@@ -116,38 +119,44 @@ outcome spool_core::bulk_chunk(bulk_op& op, bulk_cursor& at) {
   if (next.count != before) {
     if (auto ec = commit(*t)) return failure(ec);
   }
-  at = next;
+  op.next_index = next.next_index;
+  op.after = next.after;
+  op.found = next.found;
+  op.count = next.count;
+  op.finished = next.finished;
   return {};
 }
 
-// reschedule / hold / release, alone and chunk by chunk: a queue of any size
-// is changed with a bounded number of records in memory. Chunks that committed
-// stay committed if a later one fails (the result says so; count is what was done).
-void spool_core::run_bulk(bulk_op& op) {
-  op.res = {};
-  op.count = 0;
-  bulk_cursor at;
+// One turn of reschedule / hold / release: a chunk, grown into on
+// MDB_MAP_FULL (once past max_size by the reserve, as a hold or release only
+// rewrites records). True when the operation is over and its result is set;
+// otherwise the writer puts it back in line (see process()), so a queue of any
+// size is changed with a bounded number of records in memory and without
+// holding up what arrives meanwhile. Chunks that committed stay committed if a
+// later one fails (the result says so; count is what was done).
+bool spool_core::bulk_step(bulk_op& op) {
   bool past_cap = false;
-  while (!at.finished) {
-    const outcome out = bulk_chunk(op, at);
-    if (out.kind == outcome_kind::committed) continue;
+  for (;;) {
+    const outcome out = bulk_chunk(op);
+    if (out.kind == outcome_kind::committed) break;
     if (out.kind == outcome_kind::map_full) {
       if (grow(false)) continue;
       if (!past_cap && grow(true)) {
         past_cap = true;
         continue;
       }
-      op.res = {status::full, full_detail()};
-    } else {
-      op.res = error_result(out.ec);
     }
+    op.res = out.kind == outcome_kind::map_full ? result{status::full, full_detail()}
+                                                : error_result(out.ec);
+    op.finished = true;
     break;
   }
   if (past_cap) shrink_to_cap();
-  op.count = at.count;
-  if (op.res.code == status::ok && !op.all && at.found == 0) {
+  if (!op.finished) return false;
+  if (op.res.code == status::ok && !op.all && op.found == 0) {
     op.res = {status::not_found, "no such message"};
   }
+  return true;
 }
 
 // One transaction of replay_dead / purge_dead_older_than: collects up to a

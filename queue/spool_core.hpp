@@ -153,7 +153,8 @@ struct purge_dead_op {
   std::size_t count = 0;
 };
 
-// reschedule / hold / release: run alone, in chunks (see run_bulk()).
+// reschedule / hold / release: one chunk per turn of the writer (see
+// process()); the progress lives in the operation between turns.
 enum class bulk_kind { reschedule, hold, release };
 struct bulk_op {
   bulk_kind kind = bulk_kind::reschedule;
@@ -162,7 +163,11 @@ struct bulk_op {
   std::int64_t when_us = 0;  // reschedule: the new due time; release: now
   std::function<void(result, std::size_t)> done;
   result res;
-  std::size_t count = 0;  // messages changed
+  std::size_t count = 0;               // messages changed
+  std::size_t next_index = 0;          // named IDs: the next one to look at
+  std::optional<std::uint64_t> after;  // every message: the last ID looked at
+  std::size_t found = 0;               // named messages that exist
+  bool finished = false;
 };
 
 // replay_dead / purge_dead_older_than: one chunk per turn of the writer (see
@@ -300,9 +305,8 @@ class spool_core {
   outcome apply(std::span<operation* const> ops);
   void apply_one(operation& o);
   void apply_group(std::span<operation> ops);
-  struct bulk_cursor;
-  outcome bulk_chunk(bulk_op& op, bulk_cursor& at);
-  void run_bulk(bulk_op& op);
+  outcome bulk_chunk(bulk_op& op);
+  bool bulk_step(bulk_op& op);
   outcome dead_chunk(dead_bulk_op& op);
   bool dead_step(dead_bulk_op& op);
   void requeue(operation op);

@@ -8,8 +8,9 @@
 namespace queue::detail {
 
 // Group-committable operations go in one transaction; a bulk operation between
-// them runs on its own, in order. Each operation ends up in `settled` (run()
-// answers it once its commit is on disk), unless a dead-spool step requeued it.
+// them does one chunk, in order. Each operation ends up in `settled` (run()
+// answers it once its commit is on disk), unless a bulk operation has more to
+// do: then it goes back to the end of the line, behind what came meanwhile.
 void spool_core::process(std::vector<operation>& batch, std::vector<operation>& settled) {
   std::size_t i = 0;
   while (i < batch.size()) {
@@ -19,22 +20,30 @@ void spool_core::process(std::vector<operation>& batch, std::vector<operation>& 
       apply_group(std::span<operation>(batch).subspan(i, j - i));
       for (std::size_t k = i; k < j; ++k) settled.push_back(std::move(batch[k]));
       i = j;
-    } else if (auto* d = std::get_if<dead_bulk_op>(&batch[i])) {
-      if (dead_step(*d)) {
-        settled.push_back(std::move(batch[i]));
-      } else {
-        requeue(std::move(batch[i]));
-      }
-      ++i;
-    } else {
-      run_bulk(std::get<bulk_op>(batch[i]));
-      settled.push_back(std::move(batch[i]));
-      ++i;
+      continue;
     }
+    const bool finished = std::visit(
+        [this](auto& op) {
+          using T = std::decay_t<decltype(op)>;
+          if constexpr (std::is_same_v<T, dead_bulk_op>) {
+            return dead_step(op);
+          } else if constexpr (std::is_same_v<T, bulk_op>) {
+            return bulk_step(op);
+          } else {
+            return true;  // not reached: is_bulk()
+          }
+        },
+        batch[i]);
+    if (finished) {
+      settled.push_back(std::move(batch[i]));
+    } else {
+      requeue(std::move(batch[i]));
+    }
+    ++i;
   }
 }
 
-// A dead-spool operation that has more to do waits behind what came meanwhile.
+// A bulk operation that has more to do waits behind what came meanwhile.
 void spool_core::requeue(operation op) {
   std::lock_guard lk(mu_);
   pending_.push_back(std::move(op));
