@@ -9,12 +9,19 @@
 
 namespace queue::detail {
 
+// The error of a fault set by testing::fail_next_commits(), used up; none
+// when no fault is pending.
+std::error_code spool_core::injected_fault() {
+  if (fault_count_.load() <= 0) return {};
+  fault_count_.fetch_sub(1);
+  return lmdb::make_error(fault_errno_.load());
+}
+
 std::error_code spool_core::commit(lmdb::txn& t) {
-  if (fault_count_.load() > 0) {
-    fault_count_.fetch_sub(1);
+  if (auto ec = injected_fault()) {
     t.abort();
     ++failed_commits_;
-    return lmdb::make_error(fault_errno_.load());
+    return ec;
   }
   if (auto ec = t.commit()) {
     ++failed_commits_;

@@ -285,6 +285,8 @@ class spool_core {
   std::error_code open_env();
   std::error_code open_databases(lmdb::txn& t);
   std::expected<void, std::string> init_databases();
+  std::error_code init_once(std::string& refused);
+  std::error_code injected_fault();
   std::expected<void, std::string> recover();
   outcome recover_once(bool move);
   std::error_code rebuild_schedule(lmdb::txn& t);
@@ -295,7 +297,7 @@ class spool_core {
   bool resize(std::uint64_t bytes);
   bool advance();
   std::string full_detail() const;
-  std::error_code commit(lmdb::txn& t);
+  std::error_code commit(lmdb::txn& t);  // counts, and applies injected faults
   std::expected<envelope_record, std::error_code> load(const lmdb::txn& t, std::uint64_t id) const;
   std::error_code store(lmdb::txn& t, std::uint64_t id, const envelope_record& r,
                         std::optional<std::int64_t> old_due);

@@ -94,11 +94,15 @@ void spool_core::shrink_to_cap() {
 }
 
 // Remaps with no transaction alive in the process: the writer has none open
-// here and readers are held off by the exclusive lock.
+// here (its callers end theirs first) and readers are held off by the
+// exclusive lock. Should a write transaction be alive after all, LMDB refuses
+// with EINVAL before touching the map, and so does this: the environment is
+// never closed under a live transaction.
 bool spool_core::resize(std::uint64_t bytes) {
   std::unique_lock lk(map_lock_);
   if (!env_) return false;
-  if (env_.set_mapsize(bytes)) {
+  if (auto ec = env_.set_mapsize(bytes)) {
+    if (lmdb::is(ec, EINVAL)) return false;  // nothing was unmapped
     // LMDB has unmapped the old map; if mapping the old size fails too, the
     // environment is closed and the next write transaction reopens it.
     if (env_.set_mapsize(map_size_)) env_.close();

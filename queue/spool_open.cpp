@@ -137,39 +137,57 @@ std::error_code spool_core::open_databases(lmdb::txn& t) {
   return {};
 }
 
+// Opens the databases and checks (or writes) the format. MDB_MAP_FULL, from
+// open_dbi() or put() as much as from commit() (creating the databases a
+// version 1 spool lacks needs pages), grows the map and tries again; the map is
+// resized only once init_once()'s transaction has ended.
 std::expected<void, std::string> spool_core::init_databases() {
   for (;;) {
-    auto t = lmdb::txn::begin(env_, 0);
-    if (!t) return std::unexpected("cannot start a spool transaction: " + t.error().message());
-    std::error_code ec = open_databases(*t);
-    if (!ec) {
-      auto f = t->get(meta_dbi_, meta_format);
-      if (f && (f->size() != 1 || ((*f)[0] != spool_format && (*f)[0] != spool_format_v1))) {
-        return std::unexpected("unknown spool format in " + opt_.dir.string() + " (expected " +
-                               std::to_string(spool_format) + ")");
-      }
-      // A version 1 spool only lacks databases that were just created (and the
-      // schedule index, which recover() builds).
-      const bool write_format = f ? (*f)[0] != spool_format : lmdb::is(f.error(), MDB_NOTFOUND);
-      if (!f && !lmdb::is(f.error(), MDB_NOTFOUND)) {
-        ec = f.error();
-      } else if (write_format) {
-        ec = t->put(meta_dbi_, meta_format, std::string_view(&spool_format, 1));
-      }
-    }
-    if (!ec) {
-      auto last = t->get(meta_dbi_, meta_last_id);
-      if (last) {
-        persisted_id_ = id_of_key(*last).value_or(0);
-      } else if (!lmdb::is(last.error(), MDB_NOTFOUND)) {
-        ec = last.error();
-      }
-    }
-    if (!ec) ec = t->commit();
+    std::string refused;
+    const std::error_code ec = init_once(refused);
+    if (!refused.empty()) return std::unexpected(refused);
     if (!ec) return {};
     if (lmdb::is(ec, MDB_MAP_FULL) && grow(false)) continue;
     return std::unexpected("cannot initialise the spool databases: " + ec.message());
   }
+}
+
+// One attempt of init_databases() in one write transaction, which has ended
+// (committed or aborted) when this returns. `refused` is set when the spool
+// has a format this version does not know.
+std::error_code spool_core::init_once(std::string& refused) {
+  auto t = lmdb::txn::begin(env_, 0);
+  if (!t) return t.error();
+  std::error_code ec = open_databases(*t);
+  if (!ec) {
+    auto f = t->get(meta_dbi_, meta_format);
+    if (f && (f->size() != 1 || ((*f)[0] != spool_format && (*f)[0] != spool_format_v1))) {
+      refused = "unknown spool format in " + opt_.dir.string() + " (expected " +
+                std::to_string(spool_format) + ")";
+      return {};
+    }
+    // A version 1 spool only lacks databases that were just created (and the
+    // schedule index, which recover() builds).
+    const bool write_format = f ? (*f)[0] != spool_format : lmdb::is(f.error(), MDB_NOTFOUND);
+    if (!f && !lmdb::is(f.error(), MDB_NOTFOUND)) {
+      ec = f.error();
+    } else if (write_format) {
+      ec = t->put(meta_dbi_, meta_format, std::string_view(&spool_format, 1));
+    }
+  }
+  if (!ec) {
+    auto last = t->get(meta_dbi_, meta_last_id);
+    if (last) {
+      persisted_id_ = id_of_key(*last).value_or(0);
+    } else if (!lmdb::is(last.error(), MDB_NOTFOUND)) {
+      ec = last.error();
+    }
+  }
+  // A fault injected by a test stands here for a put() that failed: it is
+  // reported while the transaction is still alive, as a real one would be.
+  if (!ec) ec = injected_fault();
+  if (!ec) ec = t->commit();
+  return ec;
 }
 
 std::expected<void, std::string> spool_core::recover() {
