@@ -61,6 +61,9 @@ std::int64_t failed_at(const envelope_record& r);
 
 class spool {
  public:
+  // Opens (creating) the spool for writing. One process at a time: while a
+  // process has it open, another is refused with one line naming it ("spool
+  // DIR is in use by relayd pid N"); the lock ends with that process.
   static std::expected<std::unique_ptr<spool>, std::string> open(const spool_options& options);
   ~spool();  // stops the writer after finishing queued operations
 

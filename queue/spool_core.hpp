@@ -17,6 +17,9 @@
 //   dead_body   8-byte BE queue ID -> its message octets (bodies stay apart from
 //               records, as in the live queue, so listing never reads them)
 //   quarantine  original key + 'e' | 'b' | 'r' -> raw envelope, raw body, reason text
+// Next to data.mdb and lock.mdb, relayd.lock holds the PID of the process that
+// has the spool open; it is flock()ed while the spool is open (one writer
+// process per spool).
 // Layout version 2 added schedule, dead and dead_body; a version 1 spool is
 // upgraded in place at open (its index is built from the records).
 // One writer thread takes every queued operation (up to a bound), applies them in
@@ -81,6 +84,7 @@ inline constexpr const char* db_quarantine = "quarantine";
 inline constexpr const char* db_schedule = "schedule";
 inline constexpr const char* db_dead = "dead";
 inline constexpr const char* db_dead_body = "dead_body";
+inline constexpr const char* lock_file = "relayd.lock";  // see spool_core::lock_dir()
 inline constexpr std::string_view meta_format = "format";
 inline constexpr std::string_view meta_last_id = "last_id";
 inline constexpr char spool_format = 2;
@@ -282,6 +286,7 @@ class spool_core {
 
  private:
   // Write side (open() and then the writer thread only).
+  std::expected<void, std::string> lock_dir();
   std::error_code open_env();
   std::error_code open_databases(lmdb::txn& t);
   std::expected<void, std::string> init_databases();
@@ -333,6 +338,7 @@ class spool_core {
 
   const spool_options opt_;
   std::string claimed_dir_;  // entry in open_dirs() while open
+  int lock_fd_ = -1;         // holds the flock() on lock_file while open
   lmdb::env env_;
   lmdb::dbi meta_dbi_, envelope_dbi_, body_dbi_, quarantine_dbi_, schedule_dbi_, dead_dbi_,
       dead_body_dbi_;

@@ -1,9 +1,12 @@
 // Opening the spool: the directory (created 0700, refused when it cannot be
-// made private), the environment, the databases and the format (a version 1
+// made private), the writer's lock (one process per spool: a second one is
+// refused with the PID of the first), the environment, the databases and the format (a version 1
 // spool is upgraded in place), then recovery: records that do not decode are
 // moved to quarantine and the schedule index is rebuilt when it disagrees with
 // the records. Fails with one line saying what and where; never crashes on
 // what it finds on disk.
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,6 +51,12 @@ std::set<std::string>& open_dirs() {
 spool_core::~spool_core() {
   stop();
   env_.close();
+  if (lock_fd_ >= 0) {
+    if (::ftruncate(lock_fd_, 0) != 0) {
+      // The lock goes with the descriptor; a stale PID in the file is harmless.
+    }
+    ::close(lock_fd_);
+  }
   if (!claimed_dir_.empty()) {
     std::lock_guard lk(open_dirs_mutex());
     open_dirs().erase(claimed_dir_);
@@ -101,6 +110,7 @@ std::expected<void, std::string> spool_core::open() {
     }
   }
   claimed_dir_ = canonical.string();
+  if (auto r = lock_dir(); !r) return r;
 
   // Start with room for the data already there plus half again.
   const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
@@ -118,6 +128,43 @@ std::expected<void, std::string> spool_core::open() {
   if (auto ec = env_.sync(true)) {
     return std::unexpected("cannot flush the LMDB spool in " + dir + ": " + ec.message());
   }
+  return {};
+}
+
+// Only one process writes a spool (two daemons on one queue would deliver
+// every message twice): `relayd.lock` in the directory is flock()ed for as
+// long as the spool is open and holds its owner's PID. The kernel drops the
+// lock when that process dies, however it dies.
+std::expected<void, std::string> spool_core::lock_dir() {
+  const auto path = opt_.dir / lock_file;
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    return std::unexpected("cannot open " + path.string() + ": " + std::strerror(errno));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char buf[32] = {};
+    const ssize_t n = err == EWOULDBLOCK ? ::pread(fd, buf, sizeof buf - 1, 0) : -1;
+    ::close(fd);
+    if (err != EWOULDBLOCK) {
+      return std::unexpected("cannot lock " + path.string() + ": " + std::strerror(err));
+    }
+    long pid = 0;
+    const auto [end, ec] = std::from_chars(buf, buf + std::max<ssize_t>(n, 0), pid);
+    if (ec != std::errc{} || pid <= 0) {
+      return std::unexpected("spool " + opt_.dir.string() + " is in use by another process");
+    }
+    return std::unexpected("spool " + opt_.dir.string() + " is in use by relayd pid " +
+                           std::to_string(pid));
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 ||
+      ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    const int err = errno;
+    ::close(fd);
+    return std::unexpected("cannot write " + path.string() + ": " + std::strerror(err));
+  }
+  lock_fd_ = fd;
   return {};
 }
 
