@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -20,12 +21,20 @@ using queue::status;
 // Enough messages for tens of chunks of a bulk pass.
 constexpr int big_queue = 30'000;
 
-void fill(queue::spool& s, int count) {
-  std::vector<sync_call<queue::result>> calls(static_cast<std::size_t>(count));
-  for (int i = 0; i < count; ++i) {
-    s.enqueue(make_record(s, 16, i), "b", calls[static_cast<std::size_t>(i)].callback());
+// A spool holding big_queue messages.
+std::unique_ptr<queue::spool> open_big_queue(const temp_dir& d) {
+  auto o = options_in(d);
+  o.initial_map_size = 64u << 20;
+  auto s = open_or_fail(o);
+  if (!s) return nullptr;
+  std::vector<sync_call<queue::result>> calls(static_cast<std::size_t>(big_queue));
+  for (int i = 0; i < big_queue; ++i) {
+    s->enqueue(make_record(*s, 16, i), "b", calls[static_cast<std::size_t>(i)].callback());
   }
-  for (auto& c : calls) ASSERT_EQ(std::get<0>(c.f.get()).code, status::ok);
+  for (auto& c : calls) {
+    if (std::get<0>(c.f.get()).code != status::ok) return nullptr;
+  }
+  return s;
 }
 
 // The order in which answers arrive (on the writer thread).
@@ -64,11 +73,8 @@ void enqueue_is_answered_during(queue::spool& s, Pass pass, std::size_t expected
 
 TEST(spool_bulk, enqueue_is_answered_before_a_long_reschedule_pass_ends) {
   temp_dir d;
-  auto o = options_in(d);
-  o.initial_map_size = 64u << 20;
-  auto s = open_or_fail(o);
+  auto s = open_big_queue(d);
   ASSERT_TRUE(s);
-  fill(*s, big_queue);
   enqueue_is_answered_during(
       *s, [&](auto done) { s->reschedule({}, 1'700'000'000'000'000, std::move(done)); },
       big_queue);
@@ -76,11 +82,8 @@ TEST(spool_bulk, enqueue_is_answered_before_a_long_reschedule_pass_ends) {
 
 TEST(spool_bulk, enqueue_is_answered_before_a_long_hold_and_release_pass_ends) {
   temp_dir d;
-  auto o = options_in(d);
-  o.initial_map_size = 64u << 20;
-  auto s = open_or_fail(o);
+  auto s = open_big_queue(d);
   ASSERT_TRUE(s);
-  fill(*s, big_queue);
   enqueue_is_answered_during(
       *s, [&](auto done) { s->set_held({}, true, std::move(done)); }, big_queue);
   enqueue_is_answered_during(
