@@ -127,6 +127,35 @@ outcome spool_core::bulk_chunk(bulk_op& op) {
   return {};
 }
 
+// Runs one chunk of a pass, growing the map on MDB_MAP_FULL and trying again:
+// within the cap as often as needed, past max_size by the reserve as `use`
+// allows (always for deletes, which free room; once for rewrites), shrinking
+// back afterwards. nullopt when the chunk committed (or had nothing to write),
+// otherwise the pass's failure.
+std::optional<result> spool_core::chunk_growing(const std::function<outcome()>& chunk,
+                                                reserve_use use) {
+  bool past_cap = false;
+  std::optional<result> failed;
+  for (;;) {
+    const outcome out = chunk();
+    if (out.kind == outcome_kind::committed) break;
+    if (out.kind == outcome_kind::map_full) {
+      if (grow(false)) continue;
+      const bool may_pass = use == reserve_use::always || (use == reserve_use::once && !past_cap);
+      if (may_pass && grow(true)) {
+        past_cap = true;
+        continue;
+      }
+      failed = result{status::full, full_detail()};
+    } else {
+      failed = error_result(out.ec);
+    }
+    break;
+  }
+  if (past_cap) shrink_to_cap();
+  return failed;
+}
+
 // One turn of reschedule / hold / release: a chunk, grown into on
 // MDB_MAP_FULL (once past max_size by the reserve, as a hold or release only
 // rewrites records). True when the operation is over and its result is set;
@@ -135,23 +164,10 @@ outcome spool_core::bulk_chunk(bulk_op& op) {
 // holding up what arrives meanwhile. Chunks that committed stay committed if a
 // later one fails (the result says so; count is what was done).
 bool spool_core::bulk_step(bulk_op& op) {
-  bool past_cap = false;
-  for (;;) {
-    const outcome out = bulk_chunk(op);
-    if (out.kind == outcome_kind::committed) break;
-    if (out.kind == outcome_kind::map_full) {
-      if (grow(false)) continue;
-      if (!past_cap && grow(true)) {
-        past_cap = true;
-        continue;
-      }
-    }
-    op.res = out.kind == outcome_kind::map_full ? result{status::full, full_detail()}
-                                                : error_result(out.ec);
+  if (auto failed = chunk_growing([&] { return bulk_chunk(op); }, reserve_use::once)) {
+    op.res = std::move(*failed);
     op.finished = true;
-    break;
   }
-  if (past_cap) shrink_to_cap();
   if (!op.finished) return false;
   if (op.res.code == status::ok && !op.all && op.found == 0) {
     op.res = {status::not_found, "no such message"};
@@ -289,21 +305,11 @@ outcome spool_core::dead_chunk(dead_bulk_op& op) {
 // (a purge may use the reserve above max_size, as deleting frees room). True
 // when the operation is over and its result is set.
 bool spool_core::dead_step(dead_bulk_op& op) {
-  const bool removing = op.kind == dead_kind::purge_older;
-  bool past_cap = false;
-  for (;;) {
-    const outcome out = dead_chunk(op);
-    if (out.kind == outcome_kind::committed) break;
-    if (out.kind == outcome_kind::map_full && grow(removing)) {
-      past_cap = past_cap || removing;
-      continue;
-    }
-    op.res = out.kind == outcome_kind::map_full ? result{status::full, full_detail()}
-                                                : error_result(out.ec);
+  const auto use = op.kind == dead_kind::purge_older ? reserve_use::always : reserve_use::never;
+  if (auto failed = chunk_growing([&] { return dead_chunk(op); }, use)) {
+    op.res = std::move(*failed);
     op.finished = true;
-    break;
   }
-  if (past_cap) shrink_to_cap();
   if (!op.finished) return false;
   if (op.res.code == status::ok && op.kind == dead_kind::replay && op.count == 0 && !op.all) {
     op.res = op.found == 0 ? result{status::not_found, "no such dead-spool entry"}

@@ -312,6 +312,8 @@ class spool_core {
   outcome apply(std::span<operation* const> ops);
   void apply_one(operation& o);
   void apply_group(std::span<operation> ops);
+  enum class reserve_use { never, once, always };
+  std::optional<result> chunk_growing(const std::function<outcome()>& chunk, reserve_use use);
   outcome bulk_chunk(bulk_op& op);
   bool bulk_step(bulk_op& op);
   outcome dead_chunk(dead_bulk_op& op);
