@@ -24,6 +24,11 @@
 
 namespace queue {
 
+namespace detail {
+class spool_core;
+}
+struct spool_access;
+
 struct spool_options {
   std::filesystem::path dir;   // created (mode 0700) if missing
   std::uint64_t max_size = 0;  // largest the map may grow to; 0: the disk decides
@@ -56,6 +61,9 @@ std::int64_t failed_at(const envelope_record& r);
 
 class spool {
  public:
+  // Opens (creating) the spool for writing. One process at a time: while a
+  // process has it open, another is refused with one line naming it ("spool
+  // DIR is in use by relayd pid N"); the lock ends with that process.
   static std::expected<std::unique_ptr<spool>, std::string> open(const spool_options& options);
   ~spool();  // stops the writer after finishing queued operations
 
@@ -157,14 +165,16 @@ class spool {
   // (entries that do not decode are left for purge_dead()). `done` gets how
   // many were deleted (ok, also for none).
   void purge_dead_older_than(std::int64_t cutoff_us, std::function<void(result, std::size_t)> done);
-  // replay_dead() and purge_dead_older_than() go through the dead spool in
-  // transactions of a bounded number of entries, and let the operations that
-  // are waiting (enqueues, delivery results) run between two of them.
+  // reschedule(), set_held(), replay_dead() and purge_dead_older_than() go
+  // through the queue or the dead spool in transactions of a bounded number of
+  // entries, and let the operations that are waiting (enqueues, delivery
+  // results) run between two of them: a pass over a huge queue never holds up
+  // a 250. What arrives during a pass may or may not be covered by it.
 
  private:
+  friend struct spool_access;  // diagnostics and test hooks (spool_core.hpp)
   spool();
-  struct impl;
-  std::unique_ptr<impl> impl_;
+  std::unique_ptr<detail::spool_core> core_;
 };
 
 }  // namespace queue

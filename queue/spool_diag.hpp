@@ -1,7 +1,8 @@
 // Diagnostics of an open spool that the contract header does not carry: which
 // records open() set aside and why (for the daemon's start-up log), and the
 // writer's counters (commits, map growth...) for metrics and tests. Each call
-// takes a short lock; none touches the disk.
+// reads the core directly (counters are atomic); none touches the disk. The
+// tests' fault hooks are in spool_testing.hpp.
 #pragma once
 
 #include <cstdint>
@@ -32,11 +33,5 @@ struct spool_stats {
 };
 
 spool_stats stats(const spool& s);
-
-namespace testing {
-// Makes the next `count` write transactions fail at commit with `error` (an
-// errno value such as EIO or ENOSPC) instead of committing. For tests only.
-void fail_next_commits(const spool& s, int error, int count);
-}  // namespace testing
 
 }  // namespace queue

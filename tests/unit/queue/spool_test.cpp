@@ -1,5 +1,6 @@
 // The LMDB spool: IDs, durability across reopen, group commit, removal, every
 // "full" condition, map growth, commit failures and quarantine of damaged records.
+#include "queue/clock.hpp"
 #include "queue/spool.hpp"
 
 #include <gtest/gtest.h>
@@ -18,6 +19,7 @@
 #include "queue/lmdb.hpp"
 #include "queue/queue_id.hpp"
 #include "queue/spool_diag.hpp"
+#include "queue/spool_testing.hpp"
 #include "tests/unit/queue/spool_test_util.hpp"
 
 namespace {
@@ -125,9 +127,7 @@ TEST(spool, ids_stay_increasing_when_the_clock_is_behind) {
   auto o = options_in(d);
   { ASSERT_TRUE(open_or_fail(o)); }
   // As if an earlier run had a clock ~19 hours ahead of this one.
-  const auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+  const auto now_us = queue::wall_clock_us();
   const std::uint64_t future = (static_cast<std::uint64_t>(now_us) << 4) + (1ull << 40);
   raw_env(o.dir).put("meta", "last_id", key_string(queue::format_id(future)));
   auto s = open_or_fail(o);

@@ -116,7 +116,7 @@ std::vector<due_entry> all_due(const queue::spool& s) {
   return s.due(std::nullopt, forever, 1'000'000);
 }
 
-TEST(dead_spool, replay_puts_failed_recipients_back_with_fresh_attempts) {
+TEST(spool_dead, replay_puts_failed_recipients_back_with_fresh_attempts) {
   temp_dir d;
   auto s = open_or_fail(options_in(d));
   ASSERT_TRUE(s);
@@ -178,7 +178,7 @@ TEST(dead_spool, replay_puts_failed_recipients_back_with_fresh_attempts) {
   EXPECT_TRUE(all_due(*s).empty());
 }
 
-TEST(dead_spool, a_failed_recipient_is_dead_at_once_while_others_stay_queued) {
+TEST(spool_dead, a_failed_recipient_is_dead_at_once_while_others_stay_queued) {
   temp_dir d;
   auto s = open_or_fail(options_in(d));
   ASSERT_TRUE(s);
@@ -221,7 +221,7 @@ TEST(dead_spool, a_failed_recipient_is_dead_at_once_while_others_stay_queued) {
   EXPECT_EQ(s->dead_count(), 1u);
 }
 
-TEST(dead_spool, replay_of_unknown_ids_is_not_found_and_changes_nothing) {
+TEST(spool_dead, replay_of_unknown_ids_is_not_found_and_changes_nothing) {
   temp_dir d;
   auto s = open_or_fail(options_in(d));
   ASSERT_TRUE(s);
@@ -252,7 +252,7 @@ TEST(dead_spool, replay_of_unknown_ids_is_not_found_and_changes_nothing) {
   EXPECT_TRUE(s->get(dead));
 }
 
-TEST(dead_spool, replay_all_survives_a_restart) {
+TEST(spool_dead, replay_all_survives_a_restart) {
   temp_dir d;
   auto o = options_in(d);
   std::vector<std::string> dead;
@@ -284,7 +284,7 @@ TEST(dead_spool, replay_all_survives_a_restart) {
   }
 }
 
-TEST(dead_spool, entries_that_cannot_be_replayed_stay_dead) {
+TEST(spool_dead, entries_that_cannot_be_replayed_stay_dead) {
   temp_dir d;
   auto o = options_in(d);
   std::string garbled, bodiless, fine;
@@ -324,7 +324,7 @@ TEST(dead_spool, entries_that_cannot_be_replayed_stay_dead) {
   EXPECT_EQ(s->dead_count(), 0u);
 }
 
-TEST(dead_spool, purge_older_than_goes_by_failed_at) {
+TEST(spool_dead, purge_older_than_goes_by_failed_at) {
   temp_dir d;
   auto o = options_in(d);
   std::string a, b, c, never;
@@ -364,7 +364,7 @@ TEST(dead_spool, purge_older_than_goes_by_failed_at) {
 
 // Several chunks: purge the older half by age (letting an enqueue that was
 // waiting behind it go first), then replay the rest.
-TEST(dead_spool, many_entries_go_in_chunks_between_other_operations) {
+TEST(spool_dead, many_entries_go_in_chunks_between_other_operations) {
   temp_dir d;
   auto s = open_or_fail(options_in(d));
   ASSERT_TRUE(s);

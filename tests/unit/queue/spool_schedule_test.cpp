@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "queue/clock.hpp"
 #include "queue/lmdb.hpp"
 #include "queue/queue_id.hpp"
 #include "queue/record.hpp"
@@ -26,16 +27,12 @@ namespace {
 using namespace queue_test;
 using queue::rcpt_state;
 using queue::status;
+using queue::wall_clock_us;
 using completion = queue::spool::completion;
 using due_entry = queue::spool::due_entry;
 
 constexpr std::int64_t forever = std::numeric_limits<std::int64_t>::max();
 constexpr std::int64_t t0 = 1'700'000'000'000'000;  // a fixed "now" for the tests
-
-std::int64_t wall_clock_us() {
-  using namespace std::chrono;
-  return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 // A message whose recipients are pending with these next attempt times.
 queue::envelope_record message(queue::spool& s, std::vector<std::int64_t> next_attempts) {
@@ -107,7 +104,7 @@ queue::spool::recipient_update failed(const queue::envelope_record& r, std::size
   return {i, v};
 }
 
-TEST(schedule, enqueue_is_due_at_its_earliest_next_attempt) {
+TEST(spool_schedule, enqueue_is_due_at_its_earliest_next_attempt) {
   temp_dir d;
   auto s = open_or_fail(options_in(d));
   ASSERT_TRUE(s);
@@ -141,7 +138,7 @@ TEST(schedule, enqueue_is_due_at_its_earliest_next_attempt) {
   EXPECT_EQ(s->message_count(), 5u);
 }
 
-TEST(schedule, due_is_ordered_and_pages_strictly_after) {
+TEST(spool_schedule, due_is_ordered_and_pages_strictly_after) {
   temp_dir d;
   auto s = open_or_fail(options_in(d));
   ASSERT_TRUE(s);
@@ -172,7 +169,7 @@ TEST(schedule, due_is_ordered_and_pages_strictly_after) {
   EXPECT_EQ(s->due(due_entry{t0 + 30, lower}, forever, 10).size(), 2u);
 }
 
-TEST(schedule, remove_deletes_the_schedule_entries) {
+TEST(spool_schedule, remove_deletes_the_schedule_entries) {
   temp_dir d;
   auto o = options_in(d);
   std::string a, b, c;
@@ -200,7 +197,7 @@ TEST(schedule, remove_deletes_the_schedule_entries) {
   EXPECT_FALSE(s->next_due_after(0));
 }
 
-TEST(schedule, deferral_moves_the_entry_later) {
+TEST(spool_schedule, deferral_moves_the_entry_later) {
   temp_dir d;
   auto s = open_or_fail(options_in(d));
   ASSERT_TRUE(s);
@@ -240,7 +237,7 @@ TEST(schedule, deferral_moves_the_entry_later) {
   EXPECT_EQ(all_due(*s).size(), 1u);
 }
 
-TEST(schedule, partial_then_full_delivery_removes_the_message) {
+TEST(spool_schedule, partial_then_full_delivery_removes_the_message) {
   temp_dir d;
   auto o = options_in(d);
   std::string id;
@@ -281,7 +278,7 @@ TEST(schedule, partial_then_full_delivery_removes_the_message) {
   EXPECT_TRUE(env.keys("dead").empty());
 }
 
-TEST(schedule, last_failure_moves_the_message_to_the_dead_spool) {
+TEST(spool_schedule, last_failure_moves_the_message_to_the_dead_spool) {
   temp_dir d;
   auto o = options_in(d);
   std::string id, other;
@@ -359,7 +356,7 @@ TEST(schedule, last_failure_moves_the_message_to_the_dead_spool) {
   EXPECT_EQ(purge_dead_sync(*s, {}).first.code, status::not_found);
 }
 
-TEST(schedule, purge_all_empties_the_dead_spool) {
+TEST(spool_schedule, purge_all_empties_the_dead_spool) {
   temp_dir d;
   auto s = open_or_fail(options_in(d));
   ASSERT_TRUE(s);
@@ -379,7 +376,7 @@ TEST(schedule, purge_all_empties_the_dead_spool) {
   EXPECT_TRUE(s->get(live));
 }
 
-TEST(schedule, mismatched_updates_change_nothing) {
+TEST(spool_schedule, mismatched_updates_change_nothing) {
   temp_dir d;
   auto s = open_or_fail(options_in(d));
   ASSERT_TRUE(s);
@@ -403,7 +400,7 @@ TEST(schedule, mismatched_updates_change_nothing) {
   EXPECT_EQ(all_due(*s), due_before);
 }
 
-TEST(schedule, updates_to_one_message_in_one_batch_all_apply) {
+TEST(spool_schedule, updates_to_one_message_in_one_batch_all_apply) {
   temp_dir d;
   auto s = open_or_fail(options_in(d));
   ASSERT_TRUE(s);
@@ -437,7 +434,7 @@ TEST(schedule, updates_to_one_message_in_one_batch_all_apply) {
   EXPECT_TRUE(all_due(*s).empty());
 }
 
-TEST(schedule, reschedule_all_skips_held_messages) {
+TEST(spool_schedule, reschedule_all_skips_held_messages) {
   temp_dir d;
   auto s = open_or_fail(options_in(d));
   ASSERT_TRUE(s);
@@ -470,7 +467,7 @@ TEST(schedule, reschedule_all_skips_held_messages) {
   EXPECT_EQ(n, 0u);
 }
 
-TEST(schedule, reschedule_of_many_messages_works_in_chunks) {
+TEST(spool_schedule, reschedule_of_many_messages_works_in_chunks) {
   temp_dir d;
   auto s = open_or_fail(options_in(d));
   ASSERT_TRUE(s);
@@ -500,7 +497,7 @@ TEST(schedule, reschedule_of_many_messages_works_in_chunks) {
   EXPECT_EQ(all_due(*s).size(), static_cast<std::size_t>(count));
 }
 
-TEST(schedule, hold_and_release) {
+TEST(spool_schedule, hold_and_release) {
   temp_dir d;
   auto o = options_in(d);
   std::string a, b;
@@ -559,7 +556,7 @@ TEST(schedule, hold_and_release) {
   EXPECT_TRUE(all_due(*s).empty());
 }
 
-TEST(schedule, index_is_rebuilt_from_the_records_at_open) {
+TEST(spool_schedule, index_is_rebuilt_from_the_records_at_open) {
   temp_dir d;
   auto o = options_in(d);
   std::string a, b, held;
@@ -623,7 +620,7 @@ TEST(schedule, index_is_rebuilt_from_the_records_at_open) {
   EXPECT_EQ(s->report().scheduled, 2u);
 }
 
-TEST(schedule, damaged_records_get_no_schedule_entry) {
+TEST(spool_schedule, damaged_records_get_no_schedule_entry) {
   temp_dir d;
   auto o = options_in(d);
   std::string good, bad;
@@ -647,7 +644,7 @@ TEST(schedule, damaged_records_get_no_schedule_entry) {
 // A spool written before version 2: format 1, version 1 records, no schedule
 // or dead databases. It opens, its records decode with the new fields at their
 // defaults, and everything pending is scheduled.
-TEST(schedule, version_1_spool_is_upgraded_at_open) {
+TEST(spool_schedule, version_1_spool_is_upgraded_at_open) {
   temp_dir d;
   auto o = options_in(d);
   std::string ids[2];
@@ -723,7 +720,7 @@ TEST(schedule, version_1_spool_is_upgraded_at_open) {
   EXPECT_EQ((*stored)[0], queue::record_version);
 }
 
-TEST(schedule, unknown_spool_format_is_refused) {
+TEST(spool_schedule, unknown_spool_format_is_refused) {
   temp_dir d;
   auto o = options_in(d);
   { ASSERT_TRUE(open_or_fail(o)); }
@@ -735,7 +732,7 @@ TEST(schedule, unknown_spool_format_is_refused) {
 
 // Paging through a large queue with due(limit) visits every message once, in
 // order, without ever holding more than one page.
-TEST(schedule, paging_a_large_queue_visits_each_message_once) {
+TEST(spool_schedule, paging_a_large_queue_visits_each_message_once) {
 #if defined(__SANITIZE_ADDRESS__)
   constexpr int count = 50'000;  // about 4 s under ASan; 100,000 take 9
 #else
