@@ -95,8 +95,13 @@ class RelayctlTest(h.RelaydTestCase):
             self.assertEqual(m["sender"], sender)
             self.assertEqual([x["address"] for x in m["recipients"]], rcpts)
             for x in m["recipients"]:
-                self.assertEqual(set(x), {"address", "state", "attempts", "last_reply",
-                                          "next_attempt", "expires"}, x)
+                base = {"address", "state", "attempts", "last_reply", "next_attempt", "expires"}
+                # Once an outcome is stored, its's typed facts (record v3):
+                # the next hop here refuses connections, so no reply and no command.
+                self.assertEqual(set(x), base | ({"cause", "reply_text"} if x["last_reply"] else set()), x)
+                if x["last_reply"]:
+                    self.assertEqual(x["cause"], "refused", x)
+                    self.assertIn("Connection refused", x["reply_text"], x)
                 self.assertEqual(x["state"], "pending")
                 self.assertIsInstance(x["attempts"], int)
                 self.assertIsInstance(x["last_reply"], str)
