@@ -27,6 +27,18 @@ envelope_record revived(envelope_record r, std::int64_t now_us) {
   return r;
 }
 
+// Positions `c` on the first record whose ID comes after `after` (the first
+// record when nullopt); `from` holds the key `k` points into, so it must live as
+// long as `k` is used. MDB_NOTFOUND when there is none.
+std::error_code seek_after(lmdb::cursor& c, std::optional<std::uint64_t> after, id_key& from,
+                           MDB_val& k, MDB_val& v) {
+  if (!after) return c.get(&k, &v, MDB_FIRST);
+  if (*after == std::numeric_limits<std::uint64_t>::max()) return lmdb::make_error(MDB_NOTFOUND);
+  from = key_of(*after + 1);
+  k = lmdb::to_val(key_view(from));
+  return c.get(&k, &v, MDB_SET_RANGE);
+}
+
 }  // namespace
 
 // Where a bulk operation has got to; a chunk works on a copy and the copy is
@@ -53,17 +65,8 @@ outcome spool_core::bulk_chunk(bulk_op& op) {
     auto c = lmdb::cursor::open(*t, envelope_dbi_);
     if (!c) return failure(c.error());
     MDB_val k{}, v{};
-    std::error_code ec;
     id_key from{};
-    if (!next.after) {
-      ec = c->get(&k, &v, MDB_FIRST);
-    } else if (*next.after == std::numeric_limits<std::uint64_t>::max()) {
-      ec = lmdb::make_error(MDB_NOTFOUND);
-    } else {
-      from = key_of(*next.after + 1);
-      k = lmdb::to_val(key_view(from));
-      ec = c->get(&k, &v, MDB_SET_RANGE);
-    }
+    std::error_code ec = seek_after(*c, next.after, from, k, v);
     for (; !ec && chunk.size() < bulk_chunk_messages && bytes < bulk_chunk_bytes;
          ec = c->get(&k, &v, MDB_NEXT)) {
       const auto id = id_of_key(lmdb::to_view(k));
@@ -193,17 +196,8 @@ outcome spool_core::dead_chunk(dead_bulk_op& op) {
     auto c = lmdb::cursor::open(*t, dead_dbi_);
     if (!c) return failure(c.error());
     MDB_val k{}, v{};
-    std::error_code ec;
     id_key from{};
-    if (!after) {
-      ec = c->get(&k, &v, MDB_FIRST);
-    } else if (*after == std::numeric_limits<std::uint64_t>::max()) {
-      ec = lmdb::make_error(MDB_NOTFOUND);
-    } else {
-      from = key_of(*after + 1);
-      k = lmdb::to_val(key_view(from));
-      ec = c->get(&k, &v, MDB_SET_RANGE);
-    }
+    std::error_code ec = seek_after(*c, after, from, k, v);
     for (; !ec && chunk.size() < bulk_chunk_messages && bytes < bulk_chunk_bytes;
          ec = c->get(&k, &v, MDB_NEXT)) {
       const auto id = id_of_key(lmdb::to_view(k));
