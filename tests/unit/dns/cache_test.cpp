@@ -6,7 +6,7 @@
 using dns::detail::ttl_cache;
 using namespace std::chrono_literals;
 
-TEST(TtlCache, ExpiresAtItsTime) {
+TEST(ttl_cache, expires_at_its_time) {
   ttl_cache<int> c(10);
   auto t0 = std::chrono::steady_clock::time_point{} + 1h;
   c.put("a", 1, t0 + 60s);
@@ -17,7 +17,7 @@ TEST(TtlCache, ExpiresAtItsTime) {
   EXPECT_EQ(c.size(), 0u);
 }
 
-TEST(TtlCache, DropsLeastRecentlyUsedWhenFull) {
+TEST(ttl_cache, drops_least_recently_used_when_full) {
   ttl_cache<int> c(2);
   auto t0 = std::chrono::steady_clock::time_point{} + 1h;
   c.put("a", 1, t0 + 60s);
@@ -33,7 +33,7 @@ TEST(TtlCache, DropsLeastRecentlyUsedWhenFull) {
   EXPECT_EQ(c.size(), 2u);
 }
 
-TEST(TtlCache, CapacityZeroStoresNothing) {
+TEST(ttl_cache, capacity_zero_stores_nothing) {
   ttl_cache<int> c(0);
   auto t0 = std::chrono::steady_clock::time_point{} + 1h;
   c.put("a", 1, t0 + 60s);

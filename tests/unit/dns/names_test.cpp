@@ -5,13 +5,13 @@
 
 using namespace dns::detail;
 
-TEST(Names, NormalizeLowercasesAndStripsTrailingDot) {
+TEST(names, normalize_lowercases_and_strips_trailing_dot) {
   EXPECT_EQ(normalize_name("Example.ORG."), "example.org");
   EXPECT_EQ(normalize_name("mx_1.example-test.org"), "mx_1.example-test.org");
   EXPECT_EQ(normalize_name("localhost"), "localhost");
 }
 
-TEST(Names, NormalizeRejectsMalformed) {
+TEST(names, normalize_rejects_malformed) {
   for (const char* bad :
        {"", ".", "..", "a..", "0..", "a..b", ".a", "a b", "exa\x01mple.org", "caf\xc3\xa9.fr", "a/b",
         "[192.0.2.1]"})
@@ -23,7 +23,7 @@ TEST(Names, NormalizeRejectsMalformed) {
   EXPECT_FALSE(normalize_name(long_name + "org"));
 }
 
-TEST(Names, ParseIp) {
+TEST(names, parse_ip) {
   EXPECT_EQ(parse_ip("192.0.2.1"), "192.0.2.1");
   EXPECT_EQ(parse_ip("2001:DB8:0::1"), "2001:db8::1");
   EXPECT_FALSE(parse_ip("192.0.2"));
@@ -35,7 +35,7 @@ TEST(Names, ParseIp) {
   EXPECT_FALSE(parse_domain_literal("[192.0.2.1\0x]"sv).valid);
 }
 
-TEST(Names, DomainLiterals) {
+TEST(names, domain_literals) {
   auto v4 = parse_domain_literal("[192.0.2.1]");
   EXPECT_TRUE(v4.is_literal && v4.valid);
   EXPECT_EQ(v4.address, "192.0.2.1");
@@ -52,7 +52,7 @@ TEST(Names, DomainLiterals) {
   EXPECT_FALSE(parse_domain_literal("example.org").is_literal);
 }
 
-TEST(Names, ServerEntries) {
+TEST(names, server_entries) {
   EXPECT_EQ(server_csv_entry("127.0.0.1:5353"), "127.0.0.1:5353");
   EXPECT_EQ(server_csv_entry("127.0.0.1"), "127.0.0.1:53");
   EXPECT_EQ(server_csv_entry("[::1]:53"), "[::1]:53");

@@ -107,7 +107,7 @@ std::vector<std::string> names(const mx_result& r) {
   return out;
 }
 
-class Resolver : public ::testing::Test {
+class resolver_suite : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { server_ = new dnsmasq(test_records()); }
   static void TearDownTestSuite() {
@@ -116,11 +116,11 @@ class Resolver : public ::testing::Test {
   }
   static dnsmasq* server_;
 };
-dnsmasq* Resolver::server_ = nullptr;
+dnsmasq* resolver_suite::server_ = nullptr;
 
 }  // namespace
 
-TEST_F(Resolver, HostsInPreferenceOrderWithAddresses) {
+TEST_F(resolver_suite, hosts_in_preference_order_with_addresses) {
   harness h({server_->server()});
   auto r = h.mx("example.test");
   ASSERT_EQ(r.what, outcome::ok) << r.detail;
@@ -133,14 +133,14 @@ TEST_F(Resolver, HostsInPreferenceOrderWithAddresses) {
   EXPECT_EQ(r.hosts[1].addresses, (std::vector<std::string>{"127.0.0.3"}));
 }
 
-TEST_F(Resolver, NamesAreCaseInsensitiveWithOptionalTrailingDot) {
+TEST_F(resolver_suite, names_are_case_insensitive_with_optional_trailing_dot) {
   harness h({server_->server()});
   auto r = h.mx("EXAMPLE.Test.");
   ASSERT_EQ(r.what, outcome::ok) << r.detail;
   EXPECT_EQ(r.hosts.front().name, "mx1.example.test");
 }
 
-TEST_F(Resolver, EqualPreferencesComeInRandomOrder) {
+TEST_F(resolver_suite, equal_preferences_come_in_random_order) {
   for (std::size_t cache : {std::size_t{0}, std::size_t{100}}) {
     harness h({server_->server()}, 5000ms, 2, cache);
     std::set<std::string> firsts;
@@ -155,7 +155,7 @@ TEST_F(Resolver, EqualPreferencesComeInRandomOrder) {
   }
 }
 
-TEST_F(Resolver, NoMxFallsBackToTheDomainsAddresses) {
+TEST_F(resolver_suite, no_mx_falls_back_to_the_domains_addresses) {
   harness h({server_->server()});
   auto r = h.mx("implicit.test");
   ASSERT_EQ(r.what, outcome::ok) << r.detail;
@@ -166,14 +166,14 @@ TEST_F(Resolver, NoMxFallsBackToTheDomainsAddresses) {
   EXPECT_EQ(r.hosts[0].addresses, std::vector<std::string>{"127.0.0.9"});
 }
 
-TEST_F(Resolver, NoMxAndNoAddressIsNotFound) {
+TEST_F(resolver_suite, no_mx_and_no_address_is_not_found) {
   harness h({server_->server()});
   auto r = h.mx("empty.test");
   EXPECT_EQ(r.what, outcome::not_found) << r.detail;
   EXPECT_EQ(r.detail, "empty.test: no MX and no A/AAAA records");
 }
 
-TEST_F(Resolver, NullMxIsPermanent) {
+TEST_F(resolver_suite, null_mx_is_permanent) {
   harness h({server_->server()});
   auto r = h.mx("nullmx.test");
   EXPECT_EQ(r.what, outcome::null_mx);
@@ -182,27 +182,27 @@ TEST_F(Resolver, NullMxIsPermanent) {
   EXPECT_TRUE(r.hosts.empty());
 }
 
-TEST_F(Resolver, NullMxAmongOtherMxRecordsIsIgnored) {
+TEST_F(resolver_suite, null_mx_among_other_mx_records_is_ignored) {
   harness h({server_->server()});
   auto r = h.mx("mixed.test");
   ASSERT_EQ(r.what, outcome::ok) << r.detail;
   EXPECT_EQ(names(r), std::vector<std::string>{"mx2.example.test"});
 }
 
-TEST_F(Resolver, NxdomainIsNotFound) {
+TEST_F(resolver_suite, nxdomain_is_not_found) {
   harness h({server_->server()});
   auto r = h.mx("nosuchdomain.test");
   EXPECT_EQ(r.what, outcome::not_found);
   EXPECT_EQ(r.detail, "nosuchdomain.test: no such domain (NXDOMAIN)");
 }
 
-TEST_F(Resolver, MxHostsWithoutAddressesAreNotFound) {
+TEST_F(resolver_suite, mx_hosts_without_addresses_are_not_found) {
   harness h({server_->server()});
   auto r = h.mx("noaddr.test");
   EXPECT_EQ(r.what, outcome::not_found) << r.detail;
 }
 
-TEST_F(Resolver, HostWithTemporaryFailureIsKeptWithoutAddresses) {
+TEST_F(resolver_suite, host_with_temporary_failure_is_kept_without_addresses) {
   harness h({server_->server()});
   auto r = h.mx("partial.test");
   ASSERT_EQ(r.what, outcome::ok) << r.detail;
@@ -211,13 +211,13 @@ TEST_F(Resolver, HostWithTemporaryFailureIsKeptWithoutAddresses) {
   EXPECT_NE(r.detail.find("REFUSED"), std::string::npos) << r.detail;
 }
 
-TEST_F(Resolver, OnlyTemporarilyFailingHostsIsRetry) {
+TEST_F(resolver_suite, only_temporarily_failing_hosts_is_retry) {
   harness h({server_->server()});
   auto r = h.mx("refusedhost.test");
   EXPECT_EQ(r.what, outcome::retry) << r.detail;
 }
 
-TEST_F(Resolver, MxPointingAtIpAddressIsIgnored) {
+TEST_F(resolver_suite, mx_pointing_at_ip_address_is_ignored) {
   harness h({server_->server()});
   auto only = h.mx("literal.test");
   EXPECT_EQ(only.what, outcome::not_found) << only.detail;
@@ -227,7 +227,7 @@ TEST_F(Resolver, MxPointingAtIpAddressIsIgnored) {
   EXPECT_EQ(names(mix), std::vector<std::string>{"mx2.example.test"});
 }
 
-TEST_F(Resolver, LargeAnswerOverTcpIsCappedAtTwentyHosts) {
+TEST_F(resolver_suite, large_answer_over_tcp_is_capped_at_twenty_hosts) {
   harness h({server_->server()});
   auto r = h.mx("big.test");
   ASSERT_EQ(r.what, outcome::ok) << r.detail;
@@ -238,7 +238,7 @@ TEST_F(Resolver, LargeAnswerOverTcpIsCappedAtTwentyHosts) {
   }
 }
 
-TEST_F(Resolver, RefusedIsRetry) {
+TEST_F(resolver_suite, refused_is_retry) {
   harness h({server_->server()});
   auto r = h.mx("example.org");  // outside dnsmasq's local zone, no upstream
   EXPECT_EQ(r.what, outcome::retry);
@@ -246,7 +246,7 @@ TEST_F(Resolver, RefusedIsRetry) {
   EXPECT_EQ(r.detail, "MX lookup for example.org: REFUSED");
 }
 
-TEST(ResolverFailures, ServfailIsRetry) {
+TEST(resolver_failures, servfail_is_retry) {
   fake_dns_server servfail(fake_dns_server::servfail);
   harness h({servfail.server()});
   auto r = h.mx("example.org");
@@ -257,7 +257,7 @@ TEST(ResolverFailures, ServfailIsRetry) {
   EXPECT_NE(host.detail.find("SERVFAIL"), std::string::npos) << host.detail;
 }
 
-TEST(ResolverFailures, EveryServerFailingIsRetry) {
+TEST(resolver_failures, every_server_failing_is_retry) {
   fake_dns_server servfail(fake_dns_server::servfail);
   fake_dns_server refused(fake_dns_server::refused);
   harness h({servfail.server(), refused.server()}, 500ms, 2);
@@ -267,7 +267,7 @@ TEST(ResolverFailures, EveryServerFailingIsRetry) {
   EXPECT_GT(refused.queries(), 0);
 }
 
-TEST_F(Resolver, NextServerIsAskedWhenOneFails) {
+TEST_F(resolver_suite, next_server_is_asked_when_one_fails) {
   fake_dns_server servfail(fake_dns_server::servfail);
   harness h({servfail.server(), server_->server()}, 500ms, 2);
   auto r = h.mx("example.test");
@@ -275,7 +275,7 @@ TEST_F(Resolver, NextServerIsAskedWhenOneFails) {
   EXPECT_EQ(r.hosts.size(), 3u);
 }
 
-TEST(ResolverFailures, TimeoutIsRetry) {
+TEST(resolver_failures, timeout_is_retry) {
   fake_dns_server silent(fake_dns_server::silent);
   harness h({silent.server()}, 100ms, 1);
   auto start = std::chrono::steady_clock::now();
@@ -285,7 +285,7 @@ TEST(ResolverFailures, TimeoutIsRetry) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
 }
 
-TEST(ResolverFailures, ConnectionRefusedIsRetry) {
+TEST(resolver_failures, connection_refused_is_retry) {
   harness h({"127.0.0.1:" + std::to_string(relayd_test::closed_udp_port())}, 3000ms, 1);
   auto start = std::chrono::steady_clock::now();
   auto r = h.mx("example.org");
@@ -293,7 +293,7 @@ TEST(ResolverFailures, ConnectionRefusedIsRetry) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s) << r.detail;
 }
 
-TEST(ResolverLiterals, DomainLiteralsNeedNoDns) {
+TEST(resolver_literals, domain_literals_need_no_dns) {
   fake_dns_server silent(fake_dns_server::silent);  // any query would time out
   harness h({silent.server()}, 5000ms, 1);
   auto start = std::chrono::steady_clock::now();
@@ -318,7 +318,7 @@ TEST(ResolverLiterals, DomainLiteralsNeedNoDns) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
 }
 
-TEST_F(Resolver, ResolveHost) {
+TEST_F(resolver_suite, resolve_host) {
   harness h({server_->server()});
   auto r = h.host("MX1.example.test.");
   ASSERT_EQ(r.what, outcome::ok) << r.detail;
@@ -337,7 +337,7 @@ TEST_F(Resolver, ResolveHost) {
   EXPECT_EQ(h.host("bad host").what, outcome::fail);
 }
 
-TEST_F(Resolver, ManyConcurrentLookupsComplete) {
+TEST_F(resolver_suite, many_concurrent_lookups_complete) {
   harness h({server_->server()});
   int ok = 0, total = 0;
   for (int i = 0; i < 100; ++i) {
@@ -356,7 +356,7 @@ TEST_F(Resolver, ManyConcurrentLookupsComplete) {
   EXPECT_EQ(ok, 120);
 }
 
-TEST(ResolverCache, AnswersFromCacheUntilTheTtlPasses) {
+TEST(resolver_cache, answers_from_cache_until_the_ttl_passes) {
   dnsmasq server(test_records(), 60);
   harness h({server.server()}, 3000ms, 1);
   ASSERT_EQ(h.mx("example.test").what, outcome::ok);
@@ -375,7 +375,7 @@ TEST(ResolverCache, AnswersFromCacheUntilTheTtlPasses) {
   EXPECT_EQ(h.mx("nosuchdomain.test").what, outcome::retry);
 }
 
-TEST(ResolverCache, RetryIsNotCached) {
+TEST(resolver_cache, retry_is_not_cached) {
   dnsmasq server(test_records());
   harness h({server.server()}, 3000ms, 1);
   server.stop();
@@ -384,7 +384,7 @@ TEST(ResolverCache, RetryIsNotCached) {
   EXPECT_EQ(h.mx("example.test").what, outcome::ok);
 }
 
-TEST(ResolverCache, IsBounded) {
+TEST(resolver_cache, is_bounded) {
   dnsmasq server(test_records());
   harness h({server.server()}, 3000ms, 1, 1);
   ASSERT_EQ(h.mx("d1.test").what, outcome::ok);
@@ -394,7 +394,7 @@ TEST(ResolverCache, IsBounded) {
   EXPECT_EQ(h.mx("d1.test").what, outcome::retry);  // evicted
 }
 
-TEST_F(Resolver, CancelCompletesEverythingWithRetry) {
+TEST_F(resolver_suite, cancel_completes_everything_with_retry) {
   harness h({server_->server()}, 5000ms, 1, 0);
   std::vector<mx_result> got;
   for (const char* d : {"example.test", "implicit.test", "tie.test"})
@@ -407,7 +407,7 @@ TEST_F(Resolver, CancelCompletesEverythingWithRetry) {
   EXPECT_EQ(h.mx("example.test").what, outcome::ok);  // still usable
 }
 
-TEST_F(Resolver, DestructionDropsOutstandingCallbacks) {
+TEST_F(resolver_suite, destruction_drops_outstanding_callbacks) {
   harness h({server_->server()});
   ASSERT_EQ(h.mx("example.test").what, outcome::ok);  // cached: completion posted, not run
   int calls = 0;
@@ -419,7 +419,7 @@ TEST_F(Resolver, DestructionDropsOutstandingCallbacks) {
   EXPECT_EQ(calls, 0);
 }
 
-TEST(ResolverOptions, ServersAreCheckedAtConstruction) {
+TEST(resolver_options, servers_are_checked_at_construction) {
   boost::asio::io_context io;
   dns::resolver_options ok;
   ok.servers = {"127.0.0.1:5353", "[::1]:53", "::1", "192.0.2.53"};
@@ -436,7 +436,7 @@ TEST(ResolverOptions, ServersAreCheckedAtConstruction) {
   EXPECT_NO_THROW((dns::mx_resolver{io, defaults}));
 }
 
-TEST(ResolverOutcome, Names) {
+TEST(resolver_outcome, names) {
   EXPECT_EQ(dns::to_string(outcome::ok), "ok");
   EXPECT_EQ(dns::to_string(outcome::retry), "retry");
   EXPECT_EQ(dns::to_string(outcome::fail), "fail");

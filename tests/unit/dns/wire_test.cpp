@@ -82,7 +82,7 @@ reply_builder mx_reply() {
 
 }  // namespace
 
-TEST(Wire, ParsesMxRecordsWithTtls) {
+TEST(wire, parses_mx_records_with_ttls) {
   auto b = mx_reply();
   auto mx = parse_mx(b.bytes());
   ASSERT_TRUE(mx);
@@ -95,7 +95,7 @@ TEST(Wire, ParsesMxRecordsWithTtls) {
   EXPECT_EQ((*mx)[1].ttl, 100u);
 }
 
-TEST(Wire, NullMxHasAnEmptyExchange) {
+TEST(wire, null_mx_has_an_empty_exchange) {
   reply_builder b("example.org", type_mx);
   b.record(false, type_mx, 3600, [](reply_builder& r) {
     r.u16(0);
@@ -107,7 +107,7 @@ TEST(Wire, NullMxHasAnEmptyExchange) {
   EXPECT_EQ((*mx)[0].exchange, "");
 }
 
-TEST(Wire, CnameTtlLowersTheAnswerTtl) {
+TEST(wire, cname_ttl_lowers_the_answer_ttl) {
   reply_builder b("www.example.org", type_a);
   b.record(false, type_cname, 30, [](reply_builder& r) { r.name("host.example.org"); });
   b.record(false, type_a, 600, [](reply_builder& r) { r.u32(0xC0000201); });
@@ -118,7 +118,7 @@ TEST(Wire, CnameTtlLowersTheAnswerTtl) {
   EXPECT_EQ(a->ttl, 30u);
 }
 
-TEST(Wire, Aaaa) {
+TEST(wire, aaaa) {
   reply_builder b("host.example.org", type_aaaa);
   b.record(false, type_aaaa, 60, [](reply_builder& r) {
     r.u32(0x20010db8);
@@ -133,13 +133,13 @@ TEST(Wire, Aaaa) {
   EXPECT_TRUE(parse_addresses(b.bytes(), type_a)->addresses.empty());
 }
 
-TEST(Wire, TtlWithTopBitSetIsZero) {
+TEST(wire, ttl_with_top_bit_set_is_zero) {
   reply_builder b("host.example.org", type_a);
   b.record(false, type_a, 0x80000000u, [](reply_builder& r) { r.u32(0x7F000001); });
   EXPECT_EQ(parse_addresses(b.bytes(), type_a)->ttl, 0u);
 }
 
-TEST(Wire, NegativeTtlIsTheSoaMinimumOrItsTtl) {
+TEST(wire, negative_ttl_is_the_soa_minimum_or_its_ttl) {
   auto soa = [](std::uint32_t ttl, std::uint32_t minimum) {
     reply_builder b("nx.example.org", type_mx);
     b.record(true, type_soa, ttl, [&](reply_builder& r) {
@@ -155,7 +155,7 @@ TEST(Wire, NegativeTtlIsTheSoaMinimumOrItsTtl) {
   EXPECT_FALSE(negative_ttl(mx_reply().bytes()));
 }
 
-TEST(Wire, EveryTruncationIsRejectedSafely) {
+TEST(wire, every_truncation_is_rejected_safely) {
   auto full = mx_reply().bytes();
   for (std::size_t n = 0; n < full.size(); ++n) {
     std::vector<unsigned char> cut(full.begin(), full.begin() + static_cast<long>(n));
@@ -165,7 +165,7 @@ TEST(Wire, EveryTruncationIsRejectedSafely) {
   }
 }
 
-TEST(Wire, CompressionLoopIsRejected) {
+TEST(wire, compression_loop_is_rejected) {
   reply_builder b("example.org", type_mx);
   auto bytes = b.bytes();
   bytes[7] = 1;  // one answer whose owner and exchange point at themselves

@@ -31,7 +31,7 @@ std::string error_of(const std::string& text) {
   return r ? std::string() : r.error();
 }
 
-TEST(AuthUsers, ParsesAndVerifies) {
+TEST(auth_users, parses_and_verifies) {
   const std::string text =
       "# relayd users\n\n  # indented comment\r\nalice:" + alice + "\r\nbob:" + bob + "\n   \n";
   auto users = auth_users::parse(text, "users");
@@ -51,14 +51,14 @@ TEST(AuthUsers, ParsesAndVerifies) {
   EXPECT_FALSE(users->verify("alice", std::string_view("secret\0x", 8)));
 }
 
-TEST(AuthUsers, EmptyFileHasNoUsers) {
+TEST(auth_users, empty_file_has_no_users) {
   auto users = auth_users::parse("# nobody yet\n", "users");
   ASSERT_TRUE(users.has_value());
   EXPECT_EQ(users->size(), 0u);
   EXPECT_FALSE(users->verify("alice", "secret"));
 }
 
-TEST(AuthUsers, MalformedLinesAreReportedWithTheirNumber) {
+TEST(auth_users, malformed_lines_are_reported_with_their_number) {
   const std::string ok = "alice:" + alice + "\n";
   EXPECT_EQ(error_of(ok + "bob\n"), "users:2: expected user:hash");
   EXPECT_EQ(error_of("\n\n:" + bob + "\n"), "users:3: empty user name");
@@ -77,14 +77,14 @@ TEST(AuthUsers, MalformedLinesAreReportedWithTheirNumber) {
   EXPECT_NE(error_of("bob:$9$nope\n").find("not a crypt(3) hash"), std::string::npos);
 }
 
-TEST(AuthUsers, ErrorsNeverShowTheHash) {
+TEST(auth_users, errors_never_show_the_hash) {
   const std::string e = error_of("alice:" + alice + "\nalice:" + bob + "\n");
   EXPECT_EQ(e.find(alice), std::string::npos);
   EXPECT_EQ(e.find(bob), std::string::npos);
   EXPECT_EQ(e.find("$y$"), std::string::npos);
 }
 
-TEST(AuthUsers, LoadNamesTheFile) {
+TEST(auth_users, load_names_the_file) {
   char path[] = "/tmp/relayd_users_test_XXXXXX";
   const int fd = mkstemp(path);
   ASSERT_GE(fd, 0);

@@ -54,7 +54,7 @@ std::string type_of(const std::string& text, const std::string& name) {
   return text.substr(start, text.find('\n', start) - start);
 }
 
-TEST(Metrics, FreshRegistryRendersEveryFamilyAtZero) {
+TEST(metrics, fresh_registry_renders_every_family_at_zero) {
   metrics m(1700000000);
   const auto text = m.render();
   ASSERT_TRUE(text.ends_with("\n"));
@@ -103,7 +103,7 @@ TEST(Metrics, FreshRegistryRendersEveryFamilyAtZero) {
   }
 }
 
-TEST(Metrics, CountersAndLabels) {
+TEST(metrics, counters_and_labels) {
   metrics m;
   m.message_received();
   m.message_received();
@@ -152,7 +152,7 @@ TEST(Metrics, CountersAndLabels) {
   EXPECT_EQ(s["relayd_spool_max_bytes"], "1048576");
 }
 
-TEST(Metrics, HistogramBucketsAreCumulative) {
+TEST(metrics, histogram_buckets_are_cumulative) {
   metrics m;
   for (double v : {0.005, 0.01, 0.3, 0.3, 2.0, 299.0, 1000.0, -1.0}) m.observe_delivery_duration(v);
   const auto text = m.render();
@@ -185,7 +185,7 @@ TEST(Metrics, HistogramBucketsAreCumulative) {
   EXPECT_EQ(samples(m.render())["relayd_delivery_duration_seconds_count"], "8");
 }
 
-TEST(Metrics, Escaping) {
+TEST(metrics, escaping) {
   EXPECT_EQ(metrics::escape_label_value(R"(a\b"c)"
                                         "\nd"),
             R"(a\\b\"c\nd)");
@@ -199,7 +199,7 @@ TEST(Metrics, Escaping) {
   samples(text);  // every line still parses
 }
 
-TEST(Metrics, ValueFormat) {
+TEST(metrics, value_format) {
   EXPECT_EQ(metrics::format_value(0), "0");
   EXPECT_EQ(metrics::format_value(3), "3");
   EXPECT_EQ(metrics::format_value(-2), "-2");
@@ -211,7 +211,7 @@ TEST(Metrics, ValueFormat) {
   EXPECT_EQ(metrics::format_value(std::nan("")), "NaN");
 }
 
-TEST(Metrics, DynamicLabelsAreBounded) {
+TEST(metrics, dynamic_labels_are_bounded) {
   metrics m;
   for (int i = 0; i < 500; ++i) m.dead_letter("reason_" + std::to_string(i));
   m.dead_letter(std::string(200, 'x'));
@@ -223,7 +223,7 @@ TEST(Metrics, DynamicLabelsAreBounded) {
   for (const auto& [k, v] : s) EXPECT_LT(k.size(), 120u) << k;
 }
 
-TEST(Metrics, ConcurrentUpdatesAreCounted) {
+TEST(metrics, concurrent_updates_are_counted) {
   metrics m;
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)
@@ -262,7 +262,7 @@ recipient_outcome set_up_failure(smtp::failure_cause cause, smtp::client_phase p
   return outcome_of(f, "mx[192.0.2.1]:25");
 }
 
-TEST(Metrics, DeferralClassFromTheOutcome) {
+TEST(metrics, deferral_class_from_the_outcome) {
   using smtp::client_phase;
   using smtp::failure_cause;
   // Outcomes as the delivery agent makes them (delivery_outcome.hpp).
@@ -326,7 +326,7 @@ TEST(Metrics, DeferralClassFromTheOutcome) {
   EXPECT_EQ(to_string(attempt_result::sent), "sent");
 }
 
-TEST(Metrics, QueueCensus) {
+TEST(metrics, queue_census) {
   constexpr std::int64_t sec = 1'000'000;
   constexpr std::int64_t now = 1'700'000'000 * sec;
   queue::envelope_record fresh{.id = "A", .arrival_us = now - 10 * sec};
@@ -348,7 +348,7 @@ TEST(Metrics, QueueCensus) {
   EXPECT_DOUBLE_EQ(c.gauges.oldest_age_seconds, 100.0);  // held ones do not count
 }
 
-TEST(Metrics, EffectiveSpoolMax) {
+TEST(metrics, effective_spool_max) {
   const std::string dir = ::testing::TempDir();
   const auto unlimited = effective_spool_max(dir, 4096, 0, 0);
   EXPECT_GT(unlimited, 4096u);
@@ -358,7 +358,7 @@ TEST(Metrics, EffectiveSpoolMax) {
   EXPECT_EQ(effective_spool_max("/nonexistent/relayd-spool", 4096, 0, 0), 4096u);
 }
 
-TEST(MetricsHttp, Routing) {
+TEST(metrics_http, routing) {
   EXPECT_EQ(route_metrics_request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").status, 200);
   EXPECT_FALSE(route_metrics_request("GET /metrics HTTP/1.1\r\n\r\n").head_only);
   EXPECT_EQ(route_metrics_request("GET /metrics?x=1 HTTP/1.0\n\n").status, 200);
@@ -438,7 +438,7 @@ std::string body(const std::string& response) {
   return pos == std::string::npos ? "" : response.substr(pos + 4);
 }
 
-class MetricsServer : public ::testing::Test {
+class metrics_server_suite : public ::testing::Test {
  protected:
   void SetUp() override {
     server_ = std::make_unique<metrics_server>(io_, endpoint{"127.0.0.1", 0},
@@ -464,7 +464,7 @@ class MetricsServer : public ::testing::Test {
   std::thread thread_;
 };
 
-TEST_F(MetricsServer, GetMetrics) {
+TEST_F(metrics_server_suite, get_metrics) {
   registry_.message_received();
   auto r = http_exchange(port_, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n");
   ASSERT_EQ(status_of(r), 200) << r;
@@ -488,7 +488,7 @@ TEST_F(MetricsServer, GetMetrics) {
   EXPECT_EQ(status_of(r), 200);
 }
 
-TEST_F(MetricsServer, ErrorsAndGarbage) {
+TEST_F(metrics_server_suite, errors_and_garbage) {
   auto r = http_exchange(port_, "GET /nope HTTP/1.1\r\n\r\n");
   EXPECT_EQ(status_of(r), 404) << r;
   EXPECT_EQ(header(r, "Connection"), "close");
@@ -537,7 +537,7 @@ TEST_F(MetricsServer, ErrorsAndGarbage) {
   EXPECT_EQ(status_of(r), 200);
 }
 
-TEST_F(MetricsServer, ConnectionLimitAndIdleClients) {
+TEST_F(metrics_server_suite, connection_limit_and_idle_clients) {
   // Idle clients that never send anything hold a slot each (until the 10 s
   // read timeout); one over the limit is closed at once.
   std::vector<int> idle;
@@ -564,7 +564,7 @@ TEST_F(MetricsServer, ConnectionLimitAndIdleClients) {
   EXPECT_EQ(status, 200);
 }
 
-TEST(MetricsServerStart, ErrorNamesTheEndpoint) {
+TEST(metrics_server_start, error_names_the_endpoint) {
   boost::asio::io_context io;
   metrics_server a(io, endpoint{"127.0.0.1", 0}, [] { return std::string(); });
   ASSERT_TRUE(a.start());

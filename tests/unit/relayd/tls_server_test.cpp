@@ -65,7 +65,7 @@ struct pki {
   }
 };
 
-TEST(ServerTls, LoadsAndAllowsOnlyModernTls) {
+TEST(server_tls, loads_and_allows_only_modern_tls) {
   pki p;
   p.make("relay.test");
   auto tls = load_server_tls(p.path("relay.test", "pem"), p.path("relay.test", "key"));
@@ -92,7 +92,7 @@ TEST(ServerTls, LoadsAndAllowsOnlyModernTls) {
   SSL_free(ssl);
 }
 
-TEST(ServerTls, ExpiredCertificateLoadsButSaysSo) {
+TEST(server_tls, expired_certificate_loads_but_says_so) {
   pki p;
   p.make("old.test", -10, -1);
   auto tls = load_server_tls(p.path("old.test", "pem"), p.path("old.test", "key"));
@@ -100,7 +100,7 @@ TEST(ServerTls, ExpiredCertificateLoadsButSaysSo) {
   EXPECT_TRUE(tls->expired);
 }
 
-TEST(ServerTls, ErrorsNameTheKey) {
+TEST(server_tls, errors_name_the_key) {
   pki p;
   p.make("a.test");
   p.make("b.test");
