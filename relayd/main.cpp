@@ -1,8 +1,6 @@
 // relayd entry point: command line, configuration, logging, then the daemon.
 //   relayd [--config FILE]        run in the foreground (default /etc/relayd/relayd.toml)
 //   relayd --check-config FILE    validate only: exit 0, or 2 with "FILE: KEY: problem"
-#include <spdlog/async.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <malloc.h>
@@ -18,12 +16,11 @@
 
 #include "relayd/config.hpp"
 #include "relayd/daemon.hpp"
+#include "relayd/log_sink.hpp"
 
 namespace {
 
 constexpr const char* default_config = "/etc/relayd/relayd.toml";
-// Lines the logging thread may lag behind before a logging call waits.
-constexpr std::size_t log_queue_lines = 8192;
 
 int usage(FILE* out, int code) {
   std::fprintf(out,
@@ -73,15 +70,12 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  // Log lines are formatted by the caller and written by spdlog's own thread:
-  // the I/O thread never blocks on stderr. A full queue blocks the caller
-  // rather than dropping a line. The stderr sink writes and flushes each line as
-  // the logging thread takes it, so lines show promptly; `flush_logs` empties the
-  // queue on every way out of main (a critical line before exit is kept).
-  spdlog::init_thread_pool(log_queue_lines, 1);
-  auto logger = std::make_shared<spdlog::async_logger>(
-      "relayd", std::make_shared<spdlog::sinks::stderr_sink_mt>(), spdlog::thread_pool(),
-      spdlog::async_overflow_policy::block);
+  // Log lines are formatted by the caller and written in batches by the sink's
+  // own thread (relayd/log_sink.hpp): the I/O thread never writes to stderr and
+  // pays no wake-up per line; no line is dropped. `flush_logs` writes what is
+  // left on every way out of main (a critical line before exit is kept).
+  auto logger = std::make_shared<spdlog::logger>("relayd",
+                                                 std::make_shared<relayd::batched_stderr_sink>());
   // The pid is written into the pattern once: %P would cost a getpid() per line.
   logger->set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e relayd[{}] %l: %v", ::getpid()));
   spdlog::set_default_logger(logger);
