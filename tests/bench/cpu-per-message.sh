@@ -3,7 +3,7 @@
 # read from /proc/PID/stat around one smtp-source run: a quick A/B check of two
 # builds on the same machine (run each a few times; the machine is shared).
 #
-#   tests/bench/cpu-per-message.sh RELAYD_BIN [MESSAGES] [new|d]
+#   tests/bench/cpu-per-message.sh RELAYD_BIN [MESSAGES] [new|d] [SIZE_BYTES]
 #
 # Prints "MODE cpu_us_per_msg=N rate=R/s". Needs root (smtp-sink -u nobody),
 # smtp-source and smtp-sink (postfix), loopback only.
@@ -11,6 +11,7 @@ set -euo pipefail
 bin=${1:?usage: cpu-per-message.sh RELAYD_BIN [MESSAGES] [new|d]}
 n=${2:-20000}
 mode=${3:-new}
+size=${4:-1024}
 here=$(dirname "$(readlink -f "$0")")
 relayctl=${RELAYCTL_BIN:-$here/../../build/release/cli/relayctl}
 source "$here/relayd-config.sh"
@@ -25,7 +26,7 @@ sleep 0.5
 reuse=(); [[ $mode == d ]] && reuse=(-d)
 cpu() { awk '{print $14 + $15}' "/proc/$relayd_pid/stat"; }
 c0=$(cpu); t0=$(date +%s.%N)
-smtp-source -c -s 20 "${reuse[@]}" -m "$n" -l 1024 -f a@x.test -t b@y.test "127.0.0.1:$smtp_port" >/dev/null 2>&1
+smtp-source -c -s 20 "${reuse[@]}" -m "$n" -l "$size" -f a@x.test -t b@y.test "127.0.0.1:$smtp_port" >/dev/null 2>&1
 for _ in $(seq 1 600); do  # until the queue is empty (delivered)
     [[ $("$relayctl" -S "$dir/control.sock" -j 2>/dev/null | wc -l) == 0 ]] && break
     sleep 0.1
