@@ -197,8 +197,7 @@ awaitable<void> serve_session(inbound_services s, std::shared_ptr<inbound_connec
 
   smtp::client_info client;
   client.ip = c->ip;
-  client.relay_allowed = std::any_of(s.cfg.smtp.mynetworks.begin(), s.cfg.smtp.mynetworks.end(),
-                                     [&](const cidr& n) { return n.contains(c->ip); });
+  client.relay_allowed = in_networks(s.cfg.smtp.mynetworks, c->ip);  // the address parsed once
   auto options = session_options(s);
   // Called only from feed() and friends below, while this frame is alive.
   options.on_reject = [&stats = s.stats, &who](const smtp::reply& r, std::string_view command) {
