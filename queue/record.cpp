@@ -1,5 +1,5 @@
-// Binary encoding of envelope records. encode() writes version 3; decode() reads
-// versions 1 to 3 (an older recipient gets the defaults for the newer fields, and
+// Binary encoding of envelope records. encode() writes version 4; decode() reads
+// versions 1 to 4 (an older recipient gets the defaults for the newer fields, and
 // its free-text last_reply as reply_text):
 //   u8 version | svarint arrival_us | varint size | varint flags
 //   | str sender | str client_ip | str helo | varint nrcpt
@@ -7,7 +7,11 @@
 //              | str last_reply
 //              [v2: | svarint first_attempt_us | svarint last_attempt_us
 //                   | varint reply_code | str status | str remote_host | str reason]
-//              [v3: | u8 cause | u8 in_reply_to | str reply_text])
+//              [v3: | u8 cause | u8 in_reply_to | str reply_text]
+//              [v4: | u8 notify | str orcpt])
+//   [v4: | u8 ret | str envid | u8 has_local
+//        [has_local: | varint uid | varint gid | svarint pid | str user
+//                    | str executable | str unit]]
 // varint: LEB128, at most 10 bytes; svarint: zigzag then varint; str: varint
 // length then bytes. decode() checks every length against what is left and
 // rejects truncation, trailing bytes, unknown versions and out-of-range values.
@@ -22,10 +26,13 @@ namespace queue {
 namespace {
 
 // A recipient takes at least this many bytes: one per field.
-static_assert(record_version == 3, "decode() below reads versions 1 to 3");
+static_assert(record_version == 4, "decode() below reads versions 1 to 4");
 constexpr std::size_t min_recipient_bytes_v1 = 5;
 constexpr std::size_t min_recipient_bytes_v2 = 11;
 constexpr std::size_t min_recipient_bytes_v3 = 14;
+constexpr std::size_t min_recipient_bytes_v4 = 16;
+constexpr std::uint8_t notify_all_bits = smtp::notify_never | smtp::notify_success |
+                                         smtp::notify_failure | smtp::notify_delay;
 
 constexpr std::string_view cause_names[] = {
     "unknown", "none",     "reply", "refused",    "lost",         "timeout", "tls",
@@ -167,6 +174,19 @@ std::string encode(const envelope_record& r) {
     w.u8(static_cast<std::uint8_t>(rc.cause));
     w.u8(static_cast<std::uint8_t>(rc.in_reply_to));
     w.str(rc.reply_text);
+    w.u8(rc.notify);
+    w.str(rc.orcpt);
+  }
+  w.u8(static_cast<std::uint8_t>(r.ret));
+  w.str(r.envid);
+  w.u8(r.local ? 1 : 0);
+  if (r.local) {
+    w.varint(r.local->uid);
+    w.varint(r.local->gid);
+    w.svarint(r.local->pid);
+    w.str(r.local->user);
+    w.str(r.local->executable);
+    w.str(r.local->unit);
   }
   return w.take();
 }
@@ -190,7 +210,8 @@ std::expected<envelope_record, std::string> decode(std::string_view id, std::str
   }
   const std::size_t min_recipient_bytes = version == 1   ? min_recipient_bytes_v1
                                           : version == 2 ? min_recipient_bytes_v2
-                                                         : min_recipient_bytes_v3;
+                                          : version == 3 ? min_recipient_bytes_v3
+                                                         : min_recipient_bytes_v4;
   if (nrcpt > max_recipients || nrcpt > in.remaining() / min_recipient_bytes) {
     in.fail("recipient count", std::to_string(nrcpt) + " recipients cannot fit in " +
                                    std::to_string(in.remaining()) + " bytes");
@@ -235,6 +256,42 @@ std::expected<envelope_record, std::string> decode(std::string_view id, std::str
     }
     rc.cause = static_cast<outcome_cause>(cause);
     rc.in_reply_to = static_cast<smtp_command>(command);
+    if (version == 3) continue;
+    if (!in.u8(rc.notify, "notify") || !in.str(rc.orcpt, "orcpt"))
+      return std::unexpected(in.error());
+    if ((rc.notify & ~notify_all_bits) != 0 ||
+        ((rc.notify & smtp::notify_never) != 0 && rc.notify != smtp::notify_never)) {
+      in.fail("notify", "invalid value " + std::to_string(rc.notify));
+      return std::unexpected(in.error());
+    }
+  }
+  if (version >= 4) {
+    std::uint8_t ret = 0, has_local = 0;
+    if (!in.u8(ret, "ret") || !in.str(r.envid, "envid") || !in.u8(has_local, "has local"))
+      return std::unexpected(in.error());
+    if (ret > static_cast<std::uint8_t>(smtp::dsn_ret::headers)) {
+      in.fail("ret", "unknown value " + std::to_string(ret));
+      return std::unexpected(in.error());
+    }
+    r.ret = static_cast<smtp::dsn_ret>(ret);
+    if (has_local > 1) {
+      in.fail("has local", "unknown value " + std::to_string(has_local));
+      return std::unexpected(in.error());
+    }
+    if (has_local == 1) {
+      smtp::local_identity l;
+      std::int64_t pid = 0;
+      if (!in.u32(l.uid, "uid") || !in.u32(l.gid, "gid") || !in.svarint(pid, "pid") ||
+          !in.str(l.user, "user") || !in.str(l.executable, "executable") ||
+          !in.str(l.unit, "unit"))
+        return std::unexpected(in.error());
+      if (pid < 0 || pid > std::numeric_limits<std::int32_t>::max()) {
+        in.fail("pid", "out of range");
+        return std::unexpected(in.error());
+      }
+      l.pid = static_cast<std::int32_t>(pid);
+      r.local = std::move(l);
+    }
   }
   if (in.remaining() != 0) {
     return std::unexpected(std::to_string(in.remaining()) + " bytes of trailing garbage at byte " +

@@ -6,17 +6,21 @@
 
 #include <cstdint>
 #include <expected>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "smtp/envelope.hpp"
 
 namespace queue {
 
 // Version 2 added the per-recipient attempt history (first/last attempt, reply
 // code, status, remote host, reason); version 3 the typed facts of the last
-// outcome (cause, the command answered, the reply text). Versions 1 and 2 still
-// decode.
-inline constexpr std::uint8_t record_version = 3;
+// outcome (cause, the command answered, the reply text); version 4 the DSN
+// parameters (RET, ENVID, NOTIFY, ORCPT) and the local submitter. Versions 1 to
+// 3 still decode.
+inline constexpr std::uint8_t record_version = 4;
 
 enum class rcpt_state : std::uint8_t {
   pending = 0,    // to be attempted (next_attempt_us says when)
@@ -68,6 +72,10 @@ struct recipient {
   outcome_cause cause = outcome_cause::unknown;
   smtp_command in_reply_to = smtp_command::none;
   std::string reply_text;  // the server's text ("No such user"), or what happened
+  // Version 4: RCPT's DSN parameters (smtp::notify_bits, 0 when not given; ORCPT
+  // xtext-decoded, "" when not given).
+  std::uint8_t notify = 0;
+  std::string orcpt;
 };
 
 enum message_flags : std::uint32_t {
@@ -86,6 +94,11 @@ struct envelope_record {
   std::string client_ip;
   std::string helo;
   std::vector<recipient> recipients;
+  // Version 4: MAIL's DSN parameters and who submitted locally (absent for
+  // network clients and older records).
+  smtp::dsn_ret ret = smtp::dsn_ret::unspecified;
+  std::string envid;
+  std::optional<smtp::local_identity> local;
 };
 
 std::string encode(const envelope_record& r);

@@ -34,6 +34,7 @@
 
 #include "relayd/duration_text.hpp"
 #include "relayd/read_file.hpp"
+#include "smtp/address.hpp"
 #include "smtp/text.hpp"
 
 namespace relayd {
@@ -52,6 +53,19 @@ constexpr std::uint64_t max_spool_size_cap = 1ull << 50;
 bool is_ip_literal(std::string_view s) {
   std::uint8_t buf[16];
   return parse_ipv4(s, buf) || parse_ipv6(s, buf);
+}
+
+// POSIX portable user and group names, plus what useradd allows in practice.
+bool valid_user_name(std::string_view s) {
+  return s.size() <= 32 && (s.empty() || s[0] != '-') && std::ranges::all_of(s, [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || smtp::text::is_digit(c) ||
+                  c == '_' || c == '-' || c == '.';
+         });
+}
+
+// "user@domain" as an SMTP mailbox (RFC 5321 4.1.2; UTF-8 allowed).
+bool valid_address(std::string_view s) {
+  return s.find('@') != std::string_view::npos && smtp::check_mailbox(s, true).has_value();
 }
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -395,6 +409,29 @@ std::vector<field> loader::schema() {
         set(target, std::move(v));
     };
   };
+  auto socket_path = [this](std::string& target, bool may_be_empty) {
+    return [this, &target, may_be_empty](const toml::node& n, const std::string& key) {
+      auto s = path(n, key);
+      if (!s) return;
+      if (s->empty() && !may_be_empty)
+        fail(n, key, "must not be empty");
+      else if (s->size() > max_socket_path)
+        fail(n, key,
+             "path is " + std::to_string(s->size()) +
+                 " bytes; a Unix socket path may have at most " + std::to_string(max_socket_path));
+      else
+        target = std::move(*s);
+    };
+  };
+  auto domain = [this](std::string& target) {
+    return [this, &target](const toml::node& n, const std::string& key) {
+      auto s = string(n, key);
+      if (s && !s->empty() && !valid_domain(*s))
+        fail(n, key, "bad domain " + quoted(*s));
+      else
+        set(target, std::move(s));
+    };
+  };
   auto listeners = [this](std::vector<endpoint>& target, std::uint16_t default_port) {
     return [this, &target, default_port](const toml::node& n, const std::string& key) {
       set(target, addresses(n, key, default_port, true));
@@ -421,13 +458,7 @@ std::vector<field> loader::schema() {
        [this](const toml::node& n, const std::string& key) {
          auto s = string(n, key);
          if (!s) return;
-         // POSIX portable user names, plus what useradd allows in practice.
-         const bool ok = s->size() <= 32 && (s->empty() || (*s)[0] != '-') &&
-                         std::ranges::all_of(*s, [](char c) {
-                           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                                  smtp::text::is_digit(c) || c == '_' || c == '-' || c == '.';
-                         });
-         if (!ok)
+         if (!valid_user_name(*s))
            fail(n, key, "bad user name " + quoted(*s));
          else
            c_.user = std::move(*s);
@@ -542,19 +573,76 @@ std::vector<field> loader::schema() {
               }),
       section("control",
               {
-                  {"socket",
+                  {"socket", socket_path(c_.control.socket, false)},
+              }),
+      section("local",
+              {
+                  {"socket", socket_path(c_.local.socket, true)},
+                  {"maildrop", non_empty_path(c_.local.maildrop)},
+                  {"maildrop_group",
                    [this](const toml::node& n, const std::string& key) {
-                     auto s = path(n, key);
-                     if (!s) return;
-                     if (s->empty())
-                       fail(n, key, "must not be empty");
-                     else if (s->size() > max_socket_path)
-                       fail(n, key,
-                            "path is " + std::to_string(s->size()) +
-                                " bytes; a Unix socket path may have at most " +
-                                std::to_string(max_socket_path));
+                     auto s = string(n, key);
+                     if (s && !valid_user_name(*s))
+                       fail(n, key, "bad group name " + quoted(*s));
                      else
-                       c_.control.socket = std::move(*s);
+                       set(c_.local.maildrop_group, std::move(s));
+                   }},
+                  {"domain", domain(c_.local.domain)},
+                  {"domains",
+                   [this](const toml::node& n, const std::string& key) {
+                     auto items = strings(n, key);
+                     if (!items) return;
+                     std::vector<std::string> out;
+                     for (const auto& [text, node] : *items) {
+                       if (!valid_domain(text)) return fail(*node, key, "bad domain " + quoted(text));
+                       out.push_back(smtp::text::lower(text));
+                     }
+                     c_.local.domains = std::move(out);
+                   }},
+                  {"aliases", optional_path(c_.local.aliases)},
+                  {"fallback",
+                   [this](const toml::node& n, const std::string& key) {
+                     auto s = string(n, key);
+                     if (s && !s->empty() && !valid_address(*s))
+                       fail(n, key, "bad address " + quoted(*s) + " (use user@domain)");
+                     else
+                       set(c_.local.fallback, std::move(s));
+                   }},
+                  {"masquerade", domain(c_.local.masquerade)},
+                  {"allowed_users",
+                   [this](const toml::node& n, const std::string& key) {
+                     auto items = strings(n, key);
+                     if (!items) return;
+                     std::vector<std::string> out;
+                     for (const auto& [text, node] : *items) {
+                       if (text.empty() || !valid_user_name(text))
+                         return fail(*node, key, "bad user name " + quoted(text));
+                       out.push_back(text);
+                     }
+                     c_.local.allowed_users = std::move(out);
+                   }},
+                  {"senders",
+                   [this](const toml::node& n, const std::string& key) {
+                     const toml::table* t = n.as_table();
+                     if (t == nullptr) return wrong_type(n, key, "a table of user = [senders]");
+                     for (auto&& [user, v] : *t) {
+                       const std::string name(user.str()), item_key = key + "." + name;
+                       if (name.empty() || !valid_user_name(name))
+                         return fail(user.source(), item_key, "bad user name " + quoted(name));
+                       auto items = strings(v, item_key);
+                       if (!items) return;
+                       std::vector<std::string> patterns;
+                       for (const auto& [text, node] : *items) {
+                         const bool ok = text.starts_with("*@") ? valid_domain(text.substr(2))
+                                                                : valid_address(text);
+                         if (!ok)
+                           return fail(*node, item_key,
+                                       "bad sender " + quoted(text) +
+                                           " (use user@domain or *@domain)");
+                         patterns.push_back(text);
+                       }
+                       c_.local.senders.emplace_back(name, std::move(patterns));
+                     }
                    }},
               }),
       section("metrics",
@@ -631,6 +719,16 @@ std::expected<config, std::string> loader::run(const toml::table& doc) {
       return std::unexpected(error("hostname", "the system host name " + quoted(c_.hostname) +
                                                    " is not a valid domain; set hostname"));
   }
+  if (c_.local.domain.empty()) {
+    // The host name's domain ("relay.example.org" -> "example.org"), or the
+    // host name itself when it has a single label or a single dot.
+    const auto dot = c_.hostname.find('.');
+    const bool has_parent = dot != std::string::npos &&
+                            c_.hostname.find('.', dot + 1) != std::string::npos;
+    c_.local.domain = has_parent ? c_.hostname.substr(dot + 1) : c_.hostname;
+  }
+  if (c_.local.domains.empty())
+    c_.local.domains = {smtp::text::lower(c_.hostname), "localhost"};
   if (auto e = cross_checks()) return std::unexpected(std::move(*e));
   return std::move(c_);
 }

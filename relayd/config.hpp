@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "relayd/config_values.hpp"  // endpoint, parse_duration, parse_size, ...
@@ -82,6 +83,25 @@ struct config {
   struct control_section {
     std::string socket = "/run/relayd/control.sock";
   } control;
+
+  // The host's MTA (DESIGN "The host's MTA"): sendmail's socket and drop
+  // directory, local addresses and aliases.
+  struct local_section {
+    std::string socket = "/run/relayd/submit.sock";  // "" disables local submission
+    std::string maildrop = "/var/spool/relayd/maildrop";
+    // Group that owns the drop directory and that sendmail is set-group-id to;
+    // "" : the daemon's own group.
+    std::string maildrop_group;
+    std::string domain;                // appended to bare addresses [hostname's domain]
+    std::vector<std::string> domains;  // local domains for aliases [hostname, localhost]
+    std::string aliases = "/etc/relayd/aliases";  // "" : no aliases file
+    std::string fallback;              // unmatched local recipients go here; "" : 5.1.1
+    std::string masquerade;            // local senders' domain becomes this; "" : unchanged
+    std::vector<std::string> allowed_users;  // who may submit; empty: every user
+    // Senders a user may use, by login name: exact addresses or "*@domain";
+    // a user not listed may use any sender.
+    std::vector<std::pair<std::string, std::vector<std::string>>> senders;
+  } local;
 
   struct metrics_section {
     std::optional<endpoint> listen = endpoint{"127.0.0.1", 9587};  // "" disables

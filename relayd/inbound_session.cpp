@@ -136,8 +136,14 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
   rec.helo = env.helo;
   if (env.body == smtp::body_type::eight_bit_mime) rec.flags |= queue::flag_eight_bit;
   if (env.smtputf8) rec.flags |= queue::flag_smtputf8;
+  rec.ret = env.ret;
+  rec.envid = env.envid;
+  rec.local = env.local;
   for (const auto& r : env.recipients)
-    rec.recipients.push_back(queue::recipient{.address = r, .next_attempt_us = rec.arrival_us});
+    rec.recipients.push_back(queue::recipient{.address = r.address,
+                                              .next_attempt_us = rec.arrival_us,
+                                              .notify = r.notify,
+                                              .orcpt = r.orcpt});
   std::string body = session.take_message();
   rec.size = body.size();
   const std::size_t nrcpt = rec.recipients.size(), size = rec.size;

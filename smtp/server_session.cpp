@@ -186,6 +186,7 @@ struct server_session::impl {
     if (c.path.find('@') == std::string::npos) return replies::no_local_delivery();
     if (!client_.relay_allowed && authenticated_user_.empty()) return replies::relay_denied();
     if (env_.recipients.size() >= options_.max_recipients) return replies::too_many_recipients();
+    if (options_.check_recipient) return options_.check_recipient(c.path);
     return std::nullopt;
   }
 
@@ -250,13 +251,15 @@ struct server_session::impl {
     env_.declared_size = c.size.value_or(0);
     env_.client_ip = client_.ip;
     env_.helo = helo_;
+    env_.local = client_.local;
     send(replies::sender_ok(), {});
   }
 
   // A recipient given twice is accepted once, so it is delivered once.
   void proceed_rcpt(const command& c) {
-    if (std::find(env_.recipients.begin(), env_.recipients.end(), c.path) == env_.recipients.end())
-      env_.recipients.push_back(c.path);
+    const auto same = [&](const envelope_recipient& r) { return r.address == c.path; };
+    if (std::none_of(env_.recipients.begin(), env_.recipients.end(), same))
+      env_.recipients.push_back({.address = c.path});
     send(replies::recipient_ok(), {});
   }
 
@@ -433,7 +436,7 @@ struct server_session::impl {
     info.tls = tls_;
     info.authenticated = !authenticated_user_.empty();
     info.queue_id = id_;
-    info.recipients = env_.recipients;
+    for (const auto& r : env_.recipients) info.recipients.push_back(r.address);
     info.time = t;
     std::string content = dot_.take_content();
     message_ =

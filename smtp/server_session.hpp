@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -61,12 +62,24 @@ struct session_options {
   bool auth_without_tls = false;      // offer AUTH without TLS too (loopback client, by config)
   bool auth_required = false;         // submission: MAIL before AUTH gets 530 5.7.0
   std::size_t max_auth_failures = 3;  // the failure that reaches it also gets 421 4.7.0
+
+  // Local submission (the submit socket, sendmail -bs). Non-empty: a bare local
+  // part in MAIL or RCPT ("<root>") is qualified as "root@qualify_domain"
+  // instead of refused.
+  std::string qualify_domain;
+  // Asked for every recipient that passed the session's own checks (syntax,
+  // relay right, count), with the address as it will be stored: a reply
+  // refuses it (e.g. 550 5.1.1 for an unknown local user), nullopt accepts it.
+  std::function<std::optional<reply>(std::string_view address)> check_recipient;
 };
 
 struct client_info {
   std::string ip;              // "127.0.0.1", "::1"
   std::string hostname;        // reverse DNS name if known, else empty
   bool relay_allowed = false;  // client is in mynetworks (an authenticated client may relay too)
+  // Set for the local submission socket: the peer's credentials. The Received:
+  // field says "from local (uid N, user)" and the envelope carries it.
+  std::optional<local_identity> local;
 };
 
 class server_session {

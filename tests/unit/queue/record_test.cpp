@@ -1,5 +1,5 @@
 // Envelope record encoding: round trips, every truncation, damaged fields and
-// random bytes, for the current version 3 and for hand-built version 1 and 2
+// random bytes, for the current version 4 and for hand-built version 1, 2 and 3
 // records (which must keep decoding). decode() must return an error, never crash (run
 // under ASan/UBSan).
 #include "queue/record.hpp"
@@ -39,8 +39,15 @@ envelope_record sample() {
       {"c@example.com", rcpt_state::failed, std::numeric_limits<std::uint32_t>::max(), -5,
        std::string("550 5.1.1 \0 binary", 18), std::numeric_limits<std::int64_t>::min(),
        std::numeric_limits<std::int64_t>::max(), 65535, "5.1.1", "[2001:db8::25]:2525", "rejected",
-       outcome_cause::expired, smtp_command::quit, std::string("no \0 such", 9)},
+       outcome_cause::expired, smtp_command::quit, std::string("no \0 such", 9),
+       smtp::notify_success | smtp::notify_failure, "rfc822;C@example.com"},
   };
+  r.recipients[1].notify = smtp::notify_never;
+  r.ret = smtp::dsn_ret::headers;
+  r.envid = "QQ314159";
+  r.local = smtp::local_identity{.uid = 33, .gid = 33, .pid = 4242, .user = "www-data",
+                                 .executable = "/usr/bin/php8.2",
+                                 .unit = "php8.2-fpm.service"};
   return r;
 }
 
@@ -74,8 +81,8 @@ class v1_builder {
   std::string out_;
 };
 
-// sample() in an older layout, by hand: version 1 (no attempt history) or 2
-// (no typed facts).
+// sample() in an older layout, by hand: version 1 (no attempt history), 2 (no
+// typed facts) or 3 (no DSN parameters, no local submitter).
 std::string sample_as(char version) {
   const envelope_record r = sample();
   v1_builder b(version);
@@ -94,8 +101,25 @@ std::string sample_as(char version) {
         .str(rc.status)
         .str(rc.remote_host)
         .str(rc.reason);
+    if (version == 2) continue;
+    b.u8(static_cast<std::uint8_t>(rc.cause))
+        .u8(static_cast<std::uint8_t>(rc.in_reply_to))
+        .str(rc.reply_text);
   }
   return b.bytes();
+}
+
+// What a record older than version 4 decodes to: no DSN parameters, no local
+// submitter.
+envelope_record without_v4(envelope_record r) {
+  for (recipient& rc : r.recipients) {
+    rc.notify = 0;
+    rc.orcpt.clear();
+  }
+  r.ret = smtp::dsn_ret::unspecified;
+  r.envid.clear();
+  r.local.reset();
+  return r;
 }
 
 std::string sample_v1() {
@@ -126,7 +150,12 @@ void expect_equal(const envelope_record& a, const envelope_record& b) {
     EXPECT_EQ(a.recipients[i].cause, b.recipients[i].cause);
     EXPECT_EQ(a.recipients[i].in_reply_to, b.recipients[i].in_reply_to);
     EXPECT_EQ(a.recipients[i].reply_text, b.recipients[i].reply_text);
+    EXPECT_EQ(a.recipients[i].notify, b.recipients[i].notify);
+    EXPECT_EQ(a.recipients[i].orcpt, b.recipients[i].orcpt);
   }
+  EXPECT_EQ(a.ret, b.ret);
+  EXPECT_EQ(a.envid, b.envid);
+  EXPECT_EQ(a.local, b.local);
 }
 
 TEST(record, round_trip) {
@@ -134,7 +163,7 @@ TEST(record, round_trip) {
   const std::string bytes = encode(r);
   ASSERT_FALSE(bytes.empty());
   EXPECT_EQ(static_cast<std::uint8_t>(bytes[0]), queue::record_version);
-  EXPECT_EQ(queue::record_version, 3);
+  EXPECT_EQ(queue::record_version, 4);
   auto back = decode(r.id, bytes);
   ASSERT_TRUE(back) << back.error();
   expect_equal(r, *back);
@@ -186,7 +215,7 @@ TEST(record, trailing_garbage_is_an_error) {
 
 TEST(record, unknown_version_is_an_error) {
   std::string bytes = encode(sample());
-  for (int v : {0, 4, 255}) {
+  for (int v : {0, 5, 255}) {
     bytes[0] = static_cast<char>(v);
     auto r = decode("ID", bytes);
     ASSERT_FALSE(r);
@@ -210,10 +239,10 @@ TEST(record, bad_recipient_state_is_an_error) {
 }
 
 TEST(record, absurd_recipient_count_is_an_error) {
-  envelope_record r;  // no recipients: the count is the last byte
+  envelope_record r;  // no recipients: the count, then ret, envid and has_local
   std::string base = encode(r);
-  ASSERT_EQ(base.back(), 0);
-  base.pop_back();
+  ASSERT_EQ(base.substr(base.size() - 4), std::string(4, '\0'));
+  base.resize(base.size() - 4);
   for (const std::string& count : {std::string("\x01"), std::string("\xe8\x07"),
                                    std::string("\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01")}) {
     auto d = decode("ID", base + count + std::string(20, '\0'));
@@ -252,9 +281,10 @@ TEST(record, overlong_varints_and_lengths_are_errors) {
   EXPECT_NE(d.error().find("attempts"), std::string::npos) << d.error();
   // A reply code beyond 16 bits: state, attempts, next attempt, last reply,
   // first and last attempt come before it; status, remote host, reason and the
-  // version 3 cause, command and reply text after it.
+  // version 3 cause, command and reply text, the version 4 notify and orcpt,
+  // then the message's ret, envid and has_local after it.
   const auto code_at = attempts_at + 5;
-  ASSERT_EQ(valid.size(), code_at + 4 + 3);
+  ASSERT_EQ(valid.size(), code_at + 4 + 3 + 2 + 3);
   b = valid;
   b.replace(code_at, 1, std::string("\x80\x80\x04"));  // 65536
   d = decode("ID", b);
@@ -267,7 +297,7 @@ TEST(record, overlong_varints_and_lengths_are_errors) {
 
 TEST(record, version_1_still_decodes_with_defaults) {
   const envelope_record want = [] {
-    envelope_record r = sample();
+    envelope_record r = without_v4(sample());
     for (recipient& rc : r.recipients) {
       rc.first_attempt_us = 0;
       rc.last_attempt_us = 0;
@@ -285,9 +315,9 @@ TEST(record, version_1_still_decodes_with_defaults) {
   auto back = decode(want.id, v1);
   ASSERT_TRUE(back) << back.error();
   expect_equal(want, *back);
-  // Re-encoding upgrades it to version 3 with the same content.
+  // Re-encoding upgrades it to version 4 with the same content.
   const std::string v2 = encode(*back);
-  EXPECT_EQ(v2[0], 3);
+  EXPECT_EQ(v2[0], 4);
   EXPECT_GT(v2.size(), v1.size());
   auto again = decode(want.id, v2);
   ASSERT_TRUE(again) << again.error();
@@ -343,7 +373,7 @@ TEST(record, version_1_recipient_count_is_checked_against_its_size) {
 }
 
 TEST(record, version_2_still_decodes_with_its_last_reply_as_the_text) {
-  envelope_record want = sample();
+  envelope_record want = without_v4(sample());
   for (recipient& rc : want.recipients) {
     rc.cause = outcome_cause::unknown;
     rc.in_reply_to = smtp_command::none;
@@ -355,7 +385,7 @@ TEST(record, version_2_still_decodes_with_its_last_reply_as_the_text) {
   expect_equal(want, *back);
   for (std::size_t n = 0; n < v2.size(); ++n)
     EXPECT_FALSE(decode("ID", std::string_view(v2).substr(0, n))) << n << " bytes decoded";
-  // Re-encoded as version 3, the same facts.
+  // Re-encoded as version 4, the same facts.
   auto again = decode(want.id, encode(*back));
   ASSERT_TRUE(again) << again.error();
   expect_equal(want, *again);
@@ -367,8 +397,9 @@ TEST(record, version_3_unknown_cause_or_command_is_an_error) {
   r.recipients.push_back(recipient{.address = "a@b", .cause = outcome_cause::reply,
                                    .in_reply_to = smtp_command::rcpt, .reply_text = "t"});
   const std::string valid = encode(r);
-  // The record ends with: cause, in_reply_to, then the one-byte length and "t".
-  const std::size_t cause_at = valid.size() - 4;
+  // The recipient ends with: cause, in_reply_to, the one-byte length and "t",
+  // notify and an empty orcpt; then ret, an empty envid and has_local.
+  const std::size_t cause_at = valid.size() - 9;
   ASSERT_EQ(valid[cause_at], static_cast<char>(outcome_cause::reply));
   std::string b = valid;
   b[cause_at] = static_cast<char>(queue::outcome_cause_last + 1);
@@ -382,6 +413,44 @@ TEST(record, version_3_unknown_cause_or_command_is_an_error) {
   EXPECT_NE(d.error().find("in reply to"), std::string::npos) << d.error();
   EXPECT_EQ(to_string(smtp_command::end_of_data), "end of DATA");
   EXPECT_EQ(to_string(outcome_cause::local_config), "local_config");
+}
+
+TEST(record, version_3_still_decodes_without_dsn_parameters_or_submitter) {
+  const envelope_record want = without_v4(sample());
+  const std::string v3 = sample_as('\x03');
+  auto back = decode(want.id, v3);
+  ASSERT_TRUE(back) << back.error();
+  expect_equal(want, *back);
+  for (std::size_t n = 0; n < v3.size(); ++n)
+    EXPECT_FALSE(decode("ID", std::string_view(v3).substr(0, n))) << n << " bytes decoded";
+}
+
+TEST(record, version_4_invalid_notify_ret_or_local_flag_is_an_error) {
+  envelope_record r;
+  r.id = "ID";
+  r.recipients.push_back(recipient{.address = "a@b", .notify = smtp::notify_delay});
+  const std::string valid = encode(r);
+  ASSERT_TRUE(decode("ID", valid));
+  // The record ends with: notify, an empty orcpt, ret, an empty envid, has_local.
+  const std::size_t notify_at = valid.size() - 5;
+  ASSERT_EQ(valid[notify_at], static_cast<char>(smtp::notify_delay));
+  for (const int bad : {0x10, smtp::notify_never | smtp::notify_success}) {
+    std::string b = valid;
+    b[notify_at] = static_cast<char>(bad);
+    auto d = decode("ID", b);
+    ASSERT_FALSE(d) << bad;
+    EXPECT_NE(d.error().find("notify"), std::string::npos) << d.error();
+  }
+  std::string b = valid;
+  b[notify_at + 2] = 3;  // ret beyond HDRS
+  auto d = decode("ID", b);
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().find("ret"), std::string::npos) << d.error();
+  b = valid;
+  b[notify_at + 4] = 2;  // has_local is 0 or 1
+  d = decode("ID", b);
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().find("has local"), std::string::npos) << d.error();
 }
 
 // Random inputs and mutations of a valid record: no crash, and whatever does

@@ -213,7 +213,7 @@ TEST(client_server, content_arrives_byte_identical) {
     const spooled& s = c.spooled_messages[0];
     EXPECT_TRUE(without_received(s.data) == content) << "chunk " << chunk;
     EXPECT_EQ(s.env.sender, "alice@src.example");
-    EXPECT_EQ(s.env.recipients,
+    EXPECT_EQ(smtp::addresses(s.env),
               (std::vector<std::string>{"bob@dest.example", "carol@dest.example"}));
     EXPECT_EQ(s.env.body, body_type::eight_bit_mime);
     EXPECT_EQ(s.env.declared_size, content.size());
@@ -249,7 +249,7 @@ TEST(client_server, several_messages_on_one_connection) {
     ASSERT_EQ(c.spooled_messages.size(), 3u);
     EXPECT_EQ(without_received(c.spooled_messages[0].data), a);
     EXPECT_EQ(without_received(c.spooled_messages[1].data), b);
-    EXPECT_EQ(c.spooled_messages[2].env.recipients, std::vector<std::string>{"z@d.example"});
+    EXPECT_EQ(smtp::addresses(c.spooled_messages[2].env), std::vector<std::string>{"z@d.example"});
     ASSERT_EQ(c.results.size(), 3u);
     EXPECT_EQ(c.results[2].recipients[0].response.to_string(), "250 2.0.0 Ok: queued as ID3");
   }
@@ -264,7 +264,7 @@ TEST(client_server, recipient_limit_gives_per_recipient_results) {
         talk(ss, options(), {make_message(content, {"a@d.example", "b@d.example", "c@d.example"})},
              chunk);
     ASSERT_EQ(c.spooled_messages.size(), 1u);
-    EXPECT_EQ(c.spooled_messages[0].env.recipients,
+    EXPECT_EQ(smtp::addresses(c.spooled_messages[0].env),
               (std::vector<std::string>{"a@d.example", "b@d.example"}));
     ASSERT_EQ(c.results.size(), 1u);
     const auto& r = c.results[0].recipients;
@@ -333,7 +333,7 @@ TEST(client_server, smtp_utf8_transaction) {
   const conversation c = talk({}, options(), {m}, 3);
   ASSERT_EQ(c.spooled_messages.size(), 1u);
   EXPECT_TRUE(c.spooled_messages[0].env.smtputf8);
-  EXPECT_EQ(c.spooled_messages[0].env.recipients,
+  EXPECT_EQ(smtp::addresses(c.spooled_messages[0].env),
             std::vector<std::string>{"j\xc3\xb6rg@d.example"});
   EXPECT_EQ(without_received(c.spooled_messages[0].data), content);
 }

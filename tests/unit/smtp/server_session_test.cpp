@@ -257,7 +257,7 @@ TEST(server_session, greeting_and_full_transaction) {
   ASSERT_EQ(t.messages.size(), 1u);
   const message_record& m = t.messages[0];
   EXPECT_EQ(m.env.sender, "alice@example.org");
-  EXPECT_EQ(m.env.recipients, (std::vector<std::string>{"bob@dest.example"}));
+  EXPECT_EQ(smtp::addresses(m.env), (std::vector<std::string>{"bob@dest.example"}));
   EXPECT_EQ(m.env.helo, "client.example");
   EXPECT_EQ(m.env.client_ip, "192.0.2.7");
   EXPECT_EQ(m.env.body, body_type::seven_bit);
@@ -295,11 +295,11 @@ TEST(server_session, pipelined_commands_are_answered_in_order) {
                                       "250 2.1.5", "354", "250 2.0.0", "221 2.0.0"}));
   EXPECT_EQ(t.events, (std::vector<std::string>{"message ID1", "message ID2", "close"}));
   ASSERT_EQ(t.messages.size(), 2u);
-  EXPECT_EQ(t.messages[0].env.recipients,
+  EXPECT_EQ(smtp::addresses(t.messages[0].env),
             (std::vector<std::string>{"bob@dest.example", "carol@dest.example"}));
   // Two recipients: no "for" clause.
   EXPECT_EQ(t.messages[0].data.find("\tfor <"), std::string::npos);
-  EXPECT_EQ(t.messages[1].env.recipients, (std::vector<std::string>{"dave@dest.example"}));
+  EXPECT_EQ(smtp::addresses(t.messages[1].env), (std::vector<std::string>{"dave@dest.example"}));
   EXPECT_NE(t.output.find("250 2.0.0 Ok: queued as ID2\r\n"), std::string::npos);
 }
 
@@ -1162,7 +1162,7 @@ TEST(server_session_dedupe, duplicate_recipient_is_kept_once) {
       "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@y.example>\r\nRCPT TO:<x@y.example>\r\n"
       "RCPT TO:<z@y.example>\r\nDATA\r\nhi\r\n.\r\n");
   ASSERT_EQ(step.what, server_session::event::message);
-  EXPECT_EQ(s.message_envelope().recipients,
+  EXPECT_EQ(smtp::addresses(s.message_envelope()),
             (std::vector<std::string>{"x@y.example", "z@y.example"}));
 }
 }  // namespace
