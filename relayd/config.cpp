@@ -432,6 +432,15 @@ std::vector<field> loader::schema() {
         set(target, std::move(s));
     };
   };
+  auto group_name = [this](std::string& target) {
+    return [this, &target](const toml::node& n, const std::string& key) {
+      auto s = string(n, key);
+      if (s && !valid_user_name(*s))
+        fail(n, key, "bad group name " + quoted(*s));
+      else
+        set(target, std::move(s));
+    };
+  };
   auto listeners = [this](std::vector<endpoint>& target, std::uint16_t default_port) {
     return [this, &target, default_port](const toml::node& n, const std::string& key) {
       set(target, addresses(n, key, default_port, true));
@@ -574,19 +583,13 @@ std::vector<field> loader::schema() {
       section("control",
               {
                   {"socket", socket_path(c_.control.socket, false)},
+                  {"admin_group", group_name(c_.control.admin_group)},
               }),
       section("local",
               {
                   {"socket", socket_path(c_.local.socket, true)},
                   {"maildrop", non_empty_path(c_.local.maildrop)},
-                  {"maildrop_group",
-                   [this](const toml::node& n, const std::string& key) {
-                     auto s = string(n, key);
-                     if (s && !valid_user_name(*s))
-                       fail(n, key, "bad group name " + quoted(*s));
-                     else
-                       set(c_.local.maildrop_group, std::move(s));
-                   }},
+                  {"maildrop_group", group_name(c_.local.maildrop_group)},
                   {"domain", domain(c_.local.domain)},
                   {"domains",
                    [this](const toml::node& n, const std::string& key) {

@@ -82,6 +82,9 @@ struct config {
 
   struct control_section {
     std::string socket = "/run/relayd/control.sock";
+    // Members may run every command (delete, hold, flush, ...); root and the
+    // daemon's own user always may. "" : nobody else. Any local user may list.
+    std::string admin_group;
   } control;
 
   // The host's MTA (DESIGN "The host's MTA"): sendmail's socket and drop

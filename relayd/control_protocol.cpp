@@ -16,18 +16,18 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::array<verb_spec, 12> all_verbs{{
-    {verb::list, takes::nothing},
-    {verb::show, takes::id},
+    {verb::list, takes::nothing, access::anyone},
+    {verb::show, takes::id, access::owner},
     {verb::remove, takes::targets},
     {verb::flush, takes::nothing},
     {verb::requeue, takes::targets},
     {verb::hold, takes::targets},
     {verb::release, takes::targets},
     {verb::dead_list, takes::nothing},
-    {verb::dead_show, takes::id},
+    {verb::dead_show, takes::id, access::owner},
     {verb::dead_replay, takes::targets},
     {verb::dead_purge, takes::targets},
-    {verb::stats, takes::nothing},
+    {verb::stats, takes::nothing, access::anyone},
 }};
 
 // "ids":[...] (its strings) or "all":true; nullopt when neither names anything.
@@ -58,7 +58,7 @@ std::expected<request, std::string> parse_request(std::string_view line) {
   auto spec = std::find_if(all_verbs.begin(), all_verbs.end(),
                            [&](const verb_spec& s) { return s.name == name; });
   if (spec == all_verbs.end()) return std::unexpected(fmt::format("unknown command \"{}\"", name));
-  request r{spec->name, {}, {}};
+  request r{.verb = spec->name, .who = spec->who};
   switch (spec->args) {
     case takes::nothing:
       break;

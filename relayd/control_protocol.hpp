@@ -120,9 +120,16 @@ inline constexpr std::string_view failed = "failed";
 // What a verb takes besides "cmd".
 enum class takes { nothing, id, targets };
 
+// Who may run a verb (the daemon reads the client's SO_PEERCRED):
+//   anyone: every local user (the queue listing and counts, as Postfix's mailq);
+//   owner:  an admin, or the local user who submitted that message (show);
+//   admin:  root, the daemon's own user, or a member of [control] admin_group.
+enum class access { anyone, owner, admin };
+
 struct verb_spec {
   std::string_view name;
   takes args;
+  access who = access::admin;
 };
 // Every verb of the protocol.
 std::span<const verb_spec> verbs();
@@ -135,6 +142,7 @@ struct targets {
 
 struct request {
   std::string_view verb;         // one of verb::*
+  access who = access::admin;    // the verb's access rule
   std::string id;                // takes::id
   std::optional<targets> which;  // takes::targets
 };

@@ -3,9 +3,13 @@
 // (control_protocol::parse_request) and runs the handler its verb names in the
 // table built from the command families. Each connection is one coroutine that
 // holds the server state, so a stop() during a request never frees what it uses.
+// The socket is open to every local user (mode 0666); each verb's access rule
+// (control_protocol::access) is checked against the client's SO_PEERCRED and
+// SO_PEERGROUPS before its handler runs, and a refusal names what is needed.
 #include "relayd/control_server.hpp"
 
 #include <spdlog/spdlog.h>
+#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -16,6 +20,9 @@
 #include <cstring>
 #include <filesystem>
 #include <unordered_map>
+#include <vector>
+
+#include <fmt/format.h>
 
 #include "relayd/control_handlers.hpp"
 
@@ -47,6 +54,38 @@ std::unordered_map<std::string_view, control_handler> build_table() {
   return table;
 }
 
+// The client's credentials; nullopt when the kernel does not tell.
+struct peer_credentials {
+  uid_t uid = 0;
+  std::vector<gid_t> groups;  // primary first, then the supplementary ones
+};
+std::optional<peer_credentials> credentials_of(int fd) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return std::nullopt;
+  peer_credentials p{cred.uid, {cred.gid}};
+  std::vector<gid_t> more(64);
+  len = static_cast<socklen_t>(more.size() * sizeof(gid_t));
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, more.data(), &len) != 0 && errno == ERANGE) {
+    more.resize(len / sizeof(gid_t));
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, more.data(), &len) != 0) len = 0;
+  }
+  more.resize(len / sizeof(gid_t));
+  p.groups.insert(p.groups.end(), more.begin(), more.end());
+  return p;
+}
+
+std::expected<std::optional<gid_t>, std::string> resolve_group(const std::string& name) {
+  if (name.empty()) return std::optional<gid_t>{};
+  group g{};
+  group* found = nullptr;
+  std::vector<char> buf(16384);
+  const int rc = ::getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found);
+  if (rc != 0 || found == nullptr)
+    return std::unexpected("control.admin_group: no group named \"" + name + "\"");
+  return std::optional<gid_t>{g.gr_gid};
+}
+
 void log_exception(std::exception_ptr e) {
   if (!e) return;
   try {
@@ -64,10 +103,34 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
   awaitable<void> accept_loop();
   awaitable<void> serve(unix_socket sock);
 
+  // "" when `peer` may run the request, else why not.
+  std::string refusal(const proto::request& req, const std::optional<peer_credentials>& peer) const;
+
   control_context ctx;
   asio::local::stream_protocol::acceptor acceptor;
   const std::unordered_map<std::string_view, control_handler> table;
+  std::optional<gid_t> admin_gid;  // [control] admin_group, resolved at start
 };
+
+std::string control_server::impl::refusal(const proto::request& req,
+                                          const std::optional<peer_credentials>& peer) const {
+  if (req.who == proto::access::anyone) return {};
+  if (!peer) return "permission denied: the client's credentials are unknown";
+  const bool admin = peer->uid == 0 || peer->uid == ::geteuid() ||
+                     (admin_gid && std::ranges::find(peer->groups, *admin_gid) != peer->groups.end());
+  if (admin) return {};
+  if (req.who == proto::access::owner) {
+    auto rec = ctx.spool.get(req.id);
+    if (!rec) rec = ctx.spool.get_dead(req.id);
+    if (rec && rec->local && rec->local->uid == peer->uid) return {};
+    if (!rec) return fmt::format("{}: no such message", req.id);
+  }
+  const std::string who = ctx.cfg.control.admin_group.empty()
+                              ? "root or the relayd user"
+                              : "root, the relayd user or group " + ctx.cfg.control.admin_group;
+  return fmt::format("permission denied: {} needs {}{}", req.verb, who,
+                     req.who == proto::access::owner ? " (or the message's own submitter)" : "");
+}
 
 control_server::control_server(asio::io_context& io, const config& cfg, queue::spool& spool)
     : impl_(std::make_shared<impl>(io, cfg, spool)) {}
@@ -78,6 +141,9 @@ void control_server::set_scheduler(scheduler* s) { impl_->ctx.sched = s; }
 
 std::expected<void, std::string> control_server::start() {
   const std::string& path = impl_->ctx.cfg.control.socket;
+  auto admin = resolve_group(impl_->ctx.cfg.control.admin_group);
+  if (!admin) return std::unexpected(admin.error());
+  impl_->admin_gid = *admin;
   if (path.size() >= sizeof(sockaddr_un::sun_path))
     return std::unexpected(path + ": path too long for a Unix socket");
   std::error_code fec;
@@ -95,7 +161,8 @@ std::expected<void, std::string> control_server::start() {
   if (!ec) acceptor.bind(ep, ec);
   if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return std::unexpected(path + ": " + ec.message());
-  if (::chmod(path.c_str(), 0660) != 0)
+  // Every local user may connect (mailq); refusal() guards each verb.
+  if (::chmod(path.c_str(), 0666) != 0)
     return std::unexpected(path + ": chmod: " + std::strerror(errno));
   spdlog::info("control socket {}", path);
   asio::co_spawn(impl_->ctx.io, impl_->accept_loop(), asio::detached);
@@ -133,8 +200,14 @@ awaitable<void> control_server::impl::serve(unix_socket sock) {
   line.resize(n - 1);
 
   std::string out;
-  if (auto req = proto::parse_request(line); !req) {
+  auto req = proto::parse_request(line);
+  std::string refused;
+  if (req) refused = refusal(*req, credentials_of(sock.native_handle()));
+  if (!req) {
     out = proto::error_line(req.error());
+  } else if (!refused.empty()) {
+    spdlog::warn("control: {} refused: {}", req->verb, refused);
+    out = proto::error_line(refused);
   } else {
     // `sock` lives in this frame, which outlives every write the handler awaits.
     const line_writer write_lines = [&sock](std::string_view lines) -> awaitable<bool> {

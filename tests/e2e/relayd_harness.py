@@ -220,6 +220,12 @@ class Relayd:
             "delivery": {"relayhost": f"[127.0.0.1]:{free_port()}"},
             "queue": {"min_free_disk": "1M"},
             "control": {"socket": self.socket_path},
+            # The host's MTA parts stay inside this daemon's directory.
+            "local": {
+                "socket": os.path.join(self.dir, "submit.sock"),
+                "maildrop": os.path.join(self.dir, "maildrop"),
+                "aliases": "",
+            },
             "metrics": {"listen": ""},
         }
         apply_overrides(self.cfg, overrides)
