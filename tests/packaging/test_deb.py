@@ -219,8 +219,13 @@ class DebPackageTest(unittest.TestCase):
             return
         page = os.path.join(self.root, "usr/share/man/man8/sendmail.8.gz")
         self.assertTrue(os.path.isfile(page), "sendmail.8.gz not in the package")
+        # mailq(1), newaliases(1): links to sendmail(8) unless written as pages.
         for path in MAN_LINKS:
-            self.assertTrue(self.contents.get(path, ("-",))[0].startswith("l"), path)
+            mode = self.contents.get(path, ("missing",))[0]
+            if os.path.exists(os.path.join(SOURCE_MAN, os.path.basename(path)[:-3])):
+                self.assertTrue(mode.startswith("-"), f"{path}: {mode}")
+                continue
+            self.assertTrue(mode.startswith("l"), f"{path} is not a symlink ({mode})")
             self.assertEqual(os.path.realpath(os.path.join(self.root, path)), page, path)
 
     def test_conffiles(self):
