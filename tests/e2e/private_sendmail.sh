@@ -7,7 +7,7 @@
 #   --tmpfs DIR      an empty tmpfs over DIR (e.g. /run: cron's pid and reboot files)
 # Usage: private_sendmail.sh SENDMAIL [--bind SRC DST]... [--tmpfs DIR]... -- CMD [ARG]...
 # Promise: the host's mount table is never changed; the script refuses to mount
-# anything unless it runs in a mount namespace other than PID 1's. Needs root and
+# anything unless it runs in a mount namespace other than its caller's. Needs root and
 # unshare(1); fails (exit 2, one line on stderr) when a mount fails or a usage is wrong.
 set -eu
 die() { echo "private_sendmail.sh: $*" >&2; exit 2; }
@@ -17,8 +17,10 @@ if [ "${PRIVATE_SENDMAIL_NS:-}" != 1 ]; then
     PRIVATE_SENDMAIL_NS=1 exec unshare --mount --propagation private /bin/sh "$0" "$@"
 fi
 unset PRIVATE_SENDMAIL_NS
-[ "$(readlink /proc/self/ns/mnt)" != "$(readlink /proc/1/ns/mnt)" ] ||
-    die "not in a private mount namespace: refusing to mount"
+# unshare exec'd this shell, so its parent is our caller, in the original namespace.
+mine=$(readlink /proc/self/ns/mnt) && outer=$(readlink "/proc/$PPID/ns/mnt") &&
+    [ -n "$mine" ] && [ -n "$outer" ] && [ "$mine" != "$outer" ] ||
+    die "not in a mount namespace of its own: refusing to mount"
 
 [ $# -ge 1 ] || die "usage: private_sendmail.sh SENDMAIL [--bind SRC DST]... [--tmpfs DIR]... -- CMD..."
 sendmail=$1; shift
