@@ -4,7 +4,9 @@
 # something is missing. Postfix is installed for smtp-source/smtp-sink and the
 # benchmark only: it is neither configured nor started. prometheus is there for
 # promtool (metrics and alert-rule checks); its service is not started either.
-# dpkg-dev (dpkg-shlibdeps) and groff-base build and check the .deb and man pages.
+# dpkg-dev (dpkg-shlibdeps), groff-base and lintian build and check the .deb and
+# man pages. cron, php-cli and s-nail are the real programs that mail through
+# relayd's sendmail in the tests (none of them is started as a service).
 set -euo pipefail
 
 pkgs=(
@@ -15,7 +17,8 @@ pkgs=(
   libtomlplusplus-dev libgtest-dev libgmock-dev libcrypt-dev
   python3 swaks libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base postfix procps iproute2 openssl
   prometheus
-  dpkg-dev groff-base
+  dpkg-dev groff-base lintian
+  cron php-cli s-nail
 )
 
 # --fuzz: also clang-16 with libFuzzer (clang 14 cannot compile libstdc++ 12's <expected>).
