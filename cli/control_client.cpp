@@ -22,7 +22,8 @@ namespace json = boost::json;
 namespace proto = relayd::control_protocol;
 
 void fail(const std::string& what) {
-  std::fprintf(stderr, "relayctl: %s\n", what.c_str());
+  // The program's own name: relayctl, or sendmail / mailq (which share this client).
+  std::fprintf(stderr, "%s: %s\n", program_invocation_short_name, what.c_str());
   std::exit(1);
 }
 

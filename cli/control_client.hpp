@@ -10,7 +10,7 @@
 
 namespace relayctl {
 
-// "relayctl: WHAT" on stderr, exit status 1.
+// "PROGRAM: WHAT" on stderr (relayctl, or sendmail/mailq), exit status 1.
 [[noreturn]] void fail(const std::string& what);
 
 class control_client {

@@ -12,6 +12,7 @@
 #include "queue/spool.hpp"
 #include "relayd/config.hpp"
 #include "relayd/control_protocol.hpp"
+#include "relayd/control_wait_registry.hpp"
 #include "relayd/net.hpp"
 
 namespace relayd {
@@ -23,6 +24,8 @@ struct control_context {
   const config& cfg;
   queue::spool& spool;
   scheduler* sched;  // null until set_scheduler(): no wake-ups, nothing "in flight"
+  // Outcomes for "wait", fed by the scheduler's observer (set_scheduler()).
+  wait_registry waits{};
 };
 
 // Writes lines to the client ahead of the final reply; false once it has gone.
@@ -39,10 +42,12 @@ struct control_command {
   control_handler run;
 };
 
-// Each command family's rows (control_queue.cpp, control_dead.cpp, control_stats.cpp).
+// Each command family's rows (control_queue.cpp, control_dead.cpp, control_stats.cpp,
+// control_wait.cpp).
 std::span<const control_command> control_queue_commands();
 std::span<const control_command> control_dead_commands();
 std::span<const control_command> control_stats_commands();
+std::span<const control_command> control_wait_commands();
 
 // Shared by the families: a Unix time in seconds, "1 entry" / "2 entries".
 inline std::int64_t unix_seconds(std::int64_t us) { return us / 1'000'000; }

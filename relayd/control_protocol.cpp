@@ -15,7 +15,7 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr std::array<verb_spec, 12> all_verbs{{
+constexpr std::array<verb_spec, 13> all_verbs{{
     {verb::list, takes::nothing, access::anyone},
     {verb::show, takes::id, access::owner},
     {verb::remove, takes::targets},
@@ -28,6 +28,7 @@ constexpr std::array<verb_spec, 12> all_verbs{{
     {verb::dead_replay, takes::targets},
     {verb::dead_purge, takes::targets},
     {verb::stats, takes::nothing, access::anyone},
+    {verb::wait, takes::id_timeout, access::owner},
 }};
 
 // "ids":[...] (its strings) or "all":true; nullopt when neither names anything.
@@ -62,10 +63,18 @@ std::expected<request, std::string> parse_request(std::string_view line) {
   switch (spec->args) {
     case takes::nothing:
       break;
-    case takes::id: {
+    case takes::id:
+    case takes::id_timeout: {
       const json::value* id = obj->if_contains(key::id);
       if (!id || !id->is_string()) return std::unexpected(fmt::format("{}: missing \"id\"", name));
       r.id = id->get_string();
+      if (spec->args == takes::id) break;
+      if (const json::value* t = obj->if_contains(key::timeout)) {
+        if (!t->is_int64() || t->get_int64() < 1)
+          return std::unexpected(fmt::format("{}: \"timeout\" must be a positive number of seconds",
+                                             name));
+        r.timeout_seconds = t->get_int64();
+      }
       break;
     }
     case takes::targets:
@@ -92,6 +101,10 @@ json::object make_request(std::string_view verb, const targets& which) {
     req[key::ids] = std::move(ids);
   }
   return req;
+}
+
+json::object make_wait_request(std::string_view id, std::int64_t timeout_seconds) {
+  return json::object{{key::cmd, verb::wait}, {key::id, id}, {key::timeout, timeout_seconds}};
 }
 
 std::string ok_line(json::object fields) {

@@ -15,6 +15,11 @@
 //   {"cmd":"dead_show","id":ID}     -> {"ok":true,"entry":{...},"content_length":N}\n + N raw bytes
 //   {"cmd":"dead_replay"|"dead_purge","ids":[...]|"all":true} -> {"ok":true,"count":N}
 //   {"cmd":"stats"}                 -> {"ok":true,"stats":{active, deferred, held, dead, ...}}
+//   {"cmd":"wait","id":ID,"timeout":S} -> once every recipient of ID is final, or S seconds
+//                                      (default 300) passed, or relayd stops:
+//                                      {"ok":true,"id":ID,"final":true|false,
+//                                       "recipients":[{address, state, last_reply}]}
+//                                      state: delivered | failed | deferred | pending | held
 // A dead entry: id, size, arrival, sender, failed_at and its failed recipients
 // [{address, reason, reply_code, status, last_reply, remote_host, attempts,
 // first_attempt, last_attempt, and for entries recorded since record version 3
@@ -48,6 +53,7 @@ inline constexpr std::string_view dead_show = "dead_show";
 inline constexpr std::string_view dead_replay = "dead_replay";
 inline constexpr std::string_view dead_purge = "dead_purge";
 inline constexpr std::string_view stats = "stats";
+inline constexpr std::string_view wait = "wait";
 }  // namespace verb
 
 // Field names, requests and replies alike.
@@ -57,6 +63,7 @@ inline constexpr std::string_view cmd = "cmd";
 inline constexpr std::string_view id = "id";
 inline constexpr std::string_view ids = "ids";
 inline constexpr std::string_view all = "all";
+inline constexpr std::string_view timeout = "timeout";  // wait: seconds
 // every final reply line
 inline constexpr std::string_view ok = "ok";
 inline constexpr std::string_view error = "error";
@@ -105,6 +112,8 @@ inline constexpr std::string_view message_bytes = "message_bytes";
 inline constexpr std::string_view oldest_age_seconds = "oldest_age_seconds";
 inline constexpr std::string_view spool_bytes = "spool_bytes";
 inline constexpr std::string_view spool_max_bytes = "spool_max_bytes";
+// wait
+inline constexpr std::string_view final = "final";
 }  // namespace key
 
 // Values of key::state (a message) and of a recipient's state.
@@ -118,7 +127,7 @@ inline constexpr std::string_view failed = "failed";
 }  // namespace state
 
 // What a verb takes besides "cmd".
-enum class takes { nothing, id, targets };
+enum class takes { nothing, id, targets, id_timeout };
 
 // Who may run a verb (the daemon reads the client's SO_PEERCRED):
 //   anyone: every local user (the queue listing and counts, as Postfix's mailq);
@@ -145,6 +154,7 @@ struct request {
   access who = access::admin;    // the verb's access rule
   std::string id;                // takes::id
   std::optional<targets> which;  // takes::targets
+  std::int64_t timeout_seconds = 0;  // takes::id_timeout; 0 when not given
 };
 
 // One request line (without its '\n'); the error is the text to answer with.
@@ -154,6 +164,8 @@ std::expected<request, std::string> parse_request(std::string_view line);
 boost::json::object make_request(std::string_view verb);
 boost::json::object make_request(std::string_view verb, std::string_view id);
 boost::json::object make_request(std::string_view verb, const targets& which);
+// {"cmd":"wait","id":ID,"timeout":S}
+boost::json::object make_wait_request(std::string_view id, std::int64_t timeout_seconds);
 
 // Final reply lines, '\n' included.
 std::string ok_line(boost::json::object fields = {});

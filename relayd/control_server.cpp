@@ -25,6 +25,7 @@
 #include <fmt/format.h>
 
 #include "relayd/control_handlers.hpp"
+#include "relayd/delivery_scheduler.hpp"
 
 namespace relayd {
 namespace proto = control_protocol;
@@ -47,7 +48,8 @@ bool socket_alive(const std::string& path) {
 // verb -> handler, from every command family; every protocol verb has a row.
 std::unordered_map<std::string_view, control_handler> build_table() {
   std::unordered_map<std::string_view, control_handler> table;
-  for (auto family : {control_queue_commands(), control_dead_commands(), control_stats_commands()})
+  for (auto family : {control_queue_commands(), control_dead_commands(), control_stats_commands(),
+                      control_wait_commands()})
     for (const auto& c : family) table.emplace(c.verb, c.run);
   for (const auto& v : proto::verbs())
     if (!table.contains(v.name)) throw std::logic_error("control: no handler for " + std::string(v.name));
@@ -137,7 +139,17 @@ control_server::control_server(asio::io_context& io, const config& cfg, queue::s
 
 control_server::~control_server() { stop(); }
 
-void control_server::set_scheduler(scheduler* s) { impl_->ctx.sched = s; }
+void control_server::set_scheduler(scheduler* s) {
+  impl_->ctx.sched = s;
+  if (!s) return;
+  // The scheduler may outlive this server: its observer holds the server weakly.
+  s->set_outcome_observer([w = std::weak_ptr<impl>(impl_)](
+                              const queue::envelope_record& m,
+                              std::span<const queue::spool::recipient_update> u,
+                              queue::spool::completion c) {
+    if (auto self = w.lock()) self->ctx.waits.record(m, u, c);
+  });
+}
 
 std::expected<void, std::string> control_server::start() {
   const std::string& path = impl_->ctx.cfg.control.socket;
@@ -170,6 +182,7 @@ std::expected<void, std::string> control_server::start() {
 }
 
 void control_server::stop() {
+  impl_->ctx.waits.stop();  // pending waits answer now, so io.run() can run out of work
   boost::system::error_code ec;
   if (!impl_->acceptor.is_open()) return;
   impl_->acceptor.close(ec);

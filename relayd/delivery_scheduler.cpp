@@ -262,10 +262,11 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
   }
   ++pending_updates_;
   const std::string id = msg.id;
+  auto observed = observer_ ? updates : std::vector<queue::spool::recipient_update>{};
   spool_.update_recipients(
       id, std::move(updates), flags_set,
-      on_io_thread([this, id, dead_reasons = std::move(dead_reasons)](queue::result r,
-                                                                      queue::spool::completion c) {
+      on_io_thread([this, id, dead_reasons = std::move(dead_reasons), message = j.message,
+                    observed = std::move(observed)](queue::result r, queue::spool::completion c) {
         if (r.code != queue::status::ok && r.code != queue::status::not_found)
           spdlog::error("{}: cannot store delivery results: {}", id, r.detail);
         if (c == queue::spool::completion::delivered) spdlog::info("{}: removed", id);
@@ -276,6 +277,7 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
                          "queued", id, dead_reasons.size());
           if (metrics_)
             for (const auto& why : dead_reasons) metrics_->dead_letter(why);
+          if (observer_) observer_(*message, observed, c);
         }
         --pending_updates_;
         job_stored(id);

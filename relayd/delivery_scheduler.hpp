@@ -117,6 +117,15 @@ class scheduler {
   // A connection ended (the worker is done with `d`).
   void connection_done(destination& d);
 
+  // Told after the results of each job are stored (on the I/O thread): the
+  // message as dispatched, the recipients' new states and what became of the
+  // message. For `sendmail --wait` (control_wait_registry). One observer.
+  using outcome_observer =
+      std::function<void(const queue::envelope_record& snapshot,
+                         std::span<const queue::spool::recipient_update> updates,
+                         queue::spool::completion c)>;
+  void set_outcome_observer(outcome_observer o) { observer_ = std::move(o); }
+
   const config& cfg() const { return cfg_; }
   queue::spool& spool() { return spool_; }
   bool stopping() const { return stopping_; }
@@ -154,6 +163,7 @@ class scheduler {
   bool wake_pending_ = false;
   bool stopping_ = false;
   std::function<void()> on_idle_;
+  outcome_observer observer_;
   std::optional<queue::spool::due_entry> cursor_;
   std::chrono::steady_clock::time_point last_full_scan_;
   std::unordered_map<std::string, std::size_t> in_flight_;  // id -> jobs not yet stored

@@ -74,9 +74,25 @@ TEST(control_protocol, relayctl_requests_parse_back) {
   EXPECT_EQ(show->id, "D9");
 }
 
+TEST(control_protocol, wait_takes_an_id_and_an_optional_positive_timeout) {
+  auto w = proto::parse_request(boost::json::serialize(proto::make_wait_request("AB12", 30)));
+  ASSERT_TRUE(w) << w.error();
+  EXPECT_EQ(w->verb, proto::verb::wait);
+  EXPECT_EQ(w->id, "AB12");
+  EXPECT_EQ(w->timeout_seconds, 30);
+  auto bare = proto::parse_request(R"({"cmd":"wait","id":"AB12"})");
+  ASSERT_TRUE(bare);
+  EXPECT_EQ(bare->timeout_seconds, 0);
+  EXPECT_FALSE(proto::parse_request(R"({"cmd":"wait"})"));
+  auto bad = proto::parse_request(R"({"cmd":"wait","id":"AB12","timeout":-5})");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().find("timeout"), std::string::npos);
+}
+
 TEST(control_protocol, every_verb_has_exactly_one_handler) {
   std::multiset<std::string_view> handled;
-  for (auto family : {control_queue_commands(), control_dead_commands(), control_stats_commands()})
+  for (auto family : {control_queue_commands(), control_dead_commands(), control_stats_commands(),
+                      control_wait_commands()})
     for (const auto& c : family) handled.insert(c.verb);
   for (const auto& v : proto::verbs()) EXPECT_EQ(handled.count(v.name), 1u) << v.name;
   EXPECT_EQ(handled.size(), proto::verbs().size());
