@@ -1494,3 +1494,33 @@ TEST(server_session_bdat_api, shutdown_waits_for_the_last_chunk) {
 
 }  // namespace
 }  // namespace smtp
+
+namespace smtp {
+namespace {
+
+// What smtp.max_data_memory budgets, for BDAT as for DATA: the SIZE= presize
+// and the slack of the growing buffer count, and the slack stays within a
+// quarter once the content is large.
+TEST(server_session_bdat_api, buffered_counts_presize_and_growth_of_chunks) {
+  {
+    direct d;
+    d.session.feed(ehlo + "MAIL FROM:<a@x.test> SIZE=2097152\r\n" + rcpt + "BDAT 5\r\nhello");
+    EXPECT_GE(d.session.buffered(), 2u * 1024 * 1024) << "the SIZE= presize is held";
+  }
+  direct d;
+  d.session.feed(ehlo + mail + rcpt);
+  const std::string line = std::string(98, 'x') + "\r\n";
+  std::size_t fed = 0;
+  bool slack_seen = false;
+  while (fed < 400 * 1000) {
+    ASSERT_EQ(d.session.feed("BDAT 100\r\n" + line).what, server_session::event::need_more);
+    fed += line.size();
+    ASSERT_GE(d.session.buffered(), fed);
+    slack_seen = slack_seen || d.session.buffered() > fed;
+    if (fed > 128 * 1024) ASSERT_LE(d.session.buffered(), fed + fed / 4) << fed;
+  }
+  EXPECT_TRUE(slack_seen);
+}
+
+}  // namespace
+}  // namespace smtp
