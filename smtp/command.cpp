@@ -363,4 +363,33 @@ std::string command::encode() const {
   return out;
 }
 
+std::optional<std::string> qualify_local_part(std::string_view line, std::string_view domain) {
+  const std::size_t open = line.find('<');
+  if (open == std::string_view::npos || domain.empty()) return std::nullopt;
+  // "MAIL FROM:" or "RCPT TO:" before the path, spaced as parse() accepts it.
+  const std::string_view head = trim(line.substr(0, open));
+  const std::size_t sp = head.find(' ');
+  if (sp == std::string_view::npos) return std::nullopt;
+  const std::string_view name = head.substr(0, sp);
+  const std::string_view keyword = trim(head.substr(sp + 1));
+  if (!(iequals(name, "MAIL") && iequals(keyword, "FROM:")) &&
+      !(iequals(name, "RCPT") && iequals(keyword, "TO:"))) {
+    return std::nullopt;
+  }
+  const auto parts = split_path(line.substr(open));
+  if (!parts || parts->mailbox.empty()) return std::nullopt;
+  const auto bare = check_mailbox(parts->mailbox, true);
+  if (bare || bare.error() != address_error::missing_domain) return std::nullopt;
+  std::string mailbox(parts->mailbox);
+  mailbox += '@';
+  mailbox += domain;
+  if (!check_mailbox(mailbox, true)) return std::nullopt;
+  std::string out(line.substr(0, open));
+  out += '<';
+  out += mailbox;
+  out += '>';
+  out += parts->rest;
+  return out;
+}
+
 }  // namespace smtp

@@ -73,4 +73,10 @@ struct command {
   bool operator==(const command&) const = default;
 };
 
+// Local submission (session_options::qualify_domain): `line` with the bare
+// local part given as the path of MAIL FROM or RCPT TO ("<root>") rewritten as
+// "<root@domain>", parameters kept; nullopt when the line is not such a command
+// or its path has a domain, is "<>", or would not be valid with the domain.
+std::optional<std::string> qualify_local_part(std::string_view line, std::string_view domain);
+
 }  // namespace smtp

@@ -7,23 +7,15 @@
 #include <cassert>
 #include <utility>
 
+#include "smtp/content_buffer.hpp"
+
 namespace smtp {
-namespace {
-
-// Presizing beyond this would let an idle client pin memory with a large SIZE=.
-constexpr std::size_t max_presize = 4u << 20;
-// Below this a growing body doubles its buffer; above, it grows by a quarter.
-constexpr std::size_t grow_gently_above = 64u << 10;
-
-}  // namespace
 
 dot_reader::dot_reader(std::size_t max_size, std::size_t max_line_length)
     : max_size_(max_size), max_line_length_(std::max<std::size_t>(max_line_length, 3)) {}
 
 void dot_reader::reset(std::size_t expected_size) {
-  content_.clear();
-  const std::size_t presize = std::min({expected_size, max_size_, max_presize});
-  if (presize > content_.capacity()) content_.reserve(presize);
+  content_buffer::presize(content_, expected_size, max_size_);
   size_ = 0;
   line_length_ = 0;
   too_big_ = false;
@@ -36,10 +28,8 @@ void dot_reader::discard() {
   release();
 }
 
-// Gives the buffer back to the allocator. `content_ = std::string()` would not:
-// libstdc++ copies a short string into the existing buffer and keeps it.
 void dot_reader::release() {
-  std::string().swap(content_);
+  content_buffer::release(content_);
 }
 
 std::string dot_reader::take_content() {
@@ -61,22 +51,11 @@ void dot_reader::store(std::string_view bytes) {
   size_ += bytes.size();
   if (!too_big_ && size_ > max_size_) too_big_ = true;
   if (too_big_ || line_too_long_) {
-    if (!content_.empty() || content_.capacity() > std::string().capacity())
+    if (!content_.empty() || content_buffer::holds_memory(content_))
       release();  // the message is lost anyway
     return;
   }
-  const std::size_t needed = content_.size() + bytes.size();
-  if (needed > content_.capacity()) {
-    // Grown here rather than by std::string (which doubles): the session's
-    // buffered() reports capacity against smtp.max_data_memory, so the slack
-    // is kept to a quarter past grow_gently_above.
-    const std::size_t cap = content_.capacity();
-    std::string grown;
-    grown.reserve(std::max(needed, needed <= grow_gently_above ? 2 * cap : cap + cap / 4));
-    grown.append(content_);
-    content_.swap(grown);
-  }
-  content_.append(bytes);
+  content_buffer::append(content_, bytes);
 }
 
 dot_reader::result dot_reader::finish(std::size_t consumed) {

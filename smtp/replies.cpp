@@ -23,6 +23,7 @@ reply ehlo(std::string_view hostname, std::uint64_t max_message_size, bool start
   text += "\nPIPELINING\nSIZE ";
   text += std::to_string(max_message_size);
   text += "\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8";
+  text += "\nCHUNKING";
   if (starttls) text += "\nSTARTTLS";
   if (auth) text += "\nAUTH PLAIN LOGIN";
   return make(250, "", std::move(text));
@@ -75,11 +76,14 @@ reply start_data() {
 reply queued(std::string_view id) {
   return make(250, "2.0.0", "Ok: queued as " + std::string(id));
 }
+reply chunk_received(std::uint64_t octets) {
+  return make(250, "2.0.0", std::to_string(octets) + " octets received");
+}
 reply cannot_vrfy() {
   return make(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
 }
 reply help() {
-  return make(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+  return make(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
 }
 
 reply unknown_command() {
@@ -115,6 +119,9 @@ reply rcpt_syntax() {
 reply bad_sender_syntax() {
   return make(501, "5.1.7", "Bad sender address syntax");
 }
+reply bdat_syntax() {
+  return make(501, "5.5.4", "Syntax: BDAT chunk-size [LAST]");
+}
 reply bad_recipient_syntax() {
   return make(501, "5.1.3", "Bad recipient address syntax");
 }
@@ -139,6 +146,9 @@ reply need_mail() {
 }
 reply need_rcpt() {
   return make(503, "5.5.1", "Bad sequence of commands: send RCPT first");
+}
+reply data_after_bdat() {
+  return make(503, "5.5.1", "Bad sequence of commands: DATA after BDAT");
 }
 reply no_valid_recipients() {
   return make(554, "5.5.1", "No valid recipients");

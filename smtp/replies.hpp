@@ -14,8 +14,8 @@ namespace smtp::replies {
 
 // Connection.
 reply greeting(std::string_view hostname);  // 220 HOSTNAME ESMTP relayd
-// 250-HOSTNAME / PIPELINING / SIZE n / 8BITMIME / ENHANCEDSTATUSCODES / SMTPUTF8,
-// then STARTTLS and "AUTH PLAIN LOGIN" when offered.
+// 250-HOSTNAME / PIPELINING / SIZE n / 8BITMIME / ENHANCEDSTATUSCODES / SMTPUTF8 /
+// CHUNKING, then STARTTLS and "AUTH PLAIN LOGIN" when offered.
 reply ehlo(std::string_view hostname, std::uint64_t max_message_size, bool starttls = false,
            bool auth = false);
 reply helo(std::string_view hostname);     // 250 HOSTNAME
@@ -35,6 +35,7 @@ reply sender_ok();                  // 250 2.1.0 Ok
 reply recipient_ok();               // 250 2.1.5 Ok
 reply start_data();                 // 354 End data with <CR><LF>.<CR><LF>
 reply queued(std::string_view id);  // 250 2.0.0 Ok: queued as ID
+reply chunk_received(std::uint64_t octets);  // 250 2.0.0 N octets received (BDAT, not LAST)
 reply cannot_vrfy();                // 252 2.5.0 Cannot VRFY user, ...
 reply help();                       // 214 2.0.0 ...
 
@@ -49,6 +50,7 @@ reply missing_argument();      // 501 5.5.4 Syntax error: argument required
 reply helo_syntax();           // 501 5.5.4 Syntax: EHLO hostname
 reply mail_syntax();           // 501 5.5.4 Syntax: MAIL FROM:<address> [parameters]
 reply rcpt_syntax();           // 501 5.5.4 Syntax: RCPT TO:<address>
+reply bdat_syntax();           // 501 5.5.4 Syntax: BDAT chunk-size [LAST]
 reply bad_sender_syntax();     // 501 5.1.7 Bad sender address syntax
 reply bad_recipient_syntax();  // 501 5.1.3 Bad recipient address syntax
 reply bad_parameter();         // 501 5.5.4 Invalid parameter syntax
@@ -60,6 +62,7 @@ reply need_helo();            // 503 5.5.1 Bad sequence of commands: send EHLO o
 reply nested_mail();          // 503 5.5.1 Bad sequence of commands: MAIL already given
 reply need_mail();            // 503 5.5.1 Bad sequence of commands: send MAIL first
 reply need_rcpt();            // 503 5.5.1 Bad sequence of commands: send RCPT first
+reply data_after_bdat();      // 503 5.5.1 Bad sequence of commands: DATA after BDAT
 reply no_valid_recipients();  // 554 5.5.1 No valid recipients
 
 // Policy and limits.

@@ -5,7 +5,9 @@
 // replies to commands, a
 // QUIT, a bare CR/LF in DATA, max_auth_failures failed AUTHs, a timeout or a
 // shutdown, feed() returns close. AUTH responses (RFC 4954 4) are lines read
-// while auth_step_ is set; they never reach on_reject.
+// while auth_step_ is set; they never reach on_reject. BDAT (RFC 3030) reads
+// exactly its chunk's octets in phase::chunk, also when the command is refused,
+// so chunk data is never read as commands.
 #include "smtp/server_session.hpp"
 
 #include <algorithm>
@@ -18,7 +20,9 @@
 
 #include "smtp/address.hpp"
 #include "smtp/base64.hpp"
+#include "smtp/chunk_reader.hpp"
 #include "smtp/command.hpp"
+#include "smtp/content_buffer.hpp"
 #include "smtp/dot_reader.hpp"
 #include "smtp/line_reader.hpp"
 #include "smtp/message.hpp"
@@ -56,6 +60,23 @@ std::optional<std::string> decode_response(std::string_view in) {
   return base64::decode(in);
 }
 
+// "BDAT" SP chunk-size [ SP "LAST" ] (RFC 3030 3), as command::parse left the
+// argument: trimmed, case-insensitive LAST.
+struct bdat_argument {
+  std::uint64_t size;
+  bool last;
+};
+std::optional<bdat_argument> parse_bdat(std::string_view arg) {
+  const std::size_t sp = arg.find(' ');
+  const std::string_view digits = arg.substr(0, sp);
+  // At most 20 digits: the length of UINT64_MAX.
+  const auto size = digits.size() <= 20 ? text::parse_decimal(digits) : std::nullopt;
+  if (!size) return std::nullopt;
+  if (sp == std::string_view::npos) return bdat_argument{*size, false};
+  if (!iequals(text::trim(arg.substr(sp + 1)), "LAST")) return std::nullopt;
+  return bdat_argument{*size, true};
+}
+
 constexpr std::string_view username_prompt = "VXNlcm5hbWU6";  // "Username:"
 constexpr std::string_view password_prompt = "UGFzc3dvcmQ6";  // "Password:"
 
@@ -73,7 +94,7 @@ std::string fallback_id(std::int64_t now) {
 }  // namespace
 
 struct server_session::impl {
-  enum class phase { command, data, message_pending, tls_pending, auth_pending, closed };
+  enum class phase { command, data, chunk, message_pending, tls_pending, auth_pending, closed };
   // Where an AUTH exchange is: which response the next line is.
   enum class auth_step { none, plain, login_user, login_password };
 
@@ -89,6 +110,7 @@ struct server_session::impl {
       : options_(std::move(o)),
         client_(std::move(c)),
         dot_(options_.max_message_size, options_.max_line_length),
+        chunks_(options_.max_message_size),
         tls_(options_.tls_active) {}
   ~impl() { wipe(auth_password_); }
 
@@ -109,6 +131,23 @@ struct server_session::impl {
   std::string id_;
   std::string message_;
   std::optional<reply> refusal_;  // refuse_message(): the answer to this DATA
+
+  // BDAT. A transaction's chunks go into chunks_ until the LAST one.
+  chunk_reader chunks_;
+  bool bdat_ = false;                  // this transaction has used BDAT: DATA is refused
+  std::optional<reply> bdat_refusal_;  // its content was refused: the answer to this or the
+                                       // next chunk, which ends the transaction
+  // The chunk being read (phase::chunk).
+  std::uint64_t chunk_left_ = 0;
+  std::uint64_t chunk_size_ = 0;
+  bool chunk_last_ = false;
+  bool chunk_stored_ = false;          // false: the command was refused, its octets are dropped
+  std::optional<reply> chunk_reply_;   // the refusal sent once the octets are read
+  bool chunk_reply_is_error_ = false;  // it counts towards max_errors
+  std::string chunk_command_;          // for on_reject
+  // After a failed BDAT, chunks the client pipelined before it saw the failure
+  // are read, dropped and answered with it (RFC 3030 2), up to a LAST.
+  std::optional<reply> after_failed_bdat_;
 
   std::size_t errors_ = 0;
   std::uint64_t input_generation_ = 0;  // see progress()
@@ -147,6 +186,10 @@ struct server_session::impl {
     env_ = envelope{};
     id_.clear();
     message_.clear();
+    bdat_ = false;
+    bdat_refusal_.reset();
+    after_failed_bdat_.reset();
+    chunks_.discard();  // frees what a refused or unfinished BDAT transfer held
   }
 
   // A pending graceful stop happens as soon as no transaction is open.
@@ -166,8 +209,6 @@ struct server_session::impl {
   // ---- check steps: the refusal, or nullopt when the command may proceed ----
 
   std::optional<reply> check_none(const command&) { return std::nullopt; }
-
-  std::optional<reply> check_not_implemented(const command&) { return replies::not_implemented(); }
 
   std::optional<reply> check_mail(const command& c) {
     if (!greeted_) return replies::need_helo();
@@ -190,12 +231,26 @@ struct server_session::impl {
     return std::nullopt;
   }
 
-  std::optional<reply> check_data(const command&) {
+  // Whether message content (DATA or BDAT) may come now.
+  std::optional<reply> check_content_allowed() const {
     if (!greeted_) return replies::need_helo();
     if (!in_mail_) return replies::need_mail();
     if (env_.recipients.empty()) {
       return rcpt_attempted_ ? replies::no_valid_recipients() : replies::need_rcpt();
     }
+    return std::nullopt;
+  }
+
+  std::optional<reply> check_data(const command&) {
+    if (auto r = check_content_allowed()) return r;
+    if (bdat_) return replies::data_after_bdat();
+    return std::nullopt;
+  }
+
+  // Only the argument: a BDAT with a readable size is followed by its octets,
+  // which proceed_bdat reads even when it refuses the command.
+  std::optional<reply> check_bdat(const command& c) {
+    if (!parse_bdat(c.argument)) return replies::bdat_syntax();
     return std::nullopt;
   }
 
@@ -271,6 +326,77 @@ struct server_session::impl {
     send(replies::start_data(), {});
   }
 
+  // RFC 3030: the reply to a BDAT comes once its octets are read.
+  void proceed_bdat(const command& c) {
+    const bdat_argument arg = *parse_bdat(c.argument);
+    chunk_size_ = chunk_left_ = arg.size;
+    chunk_last_ = arg.last;
+    chunk_stored_ = false;
+    chunk_reply_.reset();
+    chunk_reply_is_error_ = false;
+    chunk_command_ = "BDAT " + c.argument;
+    if (in_mail_) after_failed_bdat_.reset();  // a new transaction began
+    if (after_failed_bdat_) {
+      chunk_reply_ = after_failed_bdat_;
+      if (chunk_last_) after_failed_bdat_.reset();
+    } else if (auto refusal = check_content_allowed()) {
+      chunk_reply_ = std::move(refusal);
+      chunk_reply_is_error_ = true;
+    } else {
+      if (!bdat_) {
+        bdat_ = true;
+        chunks_.reset(static_cast<std::size_t>(env_.declared_size));
+      }
+      chunk_stored_ = true;
+      // Known before a single octet: the octets are still read, then refused.
+      const std::uint64_t limit = options_.max_message_size;
+      const std::uint64_t room = limit - std::min<std::uint64_t>(chunks_.received(), limit);
+      if (arg.size > room) refuse_chunks(replies::message_too_big());
+    }
+    if (chunk_left_ == 0) {
+      end_chunk();
+      return;
+    }
+    state_ = phase::chunk;
+    ++input_generation_;
+  }
+
+  // The transaction's content is lost; the current or next chunk says `r`.
+  void refuse_chunks(const reply& r) {
+    if (!bdat_refusal_) bdat_refusal_ = r;
+    chunks_.discard();
+  }
+
+  void end_chunk() {
+    state_ = phase::command;
+    if (chunk_reply_) {
+      if (chunk_reply_is_error_) {
+        reject(*chunk_reply_, chunk_command_);
+      } else {
+        send(*chunk_reply_, {});
+      }
+      settle_shutdown();
+      return;
+    }
+    if (chunks_.too_big()) refuse_chunks(replies::message_too_big());
+    if (bdat_refusal_) {
+      const reply r = *bdat_refusal_;
+      data_refused(r);
+      if (!chunk_last_ && state_ != phase::closed) after_failed_bdat_ = r;
+      return;
+    }
+    if (chunk_last_) {
+      chunks_.end();
+      if (chunks_.too_big()) {
+        data_refused(replies::message_too_big());
+        return;
+      }
+      finish_message(chunks_.take_content());
+      return;
+    }
+    send(replies::chunk_received(chunk_size_), {});
+  }
+
   void proceed_rset(const command&) {
     end_transaction();
     send(replies::ok(), {});
@@ -280,7 +406,6 @@ struct server_session::impl {
   void proceed_vrfy(const command&) { send(replies::cannot_vrfy(), {}); }
   void proceed_help(const command&) { send(replies::help(), {}); }
   void proceed_quit(const command&) { close_with(replies::closing()); }
-  void proceed_none(const command&) {}
 
   // The pump writes the 220, drops what the client sent after this line, and
   // calls tls_started() after the handshake.
@@ -386,7 +511,7 @@ struct server_session::impl {
       {verb::help, &impl::check_none, &impl::proceed_help},
       {verb::starttls, &impl::check_starttls, &impl::proceed_starttls},
       {verb::auth, &impl::check_auth, &impl::proceed_auth},
-      {verb::bdat, &impl::check_not_implemented, &impl::proceed_none},
+      {verb::bdat, &impl::check_bdat, &impl::proceed_bdat},
   }};
 
   void handle_line(std::string_view line) {
@@ -394,7 +519,11 @@ struct server_session::impl {
       handle_auth_line(line);
       return;
     }
-    auto parsed = command::parse(line);
+    // Local submission: "<root>" is read as "<root@qualify_domain>".
+    std::optional<std::string> qualified;
+    if (!options_.qualify_domain.empty())
+      qualified = qualify_local_part(line, options_.qualify_domain);
+    auto parsed = command::parse(qualified ? std::string_view(*qualified) : line);
     if (!parsed) {
       if (in_mail_ && starts_with_word(line, "RCPT")) rcpt_attempted_ = true;
       reject(to_reply(parsed.error()), loggable(line));
@@ -417,9 +546,9 @@ struct server_session::impl {
 
   // ---- end of DATA ------------------------------------------------------
 
-  void finish_message() {
-    const std::string_view content_view = dot_.content();
-    if (header_block_end(content_view) > options_.max_header_size) {
+  // `content` is DATA un-stuffed or BDAT chunks joined, CRLF line endings.
+  void finish_message(std::string content) {
+    if (header_block_end(content) > options_.max_header_size) {
       data_refused(replies::header_too_big());
       return;
     }
@@ -438,7 +567,6 @@ struct server_session::impl {
     info.queue_id = id_;
     for (const auto& r : env_.recipients) info.recipients.push_back(r.address);
     info.time = t;
-    std::string content = dot_.take_content();
     message_ =
         build_message(content, received_header(info), t, make_message_id(id_, options_.hostname));
     state_ = phase::message_pending;
@@ -463,6 +591,15 @@ struct server_session::impl {
       if (state_ == phase::auth_pending) return {consumed, event::auth};
       if (consumed == in.size()) return {consumed, event::need_more};
       const std::string_view rest = in.substr(consumed);
+      if (state_ == phase::chunk) {
+        const std::size_t n = static_cast<std::size_t>(
+            std::min<std::uint64_t>(chunk_left_, rest.size()));
+        if (chunk_stored_) chunks_.put(rest.substr(0, n));
+        consumed += n;
+        chunk_left_ -= n;
+        if (chunk_left_ == 0) end_chunk();
+        continue;
+      }
       if (state_ == phase::data) {
         const auto r = dot_.put(rest);
         consumed += r.consumed;
@@ -470,7 +607,7 @@ struct server_session::impl {
           case dot_reader::status::need_more:
             break;
           case dot_reader::status::complete:
-            finish_message();
+            finish_message(dot_.take_content());
             break;
           case dot_reader::status::too_big:
             data_refused(refusal_ ? *refusal_ : replies::message_too_big());
@@ -628,7 +765,7 @@ bool server_session::shutdown() {
 server_session::input_progress server_session::progress() const {
   const impl& s = *impl_;
   pending_input what = pending_input::none;
-  if (s.state_ == impl::phase::data)
+  if (s.state_ == impl::phase::data || s.state_ == impl::phase::chunk)
     what = pending_input::data;
   else if (s.state_ == impl::phase::command && s.lines_.partial())
     what = pending_input::command_line;
@@ -656,17 +793,24 @@ std::size_t server_session::buffered() const {
   // and the slack of string growth (smtp.max_data_memory budgets memory). A
   // string short enough to live inside the object holds nothing beyond it.
   const auto held = [](const std::string& b) {
-    return b.capacity() > std::string().capacity() ? b.capacity() : 0;
+    return content_buffer::holds_memory(b) ? b.capacity() : 0;
   };
   if (s.state_ == impl::phase::data) return held(s.dot_.content());
   if (s.state_ == impl::phase::message_pending) return held(s.message_);
+  if (s.bdat_) return held(s.chunks_.content());  // during and between chunks
   return 0;
 }
 
 void server_session::refuse_message(const reply& r) {
-  if (impl_->state_ != impl::phase::data) return;
-  impl_->refusal_ = r;
-  impl_->dot_.discard();
+  impl& s = *impl_;
+  if (s.state_ == impl::phase::data) {
+    s.refusal_ = r;
+    s.dot_.discard();
+    return;
+  }
+  // A BDAT transfer, in a chunk or between two: the current or next chunk says r.
+  if (s.bdat_ && (s.state_ == impl::phase::chunk || s.state_ == impl::phase::command))
+    s.refuse_chunks(r);
 }
 
 bool server_session::in_transaction() const {

@@ -18,7 +18,12 @@
 // limits are the pump's: progress() tells it what the client is in the middle
 // of sending, timeout() says 421 for it. Bare CR or LF inside DATA (SMTP
 // smuggling) is refused with a 5xx reply and the connection is closed, so bytes
-// after it are never read as commands. Nothing pipelined after STARTTLS is read
+// after it are never read as commands. CHUNKING (RFC 3030): "BDAT n [LAST]" is
+// followed by exactly n octets, which are read even when the command is refused
+// (503 out of sequence, 552 over max_message_size), so they are never read as
+// commands; they are not un-stuffed, bare CR or LF in them is data and is
+// stored as CRLF. Each chunk is answered once read; the LAST one gives
+// event::message as the end of DATA does. Nothing pipelined after STARTTLS is read
 // (CVE-2011-0411): feed() stops right after its line, and tls_started() forgets
 // every partial line and all state, as RFC 3207 4.2 asks. Never throws on input.
 #pragma once
@@ -125,13 +130,16 @@ class server_session {
   // The spool refused the message (e.g. 452 4.3.1); the transaction ends.
   void message_failed(const reply& r);
 
-  // Octets of memory reserved for message content: the DATA body's buffer
-  // (presized from SIZE=, grown by doubling), or the finished message until
-  // take_message(). Counts capacity, so it is never below what is allocated.
+  // Octets of memory reserved for message content: the DATA body's or the BDAT
+  // chunks' buffer (presized from SIZE=, grown by content_buffer's policy), or
+  // the finished message until take_message(). Counts capacity, so it is never
+  // below what is allocated.
   std::size_t buffered() const;
   // During DATA: the body so far is freed, the rest is read and dropped, and
   // the end of DATA is answered with `r` instead (the daemon's memory budget
-  // for message content is spent). No effect outside DATA.
+  // for message content is spent). During a BDAT transfer (in a chunk or
+  // between two): the chunks so far are freed and the current or next chunk is
+  // answered with `r`, which ends the transaction. No effect otherwise.
   void refuse_message(const reply& r);
 
   // The TLS handshake after event::starttls succeeded: the session starts over
@@ -152,12 +160,13 @@ class server_session {
 
   // Graceful stop: if no transaction is open, queue "421 4.3.2" and return true
   // (the pump then closes). Otherwise return false and finish the transaction
-  // first; the session closes after the reply to DATA.
+  // first; the session closes after the reply to DATA (or to BDAT LAST).
   bool shutdown();
   // What the client is in the middle of sending, for the pump's phase deadlines
-  // (RFC 5321 4.5.3.2): a command line since its first byte, or a DATA body since
-  // the 354. `generation` changes whenever a new line or body begins, so the pump
-  // knows when to restart the clock.
+  // (RFC 5321 4.5.3.2): a command line since its first byte, a DATA body since
+  // the 354, or a BDAT chunk (data) since its command line. `generation`
+  // changes whenever a new line, body or chunk begins, so the pump knows when
+  // to restart the clock.
   enum class pending_input { none, command_line, data };
   struct input_progress {
     pending_input what;

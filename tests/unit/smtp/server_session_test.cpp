@@ -40,6 +40,7 @@ struct setup {
   std::size_t max_auth_failures = 3;
   std::size_t max_errors = 10;
   std::size_t max_header_size = 1024 * 1024;
+  std::string qualify_domain;
   // The user database: alice / secret.
   std::function<bool(const std::string&, const std::string&)> check =
       [](const std::string& user, const std::string& password) {
@@ -95,6 +96,7 @@ session_options make_options(const setup& s, transcript& t, int& next_id) {
   o.max_auth_failures = s.max_auth_failures;
   o.max_errors = s.max_errors;
   o.max_header_size = s.max_header_size;
+  o.qualify_domain = s.qualify_domain;
   return o;
 }
 
@@ -247,7 +249,7 @@ TEST(server_session, greeting_and_full_transaction) {
   EXPECT_EQ(t.output,
             "220 mx.test ESMTP relayd\r\n"
             "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n"
-            "250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n"
+            "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
             "250 2.1.0 Ok\r\n"
             "250 2.1.5 Ok\r\n"
             "354 End data with <CR><LF>.<CR><LF>\r\n"
@@ -350,16 +352,13 @@ TEST(server_session, quit_closes_and_leaves_the_rest_unread) {
 }
 
 TEST(server_session, unknown_and_unimplemented_commands) {
-  const transcript t =
-      run(ehlo + "EXPN list\r\nSTARTTLS\r\nAUTH PLAIN AHVzZXIAcGFzcw==\r\nBDAT 10 LAST\r\n");
-  EXPECT_EQ(codes(t.output),
-            (codes_t{"220", "250", "500 5.5.1", "502 5.5.1", "502 5.5.1", "502 5.5.1"}));
+  const transcript t = run(ehlo + "EXPN list\r\nSTARTTLS\r\nAUTH PLAIN AHVzZXIAcGFzcw==\r\n");
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "500 5.5.1", "502 5.5.1", "502 5.5.1"}));
   // The AUTH initial response (a password) never reaches the log.
   EXPECT_EQ(t.rejects, (std::vector<std::string>{
                            "500 5.5.1 Command unrecognized | EXPN list",
                            "502 5.5.1 Command not implemented | STARTTLS",
                            "502 5.5.1 Command not implemented | AUTH PLAIN",
-                           "502 5.5.1 Command not implemented | BDAT 10 LAST",
                        }));
 }
 
@@ -645,7 +644,7 @@ TEST(server_session_tls, ehlo_offers_starttls_only_when_configured) {
   EXPECT_EQ(run(ehlo).output.find("STARTTLS"), std::string::npos);
   setup s;
   s.starttls = true;
-  EXPECT_TRUE(run(ehlo, s).output.ends_with("250-SMTPUTF8\r\n250 STARTTLS\r\n"));
+  EXPECT_TRUE(run(ehlo, s).output.ends_with("250-CHUNKING\r\n250 STARTTLS\r\n"));
 }
 
 TEST(server_session_tls, starttls_starts_over_and_is_not_offered_again) {
@@ -1120,7 +1119,12 @@ TEST(server_session_robustness, random_input) {
                                            "AUTH LOGIN\r\n",
                                            "YWxpY2U=\r\n",
                                            "*\r\n",
-                                           "=\r\n"};
+                                           "=\r\n",
+                                           "BDAT 3\r\n",
+                                           "BDAT 150\r\n",
+                                           "BDAT 2 LAST\r\n",
+                                           "BDAT 0 LAST\r\n",
+                                           "BDAT x\r\n"};
   for (int round = 0; round < 200; ++round) {
     std::string input;
     const int n = static_cast<int>(rng() % 30);
@@ -1165,5 +1169,358 @@ TEST(server_session_dedupe, duplicate_recipient_is_kept_once) {
   EXPECT_EQ(smtp::addresses(s.message_envelope()),
             (std::vector<std::string>{"x@y.example", "z@y.example"}));
 }
+}  // namespace
+}  // namespace smtp
+
+// CHUNKING (RFC 3030): BDAT transfers, their limits, their sequence rules, and
+// the local-submission qualification of bare local parts.
+namespace smtp {
+namespace {
+
+std::string bdat(const std::string& octets, bool last = false) {
+  return "BDAT " + std::to_string(octets.size()) + (last ? " LAST" : "") + "\r\n" + octets;
+}
+
+const std::string received_id1 =
+    "Received: from client.example (client.example [192.0.2.7])\r\n"
+    "\tby mx.test (relayd) with ESMTP id ID1\r\n"
+    "\tfor <bob@dest.example>; Tue, 14 Nov 2023 22:13:20 +0000\r\n";
+
+// A message with Date: and Message-ID:, so the stored form is Received: + it.
+const std::string chunked_content =
+    "Subject: chunked\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <c@x>\r\n\r\n"
+    ".\r\n..two dots stay two\r\n.\r\nQUIT\r\nlast line\r\n";
+
+TEST(server_session_bdat, ehlo_advertises_chunking) {
+  EXPECT_TRUE(run(ehlo).output.ends_with("250-SMTPUTF8\r\n250 CHUNKING\r\n"));
+}
+
+TEST(server_session_bdat, chunks_assemble_to_the_exact_bytes) {
+  const std::string a = chunked_content.substr(0, 20), b = chunked_content.substr(20, 31),
+                    c = chunked_content.substr(51);
+  const transcript t = run(ehlo + mail + rcpt + bdat(a) + bdat(b) + bdat(c, true) + "QUIT\r\n");
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "250 2.1.0", "250 2.1.5", "250 2.0.0",
+                                      "250 2.0.0", "250 2.0.0", "221 2.0.0"}));
+  EXPECT_NE(t.output.find("250 2.0.0 20 octets received\r\n250 2.0.0 31 octets received\r\n"
+                          "250 2.0.0 Ok: queued as ID1\r\n"),
+            std::string::npos);
+  EXPECT_EQ(t.events, (std::vector<std::string>{"message ID1", "close"}));
+  ASSERT_EQ(t.messages.size(), 1u);
+  // No dot-unstuffing, no terminator: ".", "..", "QUIT" lines are content.
+  EXPECT_EQ(t.messages[0].data, received_id1 + chunked_content);
+  EXPECT_EQ(t.messages[0].env.sender, "alice@example.org");
+  EXPECT_TRUE(t.rejects.empty());
+}
+
+TEST(server_session_bdat, one_octet_chunks) {
+  std::string input = ehlo + mail + rcpt;
+  for (char ch : chunked_content) input += bdat(std::string(1, ch));
+  input += "BDAT 0 LAST\r\n";
+  const transcript t = run(input);
+  ASSERT_EQ(t.messages.size(), 1u);
+  EXPECT_EQ(t.messages[0].data, received_id1 + chunked_content);
+  EXPECT_EQ(codes(t.output).size(), 4 + chunked_content.size() + 1);
+  EXPECT_TRUE(t.output.ends_with("250 2.0.0 1 octets received\r\n250 2.0.0 Ok: queued as ID1\r\n"));
+}
+
+TEST(server_session_bdat, ten_megabytes_in_chunks_with_8bit_content) {
+  setup s;
+  s.max_message_size = 11 * 1024 * 1024;
+  std::string content = "Subject: big\r\nDate: d\r\nMessage-ID: <big@x>\r\n\r\n";
+  std::mt19937 rng(7);
+  while (content.size() < 10 * 1024 * 1024) {
+    std::string line(1 + rng() % 900, 'x');
+    for (char& ch : line) {
+      ch = static_cast<char>(rng() % 256);
+      if (ch == '\r' || ch == '\n') ch = '.';
+    }
+    content += line + "\r\n";
+  }
+  std::string input = ehlo + mail + rcpt;
+  for (std::size_t pos = 0; pos < content.size(); pos += 1000003) {
+    const std::string piece = content.substr(pos, 1000003);
+    input += bdat(piece, pos + piece.size() == content.size());
+  }
+  // Fed as the daemon does: 512 octets at a time.
+  std::vector<std::string_view> slices;
+  for (std::size_t pos = 0; pos < input.size(); pos += 512)
+    slices.push_back(std::string_view(input).substr(pos, 512));
+  const transcript t = run_chunks(s, slices);
+  ASSERT_EQ(t.messages.size(), 1u) << t.output;
+  EXPECT_TRUE(t.messages[0].data == received_id1 + content) << "content differs";
+  EXPECT_TRUE(t.output.ends_with("250 2.0.0 Ok: queued as ID1\r\n"));
+}
+
+TEST(server_session_bdat, pipelined_with_mail_rcpt_and_several_chunks_in_one_feed) {
+  setup s;
+  // The second message is refused by the spool; the third is queued.
+  s.spool = [](std::size_t n) -> std::optional<reply> {
+    if (n == 1) return reply{452, "4.3.1", "Insufficient system storage"};
+    return std::nullopt;
+  };
+  const transcript t =
+      run(ehlo + mail + rcpt + "RCPT TO:<carol@dest.example>\r\n" + bdat("Subject: 1\r\n") +
+              bdat("\r\nfirst\r\n", true) + mail + rcpt + bdat("second\r\n", true) + "NOOP\r\n" +
+              mail + rcpt + bdat("th") + bdat("ird\r\n") + bdat("", true) + "QUIT\r\n",
+          s);
+  EXPECT_EQ(codes(t.output),
+            (codes_t{"220", "250", "250 2.1.0", "250 2.1.5", "250 2.1.5", "250 2.0.0", "250 2.0.0",
+                     "250 2.1.0", "250 2.1.5", "452 4.3.1", "250 2.0.0", "250 2.1.0", "250 2.1.5",
+                     "250 2.0.0", "250 2.0.0", "250 2.0.0", "221 2.0.0"}));
+  EXPECT_EQ(t.events,
+            (std::vector<std::string>{"message ID1", "message ID2", "message ID3", "close"}));
+  ASSERT_EQ(t.messages.size(), 3u);
+  EXPECT_TRUE(t.messages[0].data.ends_with("Subject: 1\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n"
+                                           "Message-ID: <ID1@mx.test>\r\n\r\nfirst\r\n"));
+  EXPECT_EQ(smtp::addresses(t.messages[0].env),
+            (std::vector<std::string>{"bob@dest.example", "carol@dest.example"}));
+  EXPECT_TRUE(t.messages[1].data.ends_with("\r\n\r\nsecond\r\n"));
+  EXPECT_TRUE(t.messages[2].data.ends_with("\r\n\r\nthird\r\n"));
+  EXPECT_EQ(t.messages[2].data.find("second"), std::string::npos);
+}
+
+TEST(server_session_bdat, total_over_the_size_limit_is_refused_and_nothing_is_queued) {
+  setup s;
+  s.max_message_size = 100;
+  const std::string sixty(60, 'a');
+  // The octets of refused chunks are read: "QUIT\r\n" inside one is not a command.
+  const std::string quit_inside = std::string(54, 'b') + "QUIT\r\n";
+  const transcript t = run(ehlo + mail + rcpt + bdat(sixty) + bdat(quit_inside) +
+                               bdat(sixty, true) + "NOOP\r\n" + mail + rcpt +
+                               bdat(std::string(101, 'c'), true) + mail + rcpt +
+                               bdat(std::string(100, 'd'), true),
+                           s);
+  EXPECT_EQ(codes(t.output),
+            (codes_t{"220", "250", "250 2.1.0", "250 2.1.5", "250 2.0.0", "552 5.3.4",
+                     "552 5.3.4", "250 2.0.0", "250 2.1.0", "250 2.1.5", "552 5.3.4", "250 2.1.0",
+                     "250 2.1.5", "250 2.0.0"}));
+  EXPECT_NE(t.output.find("552 5.3.4 Message size exceeds fixed limit\r\n"), std::string::npos);
+  // Only the message exactly at the limit was emitted.
+  EXPECT_EQ(t.events, (std::vector<std::string>{"message ID1"}));
+  ASSERT_EQ(t.messages.size(), 1u);
+  EXPECT_TRUE(t.messages[0].data.ends_with(std::string(100, 'd')));
+  // A refused transfer is not a client error: the session does not count it.
+  EXPECT_EQ(t.rejects.size(), 3u);
+}
+
+TEST(server_session_bdat, bare_lf_growing_the_content_past_the_limit_is_refused) {
+  setup s;
+  s.max_message_size = 100;
+  // 60 octets sent, 120 stored once every LF is CRLF.
+  const transcript t = run(ehlo + mail + rcpt + bdat(std::string(60, '\n'), true), s);
+  EXPECT_EQ(codes(t.output).back(), "552 5.3.4");
+  EXPECT_TRUE(t.messages.empty());
+}
+
+TEST(server_session_bdat, data_after_bdat_is_a_bad_sequence) {
+  const transcript t = run(ehlo + mail + rcpt + bdat("Subject: a\r\n") + "DATA\r\n" +
+                           bdat("\r\nbody\r\n", true));
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "250 2.1.0", "250 2.1.5", "250 2.0.0",
+                                      "503 5.5.1", "250 2.0.0"}));
+  EXPECT_NE(t.output.find("503 5.5.1 Bad sequence of commands: DATA after BDAT\r\n"),
+            std::string::npos);
+  // The transfer goes on after the refused DATA.
+  ASSERT_EQ(t.messages.size(), 1u);
+  EXPECT_TRUE(t.messages[0].data.ends_with("Subject: a\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n"
+                                           "Message-ID: <ID1@mx.test>\r\n\r\nbody\r\n"));
+}
+
+TEST(server_session_bdat, bdat_out_of_sequence_is_refused_and_its_octets_are_read) {
+  const std::string quit = "QUIT\r\n";  // chunk data, never a command
+  const transcript t =
+      run(bdat(quit) + ehlo + bdat(quit, true) + mail + bdat(quit, true) +
+          "RCPT TO:<bad address>\r\n" + bdat(quit, true) + "NOOP\r\n" + rcpt + bdat(quit, true));
+  EXPECT_EQ(codes(t.output),
+            (codes_t{"220", "503 5.5.1", "250", "503 5.5.1", "250 2.1.0", "503 5.5.1", "501 5.1.3",
+                     "554 5.5.1", "250 2.0.0", "250 2.1.5", "250 2.0.0"}));
+  EXPECT_NE(t.output.find("503 5.5.1 Bad sequence of commands: send EHLO or HELO first\r\n"),
+            std::string::npos);
+  EXPECT_NE(t.output.find("503 5.5.1 Bad sequence of commands: send MAIL first\r\n"),
+            std::string::npos);
+  EXPECT_NE(t.output.find("503 5.5.1 Bad sequence of commands: send RCPT first\r\n"),
+            std::string::npos);
+  EXPECT_EQ(t.events, (std::vector<std::string>{"message ID1"}));
+  EXPECT_EQ(t.rejects[0], "503 5.5.1 Bad sequence of commands: send EHLO or HELO first | BDAT 6");
+}
+
+TEST(server_session_bdat, bad_arguments_get_501) {
+  const transcript t = run(ehlo + mail + rcpt +
+                           "BDAT\r\nBDAT x\r\nBDAT 5 FIRST\r\nBDAT -1\r\nBDAT 1 LAST x\r\n"
+                           "BDAT 123456789012345678901\r\nBDAT 0 last\r\n");
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "250 2.1.0", "250 2.1.5", "501 5.5.4",
+                                      "501 5.5.4", "501 5.5.4", "501 5.5.4", "501 5.5.4",
+                                      "501 5.5.4", "250 2.0.0"}));
+  EXPECT_NE(t.output.find("501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n"), std::string::npos);
+  // "BDAT 0 LAST" (any case) ends an empty message.
+  ASSERT_EQ(t.messages.size(), 1u);
+  EXPECT_TRUE(t.messages[0].data.ends_with("Message-ID: <ID1@mx.test>\r\n"));
+}
+
+TEST(server_session_bdat, rset_discards_the_chunks) {
+  const transcript t = run(ehlo + mail + rcpt + bdat("Subject: lost\r\n") + "RSET\r\n" + mail +
+                           rcpt + bdat("abc", true));
+  EXPECT_EQ(codes(t.output), (codes_t{"220", "250", "250 2.1.0", "250 2.1.5", "250 2.0.0",
+                                      "250 2.0.0", "250 2.1.0", "250 2.1.5", "250 2.0.0"}));
+  ASSERT_EQ(t.messages.size(), 1u);
+  EXPECT_EQ(t.messages[0].data.find("lost"), std::string::npos);
+  EXPECT_TRUE(t.messages[0].data.ends_with("Message-ID: <ID1@mx.test>\r\n\r\nabc"));
+}
+
+TEST(server_session_bdat, bare_cr_and_lf_are_data_and_lines_end_in_crlf) {
+  // A CR ends the first chunk and its LF begins the second: one line ending.
+  // "\n.\n" is no terminator in BDAT, and the session stays open.
+  const transcript t =
+      run(ehlo + mail + rcpt + bdat("Subject: a\r") +
+          bdat("\nMessage-ID: <m@x>\rDate: d\n\nbody\n.\nafter\r\rend\r", true) + "NOOP\r\n");
+  EXPECT_EQ(codes(t.output),
+            (codes_t{"220", "250", "250 2.1.0", "250 2.1.5", "250 2.0.0", "250 2.0.0", "250 2.0.0"}));
+  EXPECT_EQ(t.events, (std::vector<std::string>{"message ID1"}));
+  ASSERT_EQ(t.messages.size(), 1u);
+  // The header fields after bare line endings are seen: no Date or Message-ID added.
+  EXPECT_EQ(t.messages[0].data, received_id1 +
+                                    "Subject: a\r\nMessage-ID: <m@x>\r\nDate: d\r\n\r\n"
+                                    "body\r\n.\r\nafter\r\n\r\nend\r\n");
+}
+
+TEST(server_session_bdat, header_over_the_limit_is_refused_after_last) {
+  setup s;
+  s.max_header_size = 64;
+  const std::string header = "Subject: " + std::string(80, 'h') + "\r\n\r\nbody\r\n";
+  const transcript t = run(ehlo + mail + rcpt + bdat(header, true) + "NOOP\r\n", s);
+  EXPECT_EQ(codes(t.output),
+            (codes_t{"220", "250", "250 2.1.0", "250 2.1.5", "552 5.3.4", "250 2.0.0"}));
+  EXPECT_NE(t.output.find("552 5.3.4 Message header too big\r\n"), std::string::npos);
+  EXPECT_TRUE(t.messages.empty());
+}
+
+TEST(server_session_bdat, qualify_domain_off_refuses_bare_local_parts) {
+  const transcript t = run(ehlo + "MAIL FROM:<root>\r\n" + mail + "RCPT TO:<www-data>\r\n" +
+                           "RCPT TO:<postmaster>\r\n");
+  EXPECT_EQ(codes(t.output),
+            (codes_t{"220", "250", "501 5.1.7", "250 2.1.0", "501 5.1.3", "550 5.1.1"}));
+}
+
+TEST(server_session_bdat, qualify_domain_on_qualifies_bare_local_parts) {
+  setup s;
+  s.qualify_domain = "host.example";
+  const transcript t =
+      run(ehlo + "MAIL FROM:<root> SIZE=10\r\n" + "RCPT TO:<www-data>\r\n" +
+              "RCPT TO: <postmaster>\r\n" + "RCPT TO:<bob@dest.example>\r\n" + bdat("x", true) +
+              "MAIL FROM:<>\r\nRCPT TO:<\"john doe\">\r\nRCPT TO:<a@>\r\nRCPT TO:<a b>\r\n",
+          s);
+  EXPECT_EQ(codes(t.output),
+            (codes_t{"220", "250", "250 2.1.0", "250 2.1.5", "250 2.1.5", "250 2.1.5", "250 2.0.0",
+                     "250 2.1.0", "250 2.1.5", "501 5.1.3", "501 5.1.3"}));
+  ASSERT_EQ(t.messages.size(), 1u);
+  const envelope& e = t.messages[0].env;
+  EXPECT_EQ(e.sender, "root@host.example");
+  EXPECT_EQ(e.declared_size, 10u);
+  EXPECT_EQ(smtp::addresses(e), (std::vector<std::string>{"www-data@host.example",
+                                                          "postmaster@host.example",
+                                                          "bob@dest.example"}));
+  // The log shows what the client sent.
+  EXPECT_EQ(t.rejects, (std::vector<std::string>{
+                           "501 5.1.3 Bad recipient address syntax | RCPT TO:<a@>",
+                           "501 5.1.3 Bad recipient address syntax | RCPT TO:<a b>"}));
+}
+
+TEST(server_session_bdat_api, buffered_and_refuse_message_between_and_during_chunks) {
+  direct d;
+  d.session.feed(ehlo + mail + rcpt + "BDAT 26\r\nSubject: s\r\n\r\n01234");
+  d.take();
+  EXPECT_GE(d.session.buffered(), 21u) << "during a chunk";
+  d.session.feed("56789\r\n");
+  EXPECT_EQ(d.take(), "250 2.0.0 26 octets received\r\n");
+  EXPECT_GE(d.session.buffered(), 26u) << "between chunks";
+  d.session.refuse_message(reply{452, "4.3.1", "Insufficient system storage"});
+  EXPECT_EQ(d.session.buffered(), 0u);
+  // The next chunk is read, dropped and answered with the refusal, which ends
+  // the transaction; chunks pipelined behind it get the same answer.
+  d.session.feed("BDAT 4\r\nmoreBDAT 3\r\nabcBDAT 2 LAST\r\nxy");
+  EXPECT_EQ(d.session.buffered(), 0u);
+  EXPECT_EQ(d.take(),
+            "452 4.3.1 Insufficient system storage\r\n452 4.3.1 Insufficient system storage\r\n"
+            "452 4.3.1 Insufficient system storage\r\n");
+  EXPECT_FALSE(d.session.in_transaction());
+  // A refusal in the middle of a chunk answers that chunk.
+  d.session.feed(mail + rcpt + "BDAT 10 LAST\r\n01234");
+  d.take();
+  d.session.refuse_message(reply{452, "4.3.1", "Insufficient system storage"});
+  d.session.feed("56789");
+  EXPECT_EQ(d.take(), "452 4.3.1 Insufficient system storage\r\n");
+  // The next transaction is not refused; its message counts until taken.
+  d.session.feed(mail + rcpt);
+  EXPECT_EQ(d.session.feed("BDAT 12 LAST\r\nSubject: t\r\n").what,
+            server_session::event::message);
+  EXPECT_GT(d.session.buffered(), 12u);
+  EXPECT_FALSE(d.session.take_message().empty());
+  EXPECT_EQ(d.session.buffered(), 0u);
+  d.session.message_queued();
+  EXPECT_TRUE(d.take().ends_with("250 2.0.0 Ok: queued as QID\r\n"));
+}
+
+TEST(server_session_bdat_api, a_chunk_is_data_for_progress_and_timeouts) {
+  using pi = server_session::pending_input;
+  direct d;
+  d.session.feed(ehlo + mail + rcpt + "BDAT 10\r\n01");
+  const auto p1 = d.session.progress();
+  EXPECT_EQ(p1.what, pi::data);
+  d.session.feed("234");
+  EXPECT_EQ(d.session.progress().generation, p1.generation);
+  d.session.feed("56789");
+  EXPECT_EQ(d.session.progress().what, pi::none) << "between chunks";
+  d.session.feed("BDAT 5 LAST\r\nab");
+  const auto p2 = d.session.progress();
+  EXPECT_EQ(p2.what, pi::data);
+  EXPECT_NE(p2.generation, p1.generation);
+  d.take();
+  d.session.timeout(server_session::timeout_kind::data);
+  EXPECT_EQ(d.take(), "421 4.4.2 Timeout reading message data, closing connection\r\n");
+  EXPECT_EQ(d.session.feed("cde").what, server_session::event::close);
+  EXPECT_EQ(d.session.messages_accepted(), 0u);
+}
+
+TEST(server_session_bdat_api, shutdown_waits_for_the_last_chunk) {
+  direct d;
+  d.session.feed(ehlo + mail + rcpt + "BDAT 3\r\nabc");
+  EXPECT_FALSE(d.session.shutdown());
+  d.take();
+  const auto step = d.session.feed("BDAT 3 LAST\r\ndefNOOP\r\n");
+  EXPECT_EQ(step.what, server_session::event::message);
+  d.session.take_message();
+  d.session.message_queued();
+  EXPECT_EQ(d.take(), "250 2.0.0 Ok: queued as QID\r\n421 4.3.2 Service shutting down\r\n");
+}
+
+}  // namespace
+}  // namespace smtp
+
+namespace smtp {
+namespace {
+
+// What smtp.max_data_memory budgets, for BDAT as for DATA: the SIZE= presize
+// and the slack of the growing buffer count, and the slack stays within a
+// quarter once the content is large.
+TEST(server_session_bdat_api, buffered_counts_presize_and_growth_of_chunks) {
+  {
+    direct d;
+    d.session.feed(ehlo + "MAIL FROM:<a@x.test> SIZE=2097152\r\n" + rcpt + "BDAT 5\r\nhello");
+    EXPECT_GE(d.session.buffered(), 2u * 1024 * 1024) << "the SIZE= presize is held";
+  }
+  direct d;
+  d.session.feed(ehlo + mail + rcpt);
+  const std::string line = std::string(98, 'x') + "\r\n";
+  std::size_t fed = 0;
+  bool slack_seen = false;
+  while (fed < 400 * 1000) {
+    ASSERT_EQ(d.session.feed("BDAT 100\r\n" + line).what, server_session::event::need_more);
+    fed += line.size();
+    ASSERT_GE(d.session.buffered(), fed);
+    slack_seen = slack_seen || d.session.buffered() > fed;
+    if (fed > 128 * 1024) ASSERT_LE(d.session.buffered(), fed + fed / 4) << fed;
+  }
+  EXPECT_TRUE(slack_seen);
+}
+
 }  // namespace
 }  // namespace smtp
