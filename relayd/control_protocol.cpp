@@ -15,7 +15,7 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr std::array<verb_spec, 12> all_verbs{{
+constexpr std::array<verb_spec, 13> all_verbs{{
     {verb::list, takes::nothing},
     {verb::show, takes::id},
     {verb::remove, takes::targets},
@@ -28,6 +28,7 @@ constexpr std::array<verb_spec, 12> all_verbs{{
     {verb::dead_replay, takes::targets},
     {verb::dead_purge, takes::targets},
     {verb::stats, takes::nothing},
+    {verb::aliases_reload, takes::nothing},
 }};
 
 // "ids":[...] (its strings) or "all":true; nullopt when neither names anything.

@@ -15,6 +15,8 @@
 //   {"cmd":"dead_show","id":ID}     -> {"ok":true,"entry":{...},"content_length":N}\n + N raw bytes
 //   {"cmd":"dead_replay"|"dead_purge","ids":[...]|"all":true} -> {"ok":true,"count":N}
 //   {"cmd":"stats"}                 -> {"ok":true,"stats":{active, deferred, held, dead, ...}}
+//   {"cmd":"aliases_reload"}        -> {"ok":true,"aliases":N} ([local] aliases re-read; on
+//                                      an error the daemon keeps the table it had)
 // A dead entry: id, size, arrival, sender, failed_at and its failed recipients
 // [{address, reason, reply_code, status, last_reply, remote_host, attempts,
 // first_attempt, last_attempt, and for entries recorded since record version 3
@@ -48,6 +50,7 @@ inline constexpr std::string_view dead_show = "dead_show";
 inline constexpr std::string_view dead_replay = "dead_replay";
 inline constexpr std::string_view dead_purge = "dead_purge";
 inline constexpr std::string_view stats = "stats";
+inline constexpr std::string_view aliases_reload = "aliases_reload";
 }  // namespace verb
 
 // Field names, requests and replies alike.
@@ -105,6 +108,10 @@ inline constexpr std::string_view message_bytes = "message_bytes";
 inline constexpr std::string_view oldest_age_seconds = "oldest_age_seconds";
 inline constexpr std::string_view spool_bytes = "spool_bytes";
 inline constexpr std::string_view spool_max_bytes = "spool_max_bytes";
+// aliases_reload
+inline constexpr std::string_view aliases = "aliases";
+// a recipient's ORCPT (RFC 3461), when it has one
+inline constexpr std::string_view orcpt = "orcpt";
 }  // namespace key
 
 // Values of key::state (a message) and of a recipient's state.

@@ -40,7 +40,8 @@ bool socket_alive(const std::string& path) {
 // verb -> handler, from every command family; every protocol verb has a row.
 std::unordered_map<std::string_view, control_handler> build_table() {
   std::unordered_map<std::string_view, control_handler> table;
-  for (auto family : {control_queue_commands(), control_dead_commands(), control_stats_commands()})
+  for (auto family : {control_queue_commands(), control_dead_commands(), control_stats_commands(),
+                      control_aliases_commands()})
     for (const auto& c : family) table.emplace(c.verb, c.run);
   for (const auto& v : proto::verbs())
     if (!table.contains(v.name)) throw std::logic_error("control: no handler for " + std::string(v.name));
@@ -75,6 +76,7 @@ control_server::control_server(asio::io_context& io, const config& cfg, queue::s
 control_server::~control_server() { stop(); }
 
 void control_server::set_scheduler(scheduler* s) { impl_->ctx.sched = s; }
+void control_server::set_aliases(alias_source& a) { impl_->ctx.aliases = &a; }
 
 std::expected<void, std::string> control_server::start() {
   const std::string& path = impl_->ctx.cfg.control.socket;
