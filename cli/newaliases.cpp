@@ -88,6 +88,7 @@ int newaliases_main(const relayd::config& cfg, bool verbose) {
     std::fprintf(stderr, "newaliases: %s\n", table.error().c_str());
     return ex_dataerr;
   }
+  for (const auto& w : table->warnings()) std::fprintf(stderr, "newaliases: warning: %s\n", w.c_str());
   std::printf("newaliases: %s: %zu aliases\n", path.c_str(), table->size());
   std::fflush(stdout);
 

@@ -234,8 +234,14 @@ class expander {
   std::expected<std::unordered_map<std::string, std::vector<std::string>>, std::string> run() {
     for (const auto& [key, i] : index_)
       if (auto r = expand(key); !r) return std::unexpected(r.error());
+    // An alias left with no address is no alias: its mail is refused (or goes
+    // to local.fallback) instead of being queued for nobody.
+    std::erase_if(done_, [](const auto& kv) { return kv.second.empty(); });
+    std::ranges::sort(warnings_);
+    warnings_.erase(std::unique(warnings_.begin(), warnings_.end()), warnings_.end());
     return std::move(done_);
   }
+  std::vector<std::string> warnings() { return std::move(warnings_); }
 
  private:
   // The expansion of alias `key`, memoised; chain_ holds the aliases being expanded.
@@ -250,6 +256,13 @@ class expander {
       const std::string name = lookup ? lookup_key(t.bare ? t.text : local_part(t.text)) : "";
       const std::string literal =
           t.bare ? t.text + "@" + options_.qualify_domain : t.text;
+      if (lookup && name != key && !index_.contains(name) &&
+          domain_in(domain_part(literal), options_.local_domains)) {
+        // A local address that is no alias leads nowhere (no local mailboxes).
+        warnings_.push_back(fail(t.line, "alias \"" + e.name + "\": " + literal +
+                                             " is a local address but no alias: left out"));
+        continue;
+      }
       if (!lookup || name == key || !index_.contains(name)) {
         // Not an alias, or the alias itself ("root: root"): delivered as written.
         out.push_back(literal);
@@ -294,6 +307,7 @@ class expander {
   std::unordered_map<std::string, std::vector<std::string>> done_;
   std::unordered_map<std::string, std::size_t> depth_;  // of each alias in done_
   std::vector<std::string> chain_;
+  std::vector<std::string> warnings_;
 };
 
 // ---- From: ----
@@ -347,10 +361,12 @@ std::expected<alias_table, std::string> alias_table::parse(std::string_view text
                                                            const alias_options& options) {
   auto entries = parser(origin, options).run(text);
   if (!entries) return std::unexpected(entries.error());
-  auto expansions = expander(*entries, origin, options).run();
+  expander x(*entries, origin, options);
+  auto expansions = x.run();
   if (!expansions) return std::unexpected(expansions.error());
   alias_table t;
   t.expansions_ = std::move(*expansions);
+  t.warnings_ = x.warnings();
   return t;
 }
 
@@ -386,7 +402,9 @@ std::expected<std::string, std::string> alias_source::load() {
   auto t = alias_table::load(path, alias_options_from(cfg_));
   if (!t) return std::unexpected(t.error());
   table_ = std::make_shared<const alias_table>(std::move(*t));
-  return "aliases " + path + ": " + std::to_string(table_->size()) + " aliases";
+  std::string line = "aliases " + path + ": " + std::to_string(table_->size()) + " aliases";
+  for (const auto& w : table_->warnings()) line += "; " + w;
+  return line;
 }
 
 local_addresses::local_addresses(const config& cfg, std::shared_ptr<const alias_table> table)

@@ -3,7 +3,8 @@
 // - alias_table parses the file and expands every alias at load time, so a loop,
 //   a chain deeper than max_alias_depth, a `|command`, `/file` or `:include:`
 //   target, or bad syntax is an error "FILE:LINE: what" and no table at all;
-//   lookups never recurse and never fail.
+//   a local address that is no alias is left out with a warning (no local
+//   mailboxes); lookups never recurse and never fail.
 // - alias_source is the daemon's current table: a reload that fails keeps it.
 // - local_addresses applies one table and the [local] keys to a connection:
 //   RCPT to an unknown local user is refused (550 5.1.1) unless local.fallback
@@ -56,9 +57,14 @@ class alias_table {
   // local part is unquoted first); nullptr when it is not an alias.
   const std::vector<std::string>* expand(std::string_view local_part) const;
   std::size_t size() const { return expansions_.size(); }
+  // "FILE:LINE: what" for each target that was left out: an address in a local
+  // domain that is no alias (relayd has no local mailboxes). An alias left with
+  // no address at all is not in the table.
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
   std::unordered_map<std::string, std::vector<std::string>> expansions_;  // lower-case name
+  std::vector<std::string> warnings_;
 };
 
 // True when the domain of `address` (after its last '@') is one of `domains`

@@ -96,6 +96,27 @@ TEST(AliasFile, SelfAliasIsDeliveredLiterally) {
   EXPECT_EQ(expansion(t, "lp"), list{"lp@localhost"});
 }
 
+TEST(AliasFile, LocalAddressesThatAreNoAliasLeadNowhere) {
+  // The shipped file before the admin address is set: root is no alias.
+  const alias_options local_qualify{"host.example.org", {"host.example.org", "localhost"}};
+  auto t = alias_table::parse(
+      "postmaster: root\n"
+      "MAILER-DAEMON: postmaster\n"
+      "abuse: root, security@corp.test\n"
+      "lp: lp\n",
+      "aliases", local_qualify);
+  ASSERT_TRUE(t) << t.error();
+  EXPECT_EQ(t->expand("postmaster"), nullptr);  // refused at RCPT, not queued for nobody
+  EXPECT_EQ(t->expand("mailer-daemon"), nullptr);
+  EXPECT_EQ(expansion(*t, "abuse"), list{"security@corp.test"});
+  EXPECT_EQ(expansion(*t, "lp"), list{"lp@host.example.org"});  // asked for by name
+  EXPECT_EQ(t->warnings(),
+            (list{"aliases:1: alias \"postmaster\": root@host.example.org is a local address but "
+                  "no alias: left out",
+                  "aliases:3: alias \"abuse\": root@host.example.org is a local address but no "
+                  "alias: left out"}));
+}
+
 TEST(AliasFile, DuplicatesRemovedFirstKept) {
   const auto t = parse_ok(
       "all: a, b, a@corp.test, A@CORP.test, b\n"
