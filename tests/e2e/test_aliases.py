@@ -53,6 +53,10 @@ class AliasesTest(c.DeliveryTestCase):
             d.start()
         return d
 
+    def rewrite(self, d, text):
+        with open(d.aliases_path, "w") as f:
+            f.write(text)
+
     def recipients(self, d, qid):
         """[(address, orcpt or None)] of a queued message, from relayctl -j."""
         m = self.entry(d, qid)
@@ -133,8 +137,7 @@ class AliasesTest(c.DeliveryTestCase):
 
     def test_reload_picks_up_edits_and_keeps_the_old_table_on_errors(self):
         d = self.aliases_relayd()
-        with open(d.aliases_path, "w") as f:
-            f.write("root: new-admin@corp.test\n")
+        self.rewrite(d, "root: new-admin@corp.test\n")
         r = d.ctl("aliases-reload")
         self.assertEqual(r.rc, 0, r)
         self.assertIn(f"newaliases: {d.aliases_path}: 1 aliases", r.out)
@@ -146,8 +149,7 @@ class AliasesTest(c.DeliveryTestCase):
                                   h.make_message("pm", "x\r\n"))
         self.assertEqual((code, stage), (550, "rcpt"))
 
-        with open(d.aliases_path, "w") as f:
-            f.write("root: other@corp.test\nbounce: \"|/usr/bin/procmail\"\n")
+        self.rewrite(d, "root: other@corp.test\nbounce: \"|/usr/bin/procmail\"\n")
         r = d.ctl("aliases-reload")
         self.assertEqual(r.rc, 65, r)
         self.assertIn(f"newaliases: {d.aliases_path}:2: alias \"bounce\"", r.err)
@@ -162,8 +164,7 @@ class AliasesTest(c.DeliveryTestCase):
 
     def test_sighup_reloads_aliases(self):
         d = self.aliases_relayd()
-        with open(d.aliases_path, "w") as f:
-            f.write("root: hup@corp.test\n")
+        self.rewrite(d, "root: hup@corp.test\n")
         d.proc.send_signal(signal.SIGHUP)
         self.wait_until(lambda: "SIGHUP: aliases" in d.log(settle=0.05, at_most=0.5), 10,
                         "the SIGHUP reload")
