@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cli/control_client.hpp"
+#include "cli/newaliases.hpp"
 #include "cli/relayctl_print.hpp"
 #include "relayd/config.hpp"
 #include "relayd/control_protocol.hpp"
@@ -37,7 +38,9 @@ int usage(int code) {
                "  dead show ID           a dead entry: envelope, failures, raw content\n"
                "  dead replay ID|ALL     put failed recipients back in the queue, attempt now\n"
                "  dead purge ID|ALL      delete dead entries\n"
-               "  stats [--json]         counts per state, oldest message age, spool use\n");
+               "  stats [--json]         counts per state, oldest message age, spool use\n"
+               "  aliases-reload         check [local] aliases, then have relayd reload it\n"
+               "                         (newaliases; exit 65: bad file, 75: not reloaded)\n");
   return code;
 }
 
@@ -108,7 +111,7 @@ int main(int argc, char** argv) {
     } else if (a == "-d" || a == "-s" || a == "-r" || a == "-h" || a == "-H") {
       command = a;
       arg = next();
-    } else if (a == "dead" || a == "stats") {
+    } else if (a == "dead" || a == "stats" || a == "aliases-reload") {
       command = a;
     } else {
       std::fprintf(stderr, "relayctl: unknown command '%s'\n", argv[i]);
@@ -118,6 +121,15 @@ int main(int argc, char** argv) {
   if (command.empty()) return usage(2);
   if ((command == "dead" || command == "stats") && !words_ok(command, words)) return usage(2);
 
+  if (command == "aliases-reload") {
+    auto cfg = relayd::load_config(config_path.value_or(default_config));
+    if (!cfg) {
+      std::fprintf(stderr, "relayctl: %s\n", cfg.error().c_str());
+      return 1;
+    }
+    if (socket_path) cfg->control.socket = *socket_path;
+    return newaliases_main(*cfg, true);
+  }
   std::string path = socket_path ? *socket_path
                      : config_path ? socket_from_config(*config_path, true)
                                    : socket_from_config(default_config, false);

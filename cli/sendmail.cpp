@@ -4,8 +4,8 @@
 // hostname, and by mode: -bm (default) submits the message on stdin through
 // the local socket (sendmail_submit), -bs runs smtp::server_session on
 // stdin/stdout and submits each message the same way, -bp (mailq) prints the
-// queue like relayctl -p, -q flushes like relayctl -f, -bi (newaliases) is not
-// built yet. Exit status per sysexits.h: 0 only after the daemon's 250 to
+// queue like relayctl -p, -q flushes like relayctl -f, -bi (newaliases) checks
+// the aliases file and has relayd reload it (cli/newaliases). Exit status per sysexits.h: 0 only after the daemon's 250 to
 // DATA, 64 usage, 65 bad input, 69 refused (5xx), 75 temporary; every error
 // is one line "sendmail: ..." on stderr.
 #include <pwd.h>
@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "cli/control_client.hpp"
+#include "cli/newaliases.hpp"
 #include "cli/relayctl_print.hpp"
 #include "cli/sendmail_args.hpp"
 #include "cli/sendmail_fallback.hpp"
@@ -300,8 +301,7 @@ int main(int argc, char** argv) {
       return relayctl::queue_action(c, verb::flush, "");
     }
     case sendmail::mode::new_aliases:
-      std::fprintf(stderr, "newaliases: not built yet\n");
-      return EX_UNAVAILABLE;
+      return newaliases_main(*cfg, opts->verbose);
     case sendmail::mode::smtp_stdio:
       return smtp_stdio(*cfg);
     case sendmail::mode::deliver:

@@ -18,6 +18,7 @@
 namespace relayd {
 
 class scheduler;
+class alias_source;
 
 struct control_context {
   asio::io_context& io;
@@ -26,6 +27,7 @@ struct control_context {
   scheduler* sched;  // null until set_scheduler(): no wake-ups, nothing "in flight"
   // Outcomes for "wait", fed by the scheduler's observer (set_scheduler()).
   wait_registry waits{};
+  alias_source* aliases = nullptr;  // null until set_aliases(): aliases_reload fails
 };
 
 // Writes lines to the client ahead of the final reply; false once it has gone.
@@ -48,6 +50,7 @@ std::span<const control_command> control_queue_commands();
 std::span<const control_command> control_dead_commands();
 std::span<const control_command> control_stats_commands();
 std::span<const control_command> control_wait_commands();
+std::span<const control_command> control_aliases_commands();
 
 // Shared by the families: a Unix time in seconds, "1 entry" / "2 entries".
 inline std::int64_t unix_seconds(std::int64_t us) { return us / 1'000'000; }

@@ -20,6 +20,8 @@
 //                                      {"ok":true,"id":ID,"final":true|false,
 //                                       "recipients":[{address, state, last_reply}]}
 //                                      state: delivered | failed | deferred | pending | held
+//   {"cmd":"aliases_reload"}        -> {"ok":true,"aliases":N} ([local] aliases re-read; on
+//                                      an error the daemon keeps the table it had)
 // A dead entry: id, size, arrival, sender, failed_at and its failed recipients
 // [{address, reason, reply_code, status, last_reply, remote_host, attempts,
 // first_attempt, last_attempt, and for entries recorded since record version 3
@@ -54,6 +56,7 @@ inline constexpr std::string_view dead_replay = "dead_replay";
 inline constexpr std::string_view dead_purge = "dead_purge";
 inline constexpr std::string_view stats = "stats";
 inline constexpr std::string_view wait = "wait";
+inline constexpr std::string_view aliases_reload = "aliases_reload";
 }  // namespace verb
 
 // Field names, requests and replies alike.
@@ -114,6 +117,10 @@ inline constexpr std::string_view spool_bytes = "spool_bytes";
 inline constexpr std::string_view spool_max_bytes = "spool_max_bytes";
 // wait
 inline constexpr std::string_view final = "final";
+// aliases_reload
+inline constexpr std::string_view aliases = "aliases";
+// a recipient's ORCPT (RFC 3461), when it has one
+inline constexpr std::string_view orcpt = "orcpt";
 }  // namespace key
 
 // Values of key::state (a message) and of a recipient's state.

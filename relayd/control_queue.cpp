@@ -51,6 +51,7 @@ json::object message_json(const queue::envelope_record& r, const config& cfg, bo
         {key::expires, unix_seconds(r.arrival_us) + cfg.queue.max_lifetime.count()},
     };
     add_outcome_facts(o, rc);
+    if (!rc.orcpt.empty()) o.emplace(key::orcpt, rc.orcpt);
     rcpts.push_back(std::move(o));
   }
   const std::string_view state = (r.flags & queue::flag_held) ? proto::state::held

@@ -18,6 +18,7 @@ class io_context;
 namespace relayd {
 
 class scheduler;
+class alias_source;
 
 class control_server {
  public:
@@ -31,6 +32,8 @@ class control_server {
   void stop();
   // Lets flush/requeue/hold/release wake the scheduler and list show "in flight".
   void set_scheduler(scheduler* s);
+  // Lets aliases_reload reload [local] aliases; `a` outlives this object.
+  void set_aliases(alias_source& a);
 
  private:
   struct impl;

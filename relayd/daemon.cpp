@@ -19,6 +19,7 @@
 #include "relayd/delivery_agent.hpp"
 #include "relayd/delivery_scheduler.hpp"
 #include "relayd/inbound_listener.hpp"
+#include "relayd/local_aliases.hpp"
 #include "relayd/metrics.hpp"
 #include "relayd/metrics_census.hpp"
 #include "relayd/metrics_http.hpp"
@@ -54,6 +55,14 @@ int run_daemon(const config& cfg) {
   for (const auto& q : queue::quarantined_at_open(*spool))
     spdlog::error("spool: record {} set aside: {}", q.id, q.reason);
 
+  alias_source aliases(cfg);  // [local] aliases: new sessions take its table; reload swaps it
+  if (auto loaded = aliases.load(); loaded) {
+    spdlog::info("{}", *loaded);
+  } else {
+    spdlog::critical("local.aliases: {}", loaded.error());
+    return 1;
+  }
+
   asio::io_context io(1);
   std::unique_ptr<dns::mx_resolver> resolver;
   try {
@@ -73,6 +82,8 @@ int run_daemon(const config& cfg) {
   inbound_listener server(io, cfg, *spool, sched, registry);
   control_server control(io, cfg, *spool);
   control.set_scheduler(&sched);
+  server.set_aliases(aliases);
+  control.set_aliases(aliases);
   if (!server.start()) return 1;
   if (auto ok = control.start(); !ok) {
     spdlog::critical("control socket: {}", ok.error());
@@ -149,12 +160,16 @@ int run_daemon(const config& cfg) {
         sched.stop(one_done);
       };
   signals.async_wait(on_signal);
-  // SIGHUP reloads the TLS certificate and the AUTH users (not the config file).
+  // SIGHUP reloads the TLS certificate, the AUTH users and the aliases (not the config file).
   std::function<void(boost::system::error_code, int)> on_hup = [&](boost::system::error_code ec,
                                                                    int) {
     if (ec) return;
-    spdlog::info("SIGHUP: reloading the TLS certificate and the AUTH users");
+    spdlog::info("SIGHUP: reloading the TLS certificate, the AUTH users and the aliases");
     server.reload();
+    if (auto loaded = aliases.load(); loaded)
+      spdlog::info("SIGHUP: {}", *loaded);
+    else
+      spdlog::error("SIGHUP: {} (the previous aliases stay in use)", loaded.error());
     hup.async_wait(on_hup);
   };
   hup.async_wait(on_hup);

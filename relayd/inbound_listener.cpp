@@ -126,6 +126,8 @@ void inbound_listener::reload() {
   impl_->load_users("SIGHUP: ");
 }
 
+void inbound_listener::set_aliases(const alias_source& a) { impl_->services.aliases = &a; }
+
 void inbound_listener::stop(std::function<void()> on_idle) {
   impl& m = *impl_;
   m.stopping = true;

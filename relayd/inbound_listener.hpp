@@ -13,6 +13,8 @@
 
 namespace relayd {
 
+class alias_source;
+
 class inbound_listener {
  public:
   // Every argument outlives this object (run_daemon()'s locals).
@@ -28,6 +30,8 @@ class inbound_listener {
   // Graceful stop: no new connections; idle sessions get 421, sessions in a
   // transaction finish it. `on_idle` runs once the last connection is gone.
   void stop(std::function<void()> on_idle);
+  // The aliases new sessions apply ([local]); `a` outlives this object.
+  void set_aliases(const alias_source& a);
 
  private:
   struct impl;

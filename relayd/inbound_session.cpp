@@ -24,6 +24,7 @@
 #include "relayd/auth_users.hpp"
 #include "relayd/config.hpp"
 #include "relayd/inbound_connection.hpp"
+#include "relayd/local_aliases.hpp"
 #include "relayd/metrics.hpp"
 #include "relayd/delivery_scheduler.hpp"
 #include "smtp/replies.hpp"
@@ -125,13 +126,13 @@ awaitable<void> check_credentials(const inbound_services& s, smtp::server_sessio
 
 // Spools the session's pending message and answers it: 250 only after commit.
 awaitable<void> spool_message(const inbound_services& s, smtp::server_session& session,
-                              const std::string& ip) {
+                              const std::string& ip, const local_addresses& local) {
   const std::string sasl = printable(session.authenticated_user());
   const auto& env = session.message_envelope();
   queue::envelope_record rec;
   rec.id = session.message_id();
   rec.arrival_us = queue::wall_clock_us();
-  rec.sender = env.sender;
+  rec.sender = local.sender(env);  // masqueraded for local submissions
   rec.client_ip = ip;
   rec.helo = env.helo;
   if (env.body == smtp::body_type::eight_bit_mime) rec.flags |= queue::flag_eight_bit;
@@ -139,12 +140,12 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
   rec.ret = env.ret;
   rec.envid = env.envid;
   rec.local = env.local;
-  for (const auto& r : env.recipients)
+  for (const auto& r : local.recipients(env))  // local recipients: their aliases
     rec.recipients.push_back(queue::recipient{.address = r.address,
                                               .next_attempt_us = rec.arrival_us,
                                               .notify = r.notify,
                                               .orcpt = r.orcpt});
-  std::string body = session.take_message();
+  std::string body = local.message(env, session.take_message());  // From: masqueraded
   rec.size = body.size();
   const std::size_t nrcpt = rec.recipients.size(), size = rec.size;
   const std::string sender = rec.sender, id = rec.id;
@@ -205,6 +206,9 @@ awaitable<void> serve_session(inbound_services s, std::shared_ptr<inbound_connec
   client.ip = c->ip;
   client.relay_allowed = in_networks(s.cfg.smtp.mynetworks, c->ip);  // the address parsed once
   auto options = session_options(s);
+  // Aliases and masquerading with the table current now (a reload applies to new connections).
+  const local_addresses local(s.cfg, s.aliases ? s.aliases->current() : nullptr);
+  options.check_recipient = [&local](std::string_view rcpt) { return local.check_recipient(rcpt); };
   // Called only from feed() and friends below, while this frame is alive.
   options.on_reject = [&stats = s.stats, &who](const smtp::reply& r, std::string_view command) {
     stats.smtp_rejection(r.code);
@@ -309,7 +313,7 @@ awaitable<void> serve_session(inbound_services s, std::shared_ptr<inbound_connec
           closing = true;
           break;
         case smtp::server_session::event::message:
-          co_await spool_message(s, session, c->ip);
+          co_await spool_message(s, session, c->ip, local);
           share.set(session.buffered());  // the spool has answered: its copy is gone
           break;
         case smtp::server_session::event::auth:

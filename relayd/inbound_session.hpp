@@ -16,6 +16,7 @@
 namespace relayd {
 
 class inbound_connection;
+class alias_source;
 
 // What a listener is for: [smtp] listen, submission or smtps.
 enum class listener_kind { smtp, submission, smtps };
@@ -42,6 +43,7 @@ struct inbound_services {
   scheduler& sched;
   metrics& stats;
   asio::thread_pool& auth_pool;  // crypt(3) off the I/O thread
+  const alias_source* aliases = nullptr;  // [local] aliases (run_daemon's); null: none
 };
 
 // One connection's session, from the banner (or the implicit-TLS handshake)

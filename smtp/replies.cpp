@@ -180,6 +180,11 @@ reply needs_smtputf8() {
 reply no_local_delivery() {
   return make(550, "5.1.1", "Recipient address must have a domain; there are no local mailboxes");
 }
+reply unknown_local_recipient(std::string_view address) {
+  return make(550, "5.1.1",
+              "<" + std::string(address) +
+                  ">: Recipient address rejected: user unknown in local recipient table");
+}
 
 reply ready_to_start_tls() {
   return make(220, "2.0.0", "Ready to start TLS");

@@ -76,6 +76,8 @@ reply message_line_too_long(std::size_t max_line_length);
 reply bare_cr_or_lf_in_data();
 reply needs_smtputf8();     // 553 5.6.7 Non-ASCII address requires SMTPUTF8
 reply no_local_delivery();  // 550 5.1.1 Recipient address must have a domain; ...
+// 550 5.1.1 <ADDRESS>: Recipient address rejected: user unknown in local recipient table
+reply unknown_local_recipient(std::string_view address);
 
 // STARTTLS (RFC 3207) and AUTH (RFC 4954).
 reply ready_to_start_tls();      // 220 2.0.0 Ready to start TLS
