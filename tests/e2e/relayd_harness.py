@@ -220,6 +220,7 @@ class Relayd:
             "delivery": {"relayhost": f"[127.0.0.1]:{free_port()}"},
             "queue": {"min_free_disk": "1M"},
             "control": {"socket": self.socket_path},
+            "local": {"maildrop": os.path.join(self.spool, "maildrop")},
             "metrics": {"listen": ""},
         }
         apply_overrides(self.cfg, overrides)
