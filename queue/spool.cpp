@@ -34,9 +34,19 @@ std::string spool::new_id() {
 }
 
 void spool::enqueue(envelope_record env, std::string body, std::function<void(result)> done) {
+  enqueue_drop({}, std::move(env), std::move(body), std::move(done));
+}
+
+// enqueue() is this with no drop name.
+void spool::enqueue_drop(std::string drop_name, envelope_record env, std::string body,
+                         std::function<void(result)> done) {
   enqueue_op op;
   op.done = std::move(done);
-  if (auto id = parse_id(env.id)) {
+  op.drop = std::move(drop_name);
+  if (op.drop.size() > max_drop_name) {
+    op.rejected = true;
+    op.res = {status::error, "drop file name longer than " + std::to_string(max_drop_name)};
+  } else if (auto id = parse_id(env.id)) {
     op.id = *id;
     op.envelope = encode(env);
     op.due = due_of(env);

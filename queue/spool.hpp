@@ -30,7 +30,7 @@ class spool_core;
 struct spool_access;
 
 struct spool_options {
-  std::filesystem::path dir;   // created (mode 0700) if missing
+  std::filesystem::path dir;   // created (mode 0711: searchable, not listable) if missing
   std::uint64_t max_size = 0;  // largest the map may grow to; 0: the disk decides
   std::uint64_t min_free_disk = 100ull << 20;
   std::uint64_t max_messages = 0;  // 0: no limit
@@ -78,6 +78,23 @@ class spool {
   // Deletes the messages (an empty list: every message). `done` gets how many
   // were deleted; ok if at least one was, not_found otherwise.
   void remove(std::vector<std::string> ids, std::function<void(result, std::size_t)> done);
+
+  // ---- Drop files (relayd/inbound_maildrop) -----------------------------
+  // enqueue() that also records `drop_name` -> the message's ID in the `drops`
+  // database, in the same transaction: a drop file's import is committed at
+  // most once, whatever crashes between this commit and the file's removal.
+  // A name already recorded (or not 1 to max_drop_name octets) stores nothing
+  // and gives status::error.
+  static constexpr std::size_t max_drop_name = 255;
+  void enqueue_drop(std::string drop_name, envelope_record env, std::string body,
+                    std::function<void(result)> done);
+  // The queue ID the drop file `drop_name` was imported as, if it is recorded.
+  std::optional<std::string> drop_imported(std::string_view drop_name) const;
+  // Up to `limit` recorded names, in byte order.
+  std::vector<std::string> drop_names(std::size_t limit) const;
+  // Deletes recorded names (call once their files are gone). `done` gets how
+  // many were recorded; ok also for none.
+  void forget_drops(std::vector<std::string> names, std::function<void(result, std::size_t)> done);
 
   // ---- Scheduling --------------------------------------------------------
   // Every message that has a pending recipient and is not held has exactly one

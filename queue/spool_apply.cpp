@@ -192,6 +192,15 @@ outcome spool_core::apply(std::span<operation* const> ops) {
                   "spool full: max_messages (" + std::to_string(opt_.max_messages) + ") reached"};
         continue;
       }
+      if (!e->drop.empty()) {
+        auto seen = t->get(drops_dbi_, e->drop);
+        if (seen) {
+          e->res = {status::error, "drop " + e->drop + " already imported as " +
+                                       format_id(id_of_key(*seen).value_or(0))};
+          continue;
+        }
+        if (!lmdb::is(seen.error(), MDB_NOTFOUND)) return failure(seen.error());
+      }
       const id_key key = key_of(e->id);
       // IDs grow with time, so a new message usually sorts last: MDB_APPEND then
       // fills pages instead of splitting them in half (a body per page at
@@ -211,6 +220,7 @@ outcome spool_core::apply(std::span<operation* const> ops) {
         const schedule_key sk = make_schedule_key(*e->due, e->id);
         if ((ec = t->put(schedule_dbi_, key_view(sk), empty_value))) return failure(ec);
       }
+      if (!e->drop.empty() && (ec = t->put(drops_dbi_, e->drop, key_view(key)))) return failure(ec);
       ++count;
       high = std::max(high, e->id);
     } else if (auto* rm = std::get_if<remove_op>(o)) {
@@ -244,6 +254,16 @@ outcome spool_core::apply(std::span<operation* const> ops) {
       if (r.count == 0) r.res = {status::not_found, "no such message"};
     } else if (auto* u = std::get_if<update_op>(o)) {
       if ((ec = apply_update(*t, *u, count))) return failure(ec);
+    } else if (auto* f = std::get_if<forget_drops_op>(o)) {
+      f->res = {};
+      f->count = 0;
+      for (const std::string& name : f->names) {
+        if (name.empty() || name.size() > spool::max_drop_name) continue;
+        ec = t->del(drops_dbi_, name);
+        if (lmdb::is(ec, MDB_NOTFOUND)) continue;
+        if (ec) return failure(ec);
+        ++f->count;
+      }
     } else {
       auto& p = std::get<purge_dead_op>(*o);
       p.res = {};
@@ -284,8 +304,9 @@ outcome spool_core::apply(std::span<operation* const> ops) {
 // queue drain; a move to the dead spool only moves data).
 void spool_core::apply_one(operation& o) {
   operation* one[] = {&o};
-  const bool removing =
-      std::holds_alternative<remove_op>(o) || std::holds_alternative<purge_dead_op>(o);
+  const bool removing = std::holds_alternative<remove_op>(o) ||
+                        std::holds_alternative<purge_dead_op>(o) ||
+                        std::holds_alternative<forget_drops_op>(o);
   const bool updating = std::holds_alternative<update_op>(o);
   bool past_cap = false;
   bool advanced = false;

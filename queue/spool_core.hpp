@@ -17,6 +17,10 @@
 //   dead_body   8-byte BE queue ID -> its message octets (bodies stay apart from
 //               records, as in the live queue, so listing never reads them)
 //   quarantine  original key + 'e' | 'b' | 'r' -> raw envelope, raw body, reason text
+//   drops       drop file name -> 8-byte BE queue ID: written with the message
+//               imported from that file (enqueue_drop), deleted once the file
+//               is gone (forget_drops); created at open, so older spools gain
+//               it without a format change
 // Next to data.mdb and lock.mdb, relayd.lock holds the PID of the process that
 // has the spool open; it is flock()ed while the spool is open (one writer
 // process per spool).
@@ -36,6 +40,8 @@
 // Committed data is never touched by a failure: a failed transaction is
 // aborted as a whole.
 #pragma once
+
+#include <sys/types.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -84,6 +90,8 @@ inline constexpr const char* db_quarantine = "quarantine";
 inline constexpr const char* db_schedule = "schedule";
 inline constexpr const char* db_dead = "dead";
 inline constexpr const char* db_dead_body = "dead_body";
+inline constexpr const char* db_drops = "drops";
+inline constexpr mode_t spool_dir_mode = 0711;  // searchable by others, not listable
 inline constexpr const char* lock_file = "relayd.lock";  // see spool_core::lock_dir()
 inline constexpr std::string_view meta_format = "format";
 inline constexpr std::string_view meta_last_id = "last_id";
@@ -126,6 +134,7 @@ struct enqueue_op {
   std::string envelope;             // encoded on the caller's thread
   std::optional<std::int64_t> due;  // its schedule entry, if any
   std::string body;
+  std::string drop;  // enqueue_drop(): the drop file's name, recorded with it
   std::function<void(result)> done;
   result res;
   bool rejected = false;  // failed before reaching the writer (bad ID)
@@ -192,8 +201,15 @@ struct dead_bulk_op {
   bool finished = false;
 };
 
-using operation =
-    std::variant<enqueue_op, remove_op, update_op, purge_dead_op, bulk_op, dead_bulk_op>;
+struct forget_drops_op {
+  std::vector<std::string> names;
+  std::function<void(result, std::size_t)> done;
+  result res;
+  std::size_t count = 0;
+};
+
+using operation = std::variant<enqueue_op, remove_op, update_op, purge_dead_op, bulk_op,
+                               dead_bulk_op, forget_drops_op>;
 
 inline std::size_t op_bytes(const operation& o) {
   if (const auto* e = std::get_if<enqueue_op>(&o)) return e->envelope.size() + e->body.size();
@@ -275,6 +291,8 @@ class spool_core {
   std::vector<spool::due_entry> due(const std::optional<spool::due_entry>& after,
                                     std::int64_t until_us, std::size_t limit) const;
   std::optional<std::int64_t> next_due_after(std::int64_t after_us) const;
+  std::optional<std::string> drop_imported(std::string_view name) const;
+  std::vector<std::string> drop_names(std::size_t limit) const;
   const open_report& report() const { return report_; }
 
   std::vector<quarantine_entry> quarantined() const { return quarantined_; }
@@ -343,7 +361,7 @@ class spool_core {
   int lock_fd_ = -1;         // holds the flock() on lock_file while open
   lmdb::env env_;
   lmdb::dbi meta_dbi_, envelope_dbi_, body_dbi_, quarantine_dbi_, schedule_dbi_, dead_dbi_,
-      dead_body_dbi_;
+      dead_body_dbi_, drops_dbi_;
   std::uint64_t psize_ = 4096;
   // Read transactions hold it shared; changing the map size (or reopening the
   // environment) holds it exclusively, as LMDB requires no live transaction then.

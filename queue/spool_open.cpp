@@ -1,5 +1,6 @@
-// Opening the spool: the directory (created 0700, refused when it cannot be
-// made private), the writer's lock (one process per spool: a second one is
+// Opening the spool: the directory (created 0711, refused when it cannot be
+// made so: others may pass through it to the drop directory, never list or
+// read it), the writer's lock (one process per spool: a second one is
 // refused with the PID of the first), the environment, the databases and the format (a version 1
 // spool is upgraded in place), then recovery: records that do not decode are
 // moved to quarantine and the schedule index is rebuilt when it disagrees with
@@ -85,19 +86,22 @@ std::expected<void, std::string> spool_core::open() {
   if (dir.empty()) return std::unexpected(std::string("spool directory is not set"));
   std::error_code fec;
   if (opt_.dir.has_parent_path()) std::filesystem::create_directories(opt_.dir.parent_path(), fec);
-  if (::mkdir(opt_.dir.c_str(), 0700) != 0 && errno != EEXIST) {
+  if (::mkdir(opt_.dir.c_str(), spool_dir_mode) != 0 && errno != EEXIST) {
     return std::unexpected("cannot create spool directory " + dir + ": " + std::strerror(errno));
   }
   if (!std::filesystem::is_directory(opt_.dir, fec)) {
     return std::unexpected("spool " + dir + " is not a directory");
   }
-  // The queue holds other people's mail: the directory is ours alone (0700).
+  // The queue holds other people's mail: others may only pass through the
+  // directory (to the drop directory inside it, the default layout), never list
+  // it; LMDB's files and the lock file are 0600.
   struct stat st {};
-  if (::stat(dir.c_str(), &st) == 0 && (st.st_mode & 077) != 0 && ::chmod(dir.c_str(), 0700) != 0) {
+  if (::stat(dir.c_str(), &st) == 0 && (st.st_mode & 07777) != spool_dir_mode &&
+      ::chmod(dir.c_str(), spool_dir_mode) != 0) {
     char mode[8] = {};
     std::to_chars(mode, mode + sizeof mode - 1, st.st_mode & 07777, 8);
-    return std::unexpected("spool directory " + dir + " is open to others (mode " + mode +
-                           ") and cannot be made 0700: " + std::strerror(errno));
+    return std::unexpected("spool directory " + dir + " has mode " + mode +
+                           " and cannot be made 0711: " + std::strerror(errno));
   }
   // LMDB must not open one environment twice in a process (closing either
   // would drop the other's file locks).
@@ -174,7 +178,7 @@ std::error_code spool_core::open_databases(lmdb::txn& t) {
       {db_meta, &meta_dbi_},           {db_envelope, &envelope_dbi_},
       {db_body, &body_dbi_},           {db_quarantine, &quarantine_dbi_},
       {db_schedule, &schedule_dbi_},   {db_dead, &dead_dbi_},
-      {db_dead_body, &dead_body_dbi_},
+      {db_dead_body, &dead_body_dbi_}, {db_drops, &drops_dbi_},
   };
   for (const auto& [name, dbi] : dbs) {
     auto d = t.open_dbi(name, MDB_CREATE);

@@ -18,6 +18,7 @@
 #include "relayd/dead_retention.hpp"
 #include "relayd/delivery_agent.hpp"
 #include "relayd/delivery_scheduler.hpp"
+#include "relayd/inbound_maildrop.hpp"
 #include "relayd/inbound_listener.hpp"
 #include "relayd/local_aliases.hpp"
 #include "relayd/metrics.hpp"
@@ -98,14 +99,17 @@ int run_daemon(const config& cfg) {
       return 1;
     }
   }
+  const bool maildrop_ok = prepare_maildrop(cfg, *user);  // needs root to set its group
   if (!user->name.empty() && !drop_privileges(cfg, *user)) return 1;
+  maildrop_importer maildrop(io, cfg, *spool, sched, registry);
+  if (maildrop_ok) maildrop.start();
   queue_census_loop census(io, cfg, *spool, sched, registry);
   census.start();
   dead_retention retention(io, cfg.queue.dead_retention, *spool);
   retention.start();
 
   // The shutdown order (SIGTERM/SIGINT; the code below does it in this order):
-  //  1. The queue census and the dead-spool retention stop; the listeners close (no new connections); idle
+  //  1. The queue census, the dead-spool retention and the maildrop import stop; the listeners close (no new connections); idle
   //     sessions get 421 4.3.2, sessions in a transaction finish it; the
   //     scheduler stops handing out jobs and waits for the agents in flight.
   //  2. When both the inbound side and the deliveries are done (whichever is
@@ -135,6 +139,7 @@ int run_daemon(const config& cfg) {
         spdlog::info("signal {}: stopping (finishing transactions in flight)", sig);
         census.stop();
         retention.stop();
+        maildrop.stop();
         signals.async_wait(on_signal);
         grace.expires_after(shutdown_grace);
         grace.async_wait([&](boost::system::error_code e) {

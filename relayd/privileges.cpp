@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "relayd/config.hpp"
 
@@ -62,8 +63,16 @@ bool drop_privileges(const config& cfg, const run_as& who) {
   };
   if (!give(cfg.spool)) return false;
   std::error_code ec;
-  for (fs::recursive_directory_iterator it(cfg.spool, ec), end; !ec && it != end; it.increment(ec))
+  // The drop directory inside keeps its group and its files their owners (the
+  // submitters: inbound_maildrop.hpp).
+  for (fs::recursive_directory_iterator it(cfg.spool, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code same;
+    if (!cfg.local.maildrop.empty() && fs::equivalent(it->path(), cfg.local.maildrop, same)) {
+      it.disable_recursion_pending();
+      continue;
+    }
     if (!give(it->path())) return false;
+  }
   if (ec) {
     spdlog::critical("user: reading spool {}: {}", cfg.spool, ec.message());
     return false;
@@ -73,7 +82,14 @@ bool drop_privileges(const config& cfg, const run_as& who) {
     spdlog::critical("user: chmod {}: {}", cfg.control.socket, std::strerror(errno));
     return false;
   }
-  if (::setgroups(1, &who.gid) != 0 || ::setgid(who.gid) != 0 || ::setuid(who.uid) != 0) {
+  // The maildrop group stays a supplementary group: sendmail's files are 0640.
+  std::vector<gid_t> groups{who.gid};
+  if (!cfg.local.maildrop_group.empty()) {
+    if (const group* g = ::getgrnam(cfg.local.maildrop_group.c_str()); g && g->gr_gid != who.gid)
+      groups.push_back(g->gr_gid);
+  }
+  if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(who.gid) != 0 ||
+      ::setuid(who.uid) != 0) {
     spdlog::critical("user: cannot switch to user {} (uid {}, gid {}): {}", who.name, who.uid,
                      who.gid, std::strerror(errno));
     return false;

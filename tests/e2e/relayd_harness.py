@@ -223,7 +223,7 @@ class Relayd:
             # The host's MTA parts stay inside this daemon's directory.
             "local": {
                 "socket": os.path.join(self.dir, "submit.sock"),
-                "maildrop": os.path.join(self.dir, "maildrop"),
+                "maildrop": os.path.join(self.spool, "maildrop"),
                 "aliases": "",
             },
             "metrics": {"listen": ""},

@@ -243,7 +243,7 @@ class HardeningTest(h.RelaydTestCase):
         p = d.ctl("-p")
         self.assertEqual(p.rc, 0, p)
         st = os.stat(d.spool)
-        self.assertEqual(stat.S_IMODE(st.st_mode), 0o700)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o711)
         self.assertEqual((st.st_uid, st.st_gid), (nobody.pw_uid, nobody.pw_gid))
         for name in os.listdir(d.spool):
             self.assertEqual(os.stat(os.path.join(d.spool, name)).st_uid, nobody.pw_uid, name)

@@ -27,6 +27,7 @@ namespace {
 using namespace queue_test;
 using queue::status;
 
+// 0711: others may pass through to the drop directory inside, never list.
 TEST(spool, open_creates_private_directory) {
   temp_dir d;
   auto o = options_in(d);
@@ -34,7 +35,7 @@ TEST(spool, open_creates_private_directory) {
   ASSERT_TRUE(s);
   struct stat st {};
   ASSERT_EQ(::stat(o.dir.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  EXPECT_EQ(st.st_mode & 07777, 0711u);
   EXPECT_EQ(s->report().messages, 0u);
   EXPECT_EQ(s->report().quarantined, 0u);
   EXPECT_EQ(s->message_count(), 0u);
@@ -50,9 +51,11 @@ TEST(spool, open_makes_an_existing_directory_private) {
   ASSERT_TRUE(s);
   struct stat st {};
   ASSERT_EQ(::stat(o.dir.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0700u);
-  ASSERT_EQ(::stat((o.dir / "data.mdb").c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(st.st_mode & 07777, 0711u);
+  for (const char* f : {"data.mdb", "lock.mdb", "relayd.lock"}) {
+    ASSERT_EQ(::stat((o.dir / f).c_str(), &st), 0) << f;
+    EXPECT_EQ(st.st_mode & 07777, 0600u) << f;
+  }
 }
 
 TEST(spool, one_environment_is_opened_once_per_process) {
