@@ -24,6 +24,7 @@
 #include "relayd/auth_users.hpp"
 #include "relayd/config.hpp"
 #include "relayd/inbound_connection.hpp"
+#include "relayd/inbound_local.hpp"
 #include "relayd/metrics.hpp"
 #include "relayd/delivery_scheduler.hpp"
 #include "smtp/replies.hpp"
@@ -53,6 +54,9 @@ std::string printable(std::string_view s) {
   if (s.size() > 64) out += "...";
   return out;
 }
+
+// A log value that may be empty: "-" then, so key=value fields stay aligned.
+std::string_view or_dash(const std::string& s) { return s.empty() ? std::string_view("-") : s; }
 
 // This session's share of the data budget: the body being read, then the
 // message until the spool has answered for it. Given back when the frame goes.
@@ -146,6 +150,7 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
                                               .orcpt = r.orcpt});
   std::string body = session.take_message();
   rec.size = body.size();
+  const std::optional<smtp::local_identity> submitter = rec.local;
   const std::size_t nrcpt = rec.recipients.size(), size = rec.size;
   const std::string sender = rec.sender, id = rec.id;
   const std::int64_t arrival = rec.arrival_us;
@@ -155,7 +160,11 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
     s.spool.enqueue(std::move(rec), std::move(body), std::move(done));
   });
   if (r.code == queue::status::ok) {
-    if (sasl.empty())
+    if (submitter)
+      spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=local, uid={} user={} unit={}", id,
+                   sender, size, nrcpt, submitter->uid, or_dash(submitter->user),
+                   or_dash(submitter->unit));
+    else if (sasl.empty())
       spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client={}", id, sender, size, nrcpt, ip);
     else
       spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client={}, sasl_username={}", id, sender,
@@ -167,7 +176,8 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
   }
   const smtp::reply reply =
       r.code == queue::status::full ? smtp::replies::spool_full() : smtp::replies::local_error();
-  spdlog::error("{}: not queued: {} ({}); client={}", id, reply.to_string(), r.detail, ip);
+  spdlog::error("{}: not queued: {} ({}); client={}", id, reply.to_string(), r.detail,
+                submitter ? identity_text(*submitter) : ip);
   session.message_failed(reply);
 }
 
@@ -178,6 +188,7 @@ const char* to_string(listener_kind k) {
     case listener_kind::smtp: return "smtp";
     case listener_kind::submission: return "submission";
     case listener_kind::smtps: return "smtps";
+    case listener_kind::local: return "local";
   }
   return "?";
 }
@@ -190,9 +201,13 @@ std::string peer_text(const std::string& ip, std::uint16_t port) {
 awaitable<void> serve_session(inbound_services s, std::shared_ptr<inbound_connection> c,
                               listener_kind kind, std::shared_ptr<asio::ssl::context> tls,
                               std::shared_ptr<const auth_users> users,
-                              std::shared_ptr<data_budget> memory) {
-  const auto who = peer_text(c->ip, c->port);
-  spdlog::info("connect from {} ({})", who, to_string(kind));
+                              std::shared_ptr<data_budget> memory,
+                              std::optional<smtp::local_identity> local) {
+  const auto who = local ? identity_text(*local) : peer_text(c->ip, c->port);
+  if (local)
+    spdlog::info("connect from {}", who);  // "local (uid 33, www-data, pid 1234)"
+  else
+    spdlog::info("connect from {} ({})", who, to_string(kind));
   const auto idle = std::chrono::duration_cast<steady::duration>(s.cfg.smtp.idle_timeout);
   const auto handshake_limit = std::min<steady::duration>(idle, handshake_timeout);
 
@@ -203,8 +218,16 @@ awaitable<void> serve_session(inbound_services s, std::shared_ptr<inbound_connec
 
   smtp::client_info client;
   client.ip = c->ip;
-  client.relay_allowed = in_networks(s.cfg.smtp.mynetworks, c->ip);  // the address parsed once
+  // Local submission is trusted for relaying; a network client by its address (parsed once).
+  client.relay_allowed = local || in_networks(s.cfg.smtp.mynetworks, c->ip);
+  client.local = local;
   auto options = session_options(s);
+  if (local) {
+    options.qualify_domain = s.cfg.local.domain;
+    options.check_sender = [&cfg = s.cfg, who = *local](std::string_view sender) {
+      return check_local_sender(cfg, who, sender);
+    };
+  }
   // Called only from feed() and friends below, while this frame is alive.
   options.on_reject = [&stats = s.stats, &who](const smtp::reply& r, std::string_view command) {
     stats.smtp_rejection(r.code);

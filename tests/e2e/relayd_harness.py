@@ -221,6 +221,8 @@ class Relayd:
             "queue": {"min_free_disk": "1M"},
             "control": {"socket": self.socket_path},
             "metrics": {"listen": ""},
+            # Never the system's /run/relayd/submit.sock: daemons run side by side.
+            "local": {"socket": os.path.join(self.dir, "submit.sock")},
         }
         apply_overrides(self.cfg, overrides)
         self.write_config()
