@@ -41,10 +41,13 @@ DOMAIN = "example.org"
 def transaction(path, sender, rcpts, message):
     """One SMTP transaction over the Unix socket, stopping at the first refusal;
     -> [[command, code, text], ...]."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(20)
-    s.connect(path)
-    f = s.makefile("rwb")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(20)
+        s.connect(path)
+        return dialogue(s.makefile("rwb"), sender, rcpts, message)
+
+
+def dialogue(f, sender, rcpts, message):
     out = []
 
     def reply():
@@ -68,7 +71,6 @@ def transaction(path, sender, rcpts, message):
             and all(step(f"RCPT TO:<{r}>") for r in rcpts) and step("DATA")):
         step("DOT", message.replace("\n", "\r\n") + "\r\n.")
     step("QUIT")
-    s.close()
     return out
 
 
@@ -209,7 +211,12 @@ class LocalSubmitTest(c.DeliveryTestCase):
         self.assertFalse(os.path.exists(self.sock), "the socket must be removed at stop")
 
     def test_parent_directory_created_0755(self):
-        d = self.local_relayd(h.free_port())
+        old = os.umask(0o077)  # relayd inherits it: the modes must not depend on it
+        try:
+            d = self.local_relayd(h.free_port())
+        finally:
+            os.umask(old)
+        self.assertEqual(os.stat(self.sock).st_mode & 0o7777, 0o666)
         self.assertEqual(os.stat(os.path.dirname(self.sock)).st_mode & 0o7777, 0o755)
         steps, _ = self.submit(f"www-data@{DOMAIN}", ["x@dst.test"], "new dir", uid=WWW_DATA)
         self.queued_id(steps)
