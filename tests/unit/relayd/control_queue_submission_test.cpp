@@ -33,8 +33,7 @@ std::string run(control_context& ctx, const proto::request& req, std::vector<std
     co_return true;
   };
   asio::co_spawn(
-      ctx.io,
-      [&]() -> awaitable<void> { answer = co_await handler(req.verb)(ctx, req, write); },
+      ctx.io, [&]() -> awaitable<void> { answer = co_await handler(req.verb)(ctx, req, write); },
       asio::detached);
   ctx.io.run();
   ctx.io.restart();

@@ -62,8 +62,9 @@ TEST(inbound_local_cgroup, cgroup_v1_uses_the_systemd_hierarchy) {
   EXPECT_EQ(unit_from_cgroup("1:name=systemd:/system.slice/smartd.service\n0::/\n"),
             "smartd.service");
   // The unified hierarchy wins when both name a unit.
-  EXPECT_EQ(unit_from_cgroup("1:name=systemd:/system.slice/a.service\n0::/system.slice/b.service\n"),
-            "b.service");
+  EXPECT_EQ(
+      unit_from_cgroup("1:name=systemd:/system.slice/a.service\n0::/system.slice/b.service\n"),
+      "b.service");
 }
 
 // ---- describe_process / peer_identity -----------------------------------------
