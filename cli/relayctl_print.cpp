@@ -116,8 +116,42 @@ void print_record_head(const json::object& m, const std::string& state, bool dea
   if (dead) std::printf("failed_at: %s\n", local_time(get_int(m, key::failed_at), date).c_str());
   std::printf("size: %lld\n", static_cast<long long>(get_int(m, key::size)));
   std::printf("sender: <%s>\n", get_string(m, key::sender).c_str());
-  std::printf("client: %s (helo %s)\n", get_string(m, key::client_ip).c_str(),
+  const std::string ip = get_string(m, key::client_ip);
+  std::printf("client: %s (helo %s)\n", ip.empty() ? "local" : ip.c_str(),
               get_string(m, key::helo).c_str());
+}
+
+// A show's DSN parameters (RFC 3461) and local submitter, when the record has them:
+//   ret: hdrs
+//   envid: ABC123
+//   submitter: uid=33 gid=33 pid=1234 user=www-data unit=php8.2-fpm.service
+//   executable: /usr/bin/php8.2
+void print_submission(const json::object& m) {
+  if (auto ret = get_string(m, key::ret); !ret.empty()) std::printf("ret: %s\n", ret.c_str());
+  if (auto envid = get_string(m, key::envid); !envid.empty())
+    std::printf("envid: %s\n", envid.c_str());
+  const auto* sv = m.if_contains(key::submitter);
+  if (!sv || !sv->is_object()) return;
+  const auto& who = sv->get_object();
+  auto or_dash = [](std::string s) { return s.empty() ? std::string("-") : s; };
+  std::printf("submitter: uid=%lld gid=%lld pid=%lld user=%s unit=%s\n",
+              static_cast<long long>(get_int(who, key::uid)),
+              static_cast<long long>(get_int(who, key::gid)),
+              static_cast<long long>(get_int(who, key::pid)),
+              or_dash(get_string(who, key::user)).c_str(),
+              or_dash(get_string(who, key::unit)).c_str());
+  std::printf("executable: %s\n", or_dash(get_string(who, key::executable)).c_str());
+}
+
+// " notify=success,failure orcpt=rfc822;a@b" for a recipient that has them.
+void print_recipient_dsn(const json::object& r) {
+  if (const auto* nv = r.if_contains(key::notify); nv && nv->is_array()) {
+    std::string words;
+    for (const auto& w : nv->get_array())
+      if (w.is_string()) words += (words.empty() ? "" : ",") + std::string(w.get_string());
+    if (!words.empty()) std::printf(" notify=%s", words.c_str());
+  }
+  if (auto orcpt = get_string(r, key::orcpt); !orcpt.empty()) std::printf(" orcpt=%s", orcpt.c_str());
 }
 
 // Ends a show's recipient line with its last reply, if any.
@@ -203,10 +237,12 @@ int queue_action(control_client& c, std::string_view what, const std::string& id
 int show_message(control_client& c, const std::string& id) {
   auto [m, content] = fetch_record(c, verb::show, id, key::message);
   print_record_head(m, get_string(m, key::state), false);
+  print_submission(m);
   for_each_recipient(m, [](const json::object& r) {
     std::printf("recipient: <%s> state=%s attempts=%lld", get_string(r, key::address).c_str(),
                 get_string(r, key::state).c_str(),
                 static_cast<long long>(get_int(r, key::attempts)));
+    print_recipient_dsn(r);
     end_recipient_line(r);
   });
   return print_content(content);

@@ -90,6 +90,16 @@ inline constexpr std::string_view recipients = "recipients";
 inline constexpr std::string_view failed_at = "failed_at";
 inline constexpr std::string_view client_ip = "client_ip";
 inline constexpr std::string_view helo = "helo";
+// DSN parameters (RFC 3461) and the local submitter, when the record has them
+inline constexpr std::string_view ret = "ret";      // "full" | "hdrs"
+inline constexpr std::string_view envid = "envid";
+inline constexpr std::string_view submitter = "submitter";  // {uid,gid,pid,user,executable,unit}
+inline constexpr std::string_view uid = "uid";
+inline constexpr std::string_view gid = "gid";
+inline constexpr std::string_view pid = "pid";
+inline constexpr std::string_view user = "user";
+inline constexpr std::string_view executable = "executable";
+inline constexpr std::string_view unit = "unit";
 // a recipient
 inline constexpr std::string_view address = "address";
 inline constexpr std::string_view attempts = "attempts";
@@ -105,6 +115,8 @@ inline constexpr std::string_view in_reply_to = "in_reply_to";  // the command a
 inline constexpr std::string_view reply_text = "reply_text";    // the reply's text as sent
 inline constexpr std::string_view first_attempt = "first_attempt";
 inline constexpr std::string_view last_attempt = "last_attempt";
+inline constexpr std::string_view notify = "notify";  // ["success","failure","delay"] or ["never"]
+inline constexpr std::string_view orcpt = "orcpt";    // "rfc822;user@example.org"
 // stats (and "messages", "in_flight" above)
 inline constexpr std::string_view stats = "stats";
 inline constexpr std::string_view active = "active";

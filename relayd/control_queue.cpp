@@ -36,7 +36,27 @@ bool in_flight(const control_context& ctx, const std::string& id) {
   return ctx.sched && ctx.sched->in_flight(id);
 }
 
-// The message as relayctl -j prints it (DESIGN.md, relayctl).
+// NOTIFY= as the words of RFC 3461, in its order.
+json::array notify_json(std::uint8_t bits) {
+  json::array out;
+  if (bits & smtp::notify_never) out.emplace_back("never");
+  if (bits & smtp::notify_success) out.emplace_back("success");
+  if (bits & smtp::notify_failure) out.emplace_back("failure");
+  if (bits & smtp::notify_delay) out.emplace_back("delay");
+  return out;
+}
+
+json::object submitter_json(const smtp::local_identity& who) {
+  return json::object{
+      {key::uid, who.uid},   {key::gid, who.gid},
+      {key::pid, who.pid},   {key::user, who.user},
+      {key::executable, who.executable},
+      {key::unit, who.unit},
+  };
+}
+
+// The message as relayctl -j prints it (DESIGN.md, relayctl). The DSN
+// parameters and the submitter appear only when the record has them.
 json::object message_json(const queue::envelope_record& r, const config& cfg, bool flying) {
   bool deferred = false;
   json::array rcpts;
@@ -51,13 +71,14 @@ json::object message_json(const queue::envelope_record& r, const config& cfg, bo
         {key::expires, unix_seconds(r.arrival_us) + cfg.queue.max_lifetime.count()},
     };
     add_outcome_facts(o, rc);
-    if (!rc.orcpt.empty()) o.emplace(key::orcpt, rc.orcpt);
+    if (rc.notify != 0) o[key::notify] = notify_json(rc.notify);
+    if (!rc.orcpt.empty()) o[key::orcpt] = rc.orcpt;
     rcpts.push_back(std::move(o));
   }
   const std::string_view state = (r.flags & queue::flag_held) ? proto::state::held
                                  : deferred                   ? proto::state::deferred
                                                               : proto::state::active;
-  return json::object{
+  json::object m{
       {key::id, r.id},
       {key::state, state},
       {key::size, r.size},
@@ -66,6 +87,11 @@ json::object message_json(const queue::envelope_record& r, const config& cfg, bo
       {key::in_flight, flying},
       {key::recipients, std::move(rcpts)},
   };
+  if (r.ret != smtp::dsn_ret::unspecified)
+    m[key::ret] = r.ret == smtp::dsn_ret::full ? "full" : "hdrs";
+  if (!r.envid.empty()) m[key::envid] = r.envid;
+  if (r.local) m[key::submitter] = submitter_json(*r.local);
+  return m;
 }
 
 awaitable<std::string> list(control_context& ctx, const proto::request&, const line_writer& write) {

@@ -1,5 +1,6 @@
 // One inbound SMTP connection: the TCP stream (moved under TLS by the server
-// handshake) and the one way its operations get a deadline. Every write and
+// handshake), or a client of the local submission socket (a Unix stream, never
+// TLS), and the one way its operations get a deadline. Every write and
 // handshake runs under beast::tcp_stream::expires_after: past it the stream
 // closes itself and the operation fails with beast::error::timeout, so nothing
 // can outlive the operation. A read's deadline must leave the connection
@@ -34,6 +35,8 @@ class inbound_connection {
   };
 
   inbound_connection(tcp::socket socket, std::string ip, std::uint16_t port);
+  // A client of the local submission socket: `ip` is empty, `port` 0.
+  explicit inbound_connection(asio::local::stream_protocol::socket socket);
   ~inbound_connection();
   inbound_connection(const inbound_connection&) = delete;
   inbound_connection& operator=(const inbound_connection&) = delete;
@@ -42,7 +45,7 @@ class inbound_connection {
   awaitable<read_result> read_some(asio::mutable_buffer buffer, duration limit);
   // Writes all of `data` within `limit`; beast::error::timeout closes the stream.
   awaitable<boost::system::error_code> write(std::string_view data, duration limit);
-  // The server side of the TLS handshake with `ctx` within `limit`.
+  // The server side of the TLS handshake with `ctx` within `limit` (TCP only).
   awaitable<boost::system::error_code> handshake(asio::ssl::context& ctx, duration limit);
   // Wakes a pending read_some() (graceful stop); no effect on writes.
   void interrupt_read();

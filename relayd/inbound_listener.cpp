@@ -1,4 +1,6 @@
 // Listeners, accept, limits and refusal, TLS/users reload (see inbound_listener.hpp).
+// The local submission socket is one more listener here: its own connection
+// count (max_connections), the same data budget, session pump and graceful stop.
 // The coroutines spawned here take `impl&`: the impl lives as long as the
 // inbound_listener, a local of run_daemon() that outlives io.run(), and a frame
 // left when io.run() returns is destroyed without being resumed. Everything
@@ -19,6 +21,7 @@
 #include "relayd/config.hpp"
 #include "relayd/inbound_connection.hpp"
 #include "relayd/inbound_limits.hpp"
+#include "relayd/inbound_local.hpp"
 #include "relayd/inbound_session.hpp"
 #include "relayd/metrics.hpp"
 #include "relayd/net.hpp"
@@ -29,6 +32,9 @@ namespace relayd {
 namespace {
 
 constexpr auto refusal_write_timeout = std::chrono::seconds(5);
+using local_acceptor = asio::local::stream_protocol::acceptor;
+// The key of every local connection in local_limits: the socket has one count.
+const std::string local_client = "local";
 
 // "127.0.0.1" for IPv4 and IPv4-mapped IPv6 peers, "::1" for IPv6.
 std::string peer_ip(const tcp::endpoint& ep) {
@@ -56,17 +62,25 @@ struct inbound_listener::impl {
         services{cfg_, spool_, sched_, stats_, auth_pool},
         limits({.max_connections = cfg_.smtp.max_connections,
                 .max_connections_per_client = cfg_.smtp.max_connections_per_client,
-                .max_rate_per_client = cfg_.smtp.max_connection_rate_per_client}) {}
+                .max_rate_per_client = cfg_.smtp.max_connection_rate_per_client}),
+        local_limits({.max_connections = cfg_.smtp.max_connections,
+                      .max_connections_per_client = cfg_.smtp.max_connections}) {}
 
   bool load_tls(const char* when);
   bool load_users(const char* when);
   bool listen(const endpoint& ep, listener_kind kind);
   awaitable<void> accept_loop(std::shared_ptr<tcp::acceptor> acc, std::string listener,
                               listener_kind kind);
-  awaitable<void> refuse(tcp::socket sock, std::string ip, std::uint16_t port, listener_kind kind,
+  bool listen_local();
+  awaitable<void> accept_local(std::shared_ptr<local_acceptor> acc, std::string listener);
+  void spawn_session(std::shared_ptr<inbound_connection> c, awaitable<void> session,
+                     const std::string& listener, const std::string& who, inbound_limits& counted,
+                     std::string client);
+  template <typename Socket>
+  awaitable<void> refuse(Socket sock, std::string who, bool plaintext,
                          inbound_limits::verdict why);
   void finish(std::list<std::shared_ptr<inbound_connection>>::iterator it,
-              const std::string& listener);
+              const std::string& listener, inbound_limits& counted, const std::string& client);
   void maybe_idle();
 
   asio::io_context& io;
@@ -75,7 +89,9 @@ struct inbound_listener::impl {
   asio::thread_pool auth_pool{1};  // runs crypt(3) off the I/O thread; joined last
   inbound_services services;
   inbound_limits limits;
+  inbound_limits local_limits;  // [local] socket: max_connections on its own count
   std::list<std::shared_ptr<tcp::acceptor>> acceptors;
+  std::shared_ptr<local_acceptor> local;  // [local] socket, when configured
   std::list<std::shared_ptr<inbound_connection>> connections;
   std::shared_ptr<asio::ssl::context> tls;        // [tls]: for new connections
   std::shared_ptr<const auth_users> users;        // [auth] users: for new connections
@@ -89,7 +105,10 @@ inbound_listener::inbound_listener(asio::io_context& io, const config& cfg, queu
                                    scheduler& sched, metrics& stats)
     : impl_(std::make_unique<impl>(io, cfg, spool, sched, stats)) {}
 
-inbound_listener::~inbound_listener() = default;
+// A start-up that failed after the listeners were bound leaves no socket file.
+inbound_listener::~inbound_listener() {
+  if (impl_->local && impl_->local->is_open()) remove_local_socket(impl_->cfg);
+}
 
 bool inbound_listener::start() {
   impl& m = *impl_;
@@ -118,7 +137,7 @@ bool inbound_listener::start() {
     if (!m.listen(ep, listener_kind::submission)) return false;
   for (const auto& ep : cfg.smtp.smtps)
     if (!m.listen(ep, listener_kind::smtps)) return false;
-  return true;
+  return cfg.local.socket.empty() || m.listen_local();
 }
 
 void inbound_listener::reload() {
@@ -135,6 +154,11 @@ void inbound_listener::stop(std::function<void()> on_idle) {
   for (auto& a : m.acceptors) {
     boost::system::error_code ec;
     a->close(ec);
+  }
+  if (m.local) {
+    boost::system::error_code ec;
+    m.local->close(ec);
+    remove_local_socket(m.cfg);
   }
   for (auto& c : m.connections) {
     c->stop_requested = true;
@@ -217,53 +241,116 @@ awaitable<void> inbound_listener::impl::accept_loop(std::shared_ptr<tcp::accepto
     std::string ip = peer_ip(remote);
     const auto verdict = limits.admit(ip, std::chrono::steady_clock::now());
     if (verdict != inbound_limits::verdict::accepted) {
-      asio::co_spawn(io, refuse(std::move(sock), ip, remote.port(), kind, verdict),
+      asio::co_spawn(io,
+                     refuse(std::move(sock), peer_text(ip, remote.port()),
+                            kind != listener_kind::smtps, verdict),
                      asio::detached);
       continue;
     }
     auto c = std::make_shared<inbound_connection>(std::move(sock), ip, remote.port());
-    stats.connection_opened(listener);
-    connections.push_back(c);
-    auto it = std::prev(connections.end());
-    asio::co_spawn(io, serve_session(services, std::move(c), kind, tls, users, memory),
-                   [this, it, listener](std::exception_ptr e) {
-                     if (e) {
-                       try {
-                         std::rethrow_exception(e);
-                       } catch (const std::exception& ex) {
-                         spdlog::error("session {}: {}", peer_text((*it)->ip, (*it)->port),
-                                       ex.what());
-                       }
-                     }
-                     finish(it, listener);
-                   });
+    auto session = serve_session(services, c, kind, tls, users, memory);
+    spawn_session(std::move(c), std::move(session), listener, peer_text(ip, remote.port()),
+                  limits, ip);
   }
 }
 
+// [local] socket: bound before privileges are dropped (run_daemon starts the
+// listeners first), served by the same session pump as TCP.
+bool inbound_listener::impl::listen_local() {
+  auto fd = open_local_socket(cfg);
+  if (!fd) {
+    spdlog::critical("{}", fd.error());
+    return false;
+  }
+  boost::system::error_code ec;
+  local = std::make_shared<local_acceptor>(io);
+  local->assign(asio::local::stream_protocol(), *fd, ec);
+  if (ec) {
+    ::close(*fd);
+    spdlog::critical("local.socket: {}: {}", cfg.local.socket, ec.message());
+    return false;
+  }
+  const std::string listener = "unix:" + cfg.local.socket;
+  spdlog::info("listening on {} (local submission)", cfg.local.socket);
+  stats.add_listener(listener);
+  asio::co_spawn(io, accept_local(local, listener), asio::detached);
+  return true;
+}
+
+awaitable<void> inbound_listener::impl::accept_local(std::shared_ptr<local_acceptor> acc,
+                                                     std::string listener) {
+  asio::steady_timer backoff(io);
+  while (!stopping) {
+    auto [ec, sock] = co_await acc->async_accept(use_tuple);
+    if (stopping) co_return;
+    if (ec) {
+      spdlog::error("accept on {}: {}", cfg.local.socket, ec.message());
+      backoff.expires_after(std::chrono::milliseconds(100));
+      co_await backoff.async_wait(use_tuple);
+      continue;
+    }
+    auto who = peer_identity(sock.native_handle());
+    if (!who) {
+      spdlog::error("local submission: {}; connection closed", who.error());
+      continue;  // `sock` closes with this iteration
+    }
+    const std::string text = identity_text(*who);
+    const auto verdict = local_limits.admit(local_client, std::chrono::steady_clock::now());
+    if (verdict != inbound_limits::verdict::accepted) {
+      asio::co_spawn(io, refuse(std::move(sock), text, true, verdict), asio::detached);
+      continue;
+    }
+    auto c = std::make_shared<inbound_connection>(std::move(sock));
+    auto session =
+        serve_session(services, c, listener_kind::local, nullptr, nullptr, memory, std::move(*who));
+    spawn_session(std::move(c), std::move(session), listener, text, local_limits, local_client);
+  }
+}
+
+// Runs `session` for `c` (counted in `counted` under `client`) until it ends.
+void inbound_listener::impl::spawn_session(std::shared_ptr<inbound_connection> c,
+                                           awaitable<void> session, const std::string& listener,
+                                           const std::string& who, inbound_limits& counted,
+                                           std::string client) {
+  stats.connection_opened(listener);
+  connections.push_back(std::move(c));
+  auto it = std::prev(connections.end());
+  asio::co_spawn(io, std::move(session),
+                 [this, it, listener, who, &counted, client](std::exception_ptr e) {
+                   if (e) {
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const std::exception& ex) {
+                       spdlog::error("session {}: {}", who, ex.what());
+                     }
+                   }
+                   finish(it, listener, counted, client);
+                 });
+}
+
 // Over a connection limit: one 421 and close, within refusal_write_timeout. An
-// implicit-TLS client could not read a plaintext 421: it is only closed. The
-// stream is this frame's own; its deadline ends with it.
-awaitable<void> inbound_listener::impl::refuse(tcp::socket sock, std::string ip,
-                                               std::uint16_t port, listener_kind kind,
+// implicit-TLS client could not read a plaintext 421 (`plaintext` false): it
+// is only closed. The stream is this frame's own; its deadline ends with it.
+template <typename Socket>
+awaitable<void> inbound_listener::impl::refuse(Socket sock, std::string who, bool plaintext,
                                                inbound_limits::verdict why) {
   ++refusing;
   const bool too_fast = why == inbound_limits::verdict::too_fast;
   const smtp::reply reply = too_fast ? smtp::replies::too_many_connections_from_client()
                                      : smtp::replies::too_many_connections();
   stats.smtp_rejection(reply.code);
-  spdlog::warn("reject: connect from {}: {} {} {}", peer_text(ip, port), reply.code,
-               reply.enhanced,
+  spdlog::warn("reject: connect from {}: {} {} {}", who, reply.code, reply.enhanced,
                too_fast ? "connection rate over smtp.max_connection_rate_per_client"
                         : "too many connections");
   {
-    boost::beast::tcp_stream stream(std::move(sock));
-    if (kind != listener_kind::smtps) {
+    boost::beast::basic_stream<typename Socket::protocol_type> stream(std::move(sock));
+    if (plaintext) {
       stream.expires_after(refusal_write_timeout);
       const std::string wire = reply.encode();
       co_await asio::async_write(stream, asio::buffer(wire), use_tuple);
     }
     boost::system::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream.socket().shutdown(Socket::shutdown_both, ec);
     stream.close();
   }
   --refusing;
@@ -271,10 +358,11 @@ awaitable<void> inbound_listener::impl::refuse(tcp::socket sock, std::string ip,
 }
 
 void inbound_listener::impl::finish(std::list<std::shared_ptr<inbound_connection>>::iterator it,
-                                    const std::string& listener) {
+                                    const std::string& listener, inbound_limits& counted,
+                                    const std::string& client) {
   auto c = *it;
   c->close();
-  limits.release(c->ip);
+  counted.release(client);
   stats.connection_closed(listener);
   connections.erase(it);
   maybe_idle();

@@ -1,4 +1,5 @@
-// The inbound SMTP listeners ([smtp] listen, submission, smtps): binds them,
+// The inbound SMTP listeners ([smtp] listen, submission, smtps, and the
+// [local] socket for local submission, removed again at stop): binds them,
 // accepts, applies the connection limits (a refused client gets one 421 and is
 // closed), starts a session per connection, reloads the TLS certificate and
 // the AUTH users on SIGHUP for new connections, and stops gracefully. start()

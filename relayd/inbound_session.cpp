@@ -24,6 +24,7 @@
 #include "relayd/auth_users.hpp"
 #include "relayd/config.hpp"
 #include "relayd/inbound_connection.hpp"
+#include "relayd/inbound_local.hpp"
 #include "relayd/local_aliases.hpp"
 #include "relayd/metrics.hpp"
 #include "relayd/delivery_scheduler.hpp"
@@ -54,6 +55,9 @@ std::string printable(std::string_view s) {
   if (s.size() > 64) out += "...";
   return out;
 }
+
+// A log value that may be empty: "-" then, so key=value fields stay aligned.
+std::string_view or_dash(const std::string& s) { return s.empty() ? std::string_view("-") : s; }
 
 // This session's share of the data budget: the body being read, then the
 // message until the spool has answered for it. Given back when the frame goes.
@@ -126,13 +130,13 @@ awaitable<void> check_credentials(const inbound_services& s, smtp::server_sessio
 
 // Spools the session's pending message and answers it: 250 only after commit.
 awaitable<void> spool_message(const inbound_services& s, smtp::server_session& session,
-                              const std::string& ip, const local_addresses& local) {
+                              const std::string& ip, const local_addresses& addresses) {
   const std::string sasl = printable(session.authenticated_user());
   const auto& env = session.message_envelope();
   queue::envelope_record rec;
   rec.id = session.message_id();
   rec.arrival_us = queue::wall_clock_us();
-  rec.sender = local.sender(env);  // masqueraded for local submissions
+  rec.sender = addresses.sender(env);  // masqueraded for local submissions
   rec.client_ip = ip;
   rec.helo = env.helo;
   if (env.body == smtp::body_type::eight_bit_mime) rec.flags |= queue::flag_eight_bit;
@@ -140,13 +144,14 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
   rec.ret = env.ret;
   rec.envid = env.envid;
   rec.local = env.local;
-  for (const auto& r : local.recipients(env))  // local recipients: their aliases
+  for (const auto& r : addresses.recipients(env))  // local recipients: their aliases
     rec.recipients.push_back(queue::recipient{.address = r.address,
                                               .next_attempt_us = rec.arrival_us,
                                               .notify = r.notify,
                                               .orcpt = r.orcpt});
-  std::string body = local.message(env, session.take_message());  // From: masqueraded
+  std::string body = addresses.message(env, session.take_message());  // From: masqueraded
   rec.size = body.size();
+  const std::optional<smtp::local_identity> submitter = rec.local;
   const std::size_t nrcpt = rec.recipients.size(), size = rec.size;
   const std::string sender = rec.sender, id = rec.id;
   const std::int64_t arrival = rec.arrival_us;
@@ -156,7 +161,11 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
     s.spool.enqueue(std::move(rec), std::move(body), std::move(done));
   });
   if (r.code == queue::status::ok) {
-    if (sasl.empty())
+    if (submitter)
+      spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=local, uid={} user={} unit={}", id,
+                   sender, size, nrcpt, submitter->uid, or_dash(submitter->user),
+                   or_dash(submitter->unit));
+    else if (sasl.empty())
       spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client={}", id, sender, size, nrcpt, ip);
     else
       spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client={}, sasl_username={}", id, sender,
@@ -168,7 +177,8 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
   }
   const smtp::reply reply =
       r.code == queue::status::full ? smtp::replies::spool_full() : smtp::replies::local_error();
-  spdlog::error("{}: not queued: {} ({}); client={}", id, reply.to_string(), r.detail, ip);
+  spdlog::error("{}: not queued: {} ({}); client={}", id, reply.to_string(), r.detail,
+                submitter ? identity_text(*submitter) : ip);
   session.message_failed(reply);
 }
 
@@ -179,6 +189,7 @@ const char* to_string(listener_kind k) {
     case listener_kind::smtp: return "smtp";
     case listener_kind::submission: return "submission";
     case listener_kind::smtps: return "smtps";
+    case listener_kind::local: return "local";
   }
   return "?";
 }
@@ -191,9 +202,13 @@ std::string peer_text(const std::string& ip, std::uint16_t port) {
 awaitable<void> serve_session(inbound_services s, std::shared_ptr<inbound_connection> c,
                               listener_kind kind, std::shared_ptr<asio::ssl::context> tls,
                               std::shared_ptr<const auth_users> users,
-                              std::shared_ptr<data_budget> memory) {
-  const auto who = peer_text(c->ip, c->port);
-  spdlog::info("connect from {} ({})", who, to_string(kind));
+                              std::shared_ptr<data_budget> memory,
+                              std::optional<smtp::local_identity> local) {
+  const auto who = local ? identity_text(*local) : peer_text(c->ip, c->port);
+  if (local)
+    spdlog::info("connect from {}", who);  // "local (uid 33, www-data, pid 1234)"
+  else
+    spdlog::info("connect from {} ({})", who, to_string(kind));
   const auto idle = std::chrono::duration_cast<steady::duration>(s.cfg.smtp.idle_timeout);
   const auto handshake_limit = std::min<steady::duration>(idle, handshake_timeout);
 
@@ -204,11 +219,21 @@ awaitable<void> serve_session(inbound_services s, std::shared_ptr<inbound_connec
 
   smtp::client_info client;
   client.ip = c->ip;
-  client.relay_allowed = in_networks(s.cfg.smtp.mynetworks, c->ip);  // the address parsed once
+  // Local submission is trusted for relaying; a network client by its address (parsed once).
+  client.relay_allowed = local || in_networks(s.cfg.smtp.mynetworks, c->ip);
+  client.local = local;
   auto options = session_options(s);
   // Aliases and masquerading with the table current now (a reload applies to new connections).
-  const local_addresses local(s.cfg, s.aliases ? s.aliases->current() : nullptr);
-  options.check_recipient = [&local](std::string_view rcpt) { return local.check_recipient(rcpt); };
+  const local_addresses addresses(s.cfg, s.aliases ? s.aliases->current() : nullptr);
+  options.check_recipient = [&addresses](std::string_view rcpt) {
+    return addresses.check_recipient(rcpt);
+  };
+  if (local) {
+    options.qualify_domain = s.cfg.local.domain;
+    options.check_sender = [&cfg = s.cfg, who = *local](std::string_view sender) {
+      return check_local_sender(cfg, who, sender);
+    };
+  }
   // Called only from feed() and friends below, while this frame is alive.
   options.on_reject = [&stats = s.stats, &who](const smtp::reply& r, std::string_view command) {
     stats.smtp_rejection(r.code);
@@ -313,7 +338,7 @@ awaitable<void> serve_session(inbound_services s, std::shared_ptr<inbound_connec
           closing = true;
           break;
         case smtp::server_session::event::message:
-          co_await spool_message(s, session, c->ip, local);
+          co_await spool_message(s, session, c->ip, addresses);
           share.set(session.buffered());  // the spool has answered: its copy is gone
           break;
         case smtp::server_session::event::auth:

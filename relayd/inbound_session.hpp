@@ -7,19 +7,21 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "relayd/net.hpp"
 #include "relayd/services_fwd.hpp"
+#include "smtp/envelope.hpp"
 
 namespace relayd {
 
 class inbound_connection;
 class alias_source;
 
-// What a listener is for: [smtp] listen, submission or smtps.
-enum class listener_kind { smtp, submission, smtps };
+// What a listener is for: [smtp] listen, submission, smtps or [local] socket.
+enum class listener_kind { smtp, submission, smtps, local };
 const char* to_string(listener_kind k);
 
 // "192.0.2.1:25", "[2001:db8::1]:25".
@@ -48,10 +50,14 @@ struct inbound_services {
 
 // One connection's session, from the banner (or the implicit-TLS handshake)
 // to the close. `tls` and `users` are the ones current at accept: a reload
-// does not change them for this connection.
+// does not change them for this connection. `local` is the peer of the local
+// submission socket (kind local, no TLS, no AUTH): it may relay, bare
+// addresses get [local] domain, MAIL is checked against the [local] policy,
+// and the message carries the identity.
 awaitable<void> serve_session(inbound_services services, std::shared_ptr<inbound_connection> c,
                               listener_kind kind, std::shared_ptr<asio::ssl::context> tls,
                               std::shared_ptr<const auth_users> users,
-                              std::shared_ptr<data_budget> memory);
+                              std::shared_ptr<data_budget> memory,
+                              std::optional<smtp::local_identity> local = std::nullopt);
 
 }  // namespace relayd

@@ -123,16 +123,26 @@ std::string make_message_id(std::string_view id, std::string_view hostname) {
 std::string received_header(const received_info& info) {
   std::string out = "Received: from ";
   const bool utf8 = info.smtputf8;
-  append_clean(out, info.helo, utf8);
-  out += " (";
-  append_clean(out,
-               info.client_hostname.empty() ? std::string_view("unknown")
-                                            : std::string_view(info.client_hostname),
-               utf8);
-  out += " [";
-  if (info.client_ip.find(':') != std::string::npos) out += "IPv6:";
-  append_clean(out, info.client_ip, utf8);
-  out += "])\r\n\tby ";
+  if (info.local) {
+    out += "local (uid ";
+    out += std::to_string(info.local->uid);
+    if (!info.local->user.empty()) {
+      out += ", ";
+      append_clean(out, info.local->user, utf8);
+    }
+    out += ")\r\n\tby ";
+  } else {
+    append_clean(out, info.helo, utf8);
+    out += " (";
+    append_clean(out,
+                 info.client_hostname.empty() ? std::string_view("unknown")
+                                              : std::string_view(info.client_hostname),
+                 utf8);
+    out += " [";
+    if (info.client_ip.find(':') != std::string::npos) out += "IPv6:";
+    append_clean(out, info.client_ip, utf8);
+    out += "])\r\n\tby ";
+  }
   out += info.hostname;
   out += " (relayd) with ";
   if (info.smtputf8 || info.esmtp) {

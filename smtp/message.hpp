@@ -8,7 +8,10 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <optional>
 #include <vector>
+
+#include "smtp/envelope.hpp"
 
 namespace smtp {
 
@@ -29,6 +32,8 @@ struct received_info {
   std::string helo;             // EHLO/HELO argument
   std::string client_hostname;  // reverse DNS name, "" when unknown
   std::string client_ip;        // "192.0.2.1" or "2001:db8::1"
+  // A local submission: "from local (uid 33, www-data)" replaces helo, name and IP.
+  std::optional<local_identity> local;
   std::string hostname;         // relayd's own name
   bool esmtp = true;            // EHLO (ESMTP) or HELO (SMTP)
   bool smtputf8 = false;        // SMTPUTF8 transaction: "with UTF8SMTP" (RFC 6531 3.7.3)
@@ -39,7 +44,7 @@ struct received_info {
   std::int64_t time = 0;                // seconds since the epoch
 };
 // "Received: from HELO (hostname [IP])\r\n\tby HOST (relayd) with ESMTP id ID\r\n\tfor <r>;
-// DATE\r\n"
+// DATE\r\n"; for a local submission "Received: from local (uid N, user)\r\n\tby ...".
 std::string received_header(const received_info& info);
 
 // The message as it goes into the spool: `received` first, then the content with

@@ -230,4 +230,12 @@ reply local_error() {
   return make(451, "4.3.0", "Local error in processing");
 }
 
+reply local_user_not_allowed(std::string_view user) {
+  return make(550, "5.7.1", "user " + std::string(user) + " is not allowed to submit mail");
+}
+reply local_sender_not_allowed(std::string_view user, std::string_view sender) {
+  return make(553, "5.7.1",
+              "user " + std::string(user) + " may not send as <" + std::string(sender) + ">");
+}
+
 }  // namespace smtp::replies

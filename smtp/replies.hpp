@@ -98,4 +98,10 @@ reply encryption_required();     // 538 5.7.11 Encryption required for requested
 reply spool_full();   // 452 4.3.1 Insufficient system storage (spool, or smtp.max_data_memory)
 reply local_error();  // 451 4.3.0 Local error in processing
 
+// Local submission policy ([local] allowed_users, senders).
+// 550 5.7.1 user NAME is not allowed to submit mail
+reply local_user_not_allowed(std::string_view user);
+// 553 5.7.1 user NAME may not send as <SENDER>
+reply local_sender_not_allowed(std::string_view user, std::string_view sender);
+
 }  // namespace smtp::replies

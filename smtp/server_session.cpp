@@ -216,6 +216,7 @@ struct server_session::impl {
     if (in_mail_) return replies::nested_mail();
     if (c.size && *c.size > options_.max_message_size) return replies::message_too_big();
     if (!c.smtputf8 && !is_ascii(c.path)) return replies::needs_smtputf8();
+    if (options_.check_sender) return options_.check_sender(c.path);
     return std::nullopt;
   }
 
@@ -559,6 +560,7 @@ struct server_session::impl {
     info.helo = helo_;
     info.client_hostname = client_.hostname;
     info.client_ip = client_.ip;
+    info.local = client_.local;
     info.hostname = options_.hostname;
     info.esmtp = esmtp_;
     info.smtputf8 = env_.smtputf8;

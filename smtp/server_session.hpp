@@ -76,6 +76,10 @@ struct session_options {
   // relay right, count), with the address as it will be stored: a reply
   // refuses it (e.g. 550 5.1.1 for an unknown local user), nullopt accepts it.
   std::function<std::optional<reply>(std::string_view address)> check_recipient;
+  // Asked for MAIL's reverse-path (as given; "" for the null sender) once the
+  // session's own checks passed: a reply refuses it (e.g. 553 5.7.1 for a local
+  // user who may not use that sender), nullopt accepts it.
+  std::function<std::optional<reply>(std::string_view sender)> check_sender;
 };
 
 struct client_info {

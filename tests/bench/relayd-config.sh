@@ -24,6 +24,9 @@ ${queue_lines}min_free_disk = "100M"
 [control]
 socket = "$dir/control.sock"
 
+[local]
+socket = "$dir/submit.sock"
+
 [metrics]
 listen = ""
 EOF

@@ -227,6 +227,8 @@ class Relayd:
                 "aliases": "",
             },
             "metrics": {"listen": ""},
+            # Never the system's /run/relayd/submit.sock: daemons run side by side.
+            "local": {"socket": os.path.join(self.dir, "submit.sock")},
         }
         apply_overrides(self.cfg, overrides)
         self.write_config()

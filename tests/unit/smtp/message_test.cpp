@@ -148,5 +148,19 @@ TEST(message, date_in_the_body_does_not_count) {
             received + "Subject: a\r\n" + date + msgid + "\r\nDate: body text\r\n");
 }
 
+// A local submission names the submitter instead of HELO, host name and address.
+TEST(message, received_for_a_local_submitter) {
+  received_info info = sample();
+  info.client_ip.clear();
+  info.local = local_identity{.uid = 33, .gid = 33, .pid = 99, .user = "www-data"};
+  EXPECT_EQ(received_header(info),
+            "Received: from local (uid 33, www-data)\r\n"
+            "\tby mx.test (relayd) with ESMTP id Q1\r\n"
+            "\tfor <rcpt@dest.example>; Tue, 14 Nov 2023 22:13:20 +0000\r\n");
+  info.local->user.clear();  // a uid without a login name
+  info.local->uid = 4000;
+  EXPECT_EQ(received_header(info).substr(0, 34), "Received: from local (uid 4000)\r\n\t");
+}
+
 }  // namespace
 }  // namespace smtp
