@@ -131,8 +131,6 @@ inline constexpr std::string_view spool_max_bytes = "spool_max_bytes";
 inline constexpr std::string_view final = "final";
 // aliases_reload
 inline constexpr std::string_view aliases = "aliases";
-// a recipient's ORCPT (RFC 3461), when it has one
-inline constexpr std::string_view orcpt = "orcpt";
 }  // namespace key
 
 // Values of key::state (a message) and of a recipient's state.
