@@ -39,6 +39,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relayd_harness as h  # noqa: E402
+import test_bounces  # noqa: E402
 import test_delivery_common as c  # noqa: E402
 
 DST, SRC = "dst.test", "src.test"
@@ -47,22 +48,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 POSTFIX_INSTANCE = os.path.join(ROOT, "tests", "bench", "postfix-instance.sh")
 
 
-def status_groups(report):
-    """The message/delivery-status part -> (per-message fields, [per-recipient fields]),
-    field names in lower case."""
-    part = next(p for p in report.walk() if p.get_content_type() == "message/delivery-status")
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        groups = [dict((k.lower(), str(v)) for k, v in g.items()) for g in payload]
-    else:
-        groups = []
-        for block in payload.replace("\r\n", "\n").strip().split("\n\n"):
-            fields = {}
-            for line in block.split("\n"):
-                k, _, v = line.partition(":")
-                fields[k.strip().lower()] = v.strip()
-            groups.append(fields)
-    return groups[0], groups[1:]
+# The message/delivery-status part -> (per-message fields, [per-recipient fields]),
+# field names in lower case: the parser test_bounces.py uses.
+status_groups = test_bounces.BounceTest.status_groups
 
 
 def parse(data):
