@@ -174,6 +174,10 @@ awaitable<void> delivery_agent::impl::run(destination& d) {
     m.size = body->size();
     m.body_8bit = msg.flags & queue::flag_eight_bit;
     m.smtputf8 = msg.flags & queue::flag_smtputf8;
+    m.ret = msg.ret;  // the DSN request goes on only if the next hop offers DSN
+    m.envid = msg.envid;
+    for (auto i : j->recipients)
+      m.dsn.push_back({msg.recipients[i].notify, msg.recipients[i].orcpt});
 
     const auto transfer_started = steady::now();
     pump_step step{s.send(m), std::nullopt};
@@ -207,6 +211,7 @@ awaitable<void> delivery_agent::impl::run(destination& d) {
     for (std::size_t k = 0; k < result.recipients.size() && k < j->recipients.size(); ++k) {
       auto o = outcome_of(result.recipients[k], link->relay, step.lost);
       o.index = j->recipients[k];
+      o.next_hop_dsn = s.capabilities().dsn;
       if (result.destination_throttled && o.what == outcome_kind::deferred) throttle_reason = o;
       outs.push_back(std::move(o));
     }

@@ -29,6 +29,27 @@ bool delay_warning_due(const config& cfg, const queue::envelope_record& message,
          !(message.flags & queue::flag_delay_warned) && now_us - message.arrival_us >= after.count();
 }
 
+bool wants_notice(const queue::recipient& r, smtp::dsn_action action) {
+  if (r.notify & smtp::notify_never) return false;
+  switch (action) {
+    case smtp::dsn_action::failed:
+      return r.notify == 0 || (r.notify & smtp::notify_failure);
+    case smtp::dsn_action::delayed:
+      return r.notify == 0 || (r.notify & smtp::notify_delay);
+    case smtp::dsn_action::relayed:
+      return (r.notify & smtp::notify_success) != 0;
+  }
+  return false;
+}
+
+std::vector<queue::recipient> asking_for(std::span<const queue::recipient> recipients,
+                                         smtp::dsn_action action) {
+  std::vector<queue::recipient> out;
+  for (const auto& r : recipients)
+    if (wants_notice(r, action)) out.push_back(r);
+  return out;
+}
+
 std::string remote_reply(const queue::recipient& r) {
   if (r.reply_code == 0) return {};
   if (r.cause != queue::outcome_cause::unknown)
@@ -57,6 +78,8 @@ notice make_notice(const config& cfg, const queue::envelope_record& message,
   req.reporting_mta = cfg.hostname;
   req.queue_id = message.id;
   req.original_sender = message.sender;
+  req.envelope_id = message.envid;
+  req.include_body = message.ret == smtp::dsn_ret::full;
   req.arrival = message.arrival_us / us_per_s;
   req.now = now_us / us_per_s;
   req.message_id = "<" + id + "@" + cfg.hostname + ">";
@@ -65,6 +88,7 @@ notice make_notice(const config& cfg, const queue::envelope_record& message,
   for (const auto& r : recipients) {
     smtp::dsn_recipient d;
     d.address = r.address;
+    d.original_recipient = r.orcpt;
     d.action = action;
     const bool expired = r.reason == "expired" || r.cause == queue::outcome_cause::expired;
     d.status = expired ? "4.4.7" : r.status;  // RFC 3463: delivery time expired

@@ -222,7 +222,7 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
   const auto& msg = *j.message;
   std::vector<queue::spool::recipient_update> updates;
   bool any_delivered = false;
-  std::vector<queue::recipient> failed_now, deferred_now;  // for DSNs
+  std::vector<queue::recipient> failed_now, deferred_now, relayed_now;  // for DSNs
   for (auto& o : outcomes) {
     if (o.index >= msg.recipients.size()) continue;
     auto next = apply_outcome(msg.recipients[o.index], o, msg.arrival_us, now, retry_, jitter_);
@@ -231,6 +231,7 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
     any_delivered |= next.state == queue::rcpt_state::delivered;
     if (next.state == queue::rcpt_state::failed) failed_now.push_back(next);
     if (next.state == queue::rcpt_state::pending) deferred_now.push_back(next);
+    if (next.state == queue::rcpt_state::delivered && !o.next_hop_dsn) relayed_now.push_back(next);
     const outcome_kind fate = fate_of(next.state);
     if (metrics_) {
       metrics_->delivery_attempt(fate);
@@ -252,13 +253,20 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
   std::vector<std::string> dead_reasons;
   for (const auto& r : failed_now) dead_reasons.push_back(r.reason);
   // DSNs go to the spool before the results: the writer commits in order, so a
-  // crash may repeat a DSN but never lose one.
-  if (!failed_now.empty() && may_notify(cfg_, msg)) queue_notice(msg, failed_now, true);
+  // crash may repeat a DSN but never lose one. Each reports only the recipients
+  // whose NOTIFY asks for it (wants_notice); the dead spool keeps every failure.
+  const bool notify = may_notify(cfg_, msg);
+  if (auto tell = asking_for(failed_now, smtp::dsn_action::failed); notify && !tell.empty())
+    queue_notice(msg, tell, smtp::dsn_action::failed);
+  if (auto tell = asking_for(relayed_now, smtp::dsn_action::relayed); notify && !tell.empty())
+    queue_notice(msg, tell, smtp::dsn_action::relayed);
   std::uint32_t flags_set = 0;
   if (!deferred_now.empty() && !warned_.contains(msg.id) && delay_warning_due(cfg_, msg, now)) {
-    queue_notice(msg, deferred_now, false);
-    flags_set = queue::flag_delay_warned;
-    warned_.insert(msg.id);
+    if (auto tell = asking_for(deferred_now, smtp::dsn_action::delayed); !tell.empty()) {
+      queue_notice(msg, tell, smtp::dsn_action::delayed);
+      flags_set = queue::flag_delay_warned;
+      warned_.insert(msg.id);
+    }
   }
   ++pending_updates_;
   const std::string id = msg.id;
@@ -298,16 +306,19 @@ void scheduler::job_stored(const std::string& id) {
 }
 
 void scheduler::queue_notice(const queue::envelope_record& message,
-                             std::span<const queue::recipient> recipients, bool failed) {
+                             std::span<const queue::recipient> recipients,
+                             smtp::dsn_action action) {
   const auto now = now_us_();
   const auto original = spool_.body(message.id);
-  auto n = make_notice(cfg_, message, recipients,
-                       failed ? smtp::dsn_action::failed : smtp::dsn_action::delayed,
+  auto n = make_notice(cfg_, message, recipients, action,
                        original ? std::string_view(*original) : std::string_view(),
                        spool_.new_id(), now);
-  spdlog::info("{}: sender {} notification: {}", message.id, failed ? "non-delivery" : "delay",
+  const bool failed = action == smtp::dsn_action::failed;
+  spdlog::info("{}: sender {} notification: {}", message.id,
+               failed ? "non-delivery" : action == smtp::dsn_action::delayed ? "delay" : "success",
                n.envelope.id);
-  if (metrics_) failed ? metrics_->bounce() : metrics_->delay_warning();
+  if (metrics_ && failed) metrics_->bounce();
+  if (metrics_ && action == smtp::dsn_action::delayed) metrics_->delay_warning();
   ++pending_updates_;
   std::string dsn_id = n.envelope.id;
   spool_.enqueue(std::move(n.envelope), std::move(n.message),

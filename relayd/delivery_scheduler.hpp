@@ -27,6 +27,7 @@
 #include "relayd/delivery_retry.hpp"
 #include "relayd/delivery_types.hpp"
 #include "relayd/net.hpp"
+#include "smtp/dsn.hpp"
 
 namespace relayd {
 
@@ -143,9 +144,9 @@ class scheduler {
   std::string destination_name(const std::string& address) const;
   void finish_all_waiting(destination& d, recipient_outcome why, const std::string& relay);
   void job_stored(const std::string& id);
-  // Queues a DSN (failed or delayed) about `recipients` of `message` to its sender.
+  // Queues a DSN (failed, delayed or relayed) about `recipients` of `message` to its sender.
   void queue_notice(const queue::envelope_record& message,
-                    std::span<const queue::recipient> recipients, bool failed);
+                    std::span<const queue::recipient> recipients, smtp::dsn_action action);
   void maybe_forget(destination& d);
   void maybe_idle();
 

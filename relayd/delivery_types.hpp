@@ -47,6 +47,10 @@ struct recipient_outcome {
   queue::smtp_command in_reply_to = queue::smtp_command::none;  // what the reply answered
   std::string text;  // the server's reply text, or what happened ("Connection refused")
   bool throttles_destination = false;  // 421 / 4.7.x: the whole destination backs off
+  // delivered: the next hop advertised DSN and took the recipient's NOTIFY/ORCPT
+  // on, so it reports delivery (RFC 3461 5.2.1); false: a NOTIFY=SUCCESS
+  // recipient gets a "relayed" notice from relayd (5.2.2).
+  bool next_hop_dsn = false;
 };
 
 }  // namespace relayd

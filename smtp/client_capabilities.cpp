@@ -51,6 +51,8 @@ void parse_extension(std::string_view line, server_capabilities& caps) {
     caps.enhanced_status_codes = true;
   } else if (iequals(keyword, "CHUNKING")) {
     caps.chunking = true;
+  } else if (iequals(keyword, "DSN")) {
+    caps.dsn = true;
   } else if (iequals(keyword, "AUTH")) {
     parse_auth_mechanisms(args, caps);
   }

@@ -1,6 +1,6 @@
 // What a server's EHLO reply advertises, as the SMTP client reads it: the
 // extensions relayd uses (PIPELINING, SIZE, 8BITMIME, SMTPUTF8, STARTTLS, AUTH
-// PLAIN/LOGIN) and the ones it records. Parsing never fails: an unknown or
+// PLAIN/LOGIN, DSN) and the ones it records. Parsing never fails: an unknown or
 // malformed line is ignored, an unreadable SIZE limit is "no limit given".
 #pragma once
 
@@ -23,6 +23,7 @@ struct server_capabilities {
   bool auth_plain = false;
   bool auth_login = false;
   bool chunking = false;  // recorded; relayd does not use BDAT
+  bool dsn = false;       // RFC 3461: MAIL carries RET/ENVID, RCPT NOTIFY/ORCPT
 };
 
 // The positive EHLO reply `r`: its first line is the server's name, each further

@@ -139,6 +139,7 @@ struct client_session::impl {
   std::size_t accepted_count_ = 0;
   bool mail_refused_ = false;
   bool pipelined_ = false;
+  std::vector<recipient_dsn> dsn_;  // of the open transaction; empty: none asked
   std::string_view body_;
   std::size_t body_pos_ = 0;
   bool terminator_queued_ = false;
@@ -457,6 +458,10 @@ struct client_session::impl {
     command c;
     c.what = verb::rcpt;
     c.path = result_.recipients[i].address;
+    if (caps_.dsn && i < dsn_.size()) {
+      c.notify = dsn_[i].notify;
+      c.orcpt = dsn_[i].orcpt;
+    }
     write(c.encode(), expect::rcpt, i);
   }
 
@@ -685,6 +690,7 @@ struct client_session::impl {
     accepted_count_ = 0;
     mail_refused_ = false;
     pipelined_ = caps_.pipelining;
+    dsn_ = m.dsn;
     body_ = m.body;
     body_pos_ = 0;
     terminator_queued_ = false;
@@ -726,6 +732,10 @@ struct client_session::impl {
     if (caps_.size) mail.size = m.size;
     if (m.body_8bit && caps_.eight_bit_mime) mail.body = body_type::eight_bit_mime;
     mail.smtputf8 = m.smtputf8;
+    if (caps_.dsn) {
+      mail.ret = m.ret;
+      mail.envid = m.envid;
+    }
     write(mail.encode(), expect::mail);
     if (pipelined_) {
       // RFC 2920 3.1: DATA may end the group; its reply is read after theirs.

@@ -14,8 +14,9 @@
 //           failed / closed  -> write output() (a polite QUIT, maybe), close
 //
 // It speaks EHLO (HELO when EHLO gets a 5xx), STARTTLS (RFC 3207), AUTH PLAIN or
-// LOGIN (RFC 4954), SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531) and
-// PIPELINING (RFC 2920: MAIL, every RCPT and DATA in one write; when DATA gets its
+// LOGIN (RFC 4954), SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), DSN
+// (RFC 3461: RET/ENVID on MAIL, NOTIFY/ORCPT on RCPT, only to a server that
+// advertises DSN, otherwise nothing of them) and PIPELINING (RFC 2920: MAIL, every RCPT and DATA in one write; when DATA gets its
 // 354 although no recipient was accepted, a lone "." ends it).
 // Every recipient gets its own result; a connection can carry many transactions.
 // Server replies are bounded by reply_limits and anything malformed is a protocol
@@ -50,6 +51,7 @@
 
 #include "smtp/client_capabilities.hpp"
 #include "smtp/delivery_status.hpp"
+#include "smtp/envelope.hpp"
 #include "smtp/reply.hpp"
 #include "smtp/reply_parser.hpp"
 
@@ -90,6 +92,12 @@ enum class client_phase : std::uint8_t {
 };
 std::string_view to_string(client_phase p);  // "greeting", "ehlo", ... "data_body", ...
 
+// A recipient's DSN request, passed on to a server that advertises DSN.
+struct recipient_dsn {
+  std::uint8_t notify = 0;  // smtp::notify_bits; 0: no NOTIFY
+  std::string orcpt;        // "rfc822;user@example.org" (decoded); "": no ORCPT
+};
+
 // One message to one destination.
 struct outgoing_message {
   std::string sender;                   // "" for the null sender
@@ -101,6 +109,10 @@ struct outgoing_message {
   bool body_8bit = false;  // BODY=8BITMIME when the server offers 8BITMIME; when it
                            // does not, the content goes as is (relayd never downgrades)
   bool smtputf8 = false;   // needs a server with SMTPUTF8, else 5.6.7 for everyone
+  // DSN parameters (RFC 3461), sent only when the server advertises DSN.
+  dsn_ret ret = dsn_ret::unspecified;  // RET=; unspecified: none
+  std::string envid;                   // ENVID= (decoded); "": none
+  std::vector<recipient_dsn> dsn;      // empty, or one per entry of recipients
 };
 
 struct recipient_result {

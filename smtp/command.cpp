@@ -1,6 +1,7 @@
 // SMTP command parsing and encoding (see command.hpp). The grammar is RFC 5321
-// 4.1.1 and 4.1.2 with the MAIL parameters of SIZE (RFC 1870), BODY (RFC 6152)
-// and SMTPUTF8 (RFC 6531); every failure returns the parse_error of its reason.
+// 4.1.1 and 4.1.2 with the MAIL parameters of SIZE (RFC 1870), BODY (RFC 6152),
+// SMTPUTF8 (RFC 6531), RET and ENVID and the RCPT parameters NOTIFY and ORCPT
+// (RFC 3461); every failure returns the parse_error of its reason.
 #include "smtp/command.hpp"
 
 #include <array>
@@ -10,6 +11,7 @@
 #include "smtp/address.hpp"
 #include "smtp/replies.hpp"
 #include "smtp/text.hpp"
+#include "smtp/xtext.hpp"
 
 namespace smtp {
 namespace {
@@ -119,11 +121,14 @@ std::optional<path_parts> split_path(std::string_view s) {
   return path_parts{inner, s.substr(close + 1)};
 }
 
-// The parameters after a path: SP-separated "KEYWORD[=VALUE]".
-std::expected<void, parse_error> parse_mail_params(std::string_view rest, command& cmd) {
-  bool seen_size = false;
-  bool seen_body = false;
-  bool seen_utf8 = false;
+// RFC 3461 4.4 and 4.2: ENVID and ORCPT values as sent, xtext included.
+constexpr std::size_t max_envid = 100;
+constexpr std::size_t max_orcpt = 500;
+
+// Calls on_param(key, has_value, value) for each SP-separated "KEYWORD[=VALUE]"
+// after a path, after checking its syntax; stops at the first error.
+template <typename F>
+std::expected<void, parse_error> for_each_param(std::string_view rest, F&& on_param) {
   while (true) {
     while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
     if (rest.empty()) return {};
@@ -138,45 +143,125 @@ std::expected<void, parse_error> parse_mail_params(std::string_view rest, comman
     if (!is_keyword(key) || (has_value && !is_value(value))) {
       return std::unexpected(parse_error::bad_parameter);
     }
+    if (auto ok = on_param(key, has_value, value); !ok) return ok;
+  }
+}
+
+// An xtext value decoded into printable ASCII (RFC 3461 4: the decoded ENVID
+// and ORCPT address are graphic characters and spaces).
+std::optional<std::string> decode_printable(std::string_view value) {
+  auto decoded = xtext::decode(value);
+  if (!decoded || decoded->empty()) return std::nullopt;
+  for (char c : *decoded) {
+    if (c < 0x20 || c > 0x7e) return std::nullopt;
+  }
+  return decoded;
+}
+
+// NOTIFY=NEVER or a comma-separated list of SUCCESS, FAILURE, DELAY, each once.
+std::optional<std::uint8_t> parse_notify(std::string_view value) {
+  std::uint8_t bits = 0;
+  while (true) {
+    const std::size_t comma = value.find(',');
+    const std::string_view word = value.substr(0, comma);
+    std::uint8_t bit = 0;
+    if (iequals(word, "NEVER")) bit = notify_never;
+    if (iequals(word, "SUCCESS")) bit = notify_success;
+    if (iequals(word, "FAILURE")) bit = notify_failure;
+    if (iequals(word, "DELAY")) bit = notify_delay;
+    if (bit == 0 || (bits & bit) != 0) return std::nullopt;
+    bits |= bit;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  if ((bits & notify_never) && bits != notify_never) return std::nullopt;
+  return bits;
+}
+
+// ORCPT=addr-type;xtext, kept as "addr-type;decoded address".
+std::optional<std::string> parse_orcpt(std::string_view value) {
+  if (value.size() > max_orcpt) return std::nullopt;
+  const std::size_t semi = value.find(';');
+  if (semi == std::string_view::npos) return std::nullopt;
+  const std::string_view type = value.substr(0, semi);
+  if (!is_keyword(type)) return std::nullopt;
+  const auto address = decode_printable(value.substr(semi + 1));
+  if (!address) return std::nullopt;
+  return std::string(type) + ";" + *address;
+}
+
+std::expected<void, parse_error> parse_mail_params(std::string_view rest, command& cmd) {
+  bool seen_size = false;
+  bool seen_body = false;
+  bool seen_utf8 = false;
+  bool seen_ret = false;
+  bool seen_envid = false;
+  const auto bad = std::unexpected(parse_error::bad_parameter);
+  return for_each_param(rest, [&](std::string_view key, bool has_value,
+                                  std::string_view value) -> std::expected<void, parse_error> {
     if (iequals(key, "SIZE")) {
       // At most 20 digits: the length of UINT64_MAX.
       const auto n = has_value && value.size() <= 20 ? text::parse_decimal(value) : std::nullopt;
-      if (seen_size || !n) return std::unexpected(parse_error::bad_parameter);
+      if (seen_size || !n) return bad;
       seen_size = true;
       cmd.size = *n;
     } else if (iequals(key, "BODY")) {
-      if (seen_body || !has_value) return std::unexpected(parse_error::bad_parameter);
+      if (seen_body || !has_value) return bad;
       seen_body = true;
       if (iequals(value, "7BIT")) {
         cmd.body = body_type::seven_bit;
       } else if (iequals(value, "8BITMIME")) {
         cmd.body = body_type::eight_bit_mime;
       } else {
-        return std::unexpected(parse_error::bad_parameter);
+        return bad;
       }
     } else if (iequals(key, "SMTPUTF8")) {
-      if (seen_utf8 || has_value) return std::unexpected(parse_error::bad_parameter);
+      if (seen_utf8 || has_value) return bad;
       seen_utf8 = true;
       cmd.smtputf8 = true;
+    } else if (iequals(key, "RET")) {
+      if (seen_ret) return bad;
+      seen_ret = true;
+      if (iequals(value, "FULL")) {
+        cmd.ret = dsn_ret::full;
+      } else if (iequals(value, "HDRS")) {
+        cmd.ret = dsn_ret::headers;
+      } else {
+        return bad;
+      }
+    } else if (iequals(key, "ENVID")) {
+      auto envid = value.size() <= max_envid ? decode_printable(value) : std::nullopt;
+      if (seen_envid || !envid) return bad;
+      seen_envid = true;
+      cmd.envid = std::move(*envid);
     } else {
       return std::unexpected(parse_error::unknown_parameter);
     }
-  }
+    return {};
+  });
 }
 
-std::expected<void, parse_error> check_params_syntax(std::string_view rest) {
-  while (true) {
-    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-    if (rest.empty()) return {};
-    const std::size_t sp = rest.find(' ');
-    const std::string_view param = rest.substr(0, sp);
-    rest.remove_prefix(sp == std::string_view::npos ? rest.size() : sp);
-    const std::size_t eq = param.find('=');
-    if (!is_keyword(param.substr(0, eq)) ||
-        (eq != std::string_view::npos && !is_value(param.substr(eq + 1)))) {
-      return std::unexpected(parse_error::bad_parameter);
+std::expected<void, parse_error> parse_rcpt_params(std::string_view rest, command& cmd) {
+  bool seen_notify = false;
+  bool seen_orcpt = false;
+  const auto bad = std::unexpected(parse_error::bad_parameter);
+  return for_each_param(rest, [&](std::string_view key, bool,
+                                  std::string_view value) -> std::expected<void, parse_error> {
+    if (iequals(key, "NOTIFY")) {
+      const auto bits = parse_notify(value);
+      if (seen_notify || !bits) return bad;
+      seen_notify = true;
+      cmd.notify = *bits;
+    } else if (iequals(key, "ORCPT")) {
+      auto orcpt = parse_orcpt(value);
+      if (seen_orcpt || !orcpt) return bad;
+      seen_orcpt = true;
+      cmd.orcpt = std::move(*orcpt);
+    } else {
+      return std::unexpected(parse_error::unknown_parameter);
     }
-  }
+    return {};
+  });
 }
 
 std::expected<command, parse_error> parse_mail(std::string_view args) {
@@ -212,12 +297,10 @@ std::expected<command, parse_error> parse_rcpt(std::string_view args) {
   if (!parts->rest.empty() && parts->rest.front() != ' ') {
     return std::unexpected(parse_error::bad_recipient);
   }
-  // relayd advertises no RCPT parameters (no DSN yet).
-  if (auto ok = check_params_syntax(parts->rest); !ok) return std::unexpected(ok.error());
-  if (!trim(parts->rest).empty()) return std::unexpected(parse_error::unknown_parameter);
   command cmd;
   cmd.what = verb::rcpt;
   cmd.path = std::string(parts->mailbox);
+  if (auto ok = parse_rcpt_params(parts->rest, cmd); !ok) return std::unexpected(ok.error());
   return cmd;
 }
 
@@ -286,6 +369,33 @@ reply to_reply(parse_error e) {
   return replies::unknown_command();
 }
 
+namespace {
+
+// "SUCCESS,FAILURE,DELAY" (in this order) or "NEVER".
+std::string notify_list(std::uint8_t bits) {
+  if (bits & notify_never) return "NEVER";
+  std::string out;
+  const auto add = [&](std::uint8_t bit, std::string_view word) {
+    if (!(bits & bit)) return;
+    if (!out.empty()) out += ',';
+    out += word;
+  };
+  add(notify_success, "SUCCESS");
+  add(notify_failure, "FAILURE");
+  add(notify_delay, "DELAY");
+  return out;
+}
+
+// "addr-type;address" as sent: the address xtext encoded ("rfc822" when the
+// stored value has no type).
+std::string encode_orcpt(std::string_view orcpt) {
+  const std::size_t semi = orcpt.find(';');
+  if (semi == std::string_view::npos) return "rfc822;" + xtext::encode(orcpt);
+  return std::string(orcpt.substr(0, semi + 1)) + xtext::encode(orcpt.substr(semi + 1));
+}
+
+}  // namespace
+
 std::expected<command, parse_error> command::parse(std::string_view line) {
   if (has_control(line)) return std::unexpected(parse_error::invalid_characters);
   line = trim(line);
@@ -342,11 +452,15 @@ std::string command::encode() const {
       if (size) out += " SIZE=" + std::to_string(*size);
       if (body) out += *body == body_type::eight_bit_mime ? " BODY=8BITMIME" : " BODY=7BIT";
       if (smtputf8) out += " SMTPUTF8";
+      if (ret != dsn_ret::unspecified) out += ret == dsn_ret::full ? " RET=FULL" : " RET=HDRS";
+      if (!envid.empty()) out += " ENVID=" + xtext::encode(envid);
       break;
     case verb::rcpt:
       out += " TO:<";
       out += path;
       out += '>';
+      if (notify != 0) out += " NOTIFY=" + notify_list(notify);
+      if (!orcpt.empty()) out += " ORCPT=" + encode_orcpt(orcpt);
       break;
     case verb::data:
     case verb::rset:

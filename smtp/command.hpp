@@ -7,6 +7,11 @@
 // by spaces before the "<"; a source route ("<@a,@b:user@c>") is accepted,
 // checked and dropped (RFC 5321 4.1.1.3, C.); a mailbox without angle brackets is
 // refused; RCPT TO:<Postmaster> without domain parses (the session decides).
+// The DSN parameters (RFC 3461) are checked here: RET=FULL|HDRS and ENVID on
+// MAIL, NOTIFY (NEVER alone, or a list of SUCCESS, FAILURE, DELAY) and ORCPT
+// ("addr-type;xtext") on RCPT; ENVID and ORCPT must be strict xtext (xtext.hpp)
+// of printable ASCII, at most 100 and 500 characters as sent. A malformed,
+// duplicated or invalid one is bad_parameter (501 5.5.4).
 #pragma once
 
 #include <cstdint>
@@ -65,9 +70,18 @@ struct command {
   std::optional<std::uint64_t> size;
   std::optional<body_type> body;
   bool smtputf8 = false;
+  // DSN parameters (RFC 3461), xtext decoded. MAIL: RET and ENVID ("" when
+  // absent). RCPT: NOTIFY as smtp::notify_bits (0 when absent) and ORCPT as
+  // "addr-type;address", e.g. "rfc822;user@example.org" ("" when absent).
+  dsn_ret ret = dsn_ret::unspecified;
+  std::string envid;
+  std::uint8_t notify = 0;
+  std::string orcpt;
 
   static std::expected<command, parse_error> parse(std::string_view line);
-  // "MAIL FROM:<a@b> SIZE=10 BODY=8BITMIME SMTPUTF8\r\n", "RCPT TO:<c@d>\r\n", ...
+  // "MAIL FROM:<a@b> SIZE=10 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=x\r\n",
+  // "RCPT TO:<c@d> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;c+2Bx@d\r\n", ... (ENVID
+  // and ORCPT xtext encoded), so that parse(encode()) gives the command back.
   std::string encode() const;
 
   bool operator==(const command&) const = default;

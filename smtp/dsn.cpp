@@ -227,6 +227,13 @@ std::string typed_address(std::string_view address) {
   return out;
 }
 
+// s from `pos` on, without leading spaces.
+std::string_view text_after(std::string_view s, std::size_t pos) {
+  s.remove_prefix(pos);
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  return s;
+}
+
 // RFC 3463 3.1: class "." subject "." detail, class 2, 4 or 5, one to three
 // digits each.
 bool valid_status(std::string_view s) {
@@ -246,7 +253,36 @@ bool valid_status(std::string_view s) {
 
 std::string status_of(const dsn_recipient& r) {
   if (valid_status(r.status)) return r.status;
-  return r.action == dsn_action::failed ? "5.0.0" : "4.0.0";
+  switch (r.action) {
+    case dsn_action::failed:
+      return "5.0.0";
+    case dsn_action::delayed:
+      return "4.0.0";
+    case dsn_action::relayed:
+      break;
+  }
+  return "2.0.0";
+}
+
+std::string_view action_name(dsn_action a) {
+  switch (a) {
+    case dsn_action::failed:
+      return "failed";
+    case dsn_action::delayed:
+      return "delayed";
+    case dsn_action::relayed:
+      break;
+  }
+  return "relayed";
+}
+
+// ORCPT "type;address" as RFC 3464 2.3.1 writes it: "rfc822; address". 7-bit:
+// the parser admits printable ASCII only, anything else becomes '?'.
+std::string original_recipient(std::string_view orcpt) {
+  const std::string v = clean(orcpt, true);
+  const std::size_t semi = v.find(';');
+  if (semi == std::string::npos) return "rfc822; " + v;
+  return v.substr(0, semi) + "; " + std::string(text_after(v, semi + 1));
 }
 
 // Calls f(line) for each line of s, without its end: CRLF, a bare LF or a bare
@@ -357,6 +393,11 @@ mime_part text_part(const dsn_request& request, std::string_view host) {
   list(dsn_action::delayed,
        "Your message has not been delivered yet to the recipients below. The mail system is "
        "still trying, so you need not send it again; it will tell you if it gives up.");
+  list(dsn_action::relayed,
+       "Your message was relayed to the recipients below, as you asked to be told. The next "
+       "mail system does not report delivery status, so this is the last notice you will "
+       "get about them. " +
+           std::string(attached));
   part.eight_bit = !is_ascii(out);
   return part;
 }
@@ -367,14 +408,18 @@ mime_part status_part(const dsn_request& request, std::string_view host) {
   mime_part part;
   part.type = "message/delivery-status";
   std::string& out = part.content;
+  const std::string envid = clean(request.envelope_id, true);
+  if (!envid.empty()) append_field(out, "Original-Envelope-Id", envid);  // RFC 3464 2.2.1
   append_field(out, "Reporting-MTA", "dns; " + std::string(host));
   const std::string id = clean(request.queue_id, true, 256);
   if (!id.empty()) append_field(out, "X-Relayd-Queue-ID", id);
   if (request.arrival != 0) append_field(out, "Arrival-Date", date(request.arrival));
   for (const dsn_recipient& r : request.recipients) {
     out += "\r\n";
+    if (!r.original_recipient.empty())
+      append_field(out, "Original-Recipient", original_recipient(r.original_recipient));
     append_field(out, "Final-Recipient", typed_address(r.address));
-    append_field(out, "Action", r.action == dsn_action::failed ? "failed" : "delayed");
+    append_field(out, "Action", action_name(r.action));
     append_field(out, "Status", status_of(r));
     const std::string remote = host_name(r.remote_mta);
     if (!remote.empty()) append_field(out, "Remote-MTA", "dns; " + remote);
@@ -444,10 +489,14 @@ void append_part(std::string& out, std::string_view boundary, std::string_view d
 std::string compose_dsn(const dsn_request& request) {
   std::string host = host_name(request.reporting_mta);
   if (host.empty()) host = "localhost";
-  const bool failed =
-      request.recipients.empty() ||
-      std::any_of(request.recipients.begin(), request.recipients.end(),
-                  [](const dsn_recipient& r) { return r.action == dsn_action::failed; });
+  const auto any = [&](dsn_action a) {
+    return std::any_of(request.recipients.begin(), request.recipients.end(),
+                       [a](const dsn_recipient& r) { return r.action == a; });
+  };
+  const bool failed = request.recipients.empty() || any(dsn_action::failed);
+  const std::string_view subject = failed                       ? "Undelivered Mail Returned to Sender"
+                                   : any(dsn_action::delayed) ? "Delayed Mail (still being retried)"
+                                                              : "Relayed Mail Delivery Report";
 
   const mime_part text = text_part(request, host);
   const mime_part status = status_part(request, host);
@@ -458,9 +507,7 @@ std::string compose_dsn(const dsn_request& request) {
   out.reserve(text.content.size() + status.content.size() + original.content.size() + 1024);
   append_field(out, "From", "Mail Delivery System <MAILER-DAEMON@" + host + ">");
   append_field(out, "To", "<" + clean(request.original_sender, false) + ">");
-  append_field(
-      out, "Subject",
-      failed ? "Undelivered Mail Returned to Sender" : "Delayed Mail (still being retried)");
+  append_field(out, "Subject", subject);
   append_field(out, "Date", date(request.now));
   const std::string message_id = clean(request.message_id, true);
   if (!message_id.empty()) append_field(out, "Message-ID", message_id);

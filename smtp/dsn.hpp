@@ -1,6 +1,7 @@
 // Delivery status notifications: compose_dsn builds the complete RFC 3464 report
 // (a multipart/report of RFC 6522) that relayd spools to tell a sender that
-// delivery failed or is delayed. Pure and total: remote replies and the original
+// delivery failed, is delayed, or (NOTIFY=SUCCESS, RFC 3461) that the message was
+// relayed to a next hop that does not report delivery itself. Pure and total: remote replies and the original
 // message are untrusted and are cleaned so that the result has CRLF line endings
 // only, lines of at most 998 octets and no field or boundary it did not put there.
 #pragma once
@@ -12,15 +13,20 @@
 
 namespace smtp {
 
-// RFC 3464 2.3.3; a DSN reports only these two.
-enum class dsn_action : std::uint8_t { failed, delayed };
+// RFC 3464 2.3.3. relayd never delivers to a mailbox, so its success notice is
+// always "relayed" (RFC 3461 5.2.2); a DSN-capable next hop reports delivery.
+enum class dsn_action : std::uint8_t { failed, delayed, relayed };
 
 struct dsn_recipient {
   // The recipient as delivery saw it. Non-ASCII (SMTPUTF8) addresses become
   // "utf-8; ..." in the 7-bit form of RFC 6533 3, ASCII ones "rfc822; ...".
   std::string address;
+  // ORCPT as given on RCPT, decoded: "rfc822;user@example.org", written as
+  // Original-Recipient (RFC 3464 2.3.1); "" omits the field.
+  std::string original_recipient;
   dsn_action action = dsn_action::failed;
-  // RFC 3463 "5.1.1", "4.4.1"...; anything else becomes 5.0.0 (failed) or 4.0.0.
+  // RFC 3463 "5.1.1", "4.4.1", "2.0.0"...; anything else becomes 5.0.0 (failed),
+  // 4.0.0 (delayed) or 2.0.0 (relayed).
   std::string status;
   std::string remote_mta;             // "mx1.example.org" (no brackets, no port); "" when none
   std::string diagnostic;             // the remote reply "550 5.1.1 No such user"; "" when none
@@ -33,6 +39,7 @@ struct dsn_request {
   std::string reporting_mta;    // our host name: From: MAILER-DAEMON@, Reporting-MTA
   std::string queue_id;         // of the original: X-Relayd-Queue-ID and the MIME boundary
   std::string original_sender;  // envelope sender of the original: To: of the DSN
+  std::string envelope_id;      // ENVID of the original (decoded): Original-Envelope-Id; "" omits it
   std::int64_t arrival = 0;     // Arrival-Date; 0 omits it
   std::int64_t now = 0;         // Date: of the DSN
   std::string message_id;       // "<id@host>" for the DSN itself
@@ -45,7 +52,7 @@ struct dsn_request {
 
 // The DSN as it goes into the spool, to be sent with the null reverse-path <>.
 // Subject and the human-readable part say "failed" when any recipient failed,
-// else "delayed". The result is 7-bit unless the text, an address or the
+// else "delayed" when any is delayed, else that the message was relayed. The result is 7-bit unless the text, an address or the
 // original holds 8-bit octets; then the parts that do say
 // Content-Transfer-Encoding: 8bit and original headers with 8-bit octets go in
 // message/global-headers (message/global with the body), as RFC 6533 6.3 and

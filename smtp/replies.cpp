@@ -24,6 +24,7 @@ reply ehlo(std::string_view hostname, std::uint64_t max_message_size, bool start
   text += std::to_string(max_message_size);
   text += "\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8";
   text += "\nCHUNKING";
+  text += "\nDSN";  // RFC 3461
   if (starttls) text += "\nSTARTTLS";
   if (auth) text += "\nAUTH PLAIN LOGIN";
   return make(250, "", std::move(text));

@@ -15,7 +15,7 @@ namespace smtp::replies {
 // Connection.
 reply greeting(std::string_view hostname);  // 220 HOSTNAME ESMTP relayd
 // 250-HOSTNAME / PIPELINING / SIZE n / 8BITMIME / ENHANCEDSTATUSCODES / SMTPUTF8 /
-// CHUNKING, then STARTTLS and "AUTH PLAIN LOGIN" when offered.
+// CHUNKING / DSN, then STARTTLS and "AUTH PLAIN LOGIN" when offered.
 reply ehlo(std::string_view hostname, std::uint64_t max_message_size, bool starttls = false,
            bool auth = false);
 reply helo(std::string_view hostname);     // 250 HOSTNAME

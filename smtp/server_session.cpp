@@ -305,6 +305,8 @@ struct server_session::impl {
     env_.body = c.body.value_or(body_type::seven_bit);
     env_.smtputf8 = c.smtputf8;
     env_.declared_size = c.size.value_or(0);
+    env_.ret = c.ret;
+    env_.envid = c.envid;
     env_.client_ip = client_.ip;
     env_.helo = helo_;
     env_.local = client_.local;
@@ -315,7 +317,7 @@ struct server_session::impl {
   void proceed_rcpt(const command& c) {
     const auto same = [&](const envelope_recipient& r) { return r.address == c.path; };
     if (std::none_of(env_.recipients.begin(), env_.recipients.end(), same))
-      env_.recipients.push_back({.address = c.path});
+      env_.recipients.push_back({.address = c.path, .notify = c.notify, .orcpt = c.orcpt});
     send(replies::recipient_ok(), {});
   }
 

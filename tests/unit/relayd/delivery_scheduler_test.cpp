@@ -445,3 +445,173 @@ TEST_F(delivery_scheduler_test, a_new_scheduler_picks_up_everything_not_final) {
 
 }  // namespace
 }  // namespace relayd
+
+// ---- DSN requests (RFC 3461): NOTIFY decides who is told, RET what comes back ----
+
+namespace relayd {
+namespace {
+
+recipient_outcome rejected_550(std::size_t index) {
+  return {.index = index, .what = outcome_kind::failed, .code = 550, .status = "5.1.1",
+          .description = "host mx[127.0.0.2] said: 550 5.1.1 no such user",
+          .remote_host = "mx[127.0.0.2]:25", .reason = "rejected"};
+}
+recipient_outcome delivered_to_dsn_hop(std::size_t index) {
+  auto o = delivered(index);
+  o.next_hop_dsn = true;
+  return o;
+}
+
+class delivery_scheduler_dsn_test : public delivery_scheduler_test {
+ protected:
+  // A message whose recipients carry these NOTIFY bits (and ORCPT "rfc822;o<N>@src.test").
+  std::string enqueue_notify(std::vector<std::pair<std::string, std::uint8_t>> rcpts,
+                             smtp::dsn_ret ret = smtp::dsn_ret::unspecified,
+                             std::string envid = "") {
+    queue::envelope_record r;
+    r.id = spool_->new_id();
+    r.arrival_us = now_;
+    r.sender = "app@src.test";
+    r.ret = ret;
+    r.envid = std::move(envid);
+    for (std::size_t i = 0; i < rcpts.size(); ++i)
+      r.recipients.push_back({.address = rcpts[i].first,
+                              .notify = rcpts[i].second,
+                              .orcpt = "rfc822;o" + std::to_string(i) + "@src.test"});
+    const std::string body = "Subject: test\r\n\r\nhello body\r\n";
+    r.size = body.size();
+    std::promise<queue::result> done;
+    spool_->enqueue(r, body, [&](queue::result res) { done.set_value(std::move(res)); });
+    EXPECT_EQ(done.get_future().get().code, queue::status::ok);
+    sched_->notify_enqueued(0);
+    settle();
+    return r.id;
+  }
+  std::string notice_body(std::size_t n = 0) {
+    auto notices = notices_to("app@src.test");
+    if (notices.size() <= n) return "<no notice>";
+    return spool_->body(notices[n].id).value_or("<no body>");
+  }
+};
+
+TEST_F(delivery_scheduler_dsn_test, notify_never_sends_no_failure_notice_but_the_dead_spool_keeps_it) {
+  start();
+  const auto id = enqueue_notify({{"a@example.org", smtp::notify_never}});
+  serve(started(0), rejected_550);
+  ASSERT_TRUE(settle_until_stored(id));
+  EXPECT_TRUE(notices_to("app@src.test").empty());
+  auto dead = spool_->get_dead(id);
+  ASSERT_TRUE(dead);
+  EXPECT_EQ(dead->recipients[0].reason, "rejected");
+  EXPECT_EQ(dead->recipients[0].notify, smtp::notify_never);
+}
+
+TEST_F(delivery_scheduler_dsn_test, a_failure_notice_names_only_the_recipients_that_want_one) {
+  start();
+  const auto id = enqueue_notify({{"never@example.org", smtp::notify_never},
+                                  {"default@example.org", 0},
+                                  {"success@example.org", smtp::notify_success},
+                                  {"failure@example.org", smtp::notify_failure}});
+  serve(started(0), rejected_550);
+  ASSERT_TRUE(settle_until_stored(id));
+  ASSERT_EQ(notices_to("app@src.test").size(), 1u);
+  const std::string body = notice_body();
+  EXPECT_NE(body.find("Final-Recipient: rfc822; default@example.org"), std::string::npos);
+  EXPECT_NE(body.find("Final-Recipient: rfc822; failure@example.org"), std::string::npos);
+  EXPECT_EQ(body.find("never@example.org"), std::string::npos);
+  EXPECT_EQ(body.find("success@example.org"), std::string::npos);
+  // All four are in the dead spool.
+  auto dead = spool_->get_dead(id);
+  ASSERT_TRUE(dead);
+  EXPECT_EQ(dead->recipients.size(), 4u);
+}
+
+TEST_F(delivery_scheduler_dsn_test, no_delay_notice_without_delay_in_notify) {
+  start();
+  const auto id = enqueue_notify({{"a@example.org", smtp::notify_failure},
+                                  {"b@example.org", smtp::notify_never}});
+  serve(started(0), deferred_451);
+  ASSERT_TRUE(settle_until_stored(id));
+  advance(5h);  // past delay_warning
+  serve(last_started_to("example.org"), deferred_451);
+  ASSERT_TRUE(settle_until_stored(id));
+  EXPECT_TRUE(notices_to("app@src.test").empty());
+  EXPECT_FALSE(spool_->get(id)->flags & queue::flag_delay_warned);
+}
+
+TEST_F(delivery_scheduler_dsn_test, notify_delay_gets_the_delay_notice) {
+  start();
+  const auto id = enqueue_notify({{"a@example.org", smtp::notify_delay},
+                                  {"b@example.org", smtp::notify_failure}});
+  serve(started(0), deferred_451);
+  ASSERT_TRUE(settle_until_stored(id));
+  advance(5h);
+  serve(last_started_to("example.org"), deferred_451);
+  ASSERT_TRUE(settle_until_stored(id));
+  ASSERT_EQ(notices_to("app@src.test").size(), 1u);
+  const std::string body = notice_body();
+  EXPECT_NE(body.find("Action: delayed"), std::string::npos);
+  EXPECT_NE(body.find("a@example.org"), std::string::npos);
+  EXPECT_EQ(body.find("b@example.org"), std::string::npos);
+}
+
+TEST_F(delivery_scheduler_dsn_test, notify_success_to_a_next_hop_without_dsn_sends_relayed) {
+  start();
+  const auto id = enqueue_notify({{"a@example.org", smtp::notify_success | smtp::notify_failure},
+                                  {"b@example.org", 0}},
+                                 smtp::dsn_ret::unspecified, "ENV 42");
+  serve(started(0), delivered);
+  ASSERT_TRUE(settle_until_stored(id));
+  EXPECT_FALSE(spool_->get(id));  // delivered: removed
+  ASSERT_EQ(notices_to("app@src.test").size(), 1u);
+  const std::string body = notice_body();
+  EXPECT_NE(body.find("Subject: Relayed Mail Delivery Report"), std::string::npos);
+  EXPECT_NE(body.find("Original-Envelope-Id: ENV 42"), std::string::npos);
+  EXPECT_NE(body.find("Original-Recipient: rfc822; o0@src.test\r\n"
+                      "Final-Recipient: rfc822; a@example.org\r\n"
+                      "Action: relayed\r\n"
+                      "Status: 2.0.0"),
+            std::string::npos)
+      << body;
+  EXPECT_EQ(body.find("b@example.org"), std::string::npos);  // no NOTIFY: no success notice
+}
+
+TEST_F(delivery_scheduler_dsn_test, notify_success_to_a_dsn_next_hop_leaves_the_notice_to_it) {
+  start();
+  const auto id = enqueue_notify({{"a@example.org", smtp::notify_success}});
+  serve(started(0), delivered_to_dsn_hop);
+  ASSERT_TRUE(settle_until_stored(id));
+  EXPECT_FALSE(spool_->get(id));
+  EXPECT_TRUE(notices_to("app@src.test").empty());
+}
+
+TEST_F(delivery_scheduler_dsn_test, ret_decides_how_much_of_the_message_comes_back) {
+  start();
+  const auto full = enqueue_notify({{"a@example.org", 0}}, smtp::dsn_ret::full);
+  const auto hdrs = enqueue_notify({{"b@example.org", 0}}, smtp::dsn_ret::headers);
+  const auto none = enqueue_notify({{"c@example.org", 0}});
+  serve(started(0), rejected_550);
+  for (const auto& id : {full, hdrs, none}) ASSERT_TRUE(settle_until_stored(id));
+  const auto notices = notices_to("app@src.test");
+  ASSERT_EQ(notices.size(), 3u);
+  int with_body = 0, headers_only = 0;
+  for (const auto& n : notices) {
+    const std::string body = spool_->body(n.id).value_or("");
+    const bool is_full = body.find("a@example.org") != std::string::npos;
+    if (is_full) {
+      EXPECT_NE(body.find("Content-Type: message/rfc822"), std::string::npos);
+      EXPECT_NE(body.find("hello body"), std::string::npos);
+      ++with_body;
+    } else {
+      // RET=HDRS, and RET absent (relayd's default): the header block only.
+      EXPECT_NE(body.find("Content-Type: text/rfc822-headers"), std::string::npos);
+      EXPECT_EQ(body.find("hello body"), std::string::npos);
+      ++headers_only;
+    }
+  }
+  EXPECT_EQ(with_body, 1);
+  EXPECT_EQ(headers_only, 2);
+}
+
+}  // namespace
+}  // namespace relayd

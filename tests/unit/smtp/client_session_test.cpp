@@ -461,6 +461,57 @@ TEST(client_session, mail_parameters_follow_the_servers_extensions) {
   EXPECT_EQ(p.results, (strings{"bob@dest.example: delivered 250 Ok [dot]"}));
 }
 
+// RFC 3461: the DSN request goes on to a server that advertises DSN, and only
+// to one; a recipient without NOTIFY or ORCPT gets none of them (as Postfix).
+setup with_dsn_request() {
+  setup s = basic({"bob@dest.example", "carol@dest.example", "dave@dest.example"});
+  s.messages[0].ret = dsn_ret::headers;
+  s.messages[0].envid = "QQ 314+159";
+  s.messages[0].dsn = {{notify_success | notify_failure, "rfc822;Bob+Orig@src.example"},
+                       {notify_never, ""},
+                       {0, ""}};
+  return s;
+}
+
+TEST(client_session, dsn_parameters_go_to_a_server_with_dsn) {
+  const transcript t = run(with_dsn_request(),
+                           greeting + "250-mx\r\n250-PIPELINING\r\n250 DSN\r\n" +
+                               "250 Ok\r\n250 Ok\r\n250 Ok\r\n250 Ok\r\n354 Go\r\n" +
+                               "250 Ok\r\n221 Bye\r\n");
+  EXPECT_NE(t.output.find("MAIL FROM:<alice@src.example> RET=HDRS ENVID=QQ+20314+2B159\r\n"
+                          "RCPT TO:<bob@dest.example> NOTIFY=SUCCESS,FAILURE "
+                          "ORCPT=rfc822;Bob+2BOrig@src.example\r\n"
+                          "RCPT TO:<carol@dest.example> NOTIFY=NEVER\r\n"
+                          "RCPT TO:<dave@dest.example>\r\n"
+                          "DATA\r\n"),
+            std::string::npos)
+      << t;
+  EXPECT_EQ(t.results.size(), 3u);
+}
+
+TEST(client_session, dsn_parameters_stay_home_without_dsn) {
+  const transcript t = run(with_dsn_request(),
+                           greeting + "250-mx\r\n250 PIPELINING\r\n" +
+                               "250 Ok\r\n250 Ok\r\n250 Ok\r\n250 Ok\r\n354 Go\r\n" +
+                               "250 Ok\r\n221 Bye\r\n");
+  EXPECT_NE(t.output.find("MAIL FROM:<alice@src.example>\r\n"
+                          "RCPT TO:<bob@dest.example>\r\n"
+                          "RCPT TO:<carol@dest.example>\r\n"
+                          "RCPT TO:<dave@dest.example>\r\n"
+                          "DATA\r\n"),
+            std::string::npos)
+      << t;
+  EXPECT_EQ(t.output.find("NOTIFY"), std::string::npos);
+  EXPECT_EQ(t.output.find("ENVID"), std::string::npos);
+  // A message without a DSN request sends no parameter to a DSN server either.
+  const transcript plain = run(basic(), greeting + "250-mx\r\n250-PIPELINING\r\n250 DSN\r\n" +
+                                            "250 Ok\r\n250 Ok\r\n354 Go\r\n250 Ok\r\n" +
+                                            "221 Bye\r\n");
+  EXPECT_NE(plain.output.find("MAIL FROM:<alice@src.example>\r\nRCPT TO:<bob@dest.example>\r\n"),
+            std::string::npos)
+      << plain;
+}
+
 TEST(client_session, unsendable_addresses_never_reach_the_wire) {
   setup s = basic({"bad\r\nRSET@d.example", "ok@d.example", "Postmaster"});
   const transcript t = run(s, greeting + ehlo_full + "250 Ok\r\n250 Ok\r\n250 Ok\r\n354 Go\r\n" +
@@ -635,6 +686,7 @@ TEST(client_session, capabilities_parsed) {
   EXPECT_TRUE(caps.chunking);
   EXPECT_TRUE(caps.starttls);
   EXPECT_TRUE(caps.smtputf8);
+  EXPECT_FALSE(caps.dsn);
   EXPECT_EQ(c.greeting().to_string(), "220 mx.dest.example ESMTP");
   EXPECT_EQ(c.phase(), client_phase::ready);
 }

@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "smtp/xtext.hpp"
+
 namespace smtp {
 namespace {
 
@@ -140,9 +142,9 @@ TEST(command, mail_parameter_errors) {
   EXPECT_EQ(parse_fails("MAIL FROM:<a@b.c> SMTPUTF8=yes"), parse_error::bad_parameter);
   EXPECT_EQ(parse_fails("MAIL FROM:<a@b.c> -X=1"), parse_error::bad_parameter);
   EXPECT_EQ(parse_fails("MAIL FROM:<a@b.c> X=a=b"), parse_error::bad_parameter);
-  EXPECT_EQ(parse_fails("MAIL FROM:<a@b.c> RET=HDRS"), parse_error::unknown_parameter);
+  EXPECT_EQ(parse_fails("MAIL FROM:<a@b.c> XFOO=HDRS"), parse_error::unknown_parameter);
   EXPECT_EQ(parse_fails("MAIL FROM:<a@b.c> AUTH=<>"), parse_error::unknown_parameter);
-  EXPECT_EQ(parse_fails("RCPT TO:<a@b.c> NOTIFY=NEVER"), parse_error::unknown_parameter);
+  EXPECT_EQ(parse_fails("RCPT TO:<a@b.c> SIZE=1"), parse_error::unknown_parameter);
   EXPECT_EQ(parse_fails("RCPT TO:<a@b.c> =x"), parse_error::bad_parameter);
 }
 
@@ -248,6 +250,139 @@ TEST(command, built_commands_encode) {
   c.path = "to@example.org";
   EXPECT_EQ(c.encode(), "RCPT TO:<to@example.org>\r\n");
   EXPECT_EQ(to_string(verb::starttls), "STARTTLS");
+}
+
+}  // namespace
+}  // namespace smtp
+
+namespace smtp {
+namespace {
+
+// ---- DSN parameters (RFC 3461) ------------------------------------------------
+
+TEST(command, mail_ret_and_envid) {
+  command c = parse_ok("MAIL FROM:<a@b.c> RET=HDRS ENVID=QQ314159");
+  EXPECT_EQ(c.ret, dsn_ret::headers);
+  EXPECT_EQ(c.envid, "QQ314159");
+  c = parse_ok("mail from:<a@b.c> ret=full envid=a+2Bb+3Dc+20d");
+  EXPECT_EQ(c.ret, dsn_ret::full);
+  EXPECT_EQ(c.envid, "a+b=c d");  // xtext decoded
+  c = parse_ok("MAIL FROM:<a@b.c>");
+  EXPECT_EQ(c.ret, dsn_ret::unspecified);
+  EXPECT_EQ(c.envid, "");
+}
+
+TEST(command, rcpt_notify_and_orcpt) {
+  command c = parse_ok("RCPT TO:<a@b.c> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Orig+2Bx@b.c");
+  EXPECT_EQ(c.notify, notify_success | notify_failure);
+  EXPECT_EQ(c.orcpt, "rfc822;Orig+x@b.c");
+  EXPECT_EQ(parse_ok("RCPT TO:<a@b.c> NOTIFY=NEVER").notify, notify_never);
+  EXPECT_EQ(parse_ok("RCPT TO:<a@b.c> notify=delay,failure,success").notify,
+            notify_success | notify_failure | notify_delay);
+  EXPECT_EQ(parse_ok("RCPT TO:<a@b.c> NOTIFY=DELAY").notify, notify_delay);
+  EXPECT_EQ(parse_ok("RCPT TO:<a@b.c>").notify, 0);
+  EXPECT_EQ(parse_ok("RCPT TO:<a@b.c> ORCPT=utf-8;j\\x{F6}rg@b.c").orcpt, "utf-8;j\\x{F6}rg@b.c");
+}
+
+TEST(command, dsn_parameter_errors_are_501) {
+  for (const char* line : {
+           "MAIL FROM:<a@b.c> RET=",
+           "MAIL FROM:<a@b.c> RET",
+           "MAIL FROM:<a@b.c> RET=BODY",
+           "MAIL FROM:<a@b.c> RET=FULL RET=HDRS",
+           "MAIL FROM:<a@b.c> ENVID=",
+           "MAIL FROM:<a@b.c> ENVID",
+           "MAIL FROM:<a@b.c> ENVID=a ENVID=b",
+           "MAIL FROM:<a@b.c> ENVID=a+2b",   // lower-case hex
+           "MAIL FROM:<a@b.c> ENVID=a+2",    // cut short
+           "MAIL FROM:<a@b.c> ENVID=a+ZZb",  // not hex
+           "MAIL FROM:<a@b.c> ENVID=a+0Db",  // decodes to a control character
+           "MAIL FROM:<a@b.c> ENVID=a+C3+A9",  // decodes to 8-bit octets
+           "RCPT TO:<a@b.c> NOTIFY=",
+           "RCPT TO:<a@b.c> NOTIFY",
+           "RCPT TO:<a@b.c> NOTIFY=NEVER,SUCCESS",
+           "RCPT TO:<a@b.c> NOTIFY=FAILURE,NEVER",
+           "RCPT TO:<a@b.c> NOTIFY=SUCCESS,SUCCESS",
+           "RCPT TO:<a@b.c> NOTIFY=SUCCESS,",
+           "RCPT TO:<a@b.c> NOTIFY=,DELAY",
+           "RCPT TO:<a@b.c> NOTIFY=ALWAYS",
+           "RCPT TO:<a@b.c> NOTIFY=NEVER NOTIFY=NEVER",
+           "RCPT TO:<a@b.c> ORCPT=a@b.c",        // no addr-type
+           "RCPT TO:<a@b.c> ORCPT=;a@b.c",       // empty addr-type
+           "RCPT TO:<a@b.c> ORCPT=rfc822;",      // empty address
+           "RCPT TO:<a@b.c> ORCPT=rfc 822;a@b.c",  // SP splits: "822;a@b.c" is no keyword
+           "RCPT TO:<a@b.c> ORCPT=rfc822;a+2x@b.c",
+           "RCPT TO:<a@b.c> ORCPT=rfc822;a@b.c ORCPT=rfc822;a@b.c",
+       }) {
+    const auto e = parse_fails(line);
+    EXPECT_TRUE(e == parse_error::bad_parameter) << line << ": " << to_string(e);
+    EXPECT_EQ(to_reply(e).code, 501) << line;
+    EXPECT_EQ(to_reply(e).enhanced, "5.5.4") << line;
+  }
+  // RCPT parameters on MAIL and the other way round are unknown (555).
+  EXPECT_EQ(parse_fails("MAIL FROM:<a@b.c> NOTIFY=NEVER"), parse_error::unknown_parameter);
+  EXPECT_EQ(parse_fails("RCPT TO:<a@b.c> RET=FULL"), parse_error::unknown_parameter);
+}
+
+TEST(command, envid_and_orcpt_lengths) {
+  // ENVID: up to 100 characters as sent; ORCPT up to 500.
+  EXPECT_EQ(parse_ok("MAIL FROM:<a@b.c> ENVID=" + std::string(100, 'e')).envid, std::string(100, 'e'));
+  EXPECT_EQ(parse_fails("MAIL FROM:<a@b.c> ENVID=" + std::string(101, 'e')),
+            parse_error::bad_parameter);
+  // The limit counts the xtext: 100 decoded characters sent as 102 are refused.
+  EXPECT_EQ(parse_fails("MAIL FROM:<a@b.c> ENVID=" + std::string(99, 'e') + "+20"),
+            parse_error::bad_parameter);
+  const std::string orcpt_500 = "rfc822;" + std::string(493 - 4, 'o') + "@b.c";
+  ASSERT_EQ(orcpt_500.size(), 500u);
+  EXPECT_EQ(parse_ok("RCPT TO:<a@b.c> ORCPT=" + orcpt_500).orcpt, orcpt_500);
+  EXPECT_EQ(parse_fails("RCPT TO:<a@b.c> ORCPT=" + orcpt_500 + "x"), parse_error::bad_parameter);
+}
+
+TEST(command, dsn_parameters_round_trip) {
+  command mail = parse_ok("MAIL FROM:<a@b.c> SIZE=5 RET=HDRS ENVID=id+2B1+3D2+20x");
+  EXPECT_EQ(mail.encode(), "MAIL FROM:<a@b.c> SIZE=5 RET=HDRS ENVID=id+2B1+3D2+20x\r\n");
+  command rcpt = parse_ok("rcpt to:<d@e.f> notify=delay,success orcpt=rfc822;D+2Bx@e.f");
+  EXPECT_EQ(rcpt.encode(), "RCPT TO:<d@e.f> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;D+2Bx@e.f\r\n");
+  for (const command& c : {mail, rcpt}) {
+    const std::string wire = c.encode();
+    const auto again = command::parse(std::string_view(wire).substr(0, wire.size() - 2));
+    ASSERT_TRUE(again.has_value()) << wire;
+    EXPECT_EQ(*again, c) << wire;
+  }
+  command never;
+  never.what = verb::rcpt;
+  never.path = "x@y.z";
+  never.notify = notify_never;
+  EXPECT_EQ(never.encode(), "RCPT TO:<x@y.z> NOTIFY=NEVER\r\n");
+  command full;
+  full.what = verb::mail;
+  full.path = "";
+  full.ret = dsn_ret::full;
+  full.envid = "a b";
+  EXPECT_EQ(full.encode(), "MAIL FROM:<> RET=FULL ENVID=a+20b\r\n");
+}
+
+TEST(xtext, decodes_strictly) {
+  EXPECT_EQ(xtext::decode("plain"), "plain");
+  EXPECT_EQ(xtext::decode("a+2Bb+3D+20"), "a+b= ");
+  EXPECT_EQ(xtext::decode(""), "");
+  EXPECT_EQ(xtext::decode("+00"), std::string(1, '\0'));
+  EXPECT_EQ(xtext::decode("+FF"), "\xff");
+  for (const char* bad : {"+", "+2", "+2b", "+g0", "a=b", "a b", "a+", "\x7f", "+-1"}) {
+    EXPECT_FALSE(xtext::decode(bad).has_value()) << bad;
+  }
+  EXPECT_FALSE(xtext::decode("a\xc3\xa9").has_value());
+}
+
+TEST(xtext, encode_round_trips_every_octet) {
+  std::string all;
+  for (int c = 0; c < 256; ++c) all += static_cast<char>(c);
+  const std::string encoded = xtext::encode(all);
+  for (char c : encoded) {
+    EXPECT_TRUE(c >= 33 && c <= 126 && c != '=') << static_cast<int>(c);
+  }
+  EXPECT_EQ(xtext::decode(encoded), all);
+  EXPECT_EQ(xtext::encode("a+b=c d\xe9"), "a+2Bb+3Dc+20d+E9");
 }
 
 }  // namespace

@@ -628,3 +628,83 @@ TEST(dsn, random_input_keeps_the_invariants) {
 
 }  // namespace
 }  // namespace smtp
+
+namespace smtp {
+namespace {
+
+// RFC 3461 6.3 / RFC 3464 2.2.1, 2.3.1: ENVID and ORCPT are echoed.
+TEST(dsn, envelope_id_and_original_recipient_are_echoed) {
+  dsn_recipient b = bob();
+  b.original_recipient = "rfc822;Bob.Original@example.net";
+  dsn_request req = request_with({b, carol_delayed()});
+  req.envelope_id = "QQ314159 batch+7";
+  const std::string m = compose_dsn(req);
+  ASSERT_TRUE(well_formed(m));
+  const report r = split(m);
+  ASSERT_EQ(r.parts.size(), 3u);
+  const std::vector<fields> g = groups(r.parts[1].body);
+  ASSERT_EQ(g.size(), 3u);
+  // Original-Envelope-Id opens the per-message fields (RFC 3464 2.2).
+  ASSERT_FALSE(g[0].empty());
+  EXPECT_EQ(g[0][0], (std::pair<std::string, std::string>{"Original-Envelope-Id",
+                                                           "QQ314159 batch+7"}));
+  // Original-Recipient opens the recipient's group, before Final-Recipient.
+  ASSERT_GE(g[1].size(), 2u);
+  EXPECT_EQ(g[1][0], (std::pair<std::string, std::string>{"Original-Recipient",
+                                                           "rfc822; Bob.Original@example.net"}));
+  EXPECT_EQ(g[1][1].first, "Final-Recipient");
+  // A recipient without ORCPT gets no Original-Recipient.
+  EXPECT_EQ(count(g[2], "Original-Recipient"), 0u);
+}
+
+TEST(dsn, without_envid_there_is_no_original_envelope_id) {
+  const report r = split(compose_dsn(request_with({bob()})));
+  ASSERT_EQ(r.parts.size(), 3u);
+  EXPECT_EQ(r.parts[1].body.find("Original-Envelope-Id"), std::string::npos);
+  EXPECT_EQ(r.parts[1].body.find("Original-Recipient"), std::string::npos);
+}
+
+// RFC 3461 5.2.2: NOTIFY=SUCCESS and a next hop without DSN give "relayed".
+TEST(dsn, relayed_report_is_a_success_notice) {
+  dsn_recipient d;
+  d.address = "dave@example.net";
+  d.original_recipient = "rfc822;dave@example.net";
+  d.action = dsn_action::relayed;
+  d.status = "2.0.0";
+  d.remote_mta = "mx1.example.net";
+  d.diagnostic = "250 2.0.0 Ok: queued as 4F2";
+  d.explanation = "host mx1.example.net[192.0.2.1] said: 250 2.0.0 Ok: queued as 4F2";
+  const std::string m = compose_dsn(request_with({d}));
+  ASSERT_TRUE(well_formed(m));
+  const report r = split(m);
+  EXPECT_EQ(get(r.headers, "Subject"), "Relayed Mail Delivery Report");
+  ASSERT_EQ(r.parts.size(), 3u);
+  const std::string& text = r.parts[0].body;
+  EXPECT_NE(text.find("was relayed"), std::string::npos);
+  EXPECT_EQ(text.find("could not be delivered"), std::string::npos);
+  EXPECT_NE(text.find("<dave@example.net>"), std::string::npos);
+  const std::vector<fields> g = groups(r.parts[1].body);
+  ASSERT_EQ(g.size(), 2u);
+  EXPECT_EQ(get(g[1], "Action"), "relayed");
+  EXPECT_EQ(get(g[1], "Status"), "2.0.0");
+  EXPECT_EQ(get(g[1], "Remote-MTA"), "dns; mx1.example.net");
+  EXPECT_EQ(count(g[1], "Will-Retry-Until"), 0u);
+  // A missing status reads as success, not as failure.
+  d.status.clear();
+  const report r2 = split(compose_dsn(request_with({d})));
+  ASSERT_EQ(r2.parts.size(), 3u);
+  EXPECT_EQ(get(groups(r2.parts[1].body)[1], "Status"), "2.0.0");
+}
+
+// Failure wins the subject over success in one report.
+TEST(dsn, mixed_failed_and_relayed_report_says_failed) {
+  dsn_recipient d = bob();
+  d.address = "dave@example.net";
+  d.action = dsn_action::relayed;
+  d.status = "2.0.0";
+  const report r = split(compose_dsn(request_with({d, bob()})));
+  EXPECT_EQ(get(r.headers, "Subject"), "Undelivered Mail Returned to Sender");
+}
+
+}  // namespace
+}  // namespace smtp

@@ -108,7 +108,7 @@ TEST(replies, codes_of_the_error_replies) {
 TEST(replies, ehlo_advertises_the_extensions_without_enhanced_codes) {
   EXPECT_EQ(replies::ehlo("mx.test", 1024).encode(),
             "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1024\r\n250-8BITMIME\r\n"
-            "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n");
+            "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n");
 }
 
 }  // namespace

@@ -249,7 +249,7 @@ TEST(server_session, greeting_and_full_transaction) {
   EXPECT_EQ(t.output,
             "220 mx.test ESMTP relayd\r\n"
             "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n"
-            "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
+            "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n"
             "250 2.1.0 Ok\r\n"
             "250 2.1.5 Ok\r\n"
             "354 End data with <CR><LF>.<CR><LF>\r\n"
@@ -367,7 +367,7 @@ TEST(server_session, syntax_errors_get_501_with_their_reason) {
   s.max_errors = 20;  // eleven errors here
   const transcript t = run("EHLO\r\n" + ehlo + "MAIL FROM:<bad@@example.org>\r\n" +
                            "MAIL FROM:alice@example.org\r\n" + "MAIL FROM:<a@b.c> SIZE=x\r\n" +
-                           "MAIL FROM:<a@b.c> RET=FULL\r\n" + "DATA now\r\n" + mail +
+                           "MAIL FROM:<a@b.c> XFOO=1\r\n" + "DATA now\r\n" + mail +
                            "RCPT TO:<bob@dest..example>\r\n" + "RCPT TO:bob@dest.example\r\n" +
                            "VRFY\r\n" + "NO\001OP\r\n",
                            s);
@@ -644,7 +644,7 @@ TEST(server_session_tls, ehlo_offers_starttls_only_when_configured) {
   EXPECT_EQ(run(ehlo).output.find("STARTTLS"), std::string::npos);
   setup s;
   s.starttls = true;
-  EXPECT_TRUE(run(ehlo, s).output.ends_with("250-CHUNKING\r\n250 STARTTLS\r\n"));
+  EXPECT_TRUE(run(ehlo, s).output.ends_with("250-CHUNKING\r\n250-DSN\r\n250 STARTTLS\r\n"));
 }
 
 TEST(server_session_tls, starttls_starts_over_and_is_not_offered_again) {
@@ -1192,7 +1192,7 @@ const std::string chunked_content =
     ".\r\n..two dots stay two\r\n.\r\nQUIT\r\nlast line\r\n";
 
 TEST(server_session_bdat, ehlo_advertises_chunking) {
-  EXPECT_TRUE(run(ehlo).output.ends_with("250-SMTPUTF8\r\n250 CHUNKING\r\n"));
+  EXPECT_TRUE(run(ehlo).output.ends_with("250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n"));
 }
 
 TEST(server_session_bdat, chunks_assemble_to_the_exact_bytes) {
@@ -1520,6 +1520,34 @@ TEST(server_session_bdat_api, buffered_counts_presize_and_growth_of_chunks) {
     if (fed > 128 * 1024) ASSERT_LE(d.session.buffered(), fed + fed / 4) << fed;
   }
   EXPECT_TRUE(slack_seen);
+}
+
+}  // namespace
+}  // namespace smtp
+
+namespace smtp {
+namespace {
+
+// RFC 3461: the DSN parameters of MAIL and RCPT end up in the envelope.
+TEST(server_session, dsn_parameters_are_stored_in_the_envelope) {
+  const transcript t = run(ehlo + "MAIL FROM:<alice@example.org> RET=HDRS ENVID=QQ+2B1\r\n" +
+                           "RCPT TO:<bob@dest.example> NOTIFY=SUCCESS,DELAY "
+                           "ORCPT=rfc822;Bob+2Bo@src.example\r\n" +
+                           "RCPT TO:<carol@dest.example> NOTIFY=NEVER\r\n" +
+                           "RCPT TO:<dave@dest.example>\r\n" + "DATA\r\n" + body + "QUIT\r\n");
+  ASSERT_EQ(t.messages.size(), 1u) << t.output;
+  const envelope& e = t.messages[0].env;
+  EXPECT_EQ(e.ret, dsn_ret::headers);
+  EXPECT_EQ(e.envid, "QQ+1");
+  ASSERT_EQ(e.recipients.size(), 3u);
+  EXPECT_EQ(e.recipients[0].notify, notify_success | notify_delay);
+  EXPECT_EQ(e.recipients[0].orcpt, "rfc822;Bob+o@src.example");
+  EXPECT_EQ(e.recipients[1].notify, notify_never);
+  EXPECT_EQ(e.recipients[1].orcpt, "");
+  EXPECT_EQ(e.recipients[2].notify, 0);
+  // A malformed one is refused with 501 and the transaction goes on without it.
+  const transcript bad = run(ehlo + mail + "RCPT TO:<bob@dest.example> NOTIFY=NEVER,DELAY\r\n");
+  EXPECT_NE(bad.output.find("501 5.5.4 Invalid parameter syntax\r\n"), std::string::npos);
 }
 
 }  // namespace
