@@ -284,6 +284,8 @@ int smtp_stdio(const relayd::config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Set-group-id to the maildrop group: give it up before reading anything.
+  if (!sendmail::drop_group_privilege()) return fail(EX_OSERR, "cannot give up the drop group");
   std::vector<std::string> args(argv + 1, argv + argc);
   auto opts = sendmail::parse_args(argc > 0 ? argv[0] : "sendmail", args);
   if (!opts) return usage_error(opts.error());

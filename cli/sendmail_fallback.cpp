@@ -1,20 +1,71 @@
-// Implements sendmail_fallback.hpp for a build without the drop-directory
-// writer: nothing is written, the caller is told the mail was not sent (75,
-// EX_TEMPFAIL, so cron and friends keep their own copy or retry).
+// Implements sendmail_fallback.hpp: the set-group-id privilege handling and the
+// drop file write through relayd::maildrop::write().
 #include "cli/sendmail_fallback.hpp"
 
 #include <sysexits.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
-namespace sendmail {
+#include "relayd/maildrop_file.hpp"
 
-int maildrop_fallback(const relayd::config& /*cfg*/, const submission& /*envelope*/,
-                      std::string_view /*content*/, std::string_view why, bool verbose) {
+namespace sendmail {
+namespace {
+
+// The set-group-id group, when sendmail was started with one.
+gid_t privileged_group = 0;
+bool have_privileged_group = false;
+
+bool non_ascii(std::string_view s) {
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0x80) return true;
+  return false;
+}
+
+}  // namespace
+
+bool drop_group_privilege() {
+  const gid_t real = ::getgid(), effective = ::getegid();
+  if (real == effective) return true;
+  privileged_group = effective;
+  have_privileged_group = true;
+  return ::setegid(real) == 0;
+}
+
+int maildrop_fallback(const relayd::config& cfg, const submission& envelope,
+                      std::string_view content, std::string_view why, bool verbose) {
   if (verbose) std::fprintf(stderr, "sendmail: %s\n", std::string(why).c_str());
-  std::fprintf(stderr, "sendmail: relayd is not running (mail not sent)\n");
-  return EX_TEMPFAIL;
+  smtp::envelope env;
+  env.sender = envelope.sender;
+  env.recipients = envelope.recipients;
+  env.ret = envelope.ret;
+  env.envid = envelope.envid;
+  env.body = envelope.body;
+  env.smtputf8 = non_ascii(env.sender);
+  for (const auto& r : env.recipients) env.smtputf8 = env.smtputf8 || non_ascii(r.address);
+
+  if (have_privileged_group && ::setegid(privileged_group) != 0) {
+    std::fprintf(stderr, "sendmail: relayd is not running and the drop group is unavailable: %s "
+                 "(mail not sent)\n", std::strerror(errno));
+    return EX_TEMPFAIL;
+  }
+  auto written = relayd::maildrop::write(cfg.local.maildrop, env, content);
+  if (have_privileged_group && ::setegid(::getgid()) != 0) {
+    std::fprintf(stderr, "sendmail: cannot give up the drop group: %s\n", std::strerror(errno));
+    return EX_SOFTWARE;  // the file, if written, is durable; relayd imports it
+  }
+  if (!written) {
+    std::fprintf(stderr, "sendmail: relayd is not running and %s could not be written: %s "
+                 "(mail not sent)\n", cfg.local.maildrop.c_str(), written.error().c_str());
+    return EX_TEMPFAIL;
+  }
+  if (verbose)
+    std::fprintf(stderr, "sendmail: relayd is not running; kept in %s/%s for relayd to send\n",
+                 cfg.local.maildrop.c_str(), written->c_str());
+  return EX_OK;
 }
 
 }  // namespace sendmail

@@ -722,14 +722,10 @@ std::expected<config, std::string> loader::run(const toml::table& doc) {
       return std::unexpected(error("hostname", "the system host name " + quoted(c_.hostname) +
                                                    " is not a valid domain; set hostname"));
   }
-  if (c_.local.domain.empty()) {
-    // The host name's domain ("relay.example.org" -> "example.org"), or the
-    // host name itself when it has a single label or a single dot.
-    const auto dot = c_.hostname.find('.');
-    const bool has_parent = dot != std::string::npos &&
-                            c_.hostname.find('.', dot + 1) != std::string::npos;
-    c_.local.domain = has_parent ? c_.hostname.substr(dot + 1) : c_.hostname;
-  }
+  // Bare names ("root", cron's "www-data") become user@hostname, as Postfix's
+  // myorigin = $myhostname does: the host name is a local domain, so they reach
+  // the aliases table instead of leaving for the parent domain's MX.
+  if (c_.local.domain.empty()) c_.local.domain = smtp::text::lower(c_.hostname);
   if (c_.local.domains.empty())
     c_.local.domains = {smtp::text::lower(c_.hostname), "localhost"};
   if (auto e = cross_checks()) return std::unexpected(std::move(*e));

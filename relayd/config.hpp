@@ -95,7 +95,7 @@ struct config {
     // Group that owns the drop directory and that sendmail is set-group-id to;
     // "" : the daemon's own group.
     std::string maildrop_group;
-    std::string domain;                // appended to bare addresses [hostname's domain]
+    std::string domain;                // appended to bare addresses [hostname]
     std::vector<std::string> domains;  // local domains for aliases [hostname, localhost]
     std::string aliases = "/etc/relayd/aliases";  // "" : no aliases file
     std::string fallback;              // unmatched local recipients go here; "" : 5.1.1
