@@ -296,7 +296,10 @@ TEST(Masquerade, SenderOfLocalSubmissionsOnly) {
   env.local = smtp::local_identity{.uid = 33, .user = "www-data"};
   EXPECT_EQ(local.sender(env), "www-data@corp.test");
   env.sender = "cron@example.org";  // the bare-address domain is local too
-  EXPECT_EQ(local.sender(env), "cron@corp.test");
+  EXPECT_EQ(local.sender(env), "cron@example.org");
+  auto bare_domain = cfg;
+  bare_domain.local.domain = "example.org";
+  EXPECT_EQ(local_addresses(bare_domain, nullptr).sender(env), "cron@corp.test");
   env.sender = "app@elsewhere.test";
   EXPECT_EQ(local.sender(env), "app@elsewhere.test");
   env.sender = "";
