@@ -32,6 +32,7 @@
 #include "cli/sendmail_submit.hpp"
 #include "cli/sendmail_wait.hpp"
 #include "relayd/config.hpp"
+#include "smtp/address.hpp"
 #include "relayd/control_protocol.hpp"
 #include "smtp/server_session.hpp"
 
@@ -170,7 +171,9 @@ int deliver(const relayd::config& cfg, const sendmail::options& o) {
     if (auto ok = check_address(q); !ok) return fail(EX_DATAERR, "recipient: " + ok.error());
     if (!seen.insert(q).second) continue;
     env.recipients.push_back({q, o.notify, {}});
+    env.smtputf8 = env.smtputf8 || !smtp::is_ascii(q);
   }
+  env.smtputf8 = env.smtputf8 || !smtp::is_ascii(env.sender);
   if (env.recipients.empty())
     return fail(EX_DATAERR, o.recipients_from_headers
                                 ? "no recipients in the arguments or in To:, Cc: or Bcc:"
@@ -217,6 +220,8 @@ int smtp_stdio(const relayd::config& cfg) {
   so.hostname = cfg.hostname;
   so.max_message_size = cfg.smtp.max_message_size;
   so.max_recipients = cfg.smtp.max_recipients;
+  so.max_header_size = cfg.smtp.max_header_size;
+  so.max_errors = cfg.smtp.max_errors;
   so.qualify_domain = cfg.local.domain;
   so.now = now_seconds;
   // An ID for the session's own Received: field, which is dropped before the
@@ -250,13 +255,7 @@ int smtp_stdio(const relayd::config& cfg) {
     }
     if (step.what != smtp::server_session::event::message) continue;
 
-    const smtp::envelope& e = session.message_envelope();
-    submission env;
-    env.sender = e.sender;
-    env.recipients = e.recipients;
-    env.ret = e.ret;
-    env.envid = e.envid;
-    env.body = e.body;
+    const submission& env = session.message_envelope();
     const std::string content = without_first_field(session.take_message());
     const submit_result r = submit(submit_settings_of(cfg), env, content);
     switch (r.status) {

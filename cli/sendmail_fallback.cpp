@@ -19,12 +19,6 @@ namespace {
 gid_t privileged_group = 0;
 bool have_privileged_group = false;
 
-bool non_ascii(std::string_view s) {
-  for (char c : s)
-    if (static_cast<unsigned char>(c) >= 0x80) return true;
-  return false;
-}
-
 }  // namespace
 
 bool drop_group_privilege() {
@@ -38,21 +32,12 @@ bool drop_group_privilege() {
 int maildrop_fallback(const relayd::config& cfg, const submission& envelope,
                       std::string_view content, std::string_view why, bool verbose) {
   if (verbose) std::fprintf(stderr, "sendmail: %s\n", std::string(why).c_str());
-  smtp::envelope env;
-  env.sender = envelope.sender;
-  env.recipients = envelope.recipients;
-  env.ret = envelope.ret;
-  env.envid = envelope.envid;
-  env.body = envelope.body;
-  env.smtputf8 = non_ascii(env.sender);
-  for (const auto& r : env.recipients) env.smtputf8 = env.smtputf8 || non_ascii(r.address);
-
   if (have_privileged_group && ::setegid(privileged_group) != 0) {
     std::fprintf(stderr, "sendmail: relayd is not running and the drop group is unavailable: %s "
                  "(mail not sent)\n", std::strerror(errno));
     return EX_TEMPFAIL;
   }
-  auto written = relayd::maildrop::write(cfg.local.maildrop, env, content);
+  auto written = relayd::maildrop::write(cfg.local.maildrop, envelope, content);
   if (have_privileged_group && ::setegid(::getgid()) != 0) {
     std::fprintf(stderr, "sendmail: cannot give up the drop group: %s\n", std::strerror(errno));
     return EX_SOFTWARE;  // the file, if written, is durable; relayd imports it

@@ -151,6 +151,7 @@ submit_result submit(const submit_settings& s, const submission& env, std::strin
   std::string mail = "MAIL FROM:<" + env.sender + ">";
   if (env.body == smtp::body_type::eight_bit_mime && advertises(*ehlo, "8BITMIME"))
     mail += " BODY=8BITMIME";
+  if (env.smtputf8) mail += " SMTPUTF8";
   if (dsn && env.ret == smtp::dsn_ret::full) mail += " RET=FULL";
   if (dsn && env.ret == smtp::dsn_ret::headers) mail += " RET=HDRS";
   if (dsn && !env.envid.empty()) mail += " ENVID=" + xtext(env.envid);

@@ -19,14 +19,10 @@
 
 namespace sendmail {
 
-// What goes into MAIL and RCPT.
-struct submission {
-  std::string sender;  // "" for <>
-  std::vector<smtp::envelope_recipient> recipients;
-  smtp::dsn_ret ret = smtp::dsn_ret::unspecified;
-  std::string envid;
-  smtp::body_type body = smtp::body_type::seven_bit;
-};
+// What goes into MAIL and RCPT: the sender, the recipients with NOTIFY/ORCPT,
+// RET, ENVID, the body type and SMTPUTF8 (the envelope's other fields are not
+// sent: relayd learns who submits from the socket).
+using submission = smtp::envelope;
 
 enum class submit_status {
   queued,       // 250 after DATA: the message is in the spool

@@ -220,15 +220,14 @@ class Relayd:
             "delivery": {"relayhost": f"[127.0.0.1]:{free_port()}"},
             "queue": {"min_free_disk": "1M"},
             "control": {"socket": self.socket_path},
-            # The host's MTA parts stay inside this daemon's directory.
+            # The host's MTA parts stay inside this daemon's directory: never the
+            # system's /run/relayd/submit.sock, daemons run side by side.
             "local": {
                 "socket": os.path.join(self.dir, "submit.sock"),
                 "maildrop": os.path.join(self.spool, "maildrop"),
                 "aliases": "",
             },
             "metrics": {"listen": ""},
-            # Never the system's /run/relayd/submit.sock: daemons run side by side.
-            "local": {"socket": os.path.join(self.dir, "submit.sock")},
         }
         apply_overrides(self.cfg, overrides)
         self.write_config()

@@ -187,14 +187,19 @@ class SendmailTest(c.DeliveryTestCase):
         self.assertEqual(d.queue(), [])
 
     def test_daemon_not_running_is_75(self):
+        # relayd is down and the drop directory cannot be written either: 75.
         cfg = os.path.join(self.tmp, "down.toml")
         with open(cfg, "w") as f:
             f.write(f'hostname = "relay.test"\n[local]\nsocket = "{self.tmp}/nobody.sock"\n'
+                    f'maildrop = "{self.tmp}/no-such-dir"\n'
                     f'[control]\nsocket = "{self.tmp}/nocontrol.sock"\n')
         p = subprocess.run([SENDMAIL_BIN, "-C", cfg, "a@example.com"], input=b"x\n",
                            capture_output=True, timeout=30)
         self.assertExit(p, 75)
-        self.assertEqual(p.stderr, b"sendmail: relayd is not running (mail not sent)\n")
+        self.assertRegex(p.stderr.decode(),
+                         r"^sendmail: relayd is not running and .*/no-such-dir could not be "
+                         r"written: .* \(mail not sent\)\n$")
+        self.assertEqual(p.stderr.count(b"\n"), 1, "one line")
         # RELAYD_CONFIG names the file as -C does.
         p = subprocess.run([SENDMAIL_BIN, "a@example.com"], input=b"x\n", capture_output=True,
                            timeout=30, env=dict(os.environ, RELAYD_CONFIG=cfg))
