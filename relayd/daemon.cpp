@@ -101,7 +101,7 @@ int run_daemon(const config& cfg) {
   }
   const bool maildrop_ok = prepare_maildrop(cfg, *user);  // needs root to set its group
   if (!user->name.empty() && !drop_privileges(cfg, *user)) return 1;
-  maildrop_importer maildrop(io, cfg, *spool, sched, registry);
+  maildrop_importer maildrop(io, cfg, *spool, sched, registry, aliases);
   if (maildrop_ok) maildrop.start();
   queue_census_loop census(io, cfg, *spool, sched, registry);
   census.start();

@@ -6,6 +6,8 @@
 // pass; nothing here throws out of a coroutine.
 #include "relayd/inbound_maildrop.hpp"
 
+#include "relayd/local_aliases.hpp"
+
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -137,8 +139,9 @@ bool prepare_maildrop(const config& cfg, const run_as& who) {
 
 struct maildrop_importer::state {
   state(asio::io_context& io_, const config& cfg_, queue::spool& spool_, scheduler& sched_,
-        metrics& stats_)
-      : io(io_), timer(io_), events(io_), cfg(cfg_), spool(spool_), sched(sched_), stats(stats_) {}
+        metrics& stats_, const alias_source& aliases_)
+      : io(io_), timer(io_), events(io_), cfg(cfg_), spool(spool_), sched(sched_), stats(stats_),
+        aliases(aliases_) {}
   ~state() {
     if (dir_fd >= 0) ::close(dir_fd);
   }
@@ -149,6 +152,7 @@ struct maildrop_importer::state {
   queue::spool& spool;
   scheduler& sched;
   metrics& stats;
+  const alias_source& aliases;  // the table in use when a file is imported
   int dir_fd = -1;
   bool stopping = false;
   bool dirty = false;  // an event came since the current pass started
@@ -302,29 +306,39 @@ awaitable<imported> import_one(std::shared_ptr<state> s, const std::string& name
     co_return imported::done;
   }
 
-  const smtp::envelope& env = parsed->envelope;
+  smtp::envelope& env = parsed->envelope;
   smtp::local_identity who;
   who.uid = st.st_uid;
   who.gid = st.st_gid;
   who.user = user_name(st.st_uid);
+  env.local = who;  // a local submission: aliases and masquerading as on the socket
+  const local_addresses addresses(s->cfg, s->aliases.current());
+  for (const auto& r : env.recipients) {
+    // The socket refuses an unknown local user at RCPT; sendmail has already
+    // exited 0 for this file, so it is kept aside for the operator instead.
+    if (auto refused = addresses.check_recipient(r.address)) {
+      s->set_aside(name, "recipient <" + r.address + ">: " + refused->to_string(), st.st_uid);
+      co_return imported::done;
+    }
+  }
   queue::envelope_record rec;
   rec.id = s->spool.new_id();
   rec.arrival_us = queue::wall_clock_us();
-  rec.sender = env.sender;
+  rec.sender = addresses.sender(env);
   rec.helo = "localhost";
   if (env.body == smtp::body_type::eight_bit_mime) rec.flags |= queue::flag_eight_bit;
   if (env.smtputf8) rec.flags |= queue::flag_smtputf8;
   rec.ret = env.ret;
   rec.envid = env.envid;
   rec.local = who;
-  for (const auto& r : env.recipients)
+  for (const auto& r : addresses.recipients(env))
     rec.recipients.push_back(queue::recipient{.address = r.address,
                                               .next_attempt_us = rec.arrival_us,
                                               .notify = r.notify,
                                               .orcpt = r.orcpt});
   const std::int64_t now_s = rec.arrival_us / 1'000'000;
   std::string body = smtp::build_message(
-      parsed->message, local_received(who, s->cfg.hostname, rec.id, now_s), now_s,
+      addresses.message(env, std::move(parsed->message)), local_received(who, s->cfg.hostname, rec.id, now_s), now_s,
       smtp::make_message_id(rec.id, s->cfg.hostname));
   rec.size = body.size();
   const std::string id = rec.id, sender = rec.sender;
@@ -390,8 +404,9 @@ awaitable<void> watch_loop(std::shared_ptr<state> s) {
 }  // namespace
 
 maildrop_importer::maildrop_importer(asio::io_context& io, const config& cfg, queue::spool& spool,
-                                     scheduler& sched, metrics& stats)
-    : state_(std::make_shared<state>(io, cfg, spool, sched, stats)) {}
+                                     scheduler& sched, metrics& stats,
+                                     const alias_source& aliases)
+    : state_(std::make_shared<state>(io, cfg, spool, sched, stats, aliases)) {}
 
 maildrop_importer::~maildrop_importer() = default;
 

@@ -31,6 +31,7 @@
 namespace relayd {
 
 struct run_as;
+class alias_source;
 
 // Creates `[local] maildrop` if missing (mode 1730, owner `who` or the
 // current user, group `[local] maildrop_group` or the owner's group), and
@@ -44,8 +45,9 @@ bool prepare_maildrop(const config& cfg, const run_as& who);
 class maildrop_importer {
  public:
   // Every argument outlives this object (run_daemon()'s locals).
+  // `aliases` (the daemon's) rewrites local recipients as for the submit socket.
   maildrop_importer(boost::asio::io_context& io, const config& cfg, queue::spool& spool,
-                    scheduler& sched, metrics& stats);
+                    scheduler& sched, metrics& stats, const alias_source& aliases);
   ~maildrop_importer();
   void start();  // a first pass at once, then on inotify events and every 30 s
   void stop();   // no new pass; an import in flight finishes
