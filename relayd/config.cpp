@@ -648,6 +648,49 @@ std::vector<field> loader::schema() {
                      }
                    }},
               }),
+      {"dkim",
+       [this](const toml::node& n, const std::string& key) {
+         const toml::array* a = n.as_array();
+         if (a == nullptr || !a->is_array_of_tables())
+           return wrong_type(n, key, "an array of tables ([[dkim]])");
+         for (std::size_t i = 0; i < a->size(); ++i) {
+           const std::string item = key + "[" + std::to_string(i + 1) + "]";
+           dkim_key_entry e;
+           bool has_domain = false, has_selector = false, has_key = false;
+           const std::vector<field> fields = {
+               {"domain",
+                [&](const toml::node& v, const std::string& k) {
+                  auto t = string(v, k);
+                  if (t && !valid_domain(*t)) return fail(v, k, "bad domain " + quoted(*t));
+                  if (t) e.domain = smtp::text::lower(*t), has_domain = true;
+                }},
+               {"selector",
+                [&](const toml::node& v, const std::string& k) {
+                  auto t = string(v, k);
+                  if (t && !valid_domain(*t)) return fail(v, k, "bad selector " + quoted(*t));
+                  if (t) e.selector = *t, has_selector = true;
+                }},
+               {"key",
+                [&](const toml::node& v, const std::string& k) {
+                  auto t = path(v, k);
+                  if (t && t->empty()) return fail(v, k, "must not be empty");
+                  if (t) e.key = *t, has_key = true;
+                }},
+               {"require_dns",
+                [&](const toml::node& v, const std::string& k) { set(e.require_dns, boolean(v, k)); }},
+               // The signer's keys (another module reads them): type-checked only.
+               {"match", [&](const toml::node& v, const std::string& k) { string(v, k); }},
+               {"subdomains", [&](const toml::node& v, const std::string& k) { boolean(v, k); }},
+               {"expire", [&](const toml::node& v, const std::string& k) { duration(v, k); }},
+           };
+           const toml::table& t = *a->get(i)->as_table();
+           read_table(t, item, fields);
+           if (!has_domain) fail(t, item + ".domain", "must be set");
+           else if (!has_selector) fail(t, item + ".selector", "must be set");
+           else if (!has_key) fail(t, item + ".key", "must be set");
+           else c_.dkim.push_back(std::move(e));
+         }
+       }},
       section("metrics",
               {
                   {"listen",

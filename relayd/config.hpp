@@ -20,6 +20,16 @@ namespace relayd {
 
 enum class tls_policy { none, may, encrypt, verify };
 
+// One [[dkim]] entry (DESIGN "Sender identity and routes"): the signing key of a
+// domain and selector. Only what the key tooling needs (relayctl dkim check, the
+// DNS monitor); match, subdomains and expire are accepted and left to the signer.
+struct dkim_key_entry {
+  std::string domain;    // "example.org" (lower case)
+  std::string selector;  // "s2026"
+  std::string key;       // PEM file, RSA or Ed25519
+  bool require_dns = false;
+};
+
 struct config {
   std::string hostname;  // default: the system host name
   std::string spool = "/var/spool/relayd";
@@ -105,6 +115,8 @@ struct config {
     // a user not listed may use any sender.
     std::vector<std::pair<std::string, std::vector<std::string>>> senders;
   } local;
+
+  std::vector<dkim_key_entry> dkim;  // [[dkim]], in file order
 
   struct metrics_section {
     std::optional<endpoint> listen = endpoint{"127.0.0.1", 9587};  // "" disables

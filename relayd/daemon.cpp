@@ -18,6 +18,7 @@
 #include "relayd/dead_retention.hpp"
 #include "relayd/delivery_agent.hpp"
 #include "relayd/delivery_scheduler.hpp"
+#include "relayd/dkim_dns_monitor.hpp"
 #include "relayd/inbound_maildrop.hpp"
 #include "relayd/inbound_listener.hpp"
 #include "relayd/local_aliases.hpp"
@@ -85,6 +86,9 @@ int run_daemon(const config& cfg) {
   control.set_scheduler(&sched);
   server.set_aliases(aliases);
   control.set_aliases(aliases);
+  // [[dkim]] selectors' DNS records: at start and every 6 h; relayctl dkim check.
+  dkim_dns_monitor dkim_dns(io, cfg, *resolver, &registry);
+  control.set_dkim_monitor(dkim_dns);
   if (!server.start()) return 1;
   if (auto ok = control.start(); !ok) {
     spdlog::critical("control socket: {}", ok.error());
@@ -107,6 +111,7 @@ int run_daemon(const config& cfg) {
   census.start();
   dead_retention retention(io, cfg.queue.dead_retention, *spool);
   retention.start();
+  dkim_dns.start();
 
   // The shutdown order (SIGTERM/SIGINT; the code below does it in this order):
   //  1. The queue census, the dead-spool retention and the maildrop import stop; the
@@ -140,6 +145,7 @@ int run_daemon(const config& cfg) {
         spdlog::info("signal {}: stopping (finishing transactions in flight)", sig);
         census.stop();
         retention.stop();
+        dkim_dns.stop();
         maildrop.stop();
         signals.async_wait(on_signal);
         grace.expires_after(shutdown_grace);
