@@ -50,7 +50,8 @@ std::optional<keygen_args> parse_keygen(const std::vector<std::string>& w, std::
         why = w[i] + " needs a value";
         return std::nullopt;
       }
-      (w[i] == "--dir" ? a.dir : a.algorithm) = w[++i];
+      std::string& target = w[i] == "--dir" ? a.dir : a.algorithm;
+      target = w[++i];
     } else if (w[i].starts_with("--")) {
       why = "unknown option " + w[i];
       return std::nullopt;

@@ -660,21 +660,24 @@ std::vector<field> loader::schema() {
            const std::vector<field> fields = {
                {"domain",
                 [&](const toml::node& v, const std::string& k) {
+                  has_domain = true;  // a bad value is its own error, not "must be set"
                   auto t = string(v, k);
                   if (t && !valid_domain(*t)) return fail(v, k, "bad domain " + quoted(*t));
-                  if (t) e.domain = smtp::text::lower(*t), has_domain = true;
+                  if (t) e.domain = smtp::text::lower(*t);
                 }},
                {"selector",
                 [&](const toml::node& v, const std::string& k) {
+                  has_selector = true;
                   auto t = string(v, k);
                   if (t && !valid_domain(*t)) return fail(v, k, "bad selector " + quoted(*t));
-                  if (t) e.selector = *t, has_selector = true;
+                  if (t) e.selector = *t;
                 }},
                {"key",
                 [&](const toml::node& v, const std::string& k) {
+                  has_key = true;
                   auto t = path(v, k);
                   if (t && t->empty()) return fail(v, k, "must not be empty");
-                  if (t) e.key = *t, has_key = true;
+                  if (t) e.key = *t;
                 }},
                {"require_dns",
                 [&](const toml::node& v, const std::string& k) { set(e.require_dns, boolean(v, k)); }},

@@ -114,10 +114,11 @@ int run_daemon(const config& cfg) {
   dkim_dns.start();
 
   // The shutdown order (SIGTERM/SIGINT; the code below does it in this order):
-  //  1. The queue census, the dead-spool retention and the maildrop import stop; the
-  //     listeners close (no new connections; the [local] socket file is removed); idle
-  //     sessions get 421 4.3.2, sessions in a transaction finish it; the
-  //     scheduler stops handing out jobs and waits for the agents in flight.
+  //  1. The queue census, the dead-spool retention, the DKIM DNS checks and the
+  //     maildrop import stop; the listeners close (no new connections; the
+  //     [local] socket file is removed); idle sessions get 421 4.3.2, sessions
+  //     in a transaction finish it; the scheduler stops handing out jobs and
+  //     waits for the agents in flight.
   //  2. When both the inbound side and the deliveries are done (whichever is
   //     last), the control socket, the metrics endpoint, the DNS resolver, the
   //     grace timer and the signal waits are cancelled: io.run() runs out of work.

@@ -46,6 +46,17 @@ MESSAGE = (b"From: App <app@dkim.test>\r\nTo: bob@example.net\r\nSubject: keys\r
 ZONE_RE = re.compile(r'^(\S+)\._domainkey\.(\S+)\. IN TXT \(((?: "[^"]*")+) \)$')
 
 
+def minimal_config(test, prefix):
+    """A temporary directory (removed after `test`) and a config file in it for
+    keygen: no `user`, so no chown."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    test.addCleanup(shutil.rmtree, d, True)
+    config = os.path.join(d, "relayd.toml")
+    with open(config, "w") as f:
+        f.write('hostname = "relay.test"\n')
+    return d, config
+
+
 def keygen(config, *args):
     return h.run_relayctl(["-c", config, "dkim", "keygen"] + list(args))
 
@@ -68,11 +79,7 @@ class KeygenTest(unittest.TestCase):
     def setUp(self):
         if dkim is None:
             self.skipTest("python3-dkim is not installed (apt-get install python3-dkim)")
-        self.dir = tempfile.mkdtemp(prefix="relayd-dkim-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        self.config = os.path.join(self.dir, "relayd.toml")
-        with open(self.config, "w") as f:
-            f.write('hostname = "relay.test"\n')
+        self.dir, self.config = minimal_config(self, "relayd-dkim-")
         self.keys = os.path.join(self.dir, "keys")
 
     def generate(self, selector, algorithm):
@@ -158,11 +165,7 @@ class CheckTest(DeliveryTestCase):
     def setUp(self):
         if not os.path.exists(h.RELAYCTL_BIN) or dkim is None:
             self.skipTest("python3-dkim is not installed")
-        self.tmp = tempfile.mkdtemp(prefix="relayd-dkimchk-")
-        self.addCleanup(shutil.rmtree, self.tmp, True)
-        self.config = os.path.join(self.tmp, "keygen.toml")
-        with open(self.config, "w") as f:
-            f.write('hostname = "relay.test"\n')
+        self.tmp, self.config = minimal_config(self, "relayd-dkimchk-")
 
     def make_key(self, selector, algorithm="rsa1024"):
         r = keygen(self.config, DOMAIN, selector, "--algorithm", algorithm, "--dir", self.tmp)

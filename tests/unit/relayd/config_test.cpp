@@ -555,6 +555,7 @@ TEST(endpoint, rejects) {
 }  // namespace
 }  // namespace relayd
 
+namespace relayd {
 // [[dkim]] as the key tooling reads it (the signer's keys are accepted, typed).
 TEST(config, dkim_entries) {
   const config c = parse_ok(R"(
@@ -588,3 +589,4 @@ key = "/k/ed.key"
             std::string::npos);
   EXPECT_NE(parse_error("dkim = 1\n").find("dkim: expected an array of tables"), std::string::npos);
 }
+}  // namespace relayd
