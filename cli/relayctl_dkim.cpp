@@ -95,8 +95,8 @@ std::string generate_pem(const std::string& algorithm) {
   if (k == nullptr) return {};
   std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(k, &EVP_PKEY_free);
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
-  if (!bio || PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr,
-                                       nullptr) != 1)
+  if (!bio ||
+      PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
     return {};
   char* data = nullptr;
   const long n = BIO_get_mem_data(bio.get(), &data);
@@ -108,7 +108,9 @@ std::string generate_pem(const std::string& algorithm) {
   std::exit(1);
 }
 
-std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
+std::string errno_text(const std::string& what) {
+  return what + ": " + std::strerror(errno);
+}
 
 // The configured run-as user's ids, when relayctl runs as root and one is set.
 std::optional<std::pair<uid_t, gid_t>> key_owner(const std::optional<std::string>& config_path) {
@@ -136,7 +138,7 @@ void write_key(const std::string& dir, const std::string& path, const std::strin
     ::chmod(dir.c_str(), 0750);
     if (owner && ::chown(dir.c_str(), 0, owner->second) != 0) die(errno_text(dir + ": chown"));
   }
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) == 0)
     die(path + ": a key is already there (not overwritten; pick another selector to rotate)");
   unsigned char rnd[6];
@@ -202,13 +204,15 @@ int dkim_keygen(const std::vector<std::string>& words,
   std::string why;
   const auto a = *parse_keygen(words, why);  // dkim_words_ok() accepted them
   const auto owner = key_owner(config_path);
-  const std::string path = (std::filesystem::path(a.dir) / (a.domain + "." + a.selector + ".key")).string();
+  const std::string path =
+      (std::filesystem::path(a.dir) / (a.domain + "." + a.selector + ".key")).string();
   const std::string pem = generate_pem(a.algorithm);
   if (pem.empty()) die("key generation failed (" + a.algorithm + ")");
   auto pub = relayd::dkim::public_key_from_pem(pem);
   if (!pub) die("generated key: " + pub.error());
   write_key(a.dir, path, pem, owner);
-  std::fprintf(stderr, "relayctl: wrote %s (%s); publish this record, then add to relayd.toml:\n"
+  std::fprintf(stderr,
+               "relayctl: wrote %s (%s); publish this record, then add to relayd.toml:\n"
                "  [[dkim]]\n  domain = \"%s\"\n  selector = \"%s\"\n  key = \"%s\"\n",
                path.c_str(), a.algorithm.c_str(), a.domain.c_str(), a.selector.c_str(),
                path.c_str());

@@ -24,7 +24,8 @@ bool dkim_words_ok(const std::vector<std::string>& words);
 
 // `words` as dkim_words_ok accepted them; `config_path` the -c file (else the
 // default, which may be absent: then no chown).
-int dkim_keygen(const std::vector<std::string>& words, const std::optional<std::string>& config_path);
+int dkim_keygen(const std::vector<std::string>& words,
+                const std::optional<std::string>& config_path);
 int dkim_check(control_client& c, bool as_json);
 
 }  // namespace relayctl

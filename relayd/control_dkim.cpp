@@ -45,6 +45,8 @@ constexpr std::array<control_command, 1> commands{{{proto::verb::dkim_check, dki
 
 }  // namespace
 
-std::span<const control_command> control_dkim_commands() { return commands; }
+std::span<const control_command> control_dkim_commands() {
+  return commands;
+}
 
 }  // namespace relayd

@@ -39,7 +39,8 @@ struct dkim_dns_monitor::state {
     std::lock_guard lock(mu);
     for (auto& s : round) {
       auto& m = match[{smtp::text::lower(s.entry.domain), s.entry.selector}];
-      if (s.result.state != dkim::check_state::dns_error) m = s.result.state == dkim::check_state::ok;
+      if (s.result.state != dkim::check_state::dns_error)
+        m = s.result.state == dkim::check_state::ok;
       s.match = m;
       if (stats) stats->set_dkim_key_dns_match(s.entry.domain, s.entry.selector, m);
     }
@@ -127,7 +128,9 @@ void dkim_dns_monitor::stop() {
   state_->timer.cancel();
 }
 
-void dkim_dns_monitor::check_now(done_fn done) { run_round(state_, std::move(done)); }
+void dkim_dns_monitor::check_now(done_fn done) {
+  run_round(state_, std::move(done));
+}
 
 bool dkim_dns_monitor::dkim_dns_ok(std::string_view domain, std::string_view selector) const {
   std::lock_guard lock(state_->mu);

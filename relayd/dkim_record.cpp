@@ -20,7 +20,9 @@
 namespace relayd::dkim {
 namespace {
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
@@ -30,9 +32,8 @@ std::string_view trim(std::string_view s) {
 
 bool valid_tag_name(std::string_view n) {
   if (n.empty() || !std::isalpha(static_cast<unsigned char>(n[0]))) return false;
-  return std::ranges::all_of(n, [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
-  });
+  return std::ranges::all_of(
+      n, [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
 }
 
 std::string lower(std::string_view s) {
@@ -172,7 +173,8 @@ check_result compare(std::span<const std::string> txt_records, const public_key&
       continue;
     }
     if (rec->revoked()) {
-      if (!revoked) revoked = check_result{check_state::revoked, "the record has an empty p= (key revoked)"};
+      if (!revoked)
+        revoked = check_result{check_state::revoked, "the record has an empty p= (key revoked)"};
       continue;
     }
     if (rec->key_type != key.key_type) {
@@ -183,8 +185,8 @@ check_result compare(std::span<const std::string> txt_records, const public_key&
     }
     if (ours && smtp::base64::decode(rec->public_key) == ours) return {check_state::ok, ""};
     if (!mismatch)
-      mismatch = check_result{check_state::mismatch, "the record's p= is another " +
-                                                         key.key_type + " public key"};
+      mismatch = check_result{check_state::mismatch,
+                              "the record's p= is another " + key.key_type + " public key"};
   }
   if (revoked) return *revoked;
   if (mismatch) return *mismatch;

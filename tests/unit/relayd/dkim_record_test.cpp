@@ -29,7 +29,9 @@ std::string pem_of(EVP_PKEY* key) {
 std::string rsa_pem(unsigned bits = 1024) {
   return pem_of(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(bits)));
 }
-std::string ed25519_pem() { return pem_of(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519")); }
+std::string ed25519_pem() {
+  return pem_of(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
+}
 
 TEST(DkimRecord, ParsesTagsIgnoringUnknownOnesAndWhitespaceInP) {
   auto r = parse_key_record(" v=DKIM1 ; h=sha256; k=RSA; t=y; x_new=1;\r\n p=QUJD\r\n RE\tVG ;");
