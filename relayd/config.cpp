@@ -433,10 +433,11 @@ field loader::dkim_field() {
                    }},
               };
               read_table(t, prefix, fields);
-              if (!has_domain) fail(t, prefix + ".domain", "is required");
-              else if (!has_selector) fail(t, prefix + ".selector", "is required");
-              else if (!has_key) fail(t, prefix + ".key", "is required");
-              else c_.dkim.push_back(std::move(e));
+              // A key that is present but bad has been reported by read_table.
+              if (!t.contains("domain")) fail(t, prefix + ".domain", "is required");
+              else if (!t.contains("selector")) fail(t, prefix + ".selector", "is required");
+              else if (!t.contains("key")) fail(t, prefix + ".key", "is required");
+              else if (has_domain && has_selector && has_key) c_.dkim.push_back(std::move(e));
             }
           }};
 }

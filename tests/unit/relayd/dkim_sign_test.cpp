@@ -69,6 +69,17 @@ class DkimSign : public ::testing::Test {
     std::ofstream(dir_ + "/" + name) << text;
     return dir_ + "/" + name;
   }
+  // Writes a key made for the test as PEM (and frees it).
+  void write_key(const std::string& name, EVP_PKEY* key) {
+    ASSERT_NE(key, nullptr);
+    BIO* bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(bio, &data);
+    write(name, std::string_view(data, static_cast<std::size_t>(n)));
+    BIO_free(bio);
+    EVP_PKEY_free(key);
+  }
   relayd::config::dkim_entry entry(std::string domain, std::string selector, std::string key) {
     relayd::config::dkim_entry e;
     e.domain = std::move(domain);
@@ -220,28 +231,46 @@ TEST_F(DkimSign, BadKeysAreStartUpErrorsNamingTheEntry) {
   EXPECT_NE(junk.error().find("dkim[1].key: " + dir_ + "/junk.pem: not a PEM private key"),
             std::string::npos)
       << junk.error();
-  EVP_PKEY* small = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(512));
-  ASSERT_NE(small, nullptr);
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(bio, small, nullptr, nullptr, 0, nullptr, nullptr);
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio, &data);
-  write("small.pem", std::string_view(data, static_cast<std::size_t>(n)));
-  BIO_free(bio);
-  EVP_PKEY_free(small);
+  write_key("small.pem", EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(512)));
   auto too_small = relayd::dkim_signer::load({entry("a.test", "s", "small.pem")});
   ASSERT_FALSE(too_small);
   EXPECT_NE(too_small.error().find("RSA key of 512 bits"), std::string::npos) << too_small.error();
-  EVP_PKEY* ec = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
-  bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(bio, ec, nullptr, nullptr, 0, nullptr, nullptr);
-  const long m = BIO_get_mem_data(bio, &data);
-  write("ec.pem", std::string_view(data, static_cast<std::size_t>(m)));
-  BIO_free(bio);
-  EVP_PKEY_free(ec);
+  write_key("ec.pem", EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
   auto wrong_type = relayd::dkim_signer::load({entry("a.test", "s", "ec.pem")});
   ASSERT_FALSE(wrong_type);
   EXPECT_NE(wrong_type.error().find("not an RSA or Ed25519 key"), std::string::npos);
+}
+
+TEST(DkimConfig, ArrayOfTablesWithDefaultsAndErrorsNamingTheKey) {
+  auto c = relayd::parse_config(
+      "[[dkim]]\ndomain = \"Example.ORG\"\nselector = \"2026-12.rsa\"\nkey = \"/k1.pem\"\n"
+      "[[dkim]]\ndomain = \"example.org\"\nselector = \"ed\"\nkey = \"/k2.pem\"\n"
+      "match = \"sender\"\nsubdomains = true\nrequire_dns = true\nexpire = \"30d\"\n");
+  ASSERT_TRUE(c) << c.error();
+  ASSERT_EQ(c->dkim.size(), 2u);
+  EXPECT_EQ(c->dkim[0].domain, "example.org");
+  EXPECT_EQ(c->dkim[0].match, relayd::config::dkim_entry::match_kind::from);
+  EXPECT_FALSE(c->dkim[0].subdomains);
+  EXPECT_FALSE(c->dkim[0].require_dns);
+  EXPECT_FALSE(c->dkim[0].expire);
+  EXPECT_EQ(c->dkim[1].match, relayd::config::dkim_entry::match_kind::sender);
+  EXPECT_TRUE(c->dkim[1].subdomains && c->dkim[1].require_dns);
+  EXPECT_EQ(c->dkim[1].expire, std::chrono::seconds(30 * 86400));
+  auto error = [](std::string text) {
+    auto r = relayd::parse_config(text);
+    return r ? std::string("accepted") : r.error();
+  };
+  EXPECT_EQ(error("[[dkim]]\ndomain = \"a.test\"\nselector = \"bad_sel\"\nkey = \"/k\"\n"),
+            "config: dkim[1].selector: bad selector \"bad_sel\" (letters, digits and hyphens, "
+            "labels separated by dots)");
+  EXPECT_EQ(error("[[dkim]]\ndomain = \"a.test\"\nselector = \"s\"\n"),
+            "config: dkim[1].key: is required");
+  EXPECT_EQ(error("[[dkim]]\ndomain = \"a.test\"\nselector = \"s\"\nkey = \"/k\"\n"
+                  "match = \"to\"\n"),
+            "config: dkim[1].match: bad value \"to\" (use from or sender)");
+  EXPECT_EQ(error("[[dkim]]\ndomain = \"a.test\"\nselector = \"s\"\nkey = \"/k\"\nkeys = 1\n"),
+            "config: dkim[1].keys: unknown key (did you mean key?)");
+  EXPECT_EQ(error("dkim = 3\n"), "config: dkim: expected an array of tables ([[dkim]]), got an integer");
 }
 
 }  // namespace
