@@ -7,7 +7,8 @@ records by its dnsfunc hook. relayd relays to the scripted test SMTP server
 - RSA-2048, Ed25519, and both at once (each signature verifies on its own);
   the accepted-message log line says dkim=DOMAIN/SELECTOR[,SELECTOR].
 - 8-bit body, an SMTPUTF8 message, long folded headers, a body whose last line
-  has trailing blanks: all verify.
+  has trailing blanks: all verify; so does a message imported from the maildrop
+  whose body ends without a newline.
 - The verifier really checks: a changed header, a changed body, and a From:
   added on top (over-signing) all FAIL.
 - A From: domain with no key: delivered unsigned, the log says dkim=none.
@@ -188,6 +189,24 @@ class DkimTest(c.DeliveryTestCase):
                 self.assertTrue(self.verifies(data, 0), data.decode(errors="replace"))
                 self.assertTrue(self.verifies(data, 1), data.decode(errors="replace"))
                 self.assertRegex(d.log(), rf"(?m){qid}: .*, dkim={DOMAIN}/rsa1,ed1$")
+
+    def test_maildrop_import_is_signed_body_without_final_newline(self):
+        writer = os.path.join(h.REPO, "build/release/tests/e2e/maildrop_write")
+        if not os.path.exists(writer):
+            self.skipTest(f"{writer} not built")
+        srv, d = self.start([("ed1", self.key("ed1", "ed25519"))])
+        # What sendmail writes when relayd is down; the last line has no newline.
+        msg = (b"From: <app@example.org>\r\nTo: <rcpt@dest.test>\r\nSubject: dropped\r\n\r\n"
+               b"first line\r\nlast line without newline")
+        p = subprocess.run([writer, os.path.join(d.spool, "maildrop"), "-f", SENDER,
+                            "rcpt@dest.test"], input=msg, capture_output=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.wait_until(lambda: srv.messages(), 40, "the imported message at the server")
+        data = srv.messages()[-1]["data"]
+        self.assertIn(b"a=ed25519-sha256;", data[:300])
+        self.assertTrue(self.verifies(data), data.decode(errors="replace"))
+        self.assertFalse(self.verifies(data.replace(b"first line", b"first Line")))
+        self.assertRegex(d.log(), rf"(?m): from=<{SENDER}>, .*client=maildrop .*, dkim={DOMAIN}/ed1$")
 
     def test_no_key_for_the_domain_is_unsigned_and_logged(self):
         srv, d = self.start([("rsa1", self.key("rsa1", "rsa"))])
