@@ -168,6 +168,7 @@ class loader {
   std::optional<std::vector<cidr>> networks(const toml::node& n, const std::string& key);
 
   std::vector<field> schema();
+  field dkim_field();
   std::optional<std::string> cross_checks();
 
   std::string origin_;
@@ -350,6 +351,95 @@ std::optional<std::vector<cidr>> loader::networks(const toml::node& n, const std
   }
   if (!ok) return std::nullopt;
   return out;
+}
+
+// [[dkim]] (an array of tables): domain, selector and key are required; the
+// key file itself is read by the signer at start, which names it on failure.
+field loader::dkim_field() {
+  // RFC 6376 3.1: selector = sub-domain *("." sub-domain), labels of letters,
+  // digits and inner hyphens.
+  auto valid_selector = [](std::string_view s) {
+    if (s.empty() || s.size() > 253) return false;
+    for (std::size_t start = 0; start <= s.size();) {
+      std::size_t dot = s.find('.', start);
+      if (dot == std::string_view::npos) dot = s.size();
+      const std::string_view label = s.substr(start, dot - start);
+      if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-')
+        return false;
+      if (!std::ranges::all_of(label, [](char c) {
+            return smtp::text::is_digit(c) || c == '-' || (c >= 'a' && c <= 'z') ||
+                   (c >= 'A' && c <= 'Z');
+          }))
+        return false;
+      start = dot + 1;
+    }
+    return true;
+  };
+  return {"dkim", [this, valid_selector](const toml::node& n, const std::string& key) {
+            const toml::array* a = n.as_array();
+            if (a == nullptr || !a->is_array_of_tables())
+              return wrong_type(n, key, "an array of tables ([[dkim]])");
+            for (std::size_t i = 0; i < a->size(); ++i) {
+              const toml::table& t = *a->get(i)->as_table();
+              const std::string prefix = key + "[" + std::to_string(i + 1) + "]";
+              config::dkim_entry e;
+              bool has_domain = false, has_selector = false, has_key = false;
+              const std::vector<field> fields = {
+                  {"domain",
+                   [&](const toml::node& v, const std::string& k) {
+                     auto s = string(v, k);
+                     if (s && !valid_domain(*s)) return fail(v, k, "bad domain " + quoted(*s));
+                     if (s) e.domain = smtp::text::lower(*s), has_domain = true;
+                   }},
+                  {"selector",
+                   [&](const toml::node& v, const std::string& k) {
+                     auto s = string(v, k);
+                     if (s && !valid_selector(*s))
+                       return fail(v, k,
+                                   "bad selector " + quoted(*s) +
+                                       " (letters, digits and hyphens, labels separated by dots)");
+                     if (s) e.selector = std::move(*s), has_selector = true;
+                   }},
+                  {"key",
+                   [&](const toml::node& v, const std::string& k) {
+                     auto s = path(v, k);
+                     if (s && s->empty()) return fail(v, k, "must not be empty");
+                     if (s) e.key = std::move(*s), has_key = true;
+                   }},
+                  {"match",
+                   [&](const toml::node& v, const std::string& k) {
+                     auto s = string(v, k);
+                     if (!s) return;
+                     if (*s == "from")
+                       e.match = config::dkim_entry::match_kind::from;
+                     else if (*s == "sender")
+                       e.match = config::dkim_entry::match_kind::sender;
+                     else
+                       fail(v, k, "bad value " + quoted(*s) + " (use from or sender)");
+                   }},
+                  {"subdomains",
+                   [&](const toml::node& v, const std::string& k) {
+                     set(e.subdomains, boolean(v, k));
+                   }},
+                  {"require_dns",
+                   [&](const toml::node& v, const std::string& k) {
+                     set(e.require_dns, boolean(v, k));
+                   }},
+                  {"expire",
+                   [&](const toml::node& v, const std::string& k) {
+                     auto d = duration(v, k);
+                     if (d && d->count() == 0) return fail(v, k, "must be at least 1s");
+                     if (d) e.expire = *d;
+                   }},
+              };
+              read_table(t, prefix, fields);
+              // A key that is present but bad has been reported by read_table.
+              if (!t.contains("domain")) fail(t, prefix + ".domain", "is required");
+              else if (!t.contains("selector")) fail(t, prefix + ".selector", "is required");
+              else if (!t.contains("key")) fail(t, prefix + ".key", "is required");
+              else if (has_domain && has_selector && has_key) c_.dkim.push_back(std::move(e));
+            }
+          }};
 }
 
 std::vector<field> loader::schema() {
@@ -648,52 +738,6 @@ std::vector<field> loader::schema() {
                      }
                    }},
               }),
-      {"dkim",
-       [this](const toml::node& n, const std::string& key) {
-         const toml::array* a = n.as_array();
-         if (a == nullptr || !a->is_array_of_tables())
-           return wrong_type(n, key, "an array of tables ([[dkim]])");
-         for (std::size_t i = 0; i < a->size(); ++i) {
-           const std::string item = key + "[" + std::to_string(i + 1) + "]";
-           dkim_key_entry e;
-           bool has_domain = false, has_selector = false, has_key = false;
-           const std::vector<field> fields = {
-               {"domain",
-                [&](const toml::node& v, const std::string& k) {
-                  has_domain = true;  // a bad value is its own error, not "must be set"
-                  auto t = string(v, k);
-                  if (t && !valid_domain(*t)) return fail(v, k, "bad domain " + quoted(*t));
-                  if (t) e.domain = smtp::text::lower(*t);
-                }},
-               {"selector",
-                [&](const toml::node& v, const std::string& k) {
-                  has_selector = true;
-                  auto t = string(v, k);
-                  if (t && !valid_domain(*t)) return fail(v, k, "bad selector " + quoted(*t));
-                  if (t) e.selector = *t;
-                }},
-               {"key",
-                [&](const toml::node& v, const std::string& k) {
-                  has_key = true;
-                  auto t = path(v, k);
-                  if (t && t->empty()) return fail(v, k, "must not be empty");
-                  if (t) e.key = *t;
-                }},
-               {"require_dns",
-                [&](const toml::node& v, const std::string& k) { set(e.require_dns, boolean(v, k)); }},
-               // The signer's keys (another module reads them): type-checked only.
-               {"match", [&](const toml::node& v, const std::string& k) { string(v, k); }},
-               {"subdomains", [&](const toml::node& v, const std::string& k) { boolean(v, k); }},
-               {"expire", [&](const toml::node& v, const std::string& k) { duration(v, k); }},
-           };
-           const toml::table& t = *a->get(i)->as_table();
-           read_table(t, item, fields);
-           if (!has_domain) fail(t, item + ".domain", "must be set");
-           else if (!has_selector) fail(t, item + ".selector", "must be set");
-           else if (!has_key) fail(t, item + ".key", "must be set");
-           else c_.dkim.push_back(std::move(e));
-         }
-       }},
       section("metrics",
               {
                   {"listen",
@@ -701,6 +745,7 @@ std::vector<field> loader::schema() {
                      set(c_.metrics.listen, address(n, key, 9587, true));
                    }},
               }),
+      dkim_field(),
   };
 }
 

@@ -20,16 +20,6 @@ namespace relayd {
 
 enum class tls_policy { none, may, encrypt, verify };
 
-// One [[dkim]] entry (DESIGN "Sender identity and routes"): the signing key of a
-// domain and selector. Only what the key tooling needs (relayctl dkim check, the
-// DNS monitor); match, subdomains and expire are accepted and left to the signer.
-struct dkim_key_entry {
-  std::string domain;    // "example.org" (lower case)
-  std::string selector;  // "s2026"
-  std::string key;       // PEM file, RSA or Ed25519
-  bool require_dns = false;
-};
-
 struct config {
   std::string hostname;  // default: the system host name
   std::string spool = "/var/spool/relayd";
@@ -116,11 +106,23 @@ struct config {
     std::vector<std::pair<std::string, std::vector<std::string>>> senders;
   } local;
 
-  std::vector<dkim_key_entry> dkim;  // [[dkim]], in file order
-
   struct metrics_section {
     std::optional<endpoint> listen = endpoint{"127.0.0.1", 9587};  // "" disables
   } metrics;
+
+  // [[dkim]]: one signing key (RFC 6376). Every entry for the signing domain
+  // signs (RSA + Ed25519, old and new selector); the key file is read at start
+  // and on SIGHUP (relayd/dkim_sign.hpp), not here.
+  struct dkim_entry {
+    std::string domain;    // d= (lower case)
+    std::string selector;  // s=
+    std::string key;       // PEM private key: RSA 1024-4096 bits or Ed25519
+    enum class match_kind { from, sender } match = match_kind::from;  // whose domain signs
+    bool subdomains = false;   // also sign for x.domain (d= stays domain)
+    bool require_dns = false;  // sign only while DNS publishes the key (relayctl dkim check)
+    std::optional<std::chrono::seconds> expire;  // x= = t= + expire
+  };
+  std::vector<dkim_entry> dkim;
 };
 
 // Parses and validates a whole file. On error: "FILE: KEY: what is wrong".

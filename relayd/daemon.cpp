@@ -19,6 +19,7 @@
 #include "relayd/delivery_agent.hpp"
 #include "relayd/delivery_scheduler.hpp"
 #include "relayd/dkim_dns_monitor.hpp"
+#include "relayd/dkim_sign.hpp"
 #include "relayd/inbound_maildrop.hpp"
 #include "relayd/inbound_listener.hpp"
 #include "relayd/local_aliases.hpp"
@@ -66,6 +67,16 @@ int run_daemon(const config& cfg) {
   }
 
   asio::io_context io(1);
+  // [[dkim]] keys, read before the privilege drop; a bad key stops the start.
+  // After `io`: its signing threads are joined before `io` goes, so an answer
+  // in flight never posts to a destroyed io_context.
+  dkim_service dkim(cfg);
+  if (auto loaded = dkim.load(); loaded) {
+    if (dkim.enabled()) spdlog::info("{}", *loaded);
+  } else {
+    spdlog::critical("{}", loaded.error());
+    return 1;
+  }
   std::unique_ptr<dns::mx_resolver> resolver;
   try {
     dns::resolver_options ro;
@@ -85,6 +96,7 @@ int run_daemon(const config& cfg) {
   control_server control(io, cfg, *spool);
   control.set_scheduler(&sched);
   server.set_aliases(aliases);
+  server.set_dkim(dkim);
   control.set_aliases(aliases);
   // [[dkim]] selectors' DNS records: at start and every 6 h; relayctl dkim check.
   dkim_dns_monitor dkim_dns(io, cfg, *resolver, &registry);
@@ -106,6 +118,7 @@ int run_daemon(const config& cfg) {
   const bool maildrop_ok = prepare_maildrop(cfg, *user);  // needs root to set its group
   if (!user->name.empty() && !drop_privileges(cfg, *user)) return 1;
   maildrop_importer maildrop(io, cfg, *spool, sched, registry, aliases);
+  maildrop.set_dkim(dkim);
   if (maildrop_ok) maildrop.start();
   queue_census_loop census(io, cfg, *spool, sched, registry);
   census.start();
@@ -128,7 +141,7 @@ int run_daemon(const config& cfg) {
   //     `io`, which is not run again) and closes LMDB.
   //  4. The locals go in reverse order: signals, retention, census, metrics endpoint,
   //     control, listener (joins the AUTH worker), agent, scheduler, registry,
-  //     resolver;
+  //     resolver, DKIM signer (joins its threads);
   //     then `io`, which destroys the coroutine frames left by io.stop()
   //     without resuming them (they own what their destructors touch).
   asio::signal_set signals(io, SIGTERM, SIGINT);
@@ -177,12 +190,19 @@ int run_daemon(const config& cfg) {
   std::function<void(boost::system::error_code, int)> on_hup = [&](boost::system::error_code ec,
                                                                    int) {
     if (ec) return;
-    spdlog::info("SIGHUP: reloading the TLS certificate, the AUTH users and the aliases");
+    spdlog::info("SIGHUP: reloading the TLS certificate, the AUTH users, the aliases and the "
+                 "DKIM keys");
     server.reload();
     if (auto loaded = aliases.load(); loaded)
       spdlog::info("SIGHUP: {}", *loaded);
     else
       spdlog::error("SIGHUP: {} (the previous aliases stay in use)", loaded.error());
+    if (dkim.enabled()) {
+      if (auto loaded = dkim.load(); loaded)
+        spdlog::info("SIGHUP: {}", *loaded);
+      else
+        spdlog::error("SIGHUP: {} (the previous DKIM keys stay in use)", loaded.error());
+    }
     hup.async_wait(on_hup);
   };
   hup.async_wait(on_hup);

@@ -27,7 +27,7 @@ namespace relayd {
 
 // One entry's last check.
 struct dkim_dns_status {
-  dkim_key_entry entry;
+  config::dkim_entry entry;
   dkim::check_result result;
   bool match = false;  // what dkim_dns_ok() answers: result ok, or ok before a dns_error
 };
