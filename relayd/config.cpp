@@ -81,7 +81,8 @@ std::expected<relay_host, std::string> parse_relay_host(std::string_view s) {
     return std::unexpected("unknown scheme in " + quoted(s) + " (use smtp:// or smtps://)");
   auto e = parse_endpoint(rest, r.implicit_tls ? 465 : 25);
   if (!e) return std::unexpected(e.error());
-  if (e->port == 0) return std::unexpected("port 0 in " + quoted(s));
+  if (e->port == 0)
+    return std::unexpected("port 0 in " + quoted(s) + " (0 is only allowed for listeners)");
   if (bare && e->port == 465)
     return std::unexpected("port 465 is implicit TLS: write smtps://[" + e->host + "]:465");
   r.host = std::move(e->host);
