@@ -20,6 +20,27 @@ namespace relayd {
 
 enum class tls_policy { none, may, encrypt, verify };
 
+// A smarthost: "smtp://[host]:port" or the bare "[host]:port" (STARTTLS per the
+// tls policy) or "smtps://[host]:port" (TLS right after connect, port 465 by default).
+struct relay_host {
+  std::string host;
+  std::uint16_t port = 25;
+  bool implicit_tls = false;      // smtps://
+  std::string to_string() const;  // "[host]:587", "smtps://[host]:465"
+};
+
+// A [[route]] (DESIGN "Sender identity and routes"): one match key, then where
+// the mail goes. Matching and rewriting live in relayd/delivery_route.hpp.
+struct route {
+  std::string name;  // [[route]] name, default "route1", "route2", ...
+  std::string sender, sender_domain, recipient_domain;  // exactly one is set (lower case)
+  std::vector<relay_host> relayhost;                    // a pool, in order; empty: MX
+  std::string user, password_file;
+  tls_policy tls = tls_policy::may;
+  std::uint16_t port = 25;  // MX delivery port
+  std::string rewrite_sender, rewrite_from;
+};
+
 struct config {
   std::string hostname;  // default: the system host name
   std::string spool = "/var/spool/relayd";
@@ -57,7 +78,7 @@ struct config {
   } auth;
 
   struct delivery_section {
-    std::optional<endpoint> relayhost;  // from "[host]:port"
+    std::optional<relay_host> relayhost;
     std::string relayhost_user;
     std::string relayhost_password_file;
     std::uint16_t port = 25;
@@ -105,6 +126,8 @@ struct config {
     // a user not listed may use any sender.
     std::vector<std::pair<std::string, std::vector<std::string>>> senders;
   } local;
+
+  std::vector<route> routes;  // [[route]], first match wins; none: [delivery]
 
   struct metrics_section {
     std::optional<endpoint> listen = endpoint{"127.0.0.1", 9587};  // "" disables

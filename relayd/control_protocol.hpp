@@ -117,6 +117,7 @@ inline constexpr std::string_view reply_text = "reply_text";    // the reply's t
 inline constexpr std::string_view first_attempt = "first_attempt";
 inline constexpr std::string_view last_attempt = "last_attempt";
 inline constexpr std::string_view notify = "notify";  // ["success","failure","delay"] or ["never"]
+inline constexpr std::string_view route = "route";    // [[route]] name, or "default"
 inline constexpr std::string_view orcpt = "orcpt";    // "rfc822;user@example.org"
 // stats (and "messages", "in_flight" above)
 inline constexpr std::string_view stats = "stats";

@@ -40,7 +40,7 @@ std::vector<recipient_outcome> for_each_recipient(const job& j, const recipient_
 
 struct delivery_agent::impl {
   impl(asio::io_context& io_, const config& cfg_, scheduler& sched_, dns::mx_resolver& dns_)
-      : io(io_), cfg(cfg_), sched(sched_), connect(io_, cfg_, dns_, read_relayhost_password(cfg_)) {}
+      : io(io_), cfg(cfg_), sched(sched_), connect(io_, cfg_, dns_, read_route_passwords(cfg_)) {}
 
   // `d` lives while d.active counts this worker: the scheduler forgets a
   // destination only when no connection is active (scheduler::maybe_forget).
@@ -83,7 +83,7 @@ void delivery_agent::start_connection(destination& d) {
 awaitable<std::optional<delivery_link>> delivery_agent::impl::open(destination& d,
                                                                    attempt_timing& timing,
                                                                    std::optional<job>& held) {
-  auto r = co_await connect.open(d.key.name);
+  auto r = co_await connect.open(d.key);
   timing.dns = r.dns_seconds;
   timing.connect = r.connect_seconds;
   if (r.link) co_return std::move(r.link);

@@ -1,12 +1,15 @@
 // Connection set-up for the delivery agent (Postfix's smtp_connect.c): DNS (MX or
 // relayhost), the hosts in preference order and each address in turn, connect,
 // EHLO, STARTTLS per [delivery] tls (with the `may` plaintext fallback), AUTH.
+// Each route (delivery_route.hpp) brings its own relayhost pool (tried in order,
+// equals spread, smtps:// with TLS before the greeting), credentials, TLS and port.
 // Fails with a deferred (for a permanent DNS answer, failed) outcome; never throws.
 #pragma once
 
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "relayd/delivery_stream.hpp"
 #include "relayd/delivery_types.hpp"
@@ -36,21 +39,22 @@ struct connect_result {
   double dns_seconds = 0, connect_seconds = 0;
 };
 
-// The relayhost password ([delivery] relayhost_password_file, first line), or ""
-// without relayhost_user. Throws std::runtime_error when the file cannot be read.
-std::string read_relayhost_password(const config& cfg);
+// Each route's relayhost password (its password_file's first line; [delivery]
+// relayhost_password_file for route 0), "" for a route without a user; indexed by
+// route number. Throws std::runtime_error naming the key when a file cannot be read.
+std::vector<std::string> read_route_passwords(const config& cfg);
 
 class connector {
  public:
-  // `relay_password` is moved in and wiped when the connector goes.
+  // `passwords` (read_route_passwords) are moved in and wiped when the connector goes.
   connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns,
-            std::string relay_password);
+            std::vector<std::string> passwords);
   ~connector();
   connector(const connector&) = delete;
   connector& operator=(const connector&) = delete;
 
-  // Resolves `destination_name` (ignored with a relayhost) and connects.
-  awaitable<connect_result> open(const std::string& destination_name);
+  // Resolves the destination's domain (MX) or its route's relayhosts, and connects.
+  awaitable<connect_result> open(const destination_key& destination);
 
  private:
   struct impl;
