@@ -579,7 +579,7 @@ key = "/k/ed.key"
   EXPECT_TRUE(c.dkim[0].require_dns);
   EXPECT_FALSE(c.dkim[1].require_dns);
   EXPECT_TRUE(parse_ok("").dkim.empty());
-  EXPECT_NE(parse_error("[[dkim]]\ndomain = \"a.org\"\nkey = \"/k\"\n").find("dkim[1].selector: must be set"),
+  EXPECT_NE(parse_error("[[dkim]]\ndomain = \"a.org\"\nkey = \"/k\"\n").find("dkim[1].selector: is required"),
             std::string::npos);
   EXPECT_NE(parse_error("[[dkim]]\ndomain = \"a.org\"\nselector = \"s\"\nkey = \"/k\"\nkeys = 1\n")
                 .find("dkim[1].keys: unknown key"),
