@@ -10,13 +10,14 @@
 
 #include <boost/asio/ssl.hpp>
 #include <chrono>
-#include <fstream>
 #include <stdexcept>
 
 #include "dns/mx_resolver.hpp"
 #include "relayd/async_call.hpp"
 #include "relayd/config.hpp"
 #include "relayd/delivery_outcome.hpp"
+#include "relayd/oauth2_token.hpp"
+#include "relayd/secret_file.hpp"
 
 namespace relayd {
 namespace {
@@ -43,29 +44,38 @@ void wipe(std::string& s) {
 
 enum class setup_result { ready, failed, tls_failed };
 
-}  // namespace
-
-std::string read_relayhost_password(const config& cfg) {
-  if (cfg.delivery.relayhost_user.empty()) return {};
-  std::ifstream f(cfg.delivery.relayhost_password_file);
-  if (!f)
-    throw std::runtime_error("delivery.relayhost_password_file: cannot read " +
-                             cfg.delivery.relayhost_password_file);
-  std::string password;
-  std::getline(f, password);
-  while (!password.empty() && (password.back() == '\r' || password.back() == '\n'))
-    password.pop_back();
-  return password;
+// The token endpoint failed: the mail waits (our credentials, never a bounce).
+recipient_outcome token_failed(const oauth2_error& e) {
+  recipient_outcome o;
+  o.status = e.cause == queue::outcome_cause::auth ? "4.7.0" : "4.3.5";
+  o.cause = e.cause;
+  o.text = "OAuth2 " + e.text;
+  o.description = describe(o);
+  return o;
 }
 
+}  // namespace
+
 struct connector::impl {
-  impl(asio::io_context& io_, const config& cfg_, dns::mx_resolver& dns_, std::string password)
+  impl(asio::io_context& io_, const config& cfg_, dns::mx_resolver& dns_)
       : io(io_),
         cfg(cfg_),
         dns(dns_),
         tls_any(ssl::context::tls_client),
-        tls_verify(ssl::context::tls_client),
-        relay_password(std::move(password)) {
+        tls_verify(ssl::context::tls_client) {
+    const auto& d = cfg.delivery;
+    if (d.relayhost_oauth2) {
+      oauth = std::make_unique<oauth2_token_source>(io, *d.relayhost_oauth2,
+                                                    "delivery.relayhost_oauth2");
+    } else if (!d.relayhost_user.empty()) {
+      auto f = secret_file::open(d.relayhost_password_file);
+      auto v = f ? f->read_first_line() : std::unexpected(f.error());
+      if (!v)
+        throw std::runtime_error("delivery.relayhost_password_file: cannot read " +
+                                 d.relayhost_password_file + " (" + v.error() + ")");
+      password_file.emplace(std::move(*f));
+      relay_password = std::move(*v);
+    }
     for (auto* ctx : {&tls_any, &tls_verify}) {
       SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
       ctx->set_options(ssl::context::default_workarounds | ssl::context::no_compression);
@@ -81,7 +91,8 @@ struct connector::impl {
   // caller's local.
   awaitable<setup_result> set_up(delivery_link& l, smtp::client_session& s,
                                  std::optional<queue::outcome_cause>& lost);
-  smtp::client_options session_options(const std::string& host_name, bool try_tls) const;
+  smtp::client_options session_options(const std::string& host_name, bool try_tls,
+                                       const std::string& token) const;
 
   asio::io_context& io;
   const config& cfg;
@@ -89,13 +100,28 @@ struct connector::impl {
   ssl::context tls_any;     // none/may/encrypt: encryption without authentication
   ssl::context tls_verify;  // verify: system CAs and the host name
   std::string relay_password;
+  std::optional<secret_file> password_file;     // kept open for SIGHUP
+  std::unique_ptr<oauth2_token_source> oauth;  // relayhost_oauth2: the token cache
 };
 
-connector::connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns,
-                     std::string relay_password)
-    : impl_(std::make_unique<impl>(io, cfg, dns, std::move(relay_password))) {}
+connector::connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns)
+    : impl_(std::make_unique<impl>(io, cfg, dns)) {}
 
 connector::~connector() = default;
+
+void connector::reload_credentials() {
+  auto& m = *impl_;
+  if (m.oauth) m.oauth->reload();
+  if (!m.password_file) return;
+  if (auto v = m.password_file->read_first_line(); v) {
+    wipe(m.relay_password);
+    m.relay_password = std::move(*v);
+    spdlog::info("SIGHUP: delivery.relayhost_password_file re-read");
+  } else {
+    spdlog::error("SIGHUP: delivery.relayhost_password_file: {} (the previous password stays)",
+                  v.error());
+  }
+}
 
 awaitable<dns::mx_result> connector::impl::resolve(const std::string& name) {
   // The lambdas run before the co_await returns: `host` and `name` outlive them.
@@ -109,7 +135,8 @@ awaitable<dns::mx_result> connector::impl::resolve(const std::string& name) {
 }
 
 smtp::client_options connector::impl::session_options(const std::string& host_name,
-                                                      bool try_tls) const {
+                                                      bool try_tls,
+                                                      const std::string& token) const {
   smtp::client_options o;
   o.helo_name = cfg.hostname;
   const auto policy = cfg.delivery.tls;
@@ -117,7 +144,8 @@ smtp::client_options connector::impl::session_options(const std::string& host_na
   o.require_tls = policy == tls_policy::encrypt || policy == tls_policy::verify;
   if (cfg.delivery.relayhost && !cfg.delivery.relayhost_user.empty()) {
     o.auth_user = cfg.delivery.relayhost_user;
-    o.auth_password = relay_password;
+    o.auth_password = oauth ? token : relay_password;
+    if (oauth) o.auth_mechanism = cfg.delivery.relayhost_oauth2->mechanism;
     o.allow_plaintext_auth = is_loopback_host(host_name);
     if (!o.allow_plaintext_auth) {
       o.want_tls = true;
@@ -170,6 +198,16 @@ awaitable<connect_result> connector::open(const std::string& destination_name) {
     co_return out;
   }
 
+  std::string token;  // OAuth2: fetched before connecting (the HTTPS request is async)
+  if (m.oauth) {
+    auto t = co_await m.oauth->token();
+    if (!t) {
+      out.problem = token_failed(t.error());
+      out.local_fault = true;
+      co_return out;
+    }
+    token = std::move(*t);
+  }
   const auto connect_started = steady::now();
   out.problem = no_host_answered();
   for (const auto& host : mx.hosts) {
@@ -187,7 +225,7 @@ awaitable<connect_result> connector::open(const std::string& destination_name) {
           out.problem = connect_failed(relay, ec == asio::error::timed_out, ec.message());
           break;
         }
-        l.session = std::make_unique<smtp::client_session>(m.session_options(host.name, try_tls));
+        l.session = std::make_unique<smtp::client_session>(m.session_options(host.name, try_tls, token));
         std::optional<queue::outcome_cause> lost;
         const auto r = co_await m.set_up(l, *l.session, lost);
         if (r == setup_result::ready) {
@@ -207,6 +245,10 @@ awaitable<connect_result> connector::open(const std::string& destination_name) {
         const auto& f = l.session->failure();
         out.problem = outcome_of(f, relay, lost);
         out.local_fault = f.local_fault;
+        if (m.oauth && f.cause == smtp::failure_cause::auth_rejected) {
+          m.oauth->refused(token);
+          out.token_refused = true;
+        }
         // A 421 greeting or EHLO: this host is busy; the next MX may not be.
         out.throttled = out.throttled || f.destination_throttled;
         break;
@@ -216,6 +258,7 @@ awaitable<connect_result> connector::open(const std::string& destination_name) {
     if (out.local_fault) break;
   }
   out.connect_seconds = seconds_since(connect_started);
+  wipe(token);
   if (out.local_fault) {
     spdlog::error("delivery to {}: our own configuration is refused: {}", destination_name,
                   out.problem.description);

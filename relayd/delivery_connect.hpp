@@ -33,24 +33,25 @@ struct connect_result {
   recipient_outcome problem;          // else: why not (the last host's failure)
   bool throttled = false;    // a host answered 421 / 4.7.x: back off the destination
   bool local_fault = false;  // our configuration was refused (e.g. AUTH 535)
+  bool token_refused = false;  // the OAuth2 token got a 5xx: forgotten, open() gets a new one
   double dns_seconds = 0, connect_seconds = 0;
 };
 
-// The relayhost password ([delivery] relayhost_password_file, first line), or ""
-// without relayhost_user. Throws std::runtime_error when the file cannot be read.
-std::string read_relayhost_password(const config& cfg);
-
 class connector {
  public:
-  // `relay_password` is moved in and wiped when the connector goes.
-  connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns,
-            std::string relay_password);
+  // Opens the relayhost's credential files ([delivery] relayhost_password_file,
+  // first line, or relayhost_oauth2's): call before the privilege drop. Throws
+  // std::runtime_error naming the key when one cannot be read.
+  connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns);
   ~connector();
   connector(const connector&) = delete;
   connector& operator=(const connector&) = delete;
 
   // Resolves `destination_name` (ignored with a relayhost) and connects.
   awaitable<connect_result> open(const std::string& destination_name);
+  // SIGHUP: re-reads the password or the OAuth2 secret and refresh token files
+  // (through the descriptors kept open when only root can read them).
+  void reload_credentials();
 
  private:
   struct impl;
