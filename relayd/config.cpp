@@ -738,7 +738,8 @@ std::optional<std::string> loader::cross_checks() {
                                : error("tls.key", "must be set when tls.cert is set");
   const auto& d = c_.delivery;
   if (d.relayhost_oauth2 && !d.relayhost_password_file.empty())
-    return error("delivery.relayhost_oauth2", "and delivery.relayhost_password_file exclude each other");
+    return error("delivery.relayhost_oauth2",
+                 "excludes delivery.relayhost_password_file (set one of them)");
   if (d.relayhost_oauth2 && d.relayhost_user.empty())
     return error("delivery.relayhost_user", "must be set with delivery.relayhost_oauth2 (the "
                                             "user name sent with the token)");

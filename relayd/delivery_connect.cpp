@@ -69,7 +69,8 @@ struct connector::impl {
                                                     "delivery.relayhost_oauth2");
     } else if (!d.relayhost_user.empty()) {
       auto f = secret_file::open(d.relayhost_password_file);
-      auto v = f ? f->read_first_line() : std::unexpected(f.error());
+      std::expected<std::string, std::string> v = std::unexpected(f ? "" : f.error());
+      if (f) v = f->read_first_line();
       if (!v)
         throw std::runtime_error("delivery.relayhost_password_file: cannot read " +
                                  d.relayhost_password_file + " (" + v.error() + ")");

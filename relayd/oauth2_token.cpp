@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -235,13 +236,15 @@ struct oauth2_token_source::state : std::enable_shared_from_this<state> {
 
 awaitable<std::expected<oauth2_token_reply, oauth2_error>> oauth2_token_source::state::request() {
   using std::unexpected;
-  using enum queue::outcome_cause;
+  constexpr auto local_config = queue::outcome_cause::local_config;
   tcp::resolver resolver(io);
   auto [rec, endpoints] = co_await resolver.async_resolve(where.host, where.port, use_tuple);
   if (rec) co_return unexpected(failed(local_config, 0, "cannot resolve: " + rec.message()));
 
   beast::ssl_stream<beast::tcp_stream> stream(io, tls);
-  SSL_set_tlsext_host_name(stream.native_handle(), where.host.c_str());
+  boost::system::error_code not_ip;
+  asio::ip::make_address(where.host, not_ip);
+  if (not_ip) SSL_set_tlsext_host_name(stream.native_handle(), where.host.c_str());  // SNI: names only
   stream.set_verify_callback(ssl::host_name_verification(where.host));
   auto& tcp_layer = beast::get_lowest_layer(stream);
   tcp_layer.expires_after(step_timeout);
@@ -288,7 +291,7 @@ awaitable<std::expected<oauth2_token_reply, oauth2_error>> oauth2_token_source::
                                                           " redirect (not followed)"));
   if (status != 200) {
     // 400/401 (invalid_grant, invalid_client): the provider refused our credentials.
-    const auto cause = status == 400 || status == 401 ? auth : local_config;
+    const auto cause = status == 400 || status == 401 ? queue::outcome_cause::auth : local_config;
     co_return unexpected(failed(cause, status, describe_token_error(status, res.body())));
   }
   auto reply = parse_token_reply(res.body());

@@ -137,6 +137,11 @@ class OAuth2Test(c.DeliveryTestCase):
         os.chmod(path, mode)
         return path
 
+    @staticmethod
+    def read(path):
+        with open(path) as f:
+            return f.read()
+
     def setup_oauth(self, mechanism="xoauth2", token_url=None, smtp_mech="XOAUTH2"):
         self.srv = self.start_server(["127.0.0.1:0"], auth_users={USER: "no token yet"},
                                      auth_mechanisms=[smtp_mech], auth_required=True)
@@ -186,7 +191,7 @@ class OAuth2Test(c.DeliveryTestCase):
         self.ep.expires_in = 2
         self.ep.rotate_to = "rt-2"
         self.deliver(d, "first", 1)
-        self.wait_until(lambda: open(self.refresh_file).read() == "rt-2\n", 5,
+        self.wait_until(lambda: self.read(self.refresh_file) == "rt-2\n", 5,
                         "the rotated refresh token written back")
         time.sleep(2.5)
         self.deliver(d, "second", 2)
@@ -231,7 +236,7 @@ class OAuth2Test(c.DeliveryTestCase):
         self.assertRegex(r["last_reply"], expected, m)
         self.assertEqual(self.srv.connections(), [], "the smarthost is not contacted")
         self.assertNoBounce(d)
-        self.assertEqual(d.ctl("dead", "list").out.strip(), "", "nothing in the dead spool")
+        self.assertEqual(d.ctl("dead", "list").out.strip(), "Dead spool is empty")
 
     def test_token_endpoint_down_defers(self):
         d = self.setup_oauth(token_url=f"https://127.0.0.1:{c.h.free_port()}/token")

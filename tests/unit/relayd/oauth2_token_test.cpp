@@ -104,7 +104,7 @@ TEST(oauth2_config, errors_name_the_key) {
   EXPECT_EQ(err(R"(relayhost_oauth2 = { token_url = "https://x/t", client_id = "c", refresh_token_file = "/r", scopes = "s" })"),
             "config: delivery.relayhost_oauth2.scopes: unknown key (did you mean scope?)");
   EXPECT_EQ(err("relayhost_password_file = \"/p\"\n" R"(relayhost_oauth2 = { token_url = "https://x/t", client_id = "c", refresh_token_file = "/r" })"),
-            "config: delivery.relayhost_oauth2: and delivery.relayhost_password_file exclude each other");
+            "config: delivery.relayhost_oauth2: excludes delivery.relayhost_password_file (set one of them)");
   EXPECT_EQ(err(R"(relayhost_oauth2 = "https://x")"),
             "config: delivery.relayhost_oauth2: expected a table { token_url = \"https://...\", client_id = ..., ... }, got a string");
 }
