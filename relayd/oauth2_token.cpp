@@ -369,6 +369,7 @@ void oauth2_token_source::reload() {
     if (auto v = s.secret_file_->read_first_line(); v) {
       wipe(s.client_secret);
       s.client_secret = std::move(*v);
+      spdlog::info("SIGHUP: {}.client_secret_file re-read", s.key);
     } else {
       spdlog::error("{}.client_secret_file: {} (the previous secret stays in use)", s.key, v.error());
     }

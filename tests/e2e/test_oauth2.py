@@ -17,9 +17,9 @@ token last issued and checks the SASL string byte for byte.
   provider's 535 in relayctl -j; nothing is bounced.
 - The token endpoint down, or answering 400 invalid_grant: deferred with the
   reason (cause auth / local_config), the smarthost never contacted, no bounce.
-- SIGHUP (root only): relayd runs as nobody, the password file and the client
-  secret are 0600 root in a 0700 root directory; their content is rotated in
-  place, SIGHUP, and the next delivery uses the new values.
+- SIGHUP (root only): relayd runs as nobody, the password file (or the OAuth2
+  client secret) is 0600 root in a 0700 root directory; its content is rotated
+  in place, SIGHUP, and the next delivery (the next token request) uses it.
 """
 
 import http.server
@@ -290,6 +290,39 @@ class OAuth2Test(c.DeliveryTestCase):
         log = srv.auth_log()
         self.assertEqual([a["ok"] for a in log], [True, True], log)
         self.assertNotIn("relayhost_password_file: ", d.log().split("re-read")[0][-200:])
+        self.assertNoBounce(d)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root")
+    def test_sighup_rereads_a_root_only_client_secret_after_the_privilege_drop(self):
+        try:
+            pwd.getpwnam("nobody")
+        except KeyError:
+            self.skipTest("no user nobody")
+        os.chmod(self.dir, 0o700)  # the secrets: root only, by path
+        self.srv = self.start_server(["127.0.0.1:0"], auth_users={USER: "no token yet"},
+                                     auth_mechanisms=["XOAUTH2"], auth_required=True)
+        self.ep = TokenEndpoint(self.cert, self.key,
+                                lambda t: self.srv.set_options(auth_users={USER: t}))
+        self.addCleanup(self.ep.stop)
+        self.ep.expires_in = 2
+        secret = self.write("client_secret", "cs-1")
+        oauth = {"token_url": self.ep.url, "client_id": "client-1",
+                 "client_secret_file": secret,
+                 "refresh_token_file": self.write("refresh_token", "rt-1")}
+        d = self.smarthost_relayd(self.srv.port, {"user": "nobody", "delivery.relayhost_user": USER,
+                                                   "delivery.relayhost_oauth2": oauth}, start=False)
+        os.chmod(d.dir, 0o755)
+        d.extra_env["SSL_CERT_FILE"] = self.ca
+        d.start()
+        self.deliver(d, "before rotation", 1)
+        with open(secret, "r+") as f:  # rotated in place
+            f.truncate(0)
+            f.write("cs-2\n")
+        os.kill(d.proc.pid, signal.SIGHUP)
+        self.wait_until(lambda: "client_secret_file re-read" in d.log(), 5, "the reload")
+        time.sleep(2.5)  # the token expired: the next delivery asks with the new secret
+        self.deliver(d, "after rotation", 2)
+        self.assertEqual([r["client_secret"] for r in self.ep.requests], ["cs-1", "cs-2"])
         self.assertNoBounce(d)
 
 
