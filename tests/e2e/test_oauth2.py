@@ -137,6 +137,14 @@ class OAuth2Test(c.DeliveryTestCase):
         os.chmod(path, mode)
         return path
 
+    def need_root_and_nobody(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        try:
+            pwd.getpwnam("nobody")
+        except KeyError:
+            self.skipTest("no user nobody")
+
     @staticmethod
     def read(path):
         with open(path) as f:
@@ -260,12 +268,8 @@ class OAuth2Test(c.DeliveryTestCase):
         self.check_endpoint_failure(d, qid, r"TLS handshake failed")
         self.assertEqual(self.ep.requests, [])
 
-    @unittest.skipUnless(os.geteuid() == 0, "needs root")
     def test_sighup_rereads_root_only_credentials_after_the_privilege_drop(self):
-        try:
-            pwd.getpwnam("nobody")
-        except KeyError:
-            self.skipTest("no user nobody")
+        self.need_root_and_nobody()
         secrets = os.path.join(self.dir, "secrets")
         os.mkdir(secrets, 0o700)  # nobody can open nothing in here by path
         pw = os.path.join(secrets, "relayhost.pw")
@@ -292,12 +296,8 @@ class OAuth2Test(c.DeliveryTestCase):
         self.assertNotIn("relayhost_password_file: ", d.log().split("re-read")[0][-200:])
         self.assertNoBounce(d)
 
-    @unittest.skipUnless(os.geteuid() == 0, "needs root")
     def test_sighup_rereads_a_root_only_client_secret_after_the_privilege_drop(self):
-        try:
-            pwd.getpwnam("nobody")
-        except KeyError:
-            self.skipTest("no user nobody")
+        self.need_root_and_nobody()
         os.chmod(self.dir, 0o700)  # the secrets: root only, by path
         self.srv = self.start_server(["127.0.0.1:0"], auth_users={USER: "no token yet"},
                                      auth_mechanisms=["XOAUTH2"], auth_required=True)
