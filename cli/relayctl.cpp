@@ -14,6 +14,7 @@
 
 #include "cli/control_client.hpp"
 #include "cli/newaliases.hpp"
+#include "cli/relayctl_dkim.hpp"
 #include "cli/relayctl_print.hpp"
 #include "relayd/config.hpp"
 #include "relayd/control_protocol.hpp"
@@ -40,7 +41,11 @@ int usage(int code) {
                "  dead purge ID|ALL      delete dead entries\n"
                "  stats [--json]         counts per state, oldest message age, spool use\n"
                "  aliases-reload         check [local] aliases, then have relayd reload it\n"
-               "                         (newaliases; exit 65: bad file, 75: not reloaded)\n");
+               "                         (newaliases; exit 65: bad file, 75: not reloaded)\n"
+               "  dkim keygen DOMAIN SELECTOR [--algorithm rsa2048|rsa1024|rsa4096|ed25519]\n"
+               "              [--dir DIR]  write DIR/DOMAIN.SELECTOR.key, print its TXT record\n"
+               "  dkim check [--json]    compare each [[dkim]] selector's DNS record with its key\n"
+               "                         (exit 1 unless every one is ok)\n");
   return code;
 }
 
@@ -100,7 +105,7 @@ int main(int argc, char** argv) {
       socket_path = next();
     } else if (a == "--help") {
       return usage(0);
-    } else if (command == "dead" || command == "stats") {
+    } else if (command == "dead" || command == "stats" || command == "dkim") {
       words.emplace_back(a);
     } else if (!command.empty()) {
       std::fprintf(stderr, "relayctl: one command at a time ('%s' after '%s')\n", argv[i],
@@ -111,7 +116,7 @@ int main(int argc, char** argv) {
     } else if (a == "-d" || a == "-s" || a == "-r" || a == "-h" || a == "-H") {
       command = a;
       arg = next();
-    } else if (a == "dead" || a == "stats" || a == "aliases-reload") {
+    } else if (a == "dead" || a == "stats" || a == "aliases-reload" || a == "dkim") {
       command = a;
     } else {
       std::fprintf(stderr, "relayctl: unknown command '%s'\n", argv[i]);
@@ -120,6 +125,8 @@ int main(int argc, char** argv) {
   }
   if (command.empty()) return usage(2);
   if ((command == "dead" || command == "stats") && !words_ok(command, words)) return usage(2);
+  if (command == "dkim" && !relayctl::dkim_words_ok(words)) return usage(2);
+  if (command == "dkim" && words[0] == "keygen") return relayctl::dkim_keygen(words, config_path);
 
   if (command == "aliases-reload") {
     auto cfg = relayd::load_config(config_path.value_or(default_config));
@@ -144,6 +151,7 @@ int main(int argc, char** argv) {
   if (command == "-h") return queue_action(c, verb::hold, arg);
   if (command == "-H") return queue_action(c, verb::release, arg);
   if (command == "stats") return stats(c, !words.empty());
+  if (command == "dkim") return dkim_check(c, words.size() == 2);
   if (command == "dead") {
     if (words[0] == "list") return dead_list(c, words.size() == 2);
     if (words[0] == "show") return dead_show(c, words[1]);

@@ -154,6 +154,12 @@ void print_recipient_dsn(const json::object& r) {
   if (auto orcpt = get_string(r, key::orcpt); !orcpt.empty()) std::printf(" orcpt=%s", orcpt.c_str());
 }
 
+// " route=NAME" for a recipient on a [[route]]; "" on the default route.
+std::string route_suffix(const json::object& r) {
+  const std::string name = get_string(r, key::route);
+  return name.empty() || name == "default" ? std::string() : " route=" + name;
+}
+
 // Ends a show's recipient line with its last reply, if any.
 void end_recipient_line(const json::object& r) {
   if (auto reply = get_string(r, key::last_reply); !reply.empty()) std::printf(" (%s)", reply.c_str());
@@ -200,7 +206,7 @@ int print_queue(control_client& c) {
       if (get_string(r, key::state) != proto::state::pending) return;
       const std::string reason = get_string(r, key::last_reply);
       if (!reason.empty()) std::printf("%48s(%s)\n", "", reason.c_str());
-      std::printf("%48s%s\n", "", get_string(r, key::address).c_str());
+      std::printf("%48s%s%s\n", "", get_string(r, key::address).c_str(), route_suffix(r).c_str());
     });
     std::printf("\n");
   });
@@ -243,6 +249,7 @@ int show_message(control_client& c, const std::string& id) {
                 get_string(r, key::state).c_str(),
                 static_cast<long long>(get_int(r, key::attempts)));
     print_recipient_dsn(r);
+    std::printf("%s", route_suffix(r).c_str());
     end_recipient_line(r);
   });
   return print_content(content);
@@ -271,7 +278,7 @@ int dead_list(control_client& c, bool as_json) {
       const std::string reply = get_string(r, key::last_reply);
       std::printf("%48s(%s%s%s)\n", "", get_string(r, key::reason).c_str(),
                   reply.empty() ? "" : ": ", reply.c_str());
-      std::printf("%48s%s\n", "", get_string(r, key::address).c_str());
+      std::printf("%48s%s%s\n", "", get_string(r, key::address).c_str(), route_suffix(r).c_str());
     });
     std::printf("\n");
   });

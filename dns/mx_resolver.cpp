@@ -575,6 +575,50 @@ void mx_resolver::resolve_host(std::string host, std::function<void(mx_result)> 
   });
 }
 
+void mx_resolver::resolve_txt(std::string name, std::function<void(txt_result)> done) {
+  auto post = [self = impl_.get()](std::function<void(txt_result)> d, txt_result r) {
+    boost::asio::post(self->io, [token = std::weak_ptr<char>(self->alive), d = std::move(d),
+                                 r = std::move(r)]() mutable {
+      if (!token.expired()) d(std::move(r));
+    });
+  };
+  auto normalized = detail::normalize_name(name);
+  if (!normalized) {
+    txt_result r;
+    r.what = outcome::fail;
+    r.detail = "\"" + name + "\": malformed domain name";
+    return post(std::move(done), std::move(r));
+  }
+  // The driver is owned by impl_ and runs this handler at most once, before it goes.
+  impl_->driver->query(*normalized, detail::type_txt,
+                       [post, name = *normalized, done = std::move(done)](
+                           int status, const unsigned char* abuf, int alen) mutable {
+                         txt_result r;
+                         const std::string what = "looking up TXT for " + name;
+                         if (status == ARES_SUCCESS) {
+                           auto records =
+                               abuf ? detail::parse_txt(message(abuf, static_cast<std::size_t>(alen)))
+                                    : std::nullopt;
+                           if (!records) {
+                             r.detail = "malformed reply " + what;
+                           } else if (records->empty()) {
+                             r.what = outcome::not_found;
+                             r.detail = "no TXT record " + what;
+                           } else {
+                             r.what = outcome::ok;
+                             r.records = std::move(*records);
+                           }
+                         } else if (status == ARES_ENOTFOUND || status == ARES_ENODATA) {
+                           r.what = outcome::not_found;
+                           r.detail = (status == ARES_ENODATA ? "no TXT record " : "NXDOMAIN ") + what;
+                         } else {
+                           r.what = bad_name_status(status) ? outcome::fail : outcome::retry;
+                           r.detail = status_text(status) + " " + what;
+                         }
+                         post(std::move(done), std::move(r));
+                       });
+}
+
 void mx_resolver::cancel() {
   impl_->cancel();
 }

@@ -9,6 +9,7 @@
 //   null_mx    a single "MX 0 ." (RFC 7505): permanent
 //   fail       any other permanent failure (malformed name, ...)
 // Results are cached for their TTL. Completions run on the io_context's thread.
+// resolve_txt (DKIM key records) uses the same channel and outcomes, uncached.
 #pragma once
 
 #include <chrono>
@@ -44,6 +45,12 @@ struct mx_result {
   std::vector<mx_host> hosts;  // only for ok; at least one host with addresses
 };
 
+struct txt_result {
+  outcome what = outcome::retry;  // ok, retry, fail, or not_found (NXDOMAIN or no TXT record)
+  std::string detail;             // "NXDOMAIN looking up TXT for s1._domainkey.example.org"
+  std::vector<std::string> records;  // ok: each record's strings joined
+};
+
 struct resolver_options {
   // "127.0.0.1:5353", "[::1]:53"; empty: /etc/resolv.conf
   std::vector<std::string> servers;
@@ -68,6 +75,9 @@ class mx_resolver {
   void resolve_mx(std::string domain, std::function<void(mx_result)> done);
   // A/AAAA only (a relayhost written "[host]"): one mx_host, preference 0.
   void resolve_host(std::string host, std::function<void(mx_result)> done);
+
+  // TXT records of `name` (no cache: its caller checks rarely and wants fresh data).
+  void resolve_txt(std::string name, std::function<void(txt_result)> done);
 
   // Cancels everything outstanding: pending callbacks get outcome::retry.
   void cancel();

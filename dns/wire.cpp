@@ -134,6 +134,24 @@ std::optional<address_records> parse_addresses(message msg, std::uint16_t type) 
   return out;
 }
 
+std::optional<std::vector<std::string>> parse_txt(message msg) {
+  auto rrs = walk(msg);
+  if (!rrs) return std::nullopt;
+  std::vector<std::string> out;
+  for (const auto& rr : *rrs) {
+    if (rr.section != 0 || rr.type != type_txt || rr.cls != class_in) continue;
+    std::string text;
+    for (std::size_t at = rr.rdata, end = rr.rdata + rr.rdlen; at < end;) {
+      const std::size_t len = msg[at];
+      if (at + 1 + len > end) return std::nullopt;
+      text.append(reinterpret_cast<const char*>(msg.data() + at + 1), len);
+      at += 1 + len;
+    }
+    out.push_back(std::move(text));
+  }
+  return out;
+}
+
 std::optional<std::uint32_t> negative_ttl(message msg) {
   auto rrs = walk(msg);
   if (!rrs) return std::nullopt;

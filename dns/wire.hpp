@@ -1,6 +1,6 @@
 // Reading DNS replies (RFC 1035 wire format) for what the resolver needs that
-// c-ares' parsers do not give: MX records with their TTLs, A/AAAA with TTLs, and
-// the negative-caching TTL from the SOA in the authority section (RFC 2308).
+// c-ares' parsers do not give: MX records with their TTLs, A/AAAA with TTLs, TXT
+// records (for DKIM key records), and the negative-caching TTL from the SOA in the authority section (RFC 2308).
 // Every read is bounds-checked; a malformed message yields nullopt, never a crash.
 #pragma once
 
@@ -18,6 +18,7 @@ inline constexpr std::uint16_t type_a = 1;
 inline constexpr std::uint16_t type_cname = 5;
 inline constexpr std::uint16_t type_soa = 6;
 inline constexpr std::uint16_t type_mx = 15;
+inline constexpr std::uint16_t type_txt = 16;
 inline constexpr std::uint16_t type_aaaa = 28;
 
 struct mx_record {
@@ -36,6 +37,10 @@ struct address_records {
 };
 // type_a or type_aaaa records of the answer section.
 std::optional<address_records> parse_addresses(message msg, std::uint16_t type);
+
+// TXT records of the answer section, each one's character-strings joined
+// without separators (RFC 6376 3.6.2.2 reads a DKIM key record that way).
+std::optional<std::vector<std::string>> parse_txt(message msg);
 
 // RFC 2308: min(SOA TTL, SOA MINIMUM) of the SOA in the authority section;
 // nullopt when there is none (or the message is malformed).

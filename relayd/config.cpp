@@ -68,6 +68,28 @@ bool valid_address(std::string_view s) {
   return s.find('@') != std::string_view::npos && smtp::check_mailbox(s, true).has_value();
 }
 
+// "smtp://[host]:port", "smtps://[host]:port" (465 by default) or the bare
+// "[host]:port" (smtp). A bare port 465 is refused: that port speaks TLS first,
+// and an smtp:// client would wait for a greeting that never comes.
+std::expected<relay_host, std::string> parse_relay_host(std::string_view s) {
+  relay_host r;
+  std::string_view rest = s;
+  const bool bare = !rest.starts_with("smtp://") && !rest.starts_with("smtps://");
+  if (rest.starts_with("smtps://")) r.implicit_tls = true;
+  if (!bare) rest.remove_prefix(rest.find("://") + 3);
+  if (bare && rest.find("://") != std::string_view::npos)
+    return std::unexpected("unknown scheme in " + quoted(s) + " (use smtp:// or smtps://)");
+  auto e = parse_endpoint(rest, r.implicit_tls ? 465 : 25);
+  if (!e) return std::unexpected(e.error());
+  if (e->port == 0)
+    return std::unexpected("port 0 in " + quoted(s) + " (0 is only allowed for listeners)");
+  if (bare && e->port == 465)
+    return std::unexpected("port 465 is implicit TLS: write smtps://[" + e->host + "]:465");
+  r.host = std::move(e->host);
+  r.port = e->port;
+  return r;
+}
+
 std::size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<std::size_t> row(b.size() + 1);
   for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -166,11 +188,17 @@ class loader {
   std::optional<std::vector<endpoint>> addresses(const toml::node& n, const std::string& key,
                                                  std::uint16_t default_port, bool listener);
   std::optional<std::vector<cidr>> networks(const toml::node& n, const std::string& key);
-  // An inline table of oauth2_settings ([delivery] relayhost_oauth2, a route's oauth2).
+  // An inline table of oauth2_settings ([delivery] relayhost_oauth2).
   std::optional<oauth2_settings> oauth2(const toml::node& n, const std::string& key);
 
   std::vector<field> schema();
+  field dkim_field();
   std::optional<std::string> cross_checks();
+  // Value readers shared by [delivery] and [[route]].
+  std::optional<relay_host> relay(const toml::node& n, const std::string& key);
+  std::optional<tls_policy> tls_value(const toml::node& n, const std::string& key);
+  std::optional<std::uint16_t> port_value(const toml::node& n, const std::string& key);
+  void read_routes(const toml::node& n, const std::string& key);
 
   std::string origin_;
   config c_;
@@ -394,6 +422,95 @@ std::optional<oauth2_settings> loader::oauth2(const toml::node& n, const std::st
   return o;
 }
 
+// [[dkim]] (an array of tables): domain, selector and key are required; the
+// key file itself is read by the signer at start, which names it on failure.
+field loader::dkim_field() {
+  // RFC 6376 3.1: selector = sub-domain *("." sub-domain), labels of letters,
+  // digits and inner hyphens.
+  auto valid_selector = [](std::string_view s) {
+    if (s.empty() || s.size() > 253) return false;
+    for (std::size_t start = 0; start <= s.size();) {
+      std::size_t dot = s.find('.', start);
+      if (dot == std::string_view::npos) dot = s.size();
+      const std::string_view label = s.substr(start, dot - start);
+      if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-')
+        return false;
+      if (!std::ranges::all_of(label, [](char c) {
+            return smtp::text::is_digit(c) || c == '-' || (c >= 'a' && c <= 'z') ||
+                   (c >= 'A' && c <= 'Z');
+          }))
+        return false;
+      start = dot + 1;
+    }
+    return true;
+  };
+  return {"dkim", [this, valid_selector](const toml::node& n, const std::string& key) {
+            const toml::array* a = n.as_array();
+            if (a == nullptr || !a->is_array_of_tables())
+              return wrong_type(n, key, "an array of tables ([[dkim]])");
+            for (std::size_t i = 0; i < a->size(); ++i) {
+              const toml::table& t = *a->get(i)->as_table();
+              const std::string prefix = key + "[" + std::to_string(i + 1) + "]";
+              config::dkim_entry e;
+              bool has_domain = false, has_selector = false, has_key = false;
+              const std::vector<field> fields = {
+                  {"domain",
+                   [&](const toml::node& v, const std::string& k) {
+                     auto s = string(v, k);
+                     if (s && !valid_domain(*s)) return fail(v, k, "bad domain " + quoted(*s));
+                     if (s) e.domain = smtp::text::lower(*s), has_domain = true;
+                   }},
+                  {"selector",
+                   [&](const toml::node& v, const std::string& k) {
+                     auto s = string(v, k);
+                     if (s && !valid_selector(*s))
+                       return fail(v, k,
+                                   "bad selector " + quoted(*s) +
+                                       " (letters, digits and hyphens, labels separated by dots)");
+                     if (s) e.selector = std::move(*s), has_selector = true;
+                   }},
+                  {"key",
+                   [&](const toml::node& v, const std::string& k) {
+                     auto s = path(v, k);
+                     if (s && s->empty()) return fail(v, k, "must not be empty");
+                     if (s) e.key = std::move(*s), has_key = true;
+                   }},
+                  {"match",
+                   [&](const toml::node& v, const std::string& k) {
+                     auto s = string(v, k);
+                     if (!s) return;
+                     if (*s == "from")
+                       e.match = config::dkim_entry::match_kind::from;
+                     else if (*s == "sender")
+                       e.match = config::dkim_entry::match_kind::sender;
+                     else
+                       fail(v, k, "bad value " + quoted(*s) + " (use from or sender)");
+                   }},
+                  {"subdomains",
+                   [&](const toml::node& v, const std::string& k) {
+                     set(e.subdomains, boolean(v, k));
+                   }},
+                  {"require_dns",
+                   [&](const toml::node& v, const std::string& k) {
+                     set(e.require_dns, boolean(v, k));
+                   }},
+                  {"expire",
+                   [&](const toml::node& v, const std::string& k) {
+                     auto d = duration(v, k);
+                     if (d && d->count() == 0) return fail(v, k, "must be at least 1s");
+                     if (d) e.expire = *d;
+                   }},
+              };
+              read_table(t, prefix, fields);
+              // A key that is present but bad has been reported by read_table.
+              if (!t.contains("domain")) fail(t, prefix + ".domain", "is required");
+              else if (!t.contains("selector")) fail(t, prefix + ".selector", "is required");
+              else if (!t.contains("key")) fail(t, prefix + ".key", "is required");
+              else if (has_domain && has_selector && has_key) c_.dkim.push_back(std::move(e));
+            }
+          }};
+}
+
 std::vector<field> loader::schema() {
   auto non_empty_path = [this](std::string& target) {
     return [this, &target](const toml::node& n, const std::string& key) {
@@ -552,7 +669,9 @@ std::vector<field> loader::schema() {
               {
                   {"relayhost",
                    [this](const toml::node& n, const std::string& key) {
-                     set(c_.delivery.relayhost, address(n, key, 25, false));
+                     auto s = string(n, key);
+                     if (s && s->empty()) c_.delivery.relayhost.reset();
+                     else if (auto h = s ? relay(n, key) : std::nullopt) c_.delivery.relayhost = std::move(*h);
                    }},
                   {"relayhost_user",
                    [this](const toml::node& n, const std::string& key) {
@@ -565,11 +684,7 @@ std::vector<field> loader::schema() {
                    }},
                   {"port",
                    [this](const toml::node& n, const std::string& key) {
-                     auto v = count(n, key);
-                     if (v && (*v == 0 || *v > 65535))
-                       fail(n, key, "port " + std::to_string(*v) + " out of range (1-65535)");
-                     else if (v)
-                       c_.delivery.port = static_cast<std::uint16_t>(*v);
+                     set(c_.delivery.port, port_value(n, key));
                    }},
                   {"dns_servers",
                    [this](const toml::node& n, const std::string& key) {
@@ -585,19 +700,7 @@ std::vector<field> loader::schema() {
                    }},
                   {"tls",
                    [this](const toml::node& n, const std::string& key) {
-                     auto s = string(n, key);
-                     if (!s) return;
-                     if (*s == "none")
-                       c_.delivery.tls = tls_policy::none;
-                     else if (*s == "may")
-                       c_.delivery.tls = tls_policy::may;
-                     else if (*s == "encrypt")
-                       c_.delivery.tls = tls_policy::encrypt;
-                     else if (*s == "verify")
-                       c_.delivery.tls = tls_policy::verify;
-                     else
-                       fail(n, key,
-                            "bad value " + quoted(*s) + " (use none, may, encrypt or verify)");
+                     set(c_.delivery.tls, tls_value(n, key));
                    }},
                   {"concurrency_per_destination",
                    count_at_least_1(delivery.concurrency_per_destination)},
@@ -694,6 +797,7 @@ std::vector<field> loader::schema() {
                      }
                    }},
               }),
+      {"route", [this](const toml::node& n, const std::string& key) { read_routes(n, key); }},
       section("metrics",
               {
                   {"listen",
@@ -701,7 +805,113 @@ std::vector<field> loader::schema() {
                      set(c_.metrics.listen, address(n, key, 9587, true));
                    }},
               }),
+      dkim_field(),
   };
+}
+
+std::optional<relay_host> loader::relay(const toml::node& n, const std::string& key) {
+  auto s = string(n, key);
+  if (!s) return std::nullopt;
+  auto r = parse_relay_host(*s);
+  if (!r) fail(n, key, r.error());
+  return r ? std::optional<relay_host>(std::move(*r)) : std::nullopt;
+}
+
+std::optional<tls_policy> loader::tls_value(const toml::node& n, const std::string& key) {
+  auto s = string(n, key);
+  if (!s) return std::nullopt;
+  constexpr std::pair<std::string_view, tls_policy> names[] = {{"none", tls_policy::none},
+                                                                {"may", tls_policy::may},
+                                                                {"encrypt", tls_policy::encrypt},
+                                                                {"verify", tls_policy::verify}};
+  for (const auto& [name, policy] : names)
+    if (*s == name) return policy;
+  fail(n, key, "bad value " + quoted(*s) + " (use none, may, encrypt or verify)");
+  return std::nullopt;
+}
+
+std::optional<std::uint16_t> loader::port_value(const toml::node& n, const std::string& key) {
+  auto v = count(n, key);
+  if (v && (*v == 0 || *v > 65535)) {
+    fail(n, key, "port " + std::to_string(*v) + " out of range (1-65535)");
+    return std::nullopt;
+  }
+  return v ? std::optional<std::uint16_t>(static_cast<std::uint16_t>(*v)) : std::nullopt;
+}
+
+// [[route]]: an array of tables; each entry is checked on its own here.
+void loader::read_routes(const toml::node& n, const std::string& key) {
+  const toml::array* a = n.as_array();
+  if (a == nullptr || !a->is_array_of_tables()) return wrong_type(n, key, "an array of tables ([[route]])");
+  for (std::size_t i = 0; i < a->size(); ++i) {
+    const toml::node& entry = *a->get(i);
+    const std::string k = key + "[" + std::to_string(i + 1) + "]";
+    route r;
+    r.name = "route" + std::to_string(i + 1);
+    r.tls = c_.delivery.tls;  // toml++ walks keys in order: [delivery] came first
+    auto text = [this](std::string& target) {
+      return [this, &target](const toml::node& v, const std::string& kk) { set(target, string(v, kk)); };
+    };
+    auto domain = [this](std::string& target) {
+      return [this, &target](const toml::node& v, const std::string& kk) {
+        auto s = string(v, kk);
+        if (s && !valid_domain(*s)) return fail(v, kk, "bad domain " + quoted(*s));
+        if (s) target = smtp::text::lower(*s);
+      };
+    };
+    auto mailbox = [this](std::string& target) {
+      return [this, &target](const toml::node& v, const std::string& kk) {
+        auto s = string(v, kk);
+        if (s && !valid_address(*s)) return fail(v, kk, "bad address " + quoted(*s) + " (use user@domain)");
+        if (s) target = *s;
+      };
+    };
+    const std::vector<field> fields = {
+        {"name", text(r.name)},
+        {"sender",
+         [&](const toml::node& v, const std::string& kk) {
+           mailbox(r.sender)(v, kk);
+           r.sender = smtp::text::lower(r.sender);  // matched case-insensitively
+         }},
+        {"sender_domain", domain(r.sender_domain)},
+        {"recipient_domain", domain(r.recipient_domain)},
+        {"relayhost",
+         [this, &r](const toml::node& v, const std::string& kk) {
+           if (const auto* s = v.as_string(); s && s->get().empty()) return;
+           if (v.is_string()) {
+             if (auto h = relay(v, kk)) r.relayhost.push_back(std::move(*h));
+             return;
+           }
+           if (auto items = strings(v, kk))
+             for (const auto& [t, item] : *items)
+               if (auto h = relay(*item, kk)) r.relayhost.push_back(std::move(*h));
+         }},
+        {"user", text(r.user)},
+        {"password_file",
+         [this, &r](const toml::node& v, const std::string& kk) { set(r.password_file, path(v, kk)); }},
+        {"tls", [this, &r](const toml::node& v, const std::string& kk) { set(r.tls, tls_value(v, kk)); }},
+        {"port", [this, &r](const toml::node& v, const std::string& kk) { set(r.port, port_value(v, kk)); }},
+        {"rewrite_sender", mailbox(r.rewrite_sender)},
+        {"rewrite_from", mailbox(r.rewrite_from)},
+    };
+    const std::size_t problems_before = problems_.size();
+    read_table(*entry.as_table(), k, fields);
+    if (problems_.size() != problems_before) continue;  // a key of its own was wrong
+    const int matches = !r.sender.empty() + !r.sender_domain.empty() + !r.recipient_domain.empty();
+    if (matches != 1)
+      fail(entry, k, "needs exactly one of sender, sender_domain or recipient_domain");
+    else if (!r.recipient_domain.empty() && (!r.rewrite_sender.empty() || !r.rewrite_from.empty()))
+      fail(entry, k + (r.rewrite_sender.empty() ? ".rewrite_from" : ".rewrite_sender"),
+           "is not supported on a recipient_domain route (mail is rewritten when accepted, "
+           "for the sender's route only; use sender or sender_domain)");
+    else if (!r.user.empty() && r.password_file.empty())
+      fail(entry, k + ".password_file", "must be set when user is set");
+    else if (!r.user.empty() && r.relayhost.empty())
+      fail(entry, k + ".user", "is set but relayhost is empty (MX delivery does not log in)");
+    else if (std::ranges::find(c_.routes, r.name, &route::name) != c_.routes.end())
+      fail(entry, k + ".name", quoted(r.name) + " is used by another [[route]]");
+    c_.routes.push_back(std::move(r));
+  }
 }
 
 // Checks between keys, run once every key on its own is fine.
@@ -796,6 +1006,11 @@ std::expected<config, std::string> parse_config(std::string_view text, std::stri
                            std::to_string(at.column) + ": " + std::string(e.description()));
   }
   return loader(origin).run(doc);
+}
+
+std::string relay_host::to_string() const {
+  const std::string text = endpoint{host, port}.to_string();
+  return implicit_tls ? "smtps://" + text : text;
 }
 
 std::expected<config, std::string> load_config(const std::string& path) {

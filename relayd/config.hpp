@@ -23,7 +23,7 @@ enum class tls_policy { none, may, encrypt, verify };
 
 // OAuth2 for a smarthost: the refresh token is exchanged at token_url for access
 // tokens that AUTH XOAUTH2 / OAUTHBEARER sends (relayd/oauth2_token.hpp). The
-// same inline table serves [delivery] relayhost_oauth2 and a route's oauth2.
+// inline table is [delivery] relayhost_oauth2 (route 0 of relayd/delivery_route.hpp).
 struct oauth2_settings {
   std::string token_url;           // "https://host[:port]/path"
   std::string client_id;
@@ -31,6 +31,27 @@ struct oauth2_settings {
   std::string refresh_token_file;  // first line; a new refresh token is written back here
   std::string scope;               // "" : none sent
   smtp::sasl_mechanism mechanism = smtp::sasl_mechanism::xoauth2;  // "xoauth2" | "oauthbearer"
+};
+
+// A smarthost: "smtp://[host]:port" or the bare "[host]:port" (STARTTLS per the
+// tls policy) or "smtps://[host]:port" (TLS right after connect, port 465 by default).
+struct relay_host {
+  std::string host;
+  std::uint16_t port = 25;
+  bool implicit_tls = false;      // smtps://
+  std::string to_string() const;  // "[host]:587", "smtps://[host]:465"
+};
+
+// A [[route]] (DESIGN "Sender identity and routes"): one match key, then where
+// the mail goes. Matching and rewriting live in relayd/delivery_route.hpp.
+struct route {
+  std::string name;  // [[route]] name, default "route1", "route2", ...
+  std::string sender, sender_domain, recipient_domain;  // exactly one is set (lower case)
+  std::vector<relay_host> relayhost;                    // a pool, in order; empty: MX
+  std::string user, password_file;
+  tls_policy tls = tls_policy::may;
+  std::uint16_t port = 25;  // MX delivery port
+  std::string rewrite_sender, rewrite_from;
 };
 
 struct config {
@@ -70,7 +91,7 @@ struct config {
   } auth;
 
   struct delivery_section {
-    std::optional<endpoint> relayhost;  // from "[host]:port"
+    std::optional<relay_host> relayhost;
     std::string relayhost_user;
     std::string relayhost_password_file;
     std::optional<oauth2_settings> relayhost_oauth2;  // instead of the password file
@@ -120,9 +141,25 @@ struct config {
     std::vector<std::pair<std::string, std::vector<std::string>>> senders;
   } local;
 
+  std::vector<route> routes;  // [[route]], first match wins; none: [delivery]
+
   struct metrics_section {
     std::optional<endpoint> listen = endpoint{"127.0.0.1", 9587};  // "" disables
   } metrics;
+
+  // [[dkim]]: one signing key (RFC 6376). Every entry for the signing domain
+  // signs (RSA + Ed25519, old and new selector); the key file is read at start
+  // and on SIGHUP (relayd/dkim_sign.hpp), not here.
+  struct dkim_entry {
+    std::string domain;    // d= (lower case)
+    std::string selector;  // s=
+    std::string key;       // PEM private key: RSA 1024-4096 bits or Ed25519
+    enum class match_kind { from, sender } match = match_kind::from;  // whose domain signs
+    bool subdomains = false;   // also sign for x.domain (d= stays domain)
+    bool require_dns = false;  // sign only while DNS publishes the key (relayctl dkim check)
+    std::optional<std::chrono::seconds> expire;  // x= = t= + expire
+  };
+  std::vector<dkim_entry> dkim;
 };
 
 // Parses and validates a whole file. On error: "FILE: KEY: what is wrong".

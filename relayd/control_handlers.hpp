@@ -19,6 +19,7 @@ namespace relayd {
 
 class scheduler;
 class alias_source;
+class dkim_dns_monitor;
 
 struct control_context {
   asio::io_context& io;
@@ -28,6 +29,7 @@ struct control_context {
   // Outcomes for "wait", fed by the scheduler's observer (set_scheduler()).
   wait_registry waits{};
   alias_source* aliases = nullptr;  // null until set_aliases(): aliases_reload fails
+  dkim_dns_monitor* dkim = nullptr;  // null until set_dkim_monitor(): dkim_check fails
 };
 
 // Writes lines to the client ahead of the final reply; false once it has gone.
@@ -51,6 +53,7 @@ std::span<const control_command> control_dead_commands();
 std::span<const control_command> control_stats_commands();
 std::span<const control_command> control_wait_commands();
 std::span<const control_command> control_aliases_commands();
+std::span<const control_command> control_dkim_commands();
 
 // Shared by the families: a Unix time in seconds, "1 entry" / "2 entries".
 inline std::int64_t unix_seconds(std::int64_t us) { return us / 1'000'000; }

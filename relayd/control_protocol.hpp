@@ -57,6 +57,7 @@ inline constexpr std::string_view dead_purge = "dead_purge";
 inline constexpr std::string_view stats = "stats";
 inline constexpr std::string_view wait = "wait";
 inline constexpr std::string_view aliases_reload = "aliases_reload";
+inline constexpr std::string_view dkim_check = "dkim_check";
 }  // namespace verb
 
 // Field names, requests and replies alike.
@@ -116,6 +117,7 @@ inline constexpr std::string_view reply_text = "reply_text";    // the reply's t
 inline constexpr std::string_view first_attempt = "first_attempt";
 inline constexpr std::string_view last_attempt = "last_attempt";
 inline constexpr std::string_view notify = "notify";  // ["success","failure","delay"] or ["never"]
+inline constexpr std::string_view route = "route";    // [[route]] name, or "default"
 inline constexpr std::string_view orcpt = "orcpt";    // "rfc822;user@example.org"
 // stats (and "messages", "in_flight" above)
 inline constexpr std::string_view stats = "stats";
@@ -131,6 +133,12 @@ inline constexpr std::string_view spool_max_bytes = "spool_max_bytes";
 inline constexpr std::string_view final = "final";
 // aliases_reload
 inline constexpr std::string_view aliases = "aliases";
+// dkim_check: one line per [[dkim]] entry (and "state", "reason" above), then {"ok":true,"entries":N}
+inline constexpr std::string_view domain = "domain";
+inline constexpr std::string_view selector = "selector";
+inline constexpr std::string_view key_file = "key";
+inline constexpr std::string_view dns_match = "dns_match";  // what require_dns acts on
+inline constexpr std::string_view record = "record";        // the TXT name looked up
 }  // namespace key
 
 // Values of key::state (a message) and of a recipient's state.

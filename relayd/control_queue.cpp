@@ -11,6 +11,7 @@
 #include "queue/clock.hpp"
 #include "relayd/async_call.hpp"
 #include "relayd/control_handlers.hpp"
+#include "relayd/delivery_route.hpp"
 #include "relayd/delivery_scheduler.hpp"
 
 namespace relayd {
@@ -70,6 +71,8 @@ json::object message_json(const queue::envelope_record& r, const config& cfg, bo
         {key::next_attempt, unix_seconds(std::max(rc.next_attempt_us, r.arrival_us))},
         {key::expires, unix_seconds(r.arrival_us) + cfg.queue.max_lifetime.count()},
     };
+    if (!cfg.routes.empty())  // with [[route]]: which one (relayctl -p, -j)
+      o[key::route] = route_name(cfg, route_for(cfg.routes, r.sender, rc.address));
     add_outcome_facts(o, rc);
     if (rc.notify != 0) o[key::notify] = notify_json(rc.notify);
     if (!rc.orcpt.empty()) o[key::orcpt] = rc.orcpt;

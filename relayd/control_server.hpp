@@ -19,6 +19,7 @@ namespace relayd {
 
 class scheduler;
 class alias_source;
+class dkim_dns_monitor;
 
 class control_server {
  public:
@@ -34,6 +35,8 @@ class control_server {
   void set_scheduler(scheduler* s);
   // Lets aliases_reload reload [local] aliases; `a` outlives this object.
   void set_aliases(alias_source& a);
+  // Lets dkim_check run a DNS round of [[dkim]] selectors; `m` outlives this object.
+  void set_dkim_monitor(dkim_dns_monitor& m);
 
  private:
   struct impl;

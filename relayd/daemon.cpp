@@ -1,8 +1,9 @@
 // The daemon's wiring: opens the spool, builds the scheduler, the delivery
 // agent, the inbound listeners, the control socket and the metrics endpoint on
 // one I/O thread, switches to the configured `user`, handles SIGHUP (reload the
-// TLS certificate, AUTH users, aliases and relayhost credentials) and SIGTERM/SIGINT (graceful stop), and stops
-// in the order written down below. Start-up failures are logged and give 1.
+// TLS certificate, AUTH users, aliases, relayhost credentials and DKIM keys) and
+// SIGTERM/SIGINT (graceful stop), and stops in the order written down below.
+// Start-up failures are logged and give 1.
 #include "relayd/daemon.hpp"
 
 #include <spdlog/spdlog.h>
@@ -18,6 +19,8 @@
 #include "relayd/dead_retention.hpp"
 #include "relayd/delivery_agent.hpp"
 #include "relayd/delivery_scheduler.hpp"
+#include "relayd/dkim_dns_monitor.hpp"
+#include "relayd/dkim_sign.hpp"
 #include "relayd/inbound_maildrop.hpp"
 #include "relayd/inbound_listener.hpp"
 #include "relayd/local_aliases.hpp"
@@ -65,6 +68,16 @@ int run_daemon(const config& cfg) {
   }
 
   asio::io_context io(1);
+  // [[dkim]] keys, read before the privilege drop; a bad key stops the start.
+  // After `io`: its signing threads are joined before `io` goes, so an answer
+  // in flight never posts to a destroyed io_context.
+  dkim_service dkim(cfg);
+  if (auto loaded = dkim.load(); loaded) {
+    if (dkim.enabled()) spdlog::info("{}", *loaded);
+  } else {
+    spdlog::critical("{}", loaded.error());
+    return 1;
+  }
   std::unique_ptr<dns::mx_resolver> resolver;
   try {
     dns::resolver_options ro;
@@ -84,7 +97,11 @@ int run_daemon(const config& cfg) {
   control_server control(io, cfg, *spool);
   control.set_scheduler(&sched);
   server.set_aliases(aliases);
+  server.set_dkim(dkim);
   control.set_aliases(aliases);
+  // [[dkim]] selectors' DNS records: at start and every 6 h; relayctl dkim check.
+  dkim_dns_monitor dkim_dns(io, cfg, *resolver, &registry);
+  control.set_dkim_monitor(dkim_dns);
   if (!server.start()) return 1;
   if (auto ok = control.start(); !ok) {
     spdlog::critical("control socket: {}", ok.error());
@@ -102,17 +119,20 @@ int run_daemon(const config& cfg) {
   const bool maildrop_ok = prepare_maildrop(cfg, *user);  // needs root to set its group
   if (!user->name.empty() && !drop_privileges(cfg, *user)) return 1;
   maildrop_importer maildrop(io, cfg, *spool, sched, registry, aliases);
+  maildrop.set_dkim(dkim);
   if (maildrop_ok) maildrop.start();
   queue_census_loop census(io, cfg, *spool, sched, registry);
   census.start();
   dead_retention retention(io, cfg.queue.dead_retention, *spool);
   retention.start();
+  dkim_dns.start();
 
   // The shutdown order (SIGTERM/SIGINT; the code below does it in this order):
-  //  1. The queue census, the dead-spool retention and the maildrop import stop; the
-  //     listeners close (no new connections; the [local] socket file is removed); idle
-  //     sessions get 421 4.3.2, sessions in a transaction finish it; the
-  //     scheduler stops handing out jobs and waits for the agents in flight.
+  //  1. The queue census, the dead-spool retention, the DKIM DNS checks and the
+  //     maildrop import stop; the listeners close (no new connections; the
+  //     [local] socket file is removed); idle sessions get 421 4.3.2, sessions
+  //     in a transaction finish it; the scheduler stops handing out jobs and
+  //     waits for the agents in flight.
   //  2. When both the inbound side and the deliveries are done (whichever is
   //     last), the control socket, the metrics endpoint, the DNS resolver, the
   //     grace timer and the signal waits are cancelled: io.run() runs out of work.
@@ -122,7 +142,7 @@ int run_daemon(const config& cfg) {
   //     `io`, which is not run again) and closes LMDB.
   //  4. The locals go in reverse order: signals, retention, census, metrics endpoint,
   //     control, listener (joins the AUTH worker), agent, scheduler, registry,
-  //     resolver;
+  //     resolver, DKIM signer (joins its threads);
   //     then `io`, which destroys the coroutine frames left by io.stop()
   //     without resuming them (they own what their destructors touch).
   asio::signal_set signals(io, SIGTERM, SIGINT);
@@ -140,6 +160,7 @@ int run_daemon(const config& cfg) {
         spdlog::info("signal {}: stopping (finishing transactions in flight)", sig);
         census.stop();
         retention.stop();
+        dkim_dns.stop();
         maildrop.stop();
         signals.async_wait(on_signal);
         grace.expires_after(shutdown_grace);
@@ -166,20 +187,26 @@ int run_daemon(const config& cfg) {
         sched.stop(one_done);
       };
   signals.async_wait(on_signal);
-  // SIGHUP reloads the TLS certificate, the AUTH users, the aliases and the relayhost
-  // credentials (password or OAuth2 files, kept open from before the privilege drop),
-  // not the config file.
+  // SIGHUP reloads the TLS certificate, the AUTH users, the aliases, the relayhost
+  // credentials (password or OAuth2 files, kept open from before the privilege drop)
+  // and the DKIM keys, not the config file.
   std::function<void(boost::system::error_code, int)> on_hup = [&](boost::system::error_code ec,
                                                                    int) {
     if (ec) return;
-    spdlog::info("SIGHUP: reloading the TLS certificate, the AUTH users, the aliases and the "
-                 "relayhost credentials");
+    spdlog::info("SIGHUP: reloading the TLS certificate, the AUTH users, the aliases, the "
+                 "relayhost credentials and the DKIM keys");
     server.reload();
     agent.reload_credentials();
     if (auto loaded = aliases.load(); loaded)
       spdlog::info("SIGHUP: {}", *loaded);
     else
       spdlog::error("SIGHUP: {} (the previous aliases stay in use)", loaded.error());
+    if (dkim.enabled()) {
+      if (auto loaded = dkim.load(); loaded)
+        spdlog::info("SIGHUP: {}", *loaded);
+      else
+        spdlog::error("SIGHUP: {} (the previous DKIM keys stay in use)", loaded.error());
+    }
     hup.async_wait(on_hup);
   };
   hup.async_wait(on_hup);

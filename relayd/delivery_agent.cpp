@@ -87,8 +87,8 @@ void delivery_agent::start_connection(destination& d) {
 awaitable<std::optional<delivery_link>> delivery_agent::impl::open(destination& d,
                                                                    attempt_timing& timing,
                                                                    std::optional<job>& held) {
-  auto r = co_await connect.open(d.key.name);
-  if (r.token_refused) r = co_await connect.open(d.key.name);  // once, with a new OAuth2 token
+  auto r = co_await connect.open(d.key);
+  if (r.token_refused) r = co_await connect.open(d.key);  // once, with a new OAuth2 token
   timing.dns = r.dns_seconds;
   timing.connect = r.connect_seconds;
   if (r.link) co_return std::move(r.link);

@@ -1,7 +1,7 @@
 // The delivery agent: one coroutine per outbound connection to a destination. It
 // connects (delivery_connect), delivers the destination's waiting jobs one after
 // another over the outbound stream and reports outcomes (delivery_outcome) to the
-// scheduler. The constructor throws when the relayhost credentials cannot be read.
+// scheduler. The constructor throws when a relayhost password or OAuth2 file cannot be read.
 #pragma once
 
 #include <memory>

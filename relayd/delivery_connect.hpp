@@ -1,12 +1,16 @@
 // Connection set-up for the delivery agent (Postfix's smtp_connect.c): DNS (MX or
 // relayhost), the hosts in preference order and each address in turn, connect,
-// EHLO, STARTTLS per [delivery] tls (with the `may` plaintext fallback), AUTH.
+// EHLO, STARTTLS per [delivery] tls (with the `may` plaintext fallback), AUTH
+// (a password, or for [delivery] with relayhost_oauth2 an OAuth2 access token).
+// Each route (delivery_route.hpp) brings its own relayhost pool (tried in order,
+// equals spread, smtps:// with TLS before the greeting), credentials, TLS and port.
 // Fails with a deferred (for a permanent DNS answer, failed) outcome; never throws.
 #pragma once
 
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "relayd/delivery_stream.hpp"
 #include "relayd/delivery_types.hpp"
@@ -39,18 +43,20 @@ struct connect_result {
 
 class connector {
  public:
-  // Opens the relayhost's credential files ([delivery] relayhost_password_file,
-  // first line, or relayhost_oauth2's): call before the privilege drop. Throws
-  // std::runtime_error naming the key when one cannot be read.
+  // Opens each route's credential files (a route's password_file, first line;
+  // for route 0 [delivery] relayhost_password_file or relayhost_oauth2's) and
+  // keeps them open: call before the privilege drop. Throws std::runtime_error
+  // naming the key when one cannot be read.
   connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns);
   ~connector();
   connector(const connector&) = delete;
   connector& operator=(const connector&) = delete;
 
-  // Resolves `destination_name` (ignored with a relayhost) and connects.
-  awaitable<connect_result> open(const std::string& destination_name);
-  // SIGHUP: re-reads the password or the OAuth2 secret and refresh token files
-  // (through the descriptors kept open when only root can read them).
+  // Resolves the destination's domain (MX) or its route's relayhosts, and connects.
+  awaitable<connect_result> open(const destination_key& destination);
+  // SIGHUP: re-reads every route's password file and the OAuth2 secret and
+  // refresh token files (through the descriptors kept open when only root can
+  // read them); a file that cannot be read keeps its previous value.
   void reload_credentials();
 
  private:

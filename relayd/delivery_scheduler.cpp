@@ -13,6 +13,7 @@
 #include "relayd/delivery_notice.hpp"
 #include "relayd/delivery_outcome.hpp"
 #include "relayd/delivery_port.hpp"
+#include "relayd/delivery_route.hpp"
 #include "relayd/metrics.hpp"
 #include "smtp/text.hpp"
 
@@ -145,17 +146,24 @@ awaitable<void> scheduler::loop() {
   }
 }
 
-std::string scheduler::destination_name(const std::string& address) const {
-  if (cfg_.delivery.relayhost) return cfg_.delivery.relayhost->to_string();
+destination_key scheduler::destination_of(const std::string& sender,
+                                          const std::string& address) const {
+  const std::size_t number = route_for(cfg_.routes, sender, address);
+  const bool smarthost = number == default_route ? cfg_.delivery.relayhost.has_value()
+                                                 : !cfg_.routes[number - 1].relayhost.empty();
+  if (smarthost)
+    return {number == default_route ? cfg_.delivery.relayhost->to_string()
+                                    : cfg_.routes[number - 1].name,
+            number};
   auto at = address.rfind('@');
-  return smtp::text::lower(at == std::string::npos ? address : address.substr(at + 1));
+  return {smtp::text::lower(at == std::string::npos ? address : address.substr(at + 1)), number};
 }
 
-destination& scheduler::destination_for(const std::string& name) {
-  auto& slot = destinations_[name];
+destination& scheduler::destination_for(const destination_key& key) {
+  auto& slot = destinations_[key.id()];
   if (!slot) {
     slot = std::make_unique<destination>();
-    slot->key.name = name;
+    slot->key = key;
   }
   return *slot;
 }
@@ -164,16 +172,20 @@ void scheduler::dispatch(const std::string& id, std::int64_t now) {
   auto rec = spool_.get(id);
   if (!rec || (rec->flags & queue::flag_held)) return;
   auto snapshot = std::make_shared<const queue::envelope_record>(std::move(*rec));
-  std::map<std::string, std::vector<std::size_t>> groups;
+  std::map<std::string, std::pair<destination_key, std::vector<std::size_t>>> groups;
   for (std::size_t i = 0; i < snapshot->recipients.size(); ++i) {
     const auto& r = snapshot->recipients[i];
-    if (r.state == queue::rcpt_state::pending && r.next_attempt_us <= now)
-      groups[destination_name(r.address)].push_back(i);
+    if (r.state != queue::rcpt_state::pending || r.next_attempt_us > now) continue;
+    auto key = destination_of(snapshot->sender, r.address);
+    auto& g = groups[key.id()];
+    g.first = std::move(key);
+    g.second.push_back(i);
   }
   if (groups.empty()) return;
   in_flight_[id] = groups.size();
-  for (auto& [name, indexes] : groups) {
-    auto& d = destination_for(name);
+  for (auto& [id_text, group] : groups) {
+    auto& [key, indexes] = group;
+    auto& d = destination_for(key);
     d.waiting.push_back(job{snapshot, std::move(indexes), now});
     if (d.backoff_until_us > now) {
       // Postfix's "delivery temporarily suspended": the reason stays the one
@@ -398,8 +410,7 @@ void scheduler::maybe_forget(destination& d) {
   // Destinations with nothing going on and no backoff to remember are dropped,
   // so the map stays as small as the set of busy destinations.
   if (d.active == 0 && d.waiting.empty() && d.backoff_until_us <= now_us_()) {
-    auto name = d.key.name;
-    destinations_.erase(name);
+    destinations_.erase(d.key.id());
   }
 }
 

@@ -1,5 +1,5 @@
 // The scheduler: walks the spool's due index, groups each due message's
-// recipients by destination (recipient domain, or the relayhost) and queues one
+// recipients by destination (route, then recipient domain or relayhost) and queues one
 // job per destination; it asks its delivery_port (the delivery agent) for at
 // most concurrency_per_destination connections each, which pull the jobs.
 // Results go back to the spool per recipient (delivery_retry decides backoff
@@ -140,8 +140,10 @@ class scheduler {
   auto on_io_thread(F f);
   void dispatch(const std::string& id, std::int64_t now);
   void start_connections(destination& d);
-  destination& destination_for(const std::string& name);
-  std::string destination_name(const std::string& address) const;
+  destination& destination_for(const destination_key& key);
+  // Where this recipient of mail from `sender` goes: its route and, by MX,
+  // its domain (delivery_route.hpp decides the route).
+  destination_key destination_of(const std::string& sender, const std::string& address) const;
   void finish_all_waiting(destination& d, recipient_outcome why, const std::string& relay);
   void job_stored(const std::string& id);
   // Queues a DSN (failed, delayed or relayed) about `recipients` of `message` to its sender.

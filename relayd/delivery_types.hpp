@@ -12,10 +12,15 @@
 
 namespace relayd {
 
-// Where a job goes: the recipient domain (MX mode) or the relayhost (smarthost).
+// Where a job goes: the recipient domain (MX mode) or the relayhost (smarthost),
+// on a route (relayd/delivery_route.hpp; 0: [delivery]). Each route is a
+// destination of its own: its concurrency and backoff are its own.
 struct destination_key {
-  std::string name;  // "example.org", or "[smtp.example.net]:587" for a relayhost
+  std::string name;       // "example.org", "[smtp.example.net]:587", or a relayhost route's name
+  std::size_t route = 0;  // route number
   bool operator==(const destination_key&) const = default;
+  // The scheduler's map key: the name alone on the default route.
+  std::string id() const { return route == 0 ? name : std::to_string(route) + "/" + name; }
 };
 
 struct job {

@@ -146,6 +146,7 @@ void inbound_listener::reload() {
 }
 
 void inbound_listener::set_aliases(const alias_source& a) { impl_->services.aliases = &a; }
+void inbound_listener::set_dkim(const dkim_service& d) { impl_->services.dkim = &d; }
 
 void inbound_listener::stop(std::function<void()> on_idle) {
   impl& m = *impl_;

@@ -15,6 +15,7 @@
 namespace relayd {
 
 class alias_source;
+class dkim_service;
 
 class inbound_listener {
  public:
@@ -33,6 +34,8 @@ class inbound_listener {
   void stop(std::function<void()> on_idle);
   // The aliases new sessions apply ([local]); `a` outlives this object.
   void set_aliases(const alias_source& a);
+  // The DKIM signer of accepted messages; `d` outlives this object.
+  void set_dkim(const dkim_service& d);
 
  private:
   struct impl;

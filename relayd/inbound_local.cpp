@@ -228,7 +228,7 @@ std::optional<smtp::reply> check_local_sender(const config& cfg, const smtp::loc
   if (address.find('@') == std::string::npos && !local.domain.empty())
     address += "@" + local.domain;
   const std::size_t at = address.rfind('@');
-  const std::string_view mailbox = address.substr(0, at);
+  const std::string_view mailbox = std::string_view(address).substr(0, at);
   const std::string_view domain =
       at == std::string::npos ? std::string_view() : std::string_view(address).substr(at + 1);
   for (const std::string& pattern : listed->second) {

@@ -24,6 +24,7 @@
 #include <cstring>
 #include <dirent.h>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "queue/clock.hpp"
@@ -31,6 +32,7 @@
 #include "relayd/async_call.hpp"
 #include "relayd/config.hpp"
 #include "relayd/delivery_scheduler.hpp"
+#include "relayd/dkim_sign.hpp"
 #include "relayd/maildrop_file.hpp"
 #include "relayd/metrics.hpp"
 #include "relayd/net.hpp"
@@ -153,6 +155,7 @@ struct maildrop_importer::state {
   scheduler& sched;
   metrics& stats;
   const alias_source& aliases;  // the table in use when a file is imported
+  const dkim_service* dkim = nullptr;  // [[dkim]] signing (run_daemon's); null: none
   int dir_fd = -1;
   bool stopping = false;
   bool dirty = false;  // an event came since the current pass started
@@ -340,6 +343,10 @@ awaitable<imported> import_one(std::shared_ptr<state> s, const std::string& name
   std::string body = smtp::build_message(
       addresses.message(env, std::move(parsed->message)), local_received(who, s->cfg.hostname, rec.id, now_s), now_s,
       smtp::make_message_id(rec.id, s->cfg.hostname));
+  std::string dkim_log;  // signed on the signing pool, before the commit
+  if (s->dkim && s->dkim->enabled())
+    std::tie(body, dkim_log) = co_await from_callback<void(std::string, std::string)>(
+        [&](auto done) { s->dkim->sign(std::move(body), rec.sender, std::move(done)); });
   rec.size = body.size();
   const std::string id = rec.id, sender = rec.sender;
   const std::size_t size = rec.size, nrcpt = rec.recipients.size();
@@ -356,8 +363,9 @@ awaitable<imported> import_one(std::shared_ptr<state> s, const std::string& name
     spdlog::error("maildrop {}: not queued: {}; will retry", name, r.detail);
     co_return imported::retry_later;
   }
-  spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=maildrop uid={} user={}", id, sender, size,
-               nrcpt, who.uid, who.user.empty() ? "-" : who.user);
+  spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=maildrop uid={} user={}{}", id, sender,
+               size, nrcpt, who.uid, who.user.empty() ? "-" : who.user,
+               dkim_log.empty() ? "" : ", dkim=" + dkim_log);
   s->stats.message_received();
   s->sched.notify_enqueued(arrival);
   if (auto e = s->remove(name); !e.empty()) {
@@ -409,6 +417,8 @@ maildrop_importer::maildrop_importer(asio::io_context& io, const config& cfg, qu
     : state_(std::make_shared<state>(io, cfg, spool, sched, stats, aliases)) {}
 
 maildrop_importer::~maildrop_importer() = default;
+
+void maildrop_importer::set_dkim(const dkim_service& d) { state_->dkim = &d; }
 
 void maildrop_importer::start() {
   auto& s = *state_;

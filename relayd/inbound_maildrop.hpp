@@ -32,6 +32,7 @@ namespace relayd {
 
 struct run_as;
 class alias_source;
+class dkim_service;
 
 // Creates `[local] maildrop` if missing (mode 1730, owner `who` or the
 // current user, group `[local] maildrop_group` or the owner's group), and
@@ -50,6 +51,7 @@ class maildrop_importer {
                     scheduler& sched, metrics& stats, const alias_source& aliases);
   ~maildrop_importer();
   void start();  // a first pass at once, then on inotify events and every 30 s
+  void set_dkim(const dkim_service& d);  // signs imported messages; `d` outlives this
   void stop();   // no new pass; an import in flight finishes
 
   struct state;  // shared by this object and its coroutines (defined in the .cpp)

@@ -13,6 +13,7 @@
 #include <cassert>
 #include <chrono>
 #include <ctime>
+#include <tuple>
 
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -23,10 +24,12 @@
 #include "relayd/async_call.hpp"
 #include "relayd/auth_users.hpp"
 #include "relayd/config.hpp"
+#include "relayd/dkim_sign.hpp"
 #include "relayd/inbound_connection.hpp"
 #include "relayd/inbound_local.hpp"
 #include "relayd/local_aliases.hpp"
 #include "relayd/metrics.hpp"
+#include "relayd/delivery_route.hpp"
 #include "relayd/delivery_scheduler.hpp"
 #include "smtp/replies.hpp"
 #include "smtp/server_session.hpp"
@@ -150,6 +153,13 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
                                               .notify = r.notify,
                                               .orcpt = r.orcpt});
   std::string body = addresses.message(env, session.take_message());  // From: masqueraded
+  rewrite_sender_identity(s.cfg, rec.sender, body);  // [[route]] rewrite_*: before signing
+  // DKIM: signed on the signing pool, the final message, before the 250.
+  std::string dkim_log;
+  if (s.dkim && s.dkim->enabled())
+    std::tie(body, dkim_log) = co_await from_callback<void(std::string, std::string)>(
+        [&](auto done) { s.dkim->sign(std::move(body), rec.sender, std::move(done)); });
+  const std::string dkim = dkim_log.empty() ? "" : ", dkim=" + dkim_log;
   rec.size = body.size();
   const std::optional<smtp::local_identity> submitter = rec.local;
   const std::size_t nrcpt = rec.recipients.size(), size = rec.size;
@@ -162,14 +172,15 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
   });
   if (r.code == queue::status::ok) {
     if (submitter)
-      spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=local, uid={} user={} unit={}", id,
+      spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=local, uid={} user={} unit={}{}", id,
                    sender, size, nrcpt, submitter->uid, or_dash(submitter->user),
-                   or_dash(submitter->unit));
+                   or_dash(submitter->unit), dkim);
     else if (sasl.empty())
-      spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client={}", id, sender, size, nrcpt, ip);
+      spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client={}{}", id, sender, size, nrcpt, ip,
+                   dkim);
     else
-      spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client={}, sasl_username={}", id, sender,
-                   size, nrcpt, ip, sasl);
+      spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client={}, sasl_username={}{}", id, sender,
+                   size, nrcpt, ip, sasl, dkim);
     session.message_queued();
     s.stats.message_received();
     s.sched.notify_enqueued(arrival);

@@ -19,6 +19,7 @@ namespace relayd {
 
 class inbound_connection;
 class alias_source;
+class dkim_service;
 
 // What a listener is for: [smtp] listen, submission, smtps or [local] socket.
 enum class listener_kind { smtp, submission, smtps, local };
@@ -46,6 +47,7 @@ struct inbound_services {
   metrics& stats;
   asio::thread_pool& auth_pool;  // crypt(3) off the I/O thread
   const alias_source* aliases = nullptr;  // [local] aliases (run_daemon's); null: none
+  const dkim_service* dkim = nullptr;     // [[dkim]] signing (run_daemon's); null: none
 };
 
 // One connection's session, from the banner (or the implicit-TLS handshake)

@@ -227,6 +227,12 @@ std::string metrics::format_value(double v) {
   return fmt::format("{}", v);  // shortest form that reads back exactly
 }
 
+void metrics::set_dkim_key_dns_match(std::string_view domain, std::string_view selector,
+                                     bool match) {
+  std::lock_guard lock(mu_);
+  dkim_dns_match_[{std::string(domain), std::string(selector)}] = match ? 1 : 0;
+}
+
 std::string metrics::render() const {
   auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   std::string out;
@@ -305,6 +311,14 @@ std::string metrics::render() const {
   family(out, "relayd_spool_max_bytes", "gauge",
          "Bytes the spool can grow to: max_spool_size or what the disk allows.");
   sample(out, "relayd_spool_max_bytes", queue_.spool_max_bytes);
+
+  if (!dkim_dns_match_.empty())
+    family(out, "relayd_dkim_key_dns_match", "gauge",
+           "1 while the [[dkim]] selector's DNS TXT record publishes the configured key, else 0.");
+  for (const auto& [name, v] : dkim_dns_match_)
+    fmt::format_to(std::back_inserter(out),
+                   "relayd_dkim_key_dns_match{{domain=\"{}\",selector=\"{}\"}} {}\n",
+                   escape_label_value(name.first), escape_label_value(name.second), v);
   return out;
 }
 

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <utility>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -127,6 +128,10 @@ class metrics {
                                   spool_max_bytes});
   }
 
+  // relayd_dkim_key_dns_match{domain,selector}: 1 while the selector's DNS
+  // record publishes the configured key, else 0 (dkim_dns_monitor).
+  void set_dkim_key_dns_match(std::string_view domain, std::string_view selector, bool match);
+
   // ---- exposition ----------------------------------------------------------
   // Prometheus text format 0.0.4 (Content-Type "text/plain; version=0.0.4").
   std::string render() const;
@@ -154,6 +159,7 @@ class metrics {
   std::uint64_t duration_count_ = 0;
   double duration_sum_ = 0;
   queue_gauges queue_;
+  std::map<std::pair<std::string, std::string>, int> dkim_dns_match_;  // (domain, selector)
 };
 
 }  // namespace relayd

@@ -59,6 +59,7 @@ METRICS = {
     "relayd_smtp_connections": "gauge",
     "relayd_in_flight_messages": "gauge",
     "relayd_start_time_seconds": "gauge",
+    "relayd_dkim_key_dns_match": "gauge",  # only with [[dkim]] entries (test_dkim_ops.py)
 }
 REQUIRED = [
     "relayd_messages_received_total", "relayd_delivery_attempts_total",
@@ -188,7 +189,8 @@ class PackagingTest(unittest.TestCase):
     def test_rules_cover_the_alerts_and_use_known_metrics(self):
         text, tests = read(RULES), read(RULES_TEST)
         for alert in ("RelaydDown", "RelaydDeadLettersGrowing", "RelaydOldestMessageTooOld",
-                      "RelaydHighDeferralRate", "RelaydSpoolNearlyFull"):
+                      "RelaydHighDeferralRate", "RelaydSpoolNearlyFull",
+                      "RelaydDkimKeyNotPublished"):
             self.assertRegex(text, rf"alert:\s*{alert}\b")
             self.assertRegex(tests, rf"alertname:\s*{alert}\b", f"{alert} has no promtool test")
         exprs = rule_exprs(RULES)

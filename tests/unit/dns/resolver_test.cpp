@@ -40,6 +40,7 @@ std::vector<std::string> test_records() {
       "--host-record=c.tie.test,127.0.1.3",
       "--host-record=implicit.test,127.0.0.9",
       "--txt-record=empty.test,nothing here",
+      "--txt-record=s1._domainkey.key.test,v=DKIM1; k=rsa; ,p=QUJD",
       "--mx-host=nullmx.test,.,0",
       "--mx-host=mixed.test,.,0",
       "--mx-host=mixed.test,mx2.example.test,10",
@@ -442,4 +443,26 @@ TEST(resolver_outcome, names) {
   EXPECT_EQ(dns::to_string(outcome::fail), "fail");
   EXPECT_EQ(dns::to_string(outcome::not_found), "not_found");
   EXPECT_EQ(dns::to_string(outcome::null_mx), "null_mx");
+}
+
+// TXT (DKIM key records): strings of one record joined; NXDOMAIN and a name
+// with other records but no TXT are not_found; a bad name fails.
+TEST_F(resolver_suite, txt_records) {
+  harness h({server_->server()});
+  auto txt = [&](const std::string& name) {
+    std::optional<dns::txt_result> got;
+    h.resolver->resolve_txt(name, [&](dns::txt_result r) { got = std::move(r); });
+    h.run();
+    if (!got) throw std::runtime_error("no completion for " + name);
+    return *got;
+  };
+  auto ok = txt("S1._domainkey.key.test.");
+  ASSERT_EQ(ok.what, outcome::ok) << ok.detail;
+  EXPECT_EQ(ok.records, std::vector<std::string>{"v=DKIM1; k=rsa; p=QUJD"});
+  auto none = txt("s2._domainkey.key.test");
+  EXPECT_EQ(none.what, outcome::not_found) << none.detail;
+  EXPECT_EQ(none.detail, "NXDOMAIN looking up TXT for s2._domainkey.key.test");
+  auto nodata = txt("implicit.test");
+  EXPECT_EQ(nodata.what, outcome::not_found) << nodata.detail;
+  EXPECT_EQ(txt("bad..name").what, outcome::fail);
 }

@@ -176,3 +176,37 @@ TEST(wire, compression_loop_is_rejected) {
   bytes.insert(bytes.end(), std::begin(rr), std::end(rr));
   EXPECT_FALSE(parse_mx(bytes));
 }
+
+// TXT (DKIM key records): one record's strings are joined; every record is kept;
+// a string running past its record is malformed.
+TEST(wire, txt_joins_character_strings_per_record) {
+  // By hand: the builder above writes names, not character-strings.
+  std::vector<unsigned char> m = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0};
+  auto push_name = [&](std::string_view label) {
+    m.push_back(static_cast<unsigned char>(label.size()));
+    m.insert(m.end(), label.begin(), label.end());
+  };
+  push_name("s1");
+  push_name("example");
+  m.push_back(0);
+  m.insert(m.end(), {0, 16, 0, 1});
+  auto push_txt = [&](std::vector<std::string> strings) {
+    m.insert(m.end(), {0xC0, 12, 0, 16, 0, 1, 0, 0, 0, 60});
+    std::size_t len = 0;
+    for (const auto& s : strings) len += 1 + s.size();
+    m.push_back(static_cast<unsigned char>(len >> 8));
+    m.push_back(static_cast<unsigned char>(len));
+    for (const auto& s : strings) {
+      m.push_back(static_cast<unsigned char>(s.size()));
+      m.insert(m.end(), s.begin(), s.end());
+    }
+  };
+  push_txt({"v=DKIM1; k=rsa; ", "p=QUJD"});
+  push_txt({"v=spf1 -all"});
+  auto t = parse_txt(m);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(*t, (std::vector<std::string>{"v=DKIM1; k=rsa; p=QUJD", "v=spf1 -all"}));
+  auto broken = m;
+  broken[broken.size() - 12] = 200;  // "v=spf1 -all" claims 200 bytes
+  EXPECT_FALSE(parse_txt(broken));
+}

@@ -554,3 +554,39 @@ TEST(endpoint, rejects) {
 
 }  // namespace
 }  // namespace relayd
+
+namespace relayd {
+// [[dkim]] as the key tooling reads it (the signer's keys are accepted, typed).
+TEST(config, dkim_entries) {
+  const config c = parse_ok(R"(
+[[dkim]]
+domain = "Example.ORG"
+selector = "s2026"
+key = "/etc/relayd/dkim/example.org.s2026.key"
+require_dns = true
+match = "from"
+subdomains = true
+expire = "7d"
+[[dkim]]
+domain = "example.org"
+selector = "ed"
+key = "/k/ed.key"
+)");
+  ASSERT_EQ(c.dkim.size(), 2u);
+  EXPECT_EQ(c.dkim[0].domain, "example.org");
+  EXPECT_EQ(c.dkim[0].selector, "s2026");
+  EXPECT_EQ(c.dkim[0].key, "/etc/relayd/dkim/example.org.s2026.key");
+  EXPECT_TRUE(c.dkim[0].require_dns);
+  EXPECT_FALSE(c.dkim[1].require_dns);
+  EXPECT_TRUE(parse_ok("").dkim.empty());
+  EXPECT_NE(parse_error("[[dkim]]\ndomain = \"a.org\"\nkey = \"/k\"\n").find("dkim[1].selector: must be set"),
+            std::string::npos);
+  EXPECT_NE(parse_error("[[dkim]]\ndomain = \"a.org\"\nselector = \"s\"\nkey = \"/k\"\nkeys = 1\n")
+                .find("dkim[1].keys: unknown key"),
+            std::string::npos);
+  EXPECT_NE(parse_error("[[dkim]]\ndomain = \"a org\"\nselector = \"s\"\nkey = \"/k\"\n")
+                .find("bad domain"),
+            std::string::npos);
+  EXPECT_NE(parse_error("dkim = 1\n").find("dkim: expected an array of tables"), std::string::npos);
+}
+}  // namespace relayd
