@@ -188,6 +188,8 @@ class loader {
   std::optional<std::vector<endpoint>> addresses(const toml::node& n, const std::string& key,
                                                  std::uint16_t default_port, bool listener);
   std::optional<std::vector<cidr>> networks(const toml::node& n, const std::string& key);
+  // An inline table of oauth2_settings ([delivery] relayhost_oauth2).
+  std::optional<oauth2_settings> oauth2(const toml::node& n, const std::string& key);
 
   std::vector<field> schema();
   field dkim_field();
@@ -378,6 +380,46 @@ std::optional<std::vector<cidr>> loader::networks(const toml::node& n, const std
   }
   if (!ok) return std::nullopt;
   return out;
+}
+
+std::optional<oauth2_settings> loader::oauth2(const toml::node& n, const std::string& key) {
+  const toml::table* t = n.as_table();
+  if (t == nullptr) {
+    wrong_type(n, key, "a table { token_url = \"https://...\", client_id = ..., ... }");
+    return std::nullopt;
+  }
+  oauth2_settings o;
+  auto text = [this](std::string& target) {
+    return [this, &target](const toml::node& v, const std::string& k) { set(target, string(v, k)); };
+  };
+  auto file = [this](std::string& target) {
+    return [this, &target](const toml::node& v, const std::string& k) { set(target, path(v, k)); };
+  };
+  const std::size_t before = problems_.size();
+  const field fields[] = {
+      {"token_url", text(o.token_url)},
+      {"client_id", text(o.client_id)},
+      {"client_secret_file", file(o.client_secret_file)},
+      {"refresh_token_file", file(o.refresh_token_file)},
+      {"scope", text(o.scope)},
+      {"mechanism",
+       [&](const toml::node& v, const std::string& k) {
+         auto s = string(v, k);
+         if (s && *s == "xoauth2")
+           o.mechanism = smtp::sasl_mechanism::xoauth2;
+         else if (s && *s == "oauthbearer")
+           o.mechanism = smtp::sasl_mechanism::oauthbearer;
+         else if (s)
+           fail(v, k, "expected \"xoauth2\" or \"oauthbearer\", got " + quoted(*s));
+       }},
+  };
+  read_table(*t, key, fields);
+  if (!o.token_url.starts_with("https://") || o.token_url.size() <= 8)
+    fail(n, key + ".token_url", "must be an https:// URL, got " + quoted(o.token_url));
+  if (o.client_id.empty()) fail(n, key + ".client_id", "must be set");
+  if (o.refresh_token_file.empty()) fail(n, key + ".refresh_token_file", "must be set");
+  if (problems_.size() != before) return std::nullopt;
+  return o;
 }
 
 // [[dkim]] (an array of tables): domain, selector and key are required; the
@@ -636,6 +678,10 @@ std::vector<field> loader::schema() {
                      set(c_.delivery.relayhost_user, string(n, key));
                    }},
                   {"relayhost_password_file", optional_path(delivery.relayhost_password_file)},
+                  {"relayhost_oauth2",
+                   [this](const toml::node& n, const std::string& key) {
+                     if (auto o = oauth2(n, key)) c_.delivery.relayhost_oauth2 = std::move(*o);
+                   }},
                   {"port",
                    [this](const toml::node& n, const std::string& key) {
                      set(c_.delivery.port, port_value(n, key));
@@ -901,9 +947,15 @@ std::optional<std::string> loader::cross_checks() {
     return c_.tls.cert.empty() ? error("tls.cert", "must be set when tls.key is set")
                                : error("tls.key", "must be set when tls.cert is set");
   const auto& d = c_.delivery;
-  if (!d.relayhost_user.empty() && d.relayhost_password_file.empty())
+  if (d.relayhost_oauth2 && !d.relayhost_password_file.empty())
+    return error("delivery.relayhost_oauth2",
+                 "excludes delivery.relayhost_password_file (set one of them)");
+  if (d.relayhost_oauth2 && d.relayhost_user.empty())
+    return error("delivery.relayhost_user", "must be set with delivery.relayhost_oauth2 (the "
+                                            "user name sent with the token)");
+  if (!d.relayhost_user.empty() && d.relayhost_password_file.empty() && !d.relayhost_oauth2)
     return error("delivery.relayhost_password_file",
-                 "must be set when delivery.relayhost_user is set");
+                 "must be set when delivery.relayhost_user is set (or delivery.relayhost_oauth2)");
   if (!d.relayhost_user.empty() && !d.relayhost)
     return error("delivery.relayhost_user", "is set but delivery.relayhost is empty");
   const auto& q = c_.queue;

@@ -15,10 +15,23 @@
 
 #include "relayd/config_values.hpp"  // endpoint, parse_duration, parse_size, ...
 #include "relayd/net_cidr.hpp"       // cidr, parse_cidr
+#include "smtp/sasl_oauth.hpp"       // sasl_mechanism
 
 namespace relayd {
 
 enum class tls_policy { none, may, encrypt, verify };
+
+// OAuth2 for a smarthost: the refresh token is exchanged at token_url for access
+// tokens that AUTH XOAUTH2 / OAUTHBEARER sends (relayd/oauth2_token.hpp). The
+// inline table is [delivery] relayhost_oauth2 (route 0 of relayd/delivery_route.hpp).
+struct oauth2_settings {
+  std::string token_url;           // "https://host[:port]/path"
+  std::string client_id;
+  std::string client_secret_file;  // first line; "" : a public client (no secret sent)
+  std::string refresh_token_file;  // first line; a new refresh token is written back here
+  std::string scope;               // "" : none sent
+  smtp::sasl_mechanism mechanism = smtp::sasl_mechanism::xoauth2;  // "xoauth2" | "oauthbearer"
+};
 
 // A smarthost: "smtp://[host]:port" or the bare "[host]:port" (STARTTLS per the
 // tls policy) or "smtps://[host]:port" (TLS right after connect, port 465 by default).
@@ -81,6 +94,7 @@ struct config {
     std::optional<relay_host> relayhost;
     std::string relayhost_user;
     std::string relayhost_password_file;
+    std::optional<oauth2_settings> relayhost_oauth2;  // instead of the password file
     std::uint16_t port = 25;
     std::vector<endpoint> dns_servers;  // port defaults to 53
     tls_policy tls = tls_policy::may;

@@ -1,8 +1,9 @@
 // The daemon's wiring: opens the spool, builds the scheduler, the delivery
 // agent, the inbound listeners, the control socket and the metrics endpoint on
 // one I/O thread, switches to the configured `user`, handles SIGHUP (reload the
-// TLS certificate and AUTH users) and SIGTERM/SIGINT (graceful stop), and stops
-// in the order written down below. Start-up failures are logged and give 1.
+// TLS certificate, AUTH users, aliases, relayhost credentials and DKIM keys) and
+// SIGTERM/SIGINT (graceful stop), and stops in the order written down below.
+// Start-up failures are logged and give 1.
 #include "relayd/daemon.hpp"
 
 #include <spdlog/spdlog.h>
@@ -186,13 +187,16 @@ int run_daemon(const config& cfg) {
         sched.stop(one_done);
       };
   signals.async_wait(on_signal);
-  // SIGHUP reloads the TLS certificate, the AUTH users and the aliases (not the config file).
+  // SIGHUP reloads the TLS certificate, the AUTH users, the aliases, the relayhost
+  // credentials (password or OAuth2 files, kept open from before the privilege drop)
+  // and the DKIM keys, not the config file.
   std::function<void(boost::system::error_code, int)> on_hup = [&](boost::system::error_code ec,
                                                                    int) {
     if (ec) return;
-    spdlog::info("SIGHUP: reloading the TLS certificate, the AUTH users, the aliases and the "
-                 "DKIM keys");
+    spdlog::info("SIGHUP: reloading the TLS certificate, the AUTH users, the aliases, the "
+                 "relayhost credentials and the DKIM keys");
     server.reload();
+    agent.reload_credentials();
     if (auto loaded = aliases.load(); loaded)
       spdlog::info("SIGHUP: {}", *loaded);
     else

@@ -40,7 +40,7 @@ std::vector<recipient_outcome> for_each_recipient(const job& j, const recipient_
 
 struct delivery_agent::impl {
   impl(asio::io_context& io_, const config& cfg_, scheduler& sched_, dns::mx_resolver& dns_)
-      : io(io_), cfg(cfg_), sched(sched_), connect(io_, cfg_, dns_, read_route_passwords(cfg_)) {}
+      : io(io_), cfg(cfg_), sched(sched_), connect(io_, cfg_, dns_) {}
 
   // `d` lives while d.active counts this worker: the scheduler forgets a
   // destination only when no connection is active (scheduler::maybe_forget).
@@ -69,6 +69,10 @@ delivery_agent::delivery_agent(asio::io_context& io, const config& cfg, schedule
 
 delivery_agent::~delivery_agent() = default;
 
+void delivery_agent::reload_credentials() {
+  impl_->connect.reload_credentials();
+}
+
 void delivery_agent::start_connection(destination& d) {
   asio::co_spawn(impl_->io, impl_->run(d), [](std::exception_ptr e) {
     if (!e) return;
@@ -84,6 +88,7 @@ awaitable<std::optional<delivery_link>> delivery_agent::impl::open(destination& 
                                                                    attempt_timing& timing,
                                                                    std::optional<job>& held) {
   auto r = co_await connect.open(d.key);
+  if (r.token_refused) r = co_await connect.open(d.key);  // once, with a new OAuth2 token
   timing.dns = r.dns_seconds;
   timing.connect = r.connect_seconds;
   if (r.link) co_return std::move(r.link);

@@ -1,7 +1,7 @@
 // The delivery agent: one coroutine per outbound connection to a destination. It
 // connects (delivery_connect), delivers the destination's waiting jobs one after
 // another over the outbound stream and reports outcomes (delivery_outcome) to the
-// scheduler. The constructor throws when a relayhost password cannot be read.
+// scheduler. The constructor throws when a relayhost password or OAuth2 file cannot be read.
 #pragma once
 
 #include <memory>
@@ -25,6 +25,8 @@ class delivery_agent final : public delivery_port {
   ~delivery_agent();
   // Starts one connection worker for `d` (the scheduler counts it in d.active).
   void start_connection(destination& d) override;
+  // SIGHUP: re-reads the relayhost password or OAuth2 credential files.
+  void reload_credentials();
 
  private:
   struct impl;

@@ -10,7 +10,6 @@
 
 #include <boost/asio/ssl.hpp>
 #include <chrono>
-#include <fstream>
 #include <stdexcept>
 
 #include "dns/mx_resolver.hpp"
@@ -18,6 +17,8 @@
 #include "relayd/config.hpp"
 #include "relayd/delivery_outcome.hpp"
 #include "relayd/delivery_route.hpp"
+#include "relayd/oauth2_token.hpp"
+#include "relayd/secret_file.hpp"
 
 namespace relayd {
 namespace {
@@ -51,39 +52,31 @@ struct candidate {
   bool implicit_tls = false;
 };
 
-std::string read_password(const std::string& key, const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw std::runtime_error(key + ": cannot read " + path);
-  std::string password;
-  std::getline(f, password);
-  while (!password.empty() && (password.back() == '\r' || password.back() == '\n'))
-    password.pop_back();
-  return password;
+// The token endpoint failed: the mail waits (our credentials, never a bounce).
+recipient_outcome token_failed(const oauth2_error& e) {
+  recipient_outcome o;
+  o.status = e.cause == queue::outcome_cause::auth ? "4.7.0" : "4.3.5";
+  o.cause = e.cause;
+  o.text = "OAuth2 " + e.text;
+  o.description = describe(o);
+  return o;
+}
+
+// The config key naming route `n`'s password file in messages.
+std::string password_key(const route& r, std::size_t n) {
+  return n == default_route ? "delivery.relayhost_password_file"
+                            : "route " + r.name + ": password_file";
 }
 
 }  // namespace
 
-std::vector<std::string> read_route_passwords(const config& cfg) {
-  std::vector<std::string> out;
-  for (std::size_t n = 0; n <= cfg.routes.size(); ++n) {
-    const route r = route_settings(cfg, n);
-    out.push_back(r.user.empty() ? std::string()
-                  : read_password(n == default_route ? "delivery.relayhost_password_file"
-                                                     : "route " + r.name + ": password_file",
-                                  r.password_file));
-  }
-  return out;
-}
-
 struct connector::impl {
-  impl(asio::io_context& io_, const config& cfg_, dns::mx_resolver& dns_,
-       std::vector<std::string> passwords_)
+  impl(asio::io_context& io_, const config& cfg_, dns::mx_resolver& dns_)
       : io(io_),
         cfg(cfg_),
         dns(dns_),
         tls_any(ssl::context::tls_client),
-        tls_verify(ssl::context::tls_client),
-        passwords(std::move(passwords_)) {
+        tls_verify(ssl::context::tls_client) {
     for (auto* ctx : {&tls_any, &tls_verify}) {
       SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
       ctx->set_options(ssl::context::default_workarounds | ssl::context::no_compression);
@@ -93,6 +86,22 @@ struct connector::impl {
     tls_verify.set_verify_mode(ssl::verify_peer);
     for (std::size_t n = 0; n <= cfg.routes.size(); ++n) routes.push_back(route_settings(cfg, n));
     passwords.resize(routes.size());
+    password_files.resize(routes.size());
+    if (cfg.delivery.relayhost_oauth2)
+      oauth = std::make_unique<oauth2_token_source>(io, *cfg.delivery.relayhost_oauth2,
+                                                    "delivery.relayhost_oauth2");
+    for (std::size_t n = 0; n < routes.size(); ++n) {
+      const route& r = routes[n];
+      if (r.user.empty() || (n == default_route && oauth)) continue;
+      auto f = secret_file::open(r.password_file);
+      std::expected<std::string, std::string> v = std::unexpected(f ? "" : f.error());
+      if (f) v = f->read_first_line();
+      if (!v)
+        throw std::runtime_error(password_key(r, n) + ": cannot read " + r.password_file + " (" +
+                                 v.error() + ")");
+      password_files[n].emplace(std::move(*f));
+      passwords[n] = std::move(*v);
+    }
   }
   ~impl() {
     for (auto& p : passwords) wipe(p);
@@ -105,8 +114,10 @@ struct connector::impl {
   // caller's local.
   awaitable<setup_result> set_up(delivery_link& l, smtp::client_session& s, const route& r,
                                  std::optional<queue::outcome_cause>& lost);
+  // `token`: route 0's OAuth2 access token when relayhost_oauth2 is set.
   smtp::client_options session_options(const std::string& host_name, bool try_tls,
-                                       const candidate& c, std::size_t route_number) const;
+                                       const candidate& c, std::size_t route_number,
+                                       const std::string& token) const;
 
   asio::io_context& io;
   const config& cfg;
@@ -115,14 +126,31 @@ struct connector::impl {
   ssl::context tls_verify;  // verify: system CAs and the host name
   std::vector<route> routes;            // by route number
   std::vector<std::string> passwords;   // by route number
+  std::vector<std::optional<secret_file>> password_files;  // by route number, kept for SIGHUP
+  std::unique_ptr<oauth2_token_source> oauth;  // route 0 with relayhost_oauth2: the token cache
   std::uint64_t turn = 0;  // rotates equal relayhosts over connections
 };
 
-connector::connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns,
-                     std::vector<std::string> passwords)
-    : impl_(std::make_unique<impl>(io, cfg, dns, std::move(passwords))) {}
+connector::connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns)
+    : impl_(std::make_unique<impl>(io, cfg, dns)) {}
 
 connector::~connector() = default;
+
+void connector::reload_credentials() {
+  auto& m = *impl_;
+  if (m.oauth) m.oauth->reload();
+  for (std::size_t n = 0; n < m.routes.size(); ++n) {
+    if (!m.password_files[n]) continue;
+    const std::string key = password_key(m.routes[n], n);
+    if (auto v = m.password_files[n]->read_first_line(); v) {
+      wipe(m.passwords[n]);
+      m.passwords[n] = std::move(*v);
+      spdlog::info("SIGHUP: {} re-read", key);
+    } else {
+      spdlog::error("SIGHUP: {}: {} (the previous password stays)", key, v.error());
+    }
+  }
+}
 
 awaitable<std::vector<candidate>> connector::impl::candidates(const destination_key& d,
                                                                const route& r,
@@ -166,7 +194,8 @@ awaitable<std::vector<candidate>> connector::impl::candidates(const destination_
 
 smtp::client_options connector::impl::session_options(const std::string& host_name,
                                                       bool try_tls, const candidate& c,
-                                                      std::size_t route_number) const {
+                                                      std::size_t route_number,
+                                                      const std::string& token) const {
   const route& r = routes[route_number];
   smtp::client_options o;
   o.helo_name = cfg.hostname;
@@ -175,7 +204,9 @@ smtp::client_options connector::impl::session_options(const std::string& host_na
   o.require_tls = r.tls == tls_policy::encrypt || r.tls == tls_policy::verify;
   if (!r.relayhost.empty() && !r.user.empty()) {
     o.auth_user = r.user;
-    o.auth_password = passwords[route_number];
+    const bool use_token = route_number == default_route && oauth;
+    o.auth_password = use_token ? token : passwords[route_number];
+    if (use_token) o.auth_mechanism = cfg.delivery.relayhost_oauth2->mechanism;
     o.allow_plaintext_auth = is_loopback_host(host_name);
     if (!o.allow_plaintext_auth) {
       o.want_tls = true;
@@ -233,6 +264,17 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
     co_return out;
   }
 
+  std::string token;  // OAuth2 (route 0): fetched before connecting (the HTTPS request is async)
+  const bool uses_token = number == default_route && m.oauth && smarthost && !r.user.empty();
+  if (uses_token) {
+    auto t = co_await m.oauth->token();
+    if (!t) {
+      out.problem = token_failed(t.error());
+      out.local_fault = true;
+      co_return out;
+    }
+    token = std::move(*t);
+  }
   const auto connect_started = steady::now();
   out.problem = no_host_answered();
   for (const auto& host : hosts) {
@@ -258,7 +300,7 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
         break;
       }
       l.session = std::make_unique<smtp::client_session>(
-          m.session_options(host.host_name, try_tls, host, number));
+          m.session_options(host.host_name, try_tls, host, number, token));
       std::optional<queue::outcome_cause> lost;
       const auto res = co_await m.set_up(l, *l.session, r, lost);
       if (res == setup_result::ready) {
@@ -278,6 +320,10 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
       const auto& f = l.session->failure();
       out.problem = outcome_of(f, relay, lost);
       out.local_fault = f.local_fault;
+      if (uses_token && f.cause == smtp::failure_cause::auth_rejected) {
+        m.oauth->refused(token);
+        out.token_refused = true;
+      }
       // A 421 greeting or EHLO: this host is busy; the next one may not be.
       out.throttled = out.throttled || f.destination_throttled;
       break;
@@ -285,6 +331,7 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
     if (out.local_fault) break;
   }
   out.connect_seconds = seconds_since(connect_started);
+  wipe(token);
   if (out.local_fault) {
     spdlog::error("delivery to {}: our own configuration is refused: {}", what,
                   out.problem.description);

@@ -1,6 +1,7 @@
 // Connection set-up for the delivery agent (Postfix's smtp_connect.c): DNS (MX or
 // relayhost), the hosts in preference order and each address in turn, connect,
-// EHLO, STARTTLS per [delivery] tls (with the `may` plaintext fallback), AUTH.
+// EHLO, STARTTLS per [delivery] tls (with the `may` plaintext fallback), AUTH
+// (a password, or for [delivery] with relayhost_oauth2 an OAuth2 access token).
 // Each route (delivery_route.hpp) brings its own relayhost pool (tried in order,
 // equals spread, smtps:// with TLS before the greeting), credentials, TLS and port.
 // Fails with a deferred (for a permanent DNS answer, failed) outcome; never throws.
@@ -36,25 +37,27 @@ struct connect_result {
   recipient_outcome problem;          // else: why not (the last host's failure)
   bool throttled = false;    // a host answered 421 / 4.7.x: back off the destination
   bool local_fault = false;  // our configuration was refused (e.g. AUTH 535)
+  bool token_refused = false;  // the OAuth2 token got a 5xx: forgotten, open() gets a new one
   double dns_seconds = 0, connect_seconds = 0;
 };
 
-// Each route's relayhost password (its password_file's first line; [delivery]
-// relayhost_password_file for route 0), "" for a route without a user; indexed by
-// route number. Throws std::runtime_error naming the key when a file cannot be read.
-std::vector<std::string> read_route_passwords(const config& cfg);
-
 class connector {
  public:
-  // `passwords` (read_route_passwords) are moved in and wiped when the connector goes.
-  connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns,
-            std::vector<std::string> passwords);
+  // Opens each route's credential files (a route's password_file, first line;
+  // for route 0 [delivery] relayhost_password_file or relayhost_oauth2's) and
+  // keeps them open: call before the privilege drop. Throws std::runtime_error
+  // naming the key when one cannot be read.
+  connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns);
   ~connector();
   connector(const connector&) = delete;
   connector& operator=(const connector&) = delete;
 
   // Resolves the destination's domain (MX) or its route's relayhosts, and connects.
   awaitable<connect_result> open(const destination_key& destination);
+  // SIGHUP: re-reads every route's password file and the OAuth2 secret and
+  // refresh token files (through the descriptors kept open when only root can
+  // read them); a file that cannot be read keeps its previous value.
+  void reload_credentials();
 
  private:
   struct impl;

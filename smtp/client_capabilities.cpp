@@ -26,6 +26,8 @@ void parse_auth_mechanisms(std::string_view mechs, server_capabilities& caps) {
     const std::string_view mech = mechs.substr(0, sp);
     if (iequals(mech, "PLAIN")) caps.auth_plain = true;
     if (iequals(mech, "LOGIN")) caps.auth_login = true;
+    if (iequals(mech, "XOAUTH2")) caps.auth_xoauth2 = true;
+    if (iequals(mech, "OAUTHBEARER")) caps.auth_oauthbearer = true;
     mechs = sp == std::string_view::npos ? std::string_view{} : trim_line(mechs.substr(sp + 1));
   }
 }

@@ -22,6 +22,8 @@ struct server_capabilities {
   bool enhanced_status_codes = false;
   bool auth_plain = false;
   bool auth_login = false;
+  bool auth_xoauth2 = false;      // Google's and Microsoft's OAuth2 bearer mechanism
+  bool auth_oauthbearer = false;  // RFC 7628
   bool chunking = false;  // recorded; relayd does not use BDAT
   bool dsn = false;       // RFC 3461: MAIL carries RET/ENVID, RCPT NOTIFY/ORCPT
 };

@@ -104,6 +104,9 @@ struct client_session::impl {
     login_user,       // AUTH LOGIN: 334, then the user name
     login_password,   // 334, then the password
     login_sent,       // password sent
+    oauth_challenge,  // AUTH XOAUTH2/OAUTHBEARER without the response (too long): 334 first
+    oauth_sent,       // the bearer response sent: 235, or a 334 error challenge
+    oauth_error_ack,  // the dummy response to the error challenge sent: the final 5xx
   };
 
   explicit impl(client_options o) : options_(std::move(o)), parser_(options_.limits) {
@@ -310,6 +313,10 @@ struct client_session::impl {
            false, last_phase_, true);
       return;
     }
+    if (options_.auth_mechanism != sasl_mechanism::password) {
+      start_oauth();
+      return;
+    }
     if (caps_.auth_plain) {
       const std::string response = plain_response();
       if (std::string_view("AUTH PLAIN ").size() + response.size() + 2 <= max_command_line) {
@@ -329,6 +336,33 @@ struct client_session::impl {
     fail(failure_cause::auth_unavailable,
          synthetic(451, "4.7.0", "The server offers neither AUTH PLAIN nor AUTH LOGIN"), false,
          last_phase_, true);
+  }
+
+  void start_oauth() {
+    const bool x = options_.auth_mechanism == sasl_mechanism::xoauth2;
+    const std::string name = x ? "XOAUTH2" : "OAUTHBEARER";
+    if (!(x ? caps_.auth_xoauth2 : caps_.auth_oauthbearer)) {
+      fail(failure_cause::auth_unavailable,
+           synthetic(451, "4.7.0", "The server does not offer AUTH " + name), false, last_phase_,
+           true);
+      return;
+    }
+    const std::string response = oauth_response();
+    if (name.size() + response.size() + 8 <= max_command_line) {
+      write("AUTH " + name + " " + response + "\r\n", expect::auth);
+      auth_ = auth_step::oauth_sent;
+    } else {
+      write("AUTH " + name + "\r\n", expect::auth);
+      auth_ = auth_step::oauth_challenge;
+    }
+  }
+
+  std::string oauth_response() const {
+    const auto& u = options_.auth_user;
+    const auto& t = options_.auth_password;
+    return base64::encode(options_.auth_mechanism == sasl_mechanism::xoauth2
+                              ? xoauth2_response(u, t)
+                              : oauthbearer_response(u, t));
   }
 
   // RFC 4616: authzid (empty) NUL authcid NUL passwd.
@@ -433,6 +467,17 @@ struct client_session::impl {
         case auth_step::login_password:
           write(base64::encode(options_.auth_password) + "\r\n", expect::auth);
           auth_ = auth_step::login_sent;
+          return;
+        case auth_step::oauth_challenge:
+          write(oauth_response() + "\r\n", expect::auth);
+          auth_ = auth_step::oauth_sent;
+          return;
+        case auth_step::oauth_sent:  // the error challenge (JSON): acknowledge, get the 5xx
+          write(options_.auth_mechanism == sasl_mechanism::xoauth2
+                    ? std::string("\r\n")
+                    : base64::encode(oauthbearer_error_ack) + "\r\n",
+                expect::auth);
+          auth_ = auth_step::oauth_error_ack;
           return;
         default:
           protocol_error("unexpected 334 challenge to AUTH");

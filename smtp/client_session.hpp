@@ -14,7 +14,7 @@
 //           failed / closed  -> write output() (a polite QUIT, maybe), close
 //
 // It speaks EHLO (HELO when EHLO gets a 5xx), STARTTLS (RFC 3207), AUTH PLAIN or
-// LOGIN (RFC 4954), SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), DSN
+// LOGIN (RFC 4954), XOAUTH2 or OAUTHBEARER (RFC 7628), SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), DSN
 // (RFC 3461: RET/ENVID on MAIL, NOTIFY/ORCPT on RCPT, only to a server that
 // advertises DSN, otherwise nothing of them) and PIPELINING (RFC 2920: MAIL, every RCPT and DATA in one write; when DATA gets its
 // 354 although no recipient was accepted, a lone "." ends it).
@@ -54,6 +54,7 @@
 #include "smtp/envelope.hpp"
 #include "smtp/reply.hpp"
 #include "smtp/reply_parser.hpp"
+#include "smtp/sasl_oauth.hpp"
 
 namespace smtp {
 
@@ -64,7 +65,10 @@ struct client_options {
   bool implicit_tls = false;            // the connection is TLS from the start (no STARTTLS)
   // Smarthost credentials; an empty user means no AUTH.
   std::string auth_user;
-  std::string auth_password;
+  std::string auth_password;  // with an OAuth2 mechanism: the access token
+  // password: PLAIN, else LOGIN. xoauth2 / oauthbearer: only that mechanism; an
+  // error challenge (334) gets the mechanism's dummy response, then the 5xx.
+  sasl_mechanism auth_mechanism = sasl_mechanism::password;
   bool allow_plaintext_auth = false;        // AUTH without TLS (loopback smarthost only)
   std::size_t body_chunk_size = 64 * 1024;  // content octets stuffed per output() refill
   reply_limits limits;

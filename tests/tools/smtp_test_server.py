@@ -104,7 +104,10 @@ OPTIONS (constructor keywords, set_options(), script "options", CLI flags)
     helo_only (EHLO -> 502), tls_cert/tls_key (enable STARTTLS),
     tls_min_version ("TLSv1.2"), starttls (offer it when a cert is set, True),
     implicit_tls (TLS from the first byte), auth_users ({user: password};
-    enables AUTH), auth_mechanisms (["PLAIN", "LOGIN"]), auth_require_tls,
+    enables AUTH), auth_mechanisms (["PLAIN", "LOGIN"]; also "XOAUTH2" and
+    "OAUTHBEARER", where the password is the bearer token: a wrong token gets
+    the error challenge "334 <base64 JSON>", then 535 after the client's dummy
+    response: "" for XOAUTH2, "AQ==" for OAUTHBEARER), auth_require_tls,
     auth_required (MAIL needs AUTH: 530), strict_crlf (bare LF ending a
     command -> 500), strict_params (reject MAIL/RCPT parameters the EHLO did
     not offer: 555), max_line (command line cap, 4096), max_recipients (1000),
@@ -959,6 +962,8 @@ class _Conn:
                 if p is None or p == "*":
                     return self.reply(self.R(501, "5.7.0", "Authentication aborted"))
                 pw = b64(p).decode("utf-8", "replace")
+            elif mech in ("XOAUTH2", "OAUTHBEARER"):
+                return self._auth_bearer(mech, initial, users, rr)
             else:
                 return self.reply(self.R(504, "5.5.4", "Unrecognized authentication type"))
         except (binascii.Error, ValueError, UnicodeError):
@@ -974,6 +979,37 @@ class _Conn:
                     self.R(235, "2.7.0", "Authentication successful"))
         else:
             self.reply(self.R(535, "5.7.8", "Error: authentication failed"))
+
+    # XOAUTH2: "user=U^Aauth=Bearer T^A^A"; OAUTHBEARER (RFC 7628): "n,a=U,^Aauth=Bearer T^A^A".
+    _XOAUTH2_RE = re.compile(rb"^user=([^\x01]+)\x01auth=Bearer ([^\x01]+)\x01\x01$")
+    _OAUTHBEARER_RE = re.compile(rb"^n,a=([^,\x01]+),\x01(?:[a-z]+=[^\x01]*\x01)*?"
+                                 rb"auth=Bearer ([^\x01]+)\x01(?:[a-z]+=[^\x01]*\x01)*\x01$")
+
+    def _auth_bearer(self, mech, initial, users, rr):
+        resp = initial if initial is not None else self._read_auth_line("")
+        if resp is None or resp == "*":
+            return self.reply(self.R(501, "5.7.0", "Authentication aborted"))
+        raw = base64.b64decode(resp.encode("ascii"), validate=True)
+        m = (self._XOAUTH2_RE if mech == "XOAUTH2" else self._OAUTHBEARER_RE).match(raw)
+        if not m:
+            return self.reply(self.R(501, "5.5.2", f"Invalid {mech} response"))
+        user = m.group(1).decode("utf-8", "replace")
+        if mech == "OAUTHBEARER":
+            user = user.replace("=2C", ",").replace("=3D", "=")
+        token = m.group(2).decode("utf-8", "replace")
+        good = users.get(user) == token or (rr is not None and rr.code // 100 == 2)
+        self.srv._log_auth(self, mech, user, good, token)
+        if good:
+            self.auth_user = user
+            self.rec["auth_user"] = user
+            return self.ok(rr if rr is not None and rr.code == 235 else None,
+                           self.R(235, "2.7.0", "Accepted"))
+        err = json.dumps({"status": "401", "schemes": "Bearer", "scope": "https://mail.test/"})
+        ack = self._read_auth_line(base64.b64encode(err.encode()).decode("ascii"))
+        expected = "" if mech == "XOAUTH2" else "AQ=="
+        if ack != expected:
+            return self.reply(self.R(501, "5.5.2", f"Expected the dummy response {expected!r}"))
+        self.reply(self.R(535, "5.7.8", "Username and Password not accepted (test server)"))
 
 
 # ---------------------------------------------------------------- server
@@ -1319,10 +1355,12 @@ class SMTPTestServer:
             st["accepted" if code // 100 == 2 else "rejected"] += 1
             self._cond.notify_all()
 
-    def _log_auth(self, conn, mech, user, ok):
+    def _log_auth(self, conn, mech, user, ok, token=None):
         with self._lock:
             self._auth_log.append({"t": time.time(), "conn_id": conn.cid, "mech": mech,
                                    "user": user, "ok": ok, "tls": conn.tls})
+            if token is not None:  # XOAUTH2 / OAUTHBEARER: the bearer token it got
+                self._auth_log[-1]["token"] = token
             self._stats["auth_success" if ok else "auth_failure"] += 1
             self._cond.notify_all()
 
