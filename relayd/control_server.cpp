@@ -25,6 +25,7 @@
 #include <fmt/format.h>
 
 #include "relayd/control_handlers.hpp"
+#include "relayd/inbound_local.hpp"
 #include "relayd/delivery_scheduler.hpp"
 
 namespace relayd {
@@ -32,18 +33,6 @@ namespace proto = control_protocol;
 using unix_socket = asio::local::stream_protocol::socket;
 
 namespace {
-
-// True when something accepts connections on `path` (another relayd).
-bool socket_alive(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  std::strncpy(sa.sun_path, path.c_str(), sizeof(sa.sun_path) - 1);
-  bool alive = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
-  ::close(fd);
-  return alive;
-}
 
 // verb -> handler, from every command family; every protocol verb has a row.
 std::unordered_map<std::string_view, control_handler> build_table() {
@@ -167,7 +156,7 @@ std::expected<void, std::string> control_server::start() {
   if (!parent.empty()) std::filesystem::create_directories(parent, fec);
   if (fec) return std::unexpected(parent.string() + ": " + fec.message());
   if (std::filesystem::exists(path, fec)) {
-    if (socket_alive(path)) return std::unexpected(path + ": another relayd is running");
+    if (unix_socket_accepting(path)) return std::unexpected(path + ": another relayd is running");
     std::filesystem::remove(path, fec);  // stale socket of a previous run
   }
   boost::system::error_code ec;

@@ -40,22 +40,6 @@ std::string last_unit(std::string_view path) {
   return std::string(found);
 }
 
-// The login name of `uid`, "" when it has none (or the lookup fails).
-std::string user_name(uid_t uid) {
-  long hint = ::sysconf(_SC_GETPW_R_SIZE_MAX);
-  std::vector<char> buf(hint > 0 ? static_cast<std::size_t>(hint) : 4096);
-  for (;;) {
-    passwd pw{};
-    passwd* found = nullptr;
-    const int rc = ::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found);
-    if (rc == ERANGE && buf.size() < (1u << 20)) {
-      buf.resize(buf.size() * 2);
-      continue;
-    }
-    return rc == 0 && found != nullptr ? std::string(found->pw_name) : std::string();
-  }
-}
-
 std::string read_small_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) return {};
@@ -76,16 +60,6 @@ sockaddr_un unix_address(const std::string& path) {
   sa.sun_family = AF_UNIX;
   std::memcpy(sa.sun_path, path.data(), std::min(path.size(), sizeof(sa.sun_path) - 1));
   return sa;
-}
-
-// True when a process accepts connections on the socket at `path`.
-bool accepting(const std::string& path) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  const sockaddr_un sa = unix_address(path);
-  const bool alive = ::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) == 0;
-  ::close(fd);
-  return alive;
 }
 
 // Creates the missing directories above the socket, each 0755 whatever the
@@ -118,6 +92,32 @@ std::expected<void, std::string> make_parent(const config& cfg, const std::files
 }
 
 }  // namespace
+
+// The login name of `uid`, "" when it has none (or the lookup fails).
+std::string user_name(uid_t uid) {
+  long hint = ::sysconf(_SC_GETPW_R_SIZE_MAX);
+  std::vector<char> buf(hint > 0 ? static_cast<std::size_t>(hint) : 4096);
+  for (;;) {
+    passwd pw{};
+    passwd* found = nullptr;
+    const int rc = ::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found);
+    if (rc == ERANGE && buf.size() < (1u << 20)) {
+      buf.resize(buf.size() * 2);
+      continue;
+    }
+    return rc == 0 && found != nullptr ? std::string(found->pw_name) : std::string();
+  }
+}
+
+// True when a process accepts connections on the socket at `path`.
+bool unix_socket_accepting(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const sockaddr_un sa = unix_address(path);
+  const bool alive = ::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) == 0;
+  ::close(fd);
+  return alive;
+}
 
 std::string unit_from_cgroup(std::string_view text) {
   // "ID:CONTROLLERS:PATH" per line; "0::PATH" is the unified (v2) hierarchy.
@@ -180,7 +180,7 @@ std::expected<int, std::string> open_local_socket(const config& cfg) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return fail("exists and is not a socket");
-    if (accepting(path)) return fail("another process accepts connections on it (another relayd?)");
+    if (unix_socket_accepting(path)) return fail("another process accepts connections on it (another relayd?)");
     if (::unlink(path.c_str()) != 0) return fail(std::string("unlink: ") + std::strerror(errno));
     spdlog::info("local.socket: replaced the stale socket {}", path);
   }

@@ -22,6 +22,13 @@ namespace relayd {
 
 struct config;
 
+// The login name of `uid`, "" when it has none (or the lookup fails).
+std::string user_name(uid_t uid);
+
+// True when a process accepts connections on the Unix socket at `path` (a
+// socket file left by a process that is gone is not).
+bool unix_socket_accepting(const std::string& path);
+
 // The systemd unit a process runs in, from the text of /proc/PID/cgroup: the
 // last component ending in ".service" or ".scope" of the unified hierarchy's
 // path ("0::/system.slice/php8.2-fpm.service" -> "php8.2-fpm.service"), or of

@@ -6,6 +6,7 @@
 // pass; nothing here throws out of a coroutine.
 #include "relayd/inbound_maildrop.hpp"
 
+#include "relayd/inbound_local.hpp"
 #include "relayd/local_aliases.hpp"
 
 #include <fcntl.h>
@@ -50,14 +51,6 @@ std::string octal(mode_t m) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
   return buf;
-}
-
-std::string user_name(uid_t uid) {
-  std::array<char, 4096> buf{};
-  passwd pw{};
-  passwd* found = nullptr;
-  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) return {};
-  return pw.pw_name;
 }
 
 // The group sendmail writes with: `[local] maildrop_group`, or `fallback`.
