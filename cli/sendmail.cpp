@@ -9,16 +9,17 @@
 // DATA, 64 usage, 65 bad input, 69 refused (5xx), 75 temporary; every error
 // is one line "sendmail: ..." on stderr.
 #include <pwd.h>
+#include <sys/random.h>
 #include <sysexits.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -88,10 +89,14 @@ user_info current_user() {
 std::string unique_message_id(const std::string& hostname) {
   using namespace std::chrono;
   const auto us = duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
-  std::random_device rd;
+  // getrandom(2), not std::random_device: its set-up probes the CPU (cpuid),
+  // which a virtual machine traps, and sendmail runs once per message.
+  std::uint32_t random = 0;
+  if (::getrandom(&random, sizeof random, GRND_NONBLOCK) != sizeof random)
+    random = static_cast<std::uint32_t>(us * 2654435761u);
   char buf[96];
   std::snprintf(buf, sizeof buf, "<%llx.%x.%08x@", static_cast<unsigned long long>(us),
-                static_cast<unsigned>(::getpid()), static_cast<unsigned>(rd()));
+                static_cast<unsigned>(::getpid()), static_cast<unsigned>(random));
   return buf + hostname + ">";
 }
 

@@ -7,8 +7,11 @@
 
 #include <cctype>
 #include <optional>
+#include <vector>
 
 #include "cli/sendmail_socket.hpp"
+#include "smtp/client_capabilities.hpp"
+#include "smtp/command.hpp"
 #include "smtp/dot_stuffer.hpp"
 #include "smtp/reply_parser.hpp"
 
@@ -74,56 +77,7 @@ submit_result broken(submit_status s, std::string why) {
   return out;
 }
 
-// Whether the EHLO reply lists `keyword` (as a whole word, any case).
-bool advertises(const smtp::reply& ehlo, std::string_view keyword) {
-  std::size_t start = 0;
-  const std::string& t = ehlo.text;
-  while (start <= t.size()) {
-    auto nl = t.find('\n', start);
-    std::string_view line(t.data() + start, (nl == std::string::npos ? t.size() : nl) - start);
-    std::string_view word = line.substr(0, line.find(' '));
-    if (word.size() == keyword.size()) {
-      bool same = true;
-      for (std::size_t i = 0; i < word.size(); ++i)
-        same &= std::toupper(static_cast<unsigned char>(word[i])) == keyword[i];
-      if (same) return true;
-    }
-    if (nl == std::string::npos) break;
-    start = nl + 1;
-  }
-  return false;
-}
-
-std::string notify_text(std::uint8_t bits) {
-  if (bits & smtp::notify_never) return "NEVER";
-  std::string out;
-  auto add = [&](std::uint8_t b, const char* w) {
-    if (!(bits & b)) return;
-    if (!out.empty()) out += ',';
-    out += w;
-  };
-  add(smtp::notify_success, "SUCCESS");
-  add(smtp::notify_failure, "FAILURE");
-  add(smtp::notify_delay, "DELAY");
-  return out;
-}
-
 }  // namespace
-
-std::string xtext(std::string_view s) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (c < 0x21 || c > 0x7e || c == '+' || c == '=') {
-      out += '+';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
 
 std::string queued_id(std::string_view text) {
   constexpr std::string_view marker = "queued as ";
@@ -145,38 +99,60 @@ submit_result submit(const submit_settings& s, const submission& env, std::strin
   auto ehlo = c.command("EHLO " + s.helo);
   if (!ehlo) return broken(submit_status::unreachable, ehlo.error());
   if (ehlo->code != 250) return refused(*ehlo, "EHLO");
-  // DSN parameters go only to a server that advertises DSN (RFC 3461 4.1).
-  const bool dsn = advertises(*ehlo, "DSN");
+  const smtp::server_capabilities caps = smtp::parse_capabilities(*ehlo);
 
-  std::string mail = "MAIL FROM:<" + env.sender + ">";
-  if (env.body == smtp::body_type::eight_bit_mime && advertises(*ehlo, "8BITMIME"))
-    mail += " BODY=8BITMIME";
-  if (env.smtputf8) mail += " SMTPUTF8";
-  if (dsn && env.ret == smtp::dsn_ret::full) mail += " RET=FULL";
-  if (dsn && env.ret == smtp::dsn_ret::headers) mail += " RET=HDRS";
-  if (dsn && !env.envid.empty()) mail += " ENVID=" + xtext(env.envid);
-  auto r = c.command(mail);
-  if (!r) return broken(submit_status::unreachable, r.error());
-  if (r->code != 250) {
-    c.quit();
-    return refused(*r, mail);
+  // MAIL, every RCPT and DATA: one write when the daemon offers PIPELINING
+  // (RFC 2920; DATA ends the group), else one round trip each. DSN parameters
+  // go only to a server that advertises DSN (RFC 3461 4.1).
+  std::vector<smtp::command> group;
+  smtp::command mail;
+  mail.what = smtp::verb::mail;
+  mail.path = env.sender;
+  if (env.body == smtp::body_type::eight_bit_mime && caps.eight_bit_mime)
+    mail.body = smtp::body_type::eight_bit_mime;
+  mail.smtputf8 = env.smtputf8;
+  if (caps.dsn) {
+    mail.ret = env.ret;
+    mail.envid = env.envid;
   }
+  group.push_back(std::move(mail));
   for (const auto& rcpt : env.recipients) {
-    std::string line = "RCPT TO:<" + rcpt.address + ">";
-    if (dsn && rcpt.notify) line += " NOTIFY=" + notify_text(rcpt.notify);
-    if (dsn && !rcpt.orcpt.empty()) line += " ORCPT=" + xtext(rcpt.orcpt);
-    r = c.command(line);
-    if (!r) return broken(submit_status::unreachable, r.error());
-    if (r->code != 250 && r->code != 251) {
-      c.quit();  // nothing was sent: the transaction dies with the connection
-      return refused(*r, line);
+    smtp::command to;
+    to.what = smtp::verb::rcpt;
+    to.path = rcpt.address;
+    if (caps.dsn) {
+      to.notify = rcpt.notify;
+      to.orcpt = rcpt.orcpt;
     }
+    group.push_back(std::move(to));
   }
-  r = c.command("DATA");
-  if (!r) return broken(submit_status::unreachable, r.error());
-  if (r->code != 354) {
-    c.quit();
-    return refused(*r, "DATA");
+  smtp::command data;
+  data.what = smtp::verb::data;
+  group.push_back(std::move(data));
+
+  std::string batch;
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    const std::string line = group[i].encode();
+    batch += line;
+    if (caps.pipelining && i + 1 < group.size()) continue;
+    if (auto w = c.send(batch); !w) return broken(submit_status::unreachable, w.error());
+    batch.clear();
+  }
+  // The replies in order. All or nothing: the first refusal ends the
+  // transaction. A pipelined DATA may still have been accepted (354): the
+  // connection is then dropped without the final dot, so nothing is queued.
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    auto r = c.reply(s.timeout);
+    if (!r) return broken(submit_status::unreachable, r.error());
+    const smtp::verb what = group[i].what;
+    const bool ok = what == smtp::verb::data ? r->code == 354
+                    : what == smtp::verb::rcpt ? r->code == 250 || r->code == 251
+                                               : r->code == 250;
+    if (ok) continue;
+    std::string line = group[i].encode();
+    line.resize(line.size() - 2);  // without CRLF, for the error message
+    if (!caps.pipelining) c.quit();
+    return refused(*r, line);
   }
 
   smtp::dot_stuffer stuffer;

@@ -1,9 +1,10 @@
 // sendmail's SMTP client for relayd's local submission socket ([local] socket):
 // blocking POSIX calls, every connect, read and write bounded by poll(2), no
-// Asio. One transaction: EHLO, MAIL FROM (BODY=8BITMIME, RET=, ENVID= when they
-// apply), one RCPT per recipient (NOTIFY=, ORCPT=), DATA with the content
-// dot-stuffed (smtp::dot_stuffer), QUIT. All or nothing: a refused recipient
-// ends the transaction before DATA and nothing is queued.
+// Asio. One transaction: EHLO, then MAIL FROM (BODY=8BITMIME, RET=, ENVID= when
+// they apply), one RCPT per recipient (NOTIFY=, ORCPT=) and DATA, pipelined in
+// one write when offered, the content dot-stuffed (smtp::dot_stuffer), QUIT.
+// All or nothing: a refused recipient ends the transaction before the content
+// is sent, and nothing is queued.
 // Outcomes are named, never thrown: `unreachable` means the daemon cannot have
 // the message (nothing was connected, or the end of DATA was never sent), so
 // the caller may hand it to the drop directory; `unknown` (connection lost or
@@ -50,10 +51,6 @@ struct submit_settings {
 
 submit_result submit(const submit_settings& settings, const submission& envelope,
                      std::string_view content);
-
-// RFC 3461 xtext: "+" followed by two upper-case hex digits for '+', '=' and
-// every octet outside 0x21..0x7E.
-std::string xtext(std::string_view s);
 
 // The "queued as ID" of a 250 reply's text ("" when absent).
 std::string queued_id(std::string_view reply_text);
