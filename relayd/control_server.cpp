@@ -9,7 +9,6 @@
 #include "relayd/control_server.hpp"
 
 #include <spdlog/spdlog.h>
-#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -26,6 +25,7 @@
 
 #include "relayd/control_handlers.hpp"
 #include "relayd/inbound_local.hpp"
+#include "relayd/privileges.hpp"
 #include "relayd/delivery_scheduler.hpp"
 
 namespace relayd {
@@ -65,17 +65,6 @@ std::optional<peer_credentials> credentials_of(int fd) {
   more.resize(len / sizeof(gid_t));
   p.groups.insert(p.groups.end(), more.begin(), more.end());
   return p;
-}
-
-std::expected<std::optional<gid_t>, std::string> resolve_group(const std::string& name) {
-  if (name.empty()) return std::optional<gid_t>{};
-  group g{};
-  group* found = nullptr;
-  std::vector<char> buf(16384);
-  const int rc = ::getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found);
-  if (rc != 0 || found == nullptr)
-    return std::unexpected("control.admin_group: no group named \"" + name + "\"");
-  return std::optional<gid_t>{g.gr_gid};
 }
 
 void log_exception(std::exception_ptr e) {
@@ -146,9 +135,11 @@ void control_server::set_scheduler(scheduler* s) {
 
 std::expected<void, std::string> control_server::start() {
   const std::string& path = impl_->ctx.cfg.control.socket;
-  auto admin = resolve_group(impl_->ctx.cfg.control.admin_group);
-  if (!admin) return std::unexpected(admin.error());
-  impl_->admin_gid = *admin;
+  if (const std::string& admin = impl_->ctx.cfg.control.admin_group; !admin.empty()) {
+    impl_->admin_gid = group_id(admin);
+    if (!impl_->admin_gid)
+      return std::unexpected("control.admin_group: no group named \"" + admin + "\"");
+  }
   if (path.size() >= sizeof(sockaddr_un::sun_path))
     return std::unexpected(path + ": path too long for a Unix socket");
   std::error_code fec;

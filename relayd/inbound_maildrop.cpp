@@ -10,7 +10,6 @@
 #include "relayd/local_aliases.hpp"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <pwd.h>
 #include <spdlog/spdlog.h>
 #include <sys/inotify.h>
@@ -53,18 +52,6 @@ std::string octal(mode_t m) {
   return buf;
 }
 
-// The group sendmail writes with: `[local] maildrop_group`, or `fallback`.
-std::optional<gid_t> maildrop_gid(const config& cfg, gid_t fallback) {
-  if (cfg.local.maildrop_group.empty()) return fallback;
-  std::array<char, 4096> buf{};
-  group gr{};
-  group* found = nullptr;
-  if (::getgrnam_r(cfg.local.maildrop_group.c_str(), &gr, buf.data(), buf.size(), &found) != 0 ||
-      found == nullptr)
-    return std::nullopt;
-  return gr.gr_gid;
-}
-
 // "Received: from local (uid 33, www-data)\r\n\tby HOST (relayd) with local id ID;\r\n\tDATE\r\n"
 std::string local_received(const smtp::local_identity& who, std::string_view host,
                            std::string_view id, std::int64_t time) {
@@ -85,7 +72,8 @@ bool prepare_maildrop(const config& cfg, const run_as& who) {
   if (dir.empty()) return false;
   const uid_t uid = who.name.empty() ? ::geteuid() : who.uid;
   const gid_t own_gid = who.name.empty() ? ::getegid() : who.gid;
-  const auto gid = maildrop_gid(cfg, own_gid);
+  const auto gid =
+      cfg.local.maildrop_group.empty() ? own_gid : group_id(cfg.local.maildrop_group);
   if (!gid) {
     spdlog::error("maildrop {}: unknown group \"{}\" (local.maildrop_group): not importing", dir,
                   cfg.local.maildrop_group);

@@ -34,6 +34,15 @@ void raise_fd_limit(std::uint64_t want) {
 // Looks `user` up before anything is opened. nullopt with a critical log line
 // when the start-up must fail; an empty name (or already being that user) gives
 // an account with an empty name: nothing to switch.
+std::optional<gid_t> group_id(const std::string& name) {
+  std::vector<char> buf(16384);
+  group g{};
+  group* found = nullptr;
+  if (::getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found) != 0 || found == nullptr)
+    return std::nullopt;
+  return g.gr_gid;
+}
+
 std::optional<run_as> resolve_user(const config& cfg) {
   if (cfg.user.empty()) return run_as{};
   errno = 0;

@@ -28,6 +28,10 @@ struct run_as {
 // fail; an empty name (or already being that user) gives an empty account.
 std::optional<run_as> resolve_user(const config& cfg);
 
+// The id of the group `name` (getgrnam_r, so NSS groups too); nullopt when no
+// such group exists or the lookup fails.
+std::optional<gid_t> group_id(const std::string& name);
+
 // Hands the spool (directory and files) and the control socket to `who`, then
 // drops root for good: setgroups, setgid, setuid, and checks that root cannot
 // be regained. false: start-up fails.
