@@ -14,7 +14,7 @@ pkgs=(
   build-essential cmake ninja-build pkg-config git
   g++ clang libclang-rt-14-dev
   libboost1.81-dev libboost-json1.81-dev
-  libssl-dev libc-ares-dev liblmdb-dev lmdb-utils libspdlog-dev libfmt-dev
+  libssl-dev zlib1g-dev libc-ares-dev liblmdb-dev lmdb-utils libspdlog-dev libfmt-dev
   libtomlplusplus-dev libgtest-dev libgmock-dev libcrypt-dev
   python3 swaks libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base postfix procps iproute2 openssl
   prometheus
