@@ -2,6 +2,7 @@
 // policy, the report's JSON fields and types, the gzip attachment and the mail
 // around it, and which _smtp._tls records name a destination.
 #include "relayd/tls_rpt.hpp"
+#include "relayd/tls_rpt_service.hpp"
 
 #include <gtest/gtest.h>
 #include <zlib.h>
@@ -177,4 +178,14 @@ TEST(TlsRptReport, MailCarriesTheGzippedJsonAndTheRfc8460Headers) {
     EXPECT_LE(nl - at, 998u);
 }
 
+}  // namespace
+
+namespace {
+TEST(TlsRptDays, NamesAndBack) {
+  EXPECT_EQ(relayd::day_name(1764547200), "2025-12-01");
+  EXPECT_EQ(relayd::parse_day_name("2025-12-01"), 1764547200);
+  EXPECT_FALSE(relayd::parse_day_name("2026-02-30"));
+  EXPECT_FALSE(relayd::parse_day_name("2026-1-01"));
+  EXPECT_FALSE(relayd::parse_day_name("../../etc"));
+}
 }  // namespace

@@ -1,0 +1,443 @@
+// Implements tls_rpt_service.hpp. The counts live in `state` behind a mutex:
+// record() and the rounds run on the I/O thread, the writer thread only copies
+// the changed entries out and writes them. A round owns the shared state and
+// its own progress, so a lookup that answers after stop() touches nothing gone.
+#include "relayd/tls_rpt_service.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "dns/mx_resolver.hpp"
+#include "queue/record.hpp"
+#include "queue/spool.hpp"
+#include "relayd/delivery_scheduler.hpp"
+#include "relayd/net.hpp"
+#include "relayd/read_file.hpp"
+#include "smtp/text.hpp"
+
+namespace relayd {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::int64_t day_seconds = 86400;
+
+std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
+std::int64_t day_of(std::int64_t t) { return t - (t % day_seconds + day_seconds) % day_seconds; }
+
+// A domain as a file name: letters, digits, '.', '-' and '_' stay (after
+// lower-casing), anything else is %HH, and a leading '.' too.
+std::string file_name(std::string_view domain) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : smtp::text::lower(std::string(domain))) {
+    if ((std::isalnum(c) && c < 0x80) || c == '-' || c == '_' || (c == '.' && !out.empty())) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> domain_of_file(std::string_view name) {
+  std::string out;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    if (name[i] != '%') {
+      out += name[i];
+      continue;
+    }
+    if (i + 2 >= name.size()) return std::nullopt;
+    const std::string hex(name.substr(i + 1, 2));
+    char* end = nullptr;
+    const long v = std::strtol(hex.c_str(), &end, 16);
+    if (end != hex.c_str() + 2) return std::nullopt;
+    out += static_cast<char>(v);
+    i += 2;
+  }
+  return out;
+}
+
+// Writes `data` to `path` so that a crash leaves the old or the new content.
+bool write_durably(const fs::path& path, const std::string& data, std::string& error) {
+  const fs::path tmp = path.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    error = tmp.string() + ": " + std::strerror(errno);
+    return false;
+  }
+  std::size_t at = 0;
+  while (at < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + at, data.size() - at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    at += static_cast<std::size_t>(n);
+  }
+  const bool ok = at == data.size() && ::fdatasync(fd) == 0;
+  if (!ok) error = tmp.string() + ": " + std::strerror(errno);
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    if (ok) error = path.string() + ": " + std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  if (const int dfd = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string day_name(std::int64_t day_start) {
+  const std::time_t t = static_cast<std::time_t>(day_start);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[16];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+  return buf;
+}
+
+std::optional<std::int64_t> parse_day_name(std::string_view name) {
+  if (name.size() != 10 || name[4] != '-' || name[7] != '-') return std::nullopt;
+  std::tm tm{};
+  const std::string s(name);
+  const char* end = ::strptime(s.c_str(), "%Y-%m-%d", &tm);
+  if (!end || *end != '\0') return std::nullopt;
+  const std::int64_t t = static_cast<std::int64_t>(::timegm(&tm));
+  if (day_name(t) != name) return std::nullopt;  // "2026-02-30" and the like
+  return t;
+}
+
+struct tls_rpt_service::state {
+  state(asio::io_context& io_, settings s_, queue::spool& spool_, scheduler& sched_,
+        dns::mx_resolver& dns_)
+      : io(io_), s(std::move(s_)), spool(spool_), sched(sched_), dns(dns_), timer(io_) {}
+  asio::io_context& io;
+  settings s;
+  queue::spool& spool;
+  scheduler& sched;
+  dns::mx_resolver& dns;
+  asio::steady_timer timer;
+
+  std::mutex mu;  // guards everything below
+  std::condition_variable wake;
+  bool stopping = false;
+  bool started = false;
+  std::map<std::int64_t, std::map<std::string, tls_rpt::domain_day>> days;
+  std::set<std::pair<std::int64_t, std::string>> dirty;
+  std::set<std::int64_t> full_logged;
+  std::set<std::int64_t> sending;  // days with a round under way
+  std::thread writer;
+
+  fs::path file_of(std::int64_t day, const std::string& domain) const {
+    return fs::path(s.dir) / day_name(day) / file_name(domain);
+  }
+
+  void load() {
+    std::error_code ec;
+    if (!fs::exists(s.dir, ec)) return;
+    std::size_t files = 0;
+    for (const auto& d : fs::directory_iterator(s.dir, ec)) {
+      const auto day = parse_day_name(d.path().filename().string());
+      if (!day || !d.is_directory(ec)) continue;
+      for (const auto& f : fs::directory_iterator(d.path(), ec)) {
+        const std::string name = f.path().filename().string();
+        if (name.ends_with(".tmp")) continue;
+        auto domain = domain_of_file(name);
+        auto text = read_file(f.path().string());
+        auto counts = text ? tls_rpt::domain_day::decode(*text)
+                           : std::expected<tls_rpt::domain_day, std::string>(
+                                 std::unexpected(text.error()));
+        if (!domain || !counts) {
+          spdlog::warn("tls-rpt: {}: not a day's counts ({}): left alone", f.path().string(),
+                       counts ? "bad file name" : counts.error());
+          continue;
+        }
+        days[*day][*domain] = std::move(*counts);
+        ++files;
+      }
+    }
+    if (files) spdlog::info("tls-rpt: {} stored domain-days read from {}", files, s.dir);
+  }
+
+  // The writer thread: every flush_interval, or when woken to stop.
+  void write_loop() {
+    std::unique_lock lock(mu);
+    for (;;) {
+      wake.wait_for(lock, s.flush_interval, [&] { return stopping; });
+      write_dirty(lock);
+      if (stopping) return;
+    }
+  }
+
+  void write_dirty(std::unique_lock<std::mutex>& lock) {
+    std::vector<std::pair<fs::path, std::string>> out;
+    for (const auto& [day, domain] : dirty) {
+      auto d = days.find(day);
+      if (d == days.end()) continue;
+      auto e = d->second.find(domain);
+      if (e == d->second.end()) continue;
+      out.emplace_back(file_of(day, domain), e->second.encode());
+    }
+    dirty.clear();
+    lock.unlock();
+    for (const auto& [path, data] : out) {
+      std::error_code ec;
+      fs::create_directories(path.parent_path(), ec);
+      std::string error;
+      if (ec || !write_durably(path, data, error))
+        spdlog::error("tls-rpt: cannot store counts: {}", ec ? ec.message() : error);
+    }
+    lock.lock();
+  }
+
+  void forget(std::int64_t day, const std::string& domain) {
+    {
+      std::lock_guard lock(mu);
+      if (auto d = days.find(day); d != days.end()) {
+        d->second.erase(domain);
+        if (d->second.empty()) days.erase(d);
+      }
+      dirty.erase({day, domain});
+    }
+    std::error_code ec;
+    fs::remove(file_of(day, domain), ec);
+    fs::remove(fs::path(s.dir) / day_name(day), ec);  // only when empty
+  }
+};
+
+namespace {
+
+using state_ptr = std::shared_ptr<tls_rpt_service::state>;
+
+struct round {
+  std::int64_t day = 0;
+  bool past = false;  // a finished day: reported domains are forgotten
+  std::map<std::string, tls_rpt::domain_day> domains;
+  std::size_t pending = 0;
+  std::vector<std::string> lines;
+  std::function<void(std::string)> done;
+};
+
+void finish_domain(const state_ptr& s, const std::shared_ptr<round>& r) {
+  if (--r->pending > 0) return;
+  {
+    std::lock_guard lock(s->mu);
+    s->sending.erase(r->day);
+  }
+  std::string all;
+  for (const auto& l : r->lines) all += l + "\n";
+  if (r->done) r->done(std::move(all));
+}
+
+// Queues one report for `domain` to `to`; the line says how it went.
+void queue_report(const state_ptr& s, const std::shared_ptr<round>& r, const std::string& domain,
+                  const tls_rpt::domain_day& counts, const std::string& to,
+                  std::function<void(bool)> after) {
+  const std::string id = s->spool.new_id();
+  tls_rpt::report_info info{s->s.organization, s->s.from, s->s.submitter,
+                            day_name(r->day) + "." + id + "@" + s->s.submitter, r->day};
+  const std::int64_t now = now_seconds();
+  auto message = tls_rpt::report_message(info, domain, counts, to,
+                                         "<" + id + ".tlsrpt@" + s->s.hostname + ">", now);
+  if (!message) {
+    r->lines.push_back(domain + ": report to " + to + " not built: " + message.error());
+    after(false);
+    return;
+  }
+  queue::envelope_record e;
+  e.id = id;
+  e.arrival_us = now * 1'000'000;
+  e.size = message->size();
+  e.sender = s->s.from;
+  e.client_ip = "127.0.0.1";
+  e.helo = s->s.hostname;
+  queue::recipient rcpt;
+  rcpt.address = to;
+  rcpt.next_attempt_us = e.arrival_us;
+  e.recipients.push_back(std::move(rcpt));
+  s->spool.enqueue(std::move(e), std::move(*message),
+                   [s, r, domain, to, id, arrival = now * 1'000'000,
+                    after = std::move(after)](queue::result res) mutable {
+                     asio::post(s->io, [s, r, domain, to, id, arrival, res,
+                                        after = std::move(after)] {
+                       if (res.code != queue::status::ok) {
+                         r->lines.push_back(domain + ": report to " + to +
+                                            " not queued: " + res.detail);
+                         spdlog::error("tls-rpt: {} report for {} to {} not queued: {}",
+                                       day_name(r->day), domain, to, res.detail);
+                         after(false);
+                         return;
+                       }
+                       s->sched.notify_enqueued(arrival);
+                       r->lines.push_back(domain + ": report queued as " + id + " to " + to);
+                       spdlog::info("{}: tls-rpt report for {} ({}) to <{}>", id, domain,
+                                    day_name(r->day), to);
+                       after(true);
+                     });
+                   });
+}
+
+void report_domain(const state_ptr& s, const std::shared_ptr<round>& r, const std::string& domain) {
+  s->dns.resolve_txt("_smtp._tls." + domain, [s, r, domain](dns::txt_result t) {
+    if (t.what == dns::outcome::retry) {
+      r->lines.push_back(domain + ": _smtp._tls lookup failed for now (" + t.detail +
+                         "); tried again later");
+      finish_domain(s, r);
+      return;
+    }
+    auto where = t.what == dns::outcome::ok
+                     ? tls_rpt::parse_record(t.records)
+                     : std::expected<tls_rpt::destinations, std::string>(
+                           std::unexpected("no _smtp._tls record"));
+    if (!where) {
+      r->lines.push_back(domain + ": no report (" + where.error() + ")");
+      if (r->past) s->forget(r->day, domain);
+      finish_domain(s, r);
+      return;
+    }
+    for (const auto& url : where->https)
+      r->lines.push_back(domain + ": https destination " + url + " skipped (not supported)");
+    if (where->mailto.empty()) {
+      if (r->past) s->forget(r->day, domain);
+      finish_domain(s, r);
+      return;
+    }
+    // The domain is done when every mailto: report is queued.
+    auto left = std::make_shared<std::size_t>(where->mailto.size());
+    auto all_ok = std::make_shared<bool>(true);
+    const tls_rpt::domain_day& counts = r->domains.at(domain);
+    for (const auto& to : where->mailto) {
+      queue_report(s, r, domain, counts, to, [s, r, domain, left, all_ok](bool ok) {
+        *all_ok = *all_ok && ok;
+        if (--*left > 0) return;
+        if (*all_ok && r->past) s->forget(r->day, domain);
+        finish_domain(s, r);
+      });
+    }
+  });
+}
+
+void start_round(const state_ptr& s, std::int64_t day, std::function<void(std::string)> done) {
+  auto r = std::make_shared<round>();
+  r->day = day;
+  r->past = day < day_of(now_seconds());
+  r->done = std::move(done);
+  {
+    std::lock_guard lock(s->mu);
+    if (s->stopping || !s->sending.insert(day).second) {
+      if (r->done) r->done(day_name(day) + ": a round for this day is under way\n");
+      return;
+    }
+    if (auto d = s->days.find(day); d != s->days.end()) r->domains = d->second;
+  }
+  if (r->domains.empty()) {
+    {
+      std::lock_guard lock(s->mu);
+      s->sending.erase(day);
+    }
+    if (r->done) r->done(day_name(day) + ": no TLS sessions recorded\n");
+    return;
+  }
+  r->pending = r->domains.size();
+  for (const auto& [domain, counts] : r->domains) report_domain(s, r, domain);
+}
+
+awaitable<void> hourly(state_ptr s) {
+  for (;;) {
+    std::vector<std::int64_t> past;
+    {
+      std::lock_guard lock(s->mu);
+      if (s->stopping) co_return;
+      const std::int64_t today = day_of(now_seconds());
+      for (const auto& [day, domains] : s->days)
+        if (day < today) past.push_back(day);
+    }
+    for (auto day : past)
+      start_round(s, day, [day](std::string lines) {
+        for (std::size_t at = 0, nl; (nl = lines.find('\n', at)) != std::string::npos; at = nl + 1)
+          spdlog::info("tls-rpt {}: {}", day_name(day), lines.substr(at, nl - at));
+      });
+    s->timer.expires_after(std::chrono::hours(1));
+    auto [ec] = co_await s->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec == asio::error::operation_aborted) {
+      std::lock_guard lock(s->mu);
+      if (s->stopping) co_return;
+    }
+  }
+}
+
+}  // namespace
+
+tls_rpt_service::tls_rpt_service(asio::io_context& io, settings s, queue::spool& spool,
+                                 scheduler& sched, dns::mx_resolver& dns)
+    : state_(std::make_shared<state>(io, std::move(s), spool, sched, dns)) {}
+
+tls_rpt_service::~tls_rpt_service() { stop(); }
+
+void tls_rpt_service::start() {
+  state_->load();
+  {
+    std::lock_guard lock(state_->mu);
+    state_->started = true;
+  }
+  state_->writer = std::thread([s = state_] { s->write_loop(); });
+  asio::co_spawn(state_->io, hourly(state_), asio::detached);
+}
+
+void tls_rpt_service::stop() {
+  {
+    std::lock_guard lock(state_->mu);
+    if (!state_->started || state_->stopping) return;
+    state_->stopping = true;
+  }
+  state_->wake.notify_all();
+  if (state_->writer.joinable()) state_->writer.join();
+  state_->timer.cancel();
+}
+
+void tls_rpt_service::record(const tls_rpt::session& s) {
+  if (s.applied.domain.empty()) return;
+  const std::int64_t today = day_of(now_seconds());
+  const std::string domain = smtp::text::lower(s.applied.domain);
+  std::lock_guard lock(state_->mu);
+  if (state_->stopping) return;
+  auto& day = state_->days[today];
+  auto it = day.find(domain);
+  if (it == day.end()) {
+    if (day.size() >= state_->s.max_domains_per_day) {
+      if (state_->full_logged.insert(today).second)
+        spdlog::warn("tls-rpt: {} policy domains counted today; more are not counted",
+                     state_->s.max_domains_per_day);
+      return;
+    }
+    it = day.emplace(domain, tls_rpt::domain_day{}).first;
+  }
+  it->second.add(s);
+  state_->dirty.insert({today, domain});
+}
+
+void tls_rpt_service::send(std::int64_t day_start, std::function<void(std::string)> done) {
+  start_round(state_, day_of(day_start), std::move(done));
+}
+
+}  // namespace relayd
