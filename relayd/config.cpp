@@ -806,6 +806,7 @@ std::vector<field> loader::schema() {
                    }},
               }),
       dkim_field(),
+      {"dkim_check_interval", positive_duration(c_.dkim_check_interval)},
   };
 }
 

@@ -160,6 +160,9 @@ struct config {
     std::optional<std::chrono::seconds> expire;  // x= = t= + expire
   };
   std::vector<dkim_entry> dkim;
+  // How often the daemon looks the [[dkim]] selectors up in DNS (at most 5 min
+  // while a require_dns entry does not match).
+  std::chrono::seconds dkim_check_interval{6 * 3600};
 };
 
 // Parses and validates a whole file. On error: "FILE: KEY: what is wrong".
