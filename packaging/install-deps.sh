@@ -7,7 +7,8 @@
 # dpkg-dev (dpkg-shlibdeps), groff-base and lintian build and check the .deb and
 # man pages. cron, php-cli and s-nail are the real programs that mail through
 # relayd's sendmail in the tests (none of them is started as a service);
-# python3-dkim is the independent DKIM verifier.
+# python3-dkim is the independent DKIM verifier; opendkim (never started as a
+# service) is the milter the DKIM signing benchmark runs Postfix with.
 set -euo pipefail
 
 pkgs=(
@@ -19,7 +20,7 @@ pkgs=(
   python3 swaks libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base postfix procps iproute2 openssl
   prometheus
   dpkg-dev groff-base lintian
-  cron php-cli s-nail python3-dkim
+  cron php-cli s-nail python3-dkim opendkim
 )
 
 # --fuzz: also clang-16 with libFuzzer (clang 14 cannot compile libstdc++ 12's <expected>).

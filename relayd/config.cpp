@@ -806,6 +806,7 @@ std::vector<field> loader::schema() {
                    }},
               }),
       dkim_field(),
+      {"dkim_check_interval", positive_duration(c_.dkim_check_interval)},
   };
 }
 
@@ -889,6 +890,10 @@ void loader::read_routes(const toml::node& n, const std::string& key) {
         {"user", text(r.user)},
         {"password_file",
          [this, &r](const toml::node& v, const std::string& kk) { set(r.password_file, path(v, kk)); }},
+        {"oauth2",
+         [this, &r](const toml::node& v, const std::string& kk) {
+           if (auto o = oauth2(v, kk)) r.oauth2 = std::move(*o);
+         }},
         {"tls", [this, &r](const toml::node& v, const std::string& kk) { set(r.tls, tls_value(v, kk)); }},
         {"port", [this, &r](const toml::node& v, const std::string& kk) { set(r.port, port_value(v, kk)); }},
         {"rewrite_sender", mailbox(r.rewrite_sender)},
@@ -904,8 +909,12 @@ void loader::read_routes(const toml::node& n, const std::string& key) {
       fail(entry, k + (r.rewrite_sender.empty() ? ".rewrite_from" : ".rewrite_sender"),
            "is not supported on a recipient_domain route (mail is rewritten when accepted, "
            "for the sender's route only; use sender or sender_domain)");
-    else if (!r.user.empty() && r.password_file.empty())
-      fail(entry, k + ".password_file", "must be set when user is set");
+    else if (r.oauth2 && !r.password_file.empty())
+      fail(entry, k + ".oauth2", "excludes password_file (set one of them)");
+    else if (r.oauth2 && r.user.empty())
+      fail(entry, k + ".user", "must be set with oauth2 (the user name sent with the token)");
+    else if (!r.user.empty() && r.password_file.empty() && !r.oauth2)
+      fail(entry, k + ".password_file", "must be set when user is set (or oauth2)");
     else if (!r.user.empty() && r.relayhost.empty())
       fail(entry, k + ".user", "is set but relayhost is empty (MX delivery does not log in)");
     else if (std::ranges::find(c_.routes, r.name, &route::name) != c_.routes.end())

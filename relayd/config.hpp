@@ -23,7 +23,8 @@ enum class tls_policy { none, may, encrypt, verify };
 
 // OAuth2 for a smarthost: the refresh token is exchanged at token_url for access
 // tokens that AUTH XOAUTH2 / OAUTHBEARER sends (relayd/oauth2_token.hpp). The
-// inline table is [delivery] relayhost_oauth2 (route 0 of relayd/delivery_route.hpp).
+// inline table is [delivery] relayhost_oauth2 (route 0 of relayd/delivery_route.hpp)
+// or a [[route]]'s oauth2.
 struct oauth2_settings {
   std::string token_url;           // "https://host[:port]/path"
   std::string client_id;
@@ -49,6 +50,7 @@ struct route {
   std::string sender, sender_domain, recipient_domain;  // exactly one is set (lower case)
   std::vector<relay_host> relayhost;                    // a pool, in order; empty: MX
   std::string user, password_file;
+  std::optional<oauth2_settings> oauth2;  // instead of password_file (AUTH XOAUTH2/OAUTHBEARER)
   tls_policy tls = tls_policy::may;
   std::uint16_t port = 25;  // MX delivery port
   std::string rewrite_sender, rewrite_from;
@@ -160,6 +162,9 @@ struct config {
     std::optional<std::chrono::seconds> expire;  // x= = t= + expire
   };
   std::vector<dkim_entry> dkim;
+  // How often the daemon looks the [[dkim]] selectors up in DNS (at most 5 min
+  // while a require_dns entry does not match).
+  std::chrono::seconds dkim_check_interval{6 * 3600};
 };
 
 // Parses and validates a whole file. On error: "FILE: KEY: what is wrong".

@@ -99,9 +99,11 @@ int run_daemon(const config& cfg) {
   server.set_aliases(aliases);
   server.set_dkim(dkim);
   control.set_aliases(aliases);
-  // [[dkim]] selectors' DNS records: at start and every 6 h; relayctl dkim check.
-  dkim_dns_monitor dkim_dns(io, cfg, *resolver, &registry);
+  // [[dkim]] selectors' DNS records: at start, every dkim_check_interval, on
+  // SIGHUP and relayctl dkim check; require_dns keys sign only on a match.
+  dkim_dns_monitor dkim_dns(io, cfg, *resolver, &registry, cfg.dkim_check_interval);
   control.set_dkim_monitor(dkim_dns);
+  dkim.set_dns_gate(dkim_dns.gate());
   if (!server.start()) return 1;
   if (auto ok = control.start(); !ok) {
     spdlog::critical("control socket: {}", ok.error());
@@ -206,6 +208,7 @@ int run_daemon(const config& cfg) {
         spdlog::info("SIGHUP: {}", *loaded);
       else
         spdlog::error("SIGHUP: {} (the previous DKIM keys stay in use)", loaded.error());
+      dkim_dns.check_now(nullptr);  // a rotated key is checked against DNS now
     }
     hup.async_wait(on_hup);
   };

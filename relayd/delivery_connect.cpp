@@ -68,6 +68,11 @@ std::string password_key(const route& r, std::size_t n) {
                             : "route " + r.name + ": password_file";
 }
 
+// The same for its OAuth2 settings.
+std::string oauth2_key(const route& r, std::size_t n) {
+  return n == default_route ? "delivery.relayhost_oauth2" : "route " + r.name + ": oauth2";
+}
+
 }  // namespace
 
 struct connector::impl {
@@ -87,12 +92,14 @@ struct connector::impl {
     for (std::size_t n = 0; n <= cfg.routes.size(); ++n) routes.push_back(route_settings(cfg, n));
     passwords.resize(routes.size());
     password_files.resize(routes.size());
-    if (cfg.delivery.relayhost_oauth2)
-      oauth = std::make_unique<oauth2_token_source>(io, *cfg.delivery.relayhost_oauth2,
-                                                    "delivery.relayhost_oauth2");
+    oauth.resize(routes.size());
     for (std::size_t n = 0; n < routes.size(); ++n) {
       const route& r = routes[n];
-      if (r.user.empty() || (n == default_route && oauth)) continue;
+      if (r.oauth2) {
+        oauth[n] = std::make_unique<oauth2_token_source>(io, *r.oauth2, oauth2_key(r, n));
+        continue;
+      }
+      if (r.user.empty()) continue;
       auto f = secret_file::open(r.password_file);
       std::expected<std::string, std::string> v = std::unexpected(f ? "" : f.error());
       if (f) v = f->read_first_line();
@@ -114,7 +121,7 @@ struct connector::impl {
   // caller's local.
   awaitable<setup_result> set_up(delivery_link& l, smtp::client_session& s, const route& r,
                                  std::optional<queue::outcome_cause>& lost);
-  // `token`: route 0's OAuth2 access token when relayhost_oauth2 is set.
+  // `token`: the route's OAuth2 access token when it has oauth2 settings.
   smtp::client_options session_options(const std::string& host_name, bool try_tls,
                                        const candidate& c, std::size_t route_number,
                                        const std::string& token) const;
@@ -127,7 +134,9 @@ struct connector::impl {
   std::vector<route> routes;            // by route number
   std::vector<std::string> passwords;   // by route number
   std::vector<std::optional<secret_file>> password_files;  // by route number, kept for SIGHUP
-  std::unique_ptr<oauth2_token_source> oauth;  // route 0 with relayhost_oauth2: the token cache
+  // By route number: the token cache of a route with oauth2 (route 0:
+  // relayhost_oauth2), else null.
+  std::vector<std::unique_ptr<oauth2_token_source>> oauth;
   std::uint64_t turn = 0;  // rotates equal relayhosts over connections
 };
 
@@ -138,7 +147,8 @@ connector::~connector() = default;
 
 void connector::reload_credentials() {
   auto& m = *impl_;
-  if (m.oauth) m.oauth->reload();
+  for (auto& o : m.oauth)
+    if (o) o->reload();
   for (std::size_t n = 0; n < m.routes.size(); ++n) {
     if (!m.password_files[n]) continue;
     const std::string key = password_key(m.routes[n], n);
@@ -204,9 +214,9 @@ smtp::client_options connector::impl::session_options(const std::string& host_na
   o.require_tls = r.tls == tls_policy::encrypt || r.tls == tls_policy::verify;
   if (!r.relayhost.empty() && !r.user.empty()) {
     o.auth_user = r.user;
-    const bool use_token = route_number == default_route && oauth;
+    const bool use_token = oauth[route_number] != nullptr;
     o.auth_password = use_token ? token : passwords[route_number];
-    if (use_token) o.auth_mechanism = cfg.delivery.relayhost_oauth2->mechanism;
+    if (use_token) o.auth_mechanism = r.oauth2->mechanism;
     o.allow_plaintext_auth = is_loopback_host(host_name);
     if (!o.allow_plaintext_auth) {
       o.want_tls = true;
@@ -264,10 +274,11 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
     co_return out;
   }
 
-  std::string token;  // OAuth2 (route 0): fetched before connecting (the HTTPS request is async)
-  const bool uses_token = number == default_route && m.oauth && smarthost && !r.user.empty();
+  std::string token;  // OAuth2: fetched before connecting (the HTTPS request is async)
+  oauth2_token_source* const oauth = m.oauth[number].get();
+  const bool uses_token = oauth && smarthost && !r.user.empty();
   if (uses_token) {
-    auto t = co_await m.oauth->token();
+    auto t = co_await oauth->token();
     if (!t) {
       out.problem = token_failed(t.error());
       out.local_fault = true;
@@ -321,7 +332,7 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
       out.problem = outcome_of(f, relay, lost);
       out.local_fault = f.local_fault;
       if (uses_token && f.cause == smtp::failure_cause::auth_rejected) {
-        m.oauth->refused(token);
+        oauth->refused(token);
         out.token_refused = true;
       }
       // A 421 greeting or EHLO: this host is busy; the next one may not be.

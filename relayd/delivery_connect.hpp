@@ -1,7 +1,8 @@
 // Connection set-up for the delivery agent (Postfix's smtp_connect.c): DNS (MX or
 // relayhost), the hosts in preference order and each address in turn, connect,
 // EHLO, STARTTLS per [delivery] tls (with the `may` plaintext fallback), AUTH
-// (a password, or for [delivery] with relayhost_oauth2 an OAuth2 access token).
+// (a password, or for a route with oauth2 / [delivery] relayhost_oauth2 an OAuth2
+// access token).
 // Each route (delivery_route.hpp) brings its own relayhost pool (tried in order,
 // equals spread, smtps:// with TLS before the greeting), credentials, TLS and port.
 // Fails with a deferred (for a permanent DNS answer, failed) outcome; never throws.
@@ -44,7 +45,7 @@ struct connect_result {
 class connector {
  public:
   // Opens each route's credential files (a route's password_file, first line;
-  // for route 0 [delivery] relayhost_password_file or relayhost_oauth2's) and
+  // for route 0 [delivery] relayhost_password_file; a route's oauth2 files) and
   // keeps them open: call before the privilege drop. Throws std::runtime_error
   // naming the key when one cannot be read.
   connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns);

@@ -105,6 +105,7 @@ route route_settings(const config& cfg, std::size_t number) {
   if (cfg.delivery.relayhost) r.relayhost.push_back(*cfg.delivery.relayhost);
   r.user = cfg.delivery.relayhost_user;
   r.password_file = cfg.delivery.relayhost_password_file;
+  r.oauth2 = cfg.delivery.relayhost_oauth2;
   r.tls = cfg.delivery.tls;
   r.port = cfg.delivery.port;
   return r;

@@ -8,11 +8,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <utility>
 
 #include "dns/mx_resolver.hpp"
+#include "relayd/async_call.hpp"
 #include "relayd/metrics.hpp"
 #include "relayd/net.hpp"
 #include "smtp/text.hpp"
@@ -31,19 +34,37 @@ struct dkim_dns_monitor::state {
   asio::steady_timer timer;
   bool stopping = false;
 
-  mutable std::mutex mu;  // guards match below (read by the signer's threads)
-  std::map<std::pair<std::string, std::string>, bool> match;  // (lower domain, selector)
+  // The last verdict of one selector other than dns_error.
+  struct verdict {
+    std::optional<dkim::check_state> state;  // none: never known
+    std::string public_key;                  // the key that state is about
+    bool match() const { return state == dkim::check_state::ok; }
+  };
+  mutable std::mutex mu;  // guards verdicts (read by the signer's threads)
+  std::map<std::pair<std::string, std::string>, verdict> verdicts;  // (lower domain, selector)
 
   // Records one round's statuses (I/O thread) and fills in each one's `match`.
   void record(std::vector<dkim_dns_status>& round) {
     std::lock_guard lock(mu);
     for (auto& s : round) {
-      auto& m = match[{smtp::text::lower(s.entry.domain), s.entry.selector}];
-      if (s.result.state != dkim::check_state::dns_error)
-        m = s.result.state == dkim::check_state::ok;
-      s.match = m;
-      if (stats) stats->set_dkim_key_dns_match(s.entry.domain, s.entry.selector, m);
+      auto& v = verdicts[{smtp::text::lower(s.entry.domain), s.entry.selector}];
+      if (s.result.state != dkim::check_state::dns_error) {
+        v.state = s.result.state;
+        v.public_key = s.public_key;
+      }
+      s.match = v.match();
+      if (stats) stats->set_dkim_key_dns_match(s.entry.domain, s.entry.selector, s.match);
     }
+  }
+
+  std::string refusal(std::string_view domain, std::string_view selector,
+                      std::string_view public_key) const {
+    std::lock_guard lock(mu);
+    const auto it = verdicts.find({smtp::text::lower(std::string(domain)), std::string(selector)});
+    if (it == verdicts.end() || !it->second.state) return "not checked yet";
+    if (!it->second.match()) return std::string(dkim::to_string(*it->second.state));
+    if (it->second.public_key != public_key) return "checked for another key";
+    return {};
   }
 };
 
@@ -55,6 +76,10 @@ struct round_state {
   std::size_t pending = 0;
   dkim_dns_monitor::done_fn done;
 };
+
+// While an entry with require_dns does not match, its key does not sign: look
+// again within this time even when the interval is longer.
+constexpr std::chrono::seconds unmatched_recheck = std::chrono::minutes(5);
 
 void finish_one(const std::shared_ptr<dkim_dns_monitor::state>& s,
                 const std::shared_ptr<round_state>& r) {
@@ -86,6 +111,7 @@ void run_round(const std::shared_ptr<dkim_dns_monitor::state>& s, dkim_dns_monit
     }
     std::string name = dkim::record_name(e.domain, e.selector);
     name.pop_back();  // the trailing dot
+    r->statuses[i].public_key = key->p;
     s->dns.resolve_txt(name, [s, r, i, key = std::move(*key)](dns::txt_result t) {
       auto& result = r->statuses[i].result;
       if (t.what == dns::outcome::ok)
@@ -102,10 +128,17 @@ void run_round(const std::shared_ptr<dkim_dns_monitor::state>& s, dkim_dns_monit
   finish_one(s, r);
 }
 
+// A round, then a wait of `interval`, or of at most unmatched_recheck while an
+// entry with require_dns does not match.
 awaitable<void> monitor_loop(std::shared_ptr<dkim_dns_monitor::state> s) {
   while (!s->stopping) {
-    run_round(s, nullptr);
-    s->timer.expires_after(s->interval);
+    const auto round = co_await from_callback<void(std::vector<dkim_dns_status>)>(
+        [&s](auto done) { run_round(s, std::move(done)); });
+    if (s->stopping) break;
+    const bool waiting_for_dns = std::ranges::any_of(
+        round, [](const dkim_dns_status& st) { return st.entry.require_dns && !st.match; });
+    s->timer.expires_after(waiting_for_dns ? std::min(s->interval, unmatched_recheck)
+                                           : s->interval);
     co_await s->timer.async_wait(use_tuple);
   }
 }
@@ -134,8 +167,15 @@ void dkim_dns_monitor::check_now(done_fn done) {
 
 bool dkim_dns_monitor::dkim_dns_ok(std::string_view domain, std::string_view selector) const {
   std::lock_guard lock(state_->mu);
-  auto it = state_->match.find({smtp::text::lower(std::string(domain)), std::string(selector)});
-  return it != state_->match.end() && it->second;
+  auto it = state_->verdicts.find({smtp::text::lower(std::string(domain)), std::string(selector)});
+  return it != state_->verdicts.end() && it->second.match();
+}
+
+dkim_dns_gate dkim_dns_monitor::gate() const {
+  return [s = state_](std::string_view domain, std::string_view selector,
+                      std::string_view public_key) {
+    return s->refusal(domain, selector, public_key);
+  };
 }
 
 }  // namespace relayd

@@ -17,6 +17,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include "relayd/dkim_record.hpp"
 #include "relayd/read_file.hpp"
 #include "smtp/base64.hpp"
 #include "smtp/dkim_canon.hpp"
@@ -29,6 +30,7 @@ struct dkim_signer::key {
   std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey{nullptr, &EVP_PKEY_free};
   bool ed25519 = false;
   int bits = 0;
+  std::string public_key;  // the key record's p= (what require_dns compares)
 };
 
 namespace {
@@ -69,7 +71,7 @@ bool domain_matches(const config::dkim_entry& e, std::string_view domain) {
           domain[domain.size() - e.domain.size() - 1] == '.');
 }
 
-std::string join(const std::vector<std::string>& names, char sep) {
+std::string join(const std::vector<std::string>& names, std::string_view sep) {
   std::string out;
   for (const auto& n : names) {
     if (!out.empty()) out += sep;
@@ -97,6 +99,7 @@ std::expected<std::shared_ptr<const dkim_signer>, std::string> dkim_signer::load
     auto k = std::make_unique<key>();
     k->entry = e;
     if (bio) k->pkey.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+    if (auto pub = dkim::public_key_from_pem(*pem); k->pkey && pub) k->public_key = pub->p;
     std::fill(pem->begin(), pem->end(), '\0');
     if (!k->pkey)
       return std::unexpected(where + e.key + ": not a PEM private key (unencrypted PKCS#8 or RSA)");
@@ -128,7 +131,7 @@ std::string dkim_signer::describe() const {
 }
 
 dkim_outcome dkim_signer::sign(std::string_view message, std::string_view envelope_sender,
-                               std::int64_t now) const {
+                               std::int64_t now, const dkim_dns_gate* dns) const {
   const smtp::dkim::split_message m = smtp::dkim::split(message);
   const std::optional<std::string> from = smtp::dkim::from_domain(m.fields);
   std::string sender;
@@ -149,10 +152,19 @@ dkim_outcome dkim_signer::sign(std::string_view message, std::string_view envelo
   const std::string headers = smtp::dkim::header_hash_input(m.fields, names);
   const std::string body_hash = smtp::base64::encode(sha256(smtp::dkim::relaxed_body(m.body)));
   dkim_outcome out;
-  std::vector<std::string> selectors, failed;
+  std::vector<std::string> selectors, failed, held_back;
   for (const auto& k : keys_) {
     const auto d = domain_for(*k);
     if (k->entry.domain != signing_domain || d.empty() || !domain_matches(k->entry, d)) continue;
+    if (k->entry.require_dns) {
+      const std::string why = dns && *dns
+                                  ? (*dns)(k->entry.domain, k->entry.selector, k->public_key)
+                                  : std::string("not checked");
+      if (!why.empty()) {
+        held_back.push_back("not signed with " + k->entry.selector + ", DNS record " + why);
+        continue;
+      }
+    }
     std::vector<smtp::dkim::tag> tags = {
         {"v", "1"},
         {"a", k->ed25519 ? "ed25519-sha256" : "rsa-sha256"},
@@ -162,7 +174,7 @@ dkim_outcome dkim_signer::sign(std::string_view message, std::string_view envelo
         {"t", std::to_string(now)},
     };
     if (k->entry.expire) tags.push_back({"x", std::to_string(now + k->entry.expire->count())});
-    tags.push_back({"h", join(names, ':')});
+    tags.push_back({"h", join(names, ":")});
     tags.push_back({"bh", body_hash});
     tags.push_back({"b", ""});
     // The field with an empty b=, canonicalized, without its CRLF, ends the data (3.7).
@@ -177,13 +189,16 @@ dkim_outcome dkim_signer::sign(std::string_view message, std::string_view envelo
     out.fields += smtp::dkim::fold_signature(tags) + "\r\n";
     selectors.push_back(k->entry.selector);
   }
+  const std::string held =
+      held_back.empty() ? "" : " (require_dns: " + join(held_back, "; ") + ")";
   if (selectors.empty()) {
-    out.log = "none";
-    spdlog::error("dkim: signing for {} failed (selectors {}): message left unsigned",
-                  signing_domain, join(failed, ','));
+    out.log = "none" + held;
+    if (!failed.empty())
+      spdlog::error("dkim: signing for {} failed (selectors {}): message left unsigned",
+                    signing_domain, join(failed, ","));
     return out;
   }
-  out.log = signing_domain + "/" + join(selectors, ',');
+  out.log = signing_domain + "/" + join(selectors, ",") + held;
   return out;
 }
 
@@ -203,16 +218,20 @@ std::expected<std::string, std::string> dkim_service::load() {
   return "dkim: signing with " + current_->describe();
 }
 
+void dkim_service::set_dns_gate(dkim_dns_gate gate) {
+  gate_ = std::make_shared<const dkim_dns_gate>(std::move(gate));
+}
+
 void dkim_service::sign(std::string message, std::string envelope_sender,
                         std::function<void(std::string, std::string)> done) const {
   if (!current_ || !enabled()) return done(std::move(message), "none");
-  boost::asio::post(pool_->threads, [signer = current_, message = std::move(message),
+  boost::asio::post(pool_->threads, [signer = current_, gate = gate_, message = std::move(message),
                                      sender = std::move(envelope_sender),
                                      done = std::move(done)]() mutable {
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
-    dkim_outcome r = signer->sign(message, sender, now);
+    dkim_outcome r = signer->sign(message, sender, now, gate.get());
     if (!r.fields.empty()) message.insert(0, r.fields);
     done(std::move(message), std::move(r.log));
   });

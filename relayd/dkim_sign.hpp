@@ -4,7 +4,10 @@
 // reload, kept when the reload fails) and runs the signing on its own threads,
 // never the I/O thread. A bad key file is an error naming the entry and the
 // path ("dkim[2].key: /etc/relayd/k.pem: ..."); a message whose domain has no
-// key is left unsigned and said so ("none"). OpenSSL stays in the .cpp.
+// key is left unsigned and said so ("none"). A key of an entry with
+// require_dns = true signs only while the DNS gate (dkim_dns_monitor) says its
+// selector's record publishes that very key; otherwise the other keys sign and
+// the log value names the key left out and why. OpenSSL stays in the .cpp.
 #pragma once
 
 #include <cstdint>
@@ -19,10 +22,18 @@
 
 namespace relayd {
 
+// require_dns: "" while SELECTOR._domainkey.DOMAIN publishes `public_key` (the
+// key record's p= value of the key about to sign), else why not, in a few words
+// ("mismatch", "missing", "not checked yet"). Called on the signing threads.
+using dkim_dns_gate = std::function<std::string(
+    std::string_view domain, std::string_view selector, std::string_view public_key)>;
+
 // What signing one message gave.
 struct dkim_outcome {
   std::string fields;  // DKIM-Signature fields to put in front, each ending in CRLF; "" unsigned
-  std::string log;     // "example.org/rsa1,ed1", or "none"
+  std::string log;     // "example.org/rsa1,ed1", or "none"; keys left out by
+                       // require_dns follow: "example.org/ed1 (require_dns: not
+                       // signed with rsa1, DNS record mismatch)"
 };
 
 // The [[dkim]] keys, read once. Immutable after load: shared by threads.
@@ -44,8 +55,10 @@ class dkim_signer {
   // Signs `message` (CRLF lines, as spooled) with every key of the signing
   // domain: the From: header's domain, or `envelope_sender`'s for entries with
   // match = "sender", exactly or (subdomains) below it. `now` is t= (Unix time).
+  // Keys with require_dns sign only when `dns` answers "" for them (no gate:
+  // they do not sign).
   dkim_outcome sign(std::string_view message, std::string_view envelope_sender,
-                    std::int64_t now) const;
+                    std::int64_t now, const dkim_dns_gate* dns = nullptr) const;
 
  private:
   std::vector<std::unique_ptr<key>> keys_;
@@ -63,6 +76,8 @@ class dkim_service {
   // signer in use stays.
   std::expected<std::string, std::string> load();
   bool enabled() const { return !cfg_.dkim.empty(); }
+  // What require_dns asks (dkim_dns_monitor::gate()); call before the first sign().
+  void set_dns_gate(dkim_dns_gate gate);
 
   // Signs `message` on the pool with the signer current now; `done` runs there
   // with the message (signature fields in front when signed) and the log value.
@@ -73,6 +88,7 @@ class dkim_service {
   struct pool;
   const config& cfg_;  // run_daemon's; outlives this
   std::shared_ptr<const dkim_signer> current_;
+  std::shared_ptr<const dkim_dns_gate> gate_;  // shared with the jobs in flight
   std::unique_ptr<pool> pool_;
 };
 

@@ -10,6 +10,12 @@
   resolver (dnsmasq here): a published key is ok, a missing record, another
   key and a revoked record are reported, and the exit code is 1; the metric
   relayd_dkim_key_dns_match says 1 / 0 per selector.
+- require_dns = true: while dnsmasq serves another key for that selector the
+  message goes out without that key's signature (the Ed25519 key without
+  require_dns still signs, and python3-dkim verifies it against dnsmasq) and
+  the accept log line says which key was left out and why; once the right
+  record is served, the daemon's own periodic check (dkim_check_interval = 1s,
+  no relayctl) sees it and both keys sign; a record that goes away stops it again.
 Needs python3-dkim and dnsmasq (exits 77 when missing).
 """
 
@@ -28,6 +34,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relayd_harness as h  # noqa: E402
 from test_delivery_common import DeliveryTestCase, Dnsmasq  # noqa: E402,F401
+from dkim_dns_verify import VERIFIER, txt_strings, verify  # noqa: E402
 
 try:
     import dkim  # python3-dkim
@@ -255,6 +262,85 @@ class CheckTest(DeliveryTestCase):
         (e,) = h.parse_json_lines(r.out)
         self.assertEqual(e["state"], "key_unreadable")
         self.assertIn(os.path.basename(key), e["reason"])
+
+
+class RequireDnsTest(DeliveryTestCase):
+    """[[dkim]] require_dns = true against dnsmasq's TXT records, signing for real."""
+
+    def setUp(self):
+        if VERIFIER is None:
+            self.skipTest("python3-dkim (with python3-dnspython and python3-nacl) not installed")
+        if not os.path.exists(Dnsmasq().binary):
+            self.skipTest("dnsmasq is not installed")
+        self.tmp, self.config = minimal_config(self, "relayd-dkimreq-")
+
+    def make_key(self, selector, algorithm):
+        r = keygen(self.config, DOMAIN, selector, "--algorithm", algorithm, "--dir", self.tmp)
+        self.assertEqual(r.rc, 0, r)
+        return os.path.join(self.tmp, f"{DOMAIN}.{selector}.key"), "".join(record_strings(r.out))
+
+    def deliver(self, srv, d, subject):
+        before = len(srv.messages())
+        msg = MESSAGE.replace(b"Subject: keys", b"Subject: " + subject.encode())
+        qid = self.assertQueued(h.submit(d.port, "app@dkim.test", ["bob@example.net"], msg),
+                                "submit")
+        self.wait_until(lambda: len(srv.messages()) > before, 10, "delivery")
+        data = srv.messages()[-1]["data"]
+        line = re.search(rf"(?m)^.*{qid}: from=<app@dkim\.test>, .*$", d.log())
+        self.assertTrue(line, d.log())
+        return data, line.group(0)
+
+    def selectors(self, data):
+        unfolded = re.sub(rb"\r\n[ \t]", b" ", data)
+        return re.findall(rb"(?m)^DKIM-Signature: .*?\bs=([a-z0-9]+);", unfolded)
+
+    def wait_verdict(self, d, text, count):
+        self.wait_until(lambda: d.log().count(text) >= count, 15, f"{text!r} in the log")
+
+    def test_mismatched_record_holds_the_key_back_until_dns_publishes_it(self):
+        strict, strict_rec = self.make_key("strict", "rsa2048")
+        _, other_rec = self.make_key("other", "rsa2048")
+        ed, ed_rec = self.make_key("ed", "ed25519")
+        strict_name, ed_name = f"strict._domainkey.{DOMAIN}", f"ed._domainkey.{DOMAIN}"
+        dns = self.start_dns(txt={strict_name: txt_strings(other_rec),
+                                  ed_name: txt_strings(ed_rec)})
+        srv = self.start_server(["127.0.0.1:0"])
+        d = self.smarthost_relayd(srv.port, {"delivery.dns_servers": [dns.server],
+                                             "dkim_check_interval": "1s"}, start=False)
+        with open(d.config_path, "a") as f:
+            f.write(f'\n[[dkim]]\ndomain = "{DOMAIN}"\nselector = "strict"\nkey = "{strict}"\n'
+                    'require_dns = true\n'
+                    f'\n[[dkim]]\ndomain = "{DOMAIN}"\nselector = "ed"\nkey = "{ed}"\n')
+        d.start()
+        mismatch = f"dkim: strict._domainkey.{DOMAIN} ({strict}): mismatch"
+        self.wait_verdict(d, mismatch, 1)
+
+        # Another key published: the message goes out signed by the Ed25519 key only.
+        data, line = self.deliver(srv, d, "while the record is wrong")
+        self.assertEqual(self.selectors(data), [b"ed"], data[:800])
+        self.assertTrue(line.endswith(f", dkim={DOMAIN}/ed (require_dns: not signed with "
+                                      "strict, DNS record mismatch)"), line)
+        ok, why = verify(data, dns.port, 0)
+        self.assertTrue(ok, why)
+
+        # The right record: the periodic check (1 s here) finds it, both keys sign.
+        published = f"dkim: strict._domainkey.{DOMAIN} publishes {strict}"
+        dns.restart(txt={strict_name: txt_strings(strict_rec), ed_name: txt_strings(ed_rec)})
+        self.wait_verdict(d, published, 1)
+        data, line = self.deliver(srv, d, "once the record is right")
+        self.assertEqual(self.selectors(data), [b"strict", b"ed"], data[:1500])
+        self.assertTrue(line.endswith(f", dkim={DOMAIN}/strict,ed"), line)
+        for idx in (0, 1):
+            ok, why = verify(data, dns.port, idx)
+            self.assertTrue(ok, f"signature {idx}: {why}")
+
+        # The record removed: held back again ("missing").
+        dns.restart(txt={ed_name: txt_strings(ed_rec)})
+        self.wait_verdict(d, f"dkim: strict._domainkey.{DOMAIN} ({strict}): missing", 1)
+        data, line = self.deliver(srv, d, "after the record went away")
+        self.assertEqual(self.selectors(data), [b"ed"], data[:800])
+        self.assertIn("(require_dns: not signed with strict, DNS record missing)", line)
+        self.assertEqual(d.ctl("dead", "list").out.strip(), "Dead spool is empty")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ token last issued and checks the SASL string byte for byte.
   provider's 535 in relayctl -j; nothing is bounced.
 - The token endpoint down, or answering 400 invalid_grant: deferred with the
   reason (cause auth / local_config), the smarthost never contacted, no bounce.
+- Per route ([[route]] oauth2 = {...}): two routes by sender domain, one with
+  OAuth2 and one with a password, to two smarthosts that both offer XOAUTH2,
+  PLAIN and LOGIN: the first sees XOAUTH2 with the token issued for that
+  route's refresh token, the second a password login, each only its own mail.
 - SIGHUP (root only): relayd runs as nobody, the password file (or the OAuth2
   client secret) is 0600 root in a 0700 root directory; its content is rotated
   in place, SIGHUP, and the next delivery (the next token request) uses it.
@@ -267,6 +271,56 @@ class OAuth2Test(c.DeliveryTestCase):
         qid = self.send(d, "x@dst.test", "untrusted")
         self.check_endpoint_failure(d, qid, r"TLS handshake failed")
         self.assertEqual(self.ep.requests, [])
+
+    def test_route_oauth2_and_route_password_each_smarthost_sees_its_mechanism(self):
+        mechs = ["XOAUTH2", "PLAIN", "LOGIN"]
+        m365 = self.start_server(["127.0.0.1:0"], auth_users={USER: "no token yet"},
+                                 auth_mechanisms=mechs, auth_required=True)
+        ses = self.start_server(["127.0.0.1:0"], auth_users={"ses-user": "s3cret"},
+                                auth_mechanisms=mechs, auth_required=True)
+        self.ep = TokenEndpoint(self.cert, self.key,
+                                lambda t: m365.set_options(auth_users={USER: t}))
+        self.addCleanup(self.ep.stop)
+        oauth = {"token_url": self.ep.url, "client_id": "route-client",
+                 "client_secret_file": self.write("client_secret", "cs-route"),
+                 "refresh_token_file": self.write("refresh_token", "rt-route"),
+                 "scope": "https://outlook.office.com/SMTP.Send"}
+        routes = [
+            {"name": "m365", "sender_domain": "m365.test",
+             "relayhost": f"[127.0.0.1]:{m365.port}", "user": USER, "oauth2": oauth},
+            {"name": "ses", "sender_domain": "ses.test",
+             "relayhost": f"[127.0.0.1]:{ses.port}", "user": "ses-user",
+             "password_file": self.write("ses.pw", "s3cret")},
+        ]
+        d = self.smarthost_relayd(c.h.free_port(), start=False)  # the default route is unused
+        with open(d.config_path, "a", encoding="utf-8") as f:
+            for r in routes:
+                f.write("\n[[route]]\n" + "".join(f"{k} = {c.h._toml_value(v)}\n"
+                                                  for k, v in r.items()))
+        d.extra_env["SSL_CERT_FILE"] = self.ca
+        d.start()
+        self.send(d, "a@dst.test", "via oauth2", sender="app@m365.test")
+        self.send(d, "b@dst.test", "via password", sender="app@ses.test")
+        self.wait_until(lambda: m365.messages() and ses.messages(), 15, "both deliveries")
+        self.wait_queue_empty(d, 5)
+
+        oauth_log = [a for a in m365.auth_log() if a["ok"]]
+        self.assertEqual([(a["mech"], a["user"], a.get("token")) for a in oauth_log],
+                         [("XOAUTH2", USER, f"at-1-{'x' * 20}")], m365.auth_log())
+        pw_log = [a for a in ses.auth_log() if a["ok"]]
+        self.assertEqual(len(pw_log), 1, ses.auth_log())
+        self.assertIn(pw_log[0]["mech"], ("PLAIN", "LOGIN"), pw_log)
+        self.assertEqual(pw_log[0]["user"], "ses-user")
+        self.assertNotIn("token", pw_log[0])
+        self.assertEqual([self.rcpt_of(m) for m in m365.messages()], [["a@dst.test"]])
+        self.assertEqual([self.rcpt_of(m) for m in ses.messages()], [["b@dst.test"]])
+        # The token came from the route's own settings.
+        self.assertEqual(len(self.ep.requests), 1, self.ep.requests)
+        r = self.ep.requests[0]
+        self.assertEqual((r["client_id"], r["client_secret"], r["refresh_token"], r["scope"]),
+                         ("route-client", "cs-route", "rt-route",
+                          "https://outlook.office.com/SMTP.Send"))
+        self.assertNoBounce(d)
 
     def test_sighup_rereads_root_only_credentials_after_the_privilege_drop(self):
         self.need_root_and_nobody()

@@ -132,6 +132,43 @@ TEST(DeliveryRoute, RewritingAtAcceptUsesTheSendersRouteOnly) {
   EXPECT_EQ(omsg, rmsg);
 }
 
+TEST(DeliveryRoute, OAuth2PerRouteAndForTheDefault) {
+  const config c = parse(R"(
+[delivery]
+relayhost = "[smart.example.net]:587"
+relayhost_user = "d"
+relayhost_oauth2 = { token_url = "https://login.example/token", client_id = "dc", refresh_token_file = "/drt" }
+[[route]]
+name = "m365"
+sender_domain = "corp.example.org"
+relayhost = "[smtp.office365.example]:587"
+user = "app@corp.example.org"
+oauth2 = { token_url = "https://login.example/t2", client_id = "c2", client_secret_file = "/cs", refresh_token_file = "/rt", scope = "s", mechanism = "oauthbearer" }
+[[route]]
+name = "ses"
+sender_domain = "billing.example.org"
+relayhost = "[ses.example.net]:587"
+user = "AKIA"
+password_file = "/pw"
+)");
+  ASSERT_EQ(c.routes.size(), 2u);
+  const route m365 = route_settings(c, 1);
+  ASSERT_TRUE(m365.oauth2);
+  EXPECT_EQ(m365.oauth2->token_url, "https://login.example/t2");
+  EXPECT_EQ(m365.oauth2->client_id, "c2");
+  EXPECT_EQ(m365.oauth2->client_secret_file, "/cs");
+  EXPECT_EQ(m365.oauth2->refresh_token_file, "/rt");
+  EXPECT_EQ(m365.oauth2->scope, "s");
+  EXPECT_EQ(m365.oauth2->mechanism, smtp::sasl_mechanism::oauthbearer);
+  EXPECT_TRUE(m365.password_file.empty());
+  EXPECT_FALSE(route_settings(c, 2).oauth2);
+  EXPECT_EQ(route_settings(c, 2).password_file, "/pw");
+  const route d = route_settings(c, default_route);
+  ASSERT_TRUE(d.oauth2);
+  EXPECT_EQ(d.oauth2->client_id, "dc");
+  EXPECT_EQ(d.oauth2->mechanism, smtp::sasl_mechanism::xoauth2);
+}
+
 TEST(DeliveryRouteConfig, RefusesWhatCannotWork) {
   struct bad {
     std::string_view text, key, what;
@@ -150,6 +187,18 @@ TEST(DeliveryRouteConfig, RefusesWhatCannotWork) {
        "route[1].user", "relayhost is empty"},
       {"[[route]]\nsender_domain = \"a.example\"\nrelayhost = \"[a.example]\"\nuser = \"u\"",
        "route[1].password_file", "must be set"},
+      {"[[route]]\nsender_domain = \"a.example\"\nrelayhost = \"[a.example]\"\nuser = \"u\"\n"
+       "password_file = \"/pw\"\noauth2 = { token_url = \"https://t.example/token\", "
+       "client_id = \"c\", refresh_token_file = \"/rt\" }",
+       "route[1].oauth2", "excludes password_file"},
+      {"[[route]]\nsender_domain = \"a.example\"\nrelayhost = \"[a.example]\"\n"
+       "oauth2 = { token_url = \"https://t.example/token\", client_id = \"c\", "
+       "refresh_token_file = \"/rt\" }",
+       "route[1].user", "must be set with oauth2"},
+      {"[[route]]\nsender_domain = \"a.example\"\nrelayhost = \"[a.example]\"\nuser = \"u\"\n"
+       "oauth2 = { token_url = \"http://t.example/token\", client_id = \"c\", "
+       "refresh_token_file = \"/rt\" }",
+       "route[1].oauth2.token_url", "must be an https:// URL"},
       {"[[route]]\nsender = \"a.example\"", "route[1].sender", "bad address"},
       {"[[route]]\nsender = \"a@a.example\"\ntls = \"sometimes\"", "route[1].tls", "bad value"},
       {"[[route]]\nsender = \"a@a.example\"\nrelay_host = \"\"", "route[1].relay_host",

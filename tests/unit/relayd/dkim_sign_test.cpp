@@ -220,6 +220,46 @@ TEST_F(DkimSign, WhichDomainSigns) {
   EXPECT_TRUE(none.fields.empty());
 }
 
+TEST_F(DkimSign, RequireDnsKeysSignOnlyWhenTheGateSaysTheirKeyIsPublished) {
+  auto rsa = entry("example.org", "rsa1", "rsa.pem");
+  rsa.require_dns = true;
+  auto ed = entry("example.org", "ed1", "ed.pem");
+  auto signer = relayd::dkim_signer::load({rsa, ed});
+  ASSERT_TRUE(signer) << signer.error();
+  std::map<std::string, std::string> asked;  // selector -> the p= the signer asked about
+  std::string answer = "mismatch";
+  relayd::dkim_dns_gate gate = [&](std::string_view d, std::string_view sel, std::string_view p) {
+    EXPECT_EQ(d, "example.org");
+    asked[std::string(sel)] = std::string(p);
+    return answer;
+  };
+  // Record mismatching: the RSA key is held back, the Ed25519 one (no require_dns) signs.
+  auto r = (*signer)->sign(message, "", 1700000000, &gate);
+  EXPECT_EQ(r.log, "example.org/ed1 (require_dns: not signed with rsa1, DNS record mismatch)");
+  EXPECT_EQ(r.fields.find("s=rsa1"), std::string::npos);
+  EXPECT_TRUE(verifies(r.fields + message, ed_pem, 0));
+  ASSERT_EQ(asked.count("rsa1"), 1u);
+  EXPECT_EQ(asked.count("ed1"), 0u);  // not asked: it does not require DNS
+  // The RSA key's own SubjectPublicKeyInfo, base64 (what its key record publishes).
+  EXPECT_TRUE(asked["rsa1"].starts_with("MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAybykFDQj"))
+      << asked["rsa1"];
+  // Record matching: both sign.
+  answer = "";
+  r = (*signer)->sign(message, "", 1700000000, &gate);
+  EXPECT_EQ(r.log, "example.org/rsa1,ed1");
+  EXPECT_TRUE(verifies(r.fields + message, rsa_pem, 0));
+  // Only require_dns keys for the domain, all held back: unsigned, and said why.
+  auto only = relayd::dkim_signer::load({rsa});
+  ASSERT_TRUE(only);
+  answer = "missing";
+  r = (*only)->sign(message, "", 1700000000, &gate);
+  EXPECT_EQ(r.log, "none (require_dns: not signed with rsa1, DNS record missing)");
+  EXPECT_TRUE(r.fields.empty());
+  // No gate at all (no DNS monitor): a require_dns key never signs.
+  r = (*only)->sign(message, "", 1700000000);
+  EXPECT_EQ(r.log, "none (require_dns: not signed with rsa1, DNS record not checked)");
+}
+
 TEST_F(DkimSign, BadKeysAreStartUpErrorsNamingTheEntry) {
   auto missing = relayd::dkim_signer::load({entry("a.test", "s", "ed.pem"), entry("a.test", "t", "nope.pem")});
   ASSERT_FALSE(missing);
@@ -271,6 +311,11 @@ TEST(DkimConfig, ArrayOfTablesWithDefaultsAndErrorsNamingTheKey) {
   EXPECT_EQ(error("[[dkim]]\ndomain = \"a.test\"\nselector = \"s\"\nkey = \"/k\"\nkeys = 1\n"),
             "config: dkim[1].keys: unknown key (did you mean key?)");
   EXPECT_EQ(error("dkim = 3\n"), "config: dkim: expected an array of tables ([[dkim]]), got an integer");
+  EXPECT_EQ(error("dkim_check_interval = \"0s\"\n"), "config: dkim_check_interval: must be at least 1s");
+  auto interval = relayd::parse_config("dkim_check_interval = \"90s\"\n");
+  ASSERT_TRUE(interval) << interval.error();
+  EXPECT_EQ(interval->dkim_check_interval, std::chrono::seconds(90));
+  EXPECT_EQ(relayd::parse_config("")->dkim_check_interval, std::chrono::hours(6));
 }
 
 }  // namespace
