@@ -64,8 +64,15 @@ json::object filtered_request(std::string_view what, const queue_filter& f) {
 }
 
 // Whether a line of a listing is its final {"ok":...} line (message and entry
-// objects start with "id").
-bool final_line(std::string_view line) { return line.starts_with("{\"ok\""); }
+// objects start with "id"); if so, checks it (a failure ends relayctl).
+bool final_line(std::string_view line) {
+  if (!line.starts_with("{\"ok\"")) return false;
+  json::error_code ec;
+  auto v = json::parse(line, ec);
+  if (ec || !v.is_object()) fail("bad reply from relayd: " + std::string(line.substr(0, 200)));
+  check_ok(v.as_object());
+  return true;
+}
 
 // Calls `visit` for every object of a listing; returns on the final line. One
 // parser and a per-line arena for all lines: a listing of 100,000 messages
@@ -77,13 +84,7 @@ void read_listing(control_client& c, const json::object& request, Visit visit) {
   unsigned char arena[16384];
   for (;;) {
     const std::string_view line = c.read_line();
-    if (final_line(line)) {
-      json::error_code ec;
-      auto v = json::parse(line, ec);
-      if (ec || !v.is_object()) fail("bad reply from relayd: " + std::string(line.substr(0, 200)));
-      check_ok(v.as_object());
-      return;
-    }
+    if (final_line(line)) return;
     json::monotonic_resource mr(arena, sizeof arena);
     p.reset(&mr);
     json::error_code ec;
@@ -237,7 +238,9 @@ std::string human_bytes(std::uint64_t b) {
 int print_queue(control_client& c, const queue_filter& f) {
   std::uint64_t count = 0, bytes = 0;
   arrival_text arrival;
-  read_listing(c, filtered_request(verb::list, f), [&](const json::object& m) {
+  auto req = filtered_request(verb::list, f);
+  req[key::brief] = true;  // only what is printed here
+  read_listing(c, req, [&](const json::object& m) {
     if (count == 0)
       std::printf("%-18s%8s %-21s%s\n", "-Queue ID-", "--Size--", "----Arrival Time----",
                   "-Sender/Recipient-------");
@@ -273,13 +276,7 @@ int print_queue_json(control_client& c, const queue_filter& f) {
   c.send(filtered_request(verb::list, f));
   for (;;) {
     const std::string_view line = c.read_line();
-    if (final_line(line)) {
-      json::error_code ec;
-      auto v = json::parse(line, ec);
-      if (ec || !v.is_object()) fail("bad reply from relayd: " + std::string(line.substr(0, 200)));
-      check_ok(v.as_object());
-      return 0;
-    }
+    if (final_line(line)) return 0;
     std::fwrite(line.data(), 1, line.size(), stdout);
     std::fputc('\n', stdout);
     if (!c.line_ready()) std::fflush(stdout);

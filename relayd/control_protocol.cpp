@@ -95,6 +95,9 @@ std::expected<request, std::string> parse_request(std::string_view line) {
     if (!f) return std::unexpected(fmt::format("{}: {}", name, f.error()));
     r.filter = std::move(*f);
   }
+  if (name == verb::list) {
+    if (const json::value* b = obj->if_contains(key::brief); b && b->is_bool()) r.brief = b->get_bool();
+  }
   if (name == verb::shape) {
     if (const json::value* t = obj->if_contains(key::top)) {
       if (!t->is_int64() || t->get_int64() < 1)

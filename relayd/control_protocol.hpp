@@ -6,6 +6,8 @@
 //
 // Requests and replies (one request per connection):
 //   {"cmd":"list"}                  -> one message object per line, then {"ok":true,"messages":N,"bytes":B}
+//                                      ("brief":true: id, state, size, arrival, sender, in_flight
+//                                      and the pending recipients' address, state, last_reply, route)
 //   {"cmd":"show","id":ID}          -> {"ok":true,"message":{...},"content_length":N}\n + N raw bytes
 //   {"cmd":"delete","ids":[...]}    -> {"ok":true,"deleted":N}   ("all":true deletes every message)
 //   {"cmd":"flush"}                 -> {"ok":true,"count":N}  every deferred message now
@@ -83,6 +85,7 @@ inline constexpr std::string_view from = "from";
 inline constexpr std::string_view to = "to";
 inline constexpr std::string_view older = "older";  // seconds
 inline constexpr std::string_view top = "top";      // shape: how many domains
+inline constexpr std::string_view brief = "brief";  // list: only what relayctl -p prints
 // every final reply line
 inline constexpr std::string_view ok = "ok";
 inline constexpr std::string_view error = "error";
@@ -203,6 +206,7 @@ struct request {
   std::int64_t timeout_seconds = 0;  // takes::id_timeout; 0 when not given
   queue_filter filter;               // verb_spec::filtered; empty when not given
   std::size_t top = 20;              // shape
+  bool brief = false;                // list
   std::int64_t peer_uid = -1;        // set by the server from SO_PEERCRED; -1: unknown
 };
 

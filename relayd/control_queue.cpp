@@ -62,13 +62,29 @@ json::object submitter_json(const smtp::local_identity& who) {
 // The message as relayctl -j prints it (DESIGN.md, relayctl). The DSN
 // parameters and the submitter appear only when the record has them.
 // `sp`: where the object lives (list: a per-message arena, so a listing of
-// 100,000 messages does not go through malloc for each field).
+// 100,000 messages does not go through malloc for each field). `brief`: only
+// what relayctl -p prints (the pending recipients' address, state, last reply
+// and route).
 json::object message_json(const queue::envelope_record& r, const config& cfg, bool flying,
-                          json::storage_ptr sp = {}) {
+                          json::storage_ptr sp = {}, bool brief = false) {
   bool deferred = false;
   json::array rcpts(sp);
+  auto add_route = [&](json::object& o, const queue::recipient& rc) {
+    if (!cfg.routes.empty())  // with [[route]]: which one (relayctl -p, -j)
+      o[key::route] = route_name(cfg, route_for(cfg.routes, r.sender, rc.address));
+  };
   for (const auto& rc : r.recipients) {
     if (rc.state == queue::rcpt_state::pending && rc.attempts > 0) deferred = true;
+    if (brief) {
+      if (rc.state != queue::rcpt_state::pending) continue;
+      json::object o({{key::address, rc.address},
+                      {key::state, proto::state::pending},
+                      {key::last_reply, rc.last_reply}},
+                     sp);
+      add_route(o, rc);
+      rcpts.push_back(std::move(o));
+      continue;
+    }
     json::object o({
         {key::address, rc.address},
         {key::state, rcpt_state_name(rc.state)},
@@ -77,8 +93,7 @@ json::object message_json(const queue::envelope_record& r, const config& cfg, bo
         {key::next_attempt, unix_seconds(std::max(rc.next_attempt_us, r.arrival_us))},
         {key::expires, unix_seconds(r.arrival_us) + cfg.queue.max_lifetime.count()},
     }, sp);
-    if (!cfg.routes.empty())  // with [[route]]: which one (relayctl -p, -j)
-      o[key::route] = route_name(cfg, route_for(cfg.routes, r.sender, rc.address));
+    add_route(o, rc);
     add_outcome_facts(o, rc);
     if (rc.notify != 0) o[key::notify] = notify_json(rc.notify);
     if (!rc.orcpt.empty()) o[key::orcpt] = rc.orcpt;
@@ -96,6 +111,7 @@ json::object message_json(const queue::envelope_record& r, const config& cfg, bo
       {key::in_flight, flying},
       {key::recipients, std::move(rcpts)},
   }, sp);
+  if (brief) return m;
   if (r.ret != smtp::dsn_ret::unspecified)
     m[key::ret] = r.ret == smtp::dsn_ret::full ? "full" : "hdrs";
   if (!r.envid.empty()) m[key::envid] = r.envid;
@@ -119,7 +135,7 @@ awaitable<std::string> list(control_context& ctx, const proto::request& req,
       bytes += r.size;
       unsigned char arena[8192];
       json::monotonic_resource mr(arena, sizeof arena);
-      const json::object m = message_json(r, ctx.cfg, in_flight(ctx, r.id), &mr);
+      const json::object m = message_json(r, ctx.cfg, in_flight(ctx, r.id), &mr, req.brief);
       text.reset(&m);
       while (!text.done()) {
         char chunk[4096];

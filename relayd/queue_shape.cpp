@@ -5,7 +5,7 @@
 #include <numeric>
 
 #include "queue/record.hpp"
-#include "relayd/queue_filter.hpp"
+#include "smtp/text.hpp"
 
 namespace relayd {
 
@@ -23,14 +23,27 @@ std::size_t queue_shape::column_of(std::int64_t arrival_us) const {
 void queue_shape::add(const queue::envelope_record& r) {
   const std::size_t c = column_of(r.arrival_us);
   ++total_[c];
-  // Each distinct domain once; messages have few recipients, so a linear check.
-  std::vector<std::string> seen;
-  for (const auto& rc : r.recipients) {
+  // Each distinct domain once: a recipient counts unless an earlier pending
+  // one has the same domain (messages have few recipients).
+  auto domain_of = [](const queue::recipient& rc) {
+    const std::string_view a = rc.address;
+    const auto at = a.rfind('@');
+    return at == std::string_view::npos ? std::string_view() : a.substr(at + 1);
+  };
+  for (std::size_t i = 0; i < r.recipients.size(); ++i) {
+    const auto& rc = r.recipients[i];
     if (rc.state != queue::rcpt_state::pending) continue;
-    std::string d = address_domain(rc.address);
-    if (std::ranges::find(seen, d) != seen.end()) continue;
-    ++domains_[d][c];
-    seen.push_back(std::move(d));
+    const std::string_view d = domain_of(rc);
+    bool counted = false;
+    for (std::size_t j = 0; j < i && !counted; ++j)
+      counted = r.recipients[j].state == queue::rcpt_state::pending &&
+                smtp::text::iequals(domain_of(r.recipients[j]), d);
+    if (counted) continue;
+    lowered_.assign(d);
+    for (char& ch : lowered_) ch = smtp::text::lower(ch);
+    auto it = domains_.find(std::string_view(lowered_));
+    if (it == domains_.end()) it = domains_.emplace(lowered_, counts{}).first;
+    ++it->second[c];
   }
 }
 

@@ -10,7 +10,9 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -43,9 +45,15 @@ class queue_shape {
   std::vector<row> top(std::size_t top) const;
 
  private:
+  // Looked up by string_view: a domain seen before costs no allocation.
+  struct name_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   std::int64_t now_us_;
   counts total_{};
-  std::unordered_map<std::string, counts> domains_;
+  std::unordered_map<std::string, counts, name_hash, std::equal_to<>> domains_;
+  std::string lowered_;  // scratch for add()
 };
 
 }  // namespace relayd

@@ -74,6 +74,10 @@ TEST(control_protocol, filters_parse_and_stand_for_all_on_actions) {
   auto back = proto::parse_request(json::serialize(req));
   ASSERT_TRUE(back && back->which) << back.error();
   EXPECT_EQ(back->filter, (queue_filter{.reason = "rejected", .older_seconds = 86400}));
+  auto brief = proto::parse_request(R"({"cmd":"list","brief":true})");
+  ASSERT_TRUE(brief);
+  EXPECT_TRUE(brief->brief);
+  EXPECT_FALSE(list->brief);
   auto shape = proto::parse_request(R"({"cmd":"shape","top":5})");
   ASSERT_TRUE(shape);
   EXPECT_EQ(shape->top, 5u);
