@@ -81,8 +81,11 @@ awaitable<std::string> dead_list(control_context& ctx, const proto::request& req
       out += json::serialize(dead_json(r));
       out += '\n';
     });
-    if (!out.empty() && !co_await write(out)) co_return std::string();
-    if (visited < list_batch) break;
+    if (visited < list_batch) {
+      if (!out.empty() && !co_await write(out)) co_return std::string();
+      break;
+    }
+    if (!co_await send_batch(ctx, write, out)) co_return std::string();
   }
   co_return proto::ok_line({{key::entries, count}, {key::bytes, bytes}});
 }

@@ -69,6 +69,10 @@ awaitable<selection_outcome> act_on_selection(control_context& ctx,
                                               const control_protocol::request& req,
                                               bulk_action a);
 
+// A listing's batch of lines: written (false once the client has gone), or,
+// when the filter matched nothing in it, a turn of the I/O thread for others.
+awaitable<bool> send_batch(control_context& ctx, const line_writer& write, const std::string& lines);
+
 // Shared by the families: a Unix time in seconds, "1 entry" / "2 entries".
 inline std::int64_t unix_seconds(std::int64_t us) { return us / 1'000'000; }
 std::string entries_text(std::size_t n);

@@ -144,7 +144,7 @@ awaitable<std::string> list(control_context& ctx, const proto::request& req,
       out += '\n';
     });
     if (visited == 0) break;
-    if (!out.empty() && !co_await write(out)) co_return std::string();
+    if (!co_await send_batch(ctx, write, out)) co_return std::string();
     if (visited < list_batch) break;
   }
   co_return proto::ok_line({{key::messages, count}, {key::bytes, bytes}});

@@ -5,7 +5,8 @@
 // so a pass over a huge queue holds a bounded number of IDs and never stalls
 // enqueues. Every message the action changed is logged on a line of its own
 // ("ID: removed by relayctl (uid 0)"), as postsuper does. A spool failure ends
-// the pass; what was done before it stays done and logged.
+// the pass; what was done before it stays done and logged. Also send_batch(),
+// which the filtered listings use so a batch that matched nothing still yields.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -86,6 +87,12 @@ awaitable<std::pair<queue::result, std::size_t>> write(control_context& ctx, bul
 
 }  // namespace
 
+awaitable<bool> send_batch(control_context& ctx, const line_writer& write, const std::string& lines) {
+  if (!lines.empty()) co_return co_await write(lines);
+  co_await asio::post(ctx.io.get_executor(), asio::use_awaitable);
+  co_return true;
+}
+
 awaitable<selection_outcome> act_on_selection(control_context& ctx,
                                               const control_protocol::request& req,
                                               bulk_action a) {
@@ -132,8 +139,13 @@ awaitable<selection_outcome> act_on_selection(control_context& ctx,
       };
       after = dead ? ctx.spool.scan_dead(after, select_batch, visit)
                    : ctx.spool.scan(after, select_batch, visit);
+      if (visited < select_batch) {
+        co_await apply(std::move(ids));
+        break;
+      }
+      // Other connections and sessions get the I/O thread between two batches.
+      if (ids.empty()) co_await asio::post(ctx.io.get_executor(), asio::use_awaitable);
       if (!co_await apply(std::move(ids))) break;
-      if (visited < select_batch) break;
     }
   } else {
     std::vector<std::string> ids;
