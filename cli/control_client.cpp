@@ -52,20 +52,25 @@ void control_client::send(const json::object& req) {
   }
 }
 
-json::object control_client::read_object() {
-  std::string line;
+std::string_view control_client::read_line() {
   for (;;) {
     auto nl = buf_.find('\n', pos_);
     if (nl != std::string::npos) {
-      line.assign(buf_, pos_, nl - pos_);
+      std::string_view line(buf_.data() + pos_, nl - pos_);
       pos_ = nl + 1;
-      break;
+      return line;
     }
     if (!fill()) fail("relayd closed the control connection early");
   }
+}
+
+bool control_client::line_ready() const { return buf_.find('\n', pos_) != std::string::npos; }
+
+json::object control_client::read_object() {
+  const std::string_view line = read_line();
   json::error_code ec;
   auto v = json::parse(line, ec);
-  if (ec || !v.is_object()) fail("bad reply from relayd: " + line.substr(0, 200));
+  if (ec || !v.is_object()) fail("bad reply from relayd: " + std::string(line.substr(0, 200)));
   return std::move(v.as_object());
 }
 

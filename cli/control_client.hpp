@@ -23,6 +23,10 @@ class control_client {
   void send(const boost::json::object& request);
   // The next JSON line.
   boost::json::object read_object();
+  // The next line without its '\n', unparsed; valid until the next read.
+  std::string_view read_line();
+  // Whether a whole line is already buffered (the next read_line() will not block).
+  bool line_ready() const;
   // The next `n` raw bytes (a show's content).
   std::string read_bytes(std::size_t n);
   // read_object() for a final reply: fails with its "error" unless it says ok.

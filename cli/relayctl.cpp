@@ -3,7 +3,7 @@
 // file parses the arguments; control_client.cpp talks to the socket and
 // relayctl_print.cpp runs and prints the commands.
 // Exit codes: 0 success, 1 failed action (unknown ID, daemon not running: one
-// line on stderr), 2 usage.
+// line on stderr), 2 usage, 64 a bad filter value (--older 5x).
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -17,7 +17,10 @@
 #include "cli/relayctl_dkim.hpp"
 #include "cli/relayctl_print.hpp"
 #include "relayd/config.hpp"
+#include "relayd/config_values.hpp"
 #include "relayd/control_protocol.hpp"
+#include "relayd/queue_filter.hpp"
+#include "smtp/text.hpp"
 
 namespace {
 
@@ -27,7 +30,8 @@ constexpr const char* default_socket = "/run/relayd/control.sock";
 int usage(int code) {
   std::fprintf(code ? stderr : stdout,
                "usage: relayctl [-c CONFIG] [-S SOCKET] COMMAND\n"
-               "  -p            list the queue (like postqueue -p)\n"
+               "  -p [--shape [--top N]]  list the queue (like postqueue -p); --shape: messages\n"
+               "                         per recipient domain and age in minutes (like qshape)\n"
                "  -j            list the queue, one JSON object per message\n"
                "  -f            flush: attempt every deferred message now\n"
                "  -d ID|ALL     delete messages\n"
@@ -39,6 +43,12 @@ int usage(int code) {
                "  dead show ID           a dead entry: envelope, failures, raw content\n"
                "  dead replay ID|ALL     put failed recipients back in the queue, attempt now\n"
                "  dead purge ID|ALL      delete dead entries\n"
+               "  filters, for -p -j -f -d -r -h -H and dead list/replay/purge (an action with\n"
+               "  a filter and no ID works on every message it matches):\n"
+               "    --from ADDR|DOMAIN|'<>'  sender    --to ADDR|DOMAIN  a queued recipient\n"
+               "    --domain DOMAIN  a recipient's domain    --older DURATION (30m, 2h, 3d)\n"
+               "    --reason TEXT    in a recipient's last reply (any case)\n"
+               "    --to, --domain and --reason hold for one and the same recipient\n"
                "  stats [--json]         counts per state, oldest message age, spool use\n"
                "  aliases-reload         check [local] aliases, then have relayd reload it\n"
                "                         (newaliases; exit 65: bad file, 75: not reloaded)\n"
@@ -60,9 +70,32 @@ std::string socket_from_config(const std::string& path, bool required) {
   return cfg->control.socket;
 }
 
+// A filter option's value, checked; exits 64 (EX_USAGE) with one line on stderr.
+void set_filter(relayd::queue_filter& f, std::string_view option, const std::string& value) {
+  auto bad = [&](const std::string& why) {
+    std::fprintf(stderr, "relayctl: %s\n", why.c_str());
+    std::exit(64);
+  };
+  if (value.empty())
+    bad(std::string(option) + " needs a value" + (option == "--from" ? " (<> for the null sender)" : ""));
+  if (option == "--older") {
+    auto d = relayd::parse_duration(value);
+    if (!d) bad("--older: " + d.error());
+    f.older_seconds = d->count();
+  } else {
+    (option == "--from" ? f.from : option == "--to" ? f.to : option == "--domain" ? f.domain : f.reason) =
+        value;
+  }
+  if (auto why = relayd::check_filter(f); !why.empty()) bad(why);
+}
+
+bool is_filter_option(std::string_view a) {
+  return a == "--from" || a == "--to" || a == "--domain" || a == "--older" || a == "--reason";
+}
+
 // Whether the words after "dead" / "stats" make sense (if not, says why on
 // stderr: the caller prints the usage).
-bool words_ok(const std::string& command, const std::vector<std::string>& w) {
+bool words_ok(const std::string& command, const std::vector<std::string>& w, bool filtered) {
   auto bad = [&](const std::string& why) {
     std::fprintf(stderr, "relayctl: %s\n", why.c_str());
     return false;
@@ -78,8 +111,8 @@ bool words_ok(const std::string& command, const std::vector<std::string>& w) {
     return bad("dead list takes only --json");
   }
   if (sub == "show" || sub == "replay" || sub == "purge") {
-    if (w.size() == 2) return true;
-    return bad("dead " + sub + (sub == "show" ? " needs one ID" : " needs one ID or ALL"));
+    if (w.size() == 2 || (sub != "show" && w.size() == 1 && filtered)) return true;
+    return bad("dead " + sub + (sub == "show" ? " needs one ID" : " needs one ID or ALL, or a filter"));
   }
   return bad("unknown dead command '" + sub + "'");
 }
@@ -90,6 +123,9 @@ int main(int argc, char** argv) {
   std::optional<std::string> config_path, socket_path;
   std::string command, arg;
   std::vector<std::string> words;  // after "dead" or "stats"
+  relayd::queue_filter filter;
+  bool shape = false;
+  std::optional<std::size_t> top;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     auto next = [&]() -> std::string {
@@ -105,6 +141,19 @@ int main(int argc, char** argv) {
       socket_path = next();
     } else if (a == "--help") {
       return usage(0);
+    } else if (is_filter_option(a) && command != "dkim") {
+      set_filter(filter, a, next());
+    } else if (a == "--shape" && command == "-p") {
+      shape = true;
+    } else if (a == "--top" && command == "-p") {
+      const std::string n = next();
+      const auto v = smtp::text::parse_decimal(n, 1'000'000);
+      if (!v || *v == 0) {
+        std::fprintf(stderr, "relayctl: --top: want a number from 1 to 1000000, not \"%s\"\n",
+                     n.c_str());
+        return 64;
+      }
+      top = static_cast<std::size_t>(*v);
     } else if (command == "dead" || command == "stats" || command == "dkim") {
       words.emplace_back(a);
     } else if (!command.empty()) {
@@ -113,9 +162,13 @@ int main(int argc, char** argv) {
       return usage(2);
     } else if (a == "-p" || a == "-j" || a == "-f") {
       command = a;
-    } else if (a == "-d" || a == "-s" || a == "-r" || a == "-h" || a == "-H") {
+    } else if (a == "-s") {
       command = a;
       arg = next();
+    } else if (a == "-d" || a == "-r" || a == "-h" || a == "-H") {
+      // ID or ALL; none when a filter follows (every message it matches).
+      command = a;
+      if (i + 1 < argc && !is_filter_option(argv[i + 1])) arg = next();
     } else if (a == "dead" || a == "stats" || a == "aliases-reload" || a == "dkim") {
       command = a;
     } else {
@@ -124,7 +177,24 @@ int main(int argc, char** argv) {
     }
   }
   if (command.empty()) return usage(2);
-  if ((command == "dead" || command == "stats") && !words_ok(command, words)) return usage(2);
+  const bool filtered = !filter.empty();
+  if ((command == "dead" || command == "stats") && !words_ok(command, words, filtered))
+    return usage(2);
+  const bool takes_filter = command == "-p" || command == "-j" || command == "-f" ||
+                            command == "-d" || command == "-r" || command == "-h" ||
+                            command == "-H" || (command == "dead" && words[0] != "show");
+  if (filtered && !takes_filter) {
+    std::fprintf(stderr, "relayctl: %s takes no filter\n", command.c_str());
+    return usage(2);
+  }
+  if (top && !shape) {
+    std::fprintf(stderr, "relayctl: --top goes with -p --shape\n");
+    return usage(2);
+  }
+  if (arg.empty() && !filtered && (command == "-d" || command == "-r" || command == "-h" || command == "-H")) {
+    std::fprintf(stderr, "relayctl: %s needs an ID, ALL or a filter\n", command.c_str());
+    return usage(2);
+  }
   if (command == "dkim" && !relayctl::dkim_words_ok(words)) return usage(2);
   if (command == "dkim" && words[0] == "keygen") return relayctl::dkim_keygen(words, config_path);
 
@@ -143,19 +213,20 @@ int main(int argc, char** argv) {
   using namespace relayctl;
   namespace verb = relayd::control_protocol::verb;
   control_client c(path);
-  if (command == "-p") return print_queue(c);
-  if (command == "-j") return print_queue_json(c);
-  if (command == "-d") return delete_messages(c, arg);
-  if (command == "-f") return queue_action(c, verb::flush, "");
-  if (command == "-r") return queue_action(c, verb::requeue, arg);
-  if (command == "-h") return queue_action(c, verb::hold, arg);
-  if (command == "-H") return queue_action(c, verb::release, arg);
+  if (command == "-p" && shape) return print_shape(c, filter, top.value_or(20));
+  if (command == "-p") return print_queue(c, filter);
+  if (command == "-j") return print_queue_json(c, filter);
+  if (command == "-d") return delete_messages(c, arg, filter);
+  if (command == "-f") return queue_action(c, verb::flush, "", filter);
+  if (command == "-r") return queue_action(c, verb::requeue, arg, filter);
+  if (command == "-h") return queue_action(c, verb::hold, arg, filter);
+  if (command == "-H") return queue_action(c, verb::release, arg, filter);
   if (command == "stats") return stats(c, !words.empty());
   if (command == "dkim") return dkim_check(c, words.size() == 2);
   if (command == "dead") {
-    if (words[0] == "list") return dead_list(c, words.size() == 2);
+    if (words[0] == "list") return dead_list(c, words.size() == 2, filter);
     if (words[0] == "show") return dead_show(c, words[1]);
-    return dead_action(c, words[0], words[1]);
+    return dead_action(c, words[0], words.size() == 2 ? words[1] : "", filter);
   }
   return show_message(c, arg);
 }

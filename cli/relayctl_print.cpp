@@ -10,6 +10,7 @@
 #include <ctime>
 #include <iterator>
 #include <optional>
+#include <vector>
 
 #include "relayd/control_protocol.hpp"
 #include "relayd/duration_text.hpp"
@@ -55,19 +56,62 @@ void print_total(std::uint64_t bytes, std::uint64_t count) {
               static_cast<unsigned long long>(count), count == 1 ? "" : "s");
 }
 
-// Calls `visit` for every object of a listing; returns on the final line.
+// A request with the filter (if any) added.
+json::object filtered_request(std::string_view what, const queue_filter& f) {
+  auto req = proto::make_request(what);
+  proto::add_filter(req, f);
+  return req;
+}
+
+// Whether a line of a listing is its final {"ok":...} line (message and entry
+// objects start with "id"); if so, checks it (a failure ends relayctl).
+bool final_line(std::string_view line) {
+  if (!line.starts_with("{\"ok\"")) return false;
+  json::error_code ec;
+  auto v = json::parse(line, ec);
+  if (ec || !v.is_object()) fail("bad reply from relayd: " + std::string(line.substr(0, 200)));
+  check_ok(v.as_object());
+  return true;
+}
+
+// Calls `visit` for every object of a listing; returns on the final line. One
+// parser and a per-line arena for all lines: a listing of 100,000 messages
+// allocates almost nothing per message.
 template <typename Visit>
-void read_listing(control_client& c, std::string_view what, Visit visit) {
-  c.send(proto::make_request(what));
+void read_listing(control_client& c, const json::object& request, Visit visit) {
+  c.send(request);
+  json::parser p;
+  unsigned char arena[16384];
   for (;;) {
-    auto o = c.read_object();
-    if (o.contains(key::ok)) {
-      check_ok(o);
-      return;
-    }
-    visit(o);
+    const std::string_view line = c.read_line();
+    if (final_line(line)) return;
+    json::monotonic_resource mr(arena, sizeof arena);
+    p.reset(&mr);
+    json::error_code ec;
+    p.write(line.data(), line.size(), ec);  // a whole value, or an error
+    if (ec) fail("bad reply from relayd: " + std::string(line.substr(0, 200)));
+    const json::value v = p.release();
+    if (!v.is_object()) fail("bad reply from relayd: " + std::string(line.substr(0, 200)));
+    visit(v.get_object());
   }
 }
+
+// "Mon Jan  1 12:00:00" for the arrival times of a listing: the messages come in
+// arrival order, so most share their second with the one before.
+class arrival_text {
+ public:
+  const std::string& operator()(std::int64_t t) {
+    if (t != last_ || text_.empty()) {
+      last_ = t;
+      text_ = local_time(t, "%a %b %e %H:%M:%S");
+    }
+    return text_;
+  }
+
+ private:
+  std::int64_t last_ = 0;
+  std::string text_;
+};
 
 template <typename Each>
 void for_each_recipient(const json::object& m, Each each) {
@@ -77,16 +121,20 @@ void for_each_recipient(const json::object& m, Each each) {
     if (rv.is_object()) each(rv.get_object());
 }
 
-// A request naming one ID, ALL, or (nullopt) none; returns the checked reply.
+// A request naming one ID, ALL, or (nullopt) none, narrowed by a filter (with
+// no ID: every message it matches); returns the checked reply.
 json::object request_for(control_client& c, std::string_view what,
-                         const std::optional<std::string>& id) {
-  if (!id)
-    c.send(proto::make_request(what));
-  else if (*id == "ALL")
-    c.send(proto::make_request(what, proto::targets{true, {}}));
-  else
-    c.send(proto::make_request(what, proto::targets{false, {*id}}));
+                         const std::optional<std::string>& id, const queue_filter& f) {
+  json::object req = !id         ? proto::make_request(what)
+                     : *id == "ALL" ? proto::make_request(what, proto::targets{true, {}})
+                                    : proto::make_request(what, proto::targets{false, {*id}});
+  proto::add_filter(req, f);
+  c.send(req);
   return c.read_ok();
+}
+
+std::optional<std::string> id_or_none(const std::string& id) {
+  return id.empty() ? std::nullopt : std::optional(id);
 }
 
 // show / dead show: the record under `field`, then content_length octets of message.
@@ -187,9 +235,12 @@ std::string human_bytes(std::uint64_t b) {
 
 }  // namespace
 
-int print_queue(control_client& c) {
+int print_queue(control_client& c, const queue_filter& f) {
   std::uint64_t count = 0, bytes = 0;
-  read_listing(c, verb::list, [&](const json::object& m) {
+  arrival_text arrival;
+  auto req = filtered_request(verb::list, f);
+  req[key::brief] = true;  // only what is printed here
+  read_listing(c, req, [&](const json::object& m) {
     if (count == 0)
       std::printf("%-18s%8s %-21s%s\n", "-Queue ID-", "--Size--", "----Arrival Time----",
                   "-Sender/Recipient-------");
@@ -200,7 +251,7 @@ int print_queue(control_client& c) {
     const std::string sender = get_string(m, key::sender);
     std::printf("%-16s%c %8lld %s  %s\n", get_string(m, key::id).c_str(), mark,
                 static_cast<long long>(get_int(m, key::size)),
-                local_time(get_int(m, key::arrival), "%a %b %e %H:%M:%S").c_str(),
+                arrival(get_int(m, key::arrival)).c_str(),
                 sender.empty() ? "MAILER-DAEMON" : sender.c_str());
     for_each_recipient(m, [](const json::object& r) {
       if (get_string(r, key::state) != proto::state::pending) return;
@@ -218,20 +269,86 @@ int print_queue(control_client& c) {
   return 0;
 }
 
-int print_queue_json(control_client& c) {
-  read_listing(c, verb::list,
-               [](const json::object& m) { std::printf("%s\n", json::serialize(m).c_str()); });
+// The daemon's lines as they come (they are already one JSON object each),
+// flushed whenever relayctl would wait for more: a filtered listing of a huge
+// queue shows its first lines at once.
+int print_queue_json(control_client& c, const queue_filter& f) {
+  c.send(filtered_request(verb::list, f));
+  for (;;) {
+    const std::string_view line = c.read_line();
+    if (final_line(line)) return 0;
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fputc('\n', stdout);
+    if (!c.line_ready()) std::fflush(stdout);
+  }
+}
+
+// qshape's table: a header of age columns, TOTAL, then the busiest domains.
+int print_shape(control_client& c, const queue_filter& f, std::size_t top) {
+  auto req = filtered_request(verb::shape, f);
+  req[key::top] = top;
+  c.send(req);
+  const auto o = c.read_ok();
+  auto counts_of = [](const json::object& x) {
+    std::vector<std::uint64_t> out;
+    if (const auto* a = x.if_contains(key::counts); a && a->is_array())
+      for (const auto& v : a->get_array()) out.push_back(v.is_int64() ? v.get_int64() : 0);
+    return out;
+  };
+  std::vector<std::pair<std::string, std::vector<std::uint64_t>>> rows;
+  {
+    json::object total;
+    if (const auto* t = o.if_contains(key::total)) total[key::counts] = *t;
+    rows.emplace_back("TOTAL", counts_of(total));
+  }
+  if (const auto* ds = o.if_contains(key::domains); ds && ds->is_array())
+    for (const auto& d : ds->get_array())
+      if (d.is_object()) rows.emplace_back(get_string(d.get_object(), key::domain), counts_of(d.get_object()));
+  std::vector<std::string> head{"T"};
+  for (int m : {5, 10, 20, 40, 80, 160, 320, 640, 1280}) head.push_back(std::to_string(m));
+  head.emplace_back("1280+");
+  // Each row: its total, then the age columns (missing ones as 0).
+  std::vector<std::vector<std::string>> cells;
+  std::size_t name_width = 0;
+  std::vector<std::size_t> width(head.size());
+  for (std::size_t i = 0; i < head.size(); ++i) width[i] = head[i].size();
+  for (auto& [name, counts] : rows) {
+    counts.resize(head.size() - 1);
+    std::uint64_t sum = 0;
+    for (auto n : counts) sum += n;
+    std::vector<std::string> row{std::to_string(sum)};
+    for (auto n : counts) row.push_back(std::to_string(n));
+    for (std::size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+    name_width = std::max(name_width, name.size());
+    cells.push_back(std::move(row));
+  }
+  std::printf("%*s", static_cast<int>(name_width), "");
+  for (std::size_t i = 0; i < head.size(); ++i)
+    std::printf(" %*s", static_cast<int>(width[i]), head[i].c_str());
+  std::printf("\n");
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    std::printf("%*s", static_cast<int>(name_width), rows[r].first.c_str());
+    for (std::size_t i = 0; i < cells[r].size(); ++i)
+      std::printf(" %*s", static_cast<int>(width[i]), cells[r][i].c_str());
+    std::printf("\n");
+  }
+  const auto domains = get_int(o, key::domain_count);
+  if (static_cast<std::size_t>(domains) > rows.size() - 1)
+    std::printf("(%lld more domain%s; --top N shows more)\n",
+                static_cast<long long>(domains - static_cast<std::int64_t>(rows.size() - 1)),
+                domains - static_cast<std::int64_t>(rows.size() - 1) == 1 ? "" : "s");
   return 0;
 }
 
-int delete_messages(control_client& c, const std::string& id) {
-  auto o = request_for(c, verb::remove, id);
+int delete_messages(control_client& c, const std::string& id, const queue_filter& f) {
+  auto o = request_for(c, verb::remove, id_or_none(id), f);
   std::printf("relayctl: deleted %s\n", plural(get_int(o, key::deleted), "message").c_str());
   return 0;
 }
 
-int queue_action(control_client& c, std::string_view what, const std::string& id) {
-  auto o = request_for(c, what, id.empty() ? std::nullopt : std::optional(id));
+int queue_action(control_client& c, std::string_view what, const std::string& id,
+                 const queue_filter& f) {
+  auto o = request_for(c, what, id_or_none(id), f);
   const char* done = what == verb::flush     ? "flushed"
                      : what == verb::requeue ? "requeued"
                      : what == verb::hold    ? "held"
@@ -257,9 +374,9 @@ int show_message(control_client& c, const std::string& id) {
 
 // Like -p, one block per entry with its failed recipients, each under its
 // reason class and last reply.
-int dead_list(control_client& c, bool as_json) {
+int dead_list(control_client& c, bool as_json, const queue_filter& f) {
   std::uint64_t count = 0, bytes = 0;
-  read_listing(c, verb::dead_list, [&](const json::object& m) {
+  read_listing(c, filtered_request(verb::dead_list, f), [&](const json::object& m) {
     ++count;
     bytes += static_cast<std::uint64_t>(get_int(m, key::size));
     if (as_json) {
@@ -317,9 +434,10 @@ int dead_show(control_client& c, const std::string& id) {
   return print_content(content);
 }
 
-int dead_action(control_client& c, const std::string& action, const std::string& id) {
+int dead_action(control_client& c, const std::string& action, const std::string& id,
+                const queue_filter& f) {
   const bool replay = action == "replay";
-  auto o = request_for(c, replay ? verb::dead_replay : verb::dead_purge, id);
+  auto o = request_for(c, replay ? verb::dead_replay : verb::dead_purge, id_or_none(id), f);
   const auto n = get_int(o, key::count);
   std::printf("relayctl: %s %lld dead entr%s\n", replay ? "replayed" : "purged",
               static_cast<long long>(n), n == 1 ? "y" : "ies");

@@ -6,19 +6,28 @@
 #include <string>
 
 #include "cli/control_client.hpp"
+#include "relayd/queue_filter.hpp"
 
 namespace relayctl {
 
-int print_queue(control_client& c);                  // -p
-int print_queue_json(control_client& c);             // -j
+using relayd::queue_filter;
+
+// The listings and actions take a filter (empty: everything); an action with an
+// empty `id_or_all` works on every message its (non-empty) filter matches.
+int print_queue(control_client& c, const queue_filter& f = {});       // -p
+int print_queue_json(control_client& c, const queue_filter& f);  // -j
+// -p --shape: the `top` busiest recipient domains by age, like Postfix's qshape.
+int print_shape(control_client& c, const queue_filter& f, std::size_t top);
 int show_message(control_client& c, const std::string& id);  // -s ID
-int delete_messages(control_client& c, const std::string& id_or_all);  // -d
+int delete_messages(control_client& c, const std::string& id_or_all, const queue_filter& f);  // -d
 // flush (empty id) / requeue / hold / release (a control_protocol::verb).
-int queue_action(control_client& c, std::string_view verb, const std::string& id_or_all);
-int dead_list(control_client& c, bool as_json);
+int queue_action(control_client& c, std::string_view verb, const std::string& id_or_all,
+                 const queue_filter& f = {});
+int dead_list(control_client& c, bool as_json, const queue_filter& f);
 int dead_show(control_client& c, const std::string& id);
 // "replay" or "purge".
-int dead_action(control_client& c, const std::string& action, const std::string& id_or_all);
+int dead_action(control_client& c, const std::string& action, const std::string& id_or_all,
+                const queue_filter& f);
 int stats(control_client& c, bool as_json);
 
 }  // namespace relayctl

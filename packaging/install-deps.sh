@@ -8,7 +8,8 @@
 # man pages. cron, php-cli and s-nail are the real programs that mail through
 # relayd's sendmail in the tests (none of them is started as a service);
 # python3-dkim is the independent DKIM verifier; opendkim (never started as a
-# service) is the milter the DKIM signing benchmark runs Postfix with.
+# service) is the milter the DKIM signing benchmark runs Postfix with; faketime
+# holds a daemon's clock back so the queue-filter tests can make old mail.
 set -euo pipefail
 
 pkgs=(
@@ -21,6 +22,7 @@ pkgs=(
   prometheus
   dpkg-dev groff-base lintian
   cron php-cli s-nail python3-dkim opendkim
+  faketime
 )
 
 # --fuzz: also clang-16 with libFuzzer (clang 14 cannot compile libstdc++ 12's <expected>).

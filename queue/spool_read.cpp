@@ -1,6 +1,8 @@
 // The spool's read side: records, bodies, scans, counts and the schedule
 // index, from any thread, each in one short read transaction under the shared
 // map lock (never across I/O: scan() collects, then visits).
+#include <algorithm>
+
 #include "queue/spool_core.hpp"
 
 namespace queue::detail {
@@ -42,6 +44,7 @@ std::string spool_core::scan(std::string_view after, std::size_t limit,
   }
   if (limit == 0) return {};
   std::vector<envelope_record> found;
+  found.reserve(std::min<std::size_t>(limit, 1024));
   std::string last;
   read([&](lmdb::txn& t) {
     auto c = lmdb::cursor::open(t, dead ? dead_dbi_ : envelope_dbi_);

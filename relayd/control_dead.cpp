@@ -12,6 +12,7 @@
 #include "relayd/async_call.hpp"
 #include "relayd/control_handlers.hpp"
 #include "relayd/delivery_scheduler.hpp"
+#include "relayd/queue_filter.hpp"
 
 namespace relayd {
 namespace json = boost::json;
@@ -64,8 +65,9 @@ json::object dead_json(const queue::envelope_record& r) {
   };
 }
 
-awaitable<std::string> dead_list(control_context& ctx, const proto::request&,
+awaitable<std::string> dead_list(control_context& ctx, const proto::request& req,
                                  const line_writer& write) {
+  const queue_matcher match(req.filter, queue::wall_clock_us());
   std::string after, out;
   std::uint64_t count = 0, bytes = 0;
   for (;;) {
@@ -73,13 +75,17 @@ awaitable<std::string> dead_list(control_context& ctx, const proto::request&,
     std::size_t visited = 0;
     after = ctx.spool.scan_dead(after, list_batch, [&](const queue::envelope_record& r) {
       ++visited;
+      if (!match.matches(r, true)) return;
       ++count;
       bytes += r.size;
       out += json::serialize(dead_json(r));
       out += '\n';
     });
-    if (!out.empty() && !co_await write(out)) co_return std::string();
-    if (visited < list_batch) break;
+    if (visited < list_batch) {
+      if (!out.empty() && !co_await write(out)) co_return std::string();
+      break;
+    }
+    if (!co_await send_batch(ctx, write, out)) co_return std::string();
   }
   co_return proto::ok_line({{key::entries, count}, {key::bytes, bytes}});
 }
@@ -99,27 +105,23 @@ awaitable<std::string> dead_show(control_context& ctx, const proto::request& req
 // dead_replay / dead_purge.
 awaitable<std::string> dead_action(control_context& ctx, const proto::request& req,
                                    const line_writer&) {
-  const proto::targets& which = *req.which;
   const bool replay = req.verb == verb::dead_replay;
-  auto [res, n] = co_await from_callback<void(queue::result, std::size_t)>([&](auto done) {
-    if (replay)
-      ctx.spool.replay_dead(which.ids, queue::wall_clock_us(), std::move(done));
-    else
-      ctx.spool.purge_dead(which.ids, std::move(done));
-  });
-  if (res.code == queue::status::ok || (which.all && res.code == queue::status::not_found)) {
-    spdlog::info("control: {} {} of the dead spool", replay ? "replayed" : "purged",
-                 entries_text(n));
-    // The scheduler may be asleep until a later due time: these are due now.
-    if (replay && n != 0 && ctx.sched) ctx.sched->rescan(false);
-    co_return proto::ok_line({{key::count, n}});
-  }
-  if (res.code == queue::status::not_found)
-    co_return proto::error_line(which.ids.size() == 1
-                                    ? which.ids[0] + ": no such dead-spool entry"
+  auto out = co_await act_on_selection(ctx, req,
+                                       replay ? bulk_action::dead_replay : bulk_action::dead_purge);
+  const bool named = req.which && !req.which->all;
+  if (named && out.exists == 0)
+    co_return proto::error_line(req.which->ids.size() == 1
+                                    ? req.which->ids[0] + ": no such dead-spool entry"
                                     : std::string("none of these dead-spool entries exists"));
-  co_return proto::error_line(
-      fmt::format("{} failed: {}", replay ? "replay" : "purge", res.detail));
+  if (out.count != 0)
+    spdlog::info("control: {} {} of the dead spool", replay ? "replayed" : "purged",
+                 entries_text(out.count));
+  // The scheduler may be asleep until a later due time: these are due now.
+  if (replay && out.count != 0 && ctx.sched) ctx.sched->rescan(false);
+  if (out.res.code != queue::status::ok && out.res.code != queue::status::not_found)
+    co_return proto::error_line(
+        fmt::format("{} failed: {}", replay ? "replay" : "purge", out.res.detail));
+  co_return proto::ok_line({{key::count, out.count}});
 }
 
 constexpr std::array<control_command, 4> commands{{

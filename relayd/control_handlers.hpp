@@ -55,6 +55,24 @@ std::span<const control_command> control_wait_commands();
 std::span<const control_command> control_aliases_commands();
 std::span<const control_command> control_dkim_commands();
 
+// The bulk actions (control_select.cpp): what a request names (its IDs or every
+// message, narrowed by its filter), changed in batches, each changed message
+// logged as "ID: removed by relayctl (uid N)" and the like.
+enum class bulk_action { remove, hold, release, requeue, flush, dead_replay, dead_purge };
+struct selection_outcome {
+  queue::result res;       // ok, or the failure that ended the pass
+  std::size_t count = 0;   // messages (entries) changed
+  std::size_t found = 0;   // messages that matched (changed or not)
+  std::size_t exists = 0;  // named IDs that exist (filter or not); 0 without IDs
+};
+awaitable<selection_outcome> act_on_selection(control_context& ctx,
+                                              const control_protocol::request& req,
+                                              bulk_action a);
+
+// A listing's batch of lines: written (false once the client has gone), or,
+// when the filter matched nothing in it, a turn of the I/O thread for others.
+awaitable<bool> send_batch(control_context& ctx, const line_writer& write, const std::string& lines);
+
 // Shared by the families: a Unix time in seconds, "1 entry" / "2 entries".
 inline std::int64_t unix_seconds(std::int64_t us) { return us / 1'000'000; }
 std::string entries_text(std::size_t n);

@@ -15,23 +15,51 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr std::array<verb_spec, 15> all_verbs{{
-    {verb::list, takes::nothing, access::anyone},
+constexpr std::array<verb_spec, 16> all_verbs{{
+    {verb::list, takes::nothing, access::anyone, true},
     {verb::show, takes::id, access::owner},
-    {verb::remove, takes::targets},
-    {verb::flush, takes::nothing},
-    {verb::requeue, takes::targets},
-    {verb::hold, takes::targets},
-    {verb::release, takes::targets},
-    {verb::dead_list, takes::nothing},
+    {verb::remove, takes::targets, access::admin, true},
+    {verb::flush, takes::nothing, access::admin, true},
+    {verb::requeue, takes::targets, access::admin, true},
+    {verb::hold, takes::targets, access::admin, true},
+    {verb::release, takes::targets, access::admin, true},
+    {verb::dead_list, takes::nothing, access::admin, true},
     {verb::dead_show, takes::id, access::owner},
-    {verb::dead_replay, takes::targets},
-    {verb::dead_purge, takes::targets},
+    {verb::dead_replay, takes::targets, access::admin, true},
+    {verb::dead_purge, takes::targets, access::admin, true},
     {verb::stats, takes::nothing, access::anyone},
     {verb::wait, takes::id_timeout, access::owner},
     {verb::aliases_reload, takes::nothing},
     {verb::dkim_check, takes::nothing},
+    {verb::shape, takes::nothing, access::anyone, true},
 }};
+
+// "filter":{...}: absent is the empty filter; anything malformed is an error.
+std::expected<queue_filter, std::string> parse_filter(const json::object& req) {
+  queue_filter f;
+  const json::value* v = req.if_contains(key::filter);
+  if (!v) return f;
+  const json::object* o = v->if_object();
+  if (!o) return std::unexpected("\"filter\" must be an object");
+  for (const auto& [k, val] : *o) {
+    if (k == key::older) {
+      if (!val.is_int64() || val.get_int64() < 0)
+        return std::unexpected("filter: \"older\" must be a number of seconds");
+      f.older_seconds = val.get_int64();
+      continue;
+    }
+    std::string* field = k == key::from     ? &f.from
+                         : k == key::to     ? &f.to
+                         : k == key::domain ? &f.domain
+                         : k == key::reason ? &f.reason
+                                            : nullptr;
+    if (!field) return std::unexpected(fmt::format("filter: unknown field \"{}\"", std::string_view(k)));
+    if (!val.is_string()) return std::unexpected(fmt::format("filter: \"{}\" must be a string", std::string_view(k)));
+    *field = val.get_string();
+  }
+  if (auto why = check_filter(f); !why.empty()) return std::unexpected("filter: " + why);
+  return f;
+}
 
 // "ids":[...] (its strings) or "all":true; nullopt when neither names anything.
 std::optional<targets> parse_targets(const json::object& req) {
@@ -62,6 +90,21 @@ std::expected<request, std::string> parse_request(std::string_view line) {
                            [&](const verb_spec& s) { return s.name == name; });
   if (spec == all_verbs.end()) return std::unexpected(fmt::format("unknown command \"{}\"", name));
   request r{.verb = spec->name, .who = spec->who};
+  if (spec->filtered) {
+    auto f = parse_filter(*obj);
+    if (!f) return std::unexpected(fmt::format("{}: {}", name, f.error()));
+    r.filter = std::move(*f);
+  }
+  if (name == verb::list) {
+    if (const json::value* b = obj->if_contains(key::brief); b && b->is_bool()) r.brief = b->get_bool();
+  }
+  if (name == verb::shape) {
+    if (const json::value* t = obj->if_contains(key::top)) {
+      if (!t->is_int64() || t->get_int64() < 1)
+        return std::unexpected("shape: \"top\" must be a positive number");
+      r.top = static_cast<std::size_t>(t->get_int64());
+    }
+  }
   switch (spec->args) {
     case takes::nothing:
       break;
@@ -81,7 +124,9 @@ std::expected<request, std::string> parse_request(std::string_view line) {
     }
     case takes::targets:
       r.which = parse_targets(*obj);
-      if (!r.which) return std::unexpected(fmt::format("{}: give \"ids\" or \"all\"", name));
+      if (!r.which && !r.filter.empty()) r.which = targets{true, {}};  // every message it matches
+      if (!r.which)
+        return std::unexpected(fmt::format("{}: give \"ids\", \"all\" or \"filter\"", name));
       break;
   }
   return r;
@@ -103,6 +148,17 @@ json::object make_request(std::string_view verb, const targets& which) {
     req[key::ids] = std::move(ids);
   }
   return req;
+}
+
+void add_filter(json::object& req, const queue_filter& f) {
+  if (f.empty()) return;
+  json::object o;
+  if (!f.from.empty()) o[key::from] = f.from;
+  if (!f.to.empty()) o[key::to] = f.to;
+  if (!f.domain.empty()) o[key::domain] = f.domain;
+  if (!f.reason.empty()) o[key::reason] = f.reason;
+  if (f.older_seconds) o[key::older] = *f.older_seconds;
+  req[key::filter] = std::move(o);
 }
 
 json::object make_wait_request(std::string_view id, std::int64_t timeout_seconds) {

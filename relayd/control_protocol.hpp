@@ -6,6 +6,8 @@
 //
 // Requests and replies (one request per connection):
 //   {"cmd":"list"}                  -> one message object per line, then {"ok":true,"messages":N,"bytes":B}
+//                                      ("brief":true: id, state, size, arrival, sender, in_flight
+//                                      and the pending recipients' address, state, last_reply, route)
 //   {"cmd":"show","id":ID}          -> {"ok":true,"message":{...},"content_length":N}\n + N raw bytes
 //   {"cmd":"delete","ids":[...]}    -> {"ok":true,"deleted":N}   ("all":true deletes every message)
 //   {"cmd":"flush"}                 -> {"ok":true,"count":N}  every deferred message now
@@ -22,6 +24,13 @@
 //                                      state: delivered | failed | deferred | pending | held
 //   {"cmd":"aliases_reload"}        -> {"ok":true,"aliases":N} ([local] aliases re-read; on
 //                                      an error the daemon keeps the table it had)
+//   {"cmd":"shape","top":N}         -> {"ok":true,"messages":M,"total":[...],"domains":[{"domain":D,
+//                                      "counts":[...]}...],"domain_count":K}: queue_shape.hpp's
+//                                      age columns, the N (default 20) busiest domains
+// list, shape, flush, delete, requeue, hold, release, dead_list, dead_replay and
+// dead_purge also take "filter":{"from","to","domain","reason":TEXT,"older":SECONDS}
+// (relayd/queue_filter.hpp); on an action a filter with something in it stands
+// for "all" when no "ids" are given, and narrows the "ids" when they are.
 // A dead entry: id, size, arrival, sender, failed_at and its failed recipients
 // [{address, reason, reply_code, status, last_reply, remote_host, attempts,
 // first_attempt, last_attempt, and for entries recorded since record version 3
@@ -36,6 +45,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "relayd/queue_filter.hpp"
 
 namespace relayd::control_protocol {
 
@@ -58,6 +69,7 @@ inline constexpr std::string_view stats = "stats";
 inline constexpr std::string_view wait = "wait";
 inline constexpr std::string_view aliases_reload = "aliases_reload";
 inline constexpr std::string_view dkim_check = "dkim_check";
+inline constexpr std::string_view shape = "shape";
 }  // namespace verb
 
 // Field names, requests and replies alike.
@@ -68,6 +80,12 @@ inline constexpr std::string_view id = "id";
 inline constexpr std::string_view ids = "ids";
 inline constexpr std::string_view all = "all";
 inline constexpr std::string_view timeout = "timeout";  // wait: seconds
+inline constexpr std::string_view filter = "filter";    // {from, to, domain, reason, older}
+inline constexpr std::string_view from = "from";
+inline constexpr std::string_view to = "to";
+inline constexpr std::string_view older = "older";  // seconds
+inline constexpr std::string_view top = "top";      // shape: how many domains
+inline constexpr std::string_view brief = "brief";  // list: only what relayctl -p prints
 // every final reply line
 inline constexpr std::string_view ok = "ok";
 inline constexpr std::string_view error = "error";
@@ -133,6 +151,11 @@ inline constexpr std::string_view spool_max_bytes = "spool_max_bytes";
 inline constexpr std::string_view final = "final";
 // aliases_reload
 inline constexpr std::string_view aliases = "aliases";
+// shape (and "messages", "domain" above)
+inline constexpr std::string_view total = "total";
+inline constexpr std::string_view domains = "domains";
+inline constexpr std::string_view counts = "counts";
+inline constexpr std::string_view domain_count = "domain_count";
 // dkim_check: one line per [[dkim]] entry (and "state", "reason" above), then {"ok":true,"entries":N}
 inline constexpr std::string_view domain = "domain";
 inline constexpr std::string_view selector = "selector";
@@ -164,6 +187,7 @@ struct verb_spec {
   std::string_view name;
   takes args;
   access who = access::admin;
+  bool filtered = false;  // takes "filter"
 };
 // Every verb of the protocol.
 std::span<const verb_spec> verbs();
@@ -180,6 +204,10 @@ struct request {
   std::string id;                // takes::id
   std::optional<targets> which;  // takes::targets
   std::int64_t timeout_seconds = 0;  // takes::id_timeout; 0 when not given
+  queue_filter filter;               // verb_spec::filtered; empty when not given
+  std::size_t top = 20;              // shape
+  bool brief = false;                // list
+  std::int64_t peer_uid = -1;        // set by the server from SO_PEERCRED; -1: unknown
 };
 
 // One request line (without its '\n'); the error is the text to answer with.
@@ -189,6 +217,8 @@ std::expected<request, std::string> parse_request(std::string_view line);
 boost::json::object make_request(std::string_view verb);
 boost::json::object make_request(std::string_view verb, std::string_view id);
 boost::json::object make_request(std::string_view verb, const targets& which);
+// Adds "filter" to a request (nothing for an empty filter).
+void add_filter(boost::json::object& req, const queue_filter& f);
 // {"cmd":"wait","id":ID,"timeout":S}
 boost::json::object make_wait_request(std::string_view id, std::int64_t timeout_seconds);
 

@@ -199,7 +199,11 @@ awaitable<void> control_server::impl::serve(unix_socket sock) {
   std::string out;
   auto req = proto::parse_request(line);
   std::string refused;
-  if (req) refused = refusal(*req, credentials_of(sock.native_handle()));
+  if (req) {
+    const auto peer = credentials_of(sock.native_handle());
+    if (peer) req->peer_uid = peer->uid;  // for the audit lines of the actions
+    refused = refusal(*req, peer);
+  }
   if (!req) {
     out = proto::error_line(req.error());
   } else if (!refused.empty()) {

@@ -18,9 +18,10 @@
 #    with attempts > 0), and reports how long the attempts took.
 # 4. relayd's /proc/PID/status: VmRSS, VmHWM, RssAnon, RssFile (and the largest
 #    RssAnon sampled every 0.5 s while filling/attempting).
-# 5. `relayctl -p > /dev/null` and `relayctl -j > /dev/null`, 3 times each:
-#    wall time (median and all three) and relayctl's own max RSS; relayd's
-#    memory after the listings.
+# 5. `relayctl -p > /dev/null`, `relayctl -j > /dev/null`, `relayctl -p --shape`
+#    and `relayctl -j --domain example.com` (every message), 3 times each: wall
+#    time (median and all three) and relayctl's own max RSS; relayd's memory
+#    after the listings.
 # 6. Restart, 3 times: SIGTERM -> exit (shutdown time), then start -> first
 #    "220" greeting on the SMTP port (restart time), and -> control socket
 #    answering (relayctl -s of one ID); relayd's memory after each start and the
@@ -197,11 +198,12 @@ log "after fill: $mem_filled; peak sampled RssAnon $peak_anon kB, VmRSS $peak_rs
 
 # ---------------------------------------------------------------- relayctl
 declare -A times maxrss lines
-for cmd in -p -j; do
+for cmd in -p -j "-p --shape" "-j --domain example.com"; do
     times[$cmd]="" maxrss[$cmd]=""
     for _ in 1 2 3; do
         t0=$EPOCHREALTIME
-        /usr/bin/time -f '%M' -o "$work/time.out" "$RELAYCTL_BIN" -S "$work/control.sock" "$cmd" >"$work/list.out"
+        # shellcheck disable=SC2086  # $cmd is the command and its options
+        /usr/bin/time -f '%M' -o "$work/time.out" "$RELAYCTL_BIN" -S "$work/control.sock" $cmd >"$work/list.out"
         t=$(calc "round($EPOCHREALTIME - $t0, 3)")
         times[$cmd]+="$t "
         maxrss[$cmd]+="$(tail -n 1 "$work/time.out") "
@@ -211,6 +213,7 @@ for cmd in -p -j; do
 done
 mem_listed=$(mem_line)
 log "after the listings: $mem_listed"
+"$RELAYCTL_BIN" -S "$work/control.sock" -j >"$work/list.out"
 first_id=$(head -n 1 "$work/list.out" | python3 -c 'import json, sys; print(json.loads(sys.stdin.readline())["id"])')
 
 # ---------------------------------------------------------------- restart
@@ -263,6 +266,9 @@ fi
     echo "  peak sampled during fill + attempts: RssAnon $(mb "$peak_anon"), VmRSS $(mb "$peak_rss"); VmHWM $(mb "$hwm_filled")"
     echo "- relayctl -p > /dev/null: median $(median ${times[-p]}) s (${times[-p]% }), relayctl max RSS $(median ${maxrss[-p]}) kB, ${lines[-p]} lines"
     echo "- relayctl -j > /dev/null: median $(median ${times[-j]}) s (${times[-j]% }), relayctl max RSS $(median ${maxrss[-j]}) kB, ${lines[-j]} lines"
+    for cmd in "-p --shape" "-j --domain example.com"; do
+        echo "- relayctl $cmd > /dev/null: median $(median ${times[$cmd]}) s (${times[$cmd]% }), relayctl max RSS $(median ${maxrss[$cmd]}) kB, ${lines[$cmd]} lines"
+    done
     echo "- relayd after the listings: $mem_listed"
     echo "- restart (SIGTERM -> exit): median $(median $stops) s (${stops% })"
     echo "- start -> first 220: median $(median $starts) s (${starts% }); control socket answering +$(median $controls) s later (${controls% })"

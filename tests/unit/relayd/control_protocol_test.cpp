@@ -12,6 +12,7 @@
 namespace relayd {
 namespace {
 namespace proto = control_protocol;
+namespace json = boost::json;
 
 std::string error_of(std::string_view line) {
   auto r = proto::parse_request(line);
@@ -46,16 +47,60 @@ TEST(control_protocol, answers_bad_requests_with_the_daemon_error_text) {
   EXPECT_EQ(error_of(R"({"cmd":"frob"})"), "unknown command \"frob\"");
   EXPECT_EQ(error_of(R"({"cmd":"show"})"), "show: missing \"id\"");
   EXPECT_EQ(error_of(R"({"cmd":"dead_show","id":3})"), "dead_show: missing \"id\"");
-  EXPECT_EQ(error_of(R"({"cmd":"delete"})"), "delete: give \"ids\" or \"all\"");
-  EXPECT_EQ(error_of(R"({"cmd":"hold","ids":[]})"), "hold: give \"ids\" or \"all\"");
-  EXPECT_EQ(error_of(R"({"cmd":"requeue","all":false})"), "requeue: give \"ids\" or \"all\"");
+  EXPECT_EQ(error_of(R"({"cmd":"delete"})"), "delete: give \"ids\", \"all\" or \"filter\"");
+  EXPECT_EQ(error_of(R"({"cmd":"hold","ids":[]})"), "hold: give \"ids\", \"all\" or \"filter\"");
+  EXPECT_EQ(error_of(R"({"cmd":"requeue","all":false})"), "requeue: give \"ids\", \"all\" or \"filter\"");
+}
+
+TEST(control_protocol, filters_parse_and_stand_for_all_on_actions) {
+  auto list = proto::parse_request(
+      R"({"cmd":"list","filter":{"from":"<>","to":"a@b.example","domain":"b.example","reason":"451","older":600}})");
+  ASSERT_TRUE(list) << list.error();
+  EXPECT_EQ(list->filter, (queue_filter{.from = "<>", .to = "a@b.example", .domain = "b.example",
+                                        .reason = "451", .older_seconds = 600}));
+  // A filter alone names every message it matches; with "ids" it narrows them.
+  auto hold = proto::parse_request(R"({"cmd":"hold","filter":{"domain":"b.example"}})");
+  ASSERT_TRUE(hold && hold->which);
+  EXPECT_TRUE(hold->which->all);
+  auto del = proto::parse_request(R"({"cmd":"delete","ids":["A"],"filter":{"older":60}})");
+  ASSERT_TRUE(del && del->which);
+  EXPECT_FALSE(del->which->all);
+  EXPECT_EQ(del->filter.older_seconds, 60);
+  // An empty filter names nothing: never "delete everything" by accident.
+  EXPECT_EQ(error_of(R"({"cmd":"delete","filter":{}})"), "delete: give \"ids\", \"all\" or \"filter\"");
+  // Round trip of what relayctl sends.
+  json::object req = proto::make_request(proto::verb::dead_purge);
+  proto::add_filter(req, queue_filter{.reason = "rejected", .older_seconds = 86400});
+  auto back = proto::parse_request(json::serialize(req));
+  ASSERT_TRUE(back && back->which) << back.error();
+  EXPECT_EQ(back->filter, (queue_filter{.reason = "rejected", .older_seconds = 86400}));
+  auto brief = proto::parse_request(R"({"cmd":"list","brief":true})");
+  ASSERT_TRUE(brief);
+  EXPECT_TRUE(brief->brief);
+  EXPECT_FALSE(list->brief);
+  auto shape = proto::parse_request(R"({"cmd":"shape","top":5})");
+  ASSERT_TRUE(shape);
+  EXPECT_EQ(shape->top, 5u);
+}
+
+TEST(control_protocol, bad_filters_are_refused_with_a_reason) {
+  EXPECT_EQ(error_of(R"({"cmd":"list","filter":"gmail"})"), "list: \"filter\" must be an object");
+  EXPECT_EQ(error_of(R"({"cmd":"list","filter":{"older":"5x"}})"),
+            "list: filter: \"older\" must be a number of seconds");
+  EXPECT_EQ(error_of(R"({"cmd":"list","filter":{"older":-5}})"),
+            "list: filter: \"older\" must be a number of seconds");
+  EXPECT_EQ(error_of(R"({"cmd":"list","filter":{"size":5}})"), "list: filter: unknown field \"size\"");
+  EXPECT_EQ(error_of(R"({"cmd":"hold","filter":{"to":7}})"), "hold: filter: \"to\" must be a string");
+  EXPECT_EQ(error_of(R"({"cmd":"list","filter":{"domain":"a@b"}})"),
+            "list: filter: --domain: give a domain (example.org), not an address");
+  EXPECT_EQ(error_of(R"({"cmd":"shape","top":0})"), "shape: \"top\" must be a positive number");
 }
 
 // Before the shared parser, hold/release/requeue/dead_* read "ids" without a
 // string in it as an empty list, which the spool takes to mean every message.
 TEST(control_protocol, ids_without_a_string_name_nothing_not_everything) {
-  EXPECT_EQ(error_of(R"({"cmd":"hold","ids":[1,null]})"), "hold: give \"ids\" or \"all\"");
-  EXPECT_EQ(error_of(R"({"cmd":"dead_purge","ids":[{}]})"), "dead_purge: give \"ids\" or \"all\"");
+  EXPECT_EQ(error_of(R"({"cmd":"hold","ids":[1,null]})"), "hold: give \"ids\", \"all\" or \"filter\"");
+  EXPECT_EQ(error_of(R"({"cmd":"dead_purge","ids":[{}]})"), "dead_purge: give \"ids\", \"all\" or \"filter\"");
 }
 
 TEST(control_protocol, relayctl_requests_parse_back) {
