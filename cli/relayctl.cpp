@@ -40,6 +40,8 @@ int usage(int code) {
                "  dead replay ID|ALL     put failed recipients back in the queue, attempt now\n"
                "  dead purge ID|ALL      delete dead entries\n"
                "  stats [--json]         counts per state, oldest message age, spool use\n"
+               "  reload                 have relayd re-read its configuration (as SIGHUP);\n"
+               "                         exit 1 with the reason when the file is bad\n"
                "  aliases-reload         check [local] aliases, then have relayd reload it\n"
                "                         (newaliases; exit 65: bad file, 75: not reloaded)\n"
                "  dkim keygen DOMAIN SELECTOR [--algorithm rsa2048|rsa1024|rsa4096|ed25519]\n"
@@ -116,7 +118,8 @@ int main(int argc, char** argv) {
     } else if (a == "-d" || a == "-s" || a == "-r" || a == "-h" || a == "-H") {
       command = a;
       arg = next();
-    } else if (a == "dead" || a == "stats" || a == "aliases-reload" || a == "dkim") {
+    } else if (a == "dead" || a == "stats" || a == "aliases-reload" || a == "dkim" ||
+               a == "reload") {
       command = a;
     } else {
       std::fprintf(stderr, "relayctl: unknown command '%s'\n", argv[i]);
@@ -151,6 +154,7 @@ int main(int argc, char** argv) {
   if (command == "-h") return queue_action(c, verb::hold, arg);
   if (command == "-H") return queue_action(c, verb::release, arg);
   if (command == "stats") return stats(c, !words.empty());
+  if (command == "reload") return reload(c);
   if (command == "dkim") return dkim_check(c, words.size() == 2);
   if (command == "dead") {
     if (words[0] == "list") return dead_list(c, words.size() == 2);

@@ -22,6 +22,9 @@
 //                                      state: delivered | failed | deferred | pending | held
 //   {"cmd":"aliases_reload"}        -> {"ok":true,"aliases":N} ([local] aliases re-read; on
 //                                      an error the daemon keeps the table it had)
+//   {"cmd":"reload"}                -> {"ok":true,"summary":TEXT} (the whole config re-read,
+//                                      like SIGHUP; on an error nothing changed and
+//                                      "error" says why)
 // A dead entry: id, size, arrival, sender, failed_at and its failed recipients
 // [{address, reason, reply_code, status, last_reply, remote_host, attempts,
 // first_attempt, last_attempt, and for entries recorded since record version 3
@@ -58,6 +61,7 @@ inline constexpr std::string_view stats = "stats";
 inline constexpr std::string_view wait = "wait";
 inline constexpr std::string_view aliases_reload = "aliases_reload";
 inline constexpr std::string_view dkim_check = "dkim_check";
+inline constexpr std::string_view reload = "reload";
 }  // namespace verb
 
 // Field names, requests and replies alike.
@@ -133,6 +137,8 @@ inline constexpr std::string_view spool_max_bytes = "spool_max_bytes";
 inline constexpr std::string_view final = "final";
 // aliases_reload
 inline constexpr std::string_view aliases = "aliases";
+// reload
+inline constexpr std::string_view summary = "summary";
 // dkim_check: one line per [[dkim]] entry (and "state", "reason" above), then {"ok":true,"entries":N}
 inline constexpr std::string_view domain = "domain";
 inline constexpr std::string_view selector = "selector";

@@ -26,8 +26,9 @@ class inbound_listener {
 
   // Loads the TLS context and the AUTH users, then binds every listener.
   bool start();
-  // SIGHUP: a new TLS context and user table for new connections; open ones
-  // keep theirs. A file that does not load leaves the previous one in use.
+  // A reload (the config holds the new values): a new TLS context and user
+  // table, connection limits and data-memory limit for new connections; open
+  // ones keep theirs. A file that does not load leaves the previous one in use.
   void reload();
   // Graceful stop: no new connections; idle sessions get 421, sessions in a
   // transaction finish it. `on_idle` runs once the last connection is gone.
