@@ -114,7 +114,8 @@ class ReloadTest(h.RelaydTestCase):
         d = self.start()
         self.wait_metric(d, RELOAD_OK, 1)
         started_ts = scrape(d.metrics_port)[RELOAD_TS]
-        good = open(d.config_path).read()
+        with open(d.config_path) as f:
+            good = f.read()
 
         # TOML syntax error on line 2.
         with open(d.config_path, "w") as f:
@@ -127,7 +128,7 @@ class ReloadTest(h.RelaydTestCase):
         self.assertTrue(d.running())
         # Still accepting, with the old limits: max_message_size 1M of the good file.
         self.send(d, "after a bad reload")
-        big = h.make_message("too big", "x" * (1100 * 1024))
+        big = h.make_message("too big", ("x" * 99 + "\n") * (11 * 1024))  # 1.1M
         code, _, stage = h.submit(d.port, "alice@src.test", ["bob@dst.test"], big)
         self.assertEqual((code, stage), (552, "data"), "the running max_message_size stays 1M")
 
@@ -163,7 +164,7 @@ class ReloadTest(h.RelaydTestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertIn("changed: smtp", r.out)
         # The new limit is in force for the next session.
-        msg = h.make_message("1.5M", "x" * (1500 * 1024))
+        msg = h.make_message("1.5M", ("x" * 99 + "\n") * (15 * 1024))
         self.assertQueued(h.submit(d.port, "alice@src.test", ["bob@dst.test"], msg), "1.5M")
 
     def test_changed_listener_needs_a_restart(self):
