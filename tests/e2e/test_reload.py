@@ -16,7 +16,6 @@
 """
 
 import http.client
-import json
 import os
 import re
 import signal
@@ -27,6 +26,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relayd_harness as h  # noqa: E402
+import test_delivery_common as c  # noqa: E402
 
 RELOAD_OK = "relayd_config_last_reload_successful"
 RELOAD_TS = "relayd_config_last_reload_success_timestamp_seconds"
@@ -47,7 +47,7 @@ def scrape(port):
     return out
 
 
-class ReloadTest(h.RelaydTestCase):
+class ReloadTest(c.DeliveryTestCase):
     def start(self, overrides=None, **kw):
         port = h.free_port()
         cfg = {"metrics.listen": f"127.0.0.1:{port}"}
@@ -55,16 +55,6 @@ class ReloadTest(h.RelaydTestCase):
         d = self.relayd(cfg, **kw)
         d.metrics_port = port
         return d
-
-    def wait_until(self, pred, timeout, what):
-        deadline = time.monotonic() + timeout
-        while True:
-            v = pred()
-            if v:
-                return v
-            if time.monotonic() > deadline:
-                self.fail(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(0.1)
 
     def wait_metric(self, d, name, value, timeout=10):
         return self.wait_until(lambda: scrape(d.metrics_port).get(name) == value, timeout,
