@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <chrono>
+#include <string>
+#include <vector>
 
 #include "relayd/auth_users.hpp"
 #include "relayd/config_reload.hpp"
@@ -21,27 +23,34 @@
 namespace relayd {
 namespace {
 
-std::string joined(const std::vector<std::string>& v) {
+std::string joined(const std::vector<std::string>& v, std::string_view separator = ", ") {
   std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+  for (const auto& s : v) {
+    if (!out.empty()) out += separator;
+    out += s;
+  }
   return out;
 }
 
 // Every file the new configuration names, loaded and dropped: the reload goes
-// ahead only when each one would load.
+// ahead only when each one would load. The error names every file that did not.
 std::expected<void, std::string> check_files(const config& next) {
+  std::vector<std::string> bad;
   if (!next.tls.cert.empty())
-    if (auto t = load_server_tls(next.tls.cert, next.tls.key); !t) return std::unexpected(t.error());
+    if (auto t = load_server_tls(next.tls.cert, next.tls.key); !t)
+      bad.push_back(t.error() + " (keeping the previous certificate)");
   if (!next.auth.users.empty())
     if (auto u = auth_users::load(next.auth.users); !u)
-      return std::unexpected("auth.users: " + u.error());
+      bad.push_back("auth.users: " + u.error() + " (keeping the previous users)");
   struct stat st{};
   const std::string& aliases = next.local.aliases;
   if (!aliases.empty() && !(::stat(aliases.c_str(), &st) != 0 && errno == ENOENT))
     if (auto a = alias_table::load(aliases, alias_options_from(next)); !a)
-      return std::unexpected("local.aliases: " + a.error());
+      bad.push_back("local.aliases: " + a.error() + " (the previous aliases stay in use)");
   if (!next.dkim.empty())
-    if (auto k = dkim_signer::load(next.dkim); !k) return std::unexpected(k.error());
+    if (auto k = dkim_signer::load(next.dkim); !k)
+      bad.push_back(k.error() + " (the previous DKIM keys stay in use)");
+  if (!bad.empty()) return std::unexpected(joined(bad, "; "));
   return {};
 }
 
@@ -68,7 +77,7 @@ std::expected<std::string, std::string> reload_config(reload_targets& t, std::st
   t.live = std::move(plan->next);
   spdlog::default_logger()->set_level(spdlog_level(t.live.log.level));
   t.sched.apply_config();
-  t.server.reload();
+  t.server.reload(std::string(trigger) + ": ");
   t.agent.reload_credentials();  // the OAuth2 secret and refresh token files
   if (auto loaded = t.aliases.load(); loaded)
     spdlog::info("{}: {}", trigger, *loaded);

@@ -140,13 +140,13 @@ bool inbound_listener::start() {
   return cfg.local.socket.empty() || m.listen_local();
 }
 
-void inbound_listener::reload() {
+void inbound_listener::reload(const std::string& log_prefix) {
   impl& m = *impl_;
   const config& cfg = m.cfg;
   if (cfg.tls.cert.empty()) m.tls.reset();  // no STARTTLS for new connections
   if (cfg.auth.users.empty()) m.users.reset();
-  m.load_tls("reload: ");
-  m.load_users("reload: ");
+  m.load_tls(log_prefix.c_str());
+  m.load_users(log_prefix.c_str());
   m.limits.reconfigure({.max_connections = cfg.smtp.max_connections,
                         .max_connections_per_client = cfg.smtp.max_connections_per_client,
                         .max_rate_per_client = cfg.smtp.max_connection_rate_per_client});
