@@ -7,7 +7,8 @@
   configuration: the daemon still accepts mail, the reason names the file and
   line, relayd_config_last_reload_successful is 0; the fixed file makes it 1
   and moves the success timestamp.
-- `relayctl reload` prints what changed (exit 0) or the daemon's reason (exit 1).
+- `relayctl reload` prints what changed (exit 0) or the daemon's reason (exit 1);
+  a new relayhost takes the mail deferred under the old one.
 - A changed listener is reported as needing a restart; the old one keeps serving.
 - [log] level = "warning" hides the info lines until a reload sets "info".
 - With JOURNAL_STREAM naming stderr every line starts with <N> (its syslog
@@ -60,7 +61,7 @@ class ReloadTest(c.DeliveryTestCase):
         return self.wait_until(lambda: scrape(d.metrics_port).get(name) == value, timeout,
                                f"{name} == {value} (last: {scrape(d.metrics_port).get(name)})")
 
-    def send(self, d, subject="hello", extra_headers=()):
+    def accept(self, d, subject="hello", extra_headers=()):
         msg = h.make_message(subject, "body\n", extra_headers=extra_headers)
         return self.assertQueued(h.submit(d.port, "alice@src.test", ["bob@dst.test"], msg), subject)
 
@@ -75,7 +76,7 @@ class ReloadTest(c.DeliveryTestCase):
 
     def test_sighup_min_backoff_moves_already_deferred_mail(self):
         d = self.start({"queue.min_backoff": "1h", "queue.max_backoff": "2h"})
-        qid = self.send(d)
+        qid = self.accept(d)
 
         def deferred():
             m = next((m for m in d.queue() if m["id"] == qid), None)
@@ -98,6 +99,19 @@ class ReloadTest(c.DeliveryTestCase):
         self.assertRegex(log, r"reload: 1 deferred message\(s\) rescheduled for min_backoff 20s")
         self.assertIn(RELOAD_OK + " 1", "\n".join(f"{k} {v:g}" for k, v in scrape(d.metrics_port).items()))
 
+    def test_new_relayhost_takes_mail_already_deferred(self):
+        srv = self.start_server(["127.0.0.1:0"])
+        d = self.start({"queue.min_backoff": "1h", "queue.max_backoff": "2h"})
+        qid = self.accept(d, "to the new relayhost")
+        self.wait_until(lambda: self.attempts(d, qid, status="deferred"), 15, "the refused attempt")
+        d.reconfigure({"delivery.relayhost": f"[127.0.0.1]:{srv.port}"})
+        r = d.ctl("reload")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("changed: delivery", r.out)
+        self.assertEqual(d.ctl("-f").rc, 0)
+        self.wait_until(lambda: srv.messages(), 15, "the delivery through the new relayhost")
+        self.wait_queue_empty(d, 10)
+
     # ------------------------------------------------------------ a bad file
 
     def test_broken_file_keeps_the_running_configuration(self):
@@ -117,7 +131,7 @@ class ReloadTest(c.DeliveryTestCase):
                          re.escape(d.config_path) + r":2:\d+: ")
         self.assertTrue(d.running())
         # Still accepting, with the old limits: max_message_size 1M of the good file.
-        self.send(d, "after a bad reload")
+        self.accept(d, "after a bad reload")
         big = h.make_message("too big", ("x" * 99 + "\n") * (11 * 1024))  # 1.1M
         code, _, stage = h.submit(d.port, "alice@src.test", ["bob@dst.test"], big)
         self.assertEqual((code, stage), (552, "data"), "the running max_message_size stays 1M")
@@ -173,12 +187,12 @@ class ReloadTest(c.DeliveryTestCase):
 
     def test_log_level_setting_applies_on_reload(self):
         d = self.start({"log.level": "warning"})
-        qid = self.send(d, "quiet")
+        qid = self.accept(d, "quiet")
         time.sleep(0.3)
         self.assertNotIn(f"{qid}: from=<", d.log())
         d.reconfigure({"log.level": "info"})
         self.assertEqual(d.ctl("reload").rc, 0)
-        qid2 = self.send(d, "loud")
+        qid2 = self.accept(d, "loud")
         self.wait_until(lambda: f"{qid2}: from=<" in d.log(), 5, "the accepted line at info")
 
     def test_journal_priorities_and_message_id(self):
@@ -188,7 +202,7 @@ class ReloadTest(c.DeliveryTestCase):
         d.extra_env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
         d.start()
         mid = "<reload-test.1@src.test>"
-        qid = self.send(d, "with id", extra_headers=[f"Message-ID: {mid}"])
+        qid = self.accept(d, "with id", extra_headers=[f"Message-ID: {mid}"])
         # A warning: a broken file on SIGHUP logs an error line.
         with open(d.config_path, "a") as f:
             f.write("\n[queue\n")
@@ -207,7 +221,7 @@ class ReloadTest(c.DeliveryTestCase):
 
     def test_message_id_without_journal_and_for_generated_ids(self):
         d = self.start()
-        qid = self.send(d, "no id of its own")
+        qid = self.accept(d, "no id of its own")
         self.wait_until(lambda: f"{qid}: from=<" in d.log(), 5, "the accepted line")
         line = next(l for l in d.log().splitlines() if f"{qid}: from=<" in l)
         # relayd added the Message-ID: the log names the one it stored.
