@@ -50,6 +50,8 @@ int usage(int code) {
                "    --reason TEXT    in a recipient's last reply (any case)\n"
                "    --to, --domain and --reason hold for one and the same recipient\n"
                "  stats [--json]         counts per state, oldest message age, spool use\n"
+               "  reload                 have relayd re-read its configuration (as SIGHUP);\n"
+               "                         exit 1 with the reason when the file is bad\n"
                "  aliases-reload         check [local] aliases, then have relayd reload it\n"
                "                         (newaliases; exit 65: bad file, 75: not reloaded)\n"
                "  dkim keygen DOMAIN SELECTOR [--algorithm rsa2048|rsa1024|rsa4096|ed25519]\n"
@@ -169,7 +171,8 @@ int main(int argc, char** argv) {
       // ID or ALL; none when a filter follows (every message it matches).
       command = a;
       if (i + 1 < argc && !is_filter_option(argv[i + 1])) arg = next();
-    } else if (a == "dead" || a == "stats" || a == "aliases-reload" || a == "dkim") {
+    } else if (a == "dead" || a == "stats" || a == "aliases-reload" || a == "dkim" ||
+               a == "reload") {
       command = a;
     } else {
       std::fprintf(stderr, "relayctl: unknown command '%s'\n", argv[i]);
@@ -222,6 +225,7 @@ int main(int argc, char** argv) {
   if (command == "-h") return queue_action(c, verb::hold, arg, filter);
   if (command == "-H") return queue_action(c, verb::release, arg, filter);
   if (command == "stats") return stats(c, !words.empty());
+  if (command == "reload") return reload(c);
   if (command == "dkim") return dkim_check(c, words.size() == 2);
   if (command == "dead") {
     if (words[0] == "list") return dead_list(c, words.size() == 2, filter);

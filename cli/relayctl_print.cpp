@@ -471,4 +471,11 @@ int stats(control_client& c, bool as_json) {
   return 0;
 }
 
+int reload(control_client& c) {
+  c.send(proto::make_request(verb::reload));
+  auto o = c.read_ok();  // an error: "relayctl: WHY", exit 1 (the old configuration stays)
+  std::printf("%s\n", proto::get_string(o, key::summary).c_str());
+  return 0;
+}
+
 }  // namespace relayctl

@@ -29,5 +29,8 @@ int dead_show(control_client& c, const std::string& id);
 int dead_action(control_client& c, const std::string& action, const std::string& id_or_all,
                 const queue_filter& f);
 int stats(control_client& c, bool as_json);
+// Has relayd re-read its configuration; prints what changed (exit 0) or why
+// not (exit 1: the running configuration stays).
+int reload(control_client& c);
 
 }  // namespace relayctl

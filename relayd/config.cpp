@@ -807,6 +807,22 @@ std::vector<field> loader::schema() {
               }),
       dkim_field(),
       {"dkim_check_interval", positive_duration(c_.dkim_check_interval)},
+      section("log",
+              {
+                  {"level",
+                   [this](const toml::node& n, const std::string& key) {
+                     auto s = string(n, key);
+                     if (!s) return;
+                     constexpr std::pair<std::string_view, log_level> names[] = {
+                         {"debug", log_level::debug},     {"info", log_level::info},
+                         {"notice", log_level::notice},   {"warning", log_level::warning},
+                         {"error", log_level::error}};
+                     for (const auto& [name, level] : names)
+                       if (*s == name) return void(c_.log.level = level);
+                     fail(n, key, "bad value " + quoted(*s) +
+                                      " (use debug, info, notice, warning or error)");
+                   }},
+              }),
   };
 }
 

@@ -21,6 +21,10 @@ namespace relayd {
 
 enum class tls_policy { none, may, encrypt, verify };
 
+// [log] level: the least severe lines written, by syslog's names. relayd writes
+// no lines at notice severity, so `notice` writes what `warning` writes.
+enum class log_level { debug, info, notice, warning, error };
+
 // OAuth2 for a smarthost: the refresh token is exchanged at token_url for access
 // tokens that AUTH XOAUTH2 / OAUTHBEARER sends (relayd/oauth2_token.hpp). The
 // inline table is [delivery] relayhost_oauth2 (route 0 of relayd/delivery_route.hpp)
@@ -165,6 +169,10 @@ struct config {
   // How often the daemon looks the [[dkim]] selectors up in DNS (at most 5 min
   // while a require_dns entry does not match).
   std::chrono::seconds dkim_check_interval{6 * 3600};
+
+  struct log_section {
+    log_level level = log_level::info;
+  } log;
 };
 
 // Parses and validates a whole file. On error: "FILE: KEY: what is wrong".

@@ -4,6 +4,7 @@
 // Handlers never throw for a bad request: they answer control_protocol::error_line().
 #pragma once
 
+#include <expected>
 #include <functional>
 #include <span>
 #include <string>
@@ -30,6 +31,8 @@ struct control_context {
   wait_registry waits{};
   alias_source* aliases = nullptr;  // null until set_aliases(): aliases_reload fails
   dkim_dns_monitor* dkim = nullptr;  // null until set_dkim_monitor(): dkim_check fails
+  // The daemon's reload (daemon_reload.hpp); empty until set_reloader(): reload fails.
+  std::function<std::expected<std::string, std::string>()> reload;
 };
 
 // Writes lines to the client ahead of the final reply; false once it has gone.
@@ -54,6 +57,7 @@ std::span<const control_command> control_stats_commands();
 std::span<const control_command> control_wait_commands();
 std::span<const control_command> control_aliases_commands();
 std::span<const control_command> control_dkim_commands();
+std::span<const control_command> control_reload_commands();
 
 // The bulk actions (control_select.cpp): what a request names (its IDs or every
 // message, narrowed by its filter), changed in batches, each changed message

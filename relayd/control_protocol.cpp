@@ -32,6 +32,7 @@ constexpr std::array<verb_spec, 16> all_verbs{{
     {verb::aliases_reload, takes::nothing},
     {verb::dkim_check, takes::nothing},
     {verb::shape, takes::nothing, access::anyone, true},
+    {verb::reload, takes::nothing},
 }};
 
 // "filter":{...}: absent is the empty filter; anything malformed is an error.

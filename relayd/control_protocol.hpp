@@ -31,6 +31,9 @@
 // dead_purge also take "filter":{"from","to","domain","reason":TEXT,"older":SECONDS}
 // (relayd/queue_filter.hpp); on an action a filter with something in it stands
 // for "all" when no "ids" are given, and narrows the "ids" when they are.
+//   {"cmd":"reload"}                -> {"ok":true,"summary":TEXT} (the whole config re-read,
+//                                      like SIGHUP; on an error nothing changed and
+//                                      "error" says why)
 // A dead entry: id, size, arrival, sender, failed_at and its failed recipients
 // [{address, reason, reply_code, status, last_reply, remote_host, attempts,
 // first_attempt, last_attempt, and for entries recorded since record version 3
@@ -70,6 +73,7 @@ inline constexpr std::string_view wait = "wait";
 inline constexpr std::string_view aliases_reload = "aliases_reload";
 inline constexpr std::string_view dkim_check = "dkim_check";
 inline constexpr std::string_view shape = "shape";
+inline constexpr std::string_view reload = "reload";
 }  // namespace verb
 
 // Field names, requests and replies alike.
@@ -156,6 +160,8 @@ inline constexpr std::string_view total = "total";
 inline constexpr std::string_view domains = "domains";
 inline constexpr std::string_view counts = "counts";
 inline constexpr std::string_view domain_count = "domain_count";
+// reload
+inline constexpr std::string_view summary = "summary";
 // dkim_check: one line per [[dkim]] entry (and "state", "reason" above), then {"ok":true,"entries":N}
 inline constexpr std::string_view domain = "domain";
 inline constexpr std::string_view selector = "selector";

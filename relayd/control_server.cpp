@@ -39,7 +39,7 @@ std::unordered_map<std::string_view, control_handler> build_table() {
   std::unordered_map<std::string_view, control_handler> table;
   for (auto family : {control_queue_commands(), control_dead_commands(), control_stats_commands(),
                       control_wait_commands(), control_aliases_commands(),
-                      control_dkim_commands()})
+                      control_dkim_commands(), control_reload_commands()})
     for (const auto& c : family) table.emplace(c.verb, c.run);
   for (const auto& v : proto::verbs())
     if (!table.contains(v.name)) throw std::logic_error("control: no handler for " + std::string(v.name));
@@ -120,6 +120,9 @@ control_server::~control_server() { stop(); }
 
 void control_server::set_aliases(alias_source& a) { impl_->ctx.aliases = &a; }
 void control_server::set_dkim_monitor(dkim_dns_monitor& m) { impl_->ctx.dkim = &m; }
+void control_server::set_reloader(std::function<std::expected<std::string, std::string>()> r) {
+  impl_->ctx.reload = std::move(r);
+}
 
 void control_server::set_scheduler(scheduler* s) {
   impl_->ctx.sched = s;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <expected>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -37,6 +38,8 @@ class control_server {
   void set_aliases(alias_source& a);
   // Lets dkim_check run a DNS round of [[dkim]] selectors; `m` outlives this object.
   void set_dkim_monitor(dkim_dns_monitor& m);
+  // Lets `reload` re-read the configuration (run_daemon's reload_config).
+  void set_reloader(std::function<std::expected<std::string, std::string>()> r);
 
  private:
   struct impl;

@@ -1,7 +1,7 @@
 // The daemon's wiring: opens the spool, builds the scheduler, the delivery
 // agent, the inbound listeners, the control socket and the metrics endpoint on
-// one I/O thread, switches to the configured `user`, handles SIGHUP (reload the
-// TLS certificate, AUTH users, aliases, relayhost credentials and DKIM keys) and
+// one I/O thread, switches to the configured `user`, handles SIGHUP and
+// `relayctl reload` (the whole configuration, relayd/daemon_reload.hpp) and
 // SIGTERM/SIGINT (graceful stop), and stops in the order written down below.
 // Start-up failures are logged and give 1.
 #include "relayd/daemon.hpp"
@@ -16,6 +16,7 @@
 #include "queue/spool.hpp"
 #include "queue/spool_diag.hpp"
 #include "relayd/control_server.hpp"
+#include "relayd/daemon_reload.hpp"
 #include "relayd/dead_retention.hpp"
 #include "relayd/delivery_agent.hpp"
 #include "relayd/delivery_scheduler.hpp"
@@ -37,7 +38,9 @@ constexpr auto shutdown_grace = std::chrono::seconds(30);
 
 }  // namespace
 
-int run_daemon(const config& cfg) {
+// `cfg` is the one configuration every part reads (by reference, on the I/O
+// thread); reload_config() swaps its value there.
+int run_daemon(config cfg, const std::string& config_path) {
   raise_fd_limit(cfg.smtp.max_connections * 2 + 256);
   const auto user = resolve_user(cfg);
   if (!user) return 1;
@@ -189,27 +192,22 @@ int run_daemon(const config& cfg) {
         sched.stop(one_done);
       };
   signals.async_wait(on_signal);
-  // SIGHUP reloads the TLS certificate, the AUTH users, the aliases, the relayhost
-  // credentials (password or OAuth2 files, kept open from before the privilege drop)
-  // and the DKIM keys, not the config file.
+  // SIGHUP and `relayctl reload` re-read the whole configuration and the files
+  // it names (relayd/daemon_reload.hpp); the relayhost credentials kept open
+  // from before the privilege drop are re-read through their descriptors.
+  reload_targets reload{cfg, config_path, sched, agent, server, aliases, dkim, registry};
+  // A good reload also checks the (possibly rotated) DKIM keys against DNS now.
+  auto reload_all = [&](std::string_view trigger) {
+    auto r = reload_config(reload, trigger);
+    if (r && dkim.enabled()) dkim_dns.check_now(nullptr);
+    return r;
+  };
+  control.set_reloader([&reload_all] { return reload_all("reload"); });
   std::function<void(boost::system::error_code, int)> on_hup = [&](boost::system::error_code ec,
                                                                    int) {
     if (ec) return;
-    spdlog::info("SIGHUP: reloading the TLS certificate, the AUTH users, the aliases, the "
-                 "relayhost credentials and the DKIM keys");
-    server.reload();
-    agent.reload_credentials();
-    if (auto loaded = aliases.load(); loaded)
-      spdlog::info("SIGHUP: {}", *loaded);
-    else
-      spdlog::error("SIGHUP: {} (the previous aliases stay in use)", loaded.error());
-    if (dkim.enabled()) {
-      if (auto loaded = dkim.load(); loaded)
-        spdlog::info("SIGHUP: {}", *loaded);
-      else
-        spdlog::error("SIGHUP: {} (the previous DKIM keys stay in use)", loaded.error());
-      dkim_dns.check_now(nullptr);  // a rotated key is checked against DNS now
-    }
+    spdlog::info("SIGHUP: reloading {}", config_path);
+    (void)reload_all("SIGHUP");
     hup.async_wait(on_hup);
   };
   hup.async_wait(on_hup);

@@ -69,6 +69,10 @@ delivery_agent::delivery_agent(asio::io_context& io, const config& cfg, schedule
 
 delivery_agent::~delivery_agent() = default;
 
+std::expected<void, std::string> delivery_agent::reconfigure(const config& next) {
+  return impl_->connect.reconfigure(next);
+}
+
 void delivery_agent::reload_credentials() {
   impl_->connect.reload_credentials();
 }

@@ -4,6 +4,7 @@
 // scheduler. The constructor throws when a relayhost password or OAuth2 file cannot be read.
 #pragma once
 
+#include <expected>
 #include <memory>
 
 #include "relayd/delivery_port.hpp"
@@ -27,6 +28,8 @@ class delivery_agent final : public delivery_port {
   void start_connection(destination& d) override;
   // SIGHUP: re-reads the relayhost password or OAuth2 credential files.
   void reload_credentials();
+  // A reload: the routes of `next` (connector::reconfigure); nothing changes on error.
+  std::expected<void, std::string> reconfigure(const config& next);
 
  private:
   struct impl;

@@ -89,27 +89,12 @@ struct connector::impl {
     tls_any.set_verify_mode(ssl::verify_none);
     tls_verify.set_default_verify_paths();
     tls_verify.set_verify_mode(ssl::verify_peer);
-    for (std::size_t n = 0; n <= cfg.routes.size(); ++n) routes.push_back(route_settings(cfg, n));
-    passwords.resize(routes.size());
-    password_files.resize(routes.size());
-    oauth.resize(routes.size());
-    for (std::size_t n = 0; n < routes.size(); ++n) {
-      const route& r = routes[n];
-      if (r.oauth2) {
-        oauth[n] = std::make_unique<oauth2_token_source>(io, *r.oauth2, oauth2_key(r, n));
-        continue;
-      }
-      if (r.user.empty()) continue;
-      auto f = secret_file::open(r.password_file);
-      std::expected<std::string, std::string> v = std::unexpected(f ? "" : f.error());
-      if (f) v = f->read_first_line();
-      if (!v)
-        throw std::runtime_error(password_key(r, n) + ": cannot read " + r.password_file + " (" +
-                                 v.error() + ")");
-      password_files[n].emplace(std::move(*f));
-      passwords[n] = std::move(*v);
-    }
+    if (auto ok = use_routes(cfg); !ok) throw std::runtime_error(ok.error());
   }
+  // Builds the routes of `c` and reads their password files (one already open
+  // under the same path is reused: it may be one only root can open); on
+  // success they replace the current ones, on failure nothing changes.
+  std::expected<void, std::string> use_routes(const config& c);
   ~impl() {
     for (auto& p : passwords) wipe(p);
   }
@@ -133,10 +118,11 @@ struct connector::impl {
   ssl::context tls_verify;  // verify: system CAs and the host name
   std::vector<route> routes;            // by route number
   std::vector<std::string> passwords;   // by route number
-  std::vector<std::optional<secret_file>> password_files;  // by route number, kept for SIGHUP
+  std::vector<std::shared_ptr<secret_file>> password_files;  // by route number, kept for SIGHUP
   // By route number: the token cache of a route with oauth2 (route 0:
-  // relayhost_oauth2), else null.
-  std::vector<std::unique_ptr<oauth2_token_source>> oauth;
+  // relayhost_oauth2), else null. A reload keeps the source of a route whose
+  // key it already had (its secret files stay open after the privilege drop).
+  std::vector<std::shared_ptr<oauth2_token_source>> oauth;
   std::uint64_t turn = 0;  // rotates equal relayhosts over connections
 };
 
@@ -144,6 +130,57 @@ connector::connector(asio::io_context& io, const config& cfg, dns::mx_resolver& 
     : impl_(std::make_unique<impl>(io, cfg, dns)) {}
 
 connector::~connector() = default;
+
+std::expected<void, std::string> connector::impl::use_routes(const config& c) {
+  std::vector<route> next_routes;
+  for (std::size_t n = 0; n <= c.routes.size(); ++n) next_routes.push_back(route_settings(c, n));
+  std::vector<std::string> next_passwords(next_routes.size());
+  std::vector<std::shared_ptr<secret_file>> next_files(next_routes.size());
+  std::vector<std::shared_ptr<oauth2_token_source>> next_oauth(next_routes.size());
+  for (std::size_t n = 0; n < next_routes.size(); ++n) {
+    const route& r = next_routes[n];
+    if (r.oauth2) {
+      const std::string key = oauth2_key(r, n);
+      for (std::size_t k = 0; k < oauth.size() && k < routes.size(); ++k)
+        if (oauth[k] && oauth2_key(routes[k], k) == key) next_oauth[n] = oauth[k];
+      if (!next_oauth[n]) {
+        try {
+          next_oauth[n] = std::make_shared<oauth2_token_source>(io, *r.oauth2, key);
+        } catch (const std::exception& e) {
+          for (auto& p : next_passwords) wipe(p);
+          return std::unexpected(key + ": " + e.what());
+        }
+      }
+      continue;
+    }
+    if (r.user.empty()) continue;
+    for (const auto& open : password_files)
+      if (open && open->path() == r.password_file) next_files[n] = open;
+    std::expected<std::string, std::string> v = std::unexpected(std::string());
+    if (!next_files[n]) {
+      auto f = secret_file::open(r.password_file);
+      if (f) next_files[n] = std::make_shared<secret_file>(std::move(*f));
+      else v = std::unexpected(f.error());
+    }
+    if (next_files[n]) v = next_files[n]->read_first_line();
+    if (!v) {
+      for (auto& p : next_passwords) wipe(p);
+      return std::unexpected(password_key(r, n) + ": cannot read " + r.password_file + " (" +
+                             v.error() + ")");
+    }
+    next_passwords[n] = std::move(*v);
+  }
+  for (auto& p : passwords) wipe(p);
+  routes = std::move(next_routes);
+  passwords = std::move(next_passwords);
+  password_files = std::move(next_files);
+  oauth = std::move(next_oauth);
+  return {};
+}
+
+std::expected<void, std::string> connector::reconfigure(const config& next) {
+  return impl_->use_routes(next);
+}
 
 void connector::reload_credentials() {
   auto& m = *impl_;
@@ -206,7 +243,7 @@ smtp::client_options connector::impl::session_options(const std::string& host_na
                                                       bool try_tls, const candidate& c,
                                                       std::size_t route_number,
                                                       const std::string& token) const {
-  const route& r = routes[route_number];
+  const route& r = routes[route_number < routes.size() ? route_number : default_route];
   smtp::client_options o;
   o.helo_name = cfg.hostname;
   o.implicit_tls = c.implicit_tls;
@@ -214,8 +251,9 @@ smtp::client_options connector::impl::session_options(const std::string& host_na
   o.require_tls = r.tls == tls_policy::encrypt || r.tls == tls_policy::verify;
   if (!r.relayhost.empty() && !r.user.empty()) {
     o.auth_user = r.user;
-    const bool use_token = oauth[route_number] != nullptr;
-    o.auth_password = use_token ? token : passwords[route_number];
+    const std::size_t n = route_number < passwords.size() ? route_number : default_route;
+    const bool use_token = n < oauth.size() && oauth[n] != nullptr;
+    o.auth_password = use_token ? token : passwords[n];
     if (use_token) o.auth_mechanism = r.oauth2->mechanism;
     o.allow_plaintext_auth = is_loopback_host(host_name);
     if (!o.allow_plaintext_auth) {
@@ -255,7 +293,8 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
   auto& m = *impl_;
   const auto& cfg = m.cfg;
   const std::size_t number = destination.route < m.routes.size() ? destination.route : 0;
-  const route& r = m.routes[number];
+  // A copy: a reload may replace m.routes while this connection is being set up.
+  const route r = m.routes[number];
   const std::string what =
       number == default_route ? destination.name : "route " + r.name + " (" + destination.name + ")";
   connect_result out;
@@ -275,7 +314,9 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
   }
 
   std::string token;  // OAuth2: fetched before connecting (the HTTPS request is async)
-  oauth2_token_source* const oauth = m.oauth[number].get();
+  // A copy: a reload may replace m.oauth while this attempt waits.
+  const std::shared_ptr<oauth2_token_source> oauth =
+      number < m.oauth.size() ? m.oauth[number] : nullptr;
   const bool uses_token = oauth && smarthost && !r.user.empty();
   if (uses_token) {
     auto t = co_await oauth->token();

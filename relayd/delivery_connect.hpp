@@ -8,6 +8,7 @@
 // Fails with a deferred (for a permanent DNS answer, failed) outcome; never throws.
 #pragma once
 
+#include <expected>
 #include <memory>
 #include <optional>
 #include <string>
@@ -59,6 +60,11 @@ class connector {
   // refresh token files (through the descriptors kept open when only root can
   // read them); a file that cannot be read keeps its previous value.
   void reload_credentials();
+  // A reload: the routes of `next` (relayhosts, TLS policy, port, credentials)
+  // for connections opened from now on; their password files are read now
+  // (after the privilege drop a new file must be readable by relayd's user).
+  // On failure nothing changes and the error names the key.
+  std::expected<void, std::string> reconfigure(const config& next);
 
  private:
   struct impl;

@@ -100,6 +100,11 @@ class scheduler {
   // wake-up. For anything that may make mail due sooner than planned (stored
   // results, a clock a test moved).
   void wake();
+  // The configuration was reloaded (cfg() now holds the new one): results from
+  // now on use its retry settings, new dispatches its routes and concurrency;
+  // when min_backoff or max_backoff changed, deferred mail already in the spool
+  // is re-keyed (relayd/delivery_rekey.hpp).
+  void apply_config();
 
   // ---- for the delivery_port's connection workers (I/O thread) --------------
   std::optional<job> next_job(destination& d);
@@ -134,6 +139,7 @@ class scheduler {
 
  private:
   awaitable<void> loop();
+  awaitable<void> rekey_deferred(retry_settings s);  // delivery_rekey.cpp
   // The spool runs its callbacks on the writer thread; every one the scheduler
   // hands it is made here (see the .cpp for the lifetime rule).
   template <typename F>

@@ -37,6 +37,9 @@ class inbound_limits {
   explicit inbound_limits(settings s, clock::time_point now = clock::now())
       : settings_(s), last_sweep_(now) {}
 
+  // A reload: new limits for the connections that arrive from now on (the open
+  // ones stay counted).
+  void reconfigure(settings s) { settings_ = s; }
   // A connection from `ip` arrives at `now`: counts it in the rate window
   // (whatever the verdict) and, when accepted, as open.
   verdict admit(const std::string& ip, clock::time_point now);

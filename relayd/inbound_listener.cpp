@@ -140,9 +140,19 @@ bool inbound_listener::start() {
   return cfg.local.socket.empty() || m.listen_local();
 }
 
-void inbound_listener::reload() {
-  impl_->load_tls("SIGHUP: ");
-  impl_->load_users("SIGHUP: ");
+void inbound_listener::reload(const std::string& log_prefix) {
+  impl& m = *impl_;
+  const config& cfg = m.cfg;
+  if (cfg.tls.cert.empty()) m.tls.reset();  // no STARTTLS for new connections
+  if (cfg.auth.users.empty()) m.users.reset();
+  m.load_tls(log_prefix.c_str());
+  m.load_users(log_prefix.c_str());
+  m.limits.reconfigure({.max_connections = cfg.smtp.max_connections,
+                        .max_connections_per_client = cfg.smtp.max_connections_per_client,
+                        .max_rate_per_client = cfg.smtp.max_connection_rate_per_client});
+  m.local_limits.reconfigure({.max_connections = cfg.smtp.max_connections,
+                              .max_connections_per_client = cfg.smtp.max_connections});
+  m.memory->limit = data_memory_limit(cfg);
 }
 
 void inbound_listener::set_aliases(const alias_source& a) { impl_->services.aliases = &a; }

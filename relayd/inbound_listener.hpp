@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "relayd/services_fwd.hpp"
 
@@ -26,9 +27,11 @@ class inbound_listener {
 
   // Loads the TLS context and the AUTH users, then binds every listener.
   bool start();
-  // SIGHUP: a new TLS context and user table for new connections; open ones
-  // keep theirs. A file that does not load leaves the previous one in use.
-  void reload();
+  // A reload (the config holds the new values): a new TLS context and user
+  // table, connection limits and data-memory limit for new connections; open
+  // ones keep theirs. A file that does not load leaves the previous one in use.
+  // `log_prefix` starts its log lines ("SIGHUP: ").
+  void reload(const std::string& log_prefix);
   // Graceful stop: no new connections; idle sessions get 421, sessions in a
   // transaction finish it. `on_idle` runs once the last connection is gone.
   void stop(std::function<void()> on_idle);

@@ -329,6 +329,7 @@ awaitable<imported> import_one(std::shared_ptr<state> s, const std::string& name
     std::tie(body, dkim_log) = co_await from_callback<void(std::string, std::string)>(
         [&](auto done) { s->dkim->sign(std::move(body), rec.sender, std::move(done)); });
   rec.size = body.size();
+  const std::string message_id = ", message-id=" + smtp::message_id_for_log(body);
   const std::string id = rec.id, sender = rec.sender;
   const std::size_t size = rec.size, nrcpt = rec.recipients.size();
   const std::int64_t arrival = rec.arrival_us;
@@ -346,7 +347,7 @@ awaitable<imported> import_one(std::shared_ptr<state> s, const std::string& name
   }
   spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=maildrop uid={} user={}{}", id, sender,
                size, nrcpt, who.uid, who.user.empty() ? "-" : who.user,
-               dkim_log.empty() ? "" : ", dkim=" + dkim_log);
+               message_id + (dkim_log.empty() ? "" : ", dkim=" + dkim_log));
   s->stats.message_received();
   s->sched.notify_enqueued(arrival);
   if (auto e = s->remove(name); !e.empty()) {

@@ -31,6 +31,7 @@
 #include "relayd/metrics.hpp"
 #include "relayd/delivery_route.hpp"
 #include "relayd/delivery_scheduler.hpp"
+#include "smtp/message.hpp"
 #include "smtp/replies.hpp"
 #include "smtp/server_session.hpp"
 
@@ -159,7 +160,9 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
   if (s.dkim && s.dkim->enabled())
     std::tie(body, dkim_log) = co_await from_callback<void(std::string, std::string)>(
         [&](auto done) { s.dkim->sign(std::move(body), rec.sender, std::move(done)); });
-  const std::string dkim = dkim_log.empty() ? "" : ", dkim=" + dkim_log;
+  // ", message-id=<...>" (the field as spooled) and the DKIM result, for the queued line.
+  const std::string dkim = ", message-id=" + smtp::message_id_for_log(body) +
+                           (dkim_log.empty() ? "" : ", dkim=" + dkim_log);
   rec.size = body.size();
   const std::optional<smtp::local_identity> submitter = rec.local;
   const std::size_t nrcpt = rec.recipients.size(), size = rec.size;

@@ -5,22 +5,45 @@
 // thread a write or a wake-up of its own, and nothing is dropped: the
 // destructor (spdlog::shutdown) writes what is left. A write error is ignored:
 // there is nowhere left to report it.
+//
+// Under journald (stderr is the journal stream: JOURNAL_STREAM names its
+// device and inode) each line starts with its syslog priority, "<3>" for an
+// error ... "<7>" for debug (sd-daemon(3)), and main.cpp's pattern drops the
+// timestamp and PID that the journal records itself.
 #pragma once
 
 #include <spdlog/sinks/base_sink.h>
+#include <sys/types.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
+
+#include "relayd/config.hpp"
 
 namespace relayd {
 
+// The syslog priority of a line: critical 2, error 3, warning 4, info 6,
+// debug and trace 7 (relayd writes no notice lines).
+int syslog_priority(spdlog::level::level_enum level);
+// [log] level as spdlog's threshold (notice: warning, see config.hpp).
+spdlog::level::level_enum spdlog_level(log_level level);
+// Whether JOURNAL_STREAM's value ("DEVICE:INODE", decimal) names this stream
+// (systemd sets it for a service whose stderr is the journal; a child whose
+// stderr was redirected inherits the variable, not the stream).
+bool journal_stream_matches(std::string_view value, dev_t device, ino_t inode);
+// journal_stream_matches for the environment's JOURNAL_STREAM and stderr.
+bool stderr_is_journal();
+
 class batched_stderr_sink final : public spdlog::sinks::base_sink<std::mutex> {
  public:
+  // `journal`: prefix every line with "<N>", its syslog priority.
   explicit batched_stderr_sink(
-      std::chrono::milliseconds batch_window = std::chrono::milliseconds(10));
+      std::chrono::milliseconds batch_window = std::chrono::milliseconds(10),
+      bool journal = false);
   ~batched_stderr_sink() override;
   batched_stderr_sink(const batched_stderr_sink&) = delete;
   batched_stderr_sink& operator=(const batched_stderr_sink&) = delete;
@@ -33,6 +56,7 @@ class batched_stderr_sink final : public spdlog::sinks::base_sink<std::mutex> {
   void run();
 
   const std::chrono::milliseconds window_;
+  const bool journal_;
   std::condition_variable wake_;  // with base_sink's mutex_
   std::string pending_;           // guarded by mutex_
   bool urgent_ = false;           // guarded by mutex_: write without waiting

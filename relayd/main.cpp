@@ -6,6 +6,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdio>
 #include <memory>
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "relayd/config.hpp"
 #include "relayd/daemon.hpp"
@@ -74,16 +76,22 @@ int main(int argc, char** argv) {
   // own thread (relayd/log_sink.hpp): the I/O thread never writes to stderr and
   // pays no wake-up per line; no line is dropped. `flush_logs` writes what is
   // left on every way out of main (a critical line before exit is kept).
-  auto logger = std::make_shared<spdlog::logger>("relayd",
-                                                 std::make_shared<relayd::batched_stderr_sink>());
+  // Under journald the sink prefixes each line with its priority ("<3>") and
+  // the journal records the time and PID itself.
+  const bool journal = relayd::stderr_is_journal();
+  auto logger = std::make_shared<spdlog::logger>(
+      "relayd",
+      std::make_shared<relayd::batched_stderr_sink>(std::chrono::milliseconds(10), journal));
   // The pid is written into the pattern once: %P would cost a getpid() per line.
-  logger->set_pattern(fmt::format("%Y-%m-%dT%H:%M:%S.%e relayd[{}] %l: %v", ::getpid()));
+  logger->set_pattern(journal ? std::string("%v")
+                              : fmt::format("%Y-%m-%dT%H:%M:%S.%e relayd[{}] %l: %v", ::getpid()));
+  logger->set_level(relayd::spdlog_level(cfg->log.level));  // [log] level; a reload sets it again
   spdlog::set_default_logger(logger);
   struct flush_logs {
     ~flush_logs() { spdlog::shutdown(); }  // drains the queue, joins the thread
   } flush_at_exit;
   try {
-    return relayd::run_daemon(*cfg);
+    return relayd::run_daemon(std::move(*cfg), config_path);
   } catch (const std::exception& e) {
     // A start-up step that throws (e.g. an unreadable relayhost_password_file)
     // says what and exits 1 instead of aborting.

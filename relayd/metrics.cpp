@@ -144,6 +144,13 @@ metrics::metrics(double start_time_seconds) : start_time_(start_time_seconds) {
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   }
   for (auto r : known_dead_reasons) dead_letters_.emplace(std::string(r), 0);
+  reload_at_ = start_time_;
+}
+
+void metrics::set_config_reload(bool ok, double at_seconds) {
+  std::lock_guard lock(mu_);
+  reload_ok_ = ok;
+  if (ok) reload_at_ = at_seconds;
 }
 
 void metrics::dead_letter(std::string_view reason) {
@@ -267,6 +274,12 @@ std::string metrics::render() const {
   sample(out, "relayd_start_time_seconds", format_value(start_time_));
 
   std::lock_guard lock(mu_);
+  family(out, "relayd_config_last_reload_successful", "gauge",
+         "Whether the last configuration reload succeeded (1) or kept the running one (0).");
+  sample(out, "relayd_config_last_reload_successful", reload_ok_ ? "1" : "0");
+  family(out, "relayd_config_last_reload_success_timestamp_seconds", "gauge",
+         "When the configuration was last loaded successfully (start or reload), Unix seconds.");
+  sample(out, "relayd_config_last_reload_success_timestamp_seconds", format_value(reload_at_));
   family(out, "relayd_dead_letters_total", "counter",
          "Recipients moved to the dead spool (a message counts once per failed recipient), "
          "by reason class.");

@@ -132,6 +132,11 @@ class metrics {
   // record publishes the configured key, else 0 (dkim_dns_monitor).
   void set_dkim_key_dns_match(std::string_view domain, std::string_view selector, bool match);
 
+  // relayd_config_last_reload_successful (1 at start) and
+  // relayd_config_last_reload_success_timestamp_seconds (the start time until a
+  // reload succeeds): `ok` false keeps the timestamp (`at_seconds` is ignored).
+  void set_config_reload(bool ok, double at_seconds);
+
   // ---- exposition ----------------------------------------------------------
   // Prometheus text format 0.0.4 (Content-Type "text/plain; version=0.0.4").
   std::string render() const;
@@ -160,6 +165,8 @@ class metrics {
   double duration_sum_ = 0;
   queue_gauges queue_;
   std::map<std::pair<std::string, std::string>, int> dkim_dns_match_;  // (domain, selector)
+  bool reload_ok_ = true;
+  double reload_at_ = 0;  // the start time until a reload succeeds
 };
 
 }  // namespace relayd

@@ -82,6 +82,45 @@ bool has_header(std::string_view message, std::string_view name) {
   return found;
 }
 
+std::string message_id_for_log(std::string_view message) {
+  std::string_view value;
+  walk_headers(message, [&](std::string_view line) {
+    const std::size_t n = field_name_length(line);
+    if (n != 10 || !text::istarts_with(line, "Message-ID")) return false;
+    // The field with its folded continuation lines.
+    const std::size_t start = static_cast<std::size_t>(line.data() - message.data());
+    std::size_t end = start + line.size();
+    while (end + 2 < message.size() && message.substr(end, 2) == "\r\n" &&
+           (message[end + 2] == ' ' || message[end + 2] == '\t')) {
+      const std::size_t eol = message.find("\r\n", end + 2);
+      end = eol == std::string_view::npos ? message.size() : eol;
+    }
+    value = message.substr(start, end - start);
+    value.remove_prefix(value.find(':') + 1);
+    return true;
+  });
+  if (value.empty()) return "";
+  std::string_view id;
+  const auto open = value.find('<');
+  const auto close = open == std::string_view::npos ? open : value.find('>', open);
+  if (close != std::string_view::npos) {
+    id = value.substr(open, close - open + 1);
+  } else {
+    const auto first = value.find_first_not_of(" \t\r\n");
+    if (first == std::string_view::npos) return "";
+    id = value.substr(first);
+    id = id.substr(0, id.find_first_of(" \t\r\n"));
+  }
+  constexpr std::size_t max_length = 250;
+  std::string out;
+  for (char ch : id.substr(0, max_length)) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '\r' || c == '\n' || c == '\t' || c == ' ') continue;  // folding inside <...>
+    out.push_back(c > 32 && c < 127 ? ch : '?');
+  }
+  return out;
+}
+
 std::string format_date(std::int64_t unix_seconds) {
   using namespace std::chrono;
   static constexpr std::array<const char*, 7> day_names{"Sun", "Mon", "Tue", "Wed",

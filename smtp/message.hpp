@@ -23,6 +23,12 @@ std::size_t header_block_end(std::string_view message);
 // line of the header block.
 bool has_header(std::string_view message, std::string_view name);
 
+// The Message-ID field's msg-id for a log line: "<left@right>" (unfolded, the
+// first <...> of the field), at most 250 characters of printable ASCII (others
+// become '?'); "" when the header block has no Message-ID field or it holds no
+// "<...>" (then the field's first word, cleaned the same way).
+std::string message_id_for_log(std::string_view message);
+
 // RFC 5322 date-time in UTC: "Tue, 02 Jan 2024 03:04:05 +0000".
 std::string format_date(std::int64_t unix_seconds);
 // "<ID@hostname>"

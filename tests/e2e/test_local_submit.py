@@ -170,7 +170,8 @@ class LocalSubmitTest(c.DeliveryTestCase):
             unit = who["unit"] or "-"
             self.assertRegex(d.log(), re.compile(
                 rf"(?m){qid}: from=<{re.escape(user)}@{DOMAIN}>, size=\d+, nrcpt=1, "
-                rf"client=local, uid={uid} user={re.escape(user)} unit={re.escape(unit)}$"))
+                rf"client=local, uid={uid} user={re.escape(user)} unit={re.escape(unit)}, "
+                rf"message-id=<[^>\s]+>$"))
             # relayctl -s: the submitter line and the stored Received: field.
             env, stored = d.show(qid)
             keys = dict(env)

@@ -40,7 +40,8 @@ GROUP = "mail"
 USER = "www-data"
 PYTHON = "/usr/bin/python3"  # one that other users may run
 IMPORT_RE = re.compile(r"\b([0-9A-F]{16}): from=<([^>]*)>, size=(\d+), nrcpt=(\d+), "
-                       r"client=maildrop uid=(\d+) user=(\S+)$", re.M)
+                       r"client=maildrop uid=(\d+) user=(\S+), message-id=(<[^>\s]+>)$",
+                       re.M)
 
 
 def sendmail_like(uid, gid, egid):

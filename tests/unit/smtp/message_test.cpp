@@ -31,6 +31,19 @@ TEST(message, folded_lines_belong_to_their_field) {
   EXPECT_EQ(header_block_end(m), m.find("\r\n\r\n") + 2);
 }
 
+TEST(message, message_id_for_the_log) {
+  EXPECT_EQ(message_id_for_log("Subject: a\r\nMessage-ID: <abc@example.org>\r\n\r\nx\r\n"),
+            "<abc@example.org>");
+  EXPECT_EQ(message_id_for_log("message-id:\r\n  <folded@example.org> (comment)\r\n\r\n"),
+            "<folded@example.org>");
+  EXPECT_EQ(message_id_for_log("Message-ID: bare@example.org junk\r\n\r\n"), "bare@example.org");
+  EXPECT_EQ(message_id_for_log("Message-ID: <a\x01" "b c@x>\r\n\r\n"), "<a?bc@x>");
+  EXPECT_EQ(message_id_for_log("Subject: a\r\n\r\nMessage-ID: <body@x>\r\n"), "");
+  EXPECT_EQ(message_id_for_log("Message-IDs: <no@x>\r\n\r\n"), "");
+  EXPECT_EQ(message_id_for_log("Message-ID: <" + std::string(400, 'a') + ">\r\n\r\n").size(),
+            250u);
+}
+
 TEST(message, a_non_header_line_ends_the_block) {
   EXPECT_EQ(header_block_end("Subject: a\r\nhello world\r\nDate: x\r\n"), 12u);
   EXPECT_FALSE(has_header("Subject: a\r\nhello world\r\nDate: x\r\n", "Date"));
