@@ -15,7 +15,7 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr std::array<verb_spec, 16> all_verbs{{
+constexpr auto all_verbs = std::to_array<verb_spec>({
     {verb::list, takes::nothing, access::anyone, true},
     {verb::show, takes::id, access::owner},
     {verb::remove, takes::targets, access::admin, true},
@@ -33,7 +33,7 @@ constexpr std::array<verb_spec, 16> all_verbs{{
     {verb::dkim_check, takes::nothing},
     {verb::shape, takes::nothing, access::anyone, true},
     {verb::reload, takes::nothing},
-}};
+});
 
 // "filter":{...}: absent is the empty filter; anything malformed is an error.
 std::expected<queue_filter, std::string> parse_filter(const json::object& req) {
