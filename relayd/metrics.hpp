@@ -132,6 +132,11 @@ class metrics {
   // record publishes the configured key, else 0 (dkim_dns_monitor).
   void set_dkim_key_dns_match(std::string_view domain, std::string_view selector, bool match);
 
+  // relayd_tls_policy_results_total{policy,result}: one outbound TLS policy
+  // outcome (relayd/delivery_tls_report.hpp names the labels). The MTA-STS
+  // series are exported at 0 from the start, so increase() sees the first one.
+  void tls_policy_result(std::string_view policy, std::string_view result);
+
   // ---- exposition ----------------------------------------------------------
   // Prometheus text format 0.0.4 (Content-Type "text/plain; version=0.0.4").
   std::string render() const;
@@ -160,6 +165,7 @@ class metrics {
   double duration_sum_ = 0;
   queue_gauges queue_;
   std::map<std::pair<std::string, std::string>, int> dkim_dns_match_;  // (domain, selector)
+  std::map<std::pair<std::string, std::string>, std::uint64_t> tls_policy_results_;  // (policy, result)
 };
 
 }  // namespace relayd
