@@ -257,6 +257,9 @@ class MtaStsTest(c.DeliveryTestCase):
         self.send(d, f"f2@{DST}", "same id")
         self.wait_until(lambda: self.delivered(srv, f"f2@{DST}"), 20, "the second delivery")
         self.assertEqual(len(self.web.requests), 1, "the same id is not fetched again")
+        # The lingering connection closes first (a new message would reuse it).
+        self.wait_until(lambda: all(x["end"] for x in srv.connections()), 15,
+                        "the connection to close")
 
         # The policy server goes away, the TXT id changes and the MX moves to a
         # host the cached policy does not name: the cached policy still holds.
