@@ -96,6 +96,13 @@ class spool {
   // many were recorded; ok also for none.
   void forget_drops(std::vector<std::string> names, std::function<void(result, std::size_t)> done);
 
+  // ---- MTA-STS policies (relayd/delivery_mta_sts) -----------------------
+  // The record cached for a policy domain (lower case, 1 to 255 octets), if any.
+  std::optional<std::string> mta_sts_record(std::string_view domain) const;
+  // Writes the domain's record (an empty one deletes it) in the writer's next
+  // transaction; `done` runs on the writer thread as for enqueue().
+  void store_mta_sts(std::string domain, std::string record, std::function<void(result)> done);
+
   // ---- Scheduling --------------------------------------------------------
   // Every message that has a pending recipient and is not held has exactly one
   // entry in the `schedule` database, keyed (due_us, id), where due_us is the

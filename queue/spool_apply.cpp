@@ -264,6 +264,15 @@ outcome spool_core::apply(std::span<operation* const> ops) {
         if (ec) return failure(ec);
         ++f->count;
       }
+    } else if (auto* s = std::get_if<mta_sts_op>(o)) {
+      s->res = {};
+      if (s->domain.empty() || s->domain.size() > spool::max_drop_name) {
+        s->res = {status::error, "bad policy domain"};
+        continue;
+      }
+      ec = s->value.empty() ? t->del(mta_sts_dbi_, s->domain)
+                            : t->put(mta_sts_dbi_, s->domain, s->value);
+      if (ec && !lmdb::is(ec, MDB_NOTFOUND)) return failure(ec);
     } else {
       auto& p = std::get<purge_dead_op>(*o);
       p.res = {};

@@ -21,6 +21,9 @@
 //               imported from that file (enqueue_drop), deleted once the file
 //               is gone (forget_drops); created at open, so older spools gain
 //               it without a format change
+//   mta_sts     policy domain -> the MTA-STS policy cached for it (an opaque
+//               record of relayd/delivery_mta_sts_policy.hpp, versioned there);
+//               created at open like drops
 // Next to data.mdb and lock.mdb, relayd.lock holds the PID of the process that
 // has the spool open; it is flock()ed while the spool is open (one writer
 // process per spool).
@@ -91,6 +94,7 @@ inline constexpr const char* db_schedule = "schedule";
 inline constexpr const char* db_dead = "dead";
 inline constexpr const char* db_dead_body = "dead_body";
 inline constexpr const char* db_drops = "drops";
+inline constexpr const char* db_mta_sts = "mta_sts";
 inline constexpr mode_t spool_dir_mode = 0711;  // searchable by others, not listable
 inline constexpr const char* lock_file = "relayd.lock";  // see spool_core::lock_dir()
 inline constexpr std::string_view meta_format = "format";
@@ -208,8 +212,15 @@ struct forget_drops_op {
   std::size_t count = 0;
 };
 
+// store_mta_sts(): one policy record written (or, with an empty value, deleted).
+struct mta_sts_op {
+  std::string domain, value;
+  std::function<void(result)> done;
+  result res;
+};
+
 using operation = std::variant<enqueue_op, remove_op, update_op, purge_dead_op, bulk_op,
-                               dead_bulk_op, forget_drops_op>;
+                               dead_bulk_op, forget_drops_op, mta_sts_op>;
 
 inline std::size_t op_bytes(const operation& o) {
   if (const auto* e = std::get_if<enqueue_op>(&o)) return e->envelope.size() + e->body.size();
@@ -234,7 +245,7 @@ inline void set_result(operation& o, result r) {
         using T = std::decay_t<decltype(op)>;
         if constexpr (std::is_same_v<T, update_op>) {
           op.became = spool::completion::pending;
-        } else if constexpr (!std::is_same_v<T, enqueue_op>) {
+        } else if constexpr (!std::is_same_v<T, enqueue_op> && !std::is_same_v<T, mta_sts_op>) {
           op.count = 0;
         }
       },
@@ -293,6 +304,7 @@ class spool_core {
   std::optional<std::int64_t> next_due_after(std::int64_t after_us) const;
   std::optional<std::string> drop_imported(std::string_view name) const;
   std::vector<std::string> drop_names(std::size_t limit) const;
+  std::optional<std::string> mta_sts_record(std::string_view domain) const;
   const open_report& report() const { return report_; }
 
   std::vector<quarantine_entry> quarantined() const { return quarantined_; }
@@ -361,7 +373,7 @@ class spool_core {
   int lock_fd_ = -1;         // holds the flock() on lock_file while open
   lmdb::env env_;
   lmdb::dbi meta_dbi_, envelope_dbi_, body_dbi_, quarantine_dbi_, schedule_dbi_, dead_dbi_,
-      dead_body_dbi_, drops_dbi_;
+      dead_body_dbi_, drops_dbi_, mta_sts_dbi_;
   std::uint64_t psize_ = 4096;
   // Read transactions hold it shared; changing the map size (or reopening the
   // environment) holds it exclusively, as LMDB requires no live transaction then.

@@ -55,7 +55,7 @@ void spool_core::finish(operation& o) {
         [](auto& op) {
           using T = std::decay_t<decltype(op)>;
           if (!op.done) return;
-          if constexpr (std::is_same_v<T, enqueue_op>) {
+          if constexpr (std::is_same_v<T, enqueue_op> || std::is_same_v<T, mta_sts_op>) {
             op.done(std::move(op.res));
           } else if constexpr (std::is_same_v<T, update_op>) {
             op.done(std::move(op.res), op.became);

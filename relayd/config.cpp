@@ -706,6 +706,14 @@ std::vector<field> loader::schema() {
                    count_at_least_1(delivery.concurrency_per_destination)},
                   {"connect_timeout", positive_duration(delivery.connect_timeout)},
                   {"command_timeout", positive_duration(delivery.command_timeout)},
+                  {"mta_sts",
+                   [this](const toml::node& n, const std::string& key) {
+                     set(c_.delivery.mta_sts, boolean(n, key));
+                   }},
+                  {"mta_sts_port",
+                   [this](const toml::node& n, const std::string& key) {
+                     set(c_.delivery.mta_sts_port, port_value(n, key));
+                   }},
               }),
       section("queue",
               {

@@ -107,6 +107,10 @@ struct config {
     std::uint64_t concurrency_per_destination = 20;
     std::chrono::seconds connect_timeout{30};
     std::chrono::seconds command_timeout{300};
+    // MTA-STS (RFC 8461, relayd/delivery_mta_sts.hpp) for MX delivery. The policy
+    // host's HTTPS port is 443; another one is only for tests.
+    bool mta_sts = true;
+    std::uint16_t mta_sts_port = 443;
   } delivery;
 
   struct queue_section {

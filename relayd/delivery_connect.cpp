@@ -15,8 +15,10 @@
 #include "dns/mx_resolver.hpp"
 #include "relayd/async_call.hpp"
 #include "relayd/config.hpp"
+#include "relayd/delivery_mta_sts.hpp"
 #include "relayd/delivery_outcome.hpp"
 #include "relayd/delivery_route.hpp"
+#include "relayd/delivery_tls_report.hpp"
 #include "relayd/oauth2_token.hpp"
 #include "relayd/secret_file.hpp"
 
@@ -73,13 +75,47 @@ std::string oauth2_key(const route& r, std::size_t n) {
   return n == default_route ? "delivery.relayhost_oauth2" : "route " + r.name + ": oauth2";
 }
 
+// The session is up: its TLS log line and the policy's result. Testing mode
+// counts a certificate that would not have passed (or no TLS at all).
+void report_session(metrics* stats, const delivery_link& l, tls_policy_kind policy,
+                    const mta_sts_verdict& sts, bool already_failed) {
+  const auto tls = l.stream->tls_session();
+  if (tls)
+    log_tls_session({l.relay, tls->version, tls->cipher, tls->verified, policy});
+  if (policy == tls_policy_kind::none) {
+    if (tls) count_tls_policy(stats, policy, tls_policy_result::success);
+    return;
+  }
+  if (already_failed) return;  // counted when the MX host did not match
+  if (tls && tls->verified) {
+    count_tls_policy(stats, policy, tls_policy_result::success);
+    return;
+  }
+  // Only testing mode gets here without verified TLS (enforce required it).
+  spdlog::warn("MTA-STS policy of {} (testing mode) not met by {}: {}; delivered anyway",
+               sts.domain, l.relay, tls ? "certificate: " + tls->problem : "no TLS");
+  count_tls_policy(stats, policy, tls_policy_result::testing_failure);
+}
+
+// TLS failed (or was not offered) under a policy: counted; enforce names the
+// policy in the deferral.
+void sts_failure(metrics* stats, recipient_outcome& problem, const mta_sts_verdict& sts,
+                 const std::string& what) {
+  if (!sts.enforced()) return;  // testing: the plaintext retry or report_session counts it
+  mta_sts_required(problem, sts);
+  spdlog::warn("delivery to {}: {}", what, problem.description);
+  count_tls_policy(stats, tls_policy_kind::mta_sts, tls_policy_result::failure);
+}
+
 }  // namespace
 
 struct connector::impl {
-  impl(asio::io_context& io_, const config& cfg_, dns::mx_resolver& dns_)
+  impl(asio::io_context& io_, const config& cfg_, dns::mx_resolver& dns_, queue::spool* spool,
+       metrics* stats_)
       : io(io_),
         cfg(cfg_),
         dns(dns_),
+        stats(stats_),
         tls_any(ssl::context::tls_client),
         tls_verify(ssl::context::tls_client) {
     for (auto* ctx : {&tls_any, &tls_verify}) {
@@ -87,6 +123,8 @@ struct connector::impl {
       ctx->set_options(ssl::context::default_workarounds | ssl::context::no_compression);
     }
     tls_any.set_verify_mode(ssl::verify_none);
+    tls_any.set_default_verify_paths();  // MTA-STS testing: the result is recorded, not enforced
+    if (spool && cfg.delivery.mta_sts) sts = std::make_unique<mta_sts_source>(io, cfg, dns, *spool);
     tls_verify.set_default_verify_paths();
     tls_verify.set_verify_mode(ssl::verify_peer);
     if (auto ok = use_routes(cfg); !ok) throw std::runtime_error(ok.error());
@@ -104,7 +142,8 @@ struct connector::impl {
                                                dns::mx_result& mx);
   // `lost`: set when the stream failed. Awaited directly: the reference is the
   // caller's local.
-  awaitable<setup_result> set_up(delivery_link& l, smtp::client_session& s, const route& r,
+  // `verify_name`: check the certificate's name (enforced when the context verifies).
+  awaitable<setup_result> set_up(delivery_link& l, smtp::client_session& s, bool verify_name,
                                  std::optional<queue::outcome_cause>& lost);
   // `token`: the route's OAuth2 access token when it has oauth2 settings.
   smtp::client_options session_options(const std::string& host_name, bool try_tls,
@@ -114,6 +153,8 @@ struct connector::impl {
   asio::io_context& io;
   const config& cfg;
   dns::mx_resolver& dns;
+  metrics* stats;                      // may be null (tests)
+  std::unique_ptr<mta_sts_source> sts;  // MX delivery with [delivery] mta_sts
   ssl::context tls_any;     // none/may/encrypt: encryption without authentication
   ssl::context tls_verify;  // verify: system CAs and the host name
   std::vector<route> routes;            // by route number
@@ -126,8 +167,9 @@ struct connector::impl {
   std::uint64_t turn = 0;  // rotates equal relayhosts over connections
 };
 
-connector::connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns)
-    : impl_(std::make_unique<impl>(io, cfg, dns)) {}
+connector::connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns,
+                     queue::spool* spool, metrics* stats)
+    : impl_(std::make_unique<impl>(io, cfg, dns, spool, stats)) {}
 
 connector::~connector() = default;
 
@@ -265,15 +307,14 @@ smtp::client_options connector::impl::session_options(const std::string& host_na
 }
 
 awaitable<setup_result> connector::impl::set_up(delivery_link& l, smtp::client_session& s,
-                                                const route& r,
+                                                bool verify_name,
                                                 std::optional<queue::outcome_cause>& lost) {
   for (;;) {
     auto step = co_await pump(*l.stream, s, l.in, cfg.delivery.command_timeout);
     switch (step.what) {
       case smtp::client_session::event::ready: co_return setup_result::ready;
       case smtp::client_session::event::start_tls: {
-        const bool verify = r.tls == tls_policy::verify;
-        if (auto ec = co_await l.stream->handshake(l.host_name, verify,
+        if (auto ec = co_await l.stream->handshake(l.host_name, verify_name,
                                                    cfg.delivery.connect_timeout)) {
           spdlog::warn("TLS handshake with {} failed: {}", l.host_name, ec.message());
           co_return setup_result::tls_failed;
@@ -327,6 +368,12 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
     }
     token = std::move(*t);
   }
+  // MTA-STS (MX delivery only): enforce refuses MX hosts outside the policy and
+  // makes verified TLS mandatory; testing only reports.
+  mta_sts_verdict sts{destination.name};
+  if (!smarthost && m.sts) sts = co_await m.sts->policy_for(destination.name);
+  const bool sts_tls = sts.enforced();
+  const auto policy = sts.enforced() || sts.testing() ? tls_policy_kind::mta_sts : tls_policy_kind::none;
   const auto connect_started = steady::now();
   out.problem = no_host_answered();
   for (const auto& host : hosts) {
@@ -334,9 +381,23 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
     auto ip = asio::ip::make_address(host.address, aec);
     if (aec) continue;
     const std::string relay = fmt::format("{}[{}]:{}", host.host_name, host.address, host.port);
-    bool try_tls = r.tls != tls_policy::none;
+    bool sts_problem = false;  // testing mode: a failure to report once the session is up
+    if (policy == tls_policy_kind::mta_sts && !sts.allows(host.host_name)) {
+      auto refused = mta_sts_mx_refused(sts, relay, host.host_name);
+      spdlog::warn("delivery to {}: {}{}", what, refused.description,
+                   sts_tls ? "" : " (testing mode: delivered anyway)");
+      count_tls_policy(m.stats, policy,
+                       sts_tls ? tls_policy_result::failure : tls_policy_result::testing_failure);
+      if (sts_tls) {
+        out.problem = std::move(refused);
+        continue;
+      }
+      sts_problem = true;
+    }
+    bool try_tls = r.tls != tls_policy::none || sts_tls;
+    const bool verify = r.tls == tls_policy::verify || sts_tls;
     for (int pass = 0; pass < 2; ++pass) {
-      auto& ctx = r.tls == tls_policy::verify ? m.tls_verify : m.tls_any;
+      auto& ctx = verify ? m.tls_verify : m.tls_any;
       delivery_link l{std::make_unique<outbound>(m.io, ctx), nullptr, {}, relay, host.host_name};
       if (auto ec = co_await l.stream->connect(tcp::endpoint(ip, host.port),
                                                cfg.delivery.connect_timeout)) {
@@ -351,17 +412,21 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
         spdlog::warn("TLS handshake with {} failed: {}", relay, l.stream->tls_error());
         break;
       }
-      l.session = std::make_unique<smtp::client_session>(
-          m.session_options(host.host_name, try_tls, host, number, token));
+      auto options = m.session_options(host.host_name, try_tls, host, number, token);
+      if (sts_tls) options.want_tls = options.require_tls = true;
+      l.session = std::make_unique<smtp::client_session>(std::move(options));
       std::optional<queue::outcome_cause> lost;
-      const auto res = co_await m.set_up(l, *l.session, r, lost);
+      const auto res = co_await m.set_up(l, *l.session, verify || sts.testing(), lost);
       if (res == setup_result::ready) {
+        report_session(m.stats, l, policy, sts, sts_problem);
         out.link = std::move(l);
         out.connect_seconds = seconds_since(connect_started);
         co_return out;
       }
       if (res == setup_result::tls_failed) {
         out.problem = tls_failed(relay, l.stream->tls_error());
+        if (policy == tls_policy_kind::mta_sts) sts_failure(m.stats, out.problem, sts, what);
+        if (sts_tls) break;  // never plaintext under an enforced policy
         // tls = may: try the same host again in plaintext.
         if (r.tls == tls_policy::may && !l.session->authenticated() && pass == 0) {
           try_tls = false;
@@ -372,6 +437,8 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
       const auto& f = l.session->failure();
       out.problem = outcome_of(f, relay, lost);
       out.local_fault = f.local_fault;
+      if (sts_tls && f.cause == smtp::failure_cause::tls_unavailable)
+        sts_failure(m.stats, out.problem, sts, what);
       if (uses_token && f.cause == smtp::failure_cause::auth_rejected) {
         oauth->refused(token);
         out.token_refused = true;

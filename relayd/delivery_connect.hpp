@@ -20,10 +20,14 @@
 namespace dns {
 class mx_resolver;
 }
+namespace queue {
+class spool;
+}
 
 namespace relayd {
 
 struct config;
+class metrics;
 
 // A connection ready for transactions.
 struct delivery_link {
@@ -48,8 +52,11 @@ class connector {
   // Opens each route's credential files (a route's password_file, first line;
   // for route 0 [delivery] relayhost_password_file; a route's oauth2 files) and
   // keeps them open: call before the privilege drop. Throws std::runtime_error
-  // naming the key when one cannot be read.
-  connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns);
+  // naming the key when one cannot be read. With `spool` and [delivery] mta_sts,
+  // MX delivery follows MTA-STS policies (delivery_mta_sts.hpp) cached there;
+  // `stats` counts TLS policy outcomes.
+  connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns,
+            queue::spool* spool = nullptr, metrics* stats = nullptr);
   ~connector();
   connector(const connector&) = delete;
   connector& operator=(const connector&) = delete;

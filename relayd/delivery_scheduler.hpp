@@ -134,6 +134,7 @@ class scheduler {
 
   const config& cfg() const { return cfg_; }
   queue::spool& spool() { return spool_; }
+  metrics* stats() const { return metrics_; }  // may be null
   bool stopping() const { return stopping_; }
   std::int64_t now_us() const { return now_us_(); }
 

@@ -34,6 +34,7 @@ struct outbound::impl {
 
   ssl::stream<beast::tcp_stream> stream;
   bool tls = false;
+  bool name_checked = false;  // handshake() was asked to verify the name
   std::string tls_error;
 };
 
@@ -81,6 +82,7 @@ awaitable<outbound::error_code> outbound::handshake(const std::string& server_na
   error_code not_ip;
   asio::ip::make_address(server_name, not_ip);
   if (!server_name.empty() && not_ip) SSL_set_tlsext_host_name(ssl, server_name.c_str());
+  impl_->name_checked = verify_name;
   if (verify_name) {
     // OpenSSL checks the name during the chain verification, so a mismatch
     // is reported as such (X509_V_ERR_HOSTNAME_MISMATCH / IP_ADDRESS_MISMATCH).
@@ -110,6 +112,23 @@ awaitable<outbound::error_code> outbound::handshake(const std::string& server_na
 
 const std::string& outbound::tls_error() const {
   return impl_->tls_error;
+}
+
+std::optional<outbound::tls_facts> outbound::tls_session() const {
+  if (!impl_->tls) return std::nullopt;
+  SSL* ssl = impl_->stream.native_handle();
+  tls_facts f;
+  f.version = SSL_get_version(ssl);
+  f.cipher = SSL_get_cipher_name(ssl);
+  const long v = SSL_get_verify_result(ssl);
+  if (SSL_get0_peer_certificate(ssl) == nullptr)
+    f.problem = "no certificate";
+  else if (v != X509_V_OK)
+    f.problem = X509_verify_cert_error_string(v);
+  else if (!impl_->name_checked)
+    f.problem = "the name was not checked";
+  f.verified = f.problem.empty();
+  return f;
 }
 
 bool outbound::peer_spoke_while_idle() {

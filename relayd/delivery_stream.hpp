@@ -41,6 +41,15 @@ class outbound {
   awaitable<error_code> handshake(const std::string& server_name, bool verify_name,
                                   deadline timeout);
   const std::string& tls_error() const;  // why the last handshake failed
+  // The TLS session after a successful handshake (nullopt before): protocol,
+  // cipher, and whether the chain verified and the name was checked (a context
+  // that does not verify still records the result: MTA-STS testing mode).
+  struct tls_facts {
+    std::string version, cipher;
+    bool verified = false;
+    std::string problem;  // when not verified: the verification error
+  };
+  std::optional<tls_facts> tls_session() const;
   // Whether the peer closed or spoke while nothing was asked of it (EOF, a reset,
   // an idle-timeout 421, a TLS alert): a cached connection in that state is dead.
   // Never blocks (a peek at the socket).

@@ -144,6 +144,8 @@ metrics::metrics(double start_time_seconds) : start_time_(start_time_seconds) {
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   }
   for (auto r : known_dead_reasons) dead_letters_.emplace(std::string(r), 0);
+  for (auto r : {"success", "failure", "testing_failure"})
+    tls_policy_results_.emplace(std::pair<std::string, std::string>{"mta-sts", r}, 0);
   reload_at_ = start_time_;
 }
 
@@ -240,6 +242,12 @@ void metrics::set_dkim_key_dns_match(std::string_view domain, std::string_view s
   dkim_dns_match_[{std::string(domain), std::string(selector)}] = match ? 1 : 0;
 }
 
+void metrics::tls_policy_result(std::string_view policy, std::string_view result) {
+  std::lock_guard lock(mu_);
+  // Both labels are constants of delivery_tls_report.cpp, never data.
+  ++tls_policy_results_[{std::string(policy), std::string(result)}];
+}
+
 std::string metrics::render() const {
   auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   std::string out;
@@ -332,6 +340,15 @@ std::string metrics::render() const {
     fmt::format_to(std::back_inserter(out),
                    "relayd_dkim_key_dns_match{{domain=\"{}\",selector=\"{}\"}} {}\n",
                    escape_label_value(name.first), escape_label_value(name.second), v);
+
+  family(out, "relayd_tls_policy_results_total", "counter",
+         "Outbound TLS policy outcomes by policy (mta-sts, none) and result (success; failure: "
+         "an enforced policy refused the MX host or its TLS; testing_failure: a policy in "
+         "testing mode would have).");
+  for (const auto& [key, n] : tls_policy_results_)
+    fmt::format_to(std::back_inserter(out),
+                   "relayd_tls_policy_results_total{{policy=\"{}\",result=\"{}\"}} {}\n",
+                   escape_label_value(key.first), escape_label_value(key.second), n);
   return out;
 }
 

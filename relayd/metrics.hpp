@@ -136,6 +136,10 @@ class metrics {
   // relayd_config_last_reload_success_timestamp_seconds (the start time until a
   // reload succeeds): `ok` false keeps the timestamp (`at_seconds` is ignored).
   void set_config_reload(bool ok, double at_seconds);
+  // relayd_tls_policy_results_total{policy,result}: one outbound TLS policy
+  // outcome (relayd/delivery_tls_report.hpp names the labels). The MTA-STS
+  // series are exported at 0 from the start, so increase() sees the first one.
+  void tls_policy_result(std::string_view policy, std::string_view result);
 
   // ---- exposition ----------------------------------------------------------
   // Prometheus text format 0.0.4 (Content-Type "text/plain; version=0.0.4").
@@ -167,6 +171,7 @@ class metrics {
   std::map<std::pair<std::string, std::string>, int> dkim_dns_match_;  // (domain, selector)
   bool reload_ok_ = true;
   double reload_at_ = 0;  // the start time until a reload succeeds
+  std::map<std::pair<std::string, std::string>, std::uint64_t> tls_policy_results_;  // (policy, result)
 };
 
 }  // namespace relayd

@@ -60,6 +60,7 @@ METRICS = {
     "relayd_in_flight_messages": "gauge",
     "relayd_start_time_seconds": "gauge",
     "relayd_dkim_key_dns_match": "gauge",  # only with [[dkim]] entries (test_dkim_ops.py)
+    "relayd_tls_policy_results_total": "counter",  # test_mta_sts.py counts it
 }
 REQUIRED = [
     "relayd_messages_received_total", "relayd_delivery_attempts_total",
