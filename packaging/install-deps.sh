@@ -7,7 +7,9 @@
 # dpkg-dev (dpkg-shlibdeps), groff-base and lintian build and check the .deb and
 # man pages. cron, php-cli and s-nail are the real programs that mail through
 # relayd's sendmail in the tests (none of them is started as a service);
-# python3-dkim is the independent DKIM verifier.
+# python3-dkim is the independent DKIM verifier. unbound (a validating resolver),
+# knot (an authoritative server) and ldnsutils (ldns-signzone) are the DANE test's
+# DNSSEC; none is started as a service.
 set -euo pipefail
 
 pkgs=(
@@ -20,6 +22,7 @@ pkgs=(
   prometheus
   dpkg-dev groff-base lintian
   cron php-cli s-nail python3-dkim
+  unbound knot ldnsutils
 )
 
 # --fuzz: also clang-16 with libFuzzer (clang 14 cannot compile libstdc++ 12's <expected>).

@@ -10,11 +10,13 @@
 
 #include <boost/asio/ssl.hpp>
 #include <chrono>
+#include <map>
 #include <stdexcept>
 
 #include "dns/mx_resolver.hpp"
 #include "relayd/async_call.hpp"
 #include "relayd/config.hpp"
+#include "relayd/delivery_dane.hpp"
 #include "relayd/delivery_outcome.hpp"
 #include "relayd/delivery_route.hpp"
 #include "relayd/oauth2_token.hpp"
@@ -76,14 +78,16 @@ struct connector::impl {
         cfg(cfg_),
         dns(dns_),
         tls_any(ssl::context::tls_client),
-        tls_verify(ssl::context::tls_client) {
-    for (auto* ctx : {&tls_any, &tls_verify}) {
+        tls_verify(ssl::context::tls_client),
+        tls_dane(ssl::context::tls_client) {
+    for (auto* ctx : {&tls_any, &tls_verify, &tls_dane}) {
       SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
       ctx->set_options(ssl::context::default_workarounds | ssl::context::no_compression);
     }
     tls_any.set_verify_mode(ssl::verify_none);
     tls_verify.set_default_verify_paths();
     tls_verify.set_verify_mode(ssl::verify_peer);
+    enable_dane(tls_dane);
     for (std::size_t n = 0; n <= cfg.routes.size(); ++n) routes.push_back(route_settings(cfg, n));
     passwords.resize(routes.size());
     password_files.resize(routes.size());
@@ -124,6 +128,7 @@ struct connector::impl {
   dns::mx_resolver& dns;
   ssl::context tls_any;     // none/may/encrypt: encryption without authentication
   ssl::context tls_verify;  // verify: system CAs and the host name
+  ssl::context tls_dane;    // [delivery] dane: hosts with usable TLSA records
   std::vector<route> routes;            // by route number
   std::vector<std::string> passwords;   // by route number
   std::vector<std::optional<secret_file>> password_files;  // by route number, kept for SIGHUP
@@ -277,15 +282,31 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
   }
   const auto connect_started = steady::now();
   out.problem = no_host_answered();
+  std::map<std::string, dane_decision> dane_of;  // by MX host: DANE (RFC 7672) first
   for (const auto& host : hosts) {
     error_code aec;
     auto ip = asio::ip::make_address(host.address, aec);
     if (aec) continue;
     const std::string relay = fmt::format("{}[{}]:{}", host.host_name, host.address, host.port);
-    bool try_tls = r.tls != tls_policy::none;
+    if (cfg.delivery.dane && !smarthost && !dane_of.contains(host.host_name))
+      dane_of[host.host_name] = co_await dane_for_host(m.dns, mx, host.host_name, host.port);
+    const dane_decision& dane = dane_of[host.host_name];
+    if (dane.mode == dane_mode::defer) {
+      out.problem = dane_failed(relay, dane.why, true);
+      spdlog::warn("delivery to {}: {}", relay, out.problem.text);
+      continue;
+    }
+    const bool dane_on = dane.mode == dane_mode::enforce;
+    bool try_tls = dane_on || r.tls != tls_policy::none;
     for (int pass = 0; pass < 2; ++pass) {
-      auto& ctx = r.tls == tls_policy::verify ? m.tls_verify : m.tls_any;
+      auto& ctx = dane_on ? m.tls_dane : r.tls == tls_policy::verify ? m.tls_verify : m.tls_any;
       delivery_link l{std::make_unique<outbound>(m.io, ctx), nullptr, {}, relay, host.host_name};
+      if (dane_on) {
+        if (auto e = arm_dane(*l.stream, host.host_name, dane.records); !e.empty()) {
+          out.problem = dane_failed(relay, e, false);
+          break;
+        }
+      }
       if (auto ec = co_await l.stream->connect(tcp::endpoint(ip, host.port),
                                                cfg.delivery.connect_timeout)) {
         out.problem = connect_failed(relay, ec == asio::error::timed_out, ec.message());
@@ -299,14 +320,24 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
         spdlog::warn("TLS handshake with {} failed: {}", relay, l.stream->tls_error());
         break;
       }
-      l.session = std::make_unique<smtp::client_session>(
-          m.session_options(host.host_name, try_tls, host, number, token));
+      auto options = m.session_options(host.host_name, try_tls, host, number, token);
+      if (dane_on) options.want_tls = options.require_tls = true;  // never in plaintext
+      l.session = std::make_unique<smtp::client_session>(std::move(options));
       std::optional<queue::outcome_cause> lost;
       const auto res = co_await m.set_up(l, *l.session, r, lost);
       if (res == setup_result::ready) {
+        if (dane_on)
+          spdlog::info("Verified TLS connection established to {}: {} policy=dane", relay,
+                       dane_session_summary(*l.stream));
         out.link = std::move(l);
         out.connect_seconds = seconds_since(connect_started);
         co_return out;
+      }
+      if (res == setup_result::tls_failed && dane_on) {
+        out.problem = dane_failed(relay, fmt::format("TLS with {} not verified by its TLSA records "
+                                                     "({}): {}", relay, dane.why,
+                                                     l.stream->tls_error()), false);
+        break;
       }
       if (res == setup_result::tls_failed) {
         out.problem = tls_failed(relay, l.stream->tls_error());
@@ -319,6 +350,9 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
       }
       const auto& f = l.session->failure();
       out.problem = outcome_of(f, relay, lost);
+      if (dane_on && f.cause == smtp::failure_cause::tls_unavailable)
+        out.problem = dane_failed(
+            relay, fmt::format("{}: TLS is mandatory; {}", dane.why, out.problem.text), false);
       out.local_fault = f.local_fault;
       if (uses_token && f.cause == smtp::failure_cause::auth_rejected) {
         m.oauth->refused(token);

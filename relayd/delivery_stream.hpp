@@ -19,6 +19,7 @@
 namespace boost::asio::ssl {
 class context;
 }
+struct ssl_st;  // OpenSSL's SSL
 
 namespace relayd {
 
@@ -41,6 +42,7 @@ class outbound {
   awaitable<error_code> handshake(const std::string& server_name, bool verify_name,
                                   deadline timeout);
   const std::string& tls_error() const;  // why the last handshake failed
+  ssl_st* native_ssl();  // for per-connection TLS settings made before the handshake (DANE)
   // Whether the peer closed or spoke while nothing was asked of it (EOF, a reset,
   // an idle-timeout 421, a TLS alert): a cached connection in that state is dead.
   // Never blocks (a peek at the socket).
