@@ -334,9 +334,8 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
         co_return out;
       }
       if (res == setup_result::tls_failed && dane_on) {
-        out.problem = dane_failed(relay, fmt::format("TLS with {} not verified by its TLSA records "
-                                                     "({}): {}", relay, dane.why,
-                                                     l.stream->tls_error()), false);
+        out.problem = dane_failed(relay, fmt::format("TLS not verified by the TLSA records ({}): {}",
+                                                     dane.why, l.stream->tls_error()), false);
         break;
       }
       if (res == setup_result::tls_failed) {
