@@ -41,9 +41,7 @@ def tool(name):
     return shutil.which(name, path=SBIN_PATH)
 
 
-def openssl(*args, cwd, inp=None):
-    return subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True,
-                          input=inp).stdout
+openssl = c.openssl
 
 
 def dns_query(server_port, name, qtype, ad=True, timeout=2.0):
@@ -80,16 +78,10 @@ def make_pki(d):
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
             "-out", "ca.pem", "-days", "2", "-subj", "/CN=relayd DANE test CA", cwd=d)
     for name, host in (("ta", "mx.ta.dane.test"), ("tawrong", "elsewhere.example")):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-                "-out", f"{name}.csr", "-subj", f"/CN={host}", cwd=d)
-        with open(os.path.join(d, f"{name}.ext"), "w") as f:
-            f.write(f"subjectAltName=DNS:{host}\n")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", f"{name}.crt", "-days", "2",
-                "-extfile", f"{name}.ext", cwd=d)
-        with open(os.path.join(d, f"{name}.pem"), "w") as out:
-            for part in (f"{name}.crt", "ca.pem"):
-                out.write(open(os.path.join(d, part)).read())
+        c.issue_cert(d, name, host)
+        with open(os.path.join(d, f"{name}.pem"), "a") as out, \
+                open(os.path.join(d, "ca.pem")) as ca:
+            out.write(ca.read())  # the chain: DANE-TA matches the CA in it
     pub = openssl("x509", "-in", "ee.pem", "-noout", "-pubkey", cwd=d)
     spki = openssl("pkey", "-pubin", "-outform", "DER", cwd=d, inp=pub)
     ca_der = openssl("x509", "-in", "ca.pem", "-outform", "DER", cwd=d)
@@ -237,6 +229,9 @@ remote-control:
             if f:
                 f.close()
 
+    def cleanup(self):
+        """After each test: nothing (the test class stops the servers)."""
+
     def log_text(self):
         out = []
         for name in ("knot.log", "unbound.log"):
@@ -287,15 +282,9 @@ class DaneTest(c.DeliveryTestCase):
         cls.dns.stop()
         cls.tmp.cleanup()
 
-    def run(self, result=None):
-        if result is None:
-            result = self.defaultTestResult()
-        before = len(result.failures) + len(result.errors)
-        try:
-            return super().run(result)
-        finally:
-            if len(result.failures) + len(result.errors) > before and hasattr(self, "dns"):
-                sys.stderr.write("\n" + self.dns.log_text()[-3000:] + "\n")
+    def setUp(self):
+        # Its logs are printed when a test fails (DeliveryTestCase's peers).
+        self._peers.append(("dns", self.dns))
 
     def server(self, cert="ee"):
         options = {}
@@ -324,21 +313,6 @@ class DaneTest(c.DeliveryTestCase):
         self.assertEqual([x["tls"] for x in conns], [tls] * len(conns), conns)
         self.wait_queue_empty(d, 10)
         self.assertNoBounce(d)
-
-    def assertDeferredWith(self, srv, d, qid, *phrases):
-        self.wait_until(lambda: self.attempts(d, qid, status="deferred"), 20, "a deferral")
-        e = self.entry(d, qid)  # relayctl -j
-        self.assertIsNotNone(e)
-        r = e["recipients"][0]
-        self.assertEqual(r["state"], "pending", r)
-        for p in phrases:
-            self.assertIn(p, r["last_reply"], r)
-        self.assertEqual(srv.messages(), [], "nothing may reach the server")
-        for conn in srv.connections():
-            sent = [x["cmd"].split(" ")[0].upper() for x in conn["commands"]]
-            self.assertNotIn("MAIL", sent, "no transaction may start (in plaintext or not)")
-        self.assertNoBounce(d)
-        return r
 
     def test_matching_dane_ee_record_delivers_over_verified_tls(self):
         srv = self.server()
