@@ -11,6 +11,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <mutex>
+#include <random>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -72,6 +73,27 @@ struct ares_driver::impl {
                         int alen) noexcept {
     std::unique_ptr<handler> h(static_cast<handler*>(arg));
     (*h)(status, abuf, alen);
+  }
+
+  // ares_send hands over every reply as ARES_SUCCESS: map the rcode as ares_query does.
+  static void on_sent(void* arg, int status, int timeouts, unsigned char* abuf,
+                      int alen) noexcept {
+    if (status == ARES_SUCCESS && abuf != nullptr && alen >= 12) {
+      const int rcode = abuf[3] & 0x0F;
+      const int answers = (abuf[6] << 8) | abuf[7];
+      switch (rcode) {
+        case 0: status = answers > 0 ? ARES_SUCCESS : ARES_ENODATA; break;
+        case 1: status = ARES_EFORMERR; break;
+        case 2: status = ARES_ESERVFAIL; break;
+        case 3: status = ARES_ENOTFOUND; break;
+        case 4: status = ARES_ENOTIMP; break;
+        case 5: status = ARES_EREFUSED; break;
+        default: status = ARES_EBADRESP; break;
+      }
+    } else if (status == ARES_SUCCESS) {
+      status = ARES_EBADRESP;
+    }
+    on_answer(arg, status, timeouts, abuf, alen);
   }
 
   void sock_state(int fd, bool readable, bool writable) {
@@ -193,9 +215,24 @@ ares_driver::~ares_driver() {
   impl_->timer.cancel();
 }
 
-void ares_driver::query(const std::string& name, int type, handler done) {
+void ares_driver::query(const std::string& name, int type, handler done, bool ask_ad) {
   auto* arg = new handler(std::move(done));
-  ares_query(impl_->channel, name.c_str(), 1 /* C_IN */, type, &impl::on_answer, arg);
+  if (!ask_ad) {
+    ares_query(impl_->channel, name.c_str(), 1 /* C_IN */, type, &impl::on_answer, arg);
+  } else {
+    unsigned char* q = nullptr;
+    int qlen = 0;
+    // c-ares 1.18's ares_send keeps the id it is given: an unpredictable one.
+    const auto id = static_cast<unsigned short>(std::random_device{}());
+    if (int rc = ares_create_query(name.c_str(), 1 /* C_IN */, type, id, 1 /* RD */, &q, &qlen, 0);
+        rc != ARES_SUCCESS) {
+      impl::on_answer(arg, rc, 0, nullptr, 0);
+      return;
+    }
+    q[3] |= 0x20;  // AD
+    ares_send(impl_->channel, q, qlen, &impl::on_sent, arg);
+    ares_free_string(q);
+  }
   impl_->arm_timer();
 }
 

@@ -36,7 +36,10 @@ class ares_driver {
   ares_driver& operator=(const ares_driver&) = delete;
 
   // A class IN query for `name` exactly (no search list). The handler runs once.
-  void query(const std::string& name, int type, handler done);
+  // `ask_ad`: the query carries the AD bit (RFC 6840 5.7), so a validating
+  // resolver reports in the reply's AD bit whether it validated the answer;
+  // statuses are the same as without it.
+  void query(const std::string& name, int type, handler done, bool ask_ad = false);
   // Every outstanding handler runs now with ARES_ECANCELLED.
   void cancel();
 

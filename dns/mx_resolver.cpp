@@ -119,7 +119,13 @@ struct host_answer {
   seconds ttl{0};
   std::string detail;
   bool cacheable = false;  // false when one family failed temporarily
+  bool secure = false;     // options.dnssec: both families' answers had the AD bit
 };
+
+bool ad_bit(const unsigned char* abuf, int alen) {
+  return abuf != nullptr && alen > 0 &&
+         detail::authenticated_data(message(abuf, static_cast<std::size_t>(alen)));
+}
 
 // One family's query result inside a host lookup.
 struct family_answer {
@@ -127,11 +133,13 @@ struct family_answer {
   std::vector<std::string> addresses;
   seconds ttl{0};
   int status = ARES_SUCCESS;
+  bool secure = false;  // the reply had the AD bit
 };
 
 family_answer classify_family(int status, const unsigned char* abuf, int alen, std::uint16_t type) {
   family_answer f;
   f.status = status;
+  f.secure = ad_bit(abuf, alen);
   if (status == ARES_SUCCESS) {
     auto parsed = abuf
                       ? detail::parse_addresses(message(abuf, static_cast<std::size_t>(alen)), type)
@@ -179,6 +187,7 @@ host_answer combine(const std::string& name, const family_answer& v6, const fami
       temp = both[i];
       a.detail = std::string(label[i]) + " lookup for " + name + ": " + status_text(temp->status);
     }
+  a.secure = v6.secure && v4.secure && temp == nullptr;
   if (!a.addresses.empty()) {
     a.what = outcome::ok;
     a.cacheable = temp == nullptr;
@@ -230,6 +239,7 @@ struct mx_resolver::impl {
     std::size_t pending = 0;
     seconds ttl{0};
     std::string note;  // records ignored, for the detail of an ok result
+    bool secure = false;  // the MX answer (or its denial) had the AD bit
   };
 
   impl(boost::asio::io_context& io, resolver_options o)
@@ -272,6 +282,15 @@ struct mx_resolver::impl {
     return options.now ? options.now() : std::chrono::steady_clock::now();
   }
 
+  // Posts any result to the io_context; dropped if the resolver is gone by then.
+  template <class Result>
+  void post_result(std::function<void(Result)> done, Result r) {
+    boost::asio::post(io, [token = std::weak_ptr<char>(alive), done = std::move(done),
+                           r = std::move(r)]() mutable {
+      if (!token.expired()) done(std::move(r));
+    });
+  }
+
   void post(mx_callback done, mx_result r) {
     boost::asio::post(io, [token = std::weak_ptr<char>(alive), done = std::move(done),
                            r = std::move(r)]() mutable {
@@ -305,11 +324,15 @@ struct mx_resolver::impl {
     op->waiters.push_back(std::move(done));
     host_ops.emplace(name, op);
     for (std::uint16_t type : {detail::type_aaaa, detail::type_a}) {
-      driver->query(name, type, [this, op, type](int status, const unsigned char* abuf, int alen) {
-        if (op->done) return;
-        (type == detail::type_aaaa ? op->v6 : op->v4) = classify_family(status, abuf, alen, type);
-        if (--op->pending == 0) finish_host(op);
-      });
+      driver->query(
+          name, type,
+          [this, op, type](int status, const unsigned char* abuf, int alen) {
+            if (op->done) return;
+            (type == detail::type_aaaa ? op->v6 : op->v4) =
+                classify_family(status, abuf, alen, type);
+            if (--op->pending == 0) finish_host(op);
+          },
+          options.dnssec);
     }
   }
 
@@ -332,15 +355,18 @@ struct mx_resolver::impl {
     op->domain = domain;
     op->waiters.push_back(std::move(done));
     mx_ops.emplace(domain, op);
-    driver->query(domain, detail::type_mx,
-                  [this, op](int status, const unsigned char* abuf, int alen) {
-                    if (!op->done) on_mx_answer(op, status, abuf, alen);
-                  });
+    driver->query(
+        domain, detail::type_mx,
+        [this, op](int status, const unsigned char* abuf, int alen) {
+          if (!op->done) on_mx_answer(op, status, abuf, alen);
+        },
+        options.dnssec);
   }
 
   void on_mx_answer(const std::shared_ptr<mx_op>& op, int status, const unsigned char* abuf,
                     int alen) {
     const std::string& d = op->domain;
+    op->secure = ad_bit(abuf, alen);
     if (status == ARES_SUCCESS) {
       auto records =
           abuf ? detail::parse_mx(message(abuf, static_cast<std::size_t>(alen))) : std::nullopt;
@@ -422,6 +448,7 @@ struct mx_resolver::impl {
       const host_answer& a = op->answers[i];
       if (a.what == outcome::ok) {
         op->hosts[i].addresses = a.addresses;
+        op->hosts[i].secure = a.secure;
         ttl = std::min(ttl, a.ttl);
         cacheable = cacheable && a.cacheable;
         if (!a.cacheable) temp_detail += (temp_detail.empty() ? "" : "; ") + a.detail;
@@ -441,6 +468,7 @@ struct mx_resolver::impl {
     const std::string& d = op->domain;
     if (any_address) {
       r.what = outcome::ok;
+      r.secure = op->secure;
       r.hosts = std::move(hosts);
       for (const auto* part : {&op->note, &temp_detail, &perm_detail})
         if (!part->empty()) r.detail += (r.detail.empty() ? "" : "; ") + *part;
@@ -463,9 +491,10 @@ struct mx_resolver::impl {
         mx_result r;
         r.what = outcome::ok;
         r.implicit = true;
+        r.secure = op->secure && a.secure;  // the MX denial and the addresses
         r.detail = a.cacheable ? d + ": no MX records, implicit MX"
                                : d + ": no MX records, implicit MX; " + a.detail;
-        r.hosts.push_back({d, 0, a.addresses});
+        r.hosts.push_back({d, 0, a.addresses, a.secure});
         return finish(op, std::move(r),
                       a.cacheable ? std::min(mx_negative_ttl, a.ttl) : seconds::zero());
       }
@@ -577,10 +606,7 @@ void mx_resolver::resolve_host(std::string host, std::function<void(mx_result)> 
 
 void mx_resolver::resolve_txt(std::string name, std::function<void(txt_result)> done) {
   auto post = [self = impl_.get()](std::function<void(txt_result)> d, txt_result r) {
-    boost::asio::post(self->io, [token = std::weak_ptr<char>(self->alive), d = std::move(d),
-                                 r = std::move(r)]() mutable {
-      if (!token.expired()) d(std::move(r));
-    });
+    self->post_result(std::move(d), std::move(r));
   };
   auto normalized = detail::normalize_name(name);
   if (!normalized) {
@@ -617,6 +643,50 @@ void mx_resolver::resolve_txt(std::string name, std::function<void(txt_result)> 
                          }
                          post(std::move(done), std::move(r));
                        });
+}
+
+void mx_resolver::resolve_tlsa(std::string name, std::function<void(tlsa_result)> done) {
+  auto normalized = detail::normalize_name(name);
+  if (!normalized) {
+    tlsa_result r;
+    r.what = outcome::fail;
+    r.detail = "\"" + name + "\": malformed domain name";
+    return impl_->post_result(std::move(done), std::move(r));
+  }
+  // The driver is owned by impl_ and runs this handler at most once, before it goes.
+  impl_->driver->query(
+      *normalized, type_tlsa,
+      [self = impl_.get(), name = *normalized, done = std::move(done)](
+          int status, const unsigned char* abuf, int alen) mutable {
+        tlsa_result r;
+        r.secure = ad_bit(abuf, alen);
+        const std::string what = "looking up TLSA for " + name;
+        if (status == ARES_SUCCESS) {
+          auto rdata = abuf ? detail::parse_rdata(message(abuf, static_cast<std::size_t>(alen)),
+                                                  type_tlsa)
+                            : std::nullopt;
+          if (!rdata) {
+            r.detail = "malformed reply " + what;
+          } else {
+            r.what = rdata->empty() ? outcome::not_found : outcome::ok;
+            if (rdata->empty()) r.detail = "no TLSA record " + what;
+            for (const auto& one : *rdata) {
+              if (auto rec = parse_tlsa_rdata(one))
+                r.records.push_back(std::move(*rec));
+              else
+                ++r.malformed;
+            }
+          }
+        } else if (status == ARES_ENOTFOUND || status == ARES_ENODATA) {
+          r.what = outcome::not_found;
+          r.detail = (status == ARES_ENODATA ? "no TLSA record " : "NXDOMAIN ") + what;
+        } else {
+          r.what = bad_name_status(status) ? outcome::fail : outcome::retry;
+          r.detail = status_text(status) + " " + what;
+        }
+        self->post_result(std::move(done), std::move(r));
+      },
+      true);
 }
 
 void mx_resolver::cancel() {

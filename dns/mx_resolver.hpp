@@ -9,7 +9,9 @@
 //   null_mx    a single "MX 0 ." (RFC 7505): permanent
 //   fail       any other permanent failure (malformed name, ...)
 // Results are cached for their TTL. Completions run on the io_context's thread.
-// resolve_txt (DKIM key records) uses the same channel and outcomes, uncached.
+// resolve_txt (DKIM key records) uses the same channel and outcomes, uncached;
+// so does resolve_tlsa (DANE). With options.dnssec every query asks for the AD
+// bit and results say whether the resolver validated them (`secure`).
 #pragma once
 
 #include <chrono>
@@ -19,6 +21,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "dns/tlsa.hpp"
 
 namespace boost::asio {
 class io_context;
@@ -36,12 +40,14 @@ struct mx_host {
   std::string name;                    // "mx1.example.org" (no trailing dot)
   std::uint16_t preference = 0;
   std::vector<std::string> addresses;  // textual IPv6 and IPv4 addresses; may be empty
+  bool secure = false;                 // dnssec: its A and AAAA answers had the AD bit
 };
 
 struct mx_result {
   outcome what = outcome::retry;
   std::string detail;  // for logs and relayctl: "SERVFAIL looking up MX for example.org"
   bool implicit = false;
+  bool secure = false;  // dnssec: the MX RRset had the AD bit (implicit: its denial and addresses)
   std::vector<mx_host> hosts;  // only for ok; at least one host with addresses
 };
 
@@ -51,12 +57,26 @@ struct txt_result {
   std::vector<std::string> records;  // ok: each record's strings joined
 };
 
+// _25._tcp.HOST TLSA records (RFC 7672). ok: at least one record; not_found:
+// NXDOMAIN or no TLSA record; retry: SERVFAIL (a validating resolver's answer
+// for bogus data), timeout, ...; fail: a malformed name.
+struct tlsa_result {
+  outcome what = outcome::retry;
+  std::string detail;
+  bool secure = false;               // the reply had the AD bit (records or their denial)
+  std::vector<tlsa_record> records;  // parsed; usable or not (dns::usable)
+  std::size_t malformed = 0;         // records too short to parse (unusable)
+};
+
 struct resolver_options {
   // "127.0.0.1:5353", "[::1]:53"; empty: /etc/resolv.conf
   std::vector<std::string> servers;
   std::chrono::milliseconds timeout{5000};  // per try
   int tries = 3;
   std::size_t cache_entries = 10000;
+  // Ask for the AD bit and report it (mx_result::secure, ...). Only meaningful
+  // with `servers` naming a DNSSEC-validating resolver relayd can trust.
+  bool dnssec = false;
   // Wall clock for the cache; injectable for tests.
   std::function<std::chrono::steady_clock::time_point()> now;
 };
@@ -78,6 +98,10 @@ class mx_resolver {
 
   // TXT records of `name` (no cache: its caller checks rarely and wants fresh data).
   void resolve_txt(std::string name, std::function<void(txt_result)> done);
+
+  // TLSA records of `name` (e.g. "_25._tcp.mx1.example.org"); always asks for
+  // the AD bit; no cache.
+  void resolve_tlsa(std::string name, std::function<void(tlsa_result)> done);
 
   // Cancels everything outstanding: pending callbacks get outcome::retry.
   void cancel();

@@ -152,6 +152,21 @@ std::optional<std::vector<std::string>> parse_txt(message msg) {
   return out;
 }
 
+std::optional<std::vector<std::vector<unsigned char>>> parse_rdata(message msg,
+                                                                   std::uint16_t type) {
+  auto rrs = walk(msg);
+  if (!rrs) return std::nullopt;
+  std::vector<std::vector<unsigned char>> out;
+  for (const auto& rr : *rrs)
+    if (rr.section == 0 && rr.type == type && rr.cls == class_in)
+      out.emplace_back(msg.begin() + rr.rdata, msg.begin() + rr.rdata + rr.rdlen);
+  return out;
+}
+
+bool authenticated_data(message msg) {
+  return msg.size() >= header_size && (msg[3] & 0x20) != 0;
+}
+
 std::optional<std::uint32_t> negative_ttl(message msg) {
   auto rrs = walk(msg);
   if (!rrs) return std::nullopt;

@@ -1,6 +1,6 @@
 // Reading DNS replies (RFC 1035 wire format) for what the resolver needs that
 // c-ares' parsers do not give: MX records with their TTLs, A/AAAA with TTLs, TXT
-// records (for DKIM key records), and the negative-caching TTL from the SOA in the authority section (RFC 2308).
+// records (for DKIM key records), raw RDATA (TLSA), the AD bit, and the negative-caching TTL from the SOA in the authority section (RFC 2308).
 // Every read is bounds-checked; a malformed message yields nullopt, never a crash.
 #pragma once
 
@@ -41,6 +41,13 @@ std::optional<address_records> parse_addresses(message msg, std::uint16_t type);
 // TXT records of the answer section, each one's character-strings joined
 // without separators (RFC 6376 3.6.2.2 reads a DKIM key record that way).
 std::optional<std::vector<std::string>> parse_txt(message msg);
+
+// RDATA of each answer record of `type` (class IN), e.g. TLSA (dns/tlsa.hpp parses it).
+std::optional<std::vector<std::vector<unsigned char>>> parse_rdata(message msg, std::uint16_t type);
+
+// The header's AD bit (RFC 4035 3.2.3): the resolver validated the answer. Only
+// meaningful from a validating resolver relayd was configured to trust.
+bool authenticated_data(message msg);
 
 // RFC 2308: min(SOA TTL, SOA MINIMUM) of the SOA in the authority section;
 // nullopt when there is none (or the message is malformed).

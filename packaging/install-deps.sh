@@ -10,6 +10,8 @@
 # python3-dkim is the independent DKIM verifier; opendkim (never started as a
 # service) is the milter the DKIM signing benchmark runs Postfix with; faketime
 # holds a daemon's clock back so the queue-filter tests can make old mail.
+# unbound (a validating resolver), knot (an authoritative server) and ldnsutils
+# (ldns-signzone) are the DANE test's DNSSEC; none is started as a service.
 set -euo pipefail
 
 pkgs=(
@@ -23,6 +25,7 @@ pkgs=(
   dpkg-dev groff-base lintian
   cron php-cli s-nail python3-dkim opendkim
   faketime
+  unbound knot ldnsutils
 )
 
 # --fuzz: also clang-16 with libFuzzer (clang 14 cannot compile libstdc++ 12's <expected>).

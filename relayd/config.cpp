@@ -702,6 +702,10 @@ std::vector<field> loader::schema() {
                    [this](const toml::node& n, const std::string& key) {
                      set(c_.delivery.tls, tls_value(n, key));
                    }},
+                  {"dane",
+                   [this](const toml::node& n, const std::string& key) {
+                     set(c_.delivery.dane, boolean(n, key));
+                   }},
                   {"concurrency_per_destination",
                    count_at_least_1(delivery.concurrency_per_destination)},
                   {"connect_timeout", positive_duration(delivery.connect_timeout)},
@@ -991,6 +995,10 @@ std::optional<std::string> loader::cross_checks() {
                  "must be set when delivery.relayhost_user is set (or delivery.relayhost_oauth2)");
   if (!d.relayhost_user.empty() && !d.relayhost)
     return error("delivery.relayhost_user", "is set but delivery.relayhost is empty");
+  // The AD bit is only worth what the resolver that sets it is worth.
+  if (d.dane && d.dns_servers.empty())
+    return error("delivery.dane", "needs delivery.dns_servers naming a DNSSEC-validating "
+                                  "resolver relayd can trust (e.g. [\"127.0.0.1\"])");
   const auto& q = c_.queue;
   if (q.min_backoff > q.max_backoff)
     return error("queue.min_backoff", duration_text(q.min_backoff) +

@@ -104,6 +104,8 @@ struct config {
     std::uint16_t port = 25;
     std::vector<endpoint> dns_servers;  // port defaults to 53
     tls_policy tls = tls_policy::may;
+    // RFC 7672 DANE for MX delivery; needs dns_servers naming a validating resolver.
+    bool dane = false;
     std::uint64_t concurrency_per_destination = 20;
     std::chrono::seconds connect_timeout{30};
     std::chrono::seconds command_timeout{300};

@@ -85,6 +85,7 @@ int run_daemon(config cfg, const std::string& config_path) {
   try {
     dns::resolver_options ro;
     for (const auto& ep : cfg.delivery.dns_servers) ro.servers.push_back(ep.to_string());
+    ro.dnssec = cfg.delivery.dane;
     resolver = std::make_unique<dns::mx_resolver>(io, std::move(ro));
   } catch (const std::exception& e) {
     spdlog::critical("DNS resolver: {}", e.what());

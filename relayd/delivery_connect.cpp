@@ -10,12 +10,14 @@
 
 #include <boost/asio/ssl.hpp>
 #include <chrono>
+#include <map>
 #include <stdexcept>
 
 #include "dns/mx_resolver.hpp"
 #include "relayd/async_call.hpp"
 #include "relayd/config.hpp"
 #include "relayd/delivery_mta_sts.hpp"
+#include "relayd/delivery_dane.hpp"
 #include "relayd/delivery_outcome.hpp"
 #include "relayd/delivery_route.hpp"
 #include "relayd/delivery_tls_report.hpp"
@@ -117,8 +119,9 @@ struct connector::impl {
         dns(dns_),
         stats(stats_),
         tls_any(ssl::context::tls_client),
-        tls_verify(ssl::context::tls_client) {
-    for (auto* ctx : {&tls_any, &tls_verify}) {
+        tls_verify(ssl::context::tls_client),
+        tls_dane(ssl::context::tls_client) {
+    for (auto* ctx : {&tls_any, &tls_verify, &tls_dane}) {
       SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
       ctx->set_options(ssl::context::default_workarounds | ssl::context::no_compression);
     }
@@ -127,6 +130,7 @@ struct connector::impl {
     if (spool && cfg.delivery.mta_sts) sts = std::make_unique<mta_sts_source>(io, cfg, dns, *spool);
     tls_verify.set_default_verify_paths();
     tls_verify.set_verify_mode(ssl::verify_peer);
+    enable_dane(tls_dane);
     if (auto ok = use_routes(cfg); !ok) throw std::runtime_error(ok.error());
   }
   // Builds the routes of `c` and reads their password files (one already open
@@ -157,6 +161,7 @@ struct connector::impl {
   std::unique_ptr<mta_sts_source> sts;  // MX delivery with [delivery] mta_sts
   ssl::context tls_any;     // none/may/encrypt: encryption without authentication
   ssl::context tls_verify;  // verify: system CAs and the host name
+  ssl::context tls_dane;    // [delivery] dane: hosts with usable TLSA records
   std::vector<route> routes;            // by route number
   std::vector<std::string> passwords;   // by route number
   std::vector<std::shared_ptr<secret_file>> password_files;  // by route number, kept for SIGHUP
@@ -376,29 +381,50 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
   const auto policy = sts.enforced() || sts.testing() ? tls_policy_kind::mta_sts : tls_policy_kind::none;
   const auto connect_started = steady::now();
   out.problem = no_host_answered();
+  std::map<std::string, dane_decision> dane_of;  // by MX host: DANE (RFC 7672) first
   for (const auto& host : hosts) {
     error_code aec;
     auto ip = asio::ip::make_address(host.address, aec);
     if (aec) continue;
     const std::string relay = fmt::format("{}[{}]:{}", host.host_name, host.address, host.port);
+    if (cfg.delivery.dane && !smarthost && !dane_of.contains(host.host_name))
+      dane_of[host.host_name] = co_await dane_for_host(m.dns, mx, host.host_name, host.port);
+    const dane_decision& dane = dane_of[host.host_name];
+    if (dane.mode == dane_mode::defer) {
+      out.problem = dane_failed(relay, dane.why, true);
+      spdlog::warn("delivery to {}: {}", relay, out.problem.text);
+      count_tls_policy(m.stats, tls_policy_kind::dane, tls_policy_result::failure);
+      continue;
+    }
+    // DANE takes precedence over MTA-STS (RFC 8461 2): a host with usable TLSA
+    // records is checked against them, not against the STS policy.
+    const bool dane_on = dane.mode == dane_mode::enforce;
+    const auto host_policy = dane_on ? tls_policy_kind::dane : policy;
+    const bool host_sts_tls = !dane_on && sts_tls;
     bool sts_problem = false;  // testing mode: a failure to report once the session is up
-    if (policy == tls_policy_kind::mta_sts && !sts.allows(host.host_name)) {
+    if (host_policy == tls_policy_kind::mta_sts && !sts.allows(host.host_name)) {
       auto refused = mta_sts_mx_refused(sts, relay, host.host_name);
       spdlog::warn("delivery to {}: {}{}", what, refused.description,
-                   sts_tls ? "" : " (testing mode: delivered anyway)");
-      count_tls_policy(m.stats, policy,
-                       sts_tls ? tls_policy_result::failure : tls_policy_result::testing_failure);
-      if (sts_tls) {
+                   host_sts_tls ? "" : " (testing mode: delivered anyway)");
+      count_tls_policy(m.stats, host_policy,
+                       host_sts_tls ? tls_policy_result::failure : tls_policy_result::testing_failure);
+      if (host_sts_tls) {
         out.problem = std::move(refused);
         continue;
       }
       sts_problem = true;
     }
-    bool try_tls = r.tls != tls_policy::none || sts_tls;
-    const bool verify = r.tls == tls_policy::verify || sts_tls;
+    bool try_tls = dane_on || r.tls != tls_policy::none || host_sts_tls;
+    const bool verify = r.tls == tls_policy::verify || host_sts_tls;
     for (int pass = 0; pass < 2; ++pass) {
-      auto& ctx = verify ? m.tls_verify : m.tls_any;
+      auto& ctx = dane_on ? m.tls_dane : verify ? m.tls_verify : m.tls_any;
       delivery_link l{std::make_unique<outbound>(m.io, ctx), nullptr, {}, relay, host.host_name};
+      if (dane_on) {
+        if (auto e = arm_dane(*l.stream, host.host_name, dane.records); !e.empty()) {
+          out.problem = dane_failed(relay, e, false);
+          break;
+        }
+      }
       if (auto ec = co_await l.stream->connect(tcp::endpoint(ip, host.port),
                                                cfg.delivery.connect_timeout)) {
         out.problem = connect_failed(relay, ec == asio::error::timed_out, ec.message());
@@ -413,20 +439,33 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
         break;
       }
       auto options = m.session_options(host.host_name, try_tls, host, number, token);
-      if (sts_tls) options.want_tls = options.require_tls = true;
+      if (dane_on || host_sts_tls) options.want_tls = options.require_tls = true;  // never in plaintext
       l.session = std::make_unique<smtp::client_session>(std::move(options));
       std::optional<queue::outcome_cause> lost;
-      const auto res = co_await m.set_up(l, *l.session, verify || sts.testing(), lost);
+      const auto res =
+          co_await m.set_up(l, *l.session, verify || (!dane_on && sts.testing()), lost);
       if (res == setup_result::ready) {
-        report_session(m.stats, l, policy, sts, sts_problem);
+        if (dane_on) {
+          spdlog::info("Verified TLS connection established to {}: {} policy=dane", relay,
+                       dane_session_summary(*l.stream));
+          count_tls_policy(m.stats, tls_policy_kind::dane, tls_policy_result::success);
+        } else {
+          report_session(m.stats, l, host_policy, sts, sts_problem);
+        }
         out.link = std::move(l);
         out.connect_seconds = seconds_since(connect_started);
         co_return out;
       }
+      if (res == setup_result::tls_failed && dane_on) {
+        count_tls_policy(m.stats, tls_policy_kind::dane, tls_policy_result::failure);
+        out.problem = dane_failed(relay, fmt::format("TLS not verified by the TLSA records ({}): {}",
+                                                     dane.why, l.stream->tls_error()), false);
+        break;
+      }
       if (res == setup_result::tls_failed) {
         out.problem = tls_failed(relay, l.stream->tls_error());
-        if (policy == tls_policy_kind::mta_sts) sts_failure(m.stats, out.problem, sts, what);
-        if (sts_tls) break;  // never plaintext under an enforced policy
+        if (host_policy == tls_policy_kind::mta_sts) sts_failure(m.stats, out.problem, sts, what);
+        if (host_sts_tls) break;  // never plaintext under an enforced policy
         // tls = may: try the same host again in plaintext.
         if (r.tls == tls_policy::may && !l.session->authenticated() && pass == 0) {
           try_tls = false;
@@ -436,8 +475,13 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
       }
       const auto& f = l.session->failure();
       out.problem = outcome_of(f, relay, lost);
+      if (dane_on && f.cause == smtp::failure_cause::tls_unavailable) {
+        count_tls_policy(m.stats, tls_policy_kind::dane, tls_policy_result::failure);
+        out.problem = dane_failed(
+            relay, fmt::format("{}: TLS is mandatory; {}", dane.why, out.problem.text), false);
+      }
       out.local_fault = f.local_fault;
-      if (sts_tls && f.cause == smtp::failure_cause::tls_unavailable)
+      if (host_sts_tls && f.cause == smtp::failure_cause::tls_unavailable)
         sts_failure(m.stats, out.problem, sts, what);
       if (uses_token && f.cause == smtp::failure_cause::auth_rejected) {
         oauth->refused(token);

@@ -110,6 +110,10 @@ awaitable<outbound::error_code> outbound::handshake(const std::string& server_na
   co_return ec;
 }
 
+ssl_st* outbound::native_ssl() {
+  return impl_->stream.native_handle();
+}
+
 const std::string& outbound::tls_error() const {
   return impl_->tls_error;
 }

@@ -19,6 +19,7 @@
 namespace boost::asio::ssl {
 class context;
 }
+struct ssl_st;  // OpenSSL's SSL
 
 namespace relayd {
 
@@ -50,6 +51,7 @@ class outbound {
     std::string problem;  // when not verified: the verification error
   };
   std::optional<tls_facts> tls_session() const;
+  ssl_st* native_ssl();  // for per-connection TLS settings made before the handshake (DANE)
   // Whether the peer closed or spoke while nothing was asked of it (EOF, a reset,
   // an idle-timeout 421, a TLS alert): a cached connection in that state is dead.
   // Never blocks (a peek at the socket).

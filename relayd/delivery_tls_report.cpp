@@ -11,6 +11,7 @@ namespace relayd {
 std::string_view to_string(tls_policy_kind k) {
   switch (k) {
     case tls_policy_kind::mta_sts: return "mta-sts";
+    case tls_policy_kind::dane: return "dane";
     case tls_policy_kind::none: break;
   }
   return "none";

@@ -12,8 +12,8 @@ namespace relayd {
 
 class metrics;
 
-// The policy that governed a session or a refusal ("mta-sts", "none").
-enum class tls_policy_kind { none, mta_sts };
+// The policy that governed a session or a refusal ("mta-sts", "dane", "none").
+enum class tls_policy_kind { none, mta_sts, dane };
 std::string_view to_string(tls_policy_kind k);
 
 // relayd_tls_policy_results_total{result}: success (the policy held),

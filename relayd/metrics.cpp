@@ -146,6 +146,8 @@ metrics::metrics(double start_time_seconds) : start_time_(start_time_seconds) {
   for (auto r : known_dead_reasons) dead_letters_.emplace(std::string(r), 0);
   for (auto r : {"success", "failure", "testing_failure"})
     tls_policy_results_.emplace(std::pair<std::string, std::string>{"mta-sts", r}, 0);
+  for (auto r : {"success", "failure"})
+    tls_policy_results_.emplace(std::pair<std::string, std::string>{"dane", r}, 0);
   reload_at_ = start_time_;
 }
 

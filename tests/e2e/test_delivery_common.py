@@ -12,6 +12,7 @@ per-recipient delivery log lines:
 import collections
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -41,6 +42,24 @@ def parse_attempts(log_text):
                            tuple(float(m.group(i)) for i in range(5, 9)),
                            m.group(9), m.group(10), m.group(11)))
     return out
+
+
+def openssl(*args, cwd, inp=None):
+    """Runs the openssl CLI in `cwd`; returns its stdout (bytes)."""
+    return subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True,
+                          input=inp).stdout
+
+
+def issue_cert(d, name, host, ca="ca"):
+    """In directory d: name.key and name.pem, a certificate for DNS:host signed
+    by ca.pem/ca.key (made with openssl req -x509 beforehand)."""
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr", "-subj", f"/CN={host}", cwd=d)
+    with open(os.path.join(d, f"{name}.ext"), "w") as f:
+        f.write(f"subjectAltName=DNS:{host}\n")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext",
+            cwd=d)
 
 
 def relay_re(host, ip, port):
@@ -195,6 +214,24 @@ class DeliveryTestCase(h.RelaydTestCase):
         except AssertionError:
             self.fail(f"queue not empty after {timeout}s: {len(last)} messages left, "
                       f"e.g. {last[:3]}")
+
+    def assertDeferredWith(self, srv, d, qid, *phrases, timeout=20):
+        """qid was deferred, still pending (relayctl -j) with every phrase in its
+        last reply; the test SMTP server `srv` got no message, not even a MAIL
+        command; nothing bounced. Returns the recipient's relayctl -j object."""
+        self.wait_until(lambda: self.attempts(d, qid, status="deferred"), timeout, "a deferral")
+        e = self.entry(d, qid)
+        self.assertIsNotNone(e)
+        r = e["recipients"][0]
+        self.assertEqual(r["state"], "pending", r)
+        for p in phrases:
+            self.assertIn(p, r["last_reply"], r)
+        self.assertEqual(srv.messages(), [], "nothing may reach the server")
+        for conn in srv.connections():
+            sent = [x["cmd"].split(" ")[0].upper() for x in conn["commands"]]
+            self.assertNotIn("MAIL", sent, "no transaction may start (in plaintext or not)")
+        self.assertNoBounce(d)
+        return r
 
     def assertNoBounce(self, d):
         bounced = [a for a in parse_attempts(d.log()) if a.status == "bounced"]

@@ -14,7 +14,6 @@ SMTP server with certificates from a test CA made here with openssl:
 """
 
 import os
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -27,8 +26,7 @@ DST = "dst.test"
 MX = f"mx.{DST}"
 
 
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+openssl = c.openssl
 
 
 def make_pki(d):
@@ -37,13 +35,7 @@ def make_pki(d):
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
             "-out", "ca.pem", "-days", "2", "-subj", "/CN=relayd test CA", cwd=d)
     for name, host in (("mx", MX), ("other", "other.example")):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-                "-out", f"{name}.csr", "-subj", f"/CN={host}", cwd=d)
-        with open(os.path.join(d, f"{name}.ext"), "w") as f:
-            f.write(f"subjectAltName=DNS:{host}\n")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
-                "-extfile", f"{name}.ext", cwd=d)
+        c.issue_cert(d, name, host)
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "self.key",
             "-out", "self.pem", "-days", "2", "-subj", f"/CN={MX}",
             "-addext", f"subjectAltName=DNS:{MX}", cwd=d)
@@ -87,18 +79,6 @@ class OutboundTlsTest(c.DeliveryTestCase):
         self.assertTrue(conns and all(x["tls"] for x in conns), conns)
         self.assertTrue(conns[0]["tls_version"] in ("TLSv1.2", "TLSv1.3"), conns[0])
         self.wait_queue_empty(d, 10)
-
-    def assertDeferredWith(self, srv, d, qid, *phrases):
-        self.wait_until(lambda: self.attempts(d, qid, status="deferred"), 15, "a deferral")
-        e = self.entry(d, qid)
-        self.assertIsNotNone(e)
-        r = e["recipients"][0]
-        self.assertEqual(r["state"], "pending", r)
-        for p in phrases:
-            self.assertIn(p, r["last_reply"], r)
-        self.assertEqual(srv.messages(), [], "nothing may reach the server")
-        self.assertNoBounce(d)
-        return r
 
     def test_verify_delivers_when_the_ca_is_trusted(self):
         srv = self.server()

@@ -4,6 +4,7 @@
 // clock, concurrency, cancel() and destruction.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <memory>
@@ -51,6 +52,9 @@ std::vector<std::string> test_records() {
       "--mx-host=literal.test,192.0.2.1,10",
       "--mx-host=literalmix.test,192.0.2.1,10",
       "--mx-host=literalmix.test,mx2.example.test,20",
+      // TLSA 3 1 1 <32 bytes 0xAB> and a too-short record (DANE)
+      "--dns-rr=_25._tcp.mx1.example.test,52,030101" + std::string(64, 'A'),
+      "--dns-rr=_25._tcp.mx2.example.test,52,0200",
   };
   for (int i = 0; i < 100; ++i)
     r.push_back("--mx-host=d" + std::to_string(i) + ".test,mx1.example.test,10");
@@ -447,6 +451,61 @@ TEST(resolver_outcome, names) {
 
 // TXT (DKIM key records): strings of one record joined; NXDOMAIN and a name
 // with other records but no TXT are not_found; a bad name fails.
+// DANE: TLSA through the AD-asking query path (ares_send), whose replies are
+// mapped to the same statuses as ares_query's; and MX lookups on that path.
+TEST_F(resolver_suite, tlsa_records_and_queries_asking_for_the_ad_bit) {
+  harness h({server_->server()});
+  auto tlsa = [&](const std::string& name) {
+    std::optional<dns::tlsa_result> got;
+    h.resolver->resolve_tlsa(name, [&](dns::tlsa_result r) { got = std::move(r); });
+    h.run();
+    if (!got) throw std::runtime_error("no completion for " + name);
+    return *got;
+  };
+  auto ok = tlsa("_25._tcp.mx1.example.test");
+  ASSERT_EQ(ok.what, outcome::ok) << ok.detail;
+  ASSERT_EQ(ok.records.size(), 1u);
+  EXPECT_EQ(dns::to_string(ok.records[0]), "3 1 1 " + std::string(64, 'a'));
+  EXPECT_TRUE(dns::usable(ok.records[0]));
+  EXPECT_FALSE(ok.secure);  // dnsmasq does not validate: no AD bit
+  auto short_one = tlsa("_25._tcp.mx2.example.test");
+  EXPECT_EQ(short_one.what, outcome::ok) << short_one.detail;
+  EXPECT_TRUE(short_one.records.empty());
+  EXPECT_EQ(short_one.malformed, 1u);
+  auto nodata = tlsa("_25._tcp.mx3.example.test");
+  EXPECT_EQ(nodata.what, outcome::not_found) << nodata.detail;
+  EXPECT_EQ(tlsa("_25._tcp.nowhere.example.test").what, outcome::not_found);
+  EXPECT_EQ(tlsa("bad..name").what, outcome::fail);
+
+  fake_dns_server servfail(fake_dns_server::servfail);
+  harness bad({servfail.server()});
+  std::optional<dns::tlsa_result> failed;
+  bad.resolver->resolve_tlsa("_25._tcp.mx.example.org",
+                             [&](dns::tlsa_result r) { failed = std::move(r); });
+  bad.run();
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(failed->what, outcome::retry);
+  EXPECT_EQ(failed->detail, "SERVFAIL looking up TLSA for _25._tcp.mx.example.org");
+
+  dns::resolver_options o;
+  o.servers = {server_->server()};
+  o.dnssec = true;
+  boost::asio::io_context io;
+  dns::mx_resolver dnssec(io, o);
+  std::vector<mx_result> got;
+  for (const char* d : {"example.test", "nxdomain.test", "implicit.test"})
+    dnssec.resolve_mx(d, [&](mx_result r) { got.push_back(std::move(r)); });
+  io.run_for(60s);
+  ASSERT_EQ(got.size(), 3u);
+  std::sort(got.begin(), got.end(),
+            [](const mx_result& a, const mx_result& b) { return a.hosts.size() > b.hosts.size(); });
+  EXPECT_EQ(got[0].what, outcome::ok) << got[0].detail;
+  EXPECT_EQ(got[0].hosts.size(), 3u);
+  EXPECT_FALSE(got[0].secure);
+  EXPECT_EQ(got[1].what, outcome::ok) << got[1].detail;  // implicit MX
+  EXPECT_EQ(got[2].what, outcome::not_found) << got[2].detail;
+}
+
 TEST_F(resolver_suite, txt_records) {
   harness h({server_->server()});
   auto txt = [&](const std::string& name) {

@@ -210,3 +210,28 @@ TEST(wire, txt_joins_character_strings_per_record) {
   broken[broken.size() - 12] = 200;  // "v=spf1 -all" claims 200 bytes
   EXPECT_FALSE(parse_txt(broken));
 }
+
+// TLSA (DANE): the raw RDATA of each answer record of the type asked for, other
+// types skipped; the AD bit read from the header.
+TEST(wire, rdata_of_tlsa_records_and_the_ad_bit) {
+  reply_builder b("_25._tcp.mx.example.org", 52);
+  b.record(false, type_cname, 60, [](reply_builder& r) { r.name("other.example.org"); });
+  b.record(false, 52, 300, [](reply_builder& r) {
+    r.u16(0x0301);  // DANE-EE, SPKI
+    r.u16(0x01AB);  // SHA2-256, first data byte 0xAB
+  });
+  b.record(false, 52, 300, [](reply_builder& r) { r.u16(0x0200); });  // too short, still raw
+  auto bytes = b.bytes();
+  auto rdata = parse_rdata(bytes, 52);
+  ASSERT_TRUE(rdata);
+  ASSERT_EQ(rdata->size(), 2u);
+  EXPECT_EQ((*rdata)[0], (std::vector<unsigned char>{3, 1, 1, 0xAB}));
+  EXPECT_EQ((*rdata)[1], (std::vector<unsigned char>{2, 0}));
+  EXPECT_FALSE(authenticated_data(bytes));  // 0x81 0x80: QR RD RA, no AD
+  bytes[3] |= 0x20;
+  EXPECT_TRUE(authenticated_data(bytes));
+  EXPECT_FALSE(authenticated_data(std::vector<unsigned char>(bytes.begin(), bytes.begin() + 11)));
+  for (std::size_t n = 12; n < bytes.size(); ++n)
+    EXPECT_FALSE(parse_rdata(std::vector<unsigned char>(bytes.begin(), bytes.begin() + n), 52))
+        << "length " << n;
+}

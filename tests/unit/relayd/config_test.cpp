@@ -66,6 +66,7 @@ TEST(config, empty_file_gives_design_defaults) {
   EXPECT_EQ(c.delivery.port, 25);
   EXPECT_TRUE(c.delivery.dns_servers.empty());
   EXPECT_EQ(c.delivery.tls, tls_policy::may);
+  EXPECT_FALSE(c.delivery.dane);
   EXPECT_EQ(c.delivery.concurrency_per_destination, 20u);
   EXPECT_EQ(c.delivery.connect_timeout, 30s);
   EXPECT_EQ(c.delivery.command_timeout, 5min);
@@ -122,6 +123,7 @@ relayhost_password_file = "/etc/relayd/relay.pw"
 port = 2525
 dns_servers = ["127.0.0.1:5353", "[::1]"]
 tls = "verify"
+dane = true
 concurrency_per_destination = 4
 connect_timeout = "10s"
 command_timeout = 120
@@ -172,6 +174,7 @@ listen = "[::1]:9000"
   EXPECT_EQ(strings(c.delivery.dns_servers),
             (std::vector<std::string>{"127.0.0.1:5353", "[::1]:53"}));
   EXPECT_EQ(c.delivery.tls, tls_policy::verify);
+  EXPECT_TRUE(c.delivery.dane);
   EXPECT_EQ(c.delivery.concurrency_per_destination, 4u);
   EXPECT_EQ(c.delivery.connect_timeout, 10s);
   EXPECT_EQ(c.delivery.command_timeout, 120s);
@@ -426,6 +429,9 @@ const bad_case bad_cases[] = {
      "delivery.relayhost_user", "delivery.relayhost is empty"},
     {"[queue]\nmin_backoff = \"2h\"\nmax_backoff = \"1h\"", "queue.min_backoff",
      "greater than queue.max_backoff"},
+    // DANE trusts the AD bit only from resolvers named in the configuration.
+    {"[delivery]\ndane = true", "delivery.dane", "DNSSEC-validating resolver"},
+    {"[delivery]\ndane = \"yes\"", "delivery.dane", ""},
 };
 
 // Test names say which key is broken: "smtp_max_message_size_3".
