@@ -148,10 +148,18 @@ submit_result submit(const submit_settings& s, const submission& env, std::strin
   // DSN parameters go only to a server that advertises DSN (RFC 3461 4.1).
   const bool dsn = advertises(*ehlo, "DSN");
 
+  // REQUIRETLS (RFC 8689): a daemon that does not offer it must not get the
+  // message without it; nothing is sent and the caller hears why.
+  if (env.requiretls && !advertises(*ehlo, "REQUIRETLS")) {
+    c.quit();
+    smtp::reply r{554, "5.7.10", "relayd does not offer REQUIRETLS on the local socket"};
+    return refused(r, "EHLO");
+  }
   std::string mail = "MAIL FROM:<" + env.sender + ">";
   if (env.body == smtp::body_type::eight_bit_mime && advertises(*ehlo, "8BITMIME"))
     mail += " BODY=8BITMIME";
   if (env.smtputf8) mail += " SMTPUTF8";
+  if (env.requiretls) mail += " REQUIRETLS";
   if (dsn && env.ret == smtp::dsn_ret::full) mail += " RET=FULL";
   if (dsn && env.ret == smtp::dsn_ret::headers) mail += " RET=HDRS";
   if (dsn && !env.envid.empty()) mail += " ENVID=" + xtext(env.envid);

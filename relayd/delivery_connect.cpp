@@ -62,6 +62,21 @@ recipient_outcome token_failed(const oauth2_error& e) {
   return o;
 }
 
+// What REQUIRETLS needs to know of a ready connection (delivery_requiretls.hpp).
+// Here: TLS and WebPKI, and where the name came from; MTA-STS and DANE raise
+// `verification` (DNSSEC: `name`) when their own checks passed.
+next_hop_facts hop_facts(const delivery_link& l, bool smarthost, const dns::mx_result& mx) {
+  next_hop_facts f;
+  f.verification = !l.session->tls_active() ? tls_verification::none
+                   : l.stream->verified()   ? tls_verification::webpki
+                                            : tls_verification::unauthenticated;
+  f.name = smarthost     ? next_hop_name::relayhost
+           : mx.implicit ? next_hop_name::domain
+                         : next_hop_name::mx_insecure;
+  f.offers_requiretls = l.session->capabilities().requiretls;
+  return f;
+}
+
 // The config key naming route `n`'s password file in messages.
 std::string password_key(const route& r, std::size_t n) {
   return n == default_route ? "delivery.relayhost_password_file"
@@ -82,6 +97,8 @@ struct connector::impl {
       ctx->set_options(ssl::context::default_workarounds | ssl::context::no_compression);
     }
     tls_any.set_verify_mode(ssl::verify_none);
+    // tls_any verifies too, without enforcing it: REQUIRETLS reads the result.
+    tls_any.set_default_verify_paths();
     tls_verify.set_default_verify_paths();
     tls_verify.set_verify_mode(ssl::verify_peer);
     for (std::size_t n = 0; n <= cfg.routes.size(); ++n) routes.push_back(route_settings(cfg, n));
@@ -241,7 +258,8 @@ awaitable<setup_result> connector::impl::set_up(delivery_link& l, smtp::client_s
   }
 }
 
-awaitable<connect_result> connector::open(const destination_key& destination) {
+awaitable<connect_result> connector::open(const destination_key& destination,
+                                          bool requiretls) {
   auto& m = *impl_;
   const auto& cfg = m.cfg;
   const std::size_t number = destination.route < m.routes.size() ? destination.route : 0;
@@ -277,12 +295,18 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
   }
   const auto connect_started = steady::now();
   out.problem = no_host_answered();
+  requiretls_walk walk;  // requiretls: the hosts that did not qualify
   for (const auto& host : hosts) {
     error_code aec;
     auto ip = asio::ip::make_address(host.address, aec);
     if (aec) continue;
     const std::string relay = fmt::format("{}[{}]:{}", host.host_name, host.address, host.port);
-    bool try_tls = r.tls != tls_policy::none;
+    bool try_tls = r.tls != tls_policy::none || requiretls;
+    bool refused_for_requiretls = false;  // requiretls: this host answered and did not qualify
+    const auto not_qualified = [&](requiretls_check c) {
+      walk.refused(c, relay);
+      refused_for_requiretls = true;
+    };
     for (int pass = 0; pass < 2; ++pass) {
       auto& ctx = r.tls == tls_policy::verify ? m.tls_verify : m.tls_any;
       delivery_link l{std::make_unique<outbound>(m.io, ctx), nullptr, {}, relay, host.host_name};
@@ -297,19 +321,38 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
                                        cfg.delivery.connect_timeout)) {
         out.problem = tls_failed(relay, l.stream->tls_error());
         spdlog::warn("TLS handshake with {} failed: {}", relay, l.stream->tls_error());
+        if (requiretls) not_qualified({requiretls_verdict::no_tls});
         break;
       }
-      l.session = std::make_unique<smtp::client_session>(
-          m.session_options(host.host_name, try_tls, host, number, token));
+      auto options = m.session_options(host.host_name, try_tls, host, number, token);
+      if (requiretls) options.want_tls = options.require_tls = true;
+      l.session = std::make_unique<smtp::client_session>(std::move(options));
       std::optional<queue::outcome_cause> lost;
       const auto res = co_await m.set_up(l, *l.session, r, lost);
       if (res == setup_result::ready) {
+        l.hop = hop_facts(l, smarthost, mx);
+        if (requiretls) {
+          // RFC 8689 4.2.1: a host that does not qualify gets QUIT; the next is tried.
+          const auto check = check_next_hop(queue::flag_requiretls, l.hop);
+          if (!check.may_send()) {
+            spdlog::info("delivery to {}: {} does not qualify: {}", what, relay, check.text());
+            not_qualified(check);
+            l.session->quit();
+            co_await pump(*l.stream, *l.session, l.in, cfg.delivery.command_timeout);
+            l.stream->close();
+            break;
+          }
+        }
         out.link = std::move(l);
         out.connect_seconds = seconds_since(connect_started);
         co_return out;
       }
       if (res == setup_result::tls_failed) {
         out.problem = tls_failed(relay, l.stream->tls_error());
+        if (requiretls) {
+          not_qualified({requiretls_verdict::no_tls});
+          break;
+        }
         // tls = may: try the same host again in plaintext.
         if (r.tls == tls_policy::may && !l.session->authenticated() && pass == 0) {
           try_tls = false;
@@ -318,6 +361,10 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
         break;
       }
       const auto& f = l.session->failure();
+      if (requiretls && f.cause == smtp::failure_cause::tls_unavailable) {
+        not_qualified({requiretls_verdict::no_tls});
+        break;
+      }
       out.problem = outcome_of(f, relay, lost);
       out.local_fault = f.local_fault;
       if (uses_token && f.cause == smtp::failure_cause::auth_rejected) {
@@ -328,8 +375,10 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
       out.throttled = out.throttled || f.destination_throttled;
       break;
     }
+    if (requiretls && !refused_for_requiretls) walk.unreachable();
     if (out.local_fault) break;
   }
+  if (walk.any_refused() && !out.local_fault) out.problem = walk.outcome();
   out.connect_seconds = seconds_since(connect_started);
   wipe(token);
   if (out.local_fault) {

@@ -81,14 +81,16 @@ awaitable<outbound::error_code> outbound::handshake(const std::string& server_na
   error_code not_ip;
   asio::ip::make_address(server_name, not_ip);
   if (!server_name.empty() && not_ip) SSL_set_tlsext_host_name(ssl, server_name.c_str());
-  if (verify_name) {
-    // OpenSSL checks the name during the chain verification, so a mismatch
-    // is reported as such (X509_V_ERR_HOSTNAME_MISMATCH / IP_ADDRESS_MISMATCH).
+  // OpenSSL checks the name during the chain verification, so a mismatch is
+  // reported as such (X509_V_ERR_HOSTNAME_MISMATCH / IP_ADDRESS_MISMATCH); with
+  // verify_none (verify_name unset) it is only recorded, for verified().
+  if (!server_name.empty()) {
     if (not_ip)
       SSL_set1_host(ssl, server_name.c_str());
     else
       X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name.c_str());
   }
+  (void)verify_name;  // the context's verify mode decides whether a failure aborts
   impl_->tcp().expires_after(timeout);
   auto [raw] = co_await impl_->stream.async_handshake(ssl::stream_base::client, use_tuple);
   const error_code ec = normalized(raw);
@@ -106,6 +108,12 @@ awaitable<outbound::error_code> outbound::handshake(const std::string& server_na
   else
     impl_->tls_error = ec == asio::error::timed_out ? "timed out" : ec.message();
   co_return ec;
+}
+
+bool outbound::verified() const {
+  SSL* ssl = impl_->stream.native_handle();
+  return impl_->tls && SSL_get0_peer_certificate(ssl) != nullptr &&
+         SSL_get_verify_result(ssl) == X509_V_OK;
 }
 
 const std::string& outbound::tls_error() const {
