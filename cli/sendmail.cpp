@@ -167,6 +167,7 @@ int deliver(const relayd::config& cfg, const sendmail::options& o) {
   env.sender = sender;
   env.ret = o.ret;
   env.envid = o.envid;
+  env.requiretls = o.requiretls;
   env.body = o.body ? *o.body
              : has_8bit(msg.content) ? smtp::body_type::eight_bit_mime
                                      : smtp::body_type::seven_bit;

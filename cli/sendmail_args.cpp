@@ -54,7 +54,16 @@ std::expected<void, std::string> apply(options& o, char c, std::string_view v) {
       // -oi is the only -o option with a meaning; the others are ignored (Postfix).
       if (v == "i") o.ignore_dots = true;
       return {};
-    case 'O': return {};  // -O option=value: ignored (Postfix)
+    case 'O': {
+      // -O option=value: requiretls (RFC 8689) is read, the others ignored (Postfix).
+      const auto eq = v.find('=');
+      if (lower(v.substr(0, eq)) != "requiretls") return {};
+      const std::string value = eq == std::string_view::npos ? "yes" : lower(v.substr(eq + 1));
+      if (value == "yes" || value == "true" || value == "1") o.requiretls = true;
+      else if (value == "no" || value == "false" || value == "0") o.requiretls = false;
+      else return std::unexpected("-O requiretls wants yes or no, not '" + std::string(v) + "'");
+      return {};
+    }
     case 'N': {
       auto n = parse_notify(v);
       if (!n) return std::unexpected(n.error());

@@ -4,7 +4,8 @@
 // the queue, "newaliases" rebuilds the aliases), flags may change it.
 // parse_args() never exits or prints: a bad command line is an error value with
 // the one-line reason, which main turns into exit status 64 (EX_USAGE).
-// Unknown -oX / -OX options are ignored as Postfix does.
+// Unknown -oX / -OX options are ignored as Postfix does; -O requiretls=yes|no
+// asks for REQUIRETLS (RFC 8689) on the submission.
 #pragma once
 
 #include <chrono>
@@ -39,6 +40,7 @@ struct options {
   smtp::dsn_ret ret = smtp::dsn_ret::unspecified;  // -R full|hdrs
   std::string envid;                               // -V ENVID
   std::optional<smtp::body_type> body;             // -B 7BIT|8BITMIME
+  bool requiretls = false;                         // -O requiretls=yes: MAIL ... REQUIRETLS
   // --wait[=TIMEOUT]: after the 250, wait for every recipient's final outcome.
   std::optional<std::chrono::seconds> wait;
   std::vector<std::string> recipients;  // the arguments after the options

@@ -101,6 +101,13 @@ submit_result submit(const submit_settings& s, const submission& env, std::strin
   if (ehlo->code != 250) return refused(*ehlo, "EHLO");
   const smtp::server_capabilities caps = smtp::parse_capabilities(*ehlo);
 
+  // REQUIRETLS (RFC 8689): a daemon that does not offer it must not get the
+  // message without it; nothing is sent and the caller hears why.
+  if (env.requiretls && !caps.requiretls) {
+    c.quit();
+    smtp::reply r{554, "5.7.10", "relayd does not offer REQUIRETLS on the local socket"};
+    return refused(r, "EHLO");
+  }
   // MAIL, every RCPT and DATA: one write when the daemon offers PIPELINING
   // (RFC 2920; DATA ends the group), else one round trip each. DSN parameters
   // go only to a server that advertises DSN (RFC 3461 4.1).
@@ -111,6 +118,7 @@ submit_result submit(const submit_settings& s, const submission& env, std::strin
   if (env.body == smtp::body_type::eight_bit_mime && caps.eight_bit_mime)
     mail.body = smtp::body_type::eight_bit_mime;
   mail.smtputf8 = env.smtputf8;
+  mail.requiretls = env.requiretls;
   if (caps.dsn) {
     mail.ret = env.ret;
     mail.envid = env.envid;

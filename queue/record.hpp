@@ -83,6 +83,10 @@ enum message_flags : std::uint32_t {
   flag_smtputf8 = 1u << 1,   // SMTPUTF8
   flag_held = 1u << 2,       // on hold (relayctl -h)
   flag_delay_warned = 1u << 3,  // the one "delayed" DSN has been sent
+  // RFC 8689 (relayd/delivery_requiretls.hpp). New bits in an old field: records
+  // without them read as before, so no version change.
+  flag_requiretls = 1u << 4,    // MAIL ... REQUIRETLS: verified TLS to REQUIRETLS hops only
+  flag_tls_optional = 1u << 5,  // "TLS-Required: No" (and no REQUIRETLS): no recipient policy
 };
 
 struct envelope_record {

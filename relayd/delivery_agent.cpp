@@ -54,6 +54,13 @@ struct delivery_agent::impl {
   // on failure as open().
   awaitable<std::optional<delivery_link>> reopen(destination& d, attempt_timing& timing,
                                                  std::optional<job>& held, delivery_link old);
+  // RFC 8689: `old` cannot carry `held`, a REQUIRETLS message. Says QUIT on it
+  // and opens a connection to a host that qualifies. When none does, only
+  // `held` hears why (failed: 5.7.10/5.7.30 and a DSN; or deferred), the
+  // destination stays as it was, and the worker is done: result empty.
+  awaitable<std::optional<delivery_link>> reopen_requiretls(destination& d, attempt_timing& timing,
+                                                            std::optional<job>& held,
+                                                            delivery_link old);
   // The next job, lingering for one until the linger deadline.
   awaitable<std::optional<job>> next_job(destination& d);
 
@@ -128,6 +135,27 @@ awaitable<std::optional<delivery_link>> delivery_agent::impl::reopen(destination
   co_return link;
 }
 
+awaitable<std::optional<delivery_link>> delivery_agent::impl::reopen_requiretls(
+    destination& d, attempt_timing& timing, std::optional<job>& held, delivery_link old) {
+  spdlog::info("{}: REQUIRETLS, and {} does not qualify ({}); looking for a host that does",
+               held->message->id, old.relay, check_next_hop(held->message->flags, old.hop).text());
+  old.session->quit();
+  co_await pump(*old.stream, *old.session, old.in, quit_timeout);
+  old.stream->close();
+  ++d.connecting;
+  timing = attempt_timing{};
+  auto r = co_await connect.open(d.key, true);
+  timing.dns = r.dns_seconds;
+  timing.connect = r.connect_seconds;
+  --d.connecting;
+  if (r.link) co_return std::move(r.link);
+  const std::string relay = r.problem.remote_host.empty() ? "none" : r.problem.remote_host;
+  sched.complete(d, std::move(*held), for_each_recipient(*held, r.problem), relay, timing);
+  held.reset();
+  sched.connection_done(d);
+  co_return std::nullopt;
+}
+
 awaitable<std::optional<job>> delivery_agent::impl::next_job(destination& d) {
   auto j = sched.next_job(d);
   if (j) co_return j;
@@ -171,6 +199,14 @@ awaitable<void> delivery_agent::impl::run(destination& d) {
       continue;
     }
     const auto& msg = *j->message;
+    const auto tls_check = check_next_hop(msg.flags, link->hop);
+    if (!tls_check.may_send()) {
+      held = std::move(j);
+      link = co_await reopen_requiretls(d, timing, held, std::move(*link));
+      if (!link) co_return;
+      reused = false;
+      continue;
+    }
     auto body = sched.spool().body(msg.id);
     if (!body) {  // deleted (relayctl -d) since it was dispatched
       sched.complete(d, std::move(*j), {}, link->relay, timing);
@@ -185,6 +221,7 @@ awaitable<void> delivery_agent::impl::run(destination& d) {
     m.smtputf8 = msg.flags & queue::flag_smtputf8;
     m.ret = msg.ret;  // the DSN request goes on only if the next hop offers DSN
     m.envid = msg.envid;
+    m.requiretls = tls_check.verdict == requiretls_verdict::send_with_requiretls;
     for (auto i : j->recipients)
       m.dsn.push_back({msg.recipients[i].notify, msg.recipients[i].orcpt});
 

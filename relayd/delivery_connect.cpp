@@ -66,6 +66,28 @@ recipient_outcome token_failed(const oauth2_error& e) {
   return o;
 }
 
+// What REQUIRETLS needs to know of a ready connection (delivery_requiretls.hpp).
+// Here: TLS and WebPKI, and where the name came from; MTA-STS and DANE raise
+// `verification` (DNSSEC: `name`) when their own checks passed.
+// `dane`: the session was verified by usable TLSA records (so the MX answer
+// was DNSSEC-validated); `sts`: an enforced MTA-STS policy named this MX host.
+next_hop_facts hop_facts(const delivery_link& l, bool smarthost, const dns::mx_result& mx,
+                         bool dane, bool sts) {
+  next_hop_facts f;
+  const bool verified = l.stream->verified();
+  f.verification = !l.session->tls_active() ? tls_verification::none
+                   : dane                   ? tls_verification::dane
+                   : !verified              ? tls_verification::unauthenticated
+                   : sts                    ? tls_verification::mta_sts
+                                            : tls_verification::webpki;
+  f.name = smarthost     ? next_hop_name::relayhost
+           : dane        ? next_hop_name::mx_secure
+           : mx.implicit ? next_hop_name::domain
+                         : next_hop_name::mx_insecure;
+  f.offers_requiretls = l.session->capabilities().requiretls;
+  return f;
+}
+
 // The config key naming route `n`'s password file in messages.
 std::string password_key(const route& r, std::size_t n) {
   return n == default_route ? "delivery.relayhost_password_file"
@@ -126,7 +148,9 @@ struct connector::impl {
       ctx->set_options(ssl::context::default_workarounds | ssl::context::no_compression);
     }
     tls_any.set_verify_mode(ssl::verify_none);
-    tls_any.set_default_verify_paths();  // MTA-STS testing: the result is recorded, not enforced
+    // tls_any verifies too, without enforcing it: MTA-STS testing mode and
+    // REQUIRETLS read the result.
+    tls_any.set_default_verify_paths();
     if (spool && cfg.delivery.mta_sts) sts = std::make_unique<mta_sts_source>(io, cfg, dns, *spool);
     tls_verify.set_default_verify_paths();
     tls_verify.set_verify_mode(ssl::verify_peer);
@@ -335,7 +359,8 @@ awaitable<setup_result> connector::impl::set_up(delivery_link& l, smtp::client_s
   }
 }
 
-awaitable<connect_result> connector::open(const destination_key& destination) {
+awaitable<connect_result> connector::open(const destination_key& destination,
+                                          bool requiretls) {
   auto& m = *impl_;
   const auto& cfg = m.cfg;
   const std::size_t number = destination.route < m.routes.size() ? destination.route : 0;
@@ -382,6 +407,7 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
   const auto connect_started = steady::now();
   out.problem = no_host_answered();
   std::map<std::string, dane_decision> dane_of;  // by MX host: DANE (RFC 7672) first
+  requiretls_walk walk;  // requiretls: the hosts that did not qualify
   for (const auto& host : hosts) {
     error_code aec;
     auto ip = asio::ip::make_address(host.address, aec);
@@ -394,6 +420,7 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
       out.problem = dane_failed(relay, dane.why, true);
       spdlog::warn("delivery to {}: {}", relay, out.problem.text);
       count_tls_policy(m.stats, tls_policy_kind::dane, tls_policy_result::failure);
+      if (requiretls) walk.unreachable();  // deferred, as for any host not reached
       continue;
     }
     // DANE takes precedence over MTA-STS (RFC 8461 2): a host with usable TLSA
@@ -410,12 +437,18 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
                        host_sts_tls ? tls_policy_result::failure : tls_policy_result::testing_failure);
       if (host_sts_tls) {
         out.problem = std::move(refused);
+        if (requiretls) walk.unreachable();
         continue;
       }
       sts_problem = true;
     }
-    bool try_tls = dane_on || r.tls != tls_policy::none || host_sts_tls;
+    bool try_tls = dane_on || r.tls != tls_policy::none || host_sts_tls || requiretls;
     const bool verify = r.tls == tls_policy::verify || host_sts_tls;
+    bool refused_for_requiretls = false;  // requiretls: this host answered and did not qualify
+    const auto not_qualified = [&](requiretls_check c) {
+      walk.refused(c, relay);
+      refused_for_requiretls = true;
+    };
     for (int pass = 0; pass < 2; ++pass) {
       auto& ctx = dane_on ? m.tls_dane : verify ? m.tls_verify : m.tls_any;
       delivery_link l{std::make_unique<outbound>(m.io, ctx), nullptr, {}, relay, host.host_name};
@@ -436,10 +469,12 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
                                        cfg.delivery.connect_timeout)) {
         out.problem = tls_failed(relay, l.stream->tls_error());
         spdlog::warn("TLS handshake with {} failed: {}", relay, l.stream->tls_error());
+        if (requiretls) not_qualified({requiretls_verdict::no_tls});
         break;
       }
       auto options = m.session_options(host.host_name, try_tls, host, number, token);
-      if (dane_on || host_sts_tls) options.want_tls = options.require_tls = true;  // never in plaintext
+      if (dane_on || host_sts_tls || requiretls)
+        options.want_tls = options.require_tls = true;  // never in plaintext
       l.session = std::make_unique<smtp::client_session>(std::move(options));
       std::optional<queue::outcome_cause> lost;
       const auto res =
@@ -451,6 +486,19 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
           count_tls_policy(m.stats, tls_policy_kind::dane, tls_policy_result::success);
         } else {
           report_session(m.stats, l, host_policy, sts, sts_problem);
+        }
+        l.hop = hop_facts(l, smarthost, mx, dane_on, host_sts_tls);
+        if (requiretls) {
+          // RFC 8689 4.2.1: a host that does not qualify gets QUIT; the next is tried.
+          const auto check = check_next_hop(queue::flag_requiretls, l.hop);
+          if (!check.may_send()) {
+            spdlog::info("delivery to {}: {} does not qualify: {}", what, relay, check.text());
+            not_qualified(check);
+            l.session->quit();
+            co_await pump(*l.stream, *l.session, l.in, cfg.delivery.command_timeout);
+            l.stream->close();
+            break;
+          }
         }
         out.link = std::move(l);
         out.connect_seconds = seconds_since(connect_started);
@@ -465,6 +513,10 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
       if (res == setup_result::tls_failed) {
         out.problem = tls_failed(relay, l.stream->tls_error());
         if (host_policy == tls_policy_kind::mta_sts) sts_failure(m.stats, out.problem, sts, what);
+        if (requiretls) {
+          not_qualified({requiretls_verdict::no_tls});
+          break;
+        }
         if (host_sts_tls) break;  // never plaintext under an enforced policy
         // tls = may: try the same host again in plaintext.
         if (r.tls == tls_policy::may && !l.session->authenticated() && pass == 0) {
@@ -474,6 +526,10 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
         break;
       }
       const auto& f = l.session->failure();
+      if (requiretls && f.cause == smtp::failure_cause::tls_unavailable) {
+        not_qualified({requiretls_verdict::no_tls});
+        break;
+      }
       out.problem = outcome_of(f, relay, lost);
       if (dane_on && f.cause == smtp::failure_cause::tls_unavailable) {
         count_tls_policy(m.stats, tls_policy_kind::dane, tls_policy_result::failure);
@@ -491,8 +547,10 @@ awaitable<connect_result> connector::open(const destination_key& destination) {
       out.throttled = out.throttled || f.destination_throttled;
       break;
     }
+    if (requiretls && !refused_for_requiretls) walk.unreachable();
     if (out.local_fault) break;
   }
+  if (walk.any_refused() && !out.local_fault) out.problem = walk.outcome();
   out.connect_seconds = seconds_since(connect_started);
   wipe(token);
   if (out.local_fault) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "relayd/delivery_requiretls.hpp"
 #include "relayd/delivery_stream.hpp"
 #include "relayd/delivery_types.hpp"
 
@@ -36,6 +37,10 @@ struct delivery_link {
   std::string in;         // bytes read and not yet fed to the session
   std::string relay;      // "mx1.example.org[192.0.2.1]:25"
   std::string host_name;  // "mx1.example.org"
+  // How far this connection may be trusted (REQUIRETLS, delivery_requiretls.hpp).
+  // Filled once the session is ready; MTA-STS and DANE raise `verification`
+  // (and DNSSEC `name`) when their checks passed.
+  next_hop_facts hop;
 };
 
 struct connect_result {
@@ -62,7 +67,11 @@ class connector {
   connector& operator=(const connector&) = delete;
 
   // Resolves the destination's domain (MX) or its route's relayhosts, and connects.
-  awaitable<connect_result> open(const destination_key& destination);
+  // `requiretls` (RFC 8689 4.2.1): STARTTLS is mandatory and each host in turn
+  // must pass check_next_hop() for a REQUIRETLS message, else it gets QUIT and
+  // the next one is tried; when none passes, `problem` says why (failed when
+  // every host answered and none qualified, deferred when some could not be asked).
+  awaitable<connect_result> open(const destination_key& destination, bool requiretls = false);
   // SIGHUP: re-reads every route's password file and the OAuth2 secret and
   // refresh token files (through the descriptors kept open when only root can
   // read them); a file that cannot be read keeps its previous value.

@@ -80,6 +80,9 @@ notice make_notice(const config& cfg, const queue::envelope_record& message,
   req.original_sender = message.sender;
   req.envelope_id = message.envid;
   req.include_body = message.ret == smtp::dsn_ret::full;
+  // RFC 8689 5: the notice of a REQUIRETLS message is redacted instead of
+  // being sent with REQUIRETLS, so that it reaches the sender in any case.
+  req.redacted = (message.flags & queue::flag_requiretls) != 0;
   req.arrival = message.arrival_us / us_per_s;
   req.now = now_us / us_per_s;
   req.message_id = "<" + id + "@" + cfg.hostname + ">";

@@ -82,15 +82,17 @@ awaitable<outbound::error_code> outbound::handshake(const std::string& server_na
   error_code not_ip;
   asio::ip::make_address(server_name, not_ip);
   if (!server_name.empty() && not_ip) SSL_set_tlsext_host_name(ssl, server_name.c_str());
-  impl_->name_checked = verify_name;
-  if (verify_name) {
-    // OpenSSL checks the name during the chain verification, so a mismatch
-    // is reported as such (X509_V_ERR_HOSTNAME_MISMATCH / IP_ADDRESS_MISMATCH).
+  impl_->name_checked = !server_name.empty();
+  // OpenSSL checks the name during the chain verification, so a mismatch is
+  // reported as such (X509_V_ERR_HOSTNAME_MISMATCH / IP_ADDRESS_MISMATCH); with
+  // verify_none (verify_name unset) it is only recorded, for verified().
+  if (!server_name.empty()) {
     if (not_ip)
       SSL_set1_host(ssl, server_name.c_str());
     else
       X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name.c_str());
   }
+  (void)verify_name;  // the context's verify mode decides whether a failure aborts
   impl_->tcp().expires_after(timeout);
   auto [raw] = co_await impl_->stream.async_handshake(ssl::stream_base::client, use_tuple);
   const error_code ec = normalized(raw);
@@ -112,6 +114,11 @@ awaitable<outbound::error_code> outbound::handshake(const std::string& server_na
 
 ssl_st* outbound::native_ssl() {
   return impl_->stream.native_handle();
+}
+
+bool outbound::verified() const {
+  const auto facts = tls_session();
+  return facts && facts->verified;
 }
 
 const std::string& outbound::tls_error() const {

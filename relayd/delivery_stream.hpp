@@ -38,7 +38,8 @@ class outbound {
   awaitable<std::pair<error_code, std::size_t>> read_some(char* buf, std::size_t n,
                                                           deadline timeout);
   awaitable<error_code> write(std::string_view data, deadline timeout);
-  // SNI and, when `verify_name` is set, certificate name verification.
+  // SNI and, when `verify_name` is set, certificate name verification. The
+  // name is checked in any case (without failing the handshake), for verified().
   awaitable<error_code> handshake(const std::string& server_name, bool verify_name,
                                   deadline timeout);
   const std::string& tls_error() const;  // why the last handshake failed
@@ -52,6 +53,10 @@ class outbound {
   };
   std::optional<tls_facts> tls_session() const;
   ssl_st* native_ssl();  // for per-connection TLS settings made before the handshake (DANE)
+  // After a successful handshake: the certificate chains to the context's CA
+  // store and is valid for the server name given to handshake() (WebPKI),
+  // whether or not the context asked OpenSSL to enforce it.
+  bool verified() const;
   // Whether the peer closed or spoke while nothing was asked of it (EOF, a reset,
   // an idle-timeout 421, a TLS alert): a cached connection in that state is dead.
   // Never blocks (a peek at the socket).

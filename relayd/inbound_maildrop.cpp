@@ -31,6 +31,7 @@
 #include "queue/spool.hpp"
 #include "relayd/async_call.hpp"
 #include "relayd/config.hpp"
+#include "relayd/delivery_requiretls.hpp"
 #include "relayd/delivery_scheduler.hpp"
 #include "relayd/dkim_sign.hpp"
 #include "relayd/maildrop_file.hpp"
@@ -324,6 +325,7 @@ awaitable<imported> import_one(std::shared_ptr<state> s, const std::string& name
   std::string body = smtp::build_message(
       addresses.message(env, std::move(parsed->message)), local_received(who, s->cfg.hostname, rec.id, now_s), now_s,
       smtp::make_message_id(rec.id, s->cfg.hostname));
+  rec.flags |= requiretls_flags(env.requiretls, body);  // RFC 8689 4.1
   std::string dkim_log;  // signed on the signing pool, before the commit
   if (s->dkim && s->dkim->enabled())
     std::tie(body, dkim_log) = co_await from_callback<void(std::string, std::string)>(

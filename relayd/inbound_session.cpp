@@ -29,6 +29,7 @@
 #include "relayd/inbound_local.hpp"
 #include "relayd/local_aliases.hpp"
 #include "relayd/metrics.hpp"
+#include "relayd/delivery_requiretls.hpp"
 #include "relayd/delivery_route.hpp"
 #include "relayd/delivery_scheduler.hpp"
 #include "smtp/message.hpp"
@@ -155,6 +156,7 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
                                               .orcpt = r.orcpt});
   std::string body = addresses.message(env, session.take_message());  // From: masqueraded
   rewrite_sender_identity(s.cfg, rec.sender, body);  // [[route]] rewrite_*: before signing
+  rec.flags |= requiretls_flags(env.requiretls, body);  // RFC 8689 4.1
   // DKIM: signed on the signing pool, the final message, before the 250.
   std::string dkim_log;
   if (s.dkim && s.dkim->enabled())

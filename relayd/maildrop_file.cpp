@@ -211,13 +211,14 @@ std::string encode(const smtp::envelope& env, std::string_view message) {
   out.reserve(message.size() + 256 + env.recipients.size() * 64);
   out += magic;
   out += ' ';
-  out += std::to_string(format_version);
+  out += env.requiretls ? '2' : '1';
   out += "\nsender ";
   put_string(out, env.sender);
   out += "\nbody ";
   out += body_name(env.body);
   out += "\nsmtputf8 ";
   out += env.smtputf8 ? '1' : '0';
+  if (env.requiretls) out += "\nrequiretls 1";
   out += "\nret ";
   out += ret_name(env.ret);
   out += "\nenvid ";
@@ -250,9 +251,9 @@ std::expected<dropped, std::string> parse(std::string_view bytes) {
   auto fail = [&]() { return std::unexpected(in.error()); };
   if (!in.keyword(magic)) return std::unexpected(std::string("not a relayd drop file"));
   if (!in.space() || !in.number(version) || !in.newline()) return fail();
-  if (version != format_version)
+  if (version < 1 || version > format_version)
     return std::unexpected("unknown drop file version " + std::to_string(version) +
-                           " (this relayd reads " + std::to_string(format_version) + ")");
+                           " (this relayd reads 1 to " + std::to_string(format_version) + ")");
   if (!in.keyword("sender") || !in.space() || !in.string(env.sender) || !in.newline())
     return fail();
   static constexpr std::string_view bodies[] = {"7bit", "8bitmime"};
@@ -264,6 +265,11 @@ std::expected<dropped, std::string> parse(std::string_view bytes) {
   if (!in.keyword("smtputf8") || !in.space() || !in.choice(flags, i) || !in.newline())
     return fail();
   env.smtputf8 = i == 1;
+  if (version >= 2) {
+    if (!in.keyword("requiretls") || !in.space() || !in.choice(flags, i) || !in.newline())
+      return fail();
+    env.requiretls = i == 1;
+  }
   if (!in.keyword("ret") || !in.space() || !in.choice(rets, i) || !in.newline()) return fail();
   env.ret = i == 1 ? smtp::dsn_ret::full : i == 2 ? smtp::dsn_ret::headers
                                                   : smtp::dsn_ret::unspecified;

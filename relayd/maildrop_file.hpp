@@ -29,6 +29,12 @@
 //   <len octets: the message, CRLF line endings, not dot-stuffed>
 //   end\n                                         (then end of file)
 //
+// Version 2 (written only for a REQUIRETLS message, so that a relayd that
+// knows only version 1 sets such a file aside instead of dropping the
+// requirement) adds one line after "smtputf8":
+//
+//   requiretls 0|1\n
+//
 // The envelope is checked as the SMTP server would check it (address syntax,
 // UTF-8 only with smtputf8, NOTIFY bits, printable ENVID/ORCPT) and the
 // message may hold no bare CR or LF, so an imported file can never smuggle a
@@ -51,7 +57,7 @@
 namespace relayd::maildrop {
 
 inline constexpr std::string_view magic = "relayd-maildrop";
-inline constexpr unsigned format_version = 1;
+inline constexpr unsigned format_version = 2;  // the newest read; 1 is still written and read
 inline constexpr mode_t file_mode = 0640;
 inline constexpr mode_t dir_mode = 01730;
 // The envelope part of a file is small: a reader may refuse more than this
@@ -59,7 +65,7 @@ inline constexpr mode_t dir_mode = 01730;
 inline constexpr std::size_t max_envelope_bytes = 16u << 20;
 
 // What a drop file holds: the envelope (sender, recipients with NOTIFY and
-// ORCPT, RET, ENVID, body type, SMTPUTF8; the rest is left empty) and the
+// ORCPT, RET, ENVID, body type, SMTPUTF8, REQUIRETLS; the rest is left empty) and the
 // message.
 struct dropped {
   smtp::envelope envelope;

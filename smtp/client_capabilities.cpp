@@ -55,6 +55,8 @@ void parse_extension(std::string_view line, server_capabilities& caps) {
     caps.chunking = true;
   } else if (iequals(keyword, "DSN")) {
     caps.dsn = true;
+  } else if (iequals(keyword, "REQUIRETLS")) {
+    caps.requiretls = true;
   } else if (iequals(keyword, "AUTH")) {
     parse_auth_mechanisms(args, caps);
   }

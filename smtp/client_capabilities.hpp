@@ -1,6 +1,6 @@
 // What a server's EHLO reply advertises, as the SMTP client reads it: the
 // extensions relayd uses (PIPELINING, SIZE, 8BITMIME, SMTPUTF8, STARTTLS, AUTH
-// PLAIN/LOGIN, DSN) and the ones it records. Parsing never fails: an unknown or
+// PLAIN/LOGIN, DSN, REQUIRETLS) and the ones it records. Parsing never fails: an unknown or
 // malformed line is ignored, an unreadable SIZE limit is "no limit given".
 #pragma once
 
@@ -26,6 +26,7 @@ struct server_capabilities {
   bool auth_oauthbearer = false;  // RFC 7628
   bool chunking = false;  // recorded; relayd does not use BDAT
   bool dsn = false;       // RFC 3461: MAIL carries RET/ENVID, RCPT NOTIFY/ORCPT
+  bool requiretls = false;  // RFC 8689: MAIL may carry REQUIRETLS
 };
 
 // The positive EHLO reply `r`: its first line is the server's name, each further

@@ -746,7 +746,13 @@ struct client_session::impl {
       finish();
       return take_event();
     }
-    if (m.smtputf8 && !caps_.smtputf8) {
+    if (m.requiretls && !tls_active_) {
+      decide_open(synthetic(550, "5.7.10", "REQUIRETLS: the connection is not encrypted"), false,
+                  client_phase::mail);
+    } else if (m.requiretls && !caps_.requiretls) {
+      decide_open(synthetic(550, "5.7.30", "REQUIRETLS: the server does not offer REQUIRETLS"),
+                  false, client_phase::mail);
+    } else if (m.smtputf8 && !caps_.smtputf8) {
       // RFC 6531 3.2: no downgrade; the message cannot go to this server.
       decide_open(synthetic(553, "5.6.7", "SMTPUTF8 is required, but the server does not offer it"),
                   false, client_phase::mail);
@@ -777,6 +783,7 @@ struct client_session::impl {
     if (caps_.size) mail.size = m.size;
     if (m.body_8bit && caps_.eight_bit_mime) mail.body = body_type::eight_bit_mime;
     mail.smtputf8 = m.smtputf8;
+    mail.requiretls = m.requiretls;
     if (caps_.dsn) {
       mail.ret = m.ret;
       mail.envid = m.envid;

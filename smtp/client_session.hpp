@@ -117,6 +117,11 @@ struct outgoing_message {
   dsn_ret ret = dsn_ret::unspecified;  // RET=; unspecified: none
   std::string envid;                   // ENVID= (decoded); "": none
   std::vector<recipient_dsn> dsn;      // empty, or one per entry of recipients
+  // RFC 8689: MAIL carries REQUIRETLS. Only under TLS to a server that offers
+  // REQUIRETLS, else nothing is sent and everyone gets a synthetic 5.7.10 (no
+  // TLS) or 5.7.30 (no REQUIRETLS). Whether the TLS is verified well enough is
+  // the caller's decision (relayd/delivery_requiretls.hpp), made before send().
+  bool requiretls = false;
 };
 
 struct recipient_result {

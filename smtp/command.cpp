@@ -196,6 +196,7 @@ std::expected<void, parse_error> parse_mail_params(std::string_view rest, comman
   bool seen_utf8 = false;
   bool seen_ret = false;
   bool seen_envid = false;
+  bool seen_requiretls = false;
   const auto bad = std::unexpected(parse_error::bad_parameter);
   return for_each_param(rest, [&](std::string_view key, bool has_value,
                                   std::string_view value) -> std::expected<void, parse_error> {
@@ -219,6 +220,10 @@ std::expected<void, parse_error> parse_mail_params(std::string_view rest, comman
       if (seen_utf8 || has_value) return bad;
       seen_utf8 = true;
       cmd.smtputf8 = true;
+    } else if (iequals(key, "REQUIRETLS")) {
+      if (seen_requiretls || has_value) return bad;
+      seen_requiretls = true;
+      cmd.requiretls = true;
     } else if (iequals(key, "RET")) {
       if (seen_ret) return bad;
       seen_ret = true;
@@ -452,6 +457,7 @@ std::string command::encode() const {
       if (size) out += " SIZE=" + std::to_string(*size);
       if (body) out += *body == body_type::eight_bit_mime ? " BODY=8BITMIME" : " BODY=7BIT";
       if (smtputf8) out += " SMTPUTF8";
+      if (requiretls) out += " REQUIRETLS";
       if (ret != dsn_ret::unspecified) out += ret == dsn_ret::full ? " RET=FULL" : " RET=HDRS";
       if (!envid.empty()) out += " ENVID=" + xtext::encode(envid);
       break;

@@ -11,7 +11,8 @@
 // MAIL, NOTIFY (NEVER alone, or a list of SUCCESS, FAILURE, DELAY) and ORCPT
 // ("addr-type;xtext") on RCPT; ENVID and ORCPT must be strict xtext (xtext.hpp)
 // of printable ASCII, at most 100 and 500 characters as sent. A malformed,
-// duplicated or invalid one is bad_parameter (501 5.5.4).
+// duplicated or invalid one is bad_parameter (501 5.5.4). REQUIRETLS (RFC 8689 3)
+// on MAIL takes no value; whether the session offers it is the session's business.
 #pragma once
 
 #include <cstdint>
@@ -70,6 +71,7 @@ struct command {
   std::optional<std::uint64_t> size;
   std::optional<body_type> body;
   bool smtputf8 = false;
+  bool requiretls = false;  // MAIL ... REQUIRETLS (RFC 8689)
   // DSN parameters (RFC 3461), xtext decoded. MAIL: RET and ENVID ("" when
   // absent). RCPT: NOTIFY as smtp::notify_bits (0 when absent) and ORCPT as
   // "addr-type;address", e.g. "rfc822;user@example.org" ("" when absent).
@@ -79,7 +81,7 @@ struct command {
   std::string orcpt;
 
   static std::expected<command, parse_error> parse(std::string_view line);
-  // "MAIL FROM:<a@b> SIZE=10 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=x\r\n",
+  // "MAIL FROM:<a@b> SIZE=10 BODY=8BITMIME SMTPUTF8 REQUIRETLS RET=HDRS ENVID=x\r\n",
   // "RCPT TO:<c@d> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;c+2Bx@d\r\n", ... (ENVID
   // and ORCPT xtext encoded), so that parse(encode()) gives the command back.
   std::string encode() const;

@@ -383,9 +383,11 @@ mime_part text_part(const dsn_request& request, std::string_view host) {
       }
     }
   };
-  const std::string_view attached = request.include_body
-                                        ? "Your message is attached."
-                                        : "The headers of your message are attached.";
+  const std::string_view attached =
+      request.redacted ? "Your message is not attached: it was sent with REQUIRETLS, and this "
+                         "notice may travel without TLS."
+      : request.include_body ? "Your message is attached."
+                             : "The headers of your message are attached.";
   list(dsn_action::failed,
        "Your message could not be delivered to the recipients below, and the mail system has "
        "given up. " +
@@ -500,7 +502,8 @@ std::string compose_dsn(const dsn_request& request) {
 
   const mime_part text = text_part(request, host);
   const mime_part status = status_part(request, host);
-  const mime_part original = original_part(request.original, request.include_body);
+  const mime_part original = request.redacted ? mime_part{}
+                                              : original_part(request.original, request.include_body);
   const std::string boundary = pick_boundary(request.queue_id, {&text, &status, &original});
 
   std::string out;
@@ -521,9 +524,10 @@ std::string compose_dsn(const dsn_request& request) {
   out += "\r\nThis is a MIME-encapsulated message.\r\n";
   append_part(out, boundary, "Notification", text);
   append_part(out, boundary, "Delivery report", status);
-  append_part(out, boundary,
-              request.include_body ? "Original message" : "Headers of the original message",
-              original);
+  if (!request.redacted)
+    append_part(out, boundary,
+                request.include_body ? "Original message" : "Headers of the original message",
+                original);
   out += "\r\n--";
   out += boundary;
   out += "--\r\n";

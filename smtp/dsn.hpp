@@ -48,6 +48,9 @@ struct dsn_request {
   // false: its header block only, as text/rfc822-headers (RFC 6522), cut to 64 KiB
   // at a line boundary; true: the whole message as message/rfc822.
   bool include_body = false;
+  // RFC 8689 5: nothing of the original at all (no third part), so that the
+  // notice of a REQUIRETLS message may travel without REQUIRETLS.
+  bool redacted = false;
 };
 
 // The DSN as it goes into the spool, to be sent with the null reverse-path <>.

@@ -50,6 +50,9 @@ struct envelope {
   std::vector<envelope_recipient> recipients;  // in RCPT order, each address once
   body_type body = body_type::seven_bit;
   bool smtputf8 = false;
+  // MAIL ... REQUIRETLS (RFC 8689): deliver only over verified TLS to next hops
+  // that offer REQUIRETLS too, else fail.
+  bool requiretls = false;
   std::uint64_t declared_size = 0;  // SIZE= from MAIL, 0 when absent
   dsn_ret ret = dsn_ret::unspecified;
   std::string envid;                // ENVID= from MAIL, xtext decoded; "" when absent

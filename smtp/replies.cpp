@@ -18,7 +18,8 @@ reply greeting(std::string_view hostname) {
   return make(220, "", std::string(hostname) + " ESMTP relayd");
 }
 
-reply ehlo(std::string_view hostname, std::uint64_t max_message_size, bool starttls, bool auth) {
+reply ehlo(std::string_view hostname, std::uint64_t max_message_size, bool starttls, bool auth,
+           bool requiretls) {
   std::string text(hostname);
   text += "\nPIPELINING\nSIZE ";
   text += std::to_string(max_message_size);
@@ -26,6 +27,7 @@ reply ehlo(std::string_view hostname, std::uint64_t max_message_size, bool start
   text += "\nCHUNKING";
   text += "\nDSN";  // RFC 3461
   if (starttls) text += "\nSTARTTLS";
+  if (requiretls) text += "\nREQUIRETLS";
   if (auth) text += "\nAUTH PLAIN LOGIN";
   return make(250, "", std::move(text));
 }
@@ -222,6 +224,10 @@ reply auth_failed() {
 }
 reply encryption_required() {
   return make(538, "5.7.11", "Encryption required for requested authentication mechanism");
+}
+
+reply requiretls_not_offered() {
+  return make(530, "5.7.10", "REQUIRETLS needs a TLS session: issue STARTTLS first");
 }
 
 reply spool_full() {

@@ -15,9 +15,10 @@ namespace smtp::replies {
 // Connection.
 reply greeting(std::string_view hostname);  // 220 HOSTNAME ESMTP relayd
 // 250-HOSTNAME / PIPELINING / SIZE n / 8BITMIME / ENHANCEDSTATUSCODES / SMTPUTF8 /
-// CHUNKING / DSN, then STARTTLS and "AUTH PLAIN LOGIN" when offered.
+// CHUNKING / DSN, then STARTTLS, REQUIRETLS (RFC 8689) and "AUTH PLAIN LOGIN"
+// when offered.
 reply ehlo(std::string_view hostname, std::uint64_t max_message_size, bool starttls = false,
-           bool auth = false);
+           bool auth = false, bool requiretls = false);
 reply helo(std::string_view hostname);     // 250 HOSTNAME
 reply closing();                           // 221 2.0.0 Bye
 reply shutting_down();                     // 421 4.3.2 Service shutting down
@@ -93,6 +94,7 @@ reply auth_required();           // 530 5.7.0 Authentication required
 reply auth_failed();             // 535 5.7.8 Authentication credentials invalid
 reply encryption_required();     // 538 5.7.11 Encryption required for requested authentication
                                  // mechanism
+reply requiretls_not_offered();  // 530 5.7.10 REQUIRETLS needs a TLS session (STARTTLS first)
 
 // Spool.
 reply spool_full();   // 452 4.3.1 Insufficient system storage (spool, or smtp.max_data_memory)

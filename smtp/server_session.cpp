@@ -210,12 +210,19 @@ struct server_session::impl {
 
   std::optional<reply> check_none(const command&) { return std::nullopt; }
 
+  // RFC 8689 2: REQUIRETLS only where the submission itself cannot be read on
+  // the wire: under TLS, or on the local submission socket (and sendmail -bs),
+  // whose bytes never leave the host.
+  bool requiretls_offered() const { return tls_ || client_.local.has_value(); }
+
   std::optional<reply> check_mail(const command& c) {
     if (!greeted_) return replies::need_helo();
     if (options_.auth_required && authenticated_user_.empty()) return replies::auth_required();
     if (in_mail_) return replies::nested_mail();
     if (c.size && *c.size > options_.max_message_size) return replies::message_too_big();
     if (!c.smtputf8 && !is_ascii(c.path)) return replies::needs_smtputf8();
+    if (c.requiretls && (!esmtp_ || !requiretls_offered()))
+      return replies::requiretls_not_offered();
     if (options_.check_sender) return options_.check_sender(c.path);
     return std::nullopt;
   }
@@ -293,7 +300,8 @@ struct server_session::impl {
     esmtp_ = c.what == verb::ehlo;
     helo_ = c.argument;
     send(esmtp_ ? replies::ehlo(options_.hostname, options_.max_message_size,
-                                options_.starttls && !tls_, auth_offered())
+                                options_.starttls && !tls_, auth_offered(),
+                                requiretls_offered())
                 : replies::helo(options_.hostname),
          {});
   }
@@ -304,6 +312,7 @@ struct server_session::impl {
     env_.sender = c.path;
     env_.body = c.body.value_or(body_type::seven_bit);
     env_.smtputf8 = c.smtputf8;
+    env_.requiretls = c.requiretls;
     env_.declared_size = c.size.value_or(0);
     env_.ret = c.ret;
     env_.envid = c.envid;

@@ -72,9 +72,18 @@ TEST(SendmailArgs, DsnOptions) {
 }
 
 TEST(SendmailArgs, UnknownOAndCapitalOOptionsAreIgnored) {
-  auto o = parse({"-oem", "-odb", "-O", "DeliveryMode=b", "-Orequiretls=yes", "-o", "x", "a"});
+  auto o = parse({"-oem", "-odb", "-O", "DeliveryMode=b", "-o", "x", "a"});
   EXPECT_FALSE(o.ignore_dots);
+  EXPECT_FALSE(o.requiretls);
   EXPECT_EQ(o.recipients, std::vector<std::string>{"a"});
+}
+
+TEST(SendmailArgs, CapitalORequireTls) {
+  EXPECT_TRUE(parse({"-Orequiretls=yes", "a"}).requiretls);
+  EXPECT_TRUE(parse({"-O", "RequireTLS=Yes", "a"}).requiretls);
+  EXPECT_TRUE(parse({"-O", "requiretls", "a"}).requiretls);
+  EXPECT_FALSE(parse({"-O", "requiretls=yes", "-O", "requiretls=no", "a"}).requiretls);
+  EXPECT_NE(error_of({"-O", "requiretls=maybe", "a"}).find("requiretls"), std::string::npos);
 }
 
 TEST(SendmailArgs, DoubleDashEndsOptions) {

@@ -68,6 +68,26 @@ TEST(maildrop_file, round_trip_keeps_every_field) {
   EXPECT_FALSE(d->envelope.local) << "the submitter never comes from the file";
 }
 
+TEST(maildrop_file, requiretls_is_version_2_and_round_trips) {
+  auto env = sample_envelope();
+  const std::string plain = md::encode(env, sample_message);
+  EXPECT_TRUE(plain.starts_with("relayd-maildrop 1\n")) << "readable by a relayd of version 1";
+  EXPECT_FALSE(md::parse(plain)->envelope.requiretls);
+  env.requiretls = true;
+  const std::string bytes = md::encode(env, sample_message);
+  EXPECT_TRUE(bytes.starts_with("relayd-maildrop 2\n"));
+  EXPECT_NE(bytes.find("\nrequiretls 1\n"), std::string::npos);
+  auto d = md::parse(bytes);
+  ASSERT_TRUE(d) << d.error();
+  EXPECT_TRUE(d->envelope.requiretls);
+  EXPECT_EQ(d->envelope.recipients, env.recipients);
+  // Version 2 without its line, or version 1 with it, is malformed.
+  std::string no_line = bytes;
+  no_line.erase(no_line.find("requiretls 1\n"), 13);
+  EXPECT_FALSE(md::parse(no_line));
+  EXPECT_FALSE(md::parse("relayd-maildrop 1\n" + bytes.substr(bytes.find('\n') + 1)));
+}
+
 TEST(maildrop_file, null_sender_utf8_and_empty_message_round_trip) {
   smtp::envelope e;
   e.smtputf8 = true;
@@ -123,7 +143,7 @@ TEST(maildrop_file, malformed_files_are_refused_with_a_reason) {
   };
   refused("", "not a relayd drop file");
   refused("From: x\r\n\r\nhello\r\n", "not a relayd drop file");
-  refused("relayd-maildrop 2\n" + good.substr(good.find('\n') + 1), "unknown drop file version 2");
+  refused("relayd-maildrop 3\n" + good.substr(good.find('\n') + 1), "unknown drop file version 3");
   refused("relayd-maildrop 01\n", "leading 0");
   refused(good + "x", "bytes after \"end\"");
   refused(good.substr(0, good.size() - 4) + "END\n", "expected \"end\"");
