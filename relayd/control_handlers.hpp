@@ -54,6 +54,7 @@ std::span<const control_command> control_stats_commands();
 std::span<const control_command> control_wait_commands();
 std::span<const control_command> control_aliases_commands();
 std::span<const control_command> control_dkim_commands();
+std::span<const control_command> control_destinations_commands();
 
 // Shared by the families: a Unix time in seconds, "1 entry" / "2 entries".
 inline std::int64_t unix_seconds(std::int64_t us) { return us / 1'000'000; }

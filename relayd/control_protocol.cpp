@@ -15,7 +15,7 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr std::array<verb_spec, 15> all_verbs{{
+constexpr std::array<verb_spec, 18> all_verbs{{
     {verb::list, takes::nothing, access::anyone},
     {verb::show, takes::id, access::owner},
     {verb::remove, takes::targets},
@@ -31,6 +31,9 @@ constexpr std::array<verb_spec, 15> all_verbs{{
     {verb::wait, takes::id_timeout, access::owner},
     {verb::aliases_reload, takes::nothing},
     {verb::dkim_check, takes::nothing},
+    {verb::destinations, takes::nothing, access::anyone},
+    {verb::suspend, takes::id_timeout},
+    {verb::resume, takes::id},
 }};
 
 // "ids":[...] (its strings) or "all":true; nullopt when neither names anything.

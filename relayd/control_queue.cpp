@@ -13,6 +13,7 @@
 #include "relayd/control_handlers.hpp"
 #include "relayd/delivery_route.hpp"
 #include "relayd/delivery_scheduler.hpp"
+#include "relayd/metrics.hpp"
 
 namespace relayd {
 namespace json = boost::json;
@@ -62,7 +63,7 @@ json::object message_json(const queue::envelope_record& r, const config& cfg, bo
   bool deferred = false;
   json::array rcpts;
   for (const auto& rc : r.recipients) {
-    if (rc.state == queue::rcpt_state::pending && rc.attempts > 0) deferred = true;
+    if (waits_deferred(rc)) deferred = true;
     json::object o{
         {key::address, rc.address},
         {key::state, rcpt_state_name(rc.state)},
