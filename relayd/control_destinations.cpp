@@ -74,9 +74,16 @@ awaitable<std::string> destinations(control_context& ctx, const proto::request&,
     // Queued, waiting for its next attempt; the scheduler holds nothing of it.
     destination_report r{.name = id, .state = "deferred"};
     const auto group = ctx.sched->group_name_of(c.key);
+    if (group != id) r.policy = group;
+    // Its policy's suspension (a row of its own) is its state too.
     for (const auto& g : rows)
-      if (g.name == group && g.policy == group) r.policy = group, r.rate = g.rate;
-    if (r.policy.empty() && group != id) r.policy = group;
+      if (g.name == group && g.policy == group) {
+        r.rate = g.rate;
+        r.state = g.state == "idle" ? r.state : g.state;
+        r.until_us = g.until_us;
+        r.reason = g.reason;
+        r.last_reply = g.last_reply;
+      }
     rows.push_back(std::move(r));
   }
   std::ranges::sort(rows, {}, &destination_report::name);

@@ -338,7 +338,7 @@ void scheduler::dispatch(const std::string& id, std::int64_t now) {
   }
 }
 
-void scheduler::start_connections(destination& d) {
+void scheduler::start_connections(destination& d, std::size_t taken) {
   if (!port_ || stopping_) return;
   const auto now = now_us_();
   auto& g = *d.group;
@@ -349,7 +349,7 @@ void scheduler::start_connections(destination& d) {
     spdlog::info("destination {}: no longer slowed down", g.name);
   }
   // Lingering connections take new jobs first (connection reuse).
-  while (!d.idle.empty() && d.waiting.size() > d.connecting + d.waking) {
+  while (!d.idle.empty() && d.waiting.size() > d.connecting + d.waking + taken) {
     auto* t = d.idle.front();
     d.idle.pop_front();
     ++d.waking;
@@ -358,7 +358,7 @@ void scheduler::start_connections(destination& d) {
   std::size_t limit = cfg_.delivery.concurrency_per_destination;
   if (g.policy && g.policy->max_connections != 0) limit = g.policy->max_connections;
   if (g.slow_until_us > now) limit = 1;
-  while (g.active < limit && d.waiting.size() > d.connecting + d.waking) {
+  while (g.active < limit && d.waiting.size() > d.connecting + d.waking + taken) {
     // Until a connection to it works, one opens at a time: a new destination,
     // and the circuit breaker's probe, cost one attempt, not one per message.
     if (!d.proven && d.connecting > 0) break;
@@ -393,7 +393,7 @@ void scheduler::connection_ready(destination& d) {
     spdlog::info("destination {}: connection works again; circuit breaker closed", g.name);
   g.breaker_failures = 0;
   d.proven = true;
-  start_connections(d);
+  start_connections(d, 1);  // the ready connection takes one waiting job itself
 }
 
 void scheduler::learned_mx(destination& d, const std::string& host_name) {
@@ -802,9 +802,10 @@ std::string scheduler::resume(const std::string& name, std::string& error) {
     d->backoff_until_us = 0;
     d->failures = 0;
   }
-  spdlog::info("destination {} resumed by relayctl", g->name);
+  std::string resumed = g->name;  // a destination's own group goes with it below
+  spdlog::info("destination {} resumed by relayctl", resumed);
   for (auto* d : members) maybe_forget(*d);
-  return g->name;
+  return resumed;
 }
 
 std::vector<destination_report> scheduler::report() const {

@@ -208,7 +208,8 @@ class scheduler {
   template <typename F>
   auto on_io_thread(F f);
   void dispatch(const std::string& id, std::int64_t now);
-  void start_connections(destination& d);
+  // `taken`: waiting jobs a ready connection is about to take itself.
+  void start_connections(destination& d, std::size_t taken = 0);
   destination& destination_for(const destination_key& key);
   destination_group& group_for(const destination_policy& p);
   // Whether `d` may not connect now (suspended or backing off); `why` then says
