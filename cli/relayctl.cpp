@@ -14,6 +14,7 @@
 
 #include "cli/control_client.hpp"
 #include "cli/newaliases.hpp"
+#include "cli/relayctl_destinations.hpp"
 #include "cli/relayctl_dkim.hpp"
 #include "cli/relayctl_print.hpp"
 #include "relayd/config.hpp"
@@ -57,6 +58,9 @@ int usage(int code) {
                "  dkim keygen DOMAIN SELECTOR [--algorithm rsa2048|rsa1024|rsa4096|ed25519]\n"
                "              [--dir DIR]  write DIR/DOMAIN.SELECTOR.key, print its TXT record\n"
                "  dkim check [--json]    compare each [[dkim]] selector's DNS record with its key\n"
+               "  destinations [--json]  per destination: queued, in flight, rate, state, until\n"
+               "  suspend DEST [--for DURATION]  no delivery to DEST (until resumed)\n"
+               "  resume DEST            end a suspension or backoff, deliver DEST's mail now\n"
                "                         (exit 1 unless every one is ok)\n");
   return code;
 }
@@ -156,7 +160,8 @@ int main(int argc, char** argv) {
         return 64;
       }
       top = static_cast<std::size_t>(*v);
-    } else if (command == "dead" || command == "stats" || command == "dkim") {
+    } else if (command == "dead" || command == "stats" || command == "dkim" ||
+               command == "destinations" || command == "suspend" || command == "resume") {
       words.emplace_back(a);
     } else if (!command.empty()) {
       std::fprintf(stderr, "relayctl: one command at a time ('%s' after '%s')\n", argv[i],
@@ -172,7 +177,7 @@ int main(int argc, char** argv) {
       command = a;
       if (i + 1 < argc && !is_filter_option(argv[i + 1])) arg = next();
     } else if (a == "dead" || a == "stats" || a == "aliases-reload" || a == "dkim" ||
-               a == "reload") {
+               a == "reload" || a == "destinations" || a == "suspend" || a == "resume") {
       command = a;
     } else {
       std::fprintf(stderr, "relayctl: unknown command '%s'\n", argv[i]);
@@ -199,6 +204,9 @@ int main(int argc, char** argv) {
     return usage(2);
   }
   if (command == "dkim" && !relayctl::dkim_words_ok(words)) return usage(2);
+  const bool destination_command =
+      command == "destinations" || command == "suspend" || command == "resume";
+  if (destination_command && !relayctl::destinations_words_ok(command, words)) return usage(2);
   if (command == "dkim" && words[0] == "keygen") return relayctl::dkim_keygen(words, config_path);
 
   if (command == "aliases-reload") {
@@ -227,6 +235,7 @@ int main(int argc, char** argv) {
   if (command == "stats") return stats(c, !words.empty());
   if (command == "reload") return reload(c);
   if (command == "dkim") return dkim_check(c, words.size() == 2);
+  if (destination_command) return destinations_main(c, command, words);
   if (command == "dead") {
     if (words[0] == "list") return dead_list(c, words.size() == 2, filter);
     if (words[0] == "show") return dead_show(c, words[1]);

@@ -32,6 +32,7 @@
 #include <span>
 #include <utility>
 
+#include "relayd/delivery_destination.hpp"
 #include "relayd/duration_text.hpp"
 #include "relayd/read_file.hpp"
 #include "smtp/address.hpp"
@@ -199,6 +200,7 @@ class loader {
   std::optional<tls_policy> tls_value(const toml::node& n, const std::string& key);
   std::optional<std::uint16_t> port_value(const toml::node& n, const std::string& key);
   void read_routes(const toml::node& n, const std::string& key);
+  void read_destinations(const toml::node& n, const std::string& key);
 
   std::string origin_;
   config c_;
@@ -718,6 +720,10 @@ std::vector<field> loader::schema() {
                    [this](const toml::node& n, const std::string& key) {
                      set(c_.delivery.mta_sts_port, port_value(n, key));
                    }},
+                  {"provider_profiles",
+                   [this](const toml::node& n, const std::string& key) {
+                     set(c_.delivery.provider_profiles, boolean(n, key));
+                   }},
               }),
       section("queue",
               {
@@ -810,6 +816,8 @@ std::vector<field> loader::schema() {
                    }},
               }),
       {"route", [this](const toml::node& n, const std::string& key) { read_routes(n, key); }},
+      {"destination",
+       [this](const toml::node& n, const std::string& key) { read_destinations(n, key); }},
       section("metrics",
               {
                   {"listen",
@@ -948,6 +956,91 @@ void loader::read_routes(const toml::node& n, const std::string& key) {
     else if (std::ranges::find(c_.routes, r.name, &route::name) != c_.routes.end())
       fail(entry, k + ".name", quoted(r.name) + " is used by another [[route]]");
     c_.routes.push_back(std::move(r));
+  }
+}
+
+// [[destination]] with its [[destination.rule]]s: each value is checked by the
+// parser of delivery_destination.hpp / delivery_rate.hpp that the daemon uses.
+void loader::read_destinations(const toml::node& n, const std::string& key) {
+  const toml::array* a = n.as_array();
+  if (a == nullptr || !a->is_array_of_tables())
+    return wrong_type(n, key, "an array of tables ([[destination]])");
+  for (std::size_t i = 0; i < a->size(); ++i) {
+    const toml::table& t = *a->get(i)->as_table();
+    const std::string k = key + "[" + std::to_string(i + 1) + "]";
+    destination_settings d;
+    auto checked = [this](auto parse) {
+      return [this, parse](std::string& target) {
+        return [this, parse, &target](const toml::node& v, const std::string& kk) {
+          auto s = string(v, kk);
+          if (!s) return;
+          if (auto r = parse(*s); !r) return fail(v, kk, r.error());
+          target = *s;
+        };
+      };
+    };
+    auto rate_text = checked([](const std::string& s) { return parse_rate(s); });
+    const std::vector<field> fields = {
+        {"match",
+         [&](const toml::node& v, const std::string& kk) {
+           auto s = string(v, kk);
+           if (!s) return;
+           if (auto m = parse_destination_match(*s); !m) return fail(v, kk, m.error());
+           d.match = smtp::text::lower(*s);
+         }},
+        {"max_connections",
+         [&](const toml::node& v, const std::string& kk) { set(d.max_connections, count(v, kk)); }},
+        {"max_messages_per_connection",
+         [&](const toml::node& v, const std::string& kk) {
+           set(d.max_messages_per_connection, count(v, kk));
+         }},
+        {"max_rate", rate_text(d.max_rate)},
+        {"connect_rate", rate_text(d.connect_rate)},
+        {"rule",
+         [&](const toml::node& v, const std::string& kk) {
+           const toml::array* rules = v.as_array();
+           if (rules == nullptr || !rules->is_array_of_tables())
+             return wrong_type(v, kk, "an array of tables ([[destination.rule]])");
+           for (std::size_t j = 0; j < rules->size(); ++j) {
+             const toml::table& rt = *rules->get(j)->as_table();
+             const std::string rk = kk + "[" + std::to_string(j + 1) + "]";
+             destination_rule r;
+             const std::vector<field> rule_fields = {
+                 {"reply",
+                  [&](const toml::node& x, const std::string& xk) {
+                    auto s = string(x, xk);
+                    if (!s) return;
+                    if (auto ok = check_reply_regex(*s); !ok) return fail(x, xk, ok.error());
+                    r.reply = *s;
+                  }},
+                 {"action",
+                  [&](const toml::node& x, const std::string& xk) {
+                    auto s = string(x, xk);
+                    if (!s) return;
+                    if (auto act = parse_rule_action(*s); act) r.action = *act;
+                    else fail(x, xk, act.error());
+                  }},
+                 {"for", [&](const toml::node& x, const std::string& xk) {
+                    set(r.duration, duration(x, xk));
+                  }},
+             };
+             const std::size_t before = problems_.size();
+             read_table(rt, rk, rule_fields);
+             if (problems_.size() != before) continue;  // a key of its own was wrong
+             if (!rt.contains("reply")) fail(rt, rk + ".reply", "is required");
+             else if (r.action != destination_rule::action_kind::hold && r.duration.count() == 0)
+               fail(rt, rk + ".for", "is required for " + std::string(to_string(r.action)) +
+                                         " (e.g. \"30m\")");
+             d.rules.push_back(std::move(r));
+           }
+         }},
+    };
+    read_table(t, k, fields);
+    if (!t.contains("match")) fail(t, k + ".match", "is required");
+    else if (std::ranges::find(c_.destinations, d.match, &destination_settings::match) !=
+             c_.destinations.end())
+      fail(t, k + ".match", quoted(d.match) + " is used by another [[destination]]");
+    c_.destinations.push_back(std::move(d));
   }
 }
 

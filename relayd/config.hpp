@@ -60,6 +60,22 @@ struct route {
   std::string rewrite_sender, rewrite_from;
 };
 
+// A [[destination]] (DESIGN "Destinations, rules and events"): traffic shaping
+// and reply rules for the mail of the recipient domains it matches. Matching,
+// rates and the built-in provider profiles: relayd/delivery_destination.hpp.
+struct destination_rule {
+  std::string reply;  // ECMAScript regex searched in "code enhanced-status text"
+  enum class action_kind { suspend, slow, hold } action = action_kind::suspend;
+  std::chrono::seconds duration{0};  // `for`; hold with 0: until relayctl resume
+};
+struct destination_settings {
+  std::string match;  // "example.org", "*.example.org" or "mx:*.example.net" (lower case)
+  std::uint64_t max_connections = 0;              // 0: [delivery] concurrency_per_destination
+  std::uint64_t max_messages_per_connection = 0;  // 0: no limit
+  std::string max_rate, connect_rate;             // "" or "N/s", "N/m", "N/h", "N/d"
+  std::vector<destination_rule> rules;
+};
+
 struct config {
   std::string hostname;  // default: the system host name
   std::string spool = "/var/spool/relayd";
@@ -113,6 +129,8 @@ struct config {
     // host's HTTPS port is 443; another one is only for tests.
     bool mta_sts = true;
     std::uint16_t mta_sts_port = 443;
+    // The built-in Gmail, Microsoft and Yahoo reply rules (delivery_destination.hpp).
+    bool provider_profiles = true;
   } delivery;
 
   struct queue_section {
@@ -154,6 +172,7 @@ struct config {
   } local;
 
   std::vector<route> routes;  // [[route]], first match wins; none: [delivery]
+  std::vector<destination_settings> destinations;  // [[destination]], first match wins
 
   struct metrics_section {
     std::optional<endpoint> listen = endpoint{"127.0.0.1", 9587};  // "" disables

@@ -77,6 +77,8 @@ awaitable<selection_outcome> act_on_selection(control_context& ctx,
 // when the filter matched nothing in it, a turn of the I/O thread for others.
 awaitable<bool> send_batch(control_context& ctx, const line_writer& write, const std::string& lines);
 
+std::span<const control_command> control_destinations_commands();
+
 // Shared by the families: a Unix time in seconds, "1 entry" / "2 entries".
 inline std::int64_t unix_seconds(std::int64_t us) { return us / 1'000'000; }
 std::string entries_text(std::size_t n);

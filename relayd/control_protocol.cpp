@@ -33,6 +33,9 @@ constexpr auto all_verbs = std::to_array<verb_spec>({
     {verb::dkim_check, takes::nothing},
     {verb::shape, takes::nothing, access::anyone, true},
     {verb::reload, takes::nothing},
+    {verb::destinations, takes::nothing, access::anyone},
+    {verb::suspend, takes::id_timeout},
+    {verb::resume, takes::id},
 });
 
 // "filter":{...}: absent is the empty filter; anything malformed is an error.

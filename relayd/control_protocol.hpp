@@ -34,6 +34,13 @@
 //   {"cmd":"reload"}                -> {"ok":true,"summary":TEXT} (the whole config re-read,
 //                                      like SIGHUP; on an error nothing changed and
 //                                      "error" says why)
+//   {"cmd":"destinations"}          -> one object per destination {destination, policy,
+//                                      state, rate, queued, in_flight, connections, until,
+//                                      reason, last_reply}, then {"ok":true,"entries":N}
+//   {"cmd":"suspend","id":DEST[,"timeout":S]} -> {"ok":true,"destination":NAME} (no
+//                                      connection for S seconds; without S until resume)
+//   {"cmd":"resume","id":DEST}      -> {"ok":true,"destination":NAME,"count":N} (N messages
+//                                      made due now)
 // A dead entry: id, size, arrival, sender, failed_at and its failed recipients
 // [{address, reason, reply_code, status, last_reply, remote_host, attempts,
 // first_attempt, last_attempt, and for entries recorded since record version 3
@@ -74,6 +81,9 @@ inline constexpr std::string_view aliases_reload = "aliases_reload";
 inline constexpr std::string_view dkim_check = "dkim_check";
 inline constexpr std::string_view shape = "shape";
 inline constexpr std::string_view reload = "reload";
+inline constexpr std::string_view destinations = "destinations";
+inline constexpr std::string_view suspend = "suspend";
+inline constexpr std::string_view resume = "resume";
 }  // namespace verb
 
 // Field names, requests and replies alike.
@@ -168,6 +178,13 @@ inline constexpr std::string_view selector = "selector";
 inline constexpr std::string_view key_file = "key";
 inline constexpr std::string_view dns_match = "dns_match";  // what require_dns acts on
 inline constexpr std::string_view record = "record";        // the TXT name looked up
+// destinations, suspend, resume ("state", "reason", "last_reply", "in_flight" above)
+inline constexpr std::string_view destination = "destination";
+inline constexpr std::string_view policy = "policy";          // [[destination]] match, or ""
+inline constexpr std::string_view rate = "rate";              // max_rate, "" when unlimited
+inline constexpr std::string_view queued = "queued";          // messages in the queue for it
+inline constexpr std::string_view connections = "connections";
+inline constexpr std::string_view until = "until";            // Unix seconds, 0: none
 }  // namespace key
 
 // Values of key::state (a message) and of a recipient's state.

@@ -16,6 +16,7 @@
 #include "relayd/delivery_scheduler.hpp"
 #include "relayd/queue_filter.hpp"
 #include "relayd/queue_shape.hpp"
+#include "relayd/metrics.hpp"
 
 namespace relayd {
 namespace json = boost::json;
@@ -74,7 +75,7 @@ json::object message_json(const queue::envelope_record& r, const config& cfg, bo
       o[key::route] = route_name(cfg, route_for(cfg.routes, r.sender, rc.address));
   };
   for (const auto& rc : r.recipients) {
-    if (rc.state == queue::rcpt_state::pending && rc.attempts > 0) deferred = true;
+    if (waits_deferred(rc)) deferred = true;
     if (brief) {
       if (rc.state != queue::rcpt_state::pending) continue;
       json::object o({{key::address, rc.address},

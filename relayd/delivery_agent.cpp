@@ -112,7 +112,9 @@ awaitable<std::optional<delivery_link>> delivery_agent::impl::open(destination& 
   }
   if (why.what == outcome_kind::failed)
     sched.no_route(d, why);
-  else if (r.throttled && !r.local_fault)
+  else if (r.local_fault)
+    sched.systemic_failure(d, why);  // the circuit breaker: our credentials were refused
+  else if (r.throttled)
     sched.throttle(d, why);
   else
     sched.unreachable(d, why);
@@ -131,7 +133,11 @@ awaitable<std::optional<delivery_link>> delivery_agent::impl::reopen(destination
   ++d.connecting;
   timing = attempt_timing{};
   auto link = co_await open(d, timing, held);
-  if (link) --d.connecting;
+  if (link) {
+    --d.connecting;
+    sched.learned_mx(d, link->host_name);
+    sched.connection_ready(d);
+  }
   co_return link;
 }
 
@@ -181,12 +187,18 @@ awaitable<void> delivery_agent::impl::run(destination& d) {
   auto link = co_await open(d, timing, held);
   if (!link) co_return;
   --d.connecting;
+  sched.learned_mx(d, link->host_name);
+  sched.connection_ready(d);
   bool reused = false;  // the connection has carried a transaction
+  // [[destination]] max_messages_per_connection (0: no limit).
+  const std::size_t per_connection = sched.messages_per_connection(d);
+  std::size_t carried = 0;
 
   while (link->session->phase() == smtp::client_phase::ready) {
     auto& s = *link->session;
     std::optional<job> j = std::move(held);
     held.reset();
+    if (!j && per_connection != 0 && carried >= per_connection) break;
     if (!j) j = co_await next_job(d);
     if (!j) break;
     if (reused && (!link->in.empty() || link->stream->peer_spoke_while_idle())) {
@@ -262,6 +274,7 @@ awaitable<void> delivery_agent::impl::run(destination& d) {
       outs.push_back(std::move(o));
     }
     sched.complete(d, std::move(*j), std::move(outs), link->relay, timing);
+    ++carried;
     if (result.destination_throttled) {
       sched.throttle(d, throttle_reason);
       break;

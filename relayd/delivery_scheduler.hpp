@@ -24,6 +24,7 @@
 
 #include "queue/spool.hpp"
 #include "relayd/config.hpp"
+#include "relayd/delivery_rate.hpp"
 #include "relayd/delivery_retry.hpp"
 #include "relayd/delivery_types.hpp"
 #include "relayd/net.hpp"
@@ -33,6 +34,27 @@ namespace relayd {
 
 class delivery_port;
 class metrics;
+class destination_policies;
+struct destination_policy;
+
+// A suspension with no end: until relayctl resume.
+inline constexpr std::int64_t suspended_until_resume = INT64_MAX / 2;
+
+// What destinations of one [[destination]] policy share (or one destination
+// alone, when no policy matches it): connections, rate buckets, suspension.
+// I/O thread only. Policy groups live as long as the scheduler; a destination's
+// own group lives in the destination.
+struct destination_group {
+  std::string name;  // the policy's match text, or the destination's id
+  const destination_policy* policy = nullptr;
+  token_bucket rate, connect;  // max_rate, connect_rate (unlimited without)
+  std::size_t active = 0;      // connections of all its destinations
+  std::int64_t suspended_until_us = 0;  // no connection before; suspended_until_resume: held
+  std::string suspend_reason;           // why, for relayctl destinations and the log
+  std::int64_t slow_until_us = 0;       // a "slow" rule: one connection, half the rate
+  std::uint32_t breaker_failures = 0;   // consecutive refusals of our credentials
+  std::string last_reply;               // the last reply or failure heard from it
+};
 
 // One destination's waiting jobs and connection bookkeeping. Everything here is
 // touched on the I/O thread only.
@@ -58,6 +80,26 @@ struct destination {
   std::int64_t backoff_until_us = 0;
   std::uint32_t failures = 0;  // consecutive destination-level failures
   recipient_outcome backoff_reason;  // what started the backoff (421, refused, ...)
+  // Shaping: `group` is the policy's shared group or `own`; never null.
+  destination_group* group = nullptr;
+  std::unique_ptr<destination_group> own;
+  bool mx_mode = true;   // MX delivery (not a relayhost): policies apply
+  // A connection to it became ready since its last failure: until then at most
+  // one connection opens at a time (a circuit breaker's probe, a new destination).
+  bool proven = false;
+  std::string last_reply;
+};
+
+// One line of relayctl destinations.
+struct destination_report {
+  std::string name;    // destination id ("example.org", "[smtp.example]:587") or a policy
+  std::string policy;  // the policy's match text, "" when none
+  std::string state;   // "active", "idle", "backoff", "suspended", "held", "slow"
+  std::string rate;    // max_rate ("60/m"), "" when unlimited
+  std::size_t waiting = 0, connections = 0;
+  std::int64_t until_us = 0;  // suspended or backing off until (0: not)
+  std::string reason;         // why it is suspended or backing off
+  std::string last_reply;
 };
 
 // How long each phase of one attempt took, for the log's delays=a/b/c/d.
@@ -123,6 +165,33 @@ class scheduler {
   // A connection ended (the worker is done with `d`).
   void connection_done(destination& d);
 
+  // A connection to `d` is ready (set-up done): the destination is proven, more
+  // connections may open, a circuit breaker closes.
+  void connection_ready(destination& d);
+  // The MX host name the connection to `d` reached: an "mx:" policy may now match.
+  void learned_mx(destination& d, const std::string& host_name);
+  // Our configuration was refused (AUTH 535, an OAuth2 token we cannot get):
+  // the circuit breaker suspends d's group for the backoff interval, defers its
+  // waiting jobs (no attempt each) and lets one probe through when it ends.
+  // The hook for other systemic failures (TLS policy on every MX, SERVFAIL).
+  void systemic_failure(destination& d, const recipient_outcome& why);
+  // [[destination]] max_messages_per_connection for d (0: no limit).
+  std::size_t messages_per_connection(const destination& d) const;
+
+  // ---- for the control socket (I/O thread) -----------------------------------
+  // Where a recipient of mail from `sender` goes: its route and, by MX, its domain.
+  destination_key destination_of(const std::string& sender, const std::string& address) const;
+  // The name of the group (policy or destination id) `key` is shaped with.
+  std::string group_name_of(const destination_key& key) const;
+  std::vector<destination_report> report() const;
+  // relayctl suspend NAME (a policy's match text, a destination id, a domain, a
+  // relayhost or a route name): `for_us` 0 suspends until resume. Returns the
+  // group's name, or an error when NAME names nothing relayd can deliver to.
+  std::string suspend(const std::string& name, std::int64_t for_us, std::string& error);
+  // relayctl resume NAME: ends the suspension and backoff; returns the group's
+  // name ("" and `error` set when NAME is not known).
+  std::string resume(const std::string& name, std::string& error);
+
   // Told after the results of each job are stored (on the I/O thread): the
   // message as dispatched, the recipients' new states and what became of the
   // message. For `sendmail --wait` (control_wait_registry). One observer.
@@ -146,11 +215,26 @@ class scheduler {
   template <typename F>
   auto on_io_thread(F f);
   void dispatch(const std::string& id, std::int64_t now);
-  void start_connections(destination& d);
+  // `taken`: waiting jobs a ready connection is about to take itself.
+  void start_connections(destination& d, std::size_t taken = 0);
   destination& destination_for(const destination_key& key);
-  // Where this recipient of mail from `sender` goes: its route and, by MX,
-  // its domain (delivery_route.hpp decides the route).
-  destination_key destination_of(const std::string& sender, const std::string& address) const;
+  destination_group& group_for(const destination_policy& p);
+  // Whether `d` may not connect now (suspended or backing off); `why` then says
+  // how its jobs are deferred.
+  bool blocked(destination& d, std::int64_t now, recipient_outcome& why);
+  // When mail behind g's suspension comes back: its end, or for a suspension
+  // until resume after max_backoff (so that expiry still applies).
+  std::int64_t wake_after_suspension(const destination_group& g, std::int64_t now) const;
+  // Defers one job with `why` (each recipient), as if it had been tried.
+  void defer_job(destination& d, job j, const recipient_outcome& why);
+  // A reply rule of d's policy matched `o`: acts on the group; true if it did.
+  bool apply_rules(destination& d, const recipient_outcome& o);
+  void suspend_group(destination_group& g, std::int64_t until_us, std::string reason);
+  // Defers the waiting jobs of every destination of `g` (blocked now).
+  void defer_group(destination_group& g);
+  void retry_connects(std::int64_t now);
+  // The destination `name` names for suspend/resume (created if needed), or null.
+  destination_group* group_named(const std::string& name, bool create);
   void finish_all_waiting(destination& d, recipient_outcome why, const std::string& relay);
   void job_stored(const std::string& id);
   // Queues a DSN (failed, delayed or relayed) about `recipients` of `message` to its sender.
@@ -184,6 +268,12 @@ class scheduler {
   // are stored (possibly due at once) the cursor starts over.
   std::unordered_set<std::string> passed_in_flight_;
   std::unordered_map<std::string, std::unique_ptr<destination>> destinations_;
+  std::unique_ptr<destination_policies> policies_;
+  std::unordered_map<std::string, std::unique_ptr<destination_group>> groups_;  // by policy
+  std::unordered_map<std::string, std::string> mx_of_;  // domain -> MX host it was reached on
+  // Destinations (ids) waiting for a connect_rate token, and when the first is due.
+  std::unordered_set<std::string> connect_waiting_;
+  std::int64_t next_connect_us_ = 0;
   std::size_t pending_updates_ = 0;
   std::size_t connections_ = 0;
   const std::size_t max_in_flight_;

@@ -56,6 +56,9 @@ struct recipient_outcome {
   // on, so it reports delivery (RFC 3461 5.2.1); false: a NOTIFY=SUCCESS
   // recipient gets a "relayed" notice from relayd (5.2.2).
   bool next_hop_dsn = false;
+  // deferred: held back by relayd's own shaping ([[destination]] max_rate), not a
+  // failure: no attempt, no deferral in the metrics.
+  bool shaped = false;
 };
 
 }  // namespace relayd

@@ -100,10 +100,16 @@ deferral_class classify_deferral(const recipient_outcome& o) {
   return deferral_class::local;  // protocol error, local error, ...
 }
 
+bool waits_deferred(const queue::recipient& rc) {
+  // An outcome without an attempt (a destination backing off, suspended, or
+  // over its rate) still leaves its reply: the recipient waits deferred.
+  return rc.state == queue::rcpt_state::pending && (rc.attempts > 0 || !rc.last_reply.empty());
+}
+
 queue_state state_of(const queue::envelope_record& r) {
   if (r.flags & queue::flag_held) return queue_state::held;
   for (const auto& rc : r.recipients)
-    if (rc.state == queue::rcpt_state::pending && rc.attempts > 0) return queue_state::deferred;
+    if (waits_deferred(rc)) return queue_state::deferred;
   return queue_state::active;
 }
 

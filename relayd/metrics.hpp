@@ -48,8 +48,11 @@ deferral_class classify_deferral(const recipient_outcome& o);
 
 // relayd_queue_messages{state}: a message's state as relayctl shows it.
 enum class queue_state : std::uint8_t { active, deferred, held, dead };
-// held if flag_held; deferred if a pending recipient has had an attempt; else active.
+// held if flag_held; deferred if a pending recipient waits deferred; else active.
 queue_state state_of(const queue::envelope_record& r);
+// A pending recipient that has been deferred: tried, or held back by its
+// destination's backoff, suspension or rate (relayctl and the metrics agree).
+bool waits_deferred(const queue::recipient& rc);
 
 // The queue gauges, filled by a periodic spool scan (see queue_census below).
 struct queue_gauges {

@@ -291,14 +291,21 @@ TEST_F(delivery_scheduler_test, connections_per_destination_stay_within_the_limi
   start();
   for (int i = 0; i < 5; ++i) enqueue({"r" + std::to_string(i) + "@example.org"});
   enqueue({"s@example.net"});
-  // Two for example.org (five jobs wait), one for example.net.
-  ASSERT_EQ(port_.started.size(), 3u);
+  // One for example.org (five jobs wait; a destination opens one connection
+  // until one works), one for example.net.
+  ASSERT_EQ(port_.started.size(), 2u);
   EXPECT_EQ(started(0).key.name, "example.org");
-  EXPECT_EQ(started(0).active, 2u);
-  EXPECT_EQ(started(2).key.name, "example.net");
-  // A connection that closes with jobs still waiting is replaced.
+  EXPECT_EQ(started(0).active, 1u);
+  EXPECT_EQ(started(1).key.name, "example.net");
+  // Once it is ready, the second opens.
   auto& d = started(0);
   --d.connecting;
+  sched_->connection_ready(d);
+  settle();
+  ASSERT_EQ(port_.started.size(), 3u);
+  EXPECT_EQ(&started(2), &d);
+  EXPECT_EQ(d.active, 2u);
+  // A connection that closes with jobs still waiting is replaced.
   auto j = sched_->next_job(d);
   ASSERT_TRUE(j);
   auto outs = all(*j, delivered);
@@ -309,7 +316,7 @@ TEST_F(delivery_scheduler_test, connections_per_destination_stay_within_the_limi
   EXPECT_EQ(started(3).key.name, "example.org");
   EXPECT_EQ(d.active, 2u);
   // The two connections share the four jobs left.
-  EXPECT_EQ(serve(started(1), delivered).size() + serve(started(3), delivered).size(), 4u);
+  EXPECT_EQ(serve(started(2), delivered).size() + serve(started(3), delivered).size(), 4u);
   EXPECT_EQ(spool_->message_count(), 1u);  // only the example.net message is left
 }
 
@@ -441,6 +448,153 @@ TEST_F(delivery_scheduler_test, a_new_scheduler_picks_up_everything_not_final) {
   serve(started(1), delivered);
   stop();
   EXPECT_EQ(spool_->message_count(), 0u);
+}
+
+// ---- [[destination]]: rates, reply rules, the circuit breaker, MX grouping ----
+
+TEST_F(delivery_scheduler_test, mail_over_max_rate_waits_in_the_queue_for_its_own_slot) {
+  cfg_.delivery.concurrency_per_destination = 1;
+  cfg_.destinations = {{.match = "example.org", .max_rate = "60/m"}};
+  start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(enqueue({"r" + std::to_string(i) + "@example.org"}));
+  ASSERT_EQ(port_.started.size(), 1u);
+  for (int i = 1; i < 5; ++i) {
+    ASSERT_TRUE(settle_until_stored(ids[i]));
+    const auto r = rcpt(ids[i]);
+    EXPECT_EQ(r.attempts, 0u) << "over the rate is not an attempt";
+    EXPECT_EQ(r.next_attempt_us, t0 + i * sec) << "one a second, each its own slot";
+    EXPECT_NE(r.last_reply.find("rate limit 60/m of destination example.org: waits until"),
+              std::string::npos) << r.last_reply;
+  }
+  EXPECT_EQ(sched_->in_flight_count(), 1u) << "the rest is not held in memory";
+  ASSERT_EQ(serve(started(0), delivered).size(), 1u);
+  // At its slot the second goes, charged once: the third still waits for its own.
+  advance(1s);
+  ASSERT_EQ(port_.started.size(), 2u);
+  ASSERT_EQ(serve(started(1), delivered).size(), 1u);
+  EXPECT_FALSE(spool_->get(ids[1]));
+  EXPECT_EQ(rcpt(ids[2]).next_attempt_us, t0 + 2 * sec);
+  advance(3s);
+  EXPECT_EQ(port_.started.size(), 3u);
+}
+
+TEST_F(delivery_scheduler_test, a_suspend_rule_stops_connections_until_it_ends) {
+  cfg_.delivery.concurrency_per_destination = 1;
+  cfg_.destinations = {{.match = "example.org",
+                        .rules = {{"^421 4\\.7\\.28", destination_rule::action_kind::suspend,
+                                   std::chrono::seconds(1800)}}}};
+  start();
+  const auto first = enqueue({"a@example.org"});
+  const auto second = enqueue({"b@example.org"});
+  ASSERT_EQ(port_.started.size(), 1u);
+  auto& d = started(0);
+  --d.connecting;
+  sched_->connection_ready(d);
+  auto j = sched_->next_job(d);
+  ASSERT_TRUE(j);
+  auto why = deferred(0, 421, "4.7.28");
+  why.text = "Our system has detected an unusual rate of unsolicited mail";
+  sched_->complete(d, std::move(*j), {why}, "mx[127.0.0.2]:25", {});
+  sched_->throttle(d, why);
+  EXPECT_FALSE(sched_->next_job(d)) << "the open connection gets nothing more";
+  sched_->connection_done(d);
+  ASSERT_TRUE(settle_until_stored(first));
+  ASSERT_TRUE(settle_until_stored(second));
+  EXPECT_EQ(rcpt(first).attempts, 1u);
+  EXPECT_EQ(rcpt(first).next_attempt_us, t0 + 1800 * sec);
+  EXPECT_EQ(rcpt(second).attempts, 0u);
+  EXPECT_EQ(rcpt(second).next_attempt_us, t0 + 1800 * sec);
+  EXPECT_NE(rcpt(second).last_reply.find("suspended until"), std::string::npos);
+  const auto report = sched_->report();
+  ASSERT_EQ(report.size(), 1u);
+  EXPECT_EQ(report[0].state, "suspended");
+  EXPECT_EQ(report[0].until_us, t0 + 1800 * sec);
+  EXPECT_NE(report[0].reason.find("4.7.28"), std::string::npos) << report[0].reason;
+  // New mail waits too; another destination is not affected.
+  const auto later = enqueue({"c@example.org"});
+  ASSERT_TRUE(settle_until_stored(later));
+  enqueue({"x@example.net"});
+  ASSERT_EQ(port_.started.size(), 2u);
+  EXPECT_EQ(started(1).key.name, "example.net");
+  advance(1799s);
+  EXPECT_EQ(port_.started.size(), 2u) << "no connection before the suspension ends";
+  advance(1s);
+  ASSERT_EQ(port_.started.size(), 3u);
+  EXPECT_EQ(started(2).key.name, "example.org");
+}
+
+TEST_F(delivery_scheduler_test, refused_credentials_open_the_circuit_breaker_one_probe_at_a_time) {
+  cfg_.delivery.relayhost = relay_host{"smtp.test", 587};
+  start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(enqueue({"r" + std::to_string(i) + "@d" + std::to_string(i) + ".example"}));
+  ASSERT_EQ(port_.started.size(), 1u) << "one connection until one works";
+  auto& d = started(0);
+  recipient_outcome why{.what = outcome_kind::deferred, .code = 535, .status = "4.7.8",
+                        .description = "host smtp.test[127.0.0.2] said: 535 5.7.8 bad credentials",
+                        .cause = queue::outcome_cause::auth, .text = "bad credentials"};
+  sched_->systemic_failure(d, why);
+  --d.connecting;
+  sched_->connection_done(d);
+  for (const auto& id : ids) {
+    ASSERT_TRUE(settle_until_stored(id));
+    EXPECT_EQ(rcpt(id).attempts, id == ids[0] ? 1u : 0u) << "one attempt, not one per message";
+    EXPECT_EQ(rcpt(id).next_attempt_us, t0 + 60 * sec) << "probed at the backoff interval";
+    EXPECT_NE(rcpt(id).last_reply.find(id == ids[0] ? "535" : "circuit breaker"),
+              std::string::npos) << rcpt(id).last_reply;
+    EXPECT_EQ(rcpt(id).state, queue::rcpt_state::pending) << "nothing bounced";
+  }
+  enqueue({"late@d9.example"});
+  EXPECT_EQ(port_.started.size(), 1u);
+  auto report = sched_->report();
+  ASSERT_EQ(report.size(), 1u);
+  EXPECT_EQ(report[0].name, "smtp.test:587");
+  EXPECT_EQ(report[0].state, "suspended");
+  advance(60s);
+  ASSERT_EQ(port_.started.size(), 2u) << "one probe, not one per message";
+  auto& probe = started(1);
+  --probe.connecting;
+  sched_->connection_ready(probe);  // the password works again
+  settle();
+  EXPECT_EQ(port_.started.size(), 3u) << "then the usual concurrency";
+  // relayctl suspend / resume by the relayhost's name.
+  std::string error;
+  EXPECT_EQ(sched_->suspend("[smtp.test]:587", 0, error), "smtp.test:587");  // as written
+  EXPECT_EQ(sched_->report()[0].state, "held");
+  EXPECT_EQ(sched_->resume("SMTP.test:587", error), "smtp.test:587");  // as shown
+  EXPECT_EQ(sched_->resume("nowhere.example", error), "");
+  EXPECT_NE(error.find("nowhere.example"), std::string::npos);
+}
+
+TEST_F(delivery_scheduler_test, domains_whose_mx_share_a_suffix_share_the_rate) {
+  cfg_.delivery.concurrency_per_destination = 1;
+  cfg_.destinations = {{.match = "mx:*.shared.test", .max_rate = "60/m"}};
+  start();
+  std::vector<std::string> a;
+  for (int i = 0; i < 3; ++i) a.push_back(enqueue({"r" + std::to_string(i) + "@a.example"}));
+  ASSERT_EQ(port_.started.size(), 1u);
+  auto& da = started(0);
+  --da.connecting;
+  // The first connection learns the MX: the jobs that waited are shaped.
+  sched_->learned_mx(da, "mx1.shared.test");
+  sched_->connection_ready(da);
+  ASSERT_TRUE(settle_until_stored(a[1]));
+  ASSERT_TRUE(settle_until_stored(a[2]));
+  EXPECT_EQ(rcpt(a[1]).next_attempt_us, t0 + 1 * sec);
+  EXPECT_EQ(rcpt(a[2]).next_attempt_us, t0 + 2 * sec);
+  // b.example is hosted there too: its mail takes the next slots of the same bucket.
+  const auto b1 = enqueue({"x@b.example"});
+  ASSERT_EQ(port_.started.size(), 2u);
+  auto& db = started(1);
+  --db.connecting;
+  sched_->learned_mx(db, "mx2.shared.test");
+  ASSERT_TRUE(settle_until_stored(b1));
+  EXPECT_EQ(rcpt(b1).next_attempt_us, t0 + 3 * sec);
+  const auto b2 = enqueue({"y@b.example"});
+  ASSERT_TRUE(settle_until_stored(b2));
+  EXPECT_EQ(rcpt(b2).next_attempt_us, t0 + 4 * sec);
+  EXPECT_EQ(sched_->group_name_of({"b.example", 0}), "mx:*.shared.test");
 }
 
 }  // namespace
