@@ -6,6 +6,7 @@
 // line on stderr), 2 usage.
 #include <cstdio>
 #include <cstdlib>
+#include <expected>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 #include "cli/control_client.hpp"
 #include "cli/newaliases.hpp"
 #include "cli/relayctl_dkim.hpp"
+#include "cli/relayctl_health.hpp"
 #include "cli/relayctl_print.hpp"
 #include "relayd/config.hpp"
 #include "relayd/control_protocol.hpp"
@@ -40,6 +42,9 @@ int usage(int code) {
                "  dead replay ID|ALL     put failed recipients back in the queue, attempt now\n"
                "  dead purge ID|ALL      delete dead entries\n"
                "  stats [--json]         counts per state, oldest message age, spool use\n"
+               "  health [--spool-warn PCT] [--spool-crit PCT] [--age-warn DUR] [--age-crit DUR]\n"
+               "         [--deferred-warn N] [--deferred-crit N] [--dead-warn N] [--dead-crit N]\n"
+               "                         one line; exit 0 OK, 1 WARNING, 2 CRITICAL (Nagios)\n"
                "  aliases-reload         check [local] aliases, then have relayd reload it\n"
                "                         (newaliases; exit 65: bad file, 75: not reloaded)\n"
                "  dkim keygen DOMAIN SELECTOR [--algorithm rsa2048|rsa1024|rsa4096|ed25519]\n"
@@ -105,7 +110,8 @@ int main(int argc, char** argv) {
       socket_path = next();
     } else if (a == "--help") {
       return usage(0);
-    } else if (command == "dead" || command == "stats" || command == "dkim") {
+    } else if (command == "dead" || command == "stats" || command == "dkim" ||
+               command == "health") {
       words.emplace_back(a);
     } else if (!command.empty()) {
       std::fprintf(stderr, "relayctl: one command at a time ('%s' after '%s')\n", argv[i],
@@ -116,7 +122,8 @@ int main(int argc, char** argv) {
     } else if (a == "-d" || a == "-s" || a == "-r" || a == "-h" || a == "-H") {
       command = a;
       arg = next();
-    } else if (a == "dead" || a == "stats" || a == "aliases-reload" || a == "dkim") {
+    } else if (a == "dead" || a == "stats" || a == "aliases-reload" || a == "dkim" ||
+               a == "health") {
       command = a;
     } else {
       std::fprintf(stderr, "relayctl: unknown command '%s'\n", argv[i]);
@@ -126,6 +133,11 @@ int main(int argc, char** argv) {
   if (command.empty()) return usage(2);
   if ((command == "dead" || command == "stats") && !words_ok(command, words)) return usage(2);
   if (command == "dkim" && !relayctl::dkim_words_ok(words)) return usage(2);
+  std::expected<relayctl::health_thresholds, std::string> thresholds;
+  if (command == "health" && !(thresholds = relayctl::parse_health_flags(words))) {
+    std::fprintf(stderr, "relayctl: %s\n", thresholds.error().c_str());
+    return usage(2);
+  }
   if (command == "dkim" && words[0] == "keygen") return relayctl::dkim_keygen(words, config_path);
 
   if (command == "aliases-reload") {
@@ -141,6 +153,7 @@ int main(int argc, char** argv) {
                      : config_path ? socket_from_config(*config_path, true)
                                    : socket_from_config(default_config, false);
   using namespace relayctl;
+  if (command == "health") return health(path, *thresholds);
   namespace verb = relayd::control_protocol::verb;
   control_client c(path);
   if (command == "-p") return print_queue(c);

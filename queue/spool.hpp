@@ -74,7 +74,9 @@ class spool {
   // Stores envelope + body in one synced transaction (shared with other
   // operations). `done` runs on the writer thread after the commit, or after the
   // failure; it must be quick (post to your own executor).
-  void enqueue(envelope_record env, std::string body, std::function<void(result)> done);
+  // `events` (JSON texts) go to the event outbox in the same transaction.
+  void enqueue(envelope_record env, std::string body, std::function<void(result)> done,
+               std::vector<std::string> events = {});
   // Deletes the messages (an empty list: every message). `done` gets how many
   // were deleted; ok if at least one was, not_found otherwise.
   void remove(std::vector<std::string> ids, std::function<void(result, std::size_t)> done);
@@ -87,7 +89,7 @@ class spool {
   // and gives status::error.
   static constexpr std::size_t max_drop_name = 255;
   void enqueue_drop(std::string drop_name, envelope_record env, std::string body,
-                    std::function<void(result)> done);
+                    std::function<void(result)> done, std::vector<std::string> events = {});
   // The queue ID the drop file `drop_name` was imported as, if it is recorded.
   std::optional<std::string> drop_imported(std::string_view drop_name) const;
   // Up to `limit` recorded names, in byte order.
@@ -95,6 +97,23 @@ class spool {
   // Deletes recorded names (call once their files are gone). `done` gets how
   // many were recorded; ok also for none.
   void forget_drops(std::vector<std::string> names, std::function<void(result, std::size_t)> done);
+
+  // ---- Event outbox (relayd/events_webhook) -----------------------------
+  // Events stored with enqueue() / update_recipients() wait in the `events`
+  // database, in commit order, until ack_outbox() deletes them: a crash or a
+  // restart loses none (one committed with its change is never missing).
+  struct outbox_entry {
+    std::uint64_t seq = 0;  // grows with every event stored
+    std::string text;
+  };
+  // The oldest `limit` events.
+  std::vector<outbox_entry> outbox(std::size_t limit) const;
+  std::uint64_t outbox_count() const;
+  // The first `limit` octets of a queued message (its header, for the
+  // Message-ID an event names), without copying the rest.
+  std::optional<std::string> body_head(std::string_view id, std::size_t limit) const;
+  // Deletes the events with seq <= upto; `done` gets how many (ok, also for none).
+  void ack_outbox(std::uint64_t upto, std::function<void(result, std::size_t)> done);
 
   // ---- Scheduling --------------------------------------------------------
   // Every message that has a pending recipient and is not held has exactly one
@@ -129,8 +148,11 @@ class spool {
   // removed if all were delivered, otherwise moved (record + body) to the
   // `dead` database under the same ID. Also sets `flags_set` bits on the
   // message (e.g. flag_delay_warned). not_found if the message is gone.
+  // `events` go to the event outbox in the same transaction (not when the
+  // update does not apply).
   void update_recipients(std::string id, std::vector<recipient_update> updates,
-                         std::uint32_t flags_set, std::function<void(result, completion)> done);
+                         std::uint32_t flags_set, std::function<void(result, completion)> done,
+                         std::vector<std::string> events = {});
   // Sets next_attempt_us of every pending recipient to `due_us` for the given
   // messages (empty list: every message that is not held); held ones are
   // skipped. `done` gets how many messages were rescheduled.

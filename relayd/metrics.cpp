@@ -319,6 +319,7 @@ std::string metrics::render() const {
     fmt::format_to(std::back_inserter(out),
                    "relayd_dkim_key_dns_match{{domain=\"{}\",selector=\"{}\"}} {}\n",
                    escape_label_value(name.first), escape_label_value(name.second), v);
+  render_more(out);
   return out;
 }
 
