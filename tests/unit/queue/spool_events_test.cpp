@@ -54,9 +54,9 @@ TEST(spool_events, events_are_stored_with_their_change_and_survive_a_reopen) {
     sync_call<queue::result, queue::spool::completion> c;
     s->update_recipients(id, {{0, done}}, 0, c.callback(), {"d1", "d2"});
     ASSERT_EQ(std::get<0>(c.f.get()).code, status::ok);
-    // An update that does not apply (the message is gone) stores nothing.
+    // An update that does not apply (no such message) stores nothing.
     sync_call<queue::result, queue::spool::completion> gone;
-    s->update_recipients(id, {{0, done}}, 0, gone.callback(), {"never"});
+    s->update_recipients("0000000000000001", {{0, done}}, 0, gone.callback(), {"never"});
     ASSERT_EQ(std::get<0>(gone.f.get()).code, status::not_found);
     EXPECT_EQ(s->outbox_count(), 3u);
   }
