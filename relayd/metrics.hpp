@@ -195,7 +195,7 @@ class metrics {
       webhook_failed_{0};
   std::size_t destinations_top_ = 20;
   std::map<std::string, destination_count, std::less<>> destination_gauges_;  // top + "other"
-  // Counters by (destination, result); at most 2 x destinations_top + 1 names.
+  // Counters by (destination, result); at most 2 x destinations_top names and "other".
   std::map<std::string, std::array<std::uint64_t, attempt_result_count>, std::less<>>
       destination_results_;
 };

@@ -58,12 +58,12 @@ void metrics::destination_result(std::string_view destination, attempt_result r)
   std::lock_guard lock(mu_);
   std::string_view name = destination;
   if (!destination_gauges_.contains(destination)) name = other;
-  auto it = destination_results_.find(name);
-  if (it == destination_results_.end()) {
-    // Names that left the top keep their series; past the cap, new ones count as other.
-    if (destination_results_.size() >= 2 * destinations_top_ + 1) name = other;
-    it = destination_results_.try_emplace(std::string(name)).first;
-  }
+  // Names that left the top keep their series; past 2 x destinations_top
+  // names (not counting "other"), a new one counts as other.
+  const std::size_t named = destination_results_.size() - destination_results_.count(other);
+  if (name != other && !destination_results_.contains(name) && named >= 2 * destinations_top_)
+    name = other;
+  auto it = destination_results_.try_emplace(std::string(name)).first;
   ++it->second[static_cast<std::size_t>(r)];
 }
 
