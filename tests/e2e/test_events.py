@@ -13,6 +13,9 @@
   then 200: it receives every event of the file (at least once, deduplicated
   by event_id, in order per message), and later events after a graceful
   restart too; nothing stays in the outbox.
+- Local submissions: sendmail through the [local] socket, and through the
+  maildrop directory while relayd is down (imported at the next start): each
+  "received" event names the submitting user (uid and login name).
 - relayctl health: OK (exit 0) with an empty queue, WARNING (1) and CRITICAL
   (2) with a deferred message past thresholds given as flags, CRITICAL (2)
   when relayd does not answer.
@@ -21,7 +24,9 @@
 import http.server
 import json
 import os
+import pwd
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -31,6 +36,9 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relayd_harness as h  # noqa: E402
 import test_delivery_common as c  # noqa: E402
+
+
+SENDMAIL_BIN = os.environ.get("SENDMAIL_BIN") or os.path.join(h.REPO, "build/release/cli/sendmail")
 
 
 def read_events(path):
@@ -214,6 +222,43 @@ class EventsTest(c.DeliveryTestCase):
         self.wait_until(lambda: [e["type"] for e in hook.events() if e["queue_id"] == qid]
                         == ["received", "delivered"], 15, "the events of the message after restart")
         self.assertEqual(len(read_events(path)), len(file_events) + 2)
+
+    def test_local_submitter_via_socket_and_maildrop(self):
+        if not os.access(SENDMAIL_BIN, os.X_OK):
+            self.skipTest(f"sendmail is not built ({SENDMAIL_BIN})")
+        srv = self.scripted_server()
+        d = self.smarthost_relayd(srv.port, start=False)
+        path = os.path.join(d.dir, "events.jsonl")
+        d.reconfigure({"events.file": path})
+        d.start()
+        uid = os.getuid()
+        user = pwd.getpwuid(uid).pw_name
+
+        def sendmail(subject):
+            mid = f"<{subject}.{time.time_ns()}@src.test>"
+            msg = f"To: local@dst.test\nSubject: {subject}\nMessage-ID: {mid}\n\nhi\n"
+            p = subprocess.run([SENDMAIL_BIN, "-C", d.config_path, "-t"], input=msg.encode(),
+                               capture_output=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p)
+            return mid
+
+        def received(mid):
+            return [e for e in read_events(path) if e["type"] == "received"
+                    and e["message_id"] == mid]
+
+        by_socket = sendmail("socket")
+        evs = self.wait_until(lambda: received(by_socket), 10, "the socket submission's event")
+        self.assertRegex(evs[0]["submitter"], rf"^local uid={uid} user={re.escape(user)}\b")
+        d.stop()
+        by_drop = sendmail("maildrop")  # relayd is down: the drop directory
+        d.start()
+        evs = self.wait_until(lambda: received(by_drop), 15, "the imported drop file's event")
+        self.assertEqual(len(evs), 1, evs)
+        self.assertEqual(evs[0]["submitter"], f"local uid={uid} user={user}")
+        self.wait_queue_empty(d, 20)
+        for mid in (by_socket, by_drop):
+            self.wait_until(lambda: [e["type"] for e in read_events(path) if e["message_id"] == mid]
+                            == ["received", "delivered"], 10, f"the events of {mid}")
 
     def test_health_exit_codes(self):
         d = self.relayd()  # the harness's relayhost is a closed port: mail is deferred
