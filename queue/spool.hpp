@@ -112,6 +112,9 @@ class spool {
   // The first `limit` octets of a queued message (its header, for the
   // Message-ID an event names), without copying the rest.
   std::optional<std::string> body_head(std::string_view id, std::size_t limit) const;
+  // Stores events that go with no change of the queue (a destination
+  // suspended or resumed); `done` gets how many.
+  void append_outbox(std::vector<std::string> events, std::function<void(result, std::size_t)> done);
   // Deletes the events with seq <= upto; `done` gets how many (ok, also for none).
   void ack_outbox(std::uint64_t upto, std::function<void(result, std::size_t)> done);
 

@@ -258,6 +258,10 @@ outcome spool_core::apply(std::span<operation* const> ops) {
       if (u->res.code == status::ok && (ec = put_events(*t, u->events))) return failure(ec);
     } else if (auto* a = std::get_if<ack_outbox_op>(o)) {
       if ((ec = apply_ack(*t, *a))) return failure(ec);
+    } else if (auto* ap = std::get_if<append_outbox_op>(o)) {
+      ap->res = {};
+      if ((ec = put_events(*t, ap->events))) return failure(ec);
+      ap->count = ap->events.size();
     } else if (auto* f = std::get_if<forget_drops_op>(o)) {
       f->res = {};
       f->count = 0;

@@ -223,8 +223,16 @@ struct ack_outbox_op {
   std::size_t count = 0;
 };
 
+// Appends events that go with no queue change (spool_events.cpp).
+struct append_outbox_op {
+  std::vector<std::string> events;
+  std::function<void(result, std::size_t)> done;
+  result res;
+  std::size_t count = 0;
+};
+
 using operation = std::variant<enqueue_op, remove_op, update_op, purge_dead_op, bulk_op,
-                               dead_bulk_op, forget_drops_op, ack_outbox_op>;
+                               dead_bulk_op, forget_drops_op, ack_outbox_op, append_outbox_op>;
 
 inline std::size_t op_bytes(const operation& o) {
   if (const auto* e = std::get_if<enqueue_op>(&o)) return e->envelope.size() + e->body.size();

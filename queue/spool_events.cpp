@@ -18,6 +18,14 @@ std::optional<std::string> spool::body_head(std::string_view id, std::size_t lim
   return core_->body_head(id, limit);
 }
 
+void spool::append_outbox(std::vector<std::string> events,
+                          std::function<void(result, std::size_t)> done) {
+  append_outbox_op op;
+  op.events = std::move(events);
+  op.done = std::move(done);
+  core_->submit(std::move(op));
+}
+
 void spool::ack_outbox(std::uint64_t upto, std::function<void(result, std::size_t)> done) {
   ack_outbox_op op;
   op.upto = upto;

@@ -260,6 +260,30 @@ std::vector<std::string> event_log::received(const queue::envelope_record& r,
   return {make(std::move(e))};
 }
 
+void event_log::destination_event(event_type type, std::string destination, std::string reason) {
+  if (!enabled()) return;
+  event e;
+  e.type = type;
+  e.destination = std::move(destination);
+  e.reply = std::move(reason);
+  e.submitter = "relayd";
+  std::vector<std::string> lines{make(std::move(e))};
+  if (s_->cfg.events.webhook.empty()) {
+    committed(std::move(lines));
+    return;
+  }
+  // Told once stored; posted back to the I/O thread (the spool's `done` runs
+  // on its writer). `s_` keeps the state alive; a post after io.run() is dropped.
+  s_->spool.append_outbox(lines, [s = s_, lines](queue::result r, std::size_t) mutable {
+    asio::post(s->io, [s, lines = std::move(lines), r = std::move(r)]() mutable {
+      if (r.code != queue::status::ok)
+        spdlog::error("events: cannot store a destination event in the outbox: {}", r.detail);
+      event_log::write_file(*s, std::move(lines));
+      if (s->client && s->waiting_idle) s->timer.cancel();
+    });
+  });
+}
+
 std::vector<std::string> event_log::outbox_lines(const std::vector<std::string>& lines) const {
   if (s_->cfg.events.webhook.empty()) return {};
   return lines;
@@ -267,23 +291,26 @@ std::vector<std::string> event_log::outbox_lines(const std::vector<std::string>&
 
 void event_log::committed(std::vector<std::string> lines) {
   if (lines.empty()) return;
-  if (!s_->cfg.events.file.empty()) {
-    std::size_t dropped = 0;
-    {
-      std::lock_guard lk(s_->mu);
-      for (auto& l : lines) {
-        if (s_->lines.size() >= max_file_queue) {
-          ++dropped;
-          continue;
-        }
-        s_->lines.push_back(std::move(l));
-      }
-      if (dropped != 0) s_->complain("the writer is behind (" + std::to_string(max_file_queue) + " lines waiting)");
-    }
-    s_->cv.notify_one();
-    if (dropped != 0 && s_->stats) s_->stats->events_dropped(dropped);
-  }
+  write_file(*s_, std::move(lines));
   if (s_->client && s_->waiting_idle) s_->timer.cancel();
+}
+
+void event_log::write_file(state& s, std::vector<std::string> lines) {
+  if (s.cfg.events.file.empty()) return;
+  std::size_t dropped = 0;
+  {
+    std::lock_guard lk(s.mu);
+    for (auto& l : lines) {
+      if (s.lines.size() >= max_file_queue) {
+        ++dropped;
+        continue;
+      }
+      s.lines.push_back(std::move(l));
+    }
+    if (dropped != 0) s.complain("the writer is behind (" + std::to_string(max_file_queue) + " lines waiting)");
+  }
+  s.cv.notify_one();
+  if (dropped != 0 && s.stats) s.stats->events_dropped(dropped);
 }
 
 }  // namespace relayd

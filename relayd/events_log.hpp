@@ -45,6 +45,10 @@ class event_log {
   // when events are off.
   std::vector<std::string> received(const queue::envelope_record& r, std::string_view message,
                                     std::string_view sasl = {}, std::string submitter = {}) const;
+  // The hook for destination state changes (suspended, resumed): one event
+  // with `destination` and `reason` (as its reply), no queue ID; to the outbox
+  // (with a webhook), then to the file. Call on the I/O thread.
+  void destination_event(event_type type, std::string destination, std::string reason);
   // What the spool should store in the outbox with the change: `lines` when a
   // webhook is configured, else nothing.
   std::vector<std::string> outbox_lines(const std::vector<std::string>& lines) const;
@@ -55,6 +59,7 @@ class event_log {
   struct state;  // shared with the writer thread and the sender coroutine
 
  private:
+  static void write_file(state& s, std::vector<std::string> lines);  // to the writer thread
   std::shared_ptr<state> s_;
 };
 

@@ -91,6 +91,20 @@ TEST(spool_events, ack_deletes_up_to_the_sequence_number_only) {
   EXPECT_EQ(ack_sync(*s, 1000).second, 0u);  // nothing left: ok, none
 }
 
+TEST(spool_events, append_outbox_stores_events_without_a_change) {
+  temp_dir d;
+  auto s = open_or_fail(options_in(d));
+  ASSERT_TRUE(s);
+  ASSERT_EQ(enqueue_events_sync(*s, make_record(*s, 10), "b", {"received"}).code, status::ok);
+  sync_call<queue::result, std::size_t> c;
+  s->append_outbox({"suspended", "resumed"}, c.callback());
+  auto [r, n] = c.f.get();
+  EXPECT_EQ(r.code, status::ok);
+  EXPECT_EQ(n, 2u);
+  EXPECT_EQ(texts(s->outbox(10)), (std::vector<std::string>{"received", "suspended", "resumed"}));
+  EXPECT_EQ(s->message_count(), 1u);
+}
+
 TEST(spool_events, body_head_reads_only_the_start) {
   temp_dir d;
   auto s = open_or_fail(options_in(d));
