@@ -6,6 +6,7 @@
 // line on stderr), 2 usage, 64 a bad filter value (--older 5x).
 #include <cstdio>
 #include <cstdlib>
+#include <expected>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 #include "cli/newaliases.hpp"
 #include "cli/relayctl_destinations.hpp"
 #include "cli/relayctl_dkim.hpp"
+#include "cli/relayctl_health.hpp"
 #include "cli/relayctl_print.hpp"
 #include "relayd/config.hpp"
 #include "relayd/config_values.hpp"
@@ -53,6 +55,9 @@ int usage(int code) {
                "  stats [--json]         counts per state, oldest message age, spool use\n"
                "  reload                 have relayd re-read its configuration (as SIGHUP);\n"
                "                         exit 1 with the reason when the file is bad\n"
+               "  health [--spool-warn PCT] [--spool-crit PCT] [--age-warn DUR] [--age-crit DUR]\n"
+               "         [--deferred-warn N] [--deferred-crit N] [--dead-warn N] [--dead-crit N]\n"
+               "                         one line; exit 0 OK, 1 WARNING, 2 CRITICAL (Nagios)\n"
                "  aliases-reload         check [local] aliases, then have relayd reload it\n"
                "                         (newaliases; exit 65: bad file, 75: not reloaded)\n"
                "  dkim keygen DOMAIN SELECTOR [--algorithm rsa2048|rsa1024|rsa4096|ed25519]\n"
@@ -161,7 +166,8 @@ int main(int argc, char** argv) {
       }
       top = static_cast<std::size_t>(*v);
     } else if (command == "dead" || command == "stats" || command == "dkim" ||
-               command == "destinations" || command == "suspend" || command == "resume") {
+               command == "destinations" || command == "suspend" || command == "resume" ||
+               command == "health") {
       words.emplace_back(a);
     } else if (!command.empty()) {
       std::fprintf(stderr, "relayctl: one command at a time ('%s' after '%s')\n", argv[i],
@@ -177,7 +183,8 @@ int main(int argc, char** argv) {
       command = a;
       if (i + 1 < argc && !is_filter_option(argv[i + 1])) arg = next();
     } else if (a == "dead" || a == "stats" || a == "aliases-reload" || a == "dkim" ||
-               a == "reload" || a == "destinations" || a == "suspend" || a == "resume") {
+               a == "reload" || a == "destinations" || a == "suspend" || a == "resume" ||
+               a == "health") {
       command = a;
     } else {
       std::fprintf(stderr, "relayctl: unknown command '%s'\n", argv[i]);
@@ -207,6 +214,11 @@ int main(int argc, char** argv) {
   const bool destination_command =
       command == "destinations" || command == "suspend" || command == "resume";
   if (destination_command && !relayctl::destinations_words_ok(command, words)) return usage(2);
+  std::expected<relayctl::health_thresholds, std::string> thresholds;
+  if (command == "health" && !(thresholds = relayctl::parse_health_flags(words))) {
+    std::fprintf(stderr, "relayctl: %s\n", thresholds.error().c_str());
+    return usage(2);
+  }
   if (command == "dkim" && words[0] == "keygen") return relayctl::dkim_keygen(words, config_path);
 
   if (command == "aliases-reload") {
@@ -222,6 +234,7 @@ int main(int argc, char** argv) {
                      : config_path ? socket_from_config(*config_path, true)
                                    : socket_from_config(default_config, false);
   using namespace relayctl;
+  if (command == "health") return health(path, *thresholds);
   namespace verb = relayd::control_protocol::verb;
   control_client c(path);
   if (command == "-p" && shape) return print_shape(c, filter, top.value_or(20));

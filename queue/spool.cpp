@@ -33,15 +33,17 @@ std::string spool::new_id() {
   return core_->new_id();
 }
 
-void spool::enqueue(envelope_record env, std::string body, std::function<void(result)> done) {
-  enqueue_drop({}, std::move(env), std::move(body), std::move(done));
+void spool::enqueue(envelope_record env, std::string body, std::function<void(result)> done,
+                    std::vector<std::string> events) {
+  enqueue_drop({}, std::move(env), std::move(body), std::move(done), std::move(events));
 }
 
 // enqueue() is this with no drop name.
 void spool::enqueue_drop(std::string drop_name, envelope_record env, std::string body,
-                         std::function<void(result)> done) {
+                         std::function<void(result)> done, std::vector<std::string> events) {
   enqueue_op op;
   op.done = std::move(done);
+  op.events = std::move(events);
   op.drop = std::move(drop_name);
   if (op.drop.size() > max_drop_name) {
     op.rejected = true;
@@ -73,9 +75,11 @@ std::vector<std::uint64_t> parse_ids(const std::vector<std::string>& ids) {
 
 void spool::update_recipients(std::string id, std::vector<recipient_update> updates,
                               std::uint32_t flags_set,
-                              std::function<void(result, completion)> done) {
+                              std::function<void(result, completion)> done,
+                              std::vector<std::string> events) {
   update_op op;
   op.done = std::move(done);
+  op.events = std::move(events);
   op.updates = std::move(updates);
   op.flags_set = flags_set;
   if (auto v = parse_id(id)) {

@@ -74,7 +74,9 @@ class spool {
   // Stores envelope + body in one synced transaction (shared with other
   // operations). `done` runs on the writer thread after the commit, or after the
   // failure; it must be quick (post to your own executor).
-  void enqueue(envelope_record env, std::string body, std::function<void(result)> done);
+  // `events` (JSON texts) go to the event outbox in the same transaction.
+  void enqueue(envelope_record env, std::string body, std::function<void(result)> done,
+               std::vector<std::string> events = {});
   // Deletes the messages (an empty list: every message). `done` gets how many
   // were deleted; ok if at least one was, not_found otherwise.
   void remove(std::vector<std::string> ids, std::function<void(result, std::size_t)> done);
@@ -87,7 +89,7 @@ class spool {
   // and gives status::error.
   static constexpr std::size_t max_drop_name = 255;
   void enqueue_drop(std::string drop_name, envelope_record env, std::string body,
-                    std::function<void(result)> done);
+                    std::function<void(result)> done, std::vector<std::string> events = {});
   // The queue ID the drop file `drop_name` was imported as, if it is recorded.
   std::optional<std::string> drop_imported(std::string_view drop_name) const;
   // Up to `limit` recorded names, in byte order.
@@ -102,6 +104,25 @@ class spool {
   // Writes the domain's record (an empty one deletes it) in the writer's next
   // transaction; `done` runs on the writer thread as for enqueue().
   void store_mta_sts(std::string domain, std::string record, std::function<void(result)> done);
+  // ---- Event outbox (relayd/events_webhook) -----------------------------
+  // Events stored with enqueue() / update_recipients() wait in the `events`
+  // database, in commit order, until ack_outbox() deletes them: a crash or a
+  // restart loses none (one committed with its change is never missing).
+  struct outbox_entry {
+    std::uint64_t seq = 0;  // grows with every event stored
+    std::string text;
+  };
+  // The oldest `limit` events.
+  std::vector<outbox_entry> outbox(std::size_t limit) const;
+  std::uint64_t outbox_count() const;
+  // The first `limit` octets of a queued message (its header, for the
+  // Message-ID an event names), without copying the rest.
+  std::optional<std::string> body_head(std::string_view id, std::size_t limit) const;
+  // Stores events that go with no change of the queue (a destination
+  // suspended or resumed); `done` gets how many.
+  void append_outbox(std::vector<std::string> events, std::function<void(result, std::size_t)> done);
+  // Deletes the events with seq <= upto; `done` gets how many (ok, also for none).
+  void ack_outbox(std::uint64_t upto, std::function<void(result, std::size_t)> done);
 
   // ---- Scheduling --------------------------------------------------------
   // Every message that has a pending recipient and is not held has exactly one
@@ -136,8 +157,11 @@ class spool {
   // removed if all were delivered, otherwise moved (record + body) to the
   // `dead` database under the same ID. Also sets `flags_set` bits on the
   // message (e.g. flag_delay_warned). not_found if the message is gone.
+  // `events` go to the event outbox in the same transaction (not when the
+  // update does not apply).
   void update_recipients(std::string id, std::vector<recipient_update> updates,
-                         std::uint32_t flags_set, std::function<void(result, completion)> done);
+                         std::uint32_t flags_set, std::function<void(result, completion)> done,
+                         std::vector<std::string> events = {});
   // Sets next_attempt_us of every pending recipient to `due_us` for the given
   // messages (empty list: every message that is not held); held ones are
   // skipped. `done` gets how many messages were rescheduled.

@@ -221,6 +221,7 @@ outcome spool_core::apply(std::span<operation* const> ops) {
         if ((ec = t->put(schedule_dbi_, key_view(sk), empty_value))) return failure(ec);
       }
       if (!e->drop.empty() && (ec = t->put(drops_dbi_, e->drop, key_view(key)))) return failure(ec);
+      if ((ec = put_events(*t, e->events))) return failure(ec);
       ++count;
       high = std::max(high, e->id);
     } else if (auto* rm = std::get_if<remove_op>(o)) {
@@ -254,6 +255,13 @@ outcome spool_core::apply(std::span<operation* const> ops) {
       if (r.count == 0) r.res = {status::not_found, "no such message"};
     } else if (auto* u = std::get_if<update_op>(o)) {
       if ((ec = apply_update(*t, *u, count))) return failure(ec);
+      if (u->res.code == status::ok && (ec = put_events(*t, u->events))) return failure(ec);
+    } else if (auto* a = std::get_if<ack_outbox_op>(o)) {
+      if ((ec = apply_ack(*t, *a))) return failure(ec);
+    } else if (auto* ap = std::get_if<append_outbox_op>(o)) {
+      ap->res = {};
+      if ((ec = put_events(*t, ap->events))) return failure(ec);
+      ap->count = ap->events.size();
     } else if (auto* f = std::get_if<forget_drops_op>(o)) {
       f->res = {};
       f->count = 0;
@@ -315,7 +323,8 @@ void spool_core::apply_one(operation& o) {
   operation* one[] = {&o};
   const bool removing = std::holds_alternative<remove_op>(o) ||
                         std::holds_alternative<purge_dead_op>(o) ||
-                        std::holds_alternative<forget_drops_op>(o);
+                        std::holds_alternative<forget_drops_op>(o) ||
+                        std::holds_alternative<ack_outbox_op>(o);
   const bool updating = std::holds_alternative<update_op>(o);
   bool past_cap = false;
   bool advanced = false;

@@ -24,6 +24,10 @@
 //   mta_sts     policy domain -> the MTA-STS policy cached for it (an opaque
 //               record of relayd/delivery_mta_sts_policy.hpp, versioned there);
 //               created at open like drops
+//   events      8-byte BE sequence number -> one event's JSON text: the webhook's
+//               outbox (relayd/events_webhook), written in the transaction of the
+//               change the event tells (enqueue, update), deleted once posted
+//               (ack_outbox); created at open like drops
 // Next to data.mdb and lock.mdb, relayd.lock holds the PID of the process that
 // has the spool open; it is flock()ed while the spool is open (one writer
 // process per spool).
@@ -95,6 +99,7 @@ inline constexpr const char* db_dead = "dead";
 inline constexpr const char* db_dead_body = "dead_body";
 inline constexpr const char* db_drops = "drops";
 inline constexpr const char* db_mta_sts = "mta_sts";
+inline constexpr const char* db_events = "events";
 inline constexpr mode_t spool_dir_mode = 0711;  // searchable by others, not listable
 inline constexpr const char* lock_file = "relayd.lock";  // see spool_core::lock_dir()
 inline constexpr std::string_view meta_format = "format";
@@ -139,6 +144,7 @@ struct enqueue_op {
   std::optional<std::int64_t> due;  // its schedule entry, if any
   std::string body;
   std::string drop;  // enqueue_drop(): the drop file's name, recorded with it
+  std::vector<std::string> events;  // appended to the outbox with it
   std::function<void(result)> done;
   result res;
   bool rejected = false;  // failed before reaching the writer (bad ID)
@@ -156,6 +162,7 @@ struct update_op {
   std::uint64_t id = 0;
   std::vector<spool::recipient_update> updates;  // not consumed: a batch may be applied again
   std::uint32_t flags_set = 0;
+  std::vector<std::string> events;  // appended to the outbox when the update applies
   std::function<void(result, spool::completion)> done;
   result res;
   spool::completion became = spool::completion::pending;
@@ -219,12 +226,30 @@ struct mta_sts_op {
   result res;
 };
 
+// Deletes outbox events up to a sequence number (spool_events.cpp).
+struct ack_outbox_op {
+  std::uint64_t upto = 0;
+  std::function<void(result, std::size_t)> done;
+  result res;
+  std::size_t count = 0;
+};
+
+// Appends events that go with no queue change (spool_events.cpp).
+struct append_outbox_op {
+  std::vector<std::string> events;
+  std::function<void(result, std::size_t)> done;
+  result res;
+  std::size_t count = 0;
+};
+
 using operation = std::variant<enqueue_op, remove_op, update_op, purge_dead_op, bulk_op,
-                               dead_bulk_op, forget_drops_op, mta_sts_op>;
+                               dead_bulk_op, forget_drops_op, mta_sts_op, ack_outbox_op,
+                               append_outbox_op>;
 
 inline std::size_t op_bytes(const operation& o) {
   if (const auto* e = std::get_if<enqueue_op>(&o)) return e->envelope.size() + e->body.size();
-  if (const auto* u = std::get_if<update_op>(&o)) return 64 + 256 * u->updates.size();
+  if (const auto* u = std::get_if<update_op>(&o))
+    return 64 + 256 * u->updates.size() + 512 * u->events.size();
   return 64;
 }
 
@@ -305,6 +330,9 @@ class spool_core {
   std::optional<std::string> drop_imported(std::string_view name) const;
   std::vector<std::string> drop_names(std::size_t limit) const;
   std::optional<std::string> mta_sts_record(std::string_view domain) const;
+  std::vector<spool::outbox_entry> outbox(std::size_t limit) const;
+  std::uint64_t outbox_count() const;
+  std::optional<std::string> body_head(std::string_view id, std::size_t limit) const;
   const open_report& report() const { return report_; }
 
   std::vector<quarantine_entry> quarantined() const { return quarantined_; }
@@ -339,6 +367,9 @@ class spool_core {
   std::error_code unschedule(lmdb::txn& t, std::uint64_t id, const envelope_record& r);
   std::error_code apply_update(lmdb::txn& t, update_op& u, std::uint64_t& count);
   std::error_code put_dead(lmdb::txn& t, std::uint64_t id, const envelope_record& r);
+  // Appends `lines` to the outbox after its last entry (spool_events.cpp).
+  std::error_code put_events(lmdb::txn& t, const std::vector<std::string>& lines);
+  std::error_code apply_ack(lmdb::txn& t, ack_outbox_op& a);
   outcome apply(std::span<operation* const> ops);
   void apply_one(operation& o);
   void apply_group(std::span<operation> ops);
@@ -373,7 +404,7 @@ class spool_core {
   int lock_fd_ = -1;         // holds the flock() on lock_file while open
   lmdb::env env_;
   lmdb::dbi meta_dbi_, envelope_dbi_, body_dbi_, quarantine_dbi_, schedule_dbi_, dead_dbi_,
-      dead_body_dbi_, drops_dbi_, mta_sts_dbi_;
+      dead_body_dbi_, drops_dbi_, mta_sts_dbi_, events_dbi_;
   std::uint64_t psize_ = 4096;
   // Read transactions hold it shared; changing the map size (or reopening the
   // environment) holds it exclusively, as LMDB requires no live transaction then.

@@ -180,6 +180,7 @@ std::error_code spool_core::open_databases(lmdb::txn& t) {
       {db_schedule, &schedule_dbi_},   {db_dead, &dead_dbi_},
       {db_dead_body, &dead_body_dbi_}, {db_drops, &drops_dbi_},
       {db_mta_sts, &mta_sts_dbi_},
+      {db_events, &events_dbi_},
   };
   for (const auto& [name, dbi] : dbs) {
     auto d = t.open_dbi(name, MDB_CREATE);

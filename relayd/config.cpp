@@ -824,6 +824,34 @@ std::vector<field> loader::schema() {
                    [this](const toml::node& n, const std::string& key) {
                      set(c_.metrics.listen, address(n, key, 9587, true));
                    }},
+                  {"destinations_top",
+                   [this](const toml::node& n, const std::string& key) {
+                     auto v = count(n, key);
+                     if (v && (*v < 1 || *v > 1000))
+                       fail(n, key, "must be 1 to 1000");
+                     else
+                       set(c_.metrics.destinations_top, std::move(v));
+                   }},
+              }),
+      section("events",
+              {
+                  {"file",
+                   [this](const toml::node& n, const std::string& key) {
+                     set(c_.events.file, path(n, key));
+                   }},
+                  {"webhook",
+                   [this](const toml::node& n, const std::string& key) {
+                     auto v = string(n, key);
+                     if (!v) return;
+                     const auto rest = v->starts_with("https://") ? v->substr(8)
+                                       : v->starts_with("http://") ? v->substr(7)
+                                                                   : std::string();
+                     if (!v->empty() && (rest.empty() || rest.front() == '/' || rest.front() == ':'))
+                       fail(n, key, "expected an http:// or https:// URL with a host, got " +
+                                        quoted(*v));
+                     else
+                       c_.events.webhook = std::move(*v);
+                   }},
               }),
       dkim_field(),
       {"dkim_check_interval", positive_duration(c_.dkim_check_interval)},

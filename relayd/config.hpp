@@ -176,7 +176,15 @@ struct config {
 
   struct metrics_section {
     std::optional<endpoint> listen = endpoint{"127.0.0.1", 9587};  // "" disables
+    // Per-destination series for this many destinations (most queued), the rest as "other".
+    std::uint64_t destinations_top = 20;
   } metrics;
+
+  // [events] (relayd/events_log.hpp): JSON lines per state change.
+  struct events_section {
+    std::string file;     // "" : none
+    std::string webhook;  // "http(s)://host[:port]/path"; "" : none
+  } events;
 
   // [[dkim]]: one signing key (RFC 6376). Every entry for the signing domain
   // signs (RSA + Ed25519, old and new selector); the key file is read at start

@@ -22,6 +22,7 @@
 #include "relayd/delivery_scheduler.hpp"
 #include "relayd/dkim_dns_monitor.hpp"
 #include "relayd/dkim_sign.hpp"
+#include "relayd/events_log.hpp"
 #include "relayd/inbound_maildrop.hpp"
 #include "relayd/inbound_listener.hpp"
 #include "relayd/local_aliases.hpp"
@@ -92,10 +93,14 @@ int run_daemon(config cfg, const std::string& config_path) {
     return 1;
   }
   metrics registry;
+  // [events]: before the scheduler, which points at it; its writer thread is
+  // joined when it goes (after the scheduler).
+  event_log events(io, cfg, *spool, &registry);
   // The scheduler and the agent refer to each other (jobs one way, results the
   // other); both live until io.run() has returned, so neither outlives the other
   // while a coroutine runs.
   scheduler sched(io, cfg, *spool, &registry);
+  if (events.enabled()) sched.set_events(&events);
   delivery_agent agent(io, cfg, sched, *resolver);
   inbound_listener server(io, cfg, *spool, sched, registry);
   control_server control(io, cfg, *spool);
@@ -124,6 +129,10 @@ int run_daemon(config cfg, const std::string& config_path) {
   }
   const bool maildrop_ok = prepare_maildrop(cfg, *user);  // needs root to set its group
   if (!user->name.empty() && !drop_privileges(cfg, *user)) return 1;
+  if (std::string why; !events.start(why)) {  // after the drop: reopen() works as the same user
+    spdlog::critical("{}", why);
+    return 1;
+  }
   maildrop_importer maildrop(io, cfg, *spool, sched, registry, aliases);
   maildrop.set_dkim(dkim);
   if (maildrop_ok) maildrop.start();
@@ -165,6 +174,7 @@ int run_daemon(config cfg, const std::string& config_path) {
         }
         spdlog::info("signal {}: stopping (finishing transactions in flight)", sig);
         census.stop();
+        events.stop();
         retention.stop();
         dkim_dns.stop();
         maildrop.stop();
@@ -200,6 +210,7 @@ int run_daemon(config cfg, const std::string& config_path) {
   // A good reload also checks the (possibly rotated) DKIM keys against DNS now.
   auto reload_all = [&](std::string_view trigger) {
     auto r = reload_config(reload, trigger);
+    events.reopen();  // the event file, renamed by logrotate
     if (r && dkim.enabled()) dkim_dns.check_now(nullptr);
     return r;
   };

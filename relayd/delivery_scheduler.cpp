@@ -15,6 +15,7 @@
 #include "relayd/delivery_outcome.hpp"
 #include "relayd/delivery_port.hpp"
 #include "relayd/delivery_route.hpp"
+#include "relayd/events_log.hpp"
 #include "relayd/metrics.hpp"
 #include "smtp/text.hpp"
 
@@ -457,6 +458,7 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
   std::vector<queue::spool::recipient_update> updates;
   bool any_delivered = false;
   std::vector<queue::recipient> failed_now, deferred_now, relayed_now;  // for DSNs
+  std::vector<event> happened;  // [events], one per recipient (type set below)
   for (auto& o : outcomes) {
     if (o.index >= msg.recipients.size()) continue;
     auto next = apply_outcome(msg.recipients[o.index], o, msg.arrival_us, now, retry_, jitter_);
@@ -469,6 +471,8 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
     const outcome_kind fate = fate_of(next.state);
     if (metrics_ && !o.shaped) {
       metrics_->delivery_attempt(fate);
+      metrics_->destination_result(smtp::text::lower(std::string(destination_domain(next.address))),
+                                   attempt_result_of(fate));
       if (fate == outcome_kind::deferred) metrics_->deferral(classify_deferral(o));
     }
     const double queued = static_cast<double>(j.dispatched_us - msg.arrival_us) / 1e6;
@@ -478,6 +482,12 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
                  std::max(queued, 0.0), timing.dns, timing.connect, timing.transfer,
                  next.status.empty() ? "-" : next.status, log_word(fate),
                  next.reason == "expired" ? "message expired: " + o.description : o.description);
+    if (events_ && events_->enabled())
+      happened.push_back(event{.recipient = next.address,
+                               .destination = d.key.name,
+                               .reply = next.last_reply.empty() ? o.description : next.last_reply,
+                               .status = next.status,
+                               .attempt = next.attempts});
     updates.push_back({o.index, std::move(next)});
   }
   if (any_delivered) d.failures = 0;
@@ -490,8 +500,11 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
   // crash may repeat a DSN but never lose one. Each reports only the recipients
   // whose NOTIFY asks for it (wants_notice); the dead spool keeps every failure.
   const bool notify = may_notify(cfg_, msg);
-  if (auto tell = asking_for(failed_now, smtp::dsn_action::failed); notify && !tell.empty())
+  std::vector<queue::recipient> told_failed;
+  if (auto tell = asking_for(failed_now, smtp::dsn_action::failed); notify && !tell.empty()) {
     queue_notice(msg, tell, smtp::dsn_action::failed);
+    told_failed = std::move(tell);
+  }
   if (auto tell = asking_for(relayed_now, smtp::dsn_action::relayed); notify && !tell.empty())
     queue_notice(msg, tell, smtp::dsn_action::relayed);
   std::uint32_t flags_set = 0;
@@ -502,13 +515,15 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
       warned_.insert(msg.id);
     }
   }
+  std::vector<std::string> event_lines = event_lines_of(msg, updates, told_failed, std::move(happened));
   ++pending_updates_;
   const std::string id = msg.id;
   auto observed = observer_ ? updates : std::vector<queue::spool::recipient_update>{};
   spool_.update_recipients(
       id, std::move(updates), flags_set,
       on_io_thread([this, id, dead_reasons = std::move(dead_reasons), message = j.message,
-                    observed = std::move(observed)](queue::result r, queue::spool::completion c) {
+                    observed = std::move(observed),
+                    event_lines](queue::result r, queue::spool::completion c) mutable {
         if (r.code != queue::status::ok && r.code != queue::status::not_found)
           spdlog::error("{}: cannot store delivery results: {}", id, r.detail);
         if (c == queue::spool::completion::delivered) spdlog::info("{}: removed", id);
@@ -520,10 +535,37 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
           if (metrics_)
             for (const auto& why : dead_reasons) metrics_->dead_letter(why);
           if (observer_) observer_(*message, observed, c);
+          if (events_) events_->committed(std::move(event_lines));
         }
         --pending_updates_;
         job_stored(id);
-      }));
+      }),
+      events_ ? events_->outbox_lines(event_lines) : std::vector<std::string>{});
+}
+
+std::vector<std::string> scheduler::event_lines_of(
+    const queue::envelope_record& msg, std::span<const queue::spool::recipient_update> updates,
+    std::span<const queue::recipient> told_failed, std::vector<event> happened) const {
+  std::vector<std::string> lines;
+  if (happened.empty()) return lines;
+  const auto head = spool_.body_head(msg.id, 64 * 1024);
+  const std::string message_id = head ? message_id_of(*head) : std::string();
+  const std::string submitter = submitter_of(msg);
+  const auto now = now_us_();
+  for (std::size_t i = 0; i < happened.size() && i < updates.size(); ++i) {
+    event& e = happened[i];
+    const auto& rc = updates[i].value;
+    const bool told = std::ranges::any_of(
+        told_failed, [&](const queue::recipient& t) { return t.address == rc.address; });
+    e.type = event_type_of(rc, told);
+    e.time_us = now;
+    e.queue_id = msg.id;
+    e.message_id = message_id;
+    e.sender = msg.sender;
+    e.submitter = submitter;
+    lines.push_back(events_->make(std::move(e)));
+  }
+  return lines;
 }
 
 void scheduler::job_stored(const std::string& id) {
@@ -555,17 +597,23 @@ void scheduler::queue_notice(const queue::envelope_record& message,
   if (metrics_ && action == smtp::dsn_action::delayed) metrics_->delay_warning();
   ++pending_updates_;
   std::string dsn_id = n.envelope.id;
+  std::vector<std::string> event_lines =
+      events_ ? events_->received(n.envelope, n.message, {}, "relayd") : std::vector<std::string>{};
+  auto outbox = events_ ? events_->outbox_lines(event_lines) : std::vector<std::string>{};
   spool_.enqueue(std::move(n.envelope), std::move(n.message),
-                 on_io_thread([this, dsn = std::move(dsn_id), of = message.id, now](queue::result r) {
+                 on_io_thread([this, dsn = std::move(dsn_id), of = message.id, now,
+                               event_lines](queue::result r) mutable {
                    --pending_updates_;
                    if (r.code == queue::status::ok) {
+                     if (events_) events_->committed(std::move(event_lines));
                      notify_enqueued(now);
                    } else {
                      // The dead spool (or the queue) still holds what happened.
                      spdlog::error("{}: cannot queue the notification {}: {}", of, dsn, r.detail);
                    }
                    maybe_idle();
-                 }));
+                 }),
+                 std::move(outbox));
 }
 
 void scheduler::finish_all_waiting(destination& d, recipient_outcome why, const std::string& relay) {

@@ -27,12 +27,14 @@
 #include "relayd/delivery_rate.hpp"
 #include "relayd/delivery_retry.hpp"
 #include "relayd/delivery_types.hpp"
+#include "relayd/events_format.hpp"
 #include "relayd/net.hpp"
 #include "smtp/dsn.hpp"
 
 namespace relayd {
 
 class delivery_port;
+class event_log;
 class metrics;
 class destination_policies;
 struct destination_policy;
@@ -200,6 +202,10 @@ class scheduler {
                          std::span<const queue::spool::recipient_update> updates,
                          queue::spool::completion c)>;
   void set_outcome_observer(outcome_observer o) { observer_ = std::move(o); }
+  // [events]: each stored result (and each notice queued) is told to `e`,
+  // stored in the spool's outbox with it. Null: none. `e` outlives the scheduler.
+  void set_events(event_log* e) { events_ = e; }
+  event_log* events() const { return events_; }
 
   const config& cfg() const { return cfg_; }
   queue::spool& spool() { return spool_; }
@@ -237,6 +243,13 @@ class scheduler {
   destination_group* group_named(const std::string& name, bool create);
   void finish_all_waiting(destination& d, recipient_outcome why, const std::string& relay);
   void job_stored(const std::string& id);
+  // The [events] lines of a job's stored results (`happened`: one per update,
+  // its type still to decide; `told_failed`: failed recipients whose sender
+  // gets a non-delivery notice).
+  std::vector<std::string> event_lines_of(const queue::envelope_record& msg,
+                                          std::span<const queue::spool::recipient_update> updates,
+                                          std::span<const queue::recipient> told_failed,
+                                          std::vector<event> happened) const;
   // Queues a DSN (failed, delayed or relayed) about `recipients` of `message` to its sender.
   void queue_notice(const queue::envelope_record& message,
                     std::span<const queue::recipient> recipients, smtp::dsn_action action);
@@ -258,6 +271,7 @@ class scheduler {
   bool stopping_ = false;
   std::function<void()> on_idle_;
   outcome_observer observer_;
+  event_log* events_ = nullptr;
   std::optional<queue::spool::due_entry> cursor_;
   std::chrono::steady_clock::time_point last_full_scan_;
   std::unordered_map<std::string, std::size_t> in_flight_;  // id -> jobs not yet stored

@@ -34,6 +34,7 @@
 #include "relayd/delivery_requiretls.hpp"
 #include "relayd/delivery_scheduler.hpp"
 #include "relayd/dkim_sign.hpp"
+#include "relayd/events_log.hpp"
 #include "relayd/maildrop_file.hpp"
 #include "relayd/metrics.hpp"
 #include "relayd/net.hpp"
@@ -336,8 +337,11 @@ awaitable<imported> import_one(std::shared_ptr<state> s, const std::string& name
   const std::size_t size = rec.size, nrcpt = rec.recipients.size();
   const std::int64_t arrival = rec.arrival_us;
 
+  event_log* events = s->sched.events();  // [events]: stored with the message
+  std::vector<std::string> event_lines = events ? events->received(rec, body) : std::vector<std::string>{};
   auto r = co_await from_callback<void(queue::result)>([&](auto done) {
-    s->spool.enqueue_drop(name, std::move(rec), std::move(body), std::move(done));
+    s->spool.enqueue_drop(name, std::move(rec), std::move(body), std::move(done),
+                          events ? events->outbox_lines(event_lines) : std::vector<std::string>{});
   });
   if (r.code != queue::status::ok) {
     if (auto earlier = s->spool.drop_imported(name)) {
@@ -350,6 +354,7 @@ awaitable<imported> import_one(std::shared_ptr<state> s, const std::string& name
   spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=maildrop uid={} user={}{}", id, sender,
                size, nrcpt, who.uid, who.user.empty() ? "-" : who.user,
                message_id + (dkim_log.empty() ? "" : ", dkim=" + dkim_log));
+  if (events) events->committed(std::move(event_lines));
   s->stats.message_received();
   s->sched.notify_enqueued(arrival);
   if (auto e = s->remove(name); !e.empty()) {

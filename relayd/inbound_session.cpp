@@ -25,6 +25,7 @@
 #include "relayd/auth_users.hpp"
 #include "relayd/config.hpp"
 #include "relayd/dkim_sign.hpp"
+#include "relayd/events_log.hpp"
 #include "relayd/inbound_connection.hpp"
 #include "relayd/inbound_local.hpp"
 #include "relayd/local_aliases.hpp"
@@ -171,11 +172,16 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
   const std::string sender = rec.sender, id = rec.id;
   const std::int64_t arrival = rec.arrival_us;
 
+  event_log* events = s.sched.events();  // [events]: stored with the message
+  std::vector<std::string> event_lines = events ? events->received(rec, body, sasl) : std::vector<std::string>{};
+
   // `done` runs on the spool's writer thread; from_callback posts it back here.
   auto r = co_await from_callback<void(queue::result)>([&](auto done) {
-    s.spool.enqueue(std::move(rec), std::move(body), std::move(done));
+    s.spool.enqueue(std::move(rec), std::move(body), std::move(done),
+                    events ? events->outbox_lines(event_lines) : std::vector<std::string>{});
   });
   if (r.code == queue::status::ok) {
+    if (events) events->committed(std::move(event_lines));
     if (submitter)
       spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=local, uid={} user={} unit={}{}", id,
                    sender, size, nrcpt, submitter->uid, or_dash(submitter->user),

@@ -357,6 +357,7 @@ std::string metrics::render() const {
     fmt::format_to(std::back_inserter(out),
                    "relayd_tls_policy_results_total{{policy=\"{}\",result=\"{}\"}} {}\n",
                    escape_label_value(key.first), escape_label_value(key.second), n);
+  render_more(out);
   return out;
 }
 

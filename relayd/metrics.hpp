@@ -80,6 +80,16 @@ struct queue_census {
 std::uint64_t effective_spool_max(const std::string& dir, std::uint64_t used_bytes,
                                   std::uint64_t max_size, std::uint64_t min_free_disk);
 
+// Pending recipients of one destination (metrics_destinations.cpp).
+struct destination_count {
+  std::uint64_t queued = 0;    // pending recipients
+  std::uint64_t deferred = 0;  // of those, attempted at least once
+};
+
+// The destination name of a recipient in the per-destination series: the
+// part after the last '@' (the whole address when it has none).
+std::string_view destination_domain(std::string_view address);
+
 class metrics {
  public:
   // Upper bounds of relayd_delivery_duration_seconds's buckets (+Inf implied).
@@ -143,6 +153,23 @@ class metrics {
   // outcome (relayd/delivery_tls_report.hpp names the labels). The MTA-STS
   // series are exported at 0 from the start, so increase() sees the first one.
   void tls_policy_result(std::string_view policy, std::string_view result);
+  // ---- [events] (relayd/events_log) ----------------------------------------
+  void events_dropped(std::uint64_t n) { events_dropped_.fetch_add(n, std::memory_order_relaxed); }
+  void set_events_outbox(std::uint64_t n) { events_outbox_.store(n, std::memory_order_relaxed); }
+  void webhook_post(bool ok) {
+    (ok ? webhook_ok_ : webhook_failed_).fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // ---- per destination (metrics_destinations.cpp) ----------------------------
+  // The census's pending recipients per destination (recipient domain): the
+  // `destinations_top` with the most get their own series, the rest add up
+  // under "other". Also decides which destinations destination_result() names.
+  void set_destination_gauges(const std::map<std::string, destination_count, std::less<>>& all,
+                              std::size_t top);
+  // One recipient's result at `destination` (its domain), for
+  // relayd_destination_attempts_total{destination,result}: a destination not in
+  // the current top counts as "other".
+  void destination_result(std::string_view destination, attempt_result r);
 
   // ---- exposition ----------------------------------------------------------
   // Prometheus text format 0.0.4 (Content-Type "text/plain; version=0.0.4").
@@ -175,6 +202,16 @@ class metrics {
   bool reload_ok_ = true;
   double reload_at_ = 0;  // the start time until a reload succeeds
   std::map<std::pair<std::string, std::string>, std::uint64_t> tls_policy_results_;  // (policy, result)
+
+  // metrics_destinations.cpp: [events] counters, build info, per-destination series.
+  void render_more(std::string& out) const;  // called by render() with mu_ held
+  std::atomic<std::uint64_t> events_dropped_{0}, events_outbox_{0}, webhook_ok_{0},
+      webhook_failed_{0};
+  std::size_t destinations_top_ = 20;
+  std::map<std::string, destination_count, std::less<>> destination_gauges_;  // top + "other"
+  // Counters by (destination, result); at most 2 x destinations_top names and "other".
+  std::map<std::string, std::array<std::uint64_t, attempt_result_count>, std::less<>>
+      destination_results_;
 };
 
 }  // namespace relayd

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <string>
 
 #include "queue/clock.hpp"
@@ -14,6 +15,7 @@
 #include "relayd/metrics.hpp"
 #include "relayd/net.hpp"
 #include "relayd/delivery_scheduler.hpp"
+#include "smtp/text.hpp"
 
 namespace relayd {
 
@@ -32,18 +34,31 @@ struct queue_census_loop::state {
 
 namespace {
 
+// Pending recipients by recipient domain (lower case).
+void count_destinations(const queue::envelope_record& r,
+                        std::map<std::string, destination_count, std::less<>>& out) {
+  for (const auto& rc : r.recipients) {
+    if (rc.state != queue::rcpt_state::pending) continue;
+    auto& c = out[smtp::text::lower(std::string(destination_domain(rc.address)))];
+    ++c.queued;
+    if (rc.attempts > 0) ++c.deferred;
+  }
+}
+
 awaitable<void> census_loop(std::shared_ptr<queue_census_loop::state> s) {
   using steady = std::chrono::steady_clock;
   constexpr std::size_t batch = 1000;
   while (!s->stopping) {
     const auto started = steady::now();
     queue_census census(queue::wall_clock_us());
+    std::map<std::string, destination_count, std::less<>> destinations;
     std::string after;
     for (;;) {
       std::size_t seen = 0;
       after = s->spool.scan(after, batch, [&](const queue::envelope_record& r) {
         ++seen;
         census.add(r);
+        count_destinations(r, destinations);
       });
       if (seen < batch || s->stopping) break;
       co_await asio::post(s->io, asio::use_awaitable);
@@ -56,6 +71,7 @@ awaitable<void> census_loop(std::shared_ptr<queue_census_loop::state> s) {
                             s->cfg.queue.min_free_disk);
     s->stats.set_queue_gauges(census.gauges);
     s->stats.set_in_flight(s->sched.in_flight_count());
+    s->stats.set_destination_gauges(destinations, s->cfg.metrics.destinations_top);
     s->timer.expires_after(
         std::max<steady::duration>(std::chrono::seconds(5), 10 * (steady::now() - started)));
     co_await s->timer.async_wait(use_tuple);

@@ -1,18 +1,13 @@
 // Implements oauth2_token.hpp: the token cache policy, the answer parsing and the
-// HTTPS POST (Boost.Beast over asio::ssl on the I/O thread's io_context; the name
-// lookup runs on Asio's resolver thread). Secrets never reach the log.
+// HTTPS POST (relayd/http_client.hpp on the I/O thread's io_context). Secrets
+// never reach the log.
 #include "relayd/oauth2_token.hpp"
 
 #include <openssl/crypto.h>
-#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cctype>
-#include <boost/asio/ssl.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
 #include <boost/json.hpp>
 #include <functional>
 #include <optional>
@@ -21,46 +16,17 @@
 
 #include "relayd/async_call.hpp"
 #include "relayd/config.hpp"
+#include "relayd/http_client.hpp"
 #include "relayd/secret_file.hpp"
 
 namespace relayd {
 namespace {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace ssl = asio::ssl;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
 constexpr std::size_t max_answer = 64 * 1024;
 constexpr auto step_timeout = 30s;
-
-struct url_parts {
-  std::string host, port = "443", target = "/";
-};
-
-std::optional<url_parts> split_url(std::string_view url) {
-  if (!url.starts_with("https://")) return std::nullopt;
-  url.remove_prefix(8);
-  url_parts u;
-  const auto slash = url.find('/');
-  std::string_view authority = url.substr(0, slash);
-  if (slash != std::string_view::npos) u.target = std::string(url.substr(slash));
-  if (authority.starts_with('[')) {  // [v6]:port
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos) return std::nullopt;
-    u.host = std::string(authority.substr(1, close - 1));
-    authority.remove_prefix(close + 1);
-    if (authority.starts_with(':')) u.port = std::string(authority.substr(1));
-  } else if (const auto colon = authority.find(':'); colon != std::string_view::npos) {
-    u.host = std::string(authority.substr(0, colon));
-    u.port = std::string(authority.substr(colon + 1));
-  } else {
-    u.host = std::string(authority);
-  }
-  if (u.host.empty() || u.port.empty()) return std::nullopt;
-  return u;
-}
 
 // application/x-www-form-urlencoded (HTML's encoding: space as '+').
 void add_form(std::string& out, std::string_view name, std::string_view value) {
@@ -176,13 +142,7 @@ using token_result = std::expected<std::string, oauth2_error>;
 
 struct oauth2_token_source::state : std::enable_shared_from_this<state> {
   state(asio::io_context& io_, const oauth2_settings& s, std::string key_)
-      : io(io_), settings(s), key(std::move(key_)), tls(ssl::context::tls_client) {
-    auto url = split_url(settings.token_url);
-    if (!url) throw std::runtime_error(key + ".token_url: cannot parse " + settings.token_url);
-    where = *url;
-    SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
-    tls.set_default_verify_paths();  // honours SSL_CERT_FILE / SSL_CERT_DIR
-    tls.set_verify_mode(ssl::verify_peer);
+      : io(io_), settings(s), key(std::move(key_)), client(checked_url(settings, key)) {
     if (!settings.client_secret_file.empty()) {
       secret_file_ = open_file(settings.client_secret_file, "client_secret_file");
       client_secret = read_or_throw(*secret_file_, "client_secret_file");
@@ -207,7 +167,12 @@ struct oauth2_token_source::state : std::enable_shared_from_this<state> {
     return std::move(*v);
   }
 
-  std::string label() const { return "token endpoint " + where.host + ":" + where.port; }
+  static http_url checked_url(const oauth2_settings& s, const std::string& key) {
+    auto url = parse_http_url(s.token_url, false);
+    if (!url) throw std::runtime_error(key + ".token_url: cannot parse " + s.token_url);
+    return *url;
+  }
+  std::string label() const { return "token endpoint " + client.label(); }
   oauth2_error failed(queue::outcome_cause cause, int status, std::string text) const {
     return {cause, status, label() + ": " + text};
   }
@@ -224,8 +189,7 @@ struct oauth2_token_source::state : std::enable_shared_from_this<state> {
   asio::io_context& io;
   oauth2_settings settings;
   std::string key;
-  url_parts where;
-  ssl::context tls;
+  http_client client;
   std::optional<secret_file> secret_file_, refresh_file_;
   std::string client_secret, refresh_token;
   std::string file_refresh_token;  // the refresh token file's content when last read or written
@@ -237,64 +201,29 @@ struct oauth2_token_source::state : std::enable_shared_from_this<state> {
 awaitable<std::expected<oauth2_token_reply, oauth2_error>> oauth2_token_source::state::request() {
   using std::unexpected;
   constexpr auto local_config = queue::outcome_cause::local_config;
-  tcp::resolver resolver(io);
-  auto [rec, endpoints] = co_await resolver.async_resolve(where.host, where.port, use_tuple);
-  if (rec) co_return unexpected(failed(local_config, 0, "cannot resolve: " + rec.message()));
-
-  beast::ssl_stream<beast::tcp_stream> stream(io, tls);
-  boost::system::error_code not_ip;
-  asio::ip::make_address(where.host, not_ip);
-  if (not_ip) SSL_set_tlsext_host_name(stream.native_handle(), where.host.c_str());  // SNI: names only
-  stream.set_verify_callback(ssl::host_name_verification(where.host));
-  auto& tcp_layer = beast::get_lowest_layer(stream);
-  tcp_layer.expires_after(step_timeout);
-  if (auto [ec, ep] = co_await tcp_layer.async_connect(endpoints, use_tuple); ec)
-    co_return unexpected(failed(local_config, 0, "cannot connect: " + ec.message()));
-  tcp_layer.expires_after(step_timeout);
-  if (auto [ec] = co_await stream.async_handshake(ssl::stream_base::client, use_tuple); ec) {
-    std::string why = ec.message();
-    if (const long v = SSL_get_verify_result(stream.native_handle()); v != X509_V_OK)
-      why = X509_verify_cert_error_string(v);
-    co_return unexpected(failed(local_config, 0, "TLS handshake failed: " + why));
-  }
-
-  http::request<http::string_body> req{http::verb::post, where.target, 11};
-  req.set(http::field::host, where.host);
-  req.set(http::field::user_agent, "relayd");
-  req.set(http::field::accept, "application/json");
-  req.set(http::field::content_type, "application/x-www-form-urlencoded");
-  std::string form;
-  add_form(form, "grant_type", "refresh_token");
-  add_form(form, "client_id", settings.client_id);
-  if (!client_secret.empty()) add_form(form, "client_secret", client_secret);
-  add_form(form, "refresh_token", refresh_token);
-  if (!settings.scope.empty()) add_form(form, "scope", settings.scope);
-  req.body() = std::move(form);
-  req.prepare_payload();
-  tcp_layer.expires_after(step_timeout);
-  auto [wec, written] = co_await http::async_write(stream, req, use_tuple);
-  wipe(req.body());
-  if (wec) co_return unexpected(failed(local_config, 0, "cannot send: " + wec.message()));
-
-  beast::flat_buffer buf;
-  http::response_parser<http::string_body> parser;
-  parser.header_limit(16 * 1024);
-  parser.body_limit(max_answer);
-  tcp_layer.expires_after(step_timeout);
-  if (auto [ec, n] = co_await http::async_read(stream, buf, parser, use_tuple); ec)
-    co_return unexpected(failed(local_config, 0, "no answer: " + ec.message()));
-  tcp_layer.close();
-  const auto& res = parser.get();
-  const int status = static_cast<int>(res.result_int());
+  http_post_request req;
+  req.accept = "application/json";
+  req.content_type = "application/x-www-form-urlencoded";
+  add_form(req.body, "grant_type", "refresh_token");
+  add_form(req.body, "client_id", settings.client_id);
+  if (!client_secret.empty()) add_form(req.body, "client_secret", client_secret);
+  add_form(req.body, "refresh_token", refresh_token);
+  if (!settings.scope.empty()) add_form(req.body, "scope", settings.scope);
+  req.max_answer = max_answer;
+  req.step_timeout = step_timeout;
+  auto answer = co_await client.post(io, std::move(req));  // wipes the form
+  if (!answer) co_return unexpected(failed(local_config, 0, answer.error()));
+  const auto& res = *answer;
+  const int status = res.status;
   if (status >= 300 && status < 400)
     co_return unexpected(failed(local_config, status, "HTTP " + std::to_string(status) +
                                                           " redirect (not followed)"));
   if (status != 200) {
     // 400/401 (invalid_grant, invalid_client): the provider refused our credentials.
     const auto cause = status == 400 || status == 401 ? queue::outcome_cause::auth : local_config;
-    co_return unexpected(failed(cause, status, describe_token_error(status, res.body())));
+    co_return unexpected(failed(cause, status, describe_token_error(status, res.body)));
   }
-  auto reply = parse_token_reply(res.body());
+  auto reply = parse_token_reply(res.body);
   if (!reply) co_return unexpected(failed(local_config, status, reply.error()));
   co_return std::move(*reply);
 }

@@ -61,6 +61,13 @@ METRICS = {
     "relayd_start_time_seconds": "gauge",
     "relayd_dkim_key_dns_match": "gauge",  # only with [[dkim]] entries (test_dkim_ops.py)
     "relayd_tls_policy_results_total": "counter",  # test_mta_sts.py counts it
+    "relayd_build_info": "gauge",
+    "relayd_events_dropped_total": "counter",
+    "relayd_events_outbox": "gauge",
+    "relayd_events_webhook_posts_total": "counter",
+    "relayd_destination_queued_recipients": "gauge",
+    "relayd_destination_deferred_recipients": "gauge",
+    "relayd_destination_attempts_total": "counter",
 }
 REQUIRED = [
     "relayd_messages_received_total", "relayd_delivery_attempts_total",
@@ -189,11 +196,25 @@ class PackagingTest(unittest.TestCase):
 
     def test_rules_cover_the_alerts_and_use_known_metrics(self):
         text, tests = read(RULES), read(RULES_TEST)
-        for alert in ("RelaydDown", "RelaydDeadLettersGrowing", "RelaydOldestMessageTooOld",
-                      "RelaydHighDeferralRate", "RelaydSpoolNearlyFull",
-                      "RelaydDkimKeyNotPublished"):
+        alerts = ("RelaydDown", "RelaydDeadLettersGrowing", "RelaydOldestMessageTooOld",
+                  "RelaydHighDeferralRate", "RelaydSpoolNearlyFull", "RelaydDkimKeyNotPublished",
+                  "RelaydMailRefused452", "RelaydDeferralsLocalOrAuth", "RelaydDeferralsTls",
+                  "RelaydRestartLoop")
+        for alert in alerts:
             self.assertRegex(text, rf"alert:\s*{alert}\b")
             self.assertRegex(tests, rf"alertname:\s*{alert}\b", f"{alert} has no promtool test")
+        self.assertEqual(set(re.findall(r"alert:\s*(\w+)", text)), set(alerts),
+                         "every alert is listed here (and so has a test)")
+        # Every alert points at its own section of docs/runbook.md.
+        runbook = read(os.path.join(h.REPO, "docs", "runbook.md"))
+        anchors = {re.sub(r"[^a-z0-9_-]", "", t.strip().lower().replace(" ", "-"))
+                   for t in re.findall(r"(?m)^## (.+)$", runbook)}
+        urls = re.findall(r'runbook_url:\s*"([^"]+)"', text)
+        self.assertEqual(len(urls), len(re.findall(r"- alert:", text)), "one runbook_url per rule")
+        for alert in alerts:
+            url = f"/usr/share/doc/relayd/runbook.md#{alert.lower()}"
+            self.assertIn(url, urls, f"{alert} has no runbook_url")
+            self.assertIn(alert.lower(), anchors, f"docs/runbook.md has no section {alert}")
         exprs = rule_exprs(RULES)
         self.assertGreaterEqual(len(exprs), 5, exprs)
         for e in exprs:
@@ -378,6 +399,30 @@ class MetricsEndpointTest(c.DeliveryTestCase):
         s = self.wait_for(d, "relayd_queue_oldest_age_seconds > 0", lambda s: (
             (value(s, "relayd_queue_oldest_age_seconds") or 0) > 0))
         self.assertLess(value(s, "relayd_queue_oldest_age_seconds"), 600)
+
+    def test_per_destination_series_are_capped_and_build_info(self):
+        # [metrics] destinations_top = 1: the destination with most recipients
+        # queued has its own series, the other adds up under "other".
+        d = self.metrics_relayd({"metrics.destinations_top": 1})
+        for rcpts in (["a1@big.test", "a2@big.test"], ["b@small.test"], ["c@tiny.test"]):
+            self.assertQueued(h.submit(d.port, "alice@src.test", rcpts,
+                                       h.make_message("dest", "x\r\n", rcpt=rcpts[0])))
+        s = self.wait_for(d, "the per-destination gauges", lambda s: (
+            value(s, "relayd_destination_queued_recipients", destination="big.test") == 2
+            and value(s, "relayd_destination_queued_recipients", destination="other") == 2))
+        self.assertIsNone(value(s, "relayd_destination_queued_recipients", destination="small.test"))
+        s = self.wait_for(d, "deferred per destination", lambda s: (
+            value(s, "relayd_destination_deferred_recipients", destination="big.test") == 2))
+        names = {dict(labels).get("destination") for (name, labels) in s
+                 if name.startswith("relayd_destination_")}
+        self.assertEqual(names, {"big.test", "other"})
+        # Every result is counted under one of those names.
+        per_dest = sum(v for (name, labels), v in s.items()
+                       if name == "relayd_destination_attempts_total"
+                       and dict(labels).get("result") == "deferred")
+        self.assertEqual(per_dest, value(s, "relayd_delivery_attempts_total", result="deferred"))
+        self.assertGreaterEqual(per_dest, 3)
+        self.assertEqual(value(s, "relayd_build_info", version="0.1.0"), 1)
 
     def test_sent_failed_dead_letter_and_bounce(self):
         srv = self.start_server(["127.0.0.1:0"],

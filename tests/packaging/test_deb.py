@@ -66,6 +66,7 @@ EXPECTED_FILES = [
     "usr/share/relayd/prometheus/relayd-alerts.test.yml",
     "usr/share/relayd/grafana/relayd-dashboard.json",
     "usr/share/doc/relayd/README.md",
+    "usr/share/doc/relayd/runbook.md",
     "usr/share/doc/relayd/copyright",
     "usr/share/doc/relayd/changelog.Debian.gz",
     "usr/share/lintian/overrides/relayd",

@@ -596,3 +596,33 @@ key = "/k/ed.key"
   EXPECT_NE(parse_error("dkim = 1\n").find("dkim: expected an array of tables"), std::string::npos);
 }
 }  // namespace relayd
+
+namespace relayd {
+namespace {
+
+TEST(config, events_and_destinations_top) {
+  const config d = parse_ok("");
+  EXPECT_EQ(d.events.file, "");
+  EXPECT_EQ(d.events.webhook, "");
+  EXPECT_EQ(d.metrics.destinations_top, 20u);
+  const config c = parse_ok(
+      "[events]\nfile = \"/var/log/relayd/events.jsonl\"\nwebhook = \"https://h.test:8443/in\"\n"
+      "[metrics]\ndestinations_top = 5\n");
+  EXPECT_EQ(c.events.file, "/var/log/relayd/events.jsonl");
+  EXPECT_EQ(c.events.webhook, "https://h.test:8443/in");
+  EXPECT_EQ(c.metrics.destinations_top, 5u);
+  EXPECT_EQ(parse_ok("[events]\nwebhook = \"http://127.0.0.1:9/x\"\n").events.webhook,
+            "http://127.0.0.1:9/x");
+  EXPECT_NE(parse_error("[events]\nwebhook = \"ftp://h.test/\"\n")
+                .find("events.webhook: expected an http:// or https:// URL"),
+            std::string::npos);
+  EXPECT_NE(parse_error("[events]\nwebhook = \"https:///x\"\n").find("events.webhook"),
+            std::string::npos);
+  EXPECT_NE(parse_error("[metrics]\ndestinations_top = 0\n").find("metrics.destinations_top: must be 1 to 1000"),
+            std::string::npos);
+  EXPECT_NE(parse_error("[events]\nfiles = \"x\"\n").find("events.files: unknown key (did you mean file?)"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace relayd

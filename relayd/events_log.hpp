@@ -1,0 +1,66 @@
+// Where events go ([events] in the config): one JSON line per state change
+// appended to `file` by a writer thread (a bounded queue, so the I/O thread
+// never waits for the disk), and, with `webhook`, posted in batches (a JSON
+// array, up to 100 events) from a durable outbox in the spool. The outbox rows
+// are written in the transaction that commits the change (the callers pass
+// outbox_lines() to the spool), so neither a restart, kill -9 nor a webhook
+// outage loses one; a batch is deleted only after a 2xx answer, so delivery
+// is at least once (event_id tells repeats apart), in commit order, one batch
+// at a time. A failed POST is retried after 1 s, doubling up to 60 s.
+// Fails by logging: a file that cannot be opened at start is a start-up error;
+// a write error or a full writer queue drops lines for the file only (counted
+// in relayd_events_dropped_total, logged once a minute); the outbox keeps all.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "relayd/events_format.hpp"
+#include "relayd/services_fwd.hpp"
+
+namespace relayd {
+
+class event_log {
+ public:
+  // Every argument outlives this object (run_daemon()'s locals); `m` may be null.
+  event_log(boost::asio::io_context& io, const config& cfg, queue::spool& spool, metrics* m);
+  ~event_log();  // stops the writer thread after it wrote what it holds
+  event_log(const event_log&) = delete;
+  event_log& operator=(const event_log&) = delete;
+
+  bool enabled() const;  // a file or a webhook is configured
+  // Opens the file and starts the writer and the webhook sender. The error
+  // names the key ("events.file: /x: Permission denied").
+  bool start(std::string& error);
+  void stop();    // the webhook sender stops at its next step (the outbox keeps the rest)
+  void reopen();  // SIGHUP: the file is opened again (after logrotate moved it)
+
+  // The JSON text of `e`, with a fresh event_id and, if unset, the time now.
+  std::string make(event e) const;
+  // The "received" event of a message about to be queued (`message`: its
+  // content, for the Message-ID; `sasl`: the AUTH user), as one line; none
+  // when events are off.
+  std::vector<std::string> received(const queue::envelope_record& r, std::string_view message,
+                                    std::string_view sasl = {}, std::string submitter = {}) const;
+  // The hook for destination state changes (suspended, resumed): one event
+  // with `destination` and `reason` (as its reply), no queue ID; to the outbox
+  // (with a webhook), then to the file. Call on the I/O thread.
+  void destination_event(event_type type, std::string destination, std::string reason);
+  // What the spool should store in the outbox with the change: `lines` when a
+  // webhook is configured, else nothing.
+  std::vector<std::string> outbox_lines(const std::vector<std::string>& lines) const;
+  // The change these lines tell is committed: they go to the file (in this
+  // order) and the webhook sender looks at the outbox. Call on the I/O thread.
+  void committed(std::vector<std::string> lines);
+
+  struct state;  // shared with the writer thread and the sender coroutine
+
+ private:
+  static void write_file(state& s, std::vector<std::string> lines);  // to the writer thread
+  std::shared_ptr<state> s_;
+};
+
+}  // namespace relayd
