@@ -199,7 +199,7 @@ class PackagingTest(unittest.TestCase):
         alerts = ("RelaydDown", "RelaydDeadLettersGrowing", "RelaydOldestMessageTooOld",
                   "RelaydHighDeferralRate", "RelaydSpoolNearlyFull", "RelaydDkimKeyNotPublished",
                   "RelaydMailRefused452", "RelaydDeferralsLocalOrAuth", "RelaydDeferralsTls",
-                  "RelaydRestartLoop")
+                  "RelaydRestartLoop", "RelaydTlsPolicyEnforcedFailures")
         for alert in alerts:
             self.assertRegex(text, rf"alert:\s*{alert}\b")
             self.assertRegex(tests, rf"alertname:\s*{alert}\b", f"{alert} has no promtool test")
