@@ -26,6 +26,7 @@
 #include "queue/spool.hpp"
 #include "relayd/async_call.hpp"
 #include "relayd/config.hpp"
+#include "relayd/delivery_mta_sts_memory.hpp"
 #include "relayd/delivery_outcome.hpp"
 
 namespace relayd {
@@ -123,6 +124,7 @@ struct mta_sts_source::state {
   queue::spool& spool;
   ssl::context tls;
   std::map<std::string, entry, std::less<>> domains;  // entries are never erased
+  mta_sts::lookup_memory memory;  // TXT answers kept a while, failed fetches backing off
 };
 
 mta_sts_source::state::entry& mta_sts_source::state::entry_for(const std::string& domain) {
@@ -147,16 +149,23 @@ void mta_sts_source::state::store(const std::string& domain, const mta_sts::cach
 
 awaitable<mta_sts_verdict> mta_sts_source::state::look_up(const std::string& domain, entry& e) {
   const std::string txt_name = "_mta-sts." + domain;
-  auto txt = co_await from_callback<void(dns::txt_result)>(
-      [&](auto done) { dns.resolve_txt(txt_name, std::move(done)); });
   std::optional<std::string> id;
-  if (txt.what == dns::outcome::ok) {
-    if (auto found = mta_sts::policy_id(txt.records))
-      id = std::move(*found);
-    else if (found.error() != "no v=STSv1 record")
-      spdlog::warn("MTA-STS: {} TXT: {}", txt_name, found.error());
-  } else if (txt.what == dns::outcome::retry) {
-    spdlog::warn("MTA-STS: {}", txt.detail);
+  if (auto kept = memory.txt(domain, unix_now())) {
+    id = std::move(kept->id);
+  } else {
+    auto txt = co_await from_callback<void(dns::txt_result)>(
+        [&](auto done) { dns.resolve_txt(txt_name, std::move(done)); });
+    if (txt.what == dns::outcome::ok) {
+      if (auto found = mta_sts::policy_id(txt.records))
+        id = std::move(*found);
+      else if (found.error() != "no v=STSv1 record")
+        spdlog::warn("MTA-STS: {} TXT: {}", txt_name, found.error());
+    } else if (txt.what == dns::outcome::retry) {
+      spdlog::warn("MTA-STS: {}", txt.detail);
+    }
+    // A definite answer is kept a while; a failed lookup is asked again.
+    if (txt.what == dns::outcome::ok || txt.what == dns::outcome::not_found)
+      memory.remember_txt(domain, id, txt.ttl, unix_now());
   }
   const std::int64_t now = unix_now();
   switch (mta_sts::next_step(e.cached, id, now)) {
@@ -168,6 +177,16 @@ awaitable<mta_sts_verdict> mta_sts_source::state::look_up(const std::string& dom
     case mta_sts::step::fetch:
       break;
   }
+  const bool keep = e.cached && e.cached->fresh(now);
+  const std::string instead =
+      keep ? "the cached policy (id " + e.cached->id + ", mode " +
+                 std::string(mta_sts::to_string(e.cached->parsed.what)) + ") stays in use"
+           : "no policy applies";
+  if (std::int64_t until = 0; !memory.may_fetch(domain, *id, now, &until)) {
+    spdlog::info("MTA-STS: policy of {} (id {}) not fetched: an earlier fetch failed, next try "
+                 "in {}s; {}", domain, *id, until - now, instead);
+    co_return keep ? verdict_of(domain, *e.cached) : mta_sts_verdict{domain};
+  }
   auto body = co_await fetch(domain);
   std::expected<mta_sts::policy, std::string> parsed = std::unexpected(std::string());
   if (body) {
@@ -175,13 +194,12 @@ awaitable<mta_sts_verdict> mta_sts_source::state::look_up(const std::string& dom
     if (!parsed) body = std::unexpected("the policy is malformed: " + parsed.error());
   }
   if (!body) {
-    const bool keep = e.cached && e.cached->fresh(now);
-    spdlog::warn("MTA-STS: policy of {} (id {}) not fetched: {}; {}", domain, *id, body.error(),
-                 keep ? "the cached policy (id " + e.cached->id + ", mode " +
-                            std::string(mta_sts::to_string(e.cached->parsed.what)) + ") stays in use"
-                      : "no policy applies");
+    const auto next = memory.fetch_failed(domain, *id, now);
+    spdlog::warn("MTA-STS: policy of {} (id {}) not fetched: {}; {} (next try in {}s)", domain,
+                 *id, body.error(), instead, next - now);
     co_return keep ? verdict_of(domain, *e.cached) : mta_sts_verdict{domain};
   }
+  memory.fetch_succeeded(domain);
   mta_sts::cached_policy c{*id, now, std::move(*body), std::move(*parsed)};
   spdlog::info("MTA-STS: policy of {} fetched: id {}, mode {}, max_age {}, mx {}", domain, c.id,
                mta_sts::to_string(c.parsed.what), c.parsed.max_age,
