@@ -50,21 +50,21 @@ class reply_builder {
   void record(bool authority, std::uint16_t type, std::uint32_t ttl, F fill) {
     ++bytes_[authority ? 9 : 7];
     pointer(12);
-    u16(type);
-    u16(1);
-    u32(ttl);
-    std::size_t len_at = bytes_.size();
-    u16(0);
-    fill(*this);
-    std::size_t len = bytes_.size() - len_at - 2;
-    bytes_[len_at] = static_cast<unsigned char>(len >> 8);
-    bytes_[len_at + 1] = static_cast<unsigned char>(len);
+    type_onwards(type, ttl, fill);
   }
-  // The same with its own owner name (e.g. a CNAME's target).
+  // An answer record with its own owner name (e.g. a CNAME's target).
   template <typename F>
   void record_at(const std::string& owner, std::uint16_t type, std::uint32_t ttl, F fill) {
     ++bytes_[7];
     name(owner);
+    type_onwards(type, ttl, fill);
+  }
+  const std::vector<unsigned char>& bytes() const { return bytes_; }
+
+ private:
+  // A record after its owner name: type, class IN, TTL, then RDATA and its length.
+  template <typename F>
+  void type_onwards(std::uint16_t type, std::uint32_t ttl, F fill) {
     u16(type);
     u16(1);
     u32(ttl);
@@ -75,9 +75,6 @@ class reply_builder {
     bytes_[len_at] = static_cast<unsigned char>(len >> 8);
     bytes_[len_at + 1] = static_cast<unsigned char>(len);
   }
-  const std::vector<unsigned char>& bytes() const { return bytes_; }
-
- private:
   std::vector<unsigned char> bytes_;
 };
 
