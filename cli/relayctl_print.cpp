@@ -4,10 +4,12 @@
 #include "cli/relayctl_print.hpp"
 
 #include <fmt/core.h>
+#include <fmt/format.h>
 
 #include <boost/json.hpp>
 #include <cstdio>
 #include <ctime>
+#include <functional>
 #include <iterator>
 #include <optional>
 #include <vector>
@@ -76,13 +78,17 @@ bool final_line(std::string_view line) {
 
 // Calls `visit` for every object of a listing; returns on the final line. One
 // parser and a per-line arena for all lines: a listing of 100,000 messages
-// allocates almost nothing per message.
+// allocates almost nothing per message. `idle` (if any) runs whenever the next
+// line is not there yet (to flush what was printed, so a slow filtered listing
+// shows its lines as they come).
 template <typename Visit>
-void read_listing(control_client& c, const json::object& request, Visit visit) {
+void read_listing(control_client& c, const json::object& request, Visit visit,
+                  const std::function<void()>& idle = {}) {
   c.send(request);
   json::parser p;
   unsigned char arena[16384];
   for (;;) {
+    if (idle && !c.line_ready()) idle();
     const std::string_view line = c.read_line();
     if (final_line(line)) return;
     json::monotonic_resource mr(arena, sizeof arena);
@@ -235,32 +241,55 @@ std::string human_bytes(std::uint64_t b) {
 
 }  // namespace
 
+// A string field without copying it ("" when missing or not a string).
+std::string_view text_of(const json::object& o, std::string_view k) {
+  const auto* v = o.if_contains(k);
+  return v && v->is_string() ? std::string_view(v->get_string()) : std::string_view();
+}
+
 int print_queue(control_client& c, const queue_filter& f) {
   std::uint64_t count = 0, bytes = 0;
   arrival_text arrival;
   auto req = filtered_request(verb::list, f);
   req[key::brief] = true;  // only what is printed here
+  // The listing is formatted into one buffer written out in large pieces (a
+  // million messages are four million lines).
+  fmt::memory_buffer out;
+  auto write_out = [&out] {
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    out.clear();
+  };
+  constexpr std::string_view indent = "                                                ";  // 48
   read_listing(c, req, [&](const json::object& m) {
     if (count == 0)
-      std::printf("%-18s%8s %-21s%s\n", "-Queue ID-", "--Size--", "----Arrival Time----",
-                  "-Sender/Recipient-------");
+      fmt::format_to(std::back_inserter(out), "{:<18}{:>8} {:<21}{}\n", "-Queue ID-", "--Size--",
+                     "----Arrival Time----", "-Sender/Recipient-------");
     ++count;
-    bytes += static_cast<std::uint64_t>(get_int(m, key::size));
-    const std::string state = get_string(m, key::state);
-    const char mark = state == proto::state::held ? '!' : get_bool(m, key::in_flight) ? '*' : ' ';
-    const std::string sender = get_string(m, key::sender);
-    std::printf("%-16s%c %8lld %s  %s\n", get_string(m, key::id).c_str(), mark,
-                static_cast<long long>(get_int(m, key::size)),
-                arrival(get_int(m, key::arrival)).c_str(),
-                sender.empty() ? "MAILER-DAEMON" : sender.c_str());
-    for_each_recipient(m, [](const json::object& r) {
-      if (get_string(r, key::state) != proto::state::pending) return;
-      const std::string reason = get_string(r, key::last_reply);
-      if (!reason.empty()) std::printf("%48s(%s)\n", "", reason.c_str());
-      std::printf("%48s%s%s\n", "", get_string(r, key::address).c_str(), route_suffix(r).c_str());
+    const auto size = get_int(m, key::size);
+    bytes += static_cast<std::uint64_t>(size);
+    const char mark = text_of(m, key::state) == proto::state::held ? '!'
+                      : get_bool(m, key::in_flight)                ? '*'
+                                                                   : ' ';
+    const std::string_view sender = text_of(m, key::sender);
+    fmt::format_to(std::back_inserter(out), "{:<16}{} {:>8} {}  {}\n", text_of(m, key::id), mark,
+                   size, arrival(get_int(m, key::arrival)),
+                   sender.empty() ? std::string_view("MAILER-DAEMON") : sender);
+    for_each_recipient(m, [&](const json::object& r) {
+      if (text_of(r, key::state) != proto::state::pending) return;
+      if (const auto reason = text_of(r, key::last_reply); !reason.empty())
+        fmt::format_to(std::back_inserter(out), "{}({})\n", indent, reason);
+      const std::string_view route = text_of(r, key::route);
+      fmt::format_to(std::back_inserter(out), "{}{}{}{}\n", indent, text_of(r, key::address),
+                     route.empty() || route == "default" ? "" : " route=",
+                     route == "default" ? std::string_view() : route);
     });
-    std::printf("\n");
+    out.push_back('\n');
+    if (out.size() >= 64 * 1024) write_out();
+  }, [&] {
+    write_out();
+    std::fflush(stdout);
   });
+  write_out();
   if (count == 0) {
     std::printf("Mail queue is empty\n");
   } else {
