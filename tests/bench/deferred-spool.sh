@@ -184,12 +184,18 @@ mem_empty=$(mem_line)
 # ---------------------------------------------------------------- fill
 sample_peak & sampler_pid=$!
 cpu0=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$relayd_pid/stat")
+# send_messages COUNT RECIPIENT: smtp-source into relayd; sets t_sent (seconds).
+send_messages() {
+    local t0=$EPOCHREALTIME
+    smtp-source -d -s "$sessions" -m "$1" -l "$size" -M bench.localdomain -f sender@example.org \
+        -t "$2" "127.0.0.1:$smtp_port" >"$work/smtp-source.log" 2>&1 \
+        || { tail "$work/smtp-source.log" >&2; die "smtp-source failed"; }
+    t_sent=$(calc "$EPOCHREALTIME - $t0")
+}
 log "filling: $messages messages of $size bytes (smtp-source -d -s $sessions)"
 t0=$EPOCHREALTIME
-smtp-source -d -s "$sessions" -m "$messages" -l "$size" -M bench.localdomain -f sender@example.org \
-    -t rcpt@example.com "127.0.0.1:$smtp_port" >"$work/smtp-source.log" 2>&1 \
-    || { tail "$work/smtp-source.log" >&2; die "smtp-source failed"; }
-t_fill=$(calc "$EPOCHREALTIME - $t0")
+send_messages "$messages" rcpt@example.com
+t_fill=$t_sent
 fill_rate=$(calc "round($messages / $t_fill)")
 log "filled in $(calc "round($t_fill, 1)") s ($fill_rate msg/s); $(mem_line)"
 
@@ -258,11 +264,8 @@ log "after the listings: $mem_listed; peak sampled while listing: RssAnon $list_
 loaded_line="accept rate with $messages queued: skipped (--loaded-messages 0)"
 if ((loaded > 0)); then
     log "accepting $loaded more (to rcpt@example.net) with $messages queued"
-    t0=$EPOCHREALTIME
-    smtp-source -d -s "$sessions" -m "$loaded" -l "$size" -M bench.localdomain -f sender@example.org \
-        -t rcpt@example.net "127.0.0.1:$smtp_port" >"$work/smtp-source.log" 2>&1 \
-        || { tail "$work/smtp-source.log" >&2; die "smtp-source failed"; }
-    t_loaded=$(calc "$EPOCHREALTIME - $t0")
+    send_messages "$loaded" rcpt@example.net
+    t_loaded=$t_sent
     loaded_line="accept rate with $messages queued: $loaded more in $(calc "round($t_loaded, 1)") s ($(calc "round($loaded / $t_loaded)") msg/s, load $(cut -d' ' -f1-3 /proc/loadavg)); fill rate into the empty spool was $fill_rate msg/s"
     log "$loaded_line"
     sleep 2
