@@ -259,7 +259,15 @@ int print_queue(control_client& c, const queue_filter& f) {
     std::fwrite(out.data(), 1, out.size(), stdout);
     out.clear();
   };
-  constexpr std::string_view indent = "                                                ";  // 48
+  constexpr std::string_view spaces = "                                                ";  // 48
+  auto put = [&out](std::string_view s) { out.append(s.data(), s.data() + s.size()); };
+  // `s` padded with spaces to `width` on the right (left = false) or the left.
+  auto padded = [&](std::string_view s, std::size_t width, bool left) {
+    const std::string_view pad = spaces.substr(0, width > s.size() ? width - s.size() : 0);
+    if (left) put(pad);
+    put(s);
+    if (!left) put(pad);
+  };
   read_listing(c, req, [&](const json::object& m) {
     if (count == 0)
       fmt::format_to(std::back_inserter(out), "{:<18}{:>8} {:<21}{}\n", "-Queue ID-", "--Size--",
@@ -271,17 +279,32 @@ int print_queue(control_client& c, const queue_filter& f) {
                       : get_bool(m, key::in_flight)                ? '*'
                                                                    : ' ';
     const std::string_view sender = text_of(m, key::sender);
-    fmt::format_to(std::back_inserter(out), "{:<16}{} {:>8} {}  {}\n", text_of(m, key::id), mark,
-                   size, arrival(get_int(m, key::arrival)),
-                   sender.empty() ? std::string_view("MAILER-DAEMON") : sender);
+    // "%-16s%c %8lld %s  %s\n" as postqueue -p, without a format string per line
+    padded(text_of(m, key::id), 16, false);
+    out.push_back(mark);
+    out.push_back(' ');
+    const fmt::format_int size_text(size);
+    padded(std::string_view(size_text.data(), size_text.size()), 8, true);
+    out.push_back(' ');
+    put(arrival(get_int(m, key::arrival)));
+    put("  ");
+    put(sender.empty() ? std::string_view("MAILER-DAEMON") : sender);
+    out.push_back('\n');
     for_each_recipient(m, [&](const json::object& r) {
       if (text_of(r, key::state) != proto::state::pending) return;
-      if (const auto reason = text_of(r, key::last_reply); !reason.empty())
-        fmt::format_to(std::back_inserter(out), "{}({})\n", indent, reason);
-      const std::string_view route = text_of(r, key::route);
-      fmt::format_to(std::back_inserter(out), "{}{}{}{}\n", indent, text_of(r, key::address),
-                     route.empty() || route == "default" ? "" : " route=",
-                     route == "default" ? std::string_view() : route);
+      if (const auto reason = text_of(r, key::last_reply); !reason.empty()) {
+        put(spaces);
+        out.push_back('(');
+        put(reason);
+        put(")\n");
+      }
+      put(spaces);
+      put(text_of(r, key::address));
+      if (const auto route = text_of(r, key::route); !route.empty() && route != "default") {
+        put(" route=");
+        put(route);
+      }
+      out.push_back('\n');
     });
     out.push_back('\n');
     if (out.size() >= 64 * 1024) write_out();
