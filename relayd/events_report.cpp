@@ -18,7 +18,7 @@ namespace {
 namespace json = boost::json;
 
 constexpr std::size_t max_reply = 300;
-constexpr std::size_t max_reason = 120;
+constexpr std::size_t max_reason = 160;
 
 constexpr std::array<event_type, 8> all_types{
     event_type::received, event_type::deferred, event_type::delivered, event_type::bounced,

@@ -43,7 +43,7 @@ std::optional<report_record> parse_record_line(std::string_view line);
 // A reply as a group for "top reasons": the reply code (the first word of
 // three digits 2xx-5xx) and the enhanced status after it are kept, every other
 // word holding a digit (IDs, counts, IP addresses, ports) becomes '#', an
-// e-mail address becomes <address>, white space is collapsed, at most 120
+// e-mail address becomes <address>, white space is collapsed, at most 160
 // octets. "host mx1.g.test[192.0.2.1] said: 421 4.7.28 rate limited, id 123" ->
 // "host #.g.test[#.#.#.#] said: 421 4.7.28 rate limited, id #".
 std::string normalise_reply(std::string_view reply);

@@ -2,7 +2,7 @@
 """relayctl report: pflogsumm-style counts from relayd's own event record.
 
 - A scripted next hop accepts accept.test and other.test, defers two
-  recipients of defer.test (451 4.7.28, each reply with its own id) and rejects
+  recipients of defer.test (451 4.3.2, each reply with its own id) and rejects
   reject.test (550). `relayctl report --json` counts exactly: 6 received (5
   sent and the non-delivery notice), 4 delivered, 2 deferred, 1 bounced, per
   domain, the two deferrals as one reason (the ids collapsed), per submitter;
@@ -33,8 +33,8 @@ FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 class ReportTest(c.DeliveryTestCase):
     def next_hop(self):
         return self.start_server(["127.0.0.1:0"], [
-            {"on": "RCPT", "match": "a@defer.test", "reply": "451 4.7.28 Too fast, id 1111"},
-            {"on": "RCPT", "match": "b@defer.test", "reply": "451 4.7.28 Too fast, id 2222"},
+            {"on": "RCPT", "match": "a@defer.test", "reply": "451 4.3.2 Try later, id 1111"},
+            {"on": "RCPT", "match": "b@defer.test", "reply": "451 4.3.2 Try later, id 2222"},
             {"on": "RCPT", "match": "@reject.test", "reply": "550 5.1.1 No such user"},
         ])
 
@@ -93,7 +93,7 @@ class ReportTest(c.DeliveryTestCase):
         self.assertEqual([x["domain"] for x in rep["domains"]][:2], ["accept.test", "defer.test"])
         self.assertEqual(len(rep["deferral_reasons"]), 1, rep)  # both ids in one group
         self.assertEqual(rep["deferral_reasons"][0]["count"], 2)
-        self.assertIn("451 4.7.28 Too fast, id #", rep["deferral_reasons"][0]["reason"])
+        self.assertIn("451 4.3.2 Try later, id #", rep["deferral_reasons"][0]["reason"])
         self.assertEqual(len(rep["bounce_reasons"]), 1, rep)
         self.assertIn("550 5.1.1 No such user", rep["bounce_reasons"][0]["reason"])
         self.assertEqual({x["submitter"]: x["count"] for x in rep["submitters"]},
@@ -121,7 +121,7 @@ class ReportTest(c.DeliveryTestCase):
         self.assertRegex(r.out, r"\n +6   received \(messages\)\n +4   delivered \(recipients\)\n"
                                 r" +2   deferred \(recipients, attempts\)\n +1   bounced")
         self.assertRegex(r.out, r"\n +2 +0 +0 +0 +0  accept.test\n")
-        self.assertRegex(r.out, r"\n +2   .*451 4\.7\.28 Too fast, id #")
+        self.assertRegex(r.out, r"\n +2   .*451 4\.3\.2 Try later, id #")
 
         # A restart keeps what was counted; a damaged line is skipped and said.
         d.stop()
