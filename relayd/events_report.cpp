@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "smtp/text.hpp"
+
 namespace relayd {
 namespace {
 
@@ -54,12 +56,6 @@ std::string field(std::string_view s, std::size_t limit = std::string_view::npos
   std::string out(cut(s, limit));
   for (auto& c : out)
     if (c == '\t' || c == '\n' || c == '\r') c = ' ';
-  return out;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
 
@@ -147,9 +143,9 @@ std::optional<report_record> record_of_event(std::string_view json_line) {
   r.destination = json_string(*o, "destination");
   const std::string recipient = json_string(*o, "recipient");
   if (auto at = recipient.rfind('@'); at != std::string::npos)
-    r.domain = lower(recipient.substr(at + 1));
+    r.domain = smtp::text::lower(recipient.substr(at + 1));
   else if (*type == event_type::suspended || *type == event_type::resumed)
-    r.domain = lower(r.destination);
+    r.domain = smtp::text::lower(r.destination);
   r.status = json_string(*o, "status");
   r.submitter = json_string(*o, "submitter");
   r.reply = json_string(*o, "reply");
