@@ -19,6 +19,7 @@
 #include "cli/relayctl_dkim.hpp"
 #include "cli/relayctl_health.hpp"
 #include "cli/relayctl_print.hpp"
+#include "cli/relayctl_report.hpp"
 #include "relayd/config.hpp"
 #include "relayd/config_values.hpp"
 #include "relayd/control_protocol.hpp"
@@ -66,7 +67,10 @@ int usage(int code) {
                "  destinations [--json]  per destination: queued, in flight, rate, state, until\n"
                "  suspend DEST [--for DURATION]  no delivery to DEST (until resumed)\n"
                "  resume DEST            end a suspension or backoff, deliver DEST's mail now\n"
-               "                         (exit 1 unless every one is ok)\n");
+               "                         (exit 1 unless every one is ok)\n"
+               "  report [--since DURATION] [--until DURATION] [--top N] [--json]\n"
+               "                         received, delivered, deferred, bounced per domain, top\n"
+               "                         deferral reasons (default: the last 24h; exit 64: bad value)\n");
   return code;
 }
 
@@ -167,7 +171,7 @@ int main(int argc, char** argv) {
       top = static_cast<std::size_t>(*v);
     } else if (command == "dead" || command == "stats" || command == "dkim" ||
                command == "destinations" || command == "suspend" || command == "resume" ||
-               command == "health") {
+               command == "health" || command == "report") {
       words.emplace_back(a);
     } else if (!command.empty()) {
       std::fprintf(stderr, "relayctl: one command at a time ('%s' after '%s')\n", argv[i],
@@ -184,7 +188,7 @@ int main(int argc, char** argv) {
       if (i + 1 < argc && !is_filter_option(argv[i + 1])) arg = next();
     } else if (a == "dead" || a == "stats" || a == "aliases-reload" || a == "dkim" ||
                a == "reload" || a == "destinations" || a == "suspend" || a == "resume" ||
-               a == "health") {
+               a == "health" || a == "report") {
       command = a;
     } else {
       std::fprintf(stderr, "relayctl: unknown command '%s'\n", argv[i]);
@@ -219,6 +223,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "relayctl: %s\n", thresholds.error().c_str());
     return usage(2);
   }
+  auto report = command == "report" ? relayctl::parse_report_words(words)
+                                    : std::expected<relayctl::report_options, relayctl::report_usage_error>{};
+  if (!report) {
+    std::fprintf(stderr, "relayctl: %s\n", report.error().why.c_str());
+    return report.error().exit_code == 2 ? usage(2) : report.error().exit_code;
+  }
   if (command == "dkim" && words[0] == "keygen") return relayctl::dkim_keygen(words, config_path);
 
   if (command == "aliases-reload") {
@@ -247,6 +257,7 @@ int main(int argc, char** argv) {
   if (command == "-H") return queue_action(c, verb::release, arg, filter);
   if (command == "stats") return stats(c, !words.empty());
   if (command == "reload") return reload(c);
+  if (command == "report") return report_main(c, *report);
   if (command == "dkim") return dkim_check(c, words.size() == 2);
   if (destination_command) return destinations_main(c, command, words);
   if (command == "dead") {

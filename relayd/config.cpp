@@ -249,6 +249,14 @@ std::vector<field> loader::schema() {
                      else
                        c_.events.webhook = std::move(*v);
                    }},
+                  {"report_days",
+                   [this](const toml::node& n, const std::string& key) {
+                     auto v = count(n, key);
+                     if (v && *v > 366)
+                       fail(n, key, "must be 0 (no report) to 366");
+                     else
+                       set(c_.events.report_days, std::move(v));
+                   }},
               }),
       dkim_field(),
       {"dkim_check_interval", positive_duration(c_.dkim_check_interval)},

@@ -184,6 +184,9 @@ struct config {
   struct events_section {
     std::string file;     // "" : none
     std::string webhook;  // "http(s)://host[:port]/path"; "" : none
+    // relayctl report's record in <spool>/events/ (events_report_log.hpp),
+    // kept this many days; 0: none.
+    std::uint64_t report_days = 7;
   } events;
 
   // [[dkim]]: one signing key (RFC 6376). Every entry for the signing domain

@@ -78,6 +78,7 @@ awaitable<selection_outcome> act_on_selection(control_context& ctx,
 awaitable<bool> send_batch(control_context& ctx, const line_writer& write, const std::string& lines);
 
 std::span<const control_command> control_destinations_commands();
+std::span<const control_command> control_report_commands();  // control_report.cpp
 
 // Shared by the families: a Unix time in seconds, "1 entry" / "2 entries".
 inline std::int64_t unix_seconds(std::int64_t us) { return us / 1'000'000; }

@@ -36,6 +36,7 @@ constexpr auto all_verbs = std::to_array<verb_spec>({
     {verb::destinations, takes::nothing, access::anyone},
     {verb::suspend, takes::id_timeout},
     {verb::resume, takes::id},
+    {verb::report, takes::nothing},
 });
 
 // "filter":{...}: absent is the empty filter; anything malformed is an error.
@@ -102,12 +103,24 @@ std::expected<request, std::string> parse_request(std::string_view line) {
   if (name == verb::list) {
     if (const json::value* b = obj->if_contains(key::brief); b && b->is_bool()) r.brief = b->get_bool();
   }
-  if (name == verb::shape) {
+  if (name == verb::shape || name == verb::report) {
+    if (name == verb::report) r.top = 10;
     if (const json::value* t = obj->if_contains(key::top)) {
       if (!t->is_int64() || t->get_int64() < 1)
-        return std::unexpected("shape: \"top\" must be a positive number");
+        return std::unexpected(fmt::format("{}: \"top\" must be a positive number", name));
       r.top = static_cast<std::size_t>(t->get_int64());
     }
+  }
+  if (name == verb::report) {
+    for (auto [k, target] : {std::pair{key::since, &r.since_seconds}, std::pair{key::before, &r.before_seconds}}) {
+      const json::value* v = obj->if_contains(k);
+      if (!v) continue;
+      if (!v->is_int64() || v->get_int64() < 0)
+        return std::unexpected(fmt::format("report: \"{}\" must be a number of seconds", k));
+      *target = v->get_int64();
+    }
+    if (r.before_seconds >= r.since_seconds)
+      return std::unexpected("report: \"before\" must be less than \"since\"");
   }
   switch (spec->args) {
     case takes::nothing:

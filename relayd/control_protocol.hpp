@@ -41,6 +41,10 @@
 //                                      connection for S seconds; without S until resume)
 //   {"cmd":"resume","id":DEST}      -> {"ok":true,"destination":NAME,"count":N} (N messages
 //                                      made due now)
+//   {"cmd":"report","since":S,"before":B,"top":N} -> {"ok":true,"report":{...}}: the events
+//                                      from S seconds ago (default 86400) to B seconds ago
+//                                      (default 0: now), counted (relayd/events_report.hpp);
+//                                      N (default 10) rows in each list
 // A dead entry: id, size, arrival, sender, failed_at and its failed recipients
 // [{address, reason, reply_code, status, last_reply, remote_host, attempts,
 // first_attempt, last_attempt, and for entries recorded since record version 3
@@ -84,6 +88,7 @@ inline constexpr std::string_view reload = "reload";
 inline constexpr std::string_view destinations = "destinations";
 inline constexpr std::string_view suspend = "suspend";
 inline constexpr std::string_view resume = "resume";
+inline constexpr std::string_view report = "report";
 }  // namespace verb
 
 // Field names, requests and replies alike.
@@ -185,6 +190,10 @@ inline constexpr std::string_view rate = "rate";              // max_rate, "" wh
 inline constexpr std::string_view queued = "queued";          // messages in the queue for it
 inline constexpr std::string_view connections = "connections";
 inline constexpr std::string_view until = "until";            // Unix seconds, 0: none
+// report (request: "since", "before", "top"; reply: "report")
+inline constexpr std::string_view since = "since";    // seconds back from now
+inline constexpr std::string_view before = "before";  // seconds back from now, 0: now
+inline constexpr std::string_view report = "report";
 }  // namespace key
 
 // Values of key::state (a message) and of a recipient's state.
@@ -228,7 +237,9 @@ struct request {
   std::optional<targets> which;  // takes::targets
   std::int64_t timeout_seconds = 0;  // takes::id_timeout; 0 when not given
   queue_filter filter;               // verb_spec::filtered; empty when not given
-  std::size_t top = 20;              // shape
+  std::size_t top = 20;              // shape; report: 10 unless given
+  std::int64_t since_seconds = 86400;  // report
+  std::int64_t before_seconds = 0;     // report
   bool brief = false;                // list
   std::int64_t peer_uid = -1;        // set by the server from SO_PEERCRED; -1: unknown
 };

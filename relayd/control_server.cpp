@@ -40,7 +40,7 @@ std::unordered_map<std::string_view, control_handler> build_table() {
   for (auto family : {control_queue_commands(), control_dead_commands(), control_stats_commands(),
                       control_wait_commands(), control_aliases_commands(),
                       control_dkim_commands(), control_reload_commands(),
-                      control_destinations_commands()})
+                      control_destinations_commands(), control_report_commands()})
     for (const auto& c : family) table.emplace(c.verb, c.run);
   for (const auto& v : proto::verbs())
     if (!table.contains(v.name)) throw std::logic_error("control: no handler for " + std::string(v.name));

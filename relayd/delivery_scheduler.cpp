@@ -548,7 +548,8 @@ std::vector<std::string> scheduler::event_lines_of(
     std::span<const queue::recipient> told_failed, std::vector<event> happened) const {
   std::vector<std::string> lines;
   if (happened.empty()) return lines;
-  const auto head = spool_.body_head(msg.id, 64 * 1024);
+  // The Message-ID only for events that leave relayd (the report does not count it).
+  const auto head = events_->exported() ? spool_.body_head(msg.id, 64 * 1024) : std::nullopt;
   const std::string message_id = head ? message_id_of(*head) : std::string();
   const std::string submitter = submitter_of(msg);
   const auto now = now_us_();

@@ -24,6 +24,7 @@
 #include "queue/spool.hpp"
 #include "relayd/async_call.hpp"
 #include "relayd/config.hpp"
+#include "relayd/events_report_log.hpp"
 #include "relayd/http_client.hpp"
 #include "relayd/metrics.hpp"
 #include "relayd/net.hpp"
@@ -47,6 +48,7 @@ struct event_log::state {
   const config& cfg;
   queue::spool& spool;
   metrics* stats;
+  std::unique_ptr<report_log> report;  // [events] report_days; null when off or failed to start
 
   // ---- the file (writer thread) ----
   std::mutex mu;  // guards the four below
@@ -179,7 +181,10 @@ awaitable<void> event_log::state::send_loop(std::shared_ptr<state> s) {
 }
 
 event_log::event_log(asio::io_context& io, const config& cfg, queue::spool& spool, metrics* m)
-    : s_(std::make_shared<state>(io, cfg, spool, m)) {}
+    : s_(std::make_shared<state>(io, cfg, spool, m)) {
+  if (cfg.events.report_days != 0)
+    s_->report = std::make_unique<report_log>(report_dir(cfg.spool), cfg.events.report_days);
+}
 
 event_log::~event_log() {
   {
@@ -191,12 +196,19 @@ event_log::~event_log() {
   if (s_->fd >= 0) ::close(s_->fd);
 }
 
-bool event_log::enabled() const {
+bool event_log::enabled() const { return exported() || s_->report; }
+
+bool event_log::exported() const {
   return !s_->cfg.events.file.empty() || !s_->cfg.events.webhook.empty();
 }
 
 bool event_log::start(std::string& error) {
   const auto& ev = s_->cfg.events;
+  // The report's record is statistics: without it relayd runs on, and says so.
+  if (std::string why; s_->report && !s_->report->start(why)) {
+    spdlog::warn("{} (relayctl report will have nothing to count)", why);
+    s_->report.reset();
+  }
   if (!ev.file.empty()) {
     s_->fd = ::open(ev.file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (s_->fd < 0) {
@@ -296,6 +308,7 @@ void event_log::committed(std::vector<std::string> lines) {
 }
 
 void event_log::write_file(state& s, std::vector<std::string> lines) {
+  if (s.report) s.report->add(lines);
   if (s.cfg.events.file.empty()) return;
   std::size_t dropped = 0;
   {

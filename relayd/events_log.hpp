@@ -10,6 +10,8 @@
 // Fails by logging: a file that cannot be opened at start is a start-up error;
 // a write error or a full writer queue drops lines for the file only (counted
 // in relayd_events_dropped_total, logged once a minute); the outbox keeps all.
+// Every committed event also goes to the record relayctl report counts
+// (events_report_log.hpp), on by default and whatever `file` and `webhook` say.
 #pragma once
 
 #include <cstdint>
@@ -31,7 +33,8 @@ class event_log {
   event_log(const event_log&) = delete;
   event_log& operator=(const event_log&) = delete;
 
-  bool enabled() const;  // a file or a webhook is configured
+  bool enabled() const;   // a file, a webhook or the report's record (report_days) is on
+  bool exported() const;  // a file or a webhook is configured (events leave relayd)
   // Opens the file and starts the writer and the webhook sender. The error
   // names the key ("events.file: /x: Permission denied").
   bool start(std::string& error);
