@@ -724,6 +724,22 @@ std::vector<field> loader::schema() {
                    [this](const toml::node& n, const std::string& key) {
                      set(c_.delivery.provider_profiles, boolean(n, key));
                    }},
+                  {"tls_rpt",
+                   [this](const toml::node& n, const std::string& key) {
+                     set(c_.delivery.tls_rpt, boolean(n, key));
+                   }},
+                  {"tls_rpt_from",
+                   [this](const toml::node& n, const std::string& key) {
+                     auto s = string(n, key);
+                     if (s && !s->empty() && !valid_address(*s))
+                       fail(n, key, "bad address " + quoted(*s) + " (use user@domain)");
+                     else
+                       set(c_.delivery.tls_rpt_from, std::move(s));
+                   }},
+                  {"tls_rpt_organization",
+                   [this](const toml::node& n, const std::string& key) {
+                     set(c_.delivery.tls_rpt_organization, string(n, key));
+                   }},
               }),
       section("queue",
               {
@@ -1120,6 +1136,9 @@ std::optional<std::string> loader::cross_checks() {
   if (d.dane && d.dns_servers.empty())
     return error("delivery.dane", "needs delivery.dns_servers naming a DNSSEC-validating "
                                   "resolver relayd can trust (e.g. [\"127.0.0.1\"])");
+  if (d.tls_rpt && d.tls_rpt_from.empty())
+    return error("delivery.tls_rpt_from", "must be set when delivery.tls_rpt is on (the address "
+                                          "TLS reports come from, e.g. \"tls-reports@example.org\")");
   const auto& q = c_.queue;
   if (q.min_backoff > q.max_backoff)
     return error("queue.min_backoff", duration_text(q.min_backoff) +

@@ -41,6 +41,9 @@
 //                                      connection for S seconds; without S until resume)
 //   {"cmd":"resume","id":DEST}      -> {"ok":true,"destination":NAME,"count":N} (N messages
 //                                      made due now)
+//   {"cmd":"tls_rpt_send","id":"YYYY-MM-DD"} -> {"ok":true,"summary":TEXT} once the TLS
+//                                      reports (RFC 8460) of that UTC day are queued, one
+//                                      line per policy domain; an error without tls_rpt
 // A dead entry: id, size, arrival, sender, failed_at and its failed recipients
 // [{address, reason, reply_code, status, last_reply, remote_host, attempts,
 // first_attempt, last_attempt, and for entries recorded since record version 3
@@ -84,6 +87,7 @@ inline constexpr std::string_view reload = "reload";
 inline constexpr std::string_view destinations = "destinations";
 inline constexpr std::string_view suspend = "suspend";
 inline constexpr std::string_view resume = "resume";
+inline constexpr std::string_view tls_rpt_send = "tls_rpt_send";
 }  // namespace verb
 
 // Field names, requests and replies alike.

@@ -29,6 +29,7 @@ namespace relayd {
 
 struct config;
 class metrics;
+class tls_rpt_service;
 
 // A connection ready for transactions.
 struct delivery_link {
@@ -81,6 +82,9 @@ class connector {
   // (after the privilege drop a new file must be readable by relayd's user).
   // On failure nothing changes and the error names the key.
   std::expected<void, std::string> reconfigure(const config& next);
+  // [delivery] tls_rpt: every MX session's TLS policy outcome goes to `reports`
+  // (delivery_tls_rpt.hpp); null: none. It outlives this object.
+  void set_tls_reports(tls_rpt_service* reports);
 
  private:
   struct impl;

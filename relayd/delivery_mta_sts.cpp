@@ -53,7 +53,7 @@ std::string lower(std::string_view s) {
 }
 
 mta_sts_verdict verdict_of(const std::string& domain, const mta_sts::cached_policy& c) {
-  return {domain, c.parsed.what, c.parsed.mx, c.id};
+  return {domain, c.parsed.what, c.parsed.mx, c.id, c.text};
 }
 
 // "text/plain" or "text/plain; charset=utf-8" (type and subtype in any case).
@@ -180,7 +180,16 @@ awaitable<mta_sts_verdict> mta_sts_source::state::look_up(const std::string& dom
                  keep ? "the cached policy (id " + e.cached->id + ", mode " +
                             std::string(mta_sts::to_string(e.cached->parsed.what)) + ") stays in use"
                       : "no policy applies");
-    co_return keep ? verdict_of(domain, *e.cached) : mta_sts_verdict{domain};
+    if (keep) co_return verdict_of(domain, *e.cached);
+    mta_sts_verdict none{domain};
+    using problem = mta_sts_verdict::fetch_problem;
+    const std::string& why = body.error();
+    none.problem = why.starts_with("the policy is malformed") ? problem::invalid
+                   : why.find("certificate verification failed") != std::string::npos
+                       ? problem::webpki_invalid
+                       : problem::fetch_error;
+    none.problem_text = why;
+    co_return none;
   }
   mta_sts::cached_policy c{*id, now, std::move(*body), std::move(*parsed)};
   spdlog::info("MTA-STS: policy of {} fetched: id {}, mode {}, max_age {}, mx {}", domain, c.id,
