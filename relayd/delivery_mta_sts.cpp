@@ -27,6 +27,7 @@
 #include "relayd/async_call.hpp"
 #include "relayd/config.hpp"
 #include "relayd/delivery_outcome.hpp"
+#include "smtp/text.hpp"
 
 namespace relayd {
 namespace {
@@ -45,9 +46,9 @@ std::int64_t unix_now() {
       .count();
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::ranges::transform(out, out.begin(), [](unsigned char c) { return std::tolower(c); });
+// A domain in lower case without a trailing dot ("Example.COM." -> "example.com").
+std::string domain_key(std::string_view s) {
+  std::string out = smtp::text::lower(std::string(s));
   if (!out.empty() && out.back() == '.') out.pop_back();
   return out;
 }
@@ -60,7 +61,7 @@ mta_sts_verdict verdict_of(const std::string& domain, const mta_sts::cached_poli
 bool is_text_plain(std::string_view v) {
   v = v.substr(0, v.find(';'));
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-  return lower(v) == "text/plain";
+  return smtp::text::lower(std::string(v)) == "text/plain";
 }
 
 }  // namespace
@@ -275,7 +276,7 @@ mta_sts_source::~mta_sts_source() = default;
 
 awaitable<mta_sts_verdict> mta_sts_source::policy_for(std::string domain) {
   auto self = s_;  // the source outlives its callers (the connector's), kept anyway
-  domain = lower(domain);
+  domain = domain_key(domain);
   if (domain.empty() || domain.starts_with('[')) co_return mta_sts_verdict{domain};  // a literal
   auto& e = self->entry_for(domain);
   if (e.busy) {
