@@ -17,6 +17,7 @@
 #include "cli/newaliases.hpp"
 #include "cli/relayctl_destinations.hpp"
 #include "cli/relayctl_dkim.hpp"
+#include "cli/relayctl_tls_rpt.hpp"
 #include "cli/relayctl_health.hpp"
 #include "cli/relayctl_print.hpp"
 #include "cli/relayctl_report.hpp"
@@ -70,7 +71,9 @@ int usage(int code) {
                "                         (exit 1 unless every one is ok)\n"
                "  report [--since DURATION] [--until DURATION] [--top N] [--json]\n"
                "                         received, delivered, deferred, bounced per domain, top\n"
-               "                         deferral reasons (default: the last 24h; exit 64: bad value)\n");
+               "                         deferral reasons (default: the last 24h; exit 64: bad value)\n"
+               "  tls-rpt send [DAY]     send the TLS reports (RFC 8460) of DAY (YYYY-MM-DD,\n"
+               "                         UTC; default yesterday) now\n");
   return code;
 }
 
@@ -171,7 +174,7 @@ int main(int argc, char** argv) {
       top = static_cast<std::size_t>(*v);
     } else if (command == "dead" || command == "stats" || command == "dkim" ||
                command == "destinations" || command == "suspend" || command == "resume" ||
-               command == "health" || command == "report") {
+               command == "health" || command == "report" || command == "tls-rpt") {
       words.emplace_back(a);
     } else if (!command.empty()) {
       std::fprintf(stderr, "relayctl: one command at a time ('%s' after '%s')\n", argv[i],
@@ -188,7 +191,7 @@ int main(int argc, char** argv) {
       if (i + 1 < argc && !is_filter_option(argv[i + 1])) arg = next();
     } else if (a == "dead" || a == "stats" || a == "aliases-reload" || a == "dkim" ||
                a == "reload" || a == "destinations" || a == "suspend" || a == "resume" ||
-               a == "health" || a == "report") {
+               a == "health" || a == "report" || a == "tls-rpt") {
       command = a;
     } else {
       std::fprintf(stderr, "relayctl: unknown command '%s'\n", argv[i]);
@@ -215,6 +218,8 @@ int main(int argc, char** argv) {
     return usage(2);
   }
   if (command == "dkim" && !relayctl::dkim_words_ok(words)) return usage(2);
+  if (int code = 0; command == "tls-rpt" && !relayctl::tls_rpt_words_ok(words, code))
+    return code == 64 ? code : usage(code);
   const bool destination_command =
       command == "destinations" || command == "suspend" || command == "resume";
   if (destination_command && !relayctl::destinations_words_ok(command, words)) return usage(2);
@@ -259,6 +264,7 @@ int main(int argc, char** argv) {
   if (command == "reload") return reload(c);
   if (command == "report") return report_main(c, *report);
   if (command == "dkim") return dkim_check(c, words.size() == 2);
+  if (command == "tls-rpt") return tls_rpt_main(c, words);
   if (destination_command) return destinations_main(c, command, words);
   if (command == "dead") {
     if (words[0] == "list") return dead_list(c, words.size() == 2, filter);

@@ -12,6 +12,7 @@
 # holds a daemon's clock back so the queue-filter tests can make old mail.
 # unbound (a validating resolver), knot (an authoritative server) and ldnsutils
 # (ldns-signzone) are the DANE test's DNSSEC; none is started as a service.
+# python3-jsonschema checks the TLS-RPT report against the RFC 8460 schema.
 set -euo pipefail
 
 pkgs=(
@@ -26,6 +27,7 @@ pkgs=(
   cron php-cli s-nail python3-dkim opendkim
   faketime
   unbound knot ldnsutils
+  python3-jsonschema
 )
 
 # --fuzz: also clang-16 with libFuzzer (clang 14 cannot compile libstdc++ 12's <expected>).

@@ -332,6 +332,9 @@ std::optional<std::string> loader::cross_checks() {
     return error("delivery.dane",
                  "needs delivery.dns_servers naming a DNSSEC-validating "
                  "resolver relayd can trust (e.g. [\"127.0.0.1\"])");
+  if (d.tls_rpt && d.tls_rpt_from.empty())
+    return error("delivery.tls_rpt_from", "must be set when delivery.tls_rpt is on (the address "
+                                          "TLS reports come from, e.g. \"tls-reports@example.org\")");
   const auto& q = c_.queue;
   if (q.min_backoff > q.max_backoff)
     return error("queue.min_backoff", duration_text(q.min_backoff) +

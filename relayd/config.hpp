@@ -131,6 +131,12 @@ struct config {
     std::uint16_t mta_sts_port = 443;
     // The built-in Gmail, Microsoft and Yahoo reply rules (delivery_destination.hpp).
     bool provider_profiles = true;
+    // TLS reporting (RFC 8460, relayd/tls_rpt_service.hpp): daily reports sent
+    // from tls_rpt_from (required when on); the organization-name defaults to
+    // that address's domain, which is also the report's submitter.
+    bool tls_rpt = false;
+    std::string tls_rpt_from;
+    std::string tls_rpt_organization;
   } delivery;
 
   struct queue_section {

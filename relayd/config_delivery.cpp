@@ -88,6 +88,19 @@ field loader::delivery_section() {
              set(c_.delivery.mta_sts_port, port_value(n, key));
            }},
           {"provider_profiles", flag(c_.delivery.provider_profiles)},
+          {"tls_rpt", flag(c_.delivery.tls_rpt)},
+          {"tls_rpt_from",
+           [this](const toml::node& n, const std::string& key) {
+             auto s = string(n, key);
+             if (s && !s->empty() && !valid_address(*s))
+               fail(n, key, "bad address " + quoted(*s) + " (use user@domain)");
+             else
+               set(c_.delivery.tls_rpt_from, std::move(s));
+           }},
+          {"tls_rpt_organization",
+           [this](const toml::node& n, const std::string& key) {
+             set(c_.delivery.tls_rpt_organization, string(n, key));
+           }},
       });
 }
 

@@ -104,6 +104,11 @@ std::expected<reload_plan, std::string> plan_reload(const config& running, confi
   keep(fresh.queue.min_free_disk, running.queue.min_free_disk, "queue.min_free_disk", r);
   keep(fresh.queue.max_spool_size, running.queue.max_spool_size, "queue.max_spool_size", r);
   keep(fresh.queue.dead_retention, running.queue.dead_retention, "queue.dead_retention", r);
+  // The TLS report service is built at start with its addresses.
+  keep(fresh.delivery.tls_rpt, running.delivery.tls_rpt, "delivery.tls_rpt", r);
+  keep(fresh.delivery.tls_rpt_from, running.delivery.tls_rpt_from, "delivery.tls_rpt_from", r);
+  keep(fresh.delivery.tls_rpt_organization, running.delivery.tls_rpt_organization,
+       "delivery.tls_rpt_organization", r);
 
   if ((!fresh.smtp.submission.empty() || !fresh.smtp.smtps.empty()) && fresh.tls.cert.empty())
     return std::unexpected(std::string(

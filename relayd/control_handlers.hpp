@@ -21,6 +21,7 @@ namespace relayd {
 class scheduler;
 class alias_source;
 class dkim_dns_monitor;
+class tls_rpt_service;
 
 struct control_context {
   asio::io_context& io;
@@ -31,6 +32,7 @@ struct control_context {
   wait_registry waits{};
   alias_source* aliases = nullptr;  // null until set_aliases(): aliases_reload fails
   dkim_dns_monitor* dkim = nullptr;  // null until set_dkim_monitor(): dkim_check fails
+  tls_rpt_service* tls_reports = nullptr;  // null without [delivery] tls_rpt: tls_rpt_send fails
   // The daemon's reload (daemon_reload.hpp); empty until set_reloader(): reload fails.
   std::function<std::expected<std::string, std::string>()> reload;
 };
@@ -79,6 +81,7 @@ awaitable<bool> send_batch(control_context& ctx, const line_writer& write, const
 
 std::span<const control_command> control_destinations_commands();
 std::span<const control_command> control_report_commands();  // control_report.cpp
+std::span<const control_command> control_tls_rpt_commands();
 
 // Shared by the families: a Unix time in seconds, "1 entry" / "2 entries".
 inline std::int64_t unix_seconds(std::int64_t us) { return us / 1'000'000; }

@@ -37,6 +37,7 @@ constexpr auto all_verbs = std::to_array<verb_spec>({
     {verb::suspend, takes::id_timeout},
     {verb::resume, takes::id},
     {verb::report, takes::nothing},
+    {verb::tls_rpt_send, takes::id},
 });
 
 // "filter":{...}: absent is the empty filter; anything malformed is an error.

@@ -45,6 +45,9 @@
 //                                      from S seconds ago (default 86400) to B seconds ago
 //                                      (default 0: now), counted (relayd/events_report.hpp);
 //                                      N (default 10) rows in each list
+//   {"cmd":"tls_rpt_send","id":"YYYY-MM-DD"} -> {"ok":true,"summary":TEXT} once the TLS
+//                                      reports (RFC 8460) of that UTC day are queued, one
+//                                      line per policy domain; an error without tls_rpt
 // A dead entry: id, size, arrival, sender, failed_at and its failed recipients
 // [{address, reason, reply_code, status, last_reply, remote_host, attempts,
 // first_attempt, last_attempt, and for entries recorded since record version 3
@@ -89,6 +92,7 @@ inline constexpr std::string_view destinations = "destinations";
 inline constexpr std::string_view suspend = "suspend";
 inline constexpr std::string_view resume = "resume";
 inline constexpr std::string_view report = "report";
+inline constexpr std::string_view tls_rpt_send = "tls_rpt_send";
 }  // namespace verb
 
 // Field names, requests and replies alike.

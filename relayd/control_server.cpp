@@ -40,7 +40,8 @@ std::unordered_map<std::string_view, control_handler> build_table() {
   for (auto family : {control_queue_commands(), control_dead_commands(), control_stats_commands(),
                       control_wait_commands(), control_aliases_commands(),
                       control_dkim_commands(), control_reload_commands(),
-                      control_destinations_commands(), control_report_commands()})
+                      control_destinations_commands(), control_report_commands(),
+                      control_tls_rpt_commands()})
     for (const auto& c : family) table.emplace(c.verb, c.run);
   for (const auto& v : proto::verbs())
     if (!table.contains(v.name)) throw std::logic_error("control: no handler for " + std::string(v.name));
@@ -121,6 +122,7 @@ control_server::~control_server() { stop(); }
 
 void control_server::set_aliases(alias_source& a) { impl_->ctx.aliases = &a; }
 void control_server::set_dkim_monitor(dkim_dns_monitor& m) { impl_->ctx.dkim = &m; }
+void control_server::set_tls_reports(tls_rpt_service* r) { impl_->ctx.tls_reports = r; }
 void control_server::set_reloader(std::function<std::expected<std::string, std::string>()> r) {
   impl_->ctx.reload = std::move(r);
 }

@@ -21,6 +21,7 @@ namespace relayd {
 class scheduler;
 class alias_source;
 class dkim_dns_monitor;
+class tls_rpt_service;
 
 class control_server {
  public:
@@ -38,6 +39,8 @@ class control_server {
   void set_aliases(alias_source& a);
   // Lets dkim_check run a DNS round of [[dkim]] selectors; `m` outlives this object.
   void set_dkim_monitor(dkim_dns_monitor& m);
+  // Lets tls_rpt_send send a day's TLS reports; `r` outlives this object.
+  void set_tls_reports(tls_rpt_service* r);
   // Lets `reload` re-read the configuration (run_daemon's reload_config).
   void set_reloader(std::function<std::expected<std::string, std::string>()> r);
 

@@ -31,6 +31,7 @@
 #include "relayd/metrics_http.hpp"
 #include "relayd/net.hpp"
 #include "relayd/privileges.hpp"
+#include "relayd/tls_rpt_service.hpp"
 
 namespace relayd {
 namespace {
@@ -108,6 +109,16 @@ int run_daemon(config cfg, const std::string& config_path) {
   server.set_aliases(aliases);
   server.set_dkim(dkim);
   control.set_aliases(aliases);
+  // [delivery] tls_rpt (RFC 8460): the agent's MX sessions are counted per day
+  // under the spool; started after the privilege drop (its files belong to
+  // relayd's user), stopped once the deliveries are done and before the spool closes.
+  std::unique_ptr<tls_rpt_service> tls_reports;
+  if (cfg.delivery.tls_rpt) {
+    tls_reports = std::make_unique<tls_rpt_service>(io, tls_rpt_settings(cfg), *spool, sched,
+                                                    *resolver);
+    agent.set_tls_reports(tls_reports.get());
+    control.set_tls_reports(tls_reports.get());
+  }
   // [[dkim]] selectors' DNS records: at start, every dkim_check_interval, on
   // SIGHUP and relayctl dkim check; require_dns keys sign only on a match.
   dkim_dns_monitor dkim_dns(io, cfg, *resolver, &registry, cfg.dkim_check_interval);
@@ -141,6 +152,7 @@ int run_daemon(config cfg, const std::string& config_path) {
   dead_retention retention(io, cfg.queue.dead_retention, *spool);
   retention.start();
   dkim_dns.start();
+  if (tls_reports) tls_reports->start();
 
   // The shutdown order (SIGTERM/SIGINT; the code below does it in this order):
   //  1. The queue census, the dead-spool retention, the DKIM DNS checks and the
@@ -149,10 +161,12 @@ int run_daemon(config cfg, const std::string& config_path) {
   //     in a transaction finish it; the scheduler stops handing out jobs and
   //     waits for the agents in flight.
   //  2. When both the inbound side and the deliveries are done (whichever is
-  //     last), the control socket, the metrics endpoint, the DNS resolver, the
+  //     last), the TLS report counts are written and its timer stopped; the
+  //     control socket, the metrics endpoint, the DNS resolver, the
   //     grace timer and the signal waits are cancelled: io.run() runs out of work.
   //     A second signal, or shutdown_grace passing, calls io.stop() instead.
-  //  3. io.run() returns: no coroutine runs again. spool.reset() then lets the
+  //  3. io.run() returns: no coroutine runs again (the TLS report service is
+  //     stopped now if step 2 did not run). spool.reset() then lets the
   //     writer finish the operations it holds (their `done` callbacks post to
   //     `io`, which is not run again) and closes LMDB.
   //  4. The locals go in reverse order: signals, retention, census, metrics endpoint,
@@ -191,6 +205,7 @@ int run_daemon(config cfg, const std::string& config_path) {
         auto remaining = std::make_shared<int>(2);
         auto one_done = [&, remaining] {
           if (--*remaining > 0) return;
+          if (tls_reports) tls_reports->stop();
           control.stop();
           if (metrics_http) metrics_http->stop();
           resolver->cancel();
@@ -228,6 +243,7 @@ int run_daemon(config cfg, const std::string& config_path) {
                cfg.delivery.relayhost ? "via relayhost " + cfg.delivery.relayhost->to_string()
                                       : std::string("by MX"));
   io.run();
+  if (tls_reports) tls_reports->stop();
   spool.reset();  // finishes queued spool operations, then closes LMDB
   spdlog::info("relayd stopped");
   return 0;

@@ -81,6 +81,10 @@ std::expected<void, std::string> delivery_agent::reconfigure(const config& next)
   return impl_->connect.reconfigure(next);
 }
 
+void delivery_agent::set_tls_reports(tls_rpt_service* reports) {
+  impl_->connect.set_tls_reports(reports);
+}
+
 void delivery_agent::reload_credentials() {
   impl_->connect.reload_credentials();
 }

@@ -19,6 +19,7 @@ namespace relayd {
 struct config;
 struct destination;
 class scheduler;
+class tls_rpt_service;
 
 class delivery_agent final : public delivery_port {
  public:
@@ -30,6 +31,8 @@ class delivery_agent final : public delivery_port {
   void reload_credentials();
   // A reload: the routes of `next` (connector::reconfigure); nothing changes on error.
   std::expected<void, std::string> reconfigure(const config& next);
+  // [delivery] tls_rpt: where MX sessions' TLS outcomes go (connector::set_tls_reports).
+  void set_tls_reports(tls_rpt_service* reports);
 
  private:
   struct impl;

@@ -21,6 +21,7 @@
 #include "relayd/delivery_outcome.hpp"
 #include "relayd/delivery_route.hpp"
 #include "relayd/delivery_tls_report.hpp"
+#include "relayd/delivery_tls_rpt.hpp"
 #include "relayd/delivery_tls_status.hpp"
 #include "relayd/oauth2_token.hpp"
 #include "relayd/secret_file.hpp"
@@ -209,6 +210,7 @@ struct connector::impl {
   // key it already had (its secret files stay open after the privilege drop).
   std::vector<std::shared_ptr<oauth2_token_source>> oauth;
   std::uint64_t turn = 0;  // rotates equal relayhosts over connections
+  tls_rpt_service* reports = nullptr;  // [delivery] tls_rpt: each MX session's outcome
 };
 
 connector::connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns,
@@ -216,6 +218,8 @@ connector::connector(asio::io_context& io, const config& cfg, dns::mx_resolver& 
     : impl_(std::make_unique<impl>(io, cfg, dns, spool, stats, tls_status)) {}
 
 connector::~connector() = default;
+
+void connector::set_tls_reports(tls_rpt_service* reports) { impl_->reports = reports; }
 
 std::expected<void, std::string> connector::impl::use_routes(const config& c) {
   std::vector<route> next_routes;
@@ -432,7 +436,10 @@ awaitable<connect_result> connector::open(const destination_key& destination,
     if (cfg.delivery.dane && !smarthost && !dane_of.contains(host.host_name))
       dane_of[host.host_name] = co_await dane_for_host(m.dns, mx, host.host_name, host.port);
     const dane_decision& dane = dane_of[host.host_name];
+    tls_rpt_hop rpt(smarthost ? nullptr : m.reports, destination.name, sts, dane, host.host_name,
+                    host.address);
     if (dane.mode == dane_mode::defer) {
+      rpt.failed(tls_rpt::result_type::dnssec_invalid, nullptr, dane.why);
       out.problem = dane_failed(relay, dane.why, true);
       last_policy = tls_policy_kind::dane;
       spdlog::warn("delivery to {}: {}", relay, out.problem.text);
@@ -453,6 +460,8 @@ awaitable<connect_result> connector::open(const destination_key& destination,
                    host_sts_tls ? "" : " (testing mode: delivered anyway)");
       count_tls_policy(m.stats, host_policy,
                        host_sts_tls ? tls_policy_result::failure : tls_policy_result::testing_failure);
+      rpt.failed(tls_rpt::result_type::validation_failure, nullptr,
+                 "MX host not named by the MTA-STS policy");
       if (host_sts_tls) {
         out.problem = std::move(refused);
         if (requiretls) walk.unreachable();
@@ -472,6 +481,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
       delivery_link l{std::make_unique<outbound>(m.io, ctx), nullptr, {}, relay, host.host_name};
       if (dane_on) {
         if (auto e = arm_dane(*l.stream, host.host_name, dane); !e.empty()) {
+          rpt.failed(tls_rpt::result_type::tlsa_invalid, nullptr, e);
           out.problem = dane_failed(relay, e, false);
           break;
         }
@@ -498,6 +508,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
       const auto res =
           co_await m.set_up(l, *l.session, verify || (!dane_on && sts.testing()), lost);
       if (res == setup_result::ready) {
+        if (!sts_problem && pass == 0) rpt.ready(*l.stream, try_tls);  // else counted already
         if (dane_on) {
           spdlog::info("Verified TLS connection established to {}: {} policy=dane", relay,
                        dane_session_summary(*l.stream));
@@ -527,6 +538,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
         out.connect_seconds = seconds_since(connect_started);
         co_return out;
       }
+      if (res == setup_result::tls_failed) rpt.tls_failed(*l.stream);
       if (res == setup_result::tls_failed && dane_on) {
         count_tls_policy(m.stats, tls_policy_kind::dane, tls_policy_result::failure);
         out.problem = dane_failed(relay, fmt::format("TLS not verified by the TLSA records ({}): {}",
@@ -549,6 +561,9 @@ awaitable<connect_result> connector::open(const destination_key& destination,
         break;
       }
       const auto& f = l.session->failure();
+      if (f.cause == smtp::failure_cause::tls_unavailable)
+        rpt.failed(tls_rpt::result_type::starttls_not_supported, l.stream.get(),
+                   "STARTTLS not offered");
       if (requiretls && f.cause == smtp::failure_cause::tls_unavailable) {
         not_qualified({requiretls_verdict::no_tls});
         break;

@@ -30,6 +30,7 @@ namespace relayd {
 struct config;
 class metrics;
 class tls_status_table;
+class tls_rpt_service;
 
 // A connection ready for transactions.
 struct delivery_link {
@@ -84,6 +85,9 @@ class connector {
   // (after the privilege drop a new file must be readable by relayd's user).
   // On failure nothing changes and the error names the key.
   std::expected<void, std::string> reconfigure(const config& next);
+  // [delivery] tls_rpt: every MX session's TLS policy outcome goes to `reports`
+  // (delivery_tls_rpt.hpp); null: none. It outlives this object.
+  void set_tls_reports(tls_rpt_service* reports);
 
  private:
   struct impl;

@@ -55,7 +55,7 @@ std::string domain_key(std::string_view s) {
 }
 
 mta_sts_verdict verdict_of(const std::string& domain, const mta_sts::cached_policy& c) {
-  return {domain, c.parsed.what, c.parsed.mx, c.id};
+  return {domain, c.parsed.what, c.parsed.mx, c.id, c.text};
 }
 
 // "text/plain" or "text/plain; charset=utf-8" (type and subtype in any case).
@@ -198,7 +198,16 @@ awaitable<mta_sts_verdict> mta_sts_source::state::look_up(const std::string& dom
     const auto next = memory.fetch_failed(domain, *id, now);
     spdlog::warn("MTA-STS: policy of {} (id {}) not fetched: {}; {} (next try in {}s)", domain,
                  *id, body.error(), instead, next - now);
-    co_return keep ? verdict_of(domain, *e.cached) : mta_sts_verdict{domain};
+    if (keep) co_return verdict_of(domain, *e.cached);
+    mta_sts_verdict none{domain};
+    using problem = mta_sts_verdict::fetch_problem;
+    const std::string& why = body.error();
+    none.problem = why.starts_with("the policy is malformed") ? problem::invalid
+                   : why.find("certificate verification failed") != std::string::npos
+                       ? problem::webpki_invalid
+                       : problem::fetch_error;
+    none.problem_text = why;
+    co_return none;
   }
   memory.fetch_succeeded(domain);
   mta_sts::cached_policy c{*id, now, std::move(*body), std::move(*parsed)};

@@ -34,6 +34,12 @@ struct mta_sts_verdict {
   mta_sts::mode what = mta_sts::mode::none;  // none: no policy (or mode none)
   std::vector<std::string> mx;               // the policy's patterns
   std::string id;                            // the TXT id it was fetched under
+  std::string text;                          // the policy file (TLS-RPT's policy-string)
+  // No policy because fetching a new one failed (TLS-RPT, RFC 8460 4.3.2.3):
+  // the kind of failure and why; none otherwise.
+  enum class fetch_problem { none, fetch_error, invalid, webpki_invalid };
+  fetch_problem problem = fetch_problem::none;
+  std::string problem_text;
   bool enforced() const { return what == mta_sts::mode::enforce; }
   bool testing() const { return what == mta_sts::mode::testing; }
   bool allows(std::string_view mx_host) const;

@@ -151,6 +151,12 @@ bool outbound::peer_spoke_while_idle() {
   return true;  // 0: the peer closed; > 0: bytes nobody asked for
 }
 
+std::string outbound::local_address() const {
+  error_code ec;
+  const auto ep = impl_->stream.next_layer().socket().local_endpoint(ec);
+  return ec ? std::string() : ep.address().to_string();
+}
+
 void outbound::close() {
   error_code ec;
   impl_->tcp().socket().shutdown(tcp::socket::shutdown_both, ec);

@@ -61,6 +61,9 @@ class outbound {
   // an idle-timeout 421, a TLS alert): a cached connection in that state is dead.
   // Never blocks (a peek at the socket).
   bool peer_spoke_while_idle();
+  // Our end's address once connected ("" before or when unknown): TLS-RPT's
+  // sending-mta-ip.
+  std::string local_address() const;
   void close();
 
  private:

@@ -24,6 +24,7 @@
 #include "dns/mx_resolver.hpp"
 #include "queue/record.hpp"
 #include "queue/spool.hpp"
+#include "relayd/config.hpp"
 #include "relayd/delivery_scheduler.hpp"
 #include "relayd/net.hpp"
 #include "relayd/read_file.hpp"
@@ -34,10 +35,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::int64_t day_seconds = 86400;
-
 std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
-std::int64_t day_of(std::int64_t t) { return t - (t % day_seconds + day_seconds) % day_seconds; }
+std::int64_t day_of(std::int64_t t) { return day_start_of(t); }
 
 // A domain as a file name: letters, digits, '.', '-' and '_' stay (after
 // lower-casing), anything else is %HH, and a leading '.' too.
@@ -107,24 +106,16 @@ bool write_durably(const fs::path& path, const std::string& data, std::string& e
 
 }  // namespace
 
-std::string day_name(std::int64_t day_start) {
-  const std::time_t t = static_cast<std::time_t>(day_start);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-  return buf;
-}
-
-std::optional<std::int64_t> parse_day_name(std::string_view name) {
-  if (name.size() != 10 || name[4] != '-' || name[7] != '-') return std::nullopt;
-  std::tm tm{};
-  const std::string s(name);
-  const char* end = ::strptime(s.c_str(), "%Y-%m-%d", &tm);
-  if (!end || *end != '\0') return std::nullopt;
-  const std::int64_t t = static_cast<std::int64_t>(::timegm(&tm));
-  if (day_name(t) != name) return std::nullopt;  // "2026-02-30" and the like
-  return t;
+tls_rpt_service::settings tls_rpt_settings(const config& cfg) {
+  tls_rpt_service::settings s;
+  s.dir = (fs::path(cfg.spool) / "tls-rpt").string();
+  s.from = cfg.delivery.tls_rpt_from;
+  const auto at = s.from.rfind('@');
+  s.submitter = smtp::text::lower(at == std::string::npos ? cfg.hostname : s.from.substr(at + 1));
+  s.organization =
+      cfg.delivery.tls_rpt_organization.empty() ? s.submitter : cfg.delivery.tls_rpt_organization;
+  s.hostname = cfg.hostname;
+  return s;
 }
 
 struct tls_rpt_service::state {

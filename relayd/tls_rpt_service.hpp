@@ -23,6 +23,7 @@
 
 #include "relayd/services_fwd.hpp"
 #include "relayd/tls_rpt.hpp"
+#include "relayd/tls_rpt_day.hpp"
 
 namespace dns {
 class mx_resolver;
@@ -67,9 +68,10 @@ class tls_rpt_service {
   std::shared_ptr<state> state_;
 };
 
-// "YYYY-MM-DD" of the UTC day starting at `day_start`, and back (nullopt when
-// not such a date).
-std::string day_name(std::int64_t day_start);
-std::optional<std::int64_t> parse_day_name(std::string_view name);
+// The settings of [delivery] tls_rpt_from and tls_rpt_organization: the
+// submitter is the from address's domain, and so is the organization-name
+// unless set; the files go to <spool>/tls-rpt.
+tls_rpt_service::settings tls_rpt_settings(const config& cfg);
+
 
 }  // namespace relayd

@@ -139,7 +139,8 @@ TEST(control_protocol, every_verb_has_exactly_one_handler) {
   for (auto family : {control_queue_commands(), control_dead_commands(), control_stats_commands(),
                       control_wait_commands(), control_aliases_commands(),
                       control_dkim_commands(), control_reload_commands(),
-                      control_destinations_commands(), control_report_commands()})
+                      control_destinations_commands(), control_report_commands(),
+                      control_tls_rpt_commands()})
     for (const auto& c : family) handled.insert(c.verb);
   for (const auto& v : proto::verbs()) EXPECT_EQ(handled.count(v.name), 1u) << v.name;
   EXPECT_EQ(handled.size(), proto::verbs().size());

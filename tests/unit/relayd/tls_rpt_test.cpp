@@ -2,6 +2,12 @@
 // policy, the report's JSON fields and types, the gzip attachment and the mail
 // around it, and which _smtp._tls records name a destination.
 #include "relayd/tls_rpt.hpp"
+
+#include <openssl/x509_vfy.h>
+
+#include "relayd/delivery_dane.hpp"
+#include "relayd/delivery_mta_sts.hpp"
+#include "relayd/delivery_tls_rpt.hpp"
 #include "relayd/tls_rpt_service.hpp"
 
 #include <gtest/gtest.h>
@@ -187,5 +193,52 @@ TEST(TlsRptDays, NamesAndBack) {
   EXPECT_FALSE(relayd::parse_day_name("2026-02-30"));
   EXPECT_FALSE(relayd::parse_day_name("2026-1-01"));
   EXPECT_FALSE(relayd::parse_day_name("../../etc"));
+}
+}  // namespace
+
+// The delivery path's side (relayd/delivery_tls_rpt.hpp): which policy a host
+// attempt reports under, and the result type of a certificate failure.
+namespace {
+using relayd::tls_rpt::policy_type;
+using relayd::tls_rpt::result_type;
+
+TEST(TlsRptDelivery, CertificateResultTypes) {
+  EXPECT_EQ(relayd::certificate_result(X509_V_ERR_CERT_HAS_EXPIRED), result_type::certificate_expired);
+  EXPECT_EQ(relayd::certificate_result(X509_V_ERR_HOSTNAME_MISMATCH),
+            result_type::certificate_host_mismatch);
+  EXPECT_EQ(relayd::certificate_result(X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT),
+            result_type::certificate_not_trusted);
+  EXPECT_EQ(relayd::certificate_result(X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY),
+            result_type::certificate_not_trusted);
+  EXPECT_EQ(relayd::certificate_result(X509_V_ERR_DANE_NO_MATCH), result_type::tlsa_invalid);
+  EXPECT_EQ(relayd::certificate_result(X509_V_OK), result_type::validation_failure);
+}
+
+TEST(TlsRptDelivery, PolicyOfAHost) {
+  relayd::mta_sts_verdict sts{"example.org"};
+  relayd::dane_decision dane;
+  EXPECT_EQ(relayd::tls_rpt_hop(nullptr, "example.org", sts, dane, "mx", "192.0.2.1").applied().type,
+            policy_type::no_policy_found);
+
+  sts.what = relayd::mta_sts::mode::testing;
+  sts.mx = {"*.example.org"};
+  sts.text = "version: STSv1\r\nmode: testing\r\nmx: *.example.org\r\nmax_age: 86400\r\n";
+  auto p = relayd::tls_rpt_hop(nullptr, "example.org", sts, dane, "mx", "").applied();
+  EXPECT_EQ(p.type, policy_type::sts);
+  EXPECT_EQ(p.strings, (std::vector<std::string>{"version: STSv1", "mode: testing",
+                                                 "mx: *.example.org", "max_age: 86400"}));
+  EXPECT_EQ(p.mx_patterns, std::vector<std::string>{"*.example.org"});
+
+  // DANE takes precedence; the records as presentation text.
+  dane.mode = relayd::dane_mode::enforce;
+  dane.records = {{3, 1, 1, {0xab, 0x01}}};
+  p = relayd::tls_rpt_hop(nullptr, "example.org", sts, dane, "mx", "").applied();
+  EXPECT_EQ(p.type, policy_type::tlsa);
+  EXPECT_EQ(p.strings, std::vector<std::string>{"3 1 1 ab01"});
+}
+
+TEST(TlsRptDays, StartOfTheDay) {
+  EXPECT_EQ(relayd::day_start_of(1764547200 + 86399), 1764547200);
+  EXPECT_EQ(relayd::day_start_of(1764547200), 1764547200);
 }
 }  // namespace
