@@ -7,6 +7,7 @@
 // reached at all, backs off the whole destination. Memory stays bounded: at
 // most max_in_flight messages are held, the rest stays in LMDB until due.
 // Fails by logging: a result the spool cannot store stays due and is retried.
+// Shaping, suspensions and circuit breakers: delivery_shaping.cpp.
 #pragma once
 
 #include <chrono>
@@ -236,6 +237,12 @@ class scheduler {
   // A reply rule of d's policy matched `o`: acts on the group; true if it did.
   bool apply_rules(destination& d, const recipient_outcome& o);
   void suspend_group(destination_group& g, std::int64_t until_us, std::string reason);
+  // A job over g's max_rate: the deferral that books its slot (booked: the slot
+  // it was given last time, if it comes back at it). None: it may go now.
+  std::optional<recipient_outcome> rate_wait(destination_group& g, std::int64_t booked,
+                                             std::int64_t now);
+  // "421 4.7.28 text" or the sentence, for last_reply.
+  static std::string reply_text(const recipient_outcome& o);
   // Defers the waiting jobs of every destination of `g` (blocked now).
   void defer_group(destination_group& g);
   void retry_connects(std::int64_t now);
