@@ -408,10 +408,12 @@ awaitable<connect_result> connector::open(const destination_key& destination,
   out.problem = no_host_answered();
   std::map<std::string, dane_decision> dane_of;  // by MX host: DANE (RFC 7672) first
   requiretls_walk walk;  // requiretls: the hosts that did not qualify
+  std::size_t tried = 0, policy_failed = 0;  // hosts; of those, failed their TLS policy
   for (const auto& host : hosts) {
     error_code aec;
     auto ip = asio::ip::make_address(host.address, aec);
     if (aec) continue;
+    ++tried;
     const std::string relay = fmt::format("{}[{}]:{}", host.host_name, host.address, host.port);
     if (cfg.delivery.dane && !smarthost && !dane_of.contains(host.host_name))
       dane_of[host.host_name] = co_await dane_for_host(m.dns, mx, host.host_name, host.port);
@@ -420,6 +422,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
       out.problem = dane_failed(relay, dane.why, true);
       spdlog::warn("delivery to {}: {}", relay, out.problem.text);
       count_tls_policy(m.stats, tls_policy_kind::dane, tls_policy_result::failure);
+      ++policy_failed;
       if (requiretls) walk.unreachable();  // deferred, as for any host not reached
       continue;
     }
@@ -437,6 +440,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
                        host_sts_tls ? tls_policy_result::failure : tls_policy_result::testing_failure);
       if (host_sts_tls) {
         out.problem = std::move(refused);
+        ++policy_failed;
         if (requiretls) walk.unreachable();
         continue;
       }
@@ -445,6 +449,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
     bool try_tls = dane_on || r.tls != tls_policy::none || host_sts_tls || requiretls;
     const bool verify = r.tls == tls_policy::verify || host_sts_tls;
     bool refused_for_requiretls = false;  // requiretls: this host answered and did not qualify
+    bool failed_policy = false;  // this host failed DANE or an enforced MTA-STS policy
     const auto not_qualified = [&](requiretls_check c) {
       walk.refused(c, relay);
       refused_for_requiretls = true;
@@ -455,6 +460,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
       if (dane_on) {
         if (auto e = arm_dane(*l.stream, host.host_name, dane.records); !e.empty()) {
           out.problem = dane_failed(relay, e, false);
+          failed_policy = true;
           break;
         }
       }
@@ -508,6 +514,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
         count_tls_policy(m.stats, tls_policy_kind::dane, tls_policy_result::failure);
         out.problem = dane_failed(relay, fmt::format("TLS not verified by the TLSA records ({}): {}",
                                                      dane.why, l.stream->tls_error()), false);
+        failed_policy = true;
         break;
       }
       if (res == setup_result::tls_failed) {
@@ -517,7 +524,10 @@ awaitable<connect_result> connector::open(const destination_key& destination,
           not_qualified({requiretls_verdict::no_tls});
           break;
         }
-        if (host_sts_tls) break;  // never plaintext under an enforced policy
+        if (host_sts_tls) {
+          failed_policy = true;
+          break;  // never plaintext under an enforced policy
+        }
         // tls = may: try the same host again in plaintext.
         if (r.tls == tls_policy::may && !l.session->authenticated() && pass == 0) {
           try_tls = false;
@@ -535,10 +545,13 @@ awaitable<connect_result> connector::open(const destination_key& destination,
         count_tls_policy(m.stats, tls_policy_kind::dane, tls_policy_result::failure);
         out.problem = dane_failed(
             relay, fmt::format("{}: TLS is mandatory; {}", dane.why, out.problem.text), false);
+        failed_policy = true;
       }
       out.local_fault = f.local_fault;
-      if (host_sts_tls && f.cause == smtp::failure_cause::tls_unavailable)
+      if (host_sts_tls && f.cause == smtp::failure_cause::tls_unavailable) {
         sts_failure(m.stats, out.problem, sts, what);
+        failed_policy = true;
+      }
       if (uses_token && f.cause == smtp::failure_cause::auth_rejected) {
         oauth->refused(token);
         out.token_refused = true;
@@ -548,8 +561,10 @@ awaitable<connect_result> connector::open(const destination_key& destination,
       break;
     }
     if (requiretls && !refused_for_requiretls) walk.unreachable();
+    if (failed_policy) ++policy_failed;
     if (out.local_fault) break;
   }
+  out.tls_policy_failed = !requiretls && !out.local_fault && tried != 0 && policy_failed == tried;
   if (walk.any_refused() && !out.local_fault) out.problem = walk.outcome();
   out.connect_seconds = seconds_since(connect_started);
   wipe(token);

@@ -514,6 +514,16 @@ void scheduler::unreachable(destination& d, const recipient_outcome& why) {
   // Other connections to this destination still work: leave the jobs to them.
   if (d.active - d.connecting > 0) return;
   d.proven = false;
+  // The DNS circuit breaker: lookups failing (SERVFAIL, timeout) attempt after
+  // attempt, or a probe of the open breaker failing so.
+  if (why.cause == queue::outcome_cause::dns && why.what == outcome_kind::deferred) {
+    if (++d.dns_failures >= dns_breaker_after || d.group->breaker_failures != 0) {
+      systemic_failure(d, why, suspend_cause::dns);
+      return;
+    }
+  } else {
+    d.dns_failures = 0;
+  }
   const auto now = now_us_();
   ++d.failures;
   d.backoff_until_us = now + backoff(d.failures, retry_).count();
@@ -550,7 +560,8 @@ void scheduler::maybe_forget(destination& d) {
   // so the map stays as small as the set of busy destinations.
   const auto now = now_us_();
   if (d.active == 0 && d.waiting.empty() && d.backoff_until_us <= now &&
-      (d.group != d.own.get() || d.own->suspended_until_us <= now)) {
+      (d.group != d.own.get() ||
+       (d.own->suspended_until_us <= now && !d.own->suspension_told))) {
     destinations_.erase(d.key.id());
   }
 }

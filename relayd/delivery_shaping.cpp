@@ -8,6 +8,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
+#include <map>
 #include <ctime>
 
 #include "relayd/delivery_destination.hpp"
@@ -15,6 +17,8 @@
 #include "relayd/delivery_retry.hpp"
 #include "relayd/delivery_route.hpp"
 #include "relayd/delivery_scheduler.hpp"
+#include "relayd/events_log.hpp"
+#include "relayd/metrics.hpp"
 #include "smtp/text.hpp"
 
 namespace relayd {
@@ -49,6 +53,17 @@ recipient_outcome rate_deferral(const destination_group& g, std::int64_t slot) {
 }
 
 }  // namespace
+
+std::string_view to_string(suspend_cause c) {
+  switch (c) {
+    case suspend_cause::rule: return "rule";
+    case suspend_cause::relayctl: return "relayctl";
+    case suspend_cause::credentials: return "credentials";
+    case suspend_cause::tls_policy: return "tls_policy";
+    case suspend_cause::dns: return "dns";
+  }
+  return "rule";
+}
 
 destination_group& scheduler::group_for(const destination_policy& p) {
   auto& g = groups_[p.name];
@@ -135,7 +150,10 @@ void scheduler::connection_ready(destination& d) {
   if (g.breaker_failures != 0 && !d.proven)
     spdlog::info("destination {}: connection works again; circuit breaker closed", g.name);
   g.breaker_failures = 0;
+  d.dns_failures = 0;
   d.proven = true;
+  if (g.suspension_told && g.suspended_until_us <= now_us_())
+    tell_resumed(g, "a connection to " + d.key.id() + " works again");
   start_connections(d, 1);  // the ready connection takes one waiting job itself
 }
 
@@ -195,18 +213,26 @@ bool scheduler::apply_rules(destination& d, const recipient_outcome& o) {
     case destination_rule::action_kind::hold: {
       const auto until = span == 0 ? suspended_until_resume : now + span;
       if (g.suspended_until_us > now) return true;  // one reply suspends once
-      suspend_group(g, until, origin + ": " + reply_text(o));
+      suspend_group(g, until, origin + ": " + reply_text(o), suspend_cause::rule);
       return true;
     }
   }
   return false;
 }
 
-void scheduler::suspend_group(destination_group& g, std::int64_t until_us, std::string reason) {
+void scheduler::suspend_group(destination_group& g, std::int64_t until_us, std::string reason,
+                              suspend_cause cause) {
   g.suspended_until_us = until_us;
   g.suspend_reason = std::move(reason);
+  g.cause = cause;
   spdlog::warn("destination {} suspended until {}: {}", g.name, utc_text(until_us),
                g.suspend_reason);
+  // A probe that fails again, or a suspension while suspended, is no new state.
+  if (!g.suspension_told) {
+    g.suspension_told = true;
+    if (events_) events_->destination_event(event_type::suspended, g.name, g.suspend_reason);
+  }
+  count_suspended();
   // Lingering connections close: next_job() gives them nothing now.
   for (auto& [id, d] : destinations_) {
     if (d->group != &g) continue;
@@ -231,7 +257,28 @@ void scheduler::defer_group(destination_group& g) {
   }
 }
 
-void scheduler::systemic_failure(destination& d, const recipient_outcome& why) {
+void scheduler::tell_resumed(destination_group& g, const std::string& how) {
+  if (!g.suspension_told) return;
+  g.suspension_told = false;
+  spdlog::info("destination {} resumed: {}", g.name, how);
+  if (events_) events_->destination_event(event_type::resumed, g.name, how);
+  count_suspended();
+}
+
+void scheduler::count_suspended() {
+  if (!metrics_) return;
+  std::array<std::size_t, suspend_cause_count> n{};
+  for (const auto& [name, g] : groups_)
+    if (g->suspension_told) ++n[static_cast<std::size_t>(g->cause)];
+  for (const auto& [id, d] : destinations_)
+    if (d->own && d->own->suspension_told) ++n[static_cast<std::size_t>(d->own->cause)];
+  std::map<std::string, std::size_t, std::less<>> by_cause;
+  for (std::size_t i = 0; i < n.size(); ++i)
+    by_cause[std::string(to_string(static_cast<suspend_cause>(i)))] = n[i];
+  metrics_->set_suspended_destinations(std::move(by_cause));
+}
+
+void scheduler::systemic_failure(destination& d, const recipient_outcome& why, suspend_cause cause) {
   auto& g = *d.group;
   const auto now = now_us_();
   d.last_reply = g.last_reply = reply_text(why);
@@ -249,10 +296,22 @@ void scheduler::systemic_failure(destination& d, const recipient_outcome& why) {
       o.not_before_us = until;
       defer_job(d, std::move(j), o);
     }
+    std::string what;
+    switch (cause) {
+      case suspend_cause::tls_policy:
+        what = "every MX host of " + d.key.name + " failed its TLS policy (MTA-STS or DANE)";
+        break;
+      case suspend_cause::dns:
+        what = "the DNS lookup for " + d.key.name + " failed " + std::to_string(dns_breaker_after) +
+               " times in a row";
+        break;
+      default: what = "our configuration is refused"; break;
+    }
     suspend_group(g, until,
-                  "circuit breaker: our configuration is refused (probed again at the backoff "
-                  "interval; relayctl resume after fixing it): " +
-                      reply_text(why));
+                  "circuit breaker: " + what +
+                      " (probed again at the backoff interval; relayctl resume after fixing "
+                      "it): " + reply_text(why),
+                  cause);
   } else {
     defer_group(g);
   }
@@ -290,7 +349,7 @@ std::string scheduler::suspend(const std::string& name, std::int64_t for_us, std
     return "";
   }
   const auto until = for_us <= 0 ? suspended_until_resume : now_us_() + for_us;
-  suspend_group(*g, until, "suspended by relayctl");
+  suspend_group(*g, until, "suspended by relayctl", suspend_cause::relayctl);
   return g->name;
 }
 
@@ -314,6 +373,7 @@ std::string scheduler::resume(const std::string& name, std::string& error) {
   }
   std::string resumed = g->name;  // a destination's own group goes with it below
   spdlog::info("destination {} resumed by relayctl", resumed);
+  tell_resumed(*g, "resumed by relayctl");
   for (auto* d : members) maybe_forget(*d);
   return resumed;
 }
