@@ -85,7 +85,8 @@ struct destination_group {
 //
 // Lifetime: the scheduler owns each destination (a stable address in
 // destinations_) and drops it only when active == 0, nothing waits and no
-// backoff is left (maybe_forget). So a connection worker may hold a
+// backoff is left (maybe_forget), and its own group has no suspension whose
+// "resumed" event is still to be told. So a connection worker may hold a
 // `destination&` from start_connection() until it calls connection_done(): it
 // is counted in `active` all that time. After connection_done() it must not
 // touch the destination again.

@@ -104,8 +104,9 @@ void metrics::render_more(std::string& out) const {
     fmt::format_to(std::back_inserter(out), "relayd_destination_deferred_recipients{{destination=\"{}\"}} {}\n",
                    escape_label_value(name), c.deferred);
   head(out, "relayd_destinations_suspended", "gauge",
-       "Destinations suspended now (no connection, mail deferred), by cause: rule, relayctl, "
-       "or a circuit breaker (credentials, tls_policy, dns).");
+       "Destinations suspended (no connection, mail deferred) until relayctl resume or the "
+       "first connection that works after the suspension, by cause: rule, relayctl, or a "
+       "circuit breaker (credentials, tls_policy, dns).");
   for (const auto& [cause, n] : suspended_)
     fmt::format_to(std::back_inserter(out), "relayd_destinations_suspended{{cause=\"{}\"}} {}\n",
                    escape_label_value(cause), n);

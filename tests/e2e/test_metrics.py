@@ -199,7 +199,8 @@ class PackagingTest(unittest.TestCase):
         alerts = ("RelaydDown", "RelaydDeadLettersGrowing", "RelaydOldestMessageTooOld",
                   "RelaydHighDeferralRate", "RelaydSpoolNearlyFull", "RelaydDkimKeyNotPublished",
                   "RelaydMailRefused452", "RelaydDeferralsLocalOrAuth", "RelaydDeferralsTls",
-                  "RelaydRestartLoop", "RelaydTlsPolicyEnforcedFailures")
+                  "RelaydRestartLoop", "RelaydTlsPolicyEnforcedFailures",
+                  "RelaydDestinationSuspended")
         for alert in alerts:
             self.assertRegex(text, rf"alert:\s*{alert}\b")
             self.assertRegex(tests, rf"alertname:\s*{alert}\b", f"{alert} has no promtool test")
