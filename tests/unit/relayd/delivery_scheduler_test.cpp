@@ -158,6 +158,20 @@ class delivery_scheduler_test : public ::testing::Test {
     settle();
     return carried;
   }
+  // start() with an [events] file in the test's directory (null: it cannot be opened).
+  std::unique_ptr<event_log> start_with_events() {
+    cfg_.events.file = (dir_ / "events.jsonl").string();
+    std::filesystem::create_directories(dir_);
+    auto events = std::make_unique<event_log>(*io_, cfg_, *spool_, nullptr);
+    std::string error;
+    if (!events->start(error)) {
+      ADD_FAILURE() << error;
+      return nullptr;
+    }
+    start();
+    sched_->set_events(events.get());
+    return events;
+  }
   destination& started(std::size_t n) { return *port_.started.at(n); }
   destination& last_started_to(const std::string& name) {
     for (auto it = port_.started.rbegin(); it != port_.started.rend(); ++it)
@@ -571,13 +585,9 @@ TEST_F(delivery_scheduler_test, refused_credentials_open_the_circuit_breaker_one
 }
 
 TEST_F(delivery_scheduler_test, dns_failing_attempt_after_attempt_opens_the_breaker_and_a_probe_closes_it) {
-  cfg_.events.file = (dir_ / "events.jsonl").string();
-  std::filesystem::create_directories(dir_);
-  auto events = std::make_unique<event_log>(*io_, cfg_, *spool_, nullptr);
+  auto events = start_with_events();
+  ASSERT_TRUE(events);
   std::string error;
-  ASSERT_TRUE(events->start(error)) << error;
-  start();
-  sched_->set_events(events.get());
   std::vector<std::string> ids;
   for (int i = 0; i < 6; ++i) ids.push_back(enqueue({"r" + std::to_string(i) + "@example.org"}));
   const recipient_outcome servfail{.what = outcome_kind::deferred, .status = "4.4.3",
@@ -636,13 +646,9 @@ TEST_F(delivery_scheduler_test, dns_failing_attempt_after_attempt_opens_the_brea
 }
 
 TEST_F(delivery_scheduler_test, a_tls_policy_failure_on_every_mx_suspends_until_relayctl_resume_tells_it) {
-  cfg_.events.file = (dir_ / "events.jsonl").string();
-  std::filesystem::create_directories(dir_);
-  auto events = std::make_unique<event_log>(*io_, cfg_, *spool_, nullptr);
+  auto events = start_with_events();
+  ASSERT_TRUE(events);
   std::string error;
-  ASSERT_TRUE(events->start(error)) << error;
-  start();
-  sched_->set_events(events.get());
   const auto a = enqueue({"a@sts.example"});
   const auto b = enqueue({"b@sts.example"});
   auto& d = started(0);
