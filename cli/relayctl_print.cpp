@@ -4,10 +4,12 @@
 #include "cli/relayctl_print.hpp"
 
 #include <fmt/core.h>
+#include <fmt/format.h>
 
 #include <boost/json.hpp>
 #include <cstdio>
 #include <ctime>
+#include <functional>
 #include <iterator>
 #include <optional>
 #include <vector>
@@ -76,13 +78,17 @@ bool final_line(std::string_view line) {
 
 // Calls `visit` for every object of a listing; returns on the final line. One
 // parser and a per-line arena for all lines: a listing of 100,000 messages
-// allocates almost nothing per message.
+// allocates almost nothing per message. `idle` (if any) runs whenever the next
+// line is not there yet (to flush what was printed, so a slow filtered listing
+// shows its lines as they come).
 template <typename Visit>
-void read_listing(control_client& c, const json::object& request, Visit visit) {
+void read_listing(control_client& c, const json::object& request, Visit visit,
+                  const std::function<void()>& idle = {}) {
   c.send(request);
   json::parser p;
   unsigned char arena[16384];
   for (;;) {
+    if (idle && !c.line_ready()) idle();
     const std::string_view line = c.read_line();
     if (final_line(line)) return;
     json::monotonic_resource mr(arena, sizeof arena);
@@ -235,32 +241,78 @@ std::string human_bytes(std::uint64_t b) {
 
 }  // namespace
 
+// A string field without copying it ("" when missing or not a string).
+std::string_view text_of(const json::object& o, std::string_view k) {
+  const auto* v = o.if_contains(k);
+  return v && v->is_string() ? std::string_view(v->get_string()) : std::string_view();
+}
+
 int print_queue(control_client& c, const queue_filter& f) {
   std::uint64_t count = 0, bytes = 0;
   arrival_text arrival;
   auto req = filtered_request(verb::list, f);
   req[key::brief] = true;  // only what is printed here
+  // The listing is formatted into one buffer written out in large pieces (a
+  // million messages are four million lines).
+  fmt::memory_buffer out;
+  auto write_out = [&out] {
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    out.clear();
+  };
+  constexpr std::string_view spaces = "                                                ";  // 48
+  auto put = [&out](std::string_view s) { out.append(s.data(), s.data() + s.size()); };
+  // `s` padded with spaces to `width` on the right (left = false) or the left.
+  auto padded = [&](std::string_view s, std::size_t width, bool left) {
+    const std::string_view pad = spaces.substr(0, width > s.size() ? width - s.size() : 0);
+    if (left) put(pad);
+    put(s);
+    if (!left) put(pad);
+  };
   read_listing(c, req, [&](const json::object& m) {
     if (count == 0)
-      std::printf("%-18s%8s %-21s%s\n", "-Queue ID-", "--Size--", "----Arrival Time----",
-                  "-Sender/Recipient-------");
+      fmt::format_to(std::back_inserter(out), "{:<18}{:>8} {:<21}{}\n", "-Queue ID-", "--Size--",
+                     "----Arrival Time----", "-Sender/Recipient-------");
     ++count;
-    bytes += static_cast<std::uint64_t>(get_int(m, key::size));
-    const std::string state = get_string(m, key::state);
-    const char mark = state == proto::state::held ? '!' : get_bool(m, key::in_flight) ? '*' : ' ';
-    const std::string sender = get_string(m, key::sender);
-    std::printf("%-16s%c %8lld %s  %s\n", get_string(m, key::id).c_str(), mark,
-                static_cast<long long>(get_int(m, key::size)),
-                arrival(get_int(m, key::arrival)).c_str(),
-                sender.empty() ? "MAILER-DAEMON" : sender.c_str());
-    for_each_recipient(m, [](const json::object& r) {
-      if (get_string(r, key::state) != proto::state::pending) return;
-      const std::string reason = get_string(r, key::last_reply);
-      if (!reason.empty()) std::printf("%48s(%s)\n", "", reason.c_str());
-      std::printf("%48s%s%s\n", "", get_string(r, key::address).c_str(), route_suffix(r).c_str());
+    const auto size = get_int(m, key::size);
+    bytes += static_cast<std::uint64_t>(size);
+    const char mark = text_of(m, key::state) == proto::state::held ? '!'
+                      : get_bool(m, key::in_flight)                ? '*'
+                                                                   : ' ';
+    const std::string_view sender = text_of(m, key::sender);
+    // "%-16s%c %8lld %s  %s\n" as postqueue -p, without a format string per line
+    padded(text_of(m, key::id), 16, false);
+    out.push_back(mark);
+    out.push_back(' ');
+    const fmt::format_int size_text(size);
+    padded(std::string_view(size_text.data(), size_text.size()), 8, true);
+    out.push_back(' ');
+    put(arrival(get_int(m, key::arrival)));
+    put("  ");
+    put(sender.empty() ? std::string_view("MAILER-DAEMON") : sender);
+    out.push_back('\n');
+    for_each_recipient(m, [&](const json::object& r) {
+      if (text_of(r, key::state) != proto::state::pending) return;
+      if (const auto reason = text_of(r, key::last_reply); !reason.empty()) {
+        put(spaces);
+        out.push_back('(');
+        put(reason);
+        put(")\n");
+      }
+      put(spaces);
+      put(text_of(r, key::address));
+      if (const auto route = text_of(r, key::route); !route.empty() && route != "default") {
+        put(" route=");
+        put(route);
+      }
+      out.push_back('\n');
     });
-    std::printf("\n");
+    out.push_back('\n');
+    if (out.size() >= 64 * 1024) write_out();
+  }, [&] {
+    write_out();
+    std::fflush(stdout);
   });
+  write_out();
   if (count == 0) {
     std::printf("Mail queue is empty\n");
   } else {

@@ -8,15 +8,12 @@
 #include <cctype>
 #include <charconv>
 
+#include "smtp/text.hpp"
+
 namespace sendmail {
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
+std::string lower(std::string_view s) { return smtp::text::lower(std::string(s)); }
 
 std::string_view base_name(std::string_view path) {
   auto slash = path.rfind('/');

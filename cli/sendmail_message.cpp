@@ -9,16 +9,12 @@
 
 #include "smtp/address.hpp"
 #include "smtp/message.hpp"
+#include "smtp/text.hpp"
 
 namespace sendmail {
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
-           return std::tolower(x) == std::tolower(y);
-         });
-}
+using smtp::text::iequals;
 
 bool is_wsp(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 

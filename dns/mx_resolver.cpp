@@ -120,6 +120,7 @@ struct host_answer {
   std::string detail;
   bool cacheable = false;  // false when one family failed temporarily
   bool secure = false;     // options.dnssec: both families' answers had the AD bit
+  std::string canonical;   // the name the addresses are at, when a CNAME led there
 };
 
 bool ad_bit(const unsigned char* abuf, int alen) {
@@ -134,6 +135,7 @@ struct family_answer {
   seconds ttl{0};
   int status = ARES_SUCCESS;
   bool secure = false;  // the reply had the AD bit
+  std::string owner;    // ok: the name the addresses are at
 };
 
 family_answer classify_family(int status, const unsigned char* abuf, int alen, std::uint16_t type) {
@@ -155,6 +157,7 @@ family_answer classify_family(int status, const unsigned char* abuf, int alen, s
     }
     f.kind = family_answer::ok;
     f.addresses = std::move(parsed->addresses);
+    f.owner = std::move(parsed->owner);
     f.ttl = positive_ttl(parsed->ttl);
   } else if (status == ARES_ENODATA) {
     f.kind = family_answer::nodata;
@@ -176,6 +179,10 @@ host_answer combine(const std::string& name, const family_answer& v6, const fami
   for (int i = 0; i < 2; ++i) {
     const auto& f = *both[i];
     a.addresses.insert(a.addresses.end(), f.addresses.begin(), f.addresses.end());
+    if (a.canonical.empty() && !f.owner.empty()) {
+      auto owner = detail::normalize_name(f.owner);  // a CNAME's target: another name
+      if (owner && *owner != detail::normalize_name(name)) a.canonical = std::move(*owner);
+    }
     if (f.kind != family_answer::temporary && f.kind != family_answer::bad_name) {
       a.ttl = have_ttl ? std::min(a.ttl, f.ttl) : f.ttl;
       have_ttl = true;
@@ -449,6 +456,7 @@ struct mx_resolver::impl {
       if (a.what == outcome::ok) {
         op->hosts[i].addresses = a.addresses;
         op->hosts[i].secure = a.secure;
+        op->hosts[i].canonical = a.canonical;
         ttl = std::min(ttl, a.ttl);
         cacheable = cacheable && a.cacheable;
         if (!a.cacheable) temp_detail += (temp_detail.empty() ? "" : "; ") + a.detail;
@@ -494,7 +502,7 @@ struct mx_resolver::impl {
         r.secure = op->secure && a.secure;  // the MX denial and the addresses
         r.detail = a.cacheable ? d + ": no MX records, implicit MX"
                                : d + ": no MX records, implicit MX; " + a.detail;
-        r.hosts.push_back({d, 0, a.addresses, a.secure});
+        r.hosts.push_back({d, 0, a.addresses, a.secure, a.canonical});
         return finish(op, std::move(r),
                       a.cacheable ? std::min(mx_negative_ttl, a.ttl) : seconds::zero());
       }
@@ -633,10 +641,16 @@ void mx_resolver::resolve_txt(std::string name, std::function<void(txt_result)> 
                            } else {
                              r.what = outcome::ok;
                              r.records = std::move(*records);
+                             r.ttl = detail::answer_ttl(message(abuf, static_cast<std::size_t>(alen)),
+                                                        detail::type_txt)
+                                         .value_or(0);
                            }
                          } else if (status == ARES_ENOTFOUND || status == ARES_ENODATA) {
                            r.what = outcome::not_found;
                            r.detail = (status == ARES_ENODATA ? "no TXT record " : "NXDOMAIN ") + what;
+                           if (abuf)
+                             r.ttl = detail::negative_ttl(message(abuf, static_cast<std::size_t>(alen)))
+                                         .value_or(0);
                          } else {
                            r.what = bad_name_status(status) ? outcome::fail : outcome::retry;
                            r.detail = status_text(status) + " " + what;

@@ -41,6 +41,8 @@ struct mx_host {
   std::uint16_t preference = 0;
   std::vector<std::string> addresses;  // textual IPv6 and IPv4 addresses; may be empty
   bool secure = false;                 // dnssec: its A and AAAA answers had the AD bit
+  // When `name` is an alias (CNAME): the name its addresses are at ("" otherwise).
+  std::string canonical;
 };
 
 struct mx_result {
@@ -55,6 +57,9 @@ struct txt_result {
   outcome what = outcome::retry;  // ok, retry, fail, or not_found (NXDOMAIN or no TXT record)
   std::string detail;             // "NXDOMAIN looking up TXT for s1._domainkey.example.org"
   std::vector<std::string> records;  // ok: each record's strings joined
+  // How long the answer may be kept (seconds): ok, the records' lowest TTL;
+  // not_found, the SOA's negative TTL (RFC 2308), 0 without an SOA; else 0.
+  std::uint32_t ttl = 0;
 };
 
 // _25._tcp.HOST TLSA records (RFC 7672). ok: at least one record; not_found:

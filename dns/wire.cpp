@@ -22,6 +22,7 @@ struct rr_view {
   std::uint32_t ttl = 0;
   std::size_t rdata = 0;  // offset in the message
   std::uint16_t rdlen = 0;
+  std::size_t owner = 0;  // offset of its (encoded) owner name
 };
 
 std::uint16_t get16(message m, std::size_t at) {
@@ -61,8 +62,10 @@ std::optional<std::vector<rr_view>> walk(message m) {
   std::vector<rr_view> out;
   const std::uint32_t total = std::uint32_t{an} + ns;
   for (std::uint32_t i = 0; i < total; ++i) {
+    const std::size_t owner = at;
     if (!skip_name(m, at) || at + 10 > m.size()) return std::nullopt;
     rr_view rr;
+    rr.owner = owner;
     rr.section = i < an ? 0 : 1;
     rr.type = get16(m, at);
     rr.cls = get16(m, at + 2);
@@ -127,6 +130,11 @@ std::optional<address_records> parse_addresses(message msg, std::uint16_t type) 
     if (inet_ntop(family, msg.data() + rr.rdata, text, sizeof text) == nullptr) return std::nullopt;
     if (std::find(out.addresses.begin(), out.addresses.end(), text) == out.addresses.end())
       out.addresses.emplace_back(text);
+    if (!any) {
+      auto owner = expand_name(msg, rr.owner, msg.size());
+      if (!owner) return std::nullopt;
+      out.owner = std::move(*owner);
+    }
     out.ttl = any ? std::min(out.ttl, rr.ttl) : rr.ttl;
     any = true;
   }
@@ -150,6 +158,17 @@ std::optional<std::vector<std::string>> parse_txt(message msg) {
     out.push_back(std::move(text));
   }
   return out;
+}
+
+std::optional<std::uint32_t> answer_ttl(message msg, std::uint16_t type) {
+  auto rrs = walk(msg);
+  if (!rrs) return std::nullopt;
+  std::optional<std::uint32_t> ttl;
+  for (const auto& rr : *rrs)
+    if (rr.section == 0 && rr.type == type && rr.cls == class_in)
+      ttl = ttl ? std::min(*ttl, rr.ttl) : rr.ttl;
+  if (ttl) ttl = min_cname_ttl(*rrs, *ttl);
+  return ttl;
 }
 
 std::optional<std::vector<std::vector<unsigned char>>> parse_rdata(message msg,

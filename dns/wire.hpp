@@ -34,6 +34,7 @@ std::optional<std::vector<mx_record>> parse_mx(message msg);
 struct address_records {
   std::vector<std::string> addresses;  // canonical text, in answer order, no duplicates
   std::uint32_t ttl = 0;               // minimum over the A/AAAA and CNAME records used
+  std::string owner;                   // the name the records are at (after any CNAME)
 };
 // type_a or type_aaaa records of the answer section.
 std::optional<address_records> parse_addresses(message msg, std::uint16_t type);
@@ -41,6 +42,9 @@ std::optional<address_records> parse_addresses(message msg, std::uint16_t type);
 // TXT records of the answer section, each one's character-strings joined
 // without separators (RFC 6376 3.6.2.2 reads a DKIM key record that way).
 std::optional<std::vector<std::string>> parse_txt(message msg);
+// The lowest TTL of the answer's records of `type` (class IN), lowered to any
+// CNAME TTL in the answer; nullopt when there is none (or the message is malformed).
+std::optional<std::uint32_t> answer_ttl(message msg, std::uint16_t type);
 
 // RDATA of each answer record of `type` (class IN), e.g. TLSA (dns/tlsa.hpp parses it).
 std::optional<std::vector<std::vector<unsigned char>>> parse_rdata(message msg, std::uint16_t type);

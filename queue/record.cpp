@@ -191,22 +191,50 @@ std::string encode(const envelope_record& r) {
   return w.take();
 }
 
-std::expected<envelope_record, std::string> decode(std::string_view id, std::string_view bytes) {
-  reader in(bytes);
-  envelope_record r;
-  r.id.assign(id);
+namespace {
 
+// Every field of `rc` back to its default; the strings keep their buffers. A
+// field added to `recipient` must be reset here too (decode_test checks a
+// reused record against a fresh one).
+void reset(recipient& rc) {
+  rc.address.clear();
+  rc.state = rcpt_state::pending;
+  rc.attempts = 0;
+  rc.next_attempt_us = 0;
+  rc.last_reply.clear();
+  rc.first_attempt_us = 0;
+  rc.last_attempt_us = 0;
+  rc.reply_code = 0;
+  rc.status.clear();
+  rc.remote_host.clear();
+  rc.reason.clear();
+  rc.cause = outcome_cause::unknown;
+  rc.in_reply_to = smtp_command::none;
+  rc.reply_text.clear();
+  rc.notify = 0;
+  rc.orcpt.clear();
+}
+
+// decode_into's body; the error is in.error() (or `error` for a bad version).
+bool decode_fields(reader& in, envelope_record& r, std::string& error) {
   std::uint8_t version = 0;
-  if (!in.u8(version, "version")) return std::unexpected(in.error());
+  if (!in.u8(version, "version")) return false;
   if (version < 1 || version > record_version) {
-    return std::unexpected("unknown record version " + std::to_string(version));
+    error = "unknown record version " + std::to_string(version);
+    return false;
   }
+  r.arrival_us = 0;
+  r.size = 0;
+  r.flags = 0;
+  r.ret = smtp::dsn_ret::unspecified;
+  r.envid.clear();
+  r.local.reset();
   std::uint64_t nrcpt = 0;
   if (!in.svarint(r.arrival_us, "arrival") || !in.varint(r.size, "size") ||
       !in.u32(r.flags, "flags") || !in.str(r.sender, "sender") ||
       !in.str(r.client_ip, "client address") || !in.str(r.helo, "helo") ||
       !in.varint(nrcpt, "recipient count")) {
-    return std::unexpected(in.error());
+    return false;
   }
   const std::size_t min_recipient_bytes = version == 1   ? min_recipient_bytes_v1
                                           : version == 2 ? min_recipient_bytes_v2
@@ -215,22 +243,23 @@ std::expected<envelope_record, std::string> decode(std::string_view id, std::str
   if (nrcpt > max_recipients || nrcpt > in.remaining() / min_recipient_bytes) {
     in.fail("recipient count", std::to_string(nrcpt) + " recipients cannot fit in " +
                                    std::to_string(in.remaining()) + " bytes");
-    return std::unexpected(in.error());
+    return false;
   }
   r.recipients.resize(static_cast<std::size_t>(nrcpt));
   for (recipient& rc : r.recipients) {
+    reset(rc);
     std::uint8_t state = 0;
     if (!in.str(rc.address, "recipient address") || !in.u8(state, "recipient state")) {
-      return std::unexpected(in.error());
+      return false;
     }
     if (state > static_cast<std::uint8_t>(rcpt_state::failed)) {
       in.fail("recipient state", "unknown value " + std::to_string(state));
-      return std::unexpected(in.error());
+      return false;
     }
     rc.state = static_cast<rcpt_state>(state);
     if (!in.u32(rc.attempts, "attempts") || !in.svarint(rc.next_attempt_us, "next attempt") ||
         !in.str(rc.last_reply, "last reply")) {
-      return std::unexpected(in.error());
+      return false;
     }
     if (version < 3) rc.reply_text = rc.last_reply;  // the facts were only this sentence
     if (version == 1) continue;
@@ -238,45 +267,45 @@ std::expected<envelope_record, std::string> decode(std::string_view id, std::str
         !in.svarint(rc.last_attempt_us, "last attempt") || !in.u16(rc.reply_code, "reply code") ||
         !in.str(rc.status, "status") || !in.str(rc.remote_host, "remote host") ||
         !in.str(rc.reason, "reason")) {
-      return std::unexpected(in.error());
+      return false;
     }
     if (version == 2) continue;
     std::uint8_t cause = 0, command = 0;
     if (!in.u8(cause, "cause") || !in.u8(command, "in reply to") ||
         !in.str(rc.reply_text, "reply text")) {
-      return std::unexpected(in.error());
+      return false;
     }
     if (cause > outcome_cause_last) {
       in.fail("cause", "unknown value " + std::to_string(cause));
-      return std::unexpected(in.error());
+      return false;
     }
     if (command > smtp_command_last) {
       in.fail("in reply to", "unknown value " + std::to_string(command));
-      return std::unexpected(in.error());
+      return false;
     }
     rc.cause = static_cast<outcome_cause>(cause);
     rc.in_reply_to = static_cast<smtp_command>(command);
     if (version == 3) continue;
     if (!in.u8(rc.notify, "notify") || !in.str(rc.orcpt, "orcpt"))
-      return std::unexpected(in.error());
+      return false;
     if ((rc.notify & ~notify_all_bits) != 0 ||
         ((rc.notify & smtp::notify_never) != 0 && rc.notify != smtp::notify_never)) {
       in.fail("notify", "invalid value " + std::to_string(rc.notify));
-      return std::unexpected(in.error());
+      return false;
     }
   }
   if (version >= 4) {
     std::uint8_t ret = 0, has_local = 0;
     if (!in.u8(ret, "ret") || !in.str(r.envid, "envid") || !in.u8(has_local, "has local"))
-      return std::unexpected(in.error());
+      return false;
     if (ret > static_cast<std::uint8_t>(smtp::dsn_ret::headers)) {
       in.fail("ret", "unknown value " + std::to_string(ret));
-      return std::unexpected(in.error());
+      return false;
     }
     r.ret = static_cast<smtp::dsn_ret>(ret);
     if (has_local > 1) {
       in.fail("has local", "unknown value " + std::to_string(has_local));
-      return std::unexpected(in.error());
+      return false;
     }
     if (has_local == 1) {
       smtp::local_identity l;
@@ -284,19 +313,39 @@ std::expected<envelope_record, std::string> decode(std::string_view id, std::str
       if (!in.u32(l.uid, "uid") || !in.u32(l.gid, "gid") || !in.svarint(pid, "pid") ||
           !in.str(l.user, "user") || !in.str(l.executable, "executable") ||
           !in.str(l.unit, "unit"))
-        return std::unexpected(in.error());
+        return false;
       if (pid < 0 || pid > std::numeric_limits<std::int32_t>::max()) {
         in.fail("pid", "out of range");
-        return std::unexpected(in.error());
+        return false;
       }
       l.pid = static_cast<std::int32_t>(pid);
       r.local = std::move(l);
     }
   }
   if (in.remaining() != 0) {
-    return std::unexpected(std::to_string(in.remaining()) + " bytes of trailing garbage at byte " +
-                           std::to_string(in.position()));
+    error = std::to_string(in.remaining()) + " bytes of trailing garbage at byte " +
+            std::to_string(in.position());
+    return false;
   }
+  return true;
+}
+
+}  // namespace
+
+bool decode_into(std::string_view id, std::string_view bytes, envelope_record& r,
+                 std::string& error) {
+  reader in(bytes);
+  r.id.assign(id);
+  error.clear();
+  if (decode_fields(in, r, error)) return true;
+  if (error.empty()) error = in.error();
+  return false;
+}
+
+std::expected<envelope_record, std::string> decode(std::string_view id, std::string_view bytes) {
+  envelope_record r;
+  std::string error;
+  if (!decode_into(id, bytes, r, error)) return std::unexpected(std::move(error));
   return r;
 }
 

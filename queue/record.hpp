@@ -108,5 +108,10 @@ struct envelope_record {
 std::string encode(const envelope_record& r);
 // `id` is copied into the result. The error text says what was wrong.
 std::expected<envelope_record, std::string> decode(std::string_view id, std::string_view bytes);
+// The same into an existing record, whose strings and recipients keep their
+// buffers (a scan decoding many records allocates almost nothing). On failure
+// `out` holds a partial record and `error` says what was wrong.
+bool decode_into(std::string_view id, std::string_view bytes, envelope_record& out,
+                 std::string& error);
 
 }  // namespace queue

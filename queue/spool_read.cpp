@@ -34,6 +34,9 @@ std::optional<std::string> spool_core::body(std::string_view id, bool dead) cons
 // Records are collected inside the read transaction and visited after it ends,
 // so `visit` may take its time (or read the spool again). Undecodable records
 // are skipped; the returned ID is the last one examined, so paging goes on.
+// The records are decoded into those of this thread's previous scan (taken out
+// while in use, so a scan inside a visit gets its own): a pass over a million
+// messages reuses their strings' buffers instead of allocating each field.
 std::string spool_core::scan(std::string_view after, std::size_t limit,
                              const std::function<void(const envelope_record&)>& visit,
                              bool dead) const {
@@ -43,9 +46,11 @@ std::string spool_core::scan(std::string_view after, std::size_t limit,
     if (!start) return {};
   }
   if (limit == 0) return {};
-  std::vector<envelope_record> found;
-  found.reserve(std::min<std::size_t>(limit, 1024));
-  std::string last;
+  constexpr std::size_t spare_max = 1024;  // records kept for the next scan
+  thread_local std::vector<envelope_record> spare;
+  std::vector<envelope_record> found = std::exchange(spare, {});
+  std::size_t n = 0;
+  std::string last, error;
   read([&](lmdb::txn& t) {
     auto c = lmdb::cursor::open(t, dead ? dead_dbi_ : envelope_dbi_);
     if (!c) return;
@@ -60,14 +65,20 @@ std::string spool_core::scan(std::string_view after, std::size_t limit,
       ec = c->get(&k, &v, MDB_SET_RANGE);
       if (!ec && lmdb::to_view(k) == key_view(from)) ec = c->get(&k, &v, MDB_NEXT);
     }
-    for (; !ec && found.size() < limit; ec = c->get(&k, &v, MDB_NEXT)) {
+    for (; !ec && n < limit; ec = c->get(&k, &v, MDB_NEXT)) {
       const auto id = id_of_key(lmdb::to_view(k));
       if (!id) continue;
       last = format_id(*id);
-      if (auto r = decode(last, lmdb::to_view(v))) found.push_back(std::move(*r));
+      if (n == found.size()) found.emplace_back();
+      if (decode_into(last, lmdb::to_view(v), found[n], error)) ++n;
     }
   });
-  for (const envelope_record& r : found) visit(r);
+  for (std::size_t i = 0; i < n; ++i) visit(found[i]);
+  if (found.size() > spare_max) {
+    found.resize(spare_max);
+    found.shrink_to_fit();
+  }
+  spare = std::move(found);
   return last;
 }
 

@@ -2,7 +2,8 @@
 // (relayctl destinations [--json], relayctl suspend DEST [--for D], relayctl
 // resume DEST): the scheduler's per-destination state (delivery_scheduler.hpp)
 // joined with a count of the queued messages per destination, read from the
-// spool in batches. resume makes the destination's queued mail due at once.
+// spool in batches, and the TLS policy and outcome of each destination's last
+// session (delivery_tls_status.hpp). resume makes the destination's queued mail due at once.
 // A name that designates nothing is an error line; nothing here throws.
 #include <spdlog/spdlog.h>
 
@@ -86,6 +87,12 @@ awaitable<std::string> destinations(control_context& ctx, const proto::request&,
       }
     rows.push_back(std::move(r));
   }
+  // Known only by their last TLS session: idle, shown for their TLS policy and outcome.
+  const auto& tls = ctx.sched->tls_status();
+  std::set<std::string, std::less<>> listed;
+  for (const auto& r : rows) listed.insert(r.name);
+  for (const auto& [id, t] : tls.all())
+    if (!listed.contains(id)) rows.push_back({.name = id, .state = "idle"});
   std::ranges::sort(rows, {}, &destination_report::name);
   std::string out;
   for (const auto& r : rows) {
@@ -103,6 +110,10 @@ awaitable<std::string> destinations(control_context& ctx, const proto::request&,
         {key::reason, r.reason},
         {key::last_reply, r.last_reply},
     };
+    const tls_status* t = tls.find(r.name);
+    o[tls_status_key::policy] = t ? t->policy : "";
+    o[tls_status_key::outcome] = t ? t->outcome : "";
+    o[tls_status_key::at] = t ? t->at : 0;
     out += json::serialize(o);
     out += '\n';
   }

@@ -203,13 +203,13 @@ awaitable<std::string> shape(control_context& ctx, const proto::request& req, co
   std::string after;
   for (;;) {
     std::size_t visited = 0;
-    after = ctx.spool.scan(after, list_batch * 10, [&](const queue::envelope_record& r) {
+    after = ctx.spool.scan(after, list_batch, [&](const queue::envelope_record& r) {
       ++visited;
       if (!match.matches(r)) return;
       ++count;
       table.add(r);
     });
-    if (visited < list_batch * 10) break;
+    if (visited < list_batch) break;
     co_await asio::post(ctx.io.get_executor(), asio::use_awaitable);
   }
   auto counts_json = [](const queue_shape::counts& c) {

@@ -40,7 +40,8 @@ std::vector<recipient_outcome> for_each_recipient(const job& j, const recipient_
 
 struct delivery_agent::impl {
   impl(asio::io_context& io_, const config& cfg_, scheduler& sched_, dns::mx_resolver& dns_)
-      : io(io_), cfg(cfg_), sched(sched_), connect(io_, cfg_, dns_, &sched_.spool(), sched_.stats()) {}
+      : io(io_), cfg(cfg_), sched(sched_), connect(io_, cfg_, dns_, &sched_.spool(), sched_.stats(),
+                                                 &sched_.tls_status()) {}
 
   // `d` lives while d.active counts this worker: the scheduler forgets a
   // destination only when no connection is active (scheduler::maybe_forget).

@@ -21,6 +21,7 @@
 #include "relayd/delivery_outcome.hpp"
 #include "relayd/delivery_route.hpp"
 #include "relayd/delivery_tls_report.hpp"
+#include "relayd/delivery_tls_status.hpp"
 #include "relayd/oauth2_token.hpp"
 #include "relayd/secret_file.hpp"
 
@@ -131,15 +132,28 @@ void sts_failure(metrics* stats, recipient_outcome& problem, const mta_sts_verdi
   count_tls_policy(stats, tls_policy_kind::mta_sts, tls_policy_result::failure);
 }
 
+// relayctl destinations: the policy in force for `d` and how TLS went (no table: nothing).
+void note_tls(tls_status_table* table, const destination_key& d, tls_policy_kind k,
+              const mta_sts_verdict& sts, std::string outcome) {
+  if (!table) return;
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  table->record(d.id(), {k == tls_policy_kind::mta_sts
+                             ? "mta-sts " + std::string(mta_sts::to_string(sts.what))
+                             : std::string(to_string(k)),
+                         std::move(outcome),
+                         std::chrono::duration_cast<std::chrono::seconds>(now).count()});
+}
+
 }  // namespace
 
 struct connector::impl {
   impl(asio::io_context& io_, const config& cfg_, dns::mx_resolver& dns_, queue::spool* spool,
-       metrics* stats_)
+       metrics* stats_, tls_status_table* tls_status_)
       : io(io_),
         cfg(cfg_),
         dns(dns_),
         stats(stats_),
+        tls_status(tls_status_),
         tls_any(ssl::context::tls_client),
         tls_verify(ssl::context::tls_client),
         tls_dane(ssl::context::tls_client) {
@@ -182,6 +196,7 @@ struct connector::impl {
   const config& cfg;
   dns::mx_resolver& dns;
   metrics* stats;                      // may be null (tests)
+  tls_status_table* tls_status;        // may be null (tests)
   std::unique_ptr<mta_sts_source> sts;  // MX delivery with [delivery] mta_sts
   ssl::context tls_any;     // none/may/encrypt: encryption without authentication
   ssl::context tls_verify;  // verify: system CAs and the host name
@@ -197,8 +212,8 @@ struct connector::impl {
 };
 
 connector::connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns,
-                     queue::spool* spool, metrics* stats)
-    : impl_(std::make_unique<impl>(io, cfg, dns, spool, stats)) {}
+                     queue::spool* spool, metrics* stats, tls_status_table* tls_status)
+    : impl_(std::make_unique<impl>(io, cfg, dns, spool, stats, tls_status)) {}
 
 connector::~connector() = default;
 
@@ -409,6 +424,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
   std::map<std::string, dane_decision> dane_of;  // by MX host: DANE (RFC 7672) first
   requiretls_walk walk;  // requiretls: the hosts that did not qualify
   std::size_t tried = 0, policy_failed = 0;  // hosts; of those, failed their TLS policy
+  tls_policy_kind last_policy = policy;  // of the last host tried (relayctl destinations)
   for (const auto& host : hosts) {
     error_code aec;
     auto ip = asio::ip::make_address(host.address, aec);
@@ -420,6 +436,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
     const dane_decision& dane = dane_of[host.host_name];
     if (dane.mode == dane_mode::defer) {
       out.problem = dane_failed(relay, dane.why, true);
+      last_policy = tls_policy_kind::dane;
       spdlog::warn("delivery to {}: {}", relay, out.problem.text);
       count_tls_policy(m.stats, tls_policy_kind::dane, tls_policy_result::failure);
       ++policy_failed;
@@ -431,6 +448,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
     const bool dane_on = dane.mode == dane_mode::enforce;
     const auto host_policy = dane_on ? tls_policy_kind::dane : policy;
     const bool host_sts_tls = !dane_on && sts_tls;
+    last_policy = host_policy;
     bool sts_problem = false;  // testing mode: a failure to report once the session is up
     if (host_policy == tls_policy_kind::mta_sts && !sts.allows(host.host_name)) {
       auto refused = mta_sts_mx_refused(sts, relay, host.host_name);
@@ -458,7 +476,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
       auto& ctx = dane_on ? m.tls_dane : verify ? m.tls_verify : m.tls_any;
       delivery_link l{std::make_unique<outbound>(m.io, ctx), nullptr, {}, relay, host.host_name};
       if (dane_on) {
-        if (auto e = arm_dane(*l.stream, host.host_name, dane.records); !e.empty()) {
+        if (auto e = arm_dane(*l.stream, host.host_name, dane); !e.empty()) {
           out.problem = dane_failed(relay, e, false);
           failed_policy = true;
           break;
@@ -505,6 +523,11 @@ awaitable<connect_result> connector::open(const destination_key& destination,
             l.stream->close();
             break;
           }
+        }
+        if (!smarthost) {
+          const auto tls = l.stream->tls_session();
+          note_tls(m.tls_status, destination, host_policy, sts,
+                   tls ? tls_outcome_text(tls->version, dane_on || tls->verified) : "plaintext");
         }
         out.link = std::move(l);
         out.connect_seconds = seconds_since(connect_started);
@@ -566,6 +589,10 @@ awaitable<connect_result> connector::open(const destination_key& destination,
   }
   out.tls_policy_failed = !requiretls && !out.local_fault && tried != 0 && policy_failed == tried;
   if (walk.any_refused() && !out.local_fault) out.problem = walk.outcome();
+  const bool dane_lookup_failed =
+      last_policy == tls_policy_kind::dane && out.problem.cause == queue::outcome_cause::dns;
+  if (!smarthost && (out.problem.cause == queue::outcome_cause::tls || dane_lookup_failed))
+    note_tls(m.tls_status, destination, last_policy, sts, "failed: " + out.problem.text);
   out.connect_seconds = seconds_since(connect_started);
   wipe(token);
   if (out.local_fault) {

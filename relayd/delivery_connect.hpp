@@ -29,6 +29,7 @@ namespace relayd {
 
 struct config;
 class metrics;
+class tls_status_table;
 
 // A connection ready for transactions.
 struct delivery_link {
@@ -62,9 +63,11 @@ class connector {
   // keeps them open: call before the privilege drop. Throws std::runtime_error
   // naming the key when one cannot be read. With `spool` and [delivery] mta_sts,
   // MX delivery follows MTA-STS policies (delivery_mta_sts.hpp) cached there;
-  // `stats` counts TLS policy outcomes.
+  // `stats` counts TLS policy outcomes; `tls_status` (outliving the connector)
+  // gets each destination's TLS policy and outcome for relayctl destinations.
   connector(asio::io_context& io, const config& cfg, dns::mx_resolver& dns,
-            queue::spool* spool = nullptr, metrics* stats = nullptr);
+            queue::spool* spool = nullptr, metrics* stats = nullptr,
+            tls_status_table* tls_status = nullptr);
   ~connector();
   connector(const connector&) = delete;
   connector& operator=(const connector&) = delete;

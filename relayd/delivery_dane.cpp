@@ -16,6 +16,11 @@ std::string tlsa_name(std::string_view mx_host, std::uint16_t port) {
   return fmt::format("_{}._tcp.{}", port, mx_host);
 }
 
+std::vector<std::string> tlsa_bases(const std::string& mx_host, const std::string& canonical) {
+  if (canonical.empty() || canonical == mx_host) return {mx_host};
+  return {canonical, mx_host};
+}
+
 bool wants_tlsa(bool mx_secure, bool host_secure) {
   return mx_secure && host_secure;
 }
@@ -53,19 +58,31 @@ dane_decision decide_dane(const std::string& tlsa_base, const dns::tlsa_result& 
 awaitable<dane_decision> dane_for_host(dns::mx_resolver& dns, const dns::mx_result& mx,
                                        const std::string& mx_host, std::uint16_t port) {
   bool host_secure = false;
+  std::string canonical;  // a CNAME's target; secure with the addresses (one validated answer)
   for (const auto& h : mx.hosts)
-    if (h.name == mx_host) host_secure = h.secure;
+    if (h.name == mx_host) {
+      host_secure = h.secure;
+      canonical = h.canonical;
+    }
   dane_decision d;
   if (!wants_tlsa(mx.secure, host_secure)) {
     d.why = mx.secure ? "the addresses of " + mx_host + " are not DNSSEC-signed"
                       : "the MX records are not DNSSEC-signed";
     co_return d;
   }
-  const std::string base = tlsa_name(mx_host, port);
-  // The lambda runs before the co_await returns: what it borrows outlives it.
-  auto r = co_await from_callback<void(dns::tlsa_result)>(
-      [&](auto done) { dns.resolve_tlsa(base, std::move(done)); });
-  co_return decide_dane(base, r);
+  const auto names = tlsa_bases(mx_host, canonical);
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const std::string base = tlsa_name(names[i], port);
+    // The lambda runs before the co_await returns: what it borrows outlives it.
+    auto r = co_await from_callback<void(dns::tlsa_result)>(
+        [&](auto done) { dns.resolve_tlsa(base, std::move(done)); });
+    d = decide_dane(base, r);
+    // None at the expanded name: the MX host name's records (RFC 7672 2.2.2).
+    if (r.what == dns::outcome::not_found && i + 1 < names.size()) continue;
+    if (d.mode == dane_mode::enforce) d.names.assign(names.begin() + static_cast<std::ptrdiff_t>(i), names.end());
+    break;
+  }
+  co_return d;
 }
 
 void enable_dane(boost::asio::ssl::context& ctx) {
@@ -90,6 +107,15 @@ std::string arm_dane(outbound& stream, const std::string& mx_host,
   // DER certificate); with nothing left DANE cannot verify anything.
   if (added == 0) return "none of the TLSA records of " + mx_host + " could be used by OpenSSL";
   return "";
+}
+
+std::string arm_dane(outbound& stream, const std::string& mx_host, const dane_decision& d) {
+  if (d.names.empty()) return arm_dane(stream, mx_host, d.records);
+  auto e = arm_dane(stream, d.names.front(), d.records);
+  for (std::size_t i = 1; e.empty() && i < d.names.size(); ++i)
+    if (SSL_add1_host(stream.native_ssl(), d.names[i].c_str()) != 1)
+      e = "cannot add " + d.names[i] + " as a DANE reference identifier";
+  return e;
 }
 
 std::string dane_session_summary(outbound& stream) {

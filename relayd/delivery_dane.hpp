@@ -32,10 +32,18 @@ struct dane_decision {
   dane_mode mode = dane_mode::none;
   std::vector<dns::tlsa_record> records;  // enforce: the usable records
   std::string why;  // for logs; defer: the reason the recipients get
+  // enforce: the names a DANE-TA certificate may carry (RFC 7672 3.2.2): the
+  // TLSA base domain first, then the MX host name when a CNAME led elsewhere.
+  std::vector<std::string> names;
 };
 
-// The TLSA base name of an MX host (RFC 7672 2.2.3 without CNAME expansion).
+// The TLSA base name of an MX host (RFC 7672 2.2.3).
 std::string tlsa_name(std::string_view mx_host, std::uint16_t port);
+
+// Where the TLSA records of an MX host are looked up, in order (RFC 7672
+// 2.2.2): an alias (`canonical` not empty: the name a secure CNAME chain led
+// to) first at the expanded name, then, when that has none, at the MX host name.
+std::vector<std::string> tlsa_bases(const std::string& mx_host, const std::string& canonical);
 
 // Whether the TLSA records of a host are looked up at all: only for MX delivery
 // (not a relayhost) when the MX RRset and the host's addresses are secure (RFC
@@ -60,6 +68,8 @@ void enable_dane(boost::asio::ssl::context& ctx);
 // DANE-EE (3.1.1). Returns "" or what failed.
 std::string arm_dane(outbound& stream, const std::string& mx_host,
                      const std::vector<dns::tlsa_record>& records);
+// The same for a decision: its records, and its names (all accepted for DANE-TA).
+std::string arm_dane(outbound& stream, const std::string& mx_host, const dane_decision& d);
 
 // "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384, DANE-EE(3) 1 1 matched" for the
 // session log line of a DANE-verified connection.

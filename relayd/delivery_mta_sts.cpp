@@ -26,7 +26,9 @@
 #include "queue/spool.hpp"
 #include "relayd/async_call.hpp"
 #include "relayd/config.hpp"
+#include "relayd/delivery_mta_sts_memory.hpp"
 #include "relayd/delivery_outcome.hpp"
+#include "smtp/text.hpp"
 
 namespace relayd {
 namespace {
@@ -45,9 +47,9 @@ std::int64_t unix_now() {
       .count();
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::ranges::transform(out, out.begin(), [](unsigned char c) { return std::tolower(c); });
+// A domain in lower case without a trailing dot ("Example.COM." -> "example.com").
+std::string domain_key(std::string_view s) {
+  std::string out = smtp::text::lower(std::string(s));
   if (!out.empty() && out.back() == '.') out.pop_back();
   return out;
 }
@@ -60,7 +62,7 @@ mta_sts_verdict verdict_of(const std::string& domain, const mta_sts::cached_poli
 bool is_text_plain(std::string_view v) {
   v = v.substr(0, v.find(';'));
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-  return lower(v) == "text/plain";
+  return smtp::text::lower(std::string(v)) == "text/plain";
 }
 
 }  // namespace
@@ -123,6 +125,7 @@ struct mta_sts_source::state {
   queue::spool& spool;
   ssl::context tls;
   std::map<std::string, entry, std::less<>> domains;  // entries are never erased
+  mta_sts::lookup_memory memory;  // TXT answers kept a while, failed fetches backing off
 };
 
 mta_sts_source::state::entry& mta_sts_source::state::entry_for(const std::string& domain) {
@@ -147,16 +150,23 @@ void mta_sts_source::state::store(const std::string& domain, const mta_sts::cach
 
 awaitable<mta_sts_verdict> mta_sts_source::state::look_up(const std::string& domain, entry& e) {
   const std::string txt_name = "_mta-sts." + domain;
-  auto txt = co_await from_callback<void(dns::txt_result)>(
-      [&](auto done) { dns.resolve_txt(txt_name, std::move(done)); });
   std::optional<std::string> id;
-  if (txt.what == dns::outcome::ok) {
-    if (auto found = mta_sts::policy_id(txt.records))
-      id = std::move(*found);
-    else if (found.error() != "no v=STSv1 record")
-      spdlog::warn("MTA-STS: {} TXT: {}", txt_name, found.error());
-  } else if (txt.what == dns::outcome::retry) {
-    spdlog::warn("MTA-STS: {}", txt.detail);
+  if (auto kept = memory.txt(domain, unix_now())) {
+    id = std::move(kept->id);
+  } else {
+    auto txt = co_await from_callback<void(dns::txt_result)>(
+        [&](auto done) { dns.resolve_txt(txt_name, std::move(done)); });
+    if (txt.what == dns::outcome::ok) {
+      if (auto found = mta_sts::policy_id(txt.records))
+        id = std::move(*found);
+      else if (found.error() != "no v=STSv1 record")
+        spdlog::warn("MTA-STS: {} TXT: {}", txt_name, found.error());
+    } else if (txt.what == dns::outcome::retry) {
+      spdlog::warn("MTA-STS: {}", txt.detail);
+    }
+    // A definite answer is kept a while; a failed lookup is asked again.
+    if (txt.what == dns::outcome::ok || txt.what == dns::outcome::not_found)
+      memory.remember_txt(domain, id, txt.ttl, unix_now());
   }
   const std::int64_t now = unix_now();
   switch (mta_sts::next_step(e.cached, id, now)) {
@@ -168,6 +178,16 @@ awaitable<mta_sts_verdict> mta_sts_source::state::look_up(const std::string& dom
     case mta_sts::step::fetch:
       break;
   }
+  const bool keep = e.cached && e.cached->fresh(now);
+  const std::string instead =
+      keep ? "the cached policy (id " + e.cached->id + ", mode " +
+                 std::string(mta_sts::to_string(e.cached->parsed.what)) + ") stays in use"
+           : "no policy applies";
+  if (std::int64_t until = 0; !memory.may_fetch(domain, *id, now, &until)) {
+    spdlog::info("MTA-STS: policy of {} (id {}) not fetched: an earlier fetch failed, next try "
+                 "in {}s; {}", domain, *id, until - now, instead);
+    co_return keep ? verdict_of(domain, *e.cached) : mta_sts_verdict{domain};
+  }
   auto body = co_await fetch(domain);
   std::expected<mta_sts::policy, std::string> parsed = std::unexpected(std::string());
   if (body) {
@@ -175,13 +195,12 @@ awaitable<mta_sts_verdict> mta_sts_source::state::look_up(const std::string& dom
     if (!parsed) body = std::unexpected("the policy is malformed: " + parsed.error());
   }
   if (!body) {
-    const bool keep = e.cached && e.cached->fresh(now);
-    spdlog::warn("MTA-STS: policy of {} (id {}) not fetched: {}; {}", domain, *id, body.error(),
-                 keep ? "the cached policy (id " + e.cached->id + ", mode " +
-                            std::string(mta_sts::to_string(e.cached->parsed.what)) + ") stays in use"
-                      : "no policy applies");
+    const auto next = memory.fetch_failed(domain, *id, now);
+    spdlog::warn("MTA-STS: policy of {} (id {}) not fetched: {}; {} (next try in {}s)", domain,
+                 *id, body.error(), instead, next - now);
     co_return keep ? verdict_of(domain, *e.cached) : mta_sts_verdict{domain};
   }
+  memory.fetch_succeeded(domain);
   mta_sts::cached_policy c{*id, now, std::move(*body), std::move(*parsed)};
   spdlog::info("MTA-STS: policy of {} fetched: id {}, mode {}, max_age {}, mx {}", domain, c.id,
                mta_sts::to_string(c.parsed.what), c.parsed.max_age,
@@ -266,7 +285,7 @@ mta_sts_source::~mta_sts_source() = default;
 
 awaitable<mta_sts_verdict> mta_sts_source::policy_for(std::string domain) {
   auto self = s_;  // the source outlives its callers (the connector's), kept anyway
-  domain = lower(domain);
+  domain = domain_key(domain);
   if (domain.empty() || domain.starts_with('[')) co_return mta_sts_verdict{domain};  // a literal
   auto& e = self->entry_for(domain);
   if (e.busy) {

@@ -2,6 +2,7 @@
 // regex), every error naming the line or field; the cache record is "1\n" (its
 // version), the id, the fetch time, then the policy text as served.
 #include "relayd/delivery_mta_sts_policy.hpp"
+#include "smtp/text.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -18,12 +19,6 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && is_wsp(s.front())) s.remove_prefix(1);
   while (!s.empty() && is_wsp(s.back())) s.remove_suffix(1);
   return s;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::ranges::transform(out, out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
 }
 
 // A host name of letters, digits and hyphens in labels of 1-63 octets.
@@ -109,7 +104,7 @@ std::expected<policy, std::string> parse_policy(std::string_view text) {
                           std::to_string(max_max_age));
       p.max_age = v;
     } else if (key == "mx") {
-      std::string pattern = lower(value);
+      std::string pattern = smtp::text::lower(std::string(value));
       if (!valid_pattern(pattern))
         return unexpected(where + ": mx " + std::string(value) + " is not a host name or *.name");
       p.mx.push_back(std::move(pattern));
@@ -125,9 +120,9 @@ std::expected<policy, std::string> parse_policy(std::string_view text) {
 
 bool mx_pattern_matches(std::string_view pattern, std::string_view host) {
   if (host.ends_with('.')) host.remove_suffix(1);
-  const std::string h = lower(host);
-  if (!pattern.starts_with("*.")) return h == lower(pattern);
-  const std::string suffix = lower(pattern.substr(1));  // ".example.net"
+  const std::string h = smtp::text::lower(std::string(host));
+  if (!pattern.starts_with("*.")) return h == smtp::text::lower(std::string(pattern));
+  const std::string suffix = smtp::text::lower(std::string(pattern.substr(1)));  // ".example.net"
   if (h.size() <= suffix.size() || !h.ends_with(suffix)) return false;
   const std::string_view first(h.data(), h.size() - suffix.size());
   return first.find('.') == std::string_view::npos;  // exactly one label

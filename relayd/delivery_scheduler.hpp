@@ -28,6 +28,7 @@
 #include "relayd/config.hpp"
 #include "relayd/delivery_rate.hpp"
 #include "relayd/delivery_retry.hpp"
+#include "relayd/delivery_tls_status.hpp"
 #include "relayd/delivery_types.hpp"
 #include "relayd/events_format.hpp"
 #include "relayd/net.hpp"
@@ -240,6 +241,10 @@ class scheduler {
   metrics* stats() const { return metrics_; }  // may be null
   bool stopping() const { return stopping_; }
   std::int64_t now_us() const { return now_us_(); }
+  // Each destination's TLS policy and last outcome (set by the connector,
+  // read by relayctl destinations); outlives the destinations themselves.
+  tls_status_table& tls_status() { return tls_status_; }
+  const tls_status_table& tls_status() const { return tls_status_; }
 
  private:
   awaitable<void> loop();
@@ -325,6 +330,7 @@ class scheduler {
   std::unique_ptr<destination_policies> policies_;
   std::unordered_map<std::string, std::unique_ptr<destination_group>> groups_;  // by policy
   std::unordered_map<std::string, std::string> mx_of_;  // domain -> MX host it was reached on
+  tls_status_table tls_status_;
   // Destinations (ids) waiting for a connect_rate token, and when the first is due.
   std::unordered_set<std::string> connect_waiting_;
   std::int64_t next_connect_us_ = 0;

@@ -86,9 +86,10 @@ awaitable<outbound::error_code> outbound::handshake(const std::string& server_na
   // OpenSSL checks the name during the chain verification, so a mismatch is
   // reported as such (X509_V_ERR_HOSTNAME_MISMATCH / IP_ADDRESS_MISMATCH); with
   // verify_none (verify_name unset) it is only recorded, for verified().
+  // Added, not set: DANE may have named the TLSA base domain first (arm_dane).
   if (!server_name.empty()) {
     if (not_ip)
-      SSL_set1_host(ssl, server_name.c_str());
+      SSL_add1_host(ssl, server_name.c_str());
     else
       X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name.c_str());
   }

@@ -16,6 +16,7 @@
 
 #include "relayd/read_file.hpp"
 #include "smtp/base64.hpp"
+#include "smtp/text.hpp"
 
 namespace relayd::dkim {
 namespace {
@@ -34,12 +35,6 @@ bool valid_tag_name(std::string_view n) {
   if (n.empty() || !std::isalpha(static_cast<unsigned char>(n[0]))) return false;
   return std::ranges::all_of(
       n, [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 std::string without_space(std::string_view s) {
@@ -85,7 +80,7 @@ std::expected<key_record, std::string> parse_key_record(std::string_view text) {
       if (index != 0) return std::unexpected("v= must come first");
       if (value != "DKIM1") return std::unexpected("unsupported version v=" + std::string(value));
     } else if (name == "k") {
-      r.key_type = lower(value);
+      r.key_type = smtp::text::lower(std::string(value));
     } else if (name == "p") {
       have_p = true;
       r.public_key = without_space(value);

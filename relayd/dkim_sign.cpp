@@ -38,10 +38,20 @@ namespace {
 constexpr int min_rsa_bits = 1024;
 constexpr int max_rsa_bits = 4096;
 
+// SHA-256, fetched from the provider once: EVP_sha256() makes OpenSSL 3 look
+// the implementation up again on every EVP_Digest and EVP_DigestSignInit.
+const EVP_MD* sha256_md() {
+  static const std::unique_ptr<EVP_MD, decltype(&EVP_MD_free)> md(
+      EVP_MD_fetch(nullptr, "SHA256", nullptr), &EVP_MD_free);
+  return md.get();
+}
+
 std::string sha256(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
-  if (EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr) != 1) return {};
+  if (sha256_md() == nullptr ||
+      EVP_Digest(data.data(), data.size(), md, &n, sha256_md(), nullptr) != 1)
+    return {};
   return std::string(reinterpret_cast<const char*>(md), n);
 }
 
@@ -49,9 +59,10 @@ std::string sha256(std::string_view data) {
 std::string signature(const dkim_signer::key& k, std::string_view data) {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
   if (!ctx) return {};
-  std::string input = k.ed25519 ? sha256(data) : std::string(data);
+  const std::string digest = k.ed25519 ? sha256(data) : std::string();
+  const std::string_view input = k.ed25519 ? std::string_view(digest) : data;
   if (input.empty() && k.ed25519) return {};
-  if (EVP_DigestSignInit(ctx.get(), nullptr, k.ed25519 ? nullptr : EVP_sha256(), nullptr,
+  if (EVP_DigestSignInit(ctx.get(), nullptr, k.ed25519 ? nullptr : sha256_md(), nullptr,
                          k.pkey.get()) != 1)
     return {};
   std::size_t len = 0;

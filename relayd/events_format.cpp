@@ -7,6 +7,8 @@
 #include <cctype>
 #include <cstdio>
 
+#include "smtp/text.hpp"
+
 namespace relayd {
 namespace {
 
@@ -47,14 +49,6 @@ std::string utf8_or_replaced(std::string_view s) {
     }
   }
   return out;
-}
-
-bool iequal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  return true;
 }
 
 std::string trim(std::string_view s) {
@@ -112,7 +106,7 @@ std::string message_id_of(std::string_view head) {
     if (in_field) break;  // the field ended
     const auto colon = line.find(':');
     if (colon == std::string_view::npos) continue;
-    if (iequal(trim(line.substr(0, colon)), "Message-ID")) {
+    if (smtp::text::iequals(trim(line.substr(0, colon)), "Message-ID")) {
       in_field = true;
       found = trim(line.substr(colon + 1));
     }

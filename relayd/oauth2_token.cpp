@@ -18,6 +18,7 @@
 #include "relayd/config.hpp"
 #include "relayd/http_client.hpp"
 #include "relayd/secret_file.hpp"
+#include "smtp/text.hpp"
 
 namespace relayd {
 namespace {
@@ -71,9 +72,7 @@ std::expected<oauth2_token_reply, std::string> parse_token_reply(std::string_vie
   r.access_token = std::string(*token);
   if (const json::string* t = string_at(o, "token_type")) {
     r.token_type = std::string(*t);
-    std::string lower = r.token_type;
-    std::ranges::transform(lower, lower.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (lower != "bearer")
+    if (!smtp::text::iequals(r.token_type, "bearer"))
       return std::unexpected("token_type " + r.token_type + " is not Bearer");
   }
   if (const json::value* e = o.if_contains("expires_in")) {

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <array>
 #include <cassert>
+#include <cstdint>
+#include <cstring>
 
 #include "smtp/text.hpp"
 
@@ -17,18 +19,28 @@ bool is_wsp(char c) { return c == ' ' || c == '\t'; }
 using smtp::text::iequals;
 
 // Appends `s` with each run of WSP made one SP and a run at the end dropped;
-// `unfold` also drops CR and LF (a header's folds).
+// `unfold` also drops CR and LF (a header's folds). Runs of other characters
+// are appended whole (this is most of the signing's canonicalization time).
 void compress_wsp(std::string& out, std::string_view s, bool unfold) {
+  auto skipped = [unfold](char c) { return unfold && (c == '\r' || c == '\n'); };
   bool in_wsp = false;
-  for (char c : s) {
-    if (unfold && (c == '\r' || c == '\n')) continue;
+  for (std::size_t i = 0; i < s.size();) {
+    const char c = s[i];
+    if (skipped(c)) {
+      ++i;
+      continue;
+    }
     if (is_wsp(c)) {
       in_wsp = true;
+      ++i;
       continue;
     }
     if (in_wsp) out += ' ';
     in_wsp = false;
-    out += c;
+    std::size_t end = i + 1;
+    while (end < s.size() && !is_wsp(s[end]) && !skipped(s[end])) ++end;
+    out.append(s, i, end - i);
+    i = end;
   }
   // A trailing run is dropped: WSP at the end is removed in both canonicalizations.
 }
@@ -43,9 +55,42 @@ constexpr std::array<std::string_view, 19> also_signed = {
     "List-Id",          "List-Help",     "List-Unsubscribe", "List-Unsubscribe-Post",
     "List-Subscribe",   "List-Post",     "List-Owner",    "List-Archive"};
 
-std::size_t count_named(const std::vector<std::string_view>& fields, std::string_view name) {
+// True when compress_wsp(out, line, false) would append `line` unchanged: no
+// tab, no two spaces in a row, no space at the end. The usual body line is
+// like that, and this test (eight bytes at a time) is much cheaper than the
+// character-by-character rewrite.
+bool plain_line(std::string_view line) {
+  if (line.empty()) return true;
+  if (is_wsp(line.back())) return false;
+  constexpr std::uint64_t ones = 0x0101010101010101, low7 = 0x7f7f7f7f7f7f7f7f;
+  // The top bit of each byte of `w` equal to `c` (exact: no carry between bytes).
+  auto bytes_equal = [](std::uint64_t w, unsigned char c) {
+    const std::uint64_t x = w ^ (ones * c);
+    return ~(((x & low7) + low7) | x) & ~low7;
+  };
+  for (std::size_t i = 0; i < line.size(); i += 8) {
+    std::uint64_t w = 0;  // bytes past the end stay 0: neither space nor tab
+    std::memcpy(&w, line.data() + i, std::min<std::size_t>(8, line.size() - i));
+    const std::uint64_t spaces = bytes_equal(w, ' ');
+    // Two neighbouring bytes both spaces, inside this word or across the previous one.
+    if ((bytes_equal(w, '\t') | (spaces & (spaces >> 8))) != 0) return false;
+    if (i > 0 && line[i - 1] == ' ' && line[i] == ' ') return false;
+  }
+  return true;
+}
+
+// Each field's name, computed once per message (signed_names and
+// header_hash_input compare every listed name against every field).
+std::vector<std::string_view> names_of(const std::vector<std::string_view>& fields) {
+  std::vector<std::string_view> out;
+  out.reserve(fields.size());
+  for (std::string_view f : fields) out.push_back(field_name(f));
+  return out;
+}
+
+std::size_t count_named(const std::vector<std::string_view>& field_names, std::string_view name) {
   return static_cast<std::size_t>(
-      std::ranges::count_if(fields, [&](std::string_view f) { return iequals(field_name(f), name); }));
+      std::ranges::count_if(field_names, [&](std::string_view f) { return iequals(f, name); }));
 }
 
 }  // namespace
@@ -123,7 +168,11 @@ std::string relaxed_body(std::string_view body) {
     const std::size_t next = eol == std::string_view::npos ? body.size() : eol + 2;
     if (eol == std::string_view::npos) eol = body.size();
     const std::size_t line_start = out.size();
-    compress_wsp(out, body.substr(pos, eol - pos), false);
+    const std::string_view line = body.substr(pos, eol - pos);
+    if (plain_line(line))
+      out += line;
+    else
+      compress_wsp(out, line, false);
     const bool empty_line = out.size() == line_start;
     out += "\r\n";
     if (!empty_line) keep = out.size();
@@ -134,21 +183,23 @@ std::string relaxed_body(std::string_view body) {
 }
 
 std::vector<std::string> signed_names(const std::vector<std::string_view>& fields) {
+  const std::vector<std::string_view> present = names_of(fields);
   std::vector<std::string> names;
   for (std::string_view n : oversigned)
-    for (std::size_t i = 0, k = count_named(fields, n) + 1; i < k; ++i) names.emplace_back(n);
+    for (std::size_t i = 0, k = count_named(present, n) + 1; i < k; ++i) names.emplace_back(n);
   for (std::string_view n : also_signed)
-    for (std::size_t i = 0, k = count_named(fields, n); i < k; ++i) names.emplace_back(n);
+    for (std::size_t i = 0, k = count_named(present, n); i < k; ++i) names.emplace_back(n);
   return names;
 }
 
 std::string header_hash_input(const std::vector<std::string_view>& fields,
                               const std::vector<std::string>& names) {
+  const std::vector<std::string_view> present = names_of(fields);
   std::string out;
   std::vector<bool> used(fields.size(), false);
   for (const std::string& name : names) {
     for (std::size_t i = fields.size(); i-- > 0;) {
-      if (used[i] || !iequals(field_name(fields[i]), name)) continue;
+      if (used[i] || !iequals(present[i], name)) continue;
       used[i] = true;
       out += relaxed_header(fields[i]);
       break;
@@ -225,24 +276,30 @@ std::string fold_signature(const std::vector<tag>& tags, std::size_t width) {
     // Too long for one line: h= breaks after a colon, base64 anywhere.
     out += g.name + "=";
     column += g.name.size() + 1;
-    std::vector<std::string_view> pieces;
+    auto put = [&](std::string_view p) {  // a piece that may not be broken
+      if (column + p.size() > width) new_line();
+      out += p;
+      column += p.size();
+    };
     std::string_view v = g.value;
     if (g.name == "h") {
       while (!v.empty()) {
         const std::size_t colon = v.find(':');
         const std::size_t n = colon == std::string_view::npos ? v.size() : colon + 1;
-        pieces.push_back(v.substr(0, n));
+        put(v.substr(0, n));
         v.remove_prefix(n);
       }
     } else {
-      for (std::size_t i = 0; i < v.size(); ++i) pieces.push_back(v.substr(i, 1));
+      // base64, breakable after any character: what fits of the line, at least one.
+      while (!v.empty()) {
+        if (column + 1 > width) new_line();
+        const std::size_t n = std::min(v.size(), std::max<std::size_t>(1, width - std::min(width, column)));
+        out += v.substr(0, n);
+        column += n;
+        v.remove_prefix(n);
+      }
     }
-    if (!last) pieces.emplace_back(";");
-    for (std::string_view p : pieces) {
-      if (column + p.size() > width) new_line();
-      out += p;
-      column += p.size();
-    }
+    if (!last) put(";");
   }
   return out;
 }

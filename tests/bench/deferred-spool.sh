@@ -2,7 +2,12 @@
 # relayd with a large spool of deferred messages (issue 3): memory, relayctl
 # listing time, restart time.
 #
-#   tests/bench/deferred-spool.sh [--messages N] [--size BYTES] [--closed-port] [--no-flush]
+#   tests/bench/deferred-spool.sh [--messages N] [--size BYTES] [--sessions N]
+#       [--closed-port] [--no-flush] [--restarts N] [--loaded-messages N]
+#
+# A million (about 10 minutes of filling on 2 CPUs; 2.3 GB of spool):
+#   tests/bench/deferred-spool.sh --messages 1000000 --sessions 100 --closed-port \
+#       --no-flush --restarts 1
 #
 # 1. Starts an smtp-sink that answers every RCPT TO with "450 4.3.0" (smtp-sink
 #    -r RCPT) and relayd in smarthost mode pointing at it (tls = "none"), with
@@ -13,16 +18,23 @@
 #    (connection refused; the destination backs off and later messages are
 #    deferred with "delivery temporarily suspended", not counted as attempts).
 # 2. Fills it with N messages (default 100,000) of SIZE bytes (default 1024):
-#    smtp-source -d -s 20 -m N -l SIZE. Reports the fill rate.
+#    smtp-source -d -s SESSIONS -m N -l SIZE (--sessions, default 20: more
+#    sessions fill more messages into each spool commit). Reports the fill rate.
 # 3. Waits until relayctl -j shows every message "deferred" (a pending recipient
 #    with attempts > 0), and reports how long the attempts took.
 # 4. relayd's /proc/PID/status: VmRSS, VmHWM, RssAnon, RssFile (and the largest
 #    RssAnon sampled every 0.5 s while filling/attempting).
 # 5. `relayctl -p > /dev/null`, `relayctl -j > /dev/null`, `relayctl -p --shape`
 #    and `relayctl -j --domain example.com` (every message), 3 times each: wall
-#    time (median and all three) and relayctl's own max RSS; relayd's memory
-#    after the listings.
-# 6. Restart, 3 times: SIGTERM -> exit (shutdown time), then start -> first
+#    time (median and all three), relayd's CPU (utime + stime, 10 ms ticks: the
+#    figure to trust on a loaded machine), relayctl's own CPU and max RSS, and for
+#    -j --domain the time to its first line; relayd's memory after the listings
+#    and its largest RssAnon sampled while listing.
+# 5b. The accept rate while the spool holds N: smtp-source -d -s SESSIONS -m
+#    LOADED (--loaded-messages, default 20,000) to rcpt@example.net; then
+#    `relayctl -j --domain example.net` (only those, at the end of the queue's
+#    order: the first line comes after a pass over the N before them).
+# 6. Restart, --restarts times (default 3): SIGTERM -> exit (shutdown time), then start -> first
 #    "220" greeting on the SMTP port (restart time), and -> control socket
 #    answering (relayctl -s of one ID); relayd's memory after each start and the
 #    open report it logs.
@@ -45,7 +57,7 @@ RELAYD_BIN=${RELAYD_BIN:-$root/build/release/relayd/relayd}
 RELAYCTL_BIN=${RELAYCTL_BIN:-$root/build/release/cli/relayctl}
 BENCH_DIR=${BENCH_DIR:-/var/tmp}
 
-messages=100000 size=1024 closed_port=0 flush=1
+messages=100000 size=1024 closed_port=0 flush=1 sessions=20 restarts=3 loaded=20000
 die() { echo "deferred-spool: $*" >&2; exit 1; }
 log() { echo "deferred-spool: $(date -u +%H:%M:%S) $*" >&2; }
 while (($#)); do
@@ -53,6 +65,9 @@ while (($#)); do
         --messages) messages=${2:?}; shift ;;
         --size) size=${2:?}; shift ;;
         --closed-port) closed_port=1 ;;
+        --sessions) sessions=${2:?}; shift ;;
+        --restarts) restarts=${2:?}; shift ;;
+        --loaded-messages) loaded=${2:?}; shift ;;
         --no-flush) flush=0 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1" ;;
@@ -62,6 +77,7 @@ done
 for t in smtp-source smtp-sink python3 /usr/bin/time; do
     command -v "$t" >/dev/null || die "$t not found"
 done
+((restarts >= 1)) || die "--restarts must be at least 1"
 [[ -x $RELAYD_BIN ]] || die "relayd not found at $RELAYD_BIN (set RELAYD_BIN)"
 [[ -x $RELAYCTL_BIN ]] || die "relayctl not found at $RELAYCTL_BIN (set RELAYCTL_BIN)"
 
@@ -155,7 +171,7 @@ sample_peak() {
         a=$(status_kb RssAnon); r=$(status_kb VmRSS)
         [[ $a =~ ^[0-9]+$ ]] && ((a > anon)) && anon=$a
         [[ $r =~ ^[0-9]+$ ]] && ((r > rss)) && rss=$r
-        echo "$anon $rss" >"$work/peak"
+        echo "$anon $rss" >"$work/peak.new" && mv "$work/peak.new" "$work/peak"  # never read half-written
         sleep 0.5
     done
 }
@@ -168,12 +184,18 @@ mem_empty=$(mem_line)
 # ---------------------------------------------------------------- fill
 sample_peak & sampler_pid=$!
 cpu0=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$relayd_pid/stat")
-log "filling: $messages messages of $size bytes (smtp-source -d -s 20)"
+# send_messages COUNT RECIPIENT: smtp-source into relayd; sets t_sent (seconds).
+send_messages() {
+    local t0=$EPOCHREALTIME
+    smtp-source -d -s "$sessions" -m "$1" -l "$size" -M bench.localdomain -f sender@example.org \
+        -t "$2" "127.0.0.1:$smtp_port" >"$work/smtp-source.log" 2>&1 \
+        || { tail "$work/smtp-source.log" >&2; die "smtp-source failed"; }
+    t_sent=$(calc "$EPOCHREALTIME - $t0")
+}
+log "filling: $messages messages of $size bytes (smtp-source -d -s $sessions)"
 t0=$EPOCHREALTIME
-smtp-source -d -s 20 -m "$messages" -l "$size" -M bench.localdomain -f sender@example.org \
-    -t rcpt@example.com "127.0.0.1:$smtp_port" >"$work/smtp-source.log" 2>&1 \
-    || { tail "$work/smtp-source.log" >&2; die "smtp-source failed"; }
-t_fill=$(calc "$EPOCHREALTIME - $t0")
+send_messages "$messages" rcpt@example.com
+t_fill=$t_sent
 fill_rate=$(calc "round($messages / $t_fill)")
 log "filled in $(calc "round($t_fill, 1)") s ($fill_rate msg/s); $(mem_line)"
 
@@ -181,8 +203,8 @@ log "filled in $(calc "round($t_fill, 1)") s ($fill_rate msg/s); $(mem_line)"
 while :; do
     n=$(attempt_lines)
     ((n >= messages)) && break
-    if (($(calc "int($EPOCHREALTIME - $t0)") > 1800)); then die "only $n of $messages attempted after 30 min"; fi
-    sleep 1
+    if (($(calc "int($EPOCHREALTIME - $t0)") > 3600)); then die "only $n of $messages attempted after 60 min"; fi
+    sleep $((messages > 200000 ? 5 : 1))
 done
 t_attempted=$(calc "$EPOCHREALTIME - $t0")
 cpu_us=$(calc "round(($(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$relayd_pid/stat") - $cpu0) * 1e6 / $messages)")
@@ -197,28 +219,66 @@ spool_du=$(du -sh "$work/spool" | cut -f1)
 log "after fill: $mem_filled; peak sampled RssAnon $peak_anon kB, VmRSS $peak_rss kB; spool $spool_du"
 
 # ---------------------------------------------------------------- relayctl
-declare -A times maxrss lines
-for cmd in -p -j "-p --shape" "-j --domain example.com"; do
-    times[$cmd]="" maxrss[$cmd]=""
+relayd_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$relayd_pid/stat"; }
+# One listing: sets t_total (wall), t_first (wall to the first output line),
+# cpu_d (relayd's CPU), cpu_c (relayctl's user + system), rss_c (relayctl's max RSS, kB),
+# n_lines; the first line goes to $work/first.line, the rest is only counted.
+timed_listing() {
+    local t0 c0 first rest
+    c0=$(relayd_cpu)
+    : >"$work/first.line"
+    t0=$EPOCHREALTIME
+    # shellcheck disable=SC2068  # the command and its options
+    read -r first rest < <(/usr/bin/time -f '%M %U %S' -o "$work/time.out" "$RELAYCTL_BIN" -S "$work/control.sock" $@ \
+        | { if IFS= read -r line; then echo "$EPOCHREALTIME $(wc -l)"; printf '%s\n' "$line" >"$work/first.line"
+            else echo "- -1"; fi; })
+    t_total=$(calc "round($EPOCHREALTIME - $t0, 3)")
+    t_first=$([[ $first != - ]] && calc "round($first - $t0, 3)" || echo "-")
+    n_lines=$((rest + 1))
+    cpu_d=$(calc "round($(relayd_cpu) - $c0, 2)")
+    read -r rss_c u s <"$work/time.out"
+    cpu_c=$(calc "round($u + $s, 2)")
+}
+declare -A times firsts cpud cpuc maxrss lines
+kill "$sampler_pid" 2>/dev/null || true; wait "$sampler_pid" 2>/dev/null || true
+echo "0 0" >"$work/peak"
+sample_peak & sampler_pid=$!
+list_cmds=(-p -j "-p --shape" "-j --domain example.com")
+for cmd in "${list_cmds[@]}"; do
+    times[$cmd]="" firsts[$cmd]="" cpud[$cmd]="" cpuc[$cmd]="" maxrss[$cmd]=""
     for _ in 1 2 3; do
-        t0=$EPOCHREALTIME
         # shellcheck disable=SC2086  # $cmd is the command and its options
-        /usr/bin/time -f '%M' -o "$work/time.out" "$RELAYCTL_BIN" -S "$work/control.sock" $cmd >"$work/list.out"
-        t=$(calc "round($EPOCHREALTIME - $t0, 3)")
-        times[$cmd]+="$t "
-        maxrss[$cmd]+="$(tail -n 1 "$work/time.out") "
+        timed_listing $cmd
+        times[$cmd]+="$t_total " firsts[$cmd]+="$t_first " cpud[$cmd]+="$cpu_d " cpuc[$cmd]+="$cpu_c "
+        maxrss[$cmd]+="$rss_c "
     done
-    lines[$cmd]=$(wc -l <"$work/list.out")
-    log "relayctl $cmd: ${times[$cmd]}s, relayctl max RSS ${maxrss[$cmd]}kB, ${lines[$cmd]} lines"
+    lines[$cmd]=$n_lines
+    log "relayctl $cmd: wall ${times[$cmd]}s, first line ${firsts[$cmd]}s, relayd CPU ${cpud[$cmd]}s, relayctl CPU ${cpuc[$cmd]}s, relayctl max RSS ${maxrss[$cmd]}kB, ${lines[$cmd]} lines (load $(cut -d' ' -f1 /proc/loadavg))"
 done
+sleep 1
+read -r list_peak_anon list_peak_rss <"$work/peak"
 mem_listed=$(mem_line)
-log "after the listings: $mem_listed"
-"$RELAYCTL_BIN" -S "$work/control.sock" -j >"$work/list.out"
-first_id=$(head -n 1 "$work/list.out" | python3 -c 'import json, sys; print(json.loads(sys.stdin.readline())["id"])')
+log "after the listings: $mem_listed; peak sampled while listing: RssAnon $list_peak_anon kB, VmRSS $list_peak_rss kB"
+
+# ---------------------------------------------------------------- accept while loaded
+loaded_line="accept rate with $messages queued: skipped (--loaded-messages 0)"
+if ((loaded > 0)); then
+    log "accepting $loaded more (to rcpt@example.net) with $messages queued"
+    send_messages "$loaded" rcpt@example.net
+    t_loaded=$t_sent
+    loaded_line="accept rate with $messages queued: $loaded more in $(calc "round($t_loaded, 1)") s ($(calc "round($loaded / $t_loaded)") msg/s, load $(cut -d' ' -f1-3 /proc/loadavg)); fill rate into the empty spool was $fill_rate msg/s"
+    log "$loaded_line"
+    sleep 2
+    timed_listing -j --domain example.net
+    rare_line="relayctl -j --domain example.net (the last $loaded of $((messages + loaded))): first line after $t_first s, all $n_lines lines in $t_total s; relayd CPU $cpu_d s"
+    log "$rare_line"
+fi
+timed_listing -j --domain example.com
+first_id=$(python3 -c 'import json, sys; print(json.loads(sys.stdin.readline())["id"])' <"$work/first.line")
 
 # ---------------------------------------------------------------- restart
 stops="" starts="" controls="" mem_restart=""
-for _ in 1 2 3; do
+for ((r = 0; r < restarts; r++)); do
     kill "$sampler_pid" 2>/dev/null || true; wait "$sampler_pid" 2>/dev/null || true; sampler_pid=""
     sync; sleep 1
     stop_relayd; s=$t_stop
@@ -264,12 +324,13 @@ fi
     echo "- fill: $messages messages in $(calc "round($t_fill, 1)") s ($fill_rate msg/s accepted); every message deferred (one status=deferred log line each) $(calc "round($t_attempted, 1)") s after the start; relayd CPU $cpu_us us/msg (accept + attempt); relayctl -j: $deferred deferred; spool on disk $spool_du"
     echo "- memory with $messages deferred (after the fill): $mem_filled"
     echo "  peak sampled during fill + attempts: RssAnon $(mb "$peak_anon"), VmRSS $(mb "$peak_rss"); VmHWM $(mb "$hwm_filled")"
-    echo "- relayctl -p > /dev/null: median $(median ${times[-p]}) s (${times[-p]% }), relayctl max RSS $(median ${maxrss[-p]}) kB, ${lines[-p]} lines"
-    echo "- relayctl -j > /dev/null: median $(median ${times[-j]}) s (${times[-j]% }), relayctl max RSS $(median ${maxrss[-j]}) kB, ${lines[-j]} lines"
-    for cmd in "-p --shape" "-j --domain example.com"; do
-        echo "- relayctl $cmd > /dev/null: median $(median ${times[$cmd]}) s (${times[$cmd]% }), relayctl max RSS $(median ${maxrss[$cmd]}) kB, ${lines[$cmd]} lines"
+    echo "- relayctl listings, 3 runs each (wall; relayd CPU utime+stime; relayctl CPU user+sys; relayctl max RSS):"
+    for cmd in "${list_cmds[@]}"; do
+        echo "  - \`relayctl $cmd > /dev/null\`: wall median $(median ${times[$cmd]}) s (${times[$cmd]% }); first line ${firsts[$cmd]% } s; relayd CPU ${cpud[$cmd]% } s; relayctl CPU ${cpuc[$cmd]% } s; relayctl max RSS $(median ${maxrss[$cmd]}) kB; ${lines[$cmd]} lines"
     done
-    echo "- relayd after the listings: $mem_listed"
+    echo "- relayd after the listings: $mem_listed; peak sampled while listing: RssAnon $(mb "$list_peak_anon"), VmRSS $(mb "$list_peak_rss")"
+    echo "- $loaded_line"
+    [[ -n ${rare_line:-} ]] && echo "- $rare_line"
     echo "- restart (SIGTERM -> exit): median $(median $stops) s (${stops% })"
     echo "- start -> first 220: median $(median $starts) s (${starts% }); control socket answering +$(median $controls) s later (${controls% })"
     echo "- relayd 1 s after a restart: $mem_restart"

@@ -320,4 +320,19 @@ for config in ("rsa", "ed25519", "both"):
     if ratios:
         print(f"{config}: per-round relayd/Postfix+OpenDKIM ratios "
               + ", ".join(f"{x:.1f}x" for x in ratios))
+# What each algorithm costs relayd against its unsigned run of the same round
+# (rate and CPU per message): median and range over the rounds.
+print()
+for config in ("rsa", "ed25519", "both"):
+    rate_d, cpu_d = [], []
+    for rnd in sorted({r[0] for r in rows}):
+        a = [r for r in rows if r[0] == rnd and r[1] == "relayd" and r[2] == config]
+        b = [r for r in rows if r[0] == rnd and r[1] == "relayd" and r[2] == "none"]
+        if a and b:
+            rate_d.append((int(a[0][4]) / int(b[0][4]) - 1) * 100)
+            cpu_d.append((int(a[0][5]) / int(b[0][5]) - 1) * 100)
+    if rate_d:
+        print(f"relayd {config} vs unsigned, same round: rate median {statistics.median(rate_d):+.1f} % "
+              f"({', '.join(f'{x:+.0f}' for x in rate_d)}), CPU/msg median "
+              f"{statistics.median(cpu_d):+.1f} % ({', '.join(f'{x:+.0f}' for x in cpu_d)})")
 EOF

@@ -77,7 +77,8 @@ def make_pki(d):
             "-out", "ee.pem", "-days", "2", "-subj", "/CN=not-the-mx-name", cwd=d)
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
             "-out", "ca.pem", "-days", "2", "-subj", "/CN=relayd DANE test CA", cwd=d)
-    for name, host in (("ta", "mx.ta.dane.test"), ("tawrong", "elsewhere.example")):
+    for name, host in (("ta", "mx.ta.dane.test"), ("tawrong", "elsewhere.example"),
+                       ("cnta", "host.cnta.dane.test")):
         c.issue_cert(d, name, host)
         with open(os.path.join(d, f"{name}.pem"), "a") as out, \
                 open(os.path.join(d, "ca.pem")) as ca:
@@ -101,6 +102,14 @@ def signed_zone_text(port, ee_hash, ca_hash):
                         ("unusable", f"1 1 1 {wrong}")):
         rows += [f"{label} IN MX 10 mx.{label}", f"mx.{label} IN A 127.0.0.1",
                  f"{t}.mx.{label} IN TLSA {tlsa}"]
+    # MX hosts that are aliases (RFC 7672 2.2.2): TLSA records at the CNAME's
+    # target (DANE-EE, and DANE-TA with a certificate naming only the target),
+    # or only at the MX host name itself.
+    for label, tlsa, at in (("cname", f"3 1 1 {ee_hash}", "host"),
+                            ("cnta", f"2 0 1 {ca_hash}", "host"),
+                            ("cnorig", f"3 1 1 {ee_hash}", "mx")):
+        rows += [f"{label} IN MX 10 mx.{label}", f"mx.{label} IN CNAME host.{label}",
+                 f"host.{label} IN A 127.0.0.1", f"{t}.{at}.{label} IN TLSA {tlsa}"]
     return "\n".join(rows) + "\n"
 
 
@@ -380,6 +389,29 @@ class DaneTest(c.DeliveryTestCase):
         self.send(d, "a@unusable.dane.test", "unusable records")
         self.assertDelivered(srv, d, "a@unusable.dane.test", tls=False)
         self.assertNotIn("policy=dane", d.log())
+
+    def test_an_mx_alias_uses_the_tlsa_records_of_its_target_then_its_own(self):
+        srv = self.server()
+        d = self.daemon(srv)
+        self.send(d, "a@cname.dane.test", "dane cname ee")
+        self.assertDelivered(srv, d, "a@cname.dane.test")
+        self.assertRegex(d.log(), r"Verified TLS connection established to "
+                                  r"mx\.cname\.dane\.test\S+: .*DANE-EE\(3\) 1 1 matched.* "
+                                  r"policy=dane")
+        # None at the target: the MX host name's own records.
+        self.send(d, "b@cnorig.dane.test", "dane cname, records at the alias")
+        self.assertDelivered(srv, d, "b@cnorig.dane.test")
+        self.assertRegex(d.log(), r"Verified TLS connection established to "
+                                  r"mx\.cnorig\.dane\.test\S+: .*DANE-EE\(3\) 1 1 matched.* "
+                                  r"policy=dane")
+
+    def test_dane_ta_accepts_the_name_an_mx_alias_leads_to(self):
+        srv = self.server(cert="cnta")  # names host.cnta.dane.test only
+        d = self.daemon(srv)
+        self.send(d, "a@cnta.dane.test", "dane ta cname")
+        self.assertDelivered(srv, d, "a@cnta.dane.test")
+        self.assertRegex(d.log(), r"Verified TLS connection established to mx\.cnta\.dane\.test"
+                                  r".*DANE-TA\(2\) 0 1 matched.* policy=dane")
 
     def test_dane_off_ignores_tlsa_records(self):
         srv = self.server()

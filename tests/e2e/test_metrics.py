@@ -66,6 +66,7 @@ METRICS = {
     "relayd_events_outbox": "gauge",
     "relayd_events_webhook_posts_total": "counter",
     "relayd_destination_queued_recipients": "gauge",
+    "relayd_destinations_suspended": "gauge",
     "relayd_destination_deferred_recipients": "gauge",
     "relayd_destination_attempts_total": "counter",
 }

@@ -15,7 +15,11 @@ points at the server's port), and delivers to the scripted test SMTP server.
 - testing mode delivers and counts the failure;
 - the cached policy is used while the policy server is down, after a relayd
   restart (it lives in the spool), and a new TXT id makes relayd fetch again;
-- a domain without a policy still delivers with tls = may (no regression).
+- a domain without a policy still delivers with tls = may (no regression);
+- a policy server that fails is asked once, then not again during the backoff
+  (delivery goes on without a policy);
+- relayctl destinations [--json] shows each destination's TLS policy and the
+  outcome of its last session (verified, or failed with the reason).
 """
 
 import http.server
@@ -26,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 import urllib.request
 
@@ -77,6 +82,7 @@ class PolicyServer:
         self.cert, self.key, self.port = cert, key, port
         self.policy = ""
         self.content_type = "text/plain"
+        self.status = 200
         self.requests = []
         self.httpd = None
 
@@ -88,6 +94,9 @@ class PolicyServer:
                 server.requests.append((self.path, self.headers.get("Host")))
                 if self.path != "/.well-known/mta-sts.txt":
                     self.send_error(404)
+                    return
+                if server.status != 200:
+                    self.send_error(server.status)
                     return
                 body = server.policy.encode()
                 self.send_response(200)
@@ -159,6 +168,14 @@ class MtaStsTest(c.DeliveryTestCase):
             r'^relayd_tls_policy_results_total\{policy="([^"]*)",result="([^"]*)"\} (\d+)$',
             text, re.M)}
 
+    def tls_row(self, d, dest=DST):
+        """relayctl destinations --json: the destination's row."""
+        r = d.ctl("destinations", "--json")
+        self.assertEqual(r.rc, 0, r)
+        rows = {o["destination"]: o for o in h.parse_json_lines(r.out)}
+        self.assertIn(dest, rows, r.out)
+        return rows[dest]
+
     def delivered(self, srv, rcpt):
         return [m for m in srv.messages() if rcpt in m["rcpt_to"]]
 
@@ -201,6 +218,13 @@ class MtaStsTest(c.DeliveryTestCase):
         self.assertIn("MTA-STS: policy of dst.test fetched: id 1, mode enforce", log)
         self.assertGreaterEqual(self.policy_results()[("mta-sts", "success")], 1)
         self.assertEqual(self.policy_results()[("mta-sts", "failure")], 0)
+        # relayctl destinations: the policy in force and the last session's outcome.
+        row = self.tls_row(d)
+        self.assertEqual(row["tls_policy"], "mta-sts enforce", row)
+        self.assertRegex(row["tls_outcome"], r"^verified TLSv1\.[23]$", row)
+        self.assertLess(abs(row["tls_at"] - time.time()), 60, row)
+        text = d.ctl("destinations")
+        self.assertRegex(text.out, r"tls: policy mta-sts enforce, verified TLSv1\.[23] at ")
 
     def test_enforce_defers_an_mx_outside_the_policy(self):
         self.web.policy = policy_text("enforce", "*.elsewhere.test")
@@ -222,6 +246,10 @@ class MtaStsTest(c.DeliveryTestCase):
                                 "MTA-STS policy of dst.test requires TLS")
         self.assertNothingSentInPlaintext(srv)
         self.assertGreaterEqual(self.policy_results()[("mta-sts", "failure")], 1)
+        row = self.tls_row(d)
+        self.assertEqual(row["tls_policy"], "mta-sts enforce", row)
+        self.assertTrue(row["tls_outcome"].startswith("failed: "), row)
+        self.assertIn("certificate verification failed", row["tls_outcome"])
 
     def test_enforce_failing_on_every_mx_suspends_the_destination(self):
         # The circuit breaker: one attempt, then the destination is suspended
@@ -319,6 +347,28 @@ class MtaStsTest(c.DeliveryTestCase):
         self.assertEqual(len(self.web.requests), 1)
         self.assertTrue(all(x["tls"] for x in self.sessions_at(srv, EVIL_IP) if x["messages"]))
         self.assertIn("MTA-STS: policy of dst.test fetched: id 3, mode enforce", d.log())
+
+    # -- a failing policy server
+    def test_a_failing_policy_server_is_not_asked_on_every_connection(self):
+        self.web.policy = policy_text("enforce", MX)
+        self.web.status = 503
+        srv = self.mx_server(cert="self")  # no policy applies: tls = may delivers
+        d = self.daemon(self.dns_for(), srv)
+        for i in range(3):  # three connections, one after the other
+            self.send(d, f"k{i}@{DST}", f"policy server failing {i}")
+            self.wait_until(lambda: self.delivered(srv, f"k{i}@{DST}"), 20, "the delivery")
+            self.wait_until(lambda: all(x["end"] for x in srv.connections()), 15,
+                            "the connection to close")
+        self.assertEqual(len(srv.connections()), 3, srv.connections())
+        self.assertEqual(len(self.web.requests), 1, "one fetch, then the backoff")
+        log = d.log()
+        self.assertIn("MTA-STS: policy of dst.test (id 1) not fetched: ", log)
+        self.assertIn("HTTP 503; no policy applies (next try in 300s)", log)
+        self.assertIn("MTA-STS: policy of dst.test (id 1) not fetched: an earlier fetch failed, "
+                      "next try in", log)
+        row = self.tls_row(d)
+        self.assertEqual(row["tls_policy"], "none", row)
+        self.assertRegex(row["tls_outcome"], r"^untrusted TLSv1\.[23]$", row)
 
     # -- no policy
     def test_a_domain_without_a_policy_delivers_as_before(self):

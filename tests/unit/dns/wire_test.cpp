@@ -50,6 +50,21 @@ class reply_builder {
   void record(bool authority, std::uint16_t type, std::uint32_t ttl, F fill) {
     ++bytes_[authority ? 9 : 7];
     pointer(12);
+    type_onwards(type, ttl, fill);
+  }
+  // An answer record with its own owner name (e.g. a CNAME's target).
+  template <typename F>
+  void record_at(const std::string& owner, std::uint16_t type, std::uint32_t ttl, F fill) {
+    ++bytes_[7];
+    name(owner);
+    type_onwards(type, ttl, fill);
+  }
+  const std::vector<unsigned char>& bytes() const { return bytes_; }
+
+ private:
+  // A record after its owner name: type, class IN, TTL, then RDATA and its length.
+  template <typename F>
+  void type_onwards(std::uint16_t type, std::uint32_t ttl, F fill) {
     u16(type);
     u16(1);
     u32(ttl);
@@ -60,9 +75,6 @@ class reply_builder {
     bytes_[len_at] = static_cast<unsigned char>(len >> 8);
     bytes_[len_at + 1] = static_cast<unsigned char>(len);
   }
-  const std::vector<unsigned char>& bytes() const { return bytes_; }
-
- private:
   std::vector<unsigned char> bytes_;
 };
 
@@ -234,4 +246,31 @@ TEST(wire, rdata_of_tlsa_records_and_the_ad_bit) {
   for (std::size_t n = 12; n < bytes.size(); ++n)
     EXPECT_FALSE(parse_rdata(std::vector<unsigned char>(bytes.begin(), bytes.begin() + n), 52))
         << "length " << n;
+}
+
+// The TTL an answer may be kept: the lowest of the records of the type asked
+// for, lowered by a CNAME on the way; none without such records.
+TEST(wire, answer_ttl_is_the_lowest_of_the_type_and_its_cnames) {
+  reply_builder b("_mta-sts.example.org", type_txt);
+  b.record(false, type_txt, 600, [](reply_builder& r) { r.u16(0x0161); });
+  b.record(false, type_txt, 300, [](reply_builder& r) { r.u16(0x0162); });
+  EXPECT_EQ(answer_ttl(b.bytes(), type_txt), 300u);
+  EXPECT_EQ(answer_ttl(b.bytes(), type_a), std::nullopt);
+  b.record(false, type_cname, 60, [](reply_builder& r) { r.name("other.example.org"); });
+  EXPECT_EQ(answer_ttl(b.bytes(), type_txt), 60u);
+}
+
+// An MX host that is an alias: the addresses' owner is the CNAME's target
+// (DANE looks up TLSA records there first, RFC 7672 2.2.2).
+TEST(wire, addresses_name_their_owner_after_a_cname) {
+  reply_builder b("mx.example.org", type_a);
+  b.record(false, type_cname, 300, [](reply_builder& r) { r.name("host.example.net"); });
+  b.record_at("Host.Example.NET", type_a, 300, [](reply_builder& r) { r.u32(0x7F000001); });
+  auto a = parse_addresses(b.bytes(), type_a);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->addresses, std::vector<std::string>{"127.0.0.1"});
+  EXPECT_EQ(a->owner, "Host.Example.NET");
+  reply_builder direct("mx.example.org", type_a);
+  direct.record(false, type_a, 300, [](reply_builder& r) { r.u32(0x7F000001); });
+  EXPECT_EQ(parse_addresses(direct.bytes(), type_a)->owner, "mx.example.org");
 }

@@ -187,6 +187,33 @@ TEST(record, round_trip_empty_and_extreme_values) {
   expect_equal(r, *back);
 }
 
+// decode_into() over a record that held a full version 4 record (every field
+// set) gives what a fresh decode gives, for every version and an empty record:
+// nothing of the previous record stays behind.
+TEST(record, decode_into_a_reused_record_leaves_nothing_behind) {
+  envelope_record empty;
+  empty.id = "E";
+  const std::string empty_bytes = encode(empty);
+  for (const std::string& bytes : {sample_as('\x01'), sample_as('\x02'), sample_as('\x03'),
+                                   encode(sample()), empty_bytes}) {
+    envelope_record reused;
+    std::string error;
+    ASSERT_TRUE(queue::decode_into("FULL", encode(sample()), reused, error)) << error;
+    ASSERT_TRUE(queue::decode_into("ID", bytes, reused, error)) << error;
+    EXPECT_TRUE(error.empty());
+    auto fresh = decode("ID", bytes);
+    ASSERT_TRUE(fresh) << fresh.error();
+    expect_equal(*fresh, reused);
+  }
+  envelope_record reused;
+  std::string error;
+  ASSERT_TRUE(queue::decode_into("ID", encode(sample()), reused, error));
+  EXPECT_FALSE(queue::decode_into("ID", "\x09", reused, error));
+  EXPECT_EQ(error, "unknown record version 9");
+  EXPECT_FALSE(queue::decode_into("ID", encode(sample()).substr(0, 20), reused, error));
+  EXPECT_NE(error.find("at byte"), std::string::npos) << error;
+}
+
 TEST(record, id_is_copied_not_encoded) {
   const std::string bytes = encode(sample());
   auto back = decode("FEDCBA9876543210", bytes);

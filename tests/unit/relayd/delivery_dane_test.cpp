@@ -87,3 +87,13 @@ TEST(delivery_dane, refusals_are_deferrals_with_typed_facts) {
   EXPECT_EQ(dns.status, "4.4.3");
   EXPECT_EQ(dns.cause, queue::outcome_cause::dns);
 }
+
+// RFC 7672 2.2.2: an MX host that is an alias is looked up at the expanded
+// name first, then at its own name.
+TEST(delivery_dane, an_alias_is_looked_up_at_its_target_first) {
+  EXPECT_EQ(tlsa_bases("mx.example.org", ""), std::vector<std::string>{"mx.example.org"});
+  EXPECT_EQ(tlsa_bases("mx.example.org", "mx.example.org"),
+            std::vector<std::string>{"mx.example.org"});
+  EXPECT_EQ(tlsa_bases("mx.example.org", "host.example.net"),
+            (std::vector<std::string>{"host.example.net", "mx.example.org"}));
+}

@@ -57,6 +57,23 @@ TEST(DkimCanon, RelaxedBody) {
   EXPECT_EQ(relaxed_body("caf\xc3\xa9 \r\nx\ry\r\n"), "caf\xc3\xa9\r\nx\ry\r\n");
 }
 
+// Lines without whitespace to fix are taken whole, eight bytes at a time: a run
+// of spaces, a tab or a space at the end is found at every position, including
+// across the eight-byte steps.
+TEST(DkimCanon, RelaxedBodyFindsWhitespaceAtEveryPosition) {
+  for (std::size_t at = 0; at < 20; ++at) {
+    const std::string before(at, 'a'), after(19 - at, 'b');
+    SCOPED_TRACE(at);
+    EXPECT_EQ(relaxed_body(before + "  " + after + "\r\n"),
+              before + (after.empty() ? "" : " " + after) + "\r\n");
+    EXPECT_EQ(relaxed_body(before + "\t" + after + "\r\n"),
+              before + (after.empty() ? "" : " " + after) + "\r\n");
+    EXPECT_EQ(relaxed_body(before + " " + after + " \r\n"),
+              before + (after.empty() ? "" : " " + after) + "\r\n");
+    EXPECT_EQ(relaxed_body(before + " x" + after + "\r\n"), before + " x" + after + "\r\n");
+  }
+}
+
 TEST(DkimCanon, RelaxedHeaderLowercasesNameOnly) {
   EXPECT_EQ(relaxed_header("SUBJECT :  Hello   World  "), "subject:Hello World\r\n");
   EXPECT_EQ(relaxed_header("Subject:\r\n\tfolded\r\n value"), "subject:folded value\r\n");
