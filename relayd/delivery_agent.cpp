@@ -119,6 +119,8 @@ awaitable<std::optional<delivery_link>> delivery_agent::impl::open(destination& 
     sched.no_route(d, why);
   else if (r.local_fault)
     sched.systemic_failure(d, why);  // the circuit breaker: our credentials were refused
+  else if (r.tls_policy_failed)
+    sched.systemic_failure(d, why, suspend_cause::tls_policy);  // every MX failed its policy
   else if (r.throttled)
     sched.throttle(d, why);
   else

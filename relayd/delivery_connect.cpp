@@ -427,11 +427,13 @@ awaitable<connect_result> connector::open(const destination_key& destination,
   out.problem = no_host_answered();
   std::map<std::string, dane_decision> dane_of;  // by MX host: DANE (RFC 7672) first
   requiretls_walk walk;  // requiretls: the hosts that did not qualify
+  std::size_t tried = 0, policy_failed = 0;  // hosts; of those, failed their TLS policy
   tls_policy_kind last_policy = policy;  // of the last host tried (relayctl destinations)
   for (const auto& host : hosts) {
     error_code aec;
     auto ip = asio::ip::make_address(host.address, aec);
     if (aec) continue;
+    ++tried;
     const std::string relay = fmt::format("{}[{}]:{}", host.host_name, host.address, host.port);
     if (cfg.delivery.dane && !smarthost && !dane_of.contains(host.host_name))
       dane_of[host.host_name] = co_await dane_for_host(m.dns, mx, host.host_name, host.port);
@@ -444,6 +446,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
       last_policy = tls_policy_kind::dane;
       spdlog::warn("delivery to {}: {}", relay, out.problem.text);
       count_tls_policy(m.stats, tls_policy_kind::dane, tls_policy_result::failure);
+      ++policy_failed;
       if (requiretls) walk.unreachable();  // deferred, as for any host not reached
       continue;
     }
@@ -464,6 +467,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
                  "MX host not named by the MTA-STS policy");
       if (host_sts_tls) {
         out.problem = std::move(refused);
+        ++policy_failed;
         if (requiretls) walk.unreachable();
         continue;
       }
@@ -472,6 +476,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
     bool try_tls = dane_on || r.tls != tls_policy::none || host_sts_tls || requiretls;
     const bool verify = r.tls == tls_policy::verify || host_sts_tls;
     bool refused_for_requiretls = false;  // requiretls: this host answered and did not qualify
+    bool failed_policy = false;  // this host failed DANE or an enforced MTA-STS policy
     const auto not_qualified = [&](requiretls_check c) {
       walk.refused(c, relay);
       refused_for_requiretls = true;
@@ -483,6 +488,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
         if (auto e = arm_dane(*l.stream, host.host_name, dane); !e.empty()) {
           rpt.failed(tls_rpt::result_type::tlsa_invalid, nullptr, e);
           out.problem = dane_failed(relay, e, false);
+          failed_policy = true;
           break;
         }
       }
@@ -543,6 +549,7 @@ awaitable<connect_result> connector::open(const destination_key& destination,
         count_tls_policy(m.stats, tls_policy_kind::dane, tls_policy_result::failure);
         out.problem = dane_failed(relay, fmt::format("TLS not verified by the TLSA records ({}): {}",
                                                      dane.why, l.stream->tls_error()), false);
+        failed_policy = true;
         break;
       }
       if (res == setup_result::tls_failed) {
@@ -552,7 +559,10 @@ awaitable<connect_result> connector::open(const destination_key& destination,
           not_qualified({requiretls_verdict::no_tls});
           break;
         }
-        if (host_sts_tls) break;  // never plaintext under an enforced policy
+        if (host_sts_tls) {
+          failed_policy = true;
+          break;  // never plaintext under an enforced policy
+        }
         // tls = may: try the same host again in plaintext.
         if (r.tls == tls_policy::may && !l.session->authenticated() && pass == 0) {
           try_tls = false;
@@ -573,10 +583,13 @@ awaitable<connect_result> connector::open(const destination_key& destination,
         count_tls_policy(m.stats, tls_policy_kind::dane, tls_policy_result::failure);
         out.problem = dane_failed(
             relay, fmt::format("{}: TLS is mandatory; {}", dane.why, out.problem.text), false);
+        failed_policy = true;
       }
       out.local_fault = f.local_fault;
-      if (host_sts_tls && f.cause == smtp::failure_cause::tls_unavailable)
+      if (host_sts_tls && f.cause == smtp::failure_cause::tls_unavailable) {
         sts_failure(m.stats, out.problem, sts, what);
+        failed_policy = true;
+      }
       if (uses_token && f.cause == smtp::failure_cause::auth_rejected) {
         oauth->refused(token);
         out.token_refused = true;
@@ -586,8 +599,10 @@ awaitable<connect_result> connector::open(const destination_key& destination,
       break;
     }
     if (requiretls && !refused_for_requiretls) walk.unreachable();
+    if (failed_policy) ++policy_failed;
     if (out.local_fault) break;
   }
+  out.tls_policy_failed = !requiretls && !out.local_fault && tried != 0 && policy_failed == tried;
   if (walk.any_refused() && !out.local_fault) out.problem = walk.outcome();
   const bool dane_lookup_failed =
       last_policy == tls_policy_kind::dane && out.problem.cause == queue::outcome_cause::dns;

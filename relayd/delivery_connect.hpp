@@ -50,6 +50,9 @@ struct connect_result {
   recipient_outcome problem;          // else: why not (the last host's failure)
   bool throttled = false;    // a host answered 421 / 4.7.x: back off the destination
   bool local_fault = false;  // our configuration was refused (e.g. AUTH 535)
+  // No link, and every host tried failed its TLS policy (MTA-STS enforce or
+  // DANE): the destination's circuit breaker (scheduler::systemic_failure).
+  bool tls_policy_failed = false;
   bool token_refused = false;  // the OAuth2 token got a 5xx: forgotten, open() gets a new one
   double dns_seconds = 0, connect_seconds = 0;
 };

@@ -1,5 +1,6 @@
-// Implements delivery_scheduler.hpp. Everything here runs on the I/O thread; the
-// spool's completions are posted back to it (on_io_thread). The due index is read with a cursor that
+// Implements delivery_scheduler.hpp: dispatch, results, backoff (the shaping,
+// suspensions and circuit breakers are in delivery_shaping.cpp). Everything
+// here runs on the I/O thread; the spool's completions are posted back to it (on_io_thread). The due index is read with a cursor that
 // only moves forward (new and rescheduled messages sort after it), and is reset
 // by explicit rescans, by new mail due before it, and every 30 s as a safety net.
 #include "relayd/delivery_scheduler.hpp"
@@ -25,40 +26,13 @@ namespace {
 constexpr std::size_t due_batch = 256;
 constexpr auto full_scan_interval = std::chrono::seconds(30);
 constexpr std::int64_t max_sleep_us = 30'000'000;
-constexpr std::size_t max_mx_memory = 100'000;  // learned domain -> MX names kept
 
-// "2026-12-02 14:03:12 UTC" for reasons people read.
-std::string utc_text(std::int64_t us) {
-  if (us >= suspended_until_resume) return "relayctl resume";
-  const std::time_t t = static_cast<std::time_t>(us / 1'000'000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return buf;
-}
-
-// A job over the group's max_rate waits in the spool for its slot.
-recipient_outcome rate_deferral(const destination_group& g, std::int64_t slot) {
-  recipient_outcome why;
-  why.what = outcome_kind::deferred;
-  why.counts_as_attempt = false;
-  why.shaped = true;
-  why.status = "4.4.5";
-  why.cause = queue::outcome_cause::local_config;
-  why.not_before_us = slot;
-  why.text = "rate limit " + (g.policy && g.policy->max_rate ? g.policy->max_rate->to_string() : "") +
-             " of destination " + g.name + ": waits until " + utc_text(slot);
-  why.description = "delivery deferred: " + why.text;
-  return why;
-}
-
-// "421 4.7.28 text" or the sentence, for last_reply.
-std::string reply_text(const recipient_outcome& o) {
-  return o.description.empty() ? describe(o) : o.description;
-}
 
 }  // namespace
+
+std::string scheduler::reply_text(const recipient_outcome& o) {
+  return o.description.empty() ? describe(o) : o.description;
+}
 
 scheduler::scheduler(asio::io_context& io, const config& cfg, queue::spool& spool, metrics* m,
                      clock_fn now_us, std::size_t max_in_flight)
@@ -227,68 +201,6 @@ destination& scheduler::destination_for(const destination_key& key) {
   return *slot;
 }
 
-destination_group& scheduler::group_for(const destination_policy& p) {
-  auto& g = groups_[p.name];
-  if (!g) {
-    g = std::make_unique<destination_group>();
-    g->name = p.name;
-    g->policy = &p;
-    if (p.max_rate) g->rate = token_bucket(*p.max_rate);
-    if (p.connect_rate) g->connect = token_bucket(*p.connect_rate);
-  }
-  return *g;
-}
-
-std::string scheduler::group_name_of(const destination_key& key) const {
-  if (auto it = destinations_.find(key.id()); it != destinations_.end()) return it->second->group->name;
-  if (key.route == default_route && !cfg_.delivery.relayhost) {
-    auto mx = mx_of_.find(key.name);
-    if (const auto* p = policies_->find(key.name, mx == mx_of_.end() ? std::string() : mx->second))
-      return p->name;
-  } else if (key.route != default_route && key.route <= cfg_.routes.size() &&
-             cfg_.routes[key.route - 1].relayhost.empty()) {
-    auto mx = mx_of_.find(key.name);
-    if (const auto* p = policies_->find(key.name, mx == mx_of_.end() ? std::string() : mx->second))
-      return p->name;
-  }
-  return key.id();
-}
-
-std::int64_t scheduler::wake_after_suspension(const destination_group& g, std::int64_t now) const {
-  if (g.suspended_until_us < suspended_until_resume) return g.suspended_until_us;
-  return now + std::chrono::duration_cast<std::chrono::microseconds>(retry_.max_backoff).count();
-}
-
-bool scheduler::blocked(destination& d, std::int64_t now, recipient_outcome& why) {
-  auto& g = *d.group;
-  if (g.suspended_until_us > now) {
-    // No connection until the suspension ends; a suspension without end (hold)
-    // looks again after max_backoff, so expiry still applies.
-    why = recipient_outcome{};
-    why.what = outcome_kind::deferred;
-    why.counts_as_attempt = false;
-    why.status = "4.4.5";
-    why.cause = queue::outcome_cause::local_config;
-    why.not_before_us = wake_after_suspension(g, now);
-    why.text = "destination " + g.name + " suspended until " + utc_text(g.suspended_until_us) +
-               ": " + g.suspend_reason;
-    why.description = "delivery suspended: " + why.text;
-    why.shaped = true;
-    return true;
-  }
-  if (d.backoff_until_us > now) {
-    // Postfix's "delivery temporarily suspended": the reason stays the one
-    // the destination gave, so relayctl -p shows e.g. its 421.
-    why = d.backoff_reason;
-    why.what = outcome_kind::deferred;
-    why.counts_as_attempt = false;
-    why.not_before_us = d.backoff_until_us;
-    if (why.status.empty()) why.status = "4.4.1";
-    why.description = "delivery temporarily suspended: " + d.backoff_reason.description;
-    return true;
-  }
-  return false;
-}
 
 void scheduler::defer_job(destination& d, job j, const recipient_outcome& why) {
   std::vector<recipient_outcome> outs;
@@ -325,14 +237,9 @@ void scheduler::dispatch(const std::string& id, std::int64_t now) {
       continue;
     }
     auto& g = *d.group;
-    if (g.rate.limited()) {
-      // A message that comes back at the slot it was given has its token.
-      const auto booked = snapshot->recipients[j.recipients.front()].next_attempt_us;
-      const std::int64_t slot = g.rate.redeem(booked, now) ? now : g.rate.reserve(now);
-      if (slot > now) {
-        defer_job(d, std::move(j), rate_deferral(g, slot));
-        continue;
-      }
+    if (auto wait = rate_wait(g, snapshot->recipients[j.recipients.front()].next_attempt_us, now)) {
+      defer_job(d, std::move(j), *wait);
+      continue;
     }
     d.waiting.push_back(std::move(j));
     start_connections(d);
@@ -378,58 +285,6 @@ void scheduler::start_connections(destination& d, std::size_t taken) {
     ++connections_;
     port_->start_connection(d);
   }
-}
-
-void scheduler::retry_connects(std::int64_t now) {
-  if (connect_waiting_.empty() || next_connect_us_ > now) return;
-  auto ids = std::move(connect_waiting_);
-  connect_waiting_.clear();
-  for (const auto& id : ids)
-    if (auto it = destinations_.find(id); it != destinations_.end()) start_connections(*it->second);
-}
-
-void scheduler::connection_ready(destination& d) {
-  auto& g = *d.group;
-  if (g.breaker_failures != 0 && !d.proven)
-    spdlog::info("destination {}: connection works again; circuit breaker closed", g.name);
-  g.breaker_failures = 0;
-  d.proven = true;
-  start_connections(d, 1);  // the ready connection takes one waiting job itself
-}
-
-void scheduler::learned_mx(destination& d, const std::string& host_name) {
-  if (!d.mx_mode || host_name.empty() || !policies_->any_mx()) return;
-  if (mx_of_.size() >= max_mx_memory) mx_of_.clear();
-  mx_of_[d.key.name] = host_name;
-  if (d.group != d.own.get()) return;  // already shaped with a policy
-  const auto* p = policies_->find(d.key.name, host_name);
-  if (!p) return;
-  auto& g = group_for(*p);
-  // The connections already open move with the destination.
-  g.active += d.active;
-  d.own->active -= d.active;
-  d.group = &g;
-  spdlog::info("destination {}: MX {} matches [[destination]] {}", d.key.id(), host_name, p->name);
-  // The jobs that waited for this first connection are shaped as the group's.
-  const auto now = now_us_();
-  if (recipient_outcome why; blocked(d, now, why)) {
-    finish_all_waiting(d, why, "none");
-    return;
-  }
-  if (!g.rate.limited()) return;
-  auto waiting = std::move(d.waiting);
-  d.waiting.clear();
-  std::vector<std::pair<job, std::int64_t>> later;
-  for (auto& j : waiting) {
-    const auto slot = g.rate.reserve(now);
-    if (slot <= now) d.waiting.push_back(std::move(j));
-    else later.emplace_back(std::move(j), slot);
-  }
-  for (auto& [j, slot] : later) defer_job(d, std::move(j), rate_deferral(g, slot));
-}
-
-std::size_t scheduler::messages_per_connection(const destination& d) const {
-  return d.group->policy ? d.group->policy->max_messages_per_connection : 0;
 }
 
 std::optional<job> scheduler::next_job(destination& d) {
@@ -660,6 +515,16 @@ void scheduler::unreachable(destination& d, const recipient_outcome& why) {
   // Other connections to this destination still work: leave the jobs to them.
   if (d.active - d.connecting > 0) return;
   d.proven = false;
+  // The DNS circuit breaker: lookups failing (SERVFAIL, timeout) attempt after
+  // attempt, or a probe of the open breaker failing so.
+  if (why.cause == queue::outcome_cause::dns && why.what == outcome_kind::deferred) {
+    if (++d.dns_failures >= dns_breaker_after || d.group->breaker_failures != 0) {
+      systemic_failure(d, why, suspend_cause::dns);
+      return;
+    }
+  } else {
+    d.dns_failures = 0;
+  }
   const auto now = now_us_();
   ++d.failures;
   d.backoff_until_us = now + backoff(d.failures, retry_).count();
@@ -696,7 +561,8 @@ void scheduler::maybe_forget(destination& d) {
   // so the map stays as small as the set of busy destinations.
   const auto now = now_us_();
   if (d.active == 0 && d.waiting.empty() && d.backoff_until_us <= now &&
-      (d.group != d.own.get() || d.own->suspended_until_us <= now)) {
+      (d.group != d.own.get() ||
+       (d.own->suspended_until_us <= now && !d.own->suspension_told))) {
     destinations_.erase(d.key.id());
   }
 }
@@ -707,198 +573,6 @@ void scheduler::maybe_idle() {
     on_idle_ = nullptr;
     f();
   }
-}
-
-}  // namespace relayd
-
-namespace relayd {
-
-bool scheduler::apply_rules(destination& d, const recipient_outcome& o) {
-  auto& g = *d.group;
-  if (!g.policy || o.code == 0) return false;
-  auto hit = policies_->rule_for(*g.policy, o.code, o.status, o.text);
-  if (!hit) return false;
-  const auto now = now_us_();
-  const auto span = std::chrono::duration_cast<std::chrono::microseconds>(hit->rule.duration).count();
-  const std::string origin = "rule \"" + hit->rule.reply + "\" of " + hit->policy +
-                             (hit->builtin ? " (built-in profile)" : "");
-  switch (hit->rule.action) {
-    case destination_rule::action_kind::slow:
-      if (g.slow_until_us <= now)
-        spdlog::warn("destination {} slowed down for {}s by {}: {}", g.name, span / 1'000'000,
-                     origin, reply_text(o));
-      g.slow_until_us = now + span;
-      g.rate.set_slow(2);
-      return false;  // the reply is handled as it would be without the rule
-    case destination_rule::action_kind::suspend:
-    case destination_rule::action_kind::hold: {
-      const auto until = span == 0 ? suspended_until_resume : now + span;
-      if (g.suspended_until_us > now) return true;  // one reply suspends once
-      suspend_group(g, until, origin + ": " + reply_text(o));
-      return true;
-    }
-  }
-  return false;
-}
-
-void scheduler::suspend_group(destination_group& g, std::int64_t until_us, std::string reason) {
-  g.suspended_until_us = until_us;
-  g.suspend_reason = std::move(reason);
-  spdlog::warn("destination {} suspended until {}: {}", g.name, utc_text(until_us),
-               g.suspend_reason);
-  // Lingering connections close: next_job() gives them nothing now.
-  for (auto& [id, d] : destinations_) {
-    if (d->group != &g) continue;
-    for (auto* t : d->idle) {
-      ++d->waking;
-      t->cancel();
-    }
-    d->idle.clear();
-  }
-  defer_group(g);
-}
-
-void scheduler::defer_group(destination_group& g) {
-  const auto now = now_us_();
-  std::vector<destination*> members;
-  for (auto& [id, d] : destinations_)
-    if (d->group == &g && !d->waiting.empty()) members.push_back(d.get());
-  for (auto* d : members) {
-    recipient_outcome why;
-    if (!blocked(*d, now, why)) continue;
-    finish_all_waiting(*d, why, "none");
-  }
-}
-
-void scheduler::systemic_failure(destination& d, const recipient_outcome& why) {
-  auto& g = *d.group;
-  const auto now = now_us_();
-  d.last_reply = g.last_reply = reply_text(why);
-  d.proven = false;
-  if (g.suspended_until_us <= now) {
-    ++g.breaker_failures;
-    const auto until = now + backoff(g.breaker_failures, retry_).count();
-    // The job this connection was opened for had its attempt; the others wait
-    // without one.
-    if (!d.waiting.empty()) {
-      job j = std::move(d.waiting.front());
-      d.waiting.pop_front();
-      auto o = why;
-      o.what = outcome_kind::deferred;
-      o.not_before_us = until;
-      defer_job(d, std::move(j), o);
-    }
-    suspend_group(g, until,
-                  "circuit breaker: our configuration is refused (probed again at the backoff "
-                  "interval; relayctl resume after fixing it): " +
-                      reply_text(why));
-  } else {
-    defer_group(g);
-  }
-}
-
-destination_group* scheduler::group_named(const std::string& raw, bool create) {
-  const std::string name = smtp::text::lower(raw);
-  if (auto it = groups_.find(name); it != groups_.end()) return it->second.get();
-  if (const auto* p = policies_->by_name(name)) return &group_for(*p);
-  for (auto& [id, d] : destinations_)
-    if (smtp::text::lower(id) == name || smtp::text::lower(d->key.name) == name) return d->group;
-  // The relayhost as relayctl destinations shows it ("127.0.0.1:587") or as
-  // written in the file ("[127.0.0.1]:587"); also for resume, whose queued
-  // mail is made due even when the scheduler has forgotten the destination.
-  if (const auto& h = cfg_.delivery.relayhost;
-      h && (smtp::text::lower(h->to_string()) == name ||
-            (h->implicit_tls ? "smtps://[" : "[") + smtp::text::lower(h->host) + "]:" +
-                    std::to_string(h->port) == name))
-    return destination_for({h->to_string(), default_route}).group;
-  if (!create) return nullptr;
-  // A route name: that smarthost destination.
-  for (std::size_t i = 0; i < cfg_.routes.size(); ++i)
-    if (smtp::text::lower(cfg_.routes[i].name) == name && !cfg_.routes[i].relayhost.empty())
-      return destination_for({cfg_.routes[i].name, i + 1}).group;
-  // A domain: where its mail goes (its route, or the relayhost).
-  if (!valid_domain(name)) return nullptr;
-  return destination_for(destination_of("", "postmaster@" + name)).group;
-}
-
-std::string scheduler::suspend(const std::string& name, std::int64_t for_us, std::string& error) {
-  auto* g = group_named(name, true);
-  if (!g) {
-    error = "no destination \"" + name + "\" (give a domain, a [[destination]] match, a "
-            "relayhost or a route name)";
-    return "";
-  }
-  const auto until = for_us <= 0 ? suspended_until_resume : now_us_() + for_us;
-  suspend_group(*g, until, "suspended by relayctl");
-  return g->name;
-}
-
-std::string scheduler::resume(const std::string& name, std::string& error) {
-  auto* g = group_named(name, false);
-  if (!g) {
-    error = "no destination \"" + name + "\" is known to relayd";
-    return "";
-  }
-  g->suspended_until_us = 0;
-  g->suspend_reason.clear();
-  g->breaker_failures = 0;
-  g->slow_until_us = 0;
-  g->rate.set_slow(1);
-  std::vector<destination*> members;
-  for (auto& [id, d] : destinations_)
-    if (d->group == g) members.push_back(d.get());
-  for (auto* d : members) {
-    d->backoff_until_us = 0;
-    d->failures = 0;
-  }
-  std::string resumed = g->name;  // a destination's own group goes with it below
-  spdlog::info("destination {} resumed by relayctl", resumed);
-  for (auto* d : members) maybe_forget(*d);
-  return resumed;
-}
-
-std::vector<destination_report> scheduler::report() const {
-  const auto now = now_us_();
-  std::vector<destination_report> out;
-  auto fill_group = [&](destination_report& r, const destination_group& g) {
-    if (g.policy) {
-      r.policy = g.policy->name;
-      if (g.policy->max_rate) r.rate = g.policy->max_rate->to_string();
-    }
-    if (g.suspended_until_us > now) {
-      r.state = g.suspended_until_us >= suspended_until_resume ? "held" : "suspended";
-      r.until_us = g.suspended_until_us;
-      r.reason = g.suspend_reason;
-    } else if (g.slow_until_us > now) {
-      r.state = "slow";
-      r.until_us = g.slow_until_us;
-    }
-  };
-  std::unordered_set<const destination_group*> shown;
-  for (const auto& [id, d] : destinations_) {
-    destination_report r{.name = id};
-    r.waiting = d->waiting.size();
-    r.connections = d->active;
-    r.last_reply = d->last_reply.empty() ? d->group->last_reply : d->last_reply;
-    r.state = d->active ? "active" : "idle";
-    fill_group(r, *d->group);
-    if (r.until_us == 0 && d->backoff_until_us > now) {
-      r.state = "backoff";
-      r.until_us = d->backoff_until_us;
-      r.reason = d->backoff_reason.description;
-    }
-    shown.insert(d->group);
-    out.push_back(std::move(r));
-  }
-  // Policy groups suspended with none of their destinations known yet.
-  for (const auto& [name, g] : groups_) {
-    if (shown.contains(g.get()) || g->suspended_until_us <= now) continue;
-    destination_report r{.name = name, .state = "idle", .last_reply = g->last_reply};
-    fill_group(r, *g);
-    out.push_back(std::move(r));
-  }
-  std::ranges::sort(out, {}, &destination_report::name);
-  return out;
 }
 
 }  // namespace relayd

@@ -7,6 +7,7 @@
 // reached at all, backs off the whole destination. Memory stays bounded: at
 // most max_in_flight messages are held, the rest stays in LMDB until due.
 // Fails by logging: a result the spool cannot store stays due and is retried.
+// Shaping, suspensions and circuit breakers: delivery_shaping.cpp.
 #pragma once
 
 #include <chrono>
@@ -18,6 +19,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -43,6 +45,22 @@ struct destination_policy;
 // A suspension with no end: until relayctl resume.
 inline constexpr std::int64_t suspended_until_resume = INT64_MAX / 2;
 
+// What suspended a destination (the relayd_destinations_suspended label).
+enum class suspend_cause : std::uint8_t {
+  rule,         // a [[destination.rule]] or built-in profile matched a reply
+  relayctl,     // relayctl suspend
+  credentials,  // circuit breaker: our credentials or token refused (AUTH 535)
+  tls_policy,   // circuit breaker: every MX host tried failed MTA-STS enforce or DANE
+  dns,          // circuit breaker: the MX/relayhost lookup failed (SERVFAIL, timeout)
+};
+inline constexpr std::size_t suspend_cause_count = 5;
+std::string_view to_string(suspend_cause c);
+
+// The DNS circuit breaker opens after this many attempts in a row whose lookup
+// failed temporarily (SERVFAIL, REFUSED, timeout), each after the
+// destination's backoff: a few minutes of broken DNS, not one lost packet.
+inline constexpr std::uint32_t dns_breaker_after = 3;
+
 // What destinations of one [[destination]] policy share (or one destination
 // alone, when no policy matches it): connections, rate buckets, suspension.
 // I/O thread only. Policy groups live as long as the scheduler; a destination's
@@ -55,7 +73,11 @@ struct destination_group {
   std::int64_t suspended_until_us = 0;  // no connection before; suspended_until_resume: held
   std::string suspend_reason;           // why, for relayctl destinations and the log
   std::int64_t slow_until_us = 0;       // a "slow" rule: one connection, half the rate
-  std::uint32_t breaker_failures = 0;   // consecutive refusals of our credentials
+  suspend_cause cause = suspend_cause::rule;  // of the current (or last) suspension
+  std::uint32_t breaker_failures = 0;   // consecutive systemic failures (breaker open)
+  // The "suspended" event was told and "resumed" not yet (once per change):
+  // resumed when relayctl resume ends it or a connection works after its end.
+  bool suspension_told = false;
   std::string last_reply;               // the last reply or failure heard from it
 };
 
@@ -64,7 +86,8 @@ struct destination_group {
 //
 // Lifetime: the scheduler owns each destination (a stable address in
 // destinations_) and drops it only when active == 0, nothing waits and no
-// backoff is left (maybe_forget). So a connection worker may hold a
+// backoff is left (maybe_forget), and its own group has no suspension whose
+// "resumed" event is still to be told. So a connection worker may hold a
 // `destination&` from start_connection() until it calls connection_done(): it
 // is counted in `active` all that time. After connection_done() it must not
 // touch the destination again.
@@ -82,6 +105,7 @@ struct destination {
   std::deque<asio::steady_timer*> idle;
   std::int64_t backoff_until_us = 0;
   std::uint32_t failures = 0;  // consecutive destination-level failures
+  std::uint32_t dns_failures = 0;  // of those, attempts in a row whose lookup failed
   recipient_outcome backoff_reason;  // what started the backoff (421, refused, ...)
   // Shaping: `group` is the policy's shared group or `own`; never null.
   destination_group* group = nullptr;
@@ -173,11 +197,15 @@ class scheduler {
   void connection_ready(destination& d);
   // The MX host name the connection to `d` reached: an "mx:" policy may now match.
   void learned_mx(destination& d, const std::string& host_name);
-  // Our configuration was refused (AUTH 535, an OAuth2 token we cannot get):
-  // the circuit breaker suspends d's group for the backoff interval, defers its
-  // waiting jobs (no attempt each) and lets one probe through when it ends.
-  // The hook for other systemic failures (TLS policy on every MX, SERVFAIL).
-  void systemic_failure(destination& d, const recipient_outcome& why);
+  // The circuit breaker: a systemic failure (`cause`: credentials for AUTH 535
+  // or an OAuth2 token we cannot get; tls_policy when every MX host tried failed
+  // its MTA-STS or DANE policy; dns, from unreachable(), after dns_breaker_after
+  // failed lookups in a row) suspends d's group for the backoff interval, defers
+  // its waiting jobs (no attempt each, nothing bounced) and lets one probe
+  // through when it ends; a probe that fails suspends it again for longer, one
+  // that connects (connection_ready) closes the breaker.
+  void systemic_failure(destination& d, const recipient_outcome& why,
+                        suspend_cause cause = suspend_cause::credentials);
   // [[destination]] max_messages_per_connection for d (0: no limit).
   std::size_t messages_per_connection(const destination& d) const;
 
@@ -240,7 +268,19 @@ class scheduler {
   void defer_job(destination& d, job j, const recipient_outcome& why);
   // A reply rule of d's policy matched `o`: acts on the group; true if it did.
   bool apply_rules(destination& d, const recipient_outcome& o);
-  void suspend_group(destination_group& g, std::int64_t until_us, std::string reason);
+  void suspend_group(destination_group& g, std::int64_t until_us, std::string reason,
+                     suspend_cause cause);
+  // g is no longer suspended (`how`: by relayctl, or a connection works): the
+  // "resumed" event, once after each "suspended" one.
+  void tell_resumed(destination_group& g, const std::string& how);
+  // Sets relayd_destinations_suspended from the groups' told states.
+  void count_suspended();
+  // A job over g's max_rate: the deferral that books its slot (booked: the slot
+  // it was given last time, if it comes back at it). None: it may go now.
+  std::optional<recipient_outcome> rate_wait(destination_group& g, std::int64_t booked,
+                                             std::int64_t now);
+  // "421 4.7.28 text" or the sentence, for last_reply.
+  static std::string reply_text(const recipient_outcome& o);
   // Defers the waiting jobs of every destination of `g` (blocked now).
   void defer_group(destination_group& g);
   void retry_connects(std::int64_t now);

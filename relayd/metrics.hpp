@@ -170,6 +170,10 @@ class metrics {
   // relayd_destination_attempts_total{destination,result}: a destination not in
   // the current top counts as "other".
   void destination_result(std::string_view destination, attempt_result r);
+  // relayd_destinations_suspended{cause=...}: destinations (or [[destination]]
+  // groups) suspended now, by what suspended them (delivery_scheduler.hpp's
+  // suspend_cause names); set by the scheduler at each suspend and resume.
+  void set_suspended_destinations(std::map<std::string, std::size_t, std::less<>> by_cause);
 
   // ---- exposition ----------------------------------------------------------
   // Prometheus text format 0.0.4 (Content-Type "text/plain; version=0.0.4").
@@ -209,6 +213,7 @@ class metrics {
       webhook_failed_{0};
   std::size_t destinations_top_ = 20;
   std::map<std::string, destination_count, std::less<>> destination_gauges_;  // top + "other"
+  std::map<std::string, std::size_t, std::less<>> suspended_;  // by cause
   // Counters by (destination, result); at most 2 x destinations_top names and "other".
   std::map<std::string, std::array<std::uint64_t, attempt_result_count>, std::less<>>
       destination_results_;

@@ -54,6 +54,11 @@ void metrics::set_destination_gauges(const std::map<std::string, destination_cou
   destination_gauges_ = std::move(kept);
 }
 
+void metrics::set_suspended_destinations(std::map<std::string, std::size_t, std::less<>> by_cause) {
+  std::lock_guard lock(mu_);
+  suspended_ = std::move(by_cause);
+}
+
 void metrics::destination_result(std::string_view destination, attempt_result r) {
   std::lock_guard lock(mu_);
   std::string_view name = destination;
@@ -98,6 +103,13 @@ void metrics::render_more(std::string& out) const {
   for (const auto& [name, c] : destination_gauges_)
     fmt::format_to(std::back_inserter(out), "relayd_destination_deferred_recipients{{destination=\"{}\"}} {}\n",
                    escape_label_value(name), c.deferred);
+  head(out, "relayd_destinations_suspended", "gauge",
+       "Destinations suspended (no connection, mail deferred) until relayctl resume or the "
+       "first connection that works after the suspension, by cause: rule, relayctl, or a "
+       "circuit breaker (credentials, tls_policy, dns).");
+  for (const auto& [cause, n] : suspended_)
+    fmt::format_to(std::back_inserter(out), "relayd_destinations_suspended{{cause=\"{}\"}} {}\n",
+                   escape_label_value(cause), n);
   head(out, "relayd_destination_attempts_total", "counter",
        "Recipient delivery results per destination (top destinations, the rest as other).");
   for (const auto& [name, counts] : destination_results_)

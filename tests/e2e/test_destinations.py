@@ -18,6 +18,11 @@
   suspended with the reason, the messages are "deferred" in relayctl -j, stats
   and relayd_queue_messages, nothing bounced; after the password file is fixed,
   SIGHUP and relayctl resume deliver everything.
+- DNS SERVFAIL for a destination's MX lookup: 20 queued messages cost a few
+  lookups, not one each; after 3 failed attempts in a row the destination is
+  suspended with the reason (relayctl destinations, relayd_destinations_suspended),
+  nothing bounces; once DNS answers again the probe delivers everything, and the
+  events file has one "suspended" and one "resumed" line for it.
 """
 
 import json
@@ -88,6 +93,46 @@ class DestinationsTest(c.DeliveryTestCase):
         # Messages over the rate were deferred, not attempted.
         self.assertNoBounce(d)
         del ids
+
+
+    # ------------------------------------------------------ DNS breaker
+    def test_dns_servfail_opens_the_circuit_breaker_and_a_probe_closes_it(self):
+        dns = self.start_dns(mx=[("ok.test", "mx.ok.test", 10)], a={"mx.ok.test": "127.0.0.2"},
+                             servfail=["flaky.test"])
+        srv = self.start_server(["127.0.0.2:0"])
+        tmp = tempfile.TemporaryDirectory(prefix="relayd-breaker-")
+        self.addCleanup(tmp.cleanup)
+        events = os.path.join(tmp.name, "events.jsonl")
+        metrics_port = h.free_port()
+        d = self.mx_relayd(dns, srv.port, {"events.file": events,
+                                           "metrics.listen": f"127.0.0.1:{metrics_port}"})
+        count = 20
+        ids = self.send_many(d, lambda i: f"r{i}@flaky.test", count, lambda i: f"servfail {i}")
+        self.wait_until(lambda: self.destinations(d).get("flaky.test", {}).get("state")
+                        == "suspended", 30, "flaky.test to be suspended")
+        row = self.destinations(d)["flaky.test"]
+        self.assertIn("circuit breaker: the DNS lookup for flaky.test failed 3 times in a row",
+                      row["reason"], row)
+        lookups = dns._fakes[0].queries
+        # c-ares tries each query up to 3 times; one lookup per attempt, not per message.
+        self.assertLess(lookups, count, f"{lookups} SERVFAIL queries for {count} messages")
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                      timeout=5).read().decode()
+        self.assertIn('relayd_destinations_suspended{cause="dns"} 1', text)
+        self.assertNoBounce(d)
+        # DNS answers again: the probe at the backoff interval delivers everything.
+        dns.restart(servfail=[], mx=[("flaky.test", "mx.ok.test", 10)])
+        srv.wait_messages(count, timeout=40)
+        self.wait_queue_empty(d, 20)
+        self.assertEqual(len(ids), count)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                      timeout=5).read().decode()
+        self.assertIn('relayd_destinations_suspended{cause="dns"} 0', text)
+        d.stop()
+        with open(events) as f:
+            states = [(e["type"], e["destination"]) for e in map(json.loads, f)
+                      if e["type"] in ("suspended", "resumed")]
+        self.assertEqual(states, [("suspended", "flaky.test"), ("resumed", "flaky.test")])
 
     # ----------------------------------------------------- reply rules
     def test_gmail_421_4_7_28_suspends_the_destination(self):

@@ -66,6 +66,7 @@ METRICS = {
     "relayd_events_outbox": "gauge",
     "relayd_events_webhook_posts_total": "counter",
     "relayd_destination_queued_recipients": "gauge",
+    "relayd_destinations_suspended": "gauge",
     "relayd_destination_deferred_recipients": "gauge",
     "relayd_destination_attempts_total": "counter",
 }
@@ -199,7 +200,8 @@ class PackagingTest(unittest.TestCase):
         alerts = ("RelaydDown", "RelaydDeadLettersGrowing", "RelaydOldestMessageTooOld",
                   "RelaydHighDeferralRate", "RelaydSpoolNearlyFull", "RelaydDkimKeyNotPublished",
                   "RelaydMailRefused452", "RelaydDeferralsLocalOrAuth", "RelaydDeferralsTls",
-                  "RelaydRestartLoop", "RelaydTlsPolicyEnforcedFailures")
+                  "RelaydRestartLoop", "RelaydTlsPolicyEnforcedFailures",
+                  "RelaydDestinationSuspended")
         for alert in alerts:
             self.assertRegex(text, rf"alert:\s*{alert}\b")
             self.assertRegex(tests, rf"alertname:\s*{alert}\b", f"{alert} has no promtool test")

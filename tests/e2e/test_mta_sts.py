@@ -10,6 +10,8 @@ points at the server's port), and delivers to the scripted test SMTP server.
 - enforce defers a non-matching MX and a bad certificate (also without
   STARTTLS) with the reason in relayctl, and nothing is sent in plaintext,
   even with tls = may, which otherwise falls back;
+- enforce failing on every MX host suspends the destination (circuit breaker):
+  one attempt for five messages, the reason in relayctl destinations;
 - testing mode delivers and counts the failure;
 - the cached policy is used while the policy server is down, after a relayd
   restart (it lives in the spool), and a new TXT id makes relayd fetch again;
@@ -248,6 +250,28 @@ class MtaStsTest(c.DeliveryTestCase):
         self.assertEqual(row["tls_policy"], "mta-sts enforce", row)
         self.assertTrue(row["tls_outcome"].startswith("failed: "), row)
         self.assertIn("certificate verification failed", row["tls_outcome"])
+
+    def test_enforce_failing_on_every_mx_suspends_the_destination(self):
+        # The circuit breaker: one attempt, then the destination is suspended
+        # with the reason; the other messages wait without connecting.
+        self.web.policy = policy_text("enforce", MX)
+        srv = self.mx_server(cert="self")
+        d = self.daemon(self.dns_for(), srv, tls="may", overrides={"queue.min_backoff": "30s",
+                                                                   "queue.max_backoff": "60s"})
+        ids = self.send_many(d, lambda i: f"s{i}@{DST}", 5, lambda i: f"breaker {i}")
+        def row():
+            r = d.ctl("destinations", "--json")
+            return {o["destination"]: o for o in h.parse_json_lines(r.out)}.get(DST, {})
+        self.wait_until(lambda: row().get("state") == "suspended", 20, f"{DST} to be suspended")
+        self.assertIn(f"circuit breaker: every MX host of {DST} failed its TLS policy", row()["reason"])
+        self.assertIn("certificate verification failed", row()["reason"])
+        self.wait_until(lambda: all(self.entry(d, q)["recipients"][0]["last_reply"] for q in ids),
+                        10, "every message deferred")
+        attempts = sum(self.entry(d, q)["recipients"][0]["attempts"] for q in ids)
+        self.assertEqual(attempts, 1, "one attempt, not one per message")
+        self.assertEqual(len(self.sessions_at(srv, MX_IP)), 1, srv.connections())
+        self.assertNothingSentInPlaintext(srv)
+        self.assertNoBounce(d)
 
     def test_enforce_defers_without_starttls(self):
         self.web.policy = policy_text("enforce", MX)

@@ -11,6 +11,9 @@
 #include <future>
 
 #include "relayd/delivery_port.hpp"
+#include "relayd/events_log.hpp"
+
+#include <fstream>
 
 namespace relayd {
 namespace {
@@ -154,6 +157,20 @@ class delivery_scheduler_test : public ::testing::Test {
     sched_->connection_done(d);
     settle();
     return carried;
+  }
+  // start() with an [events] file in the test's directory (null: it cannot be opened).
+  std::unique_ptr<event_log> start_with_events() {
+    cfg_.events.file = (dir_ / "events.jsonl").string();
+    std::filesystem::create_directories(dir_);
+    auto events = std::make_unique<event_log>(*io_, cfg_, *spool_, nullptr);
+    std::string error;
+    if (!events->start(error)) {
+      ADD_FAILURE() << error;
+      return nullptr;
+    }
+    start();
+    sched_->set_events(events.get());
+    return events;
   }
   destination& started(std::size_t n) { return *port_.started.at(n); }
   destination& last_started_to(const std::string& name) {
@@ -565,6 +582,105 @@ TEST_F(delivery_scheduler_test, refused_credentials_open_the_circuit_breaker_one
   EXPECT_EQ(sched_->resume("SMTP.test:587", error), "smtp.test:587");  // as shown
   EXPECT_EQ(sched_->resume("nowhere.example", error), "");
   EXPECT_NE(error.find("nowhere.example"), std::string::npos);
+}
+
+TEST_F(delivery_scheduler_test, dns_failing_attempt_after_attempt_opens_the_breaker_and_a_probe_closes_it) {
+  auto events = start_with_events();
+  ASSERT_TRUE(events);
+  std::string error;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) ids.push_back(enqueue({"r" + std::to_string(i) + "@example.org"}));
+  const recipient_outcome servfail{.what = outcome_kind::deferred, .status = "4.4.3",
+                                   .description = "example.org: SERVFAIL",
+                                   .cause = queue::outcome_cause::dns, .text = "SERVFAIL"};
+  // Three attempts in a row whose lookup fails, each after the backoff.
+  for (std::size_t n = 1; n <= dns_breaker_after; ++n) {
+    ASSERT_EQ(port_.started.size(), n) << "one lookup per attempt, not one per message";
+    auto& d = started(n - 1);
+    sched_->unreachable(d, servfail);  // as the agent: before it stops connecting
+    --d.connecting;
+    sched_->connection_done(d);
+    for (const auto& id : ids) ASSERT_TRUE(settle_until_stored(id)) << "round " << n;
+    const auto state = sched_->report().at(0).state;
+    EXPECT_EQ(state, n < dns_breaker_after ? "backoff" : "suspended") << n;
+    if (n < dns_breaker_after) advance(std::chrono::seconds(60 << n));
+  }
+  auto row = sched_->report().at(0);
+  EXPECT_NE(row.reason.find("circuit breaker: the DNS lookup for example.org failed 3 times in a row"),
+            std::string::npos) << row.reason;
+  for (const auto& id : ids) EXPECT_EQ(rcpt(id).state, queue::rcpt_state::pending) << "nothing bounced";
+  // New mail waits without a lookup; the probe comes at the backoff interval.
+  enqueue({"late@example.org"});
+  EXPECT_EQ(port_.started.size(), 3u);
+  advance(60s);
+  ASSERT_EQ(port_.started.size(), 4u) << "one probe";
+  auto& probe = started(3);
+  sched_->unreachable(probe, servfail);  // still broken: suspended again, longer
+  --probe.connecting;
+  sched_->connection_done(probe);
+  settle();
+  EXPECT_EQ(sched_->report().at(0).state, "suspended");
+  advance(119s);
+  EXPECT_EQ(port_.started.size(), 4u) << "the second backoff is twice as long";
+  advance(1s);
+  ASSERT_EQ(port_.started.size(), 5u);
+  auto& works = started(4);
+  --works.connecting;
+  sched_->connection_ready(works);  // DNS answers again
+  settle();
+  EXPECT_NE(sched_->report().at(0).state, "suspended");
+  // The events file: suspended once (the failed probe is no new state), resumed once.
+  sched_.reset();
+  events.reset();  // the writer thread writes what it holds
+  std::ifstream in(cfg_.events.file);
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);)
+    if (l.find("\"type\":\"suspended\"") != std::string::npos ||
+        l.find("\"type\":\"resumed\"") != std::string::npos)
+      lines.push_back(l);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[0].find("\"type\":\"suspended\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("\"destination\":\"example.org\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("DNS lookup"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("\"type\":\"resumed\""), std::string::npos) << lines[1];
+}
+
+TEST_F(delivery_scheduler_test, a_tls_policy_failure_on_every_mx_suspends_until_relayctl_resume_tells_it) {
+  auto events = start_with_events();
+  ASSERT_TRUE(events);
+  std::string error;
+  const auto a = enqueue({"a@sts.example"});
+  const auto b = enqueue({"b@sts.example"});
+  auto& d = started(0);
+  recipient_outcome why{.what = outcome_kind::deferred, .status = "4.7.5",
+                        .description = "TLS handshake with mx.sts.example[127.0.0.2]:25 failed: "
+                                       "certificate verification failed; MTA-STS policy requires TLS",
+                        .cause = queue::outcome_cause::tls};
+  sched_->systemic_failure(d, why, suspend_cause::tls_policy);
+  --d.connecting;
+  sched_->connection_done(d);
+  ASSERT_TRUE(settle_until_stored(a));
+  ASSERT_TRUE(settle_until_stored(b));
+  EXPECT_EQ(rcpt(a).attempts + rcpt(b).attempts, 1u) << "one attempt for both";
+  auto row = sched_->report().at(0);
+  EXPECT_EQ(row.state, "suspended");
+  EXPECT_NE(row.reason.find("every MX host of sts.example failed its TLS policy"), std::string::npos)
+      << row.reason;
+  sched_->suspend("sts.example", 0, error);  // already suspended: no second event
+  EXPECT_EQ(sched_->resume("sts.example", error), "sts.example");
+  sched_->resume("sts.example", error);  // resumed already: no second event
+  sched_.reset();
+  events.reset();
+  std::ifstream in(cfg_.events.file);
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto count = [&](const std::string& what) {
+    std::size_t n = 0;
+    for (auto p = all.find(what); p != std::string::npos; p = all.find(what, p + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("\"type\":\"suspended\""), 1u) << all;
+  EXPECT_EQ(count("\"type\":\"resumed\""), 1u) << all;
+  EXPECT_NE(all.find("resumed by relayctl"), std::string::npos) << all;
 }
 
 TEST_F(delivery_scheduler_test, domains_whose_mx_share_a_suffix_share_the_rate) {
