@@ -89,14 +89,7 @@ field loader::delivery_section() {
            }},
           {"provider_profiles", flag(c_.delivery.provider_profiles)},
           {"tls_rpt", flag(c_.delivery.tls_rpt)},
-          {"tls_rpt_from",
-           [this](const toml::node& n, const std::string& key) {
-             auto s = string(n, key);
-             if (s && !s->empty() && !valid_address(*s))
-               fail(n, key, "bad address " + quoted(*s) + " (use user@domain)");
-             else
-               set(c_.delivery.tls_rpt_from, std::move(s));
-           }},
+          {"tls_rpt_from", optional_address(c_.delivery.tls_rpt_from)},
           {"tls_rpt_organization",
            [this](const toml::node& n, const std::string& key) {
              set(c_.delivery.tls_rpt_organization, string(n, key));

@@ -111,6 +111,7 @@ class loader {
   reader flag(bool& target);
   reader socket_path(std::string& target, bool may_be_empty);
   reader domain(std::string& target);
+  reader optional_address(std::string& target);  // "" or user@domain
   reader group_name(std::string& target);
   reader listeners(std::vector<endpoint>& target, std::uint16_t default_port);
 

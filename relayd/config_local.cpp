@@ -40,14 +40,7 @@ field loader::local_section() {
              c_.local.domains = std::move(out);
            }},
           {"aliases", optional_path(c_.local.aliases)},
-          {"fallback",
-           [this](const toml::node& n, const std::string& key) {
-             auto s = string(n, key);
-             if (s && !s->empty() && !valid_address(*s))
-               fail(n, key, "bad address " + quoted(*s) + " (use user@domain)");
-             else
-               set(c_.local.fallback, std::move(s));
-           }},
+          {"fallback", optional_address(c_.local.fallback)},
           {"masquerade", domain(c_.local.masquerade)},
           {"allowed_users",
            [this](const toml::node& n, const std::string& key) {

@@ -248,6 +248,16 @@ loader::reader loader::domain(std::string& target) {
   };
 }
 
+loader::reader loader::optional_address(std::string& target) {
+  return [this, &target](const toml::node& n, const std::string& key) {
+    auto s = string(n, key);
+    if (s && !s->empty() && !valid_address(*s))
+      fail(n, key, "bad address " + quoted(*s) + " (use user@domain)");
+    else
+      set(target, std::move(s));
+  };
+}
+
 loader::reader loader::group_name(std::string& target) {
   return [this, &target](const toml::node& n, const std::string& key) {
     auto s = string(n, key);
