@@ -77,11 +77,12 @@ def apply_undo(path, records):
 
 def power_loss_image(spool, undo_dir, dest):
     """Copies the spool's files (less LMDB's lock file) to `dest` and replays their
-    undo logs; returns how many undo records were replayed."""
+    undo logs; returns how many undo records were replayed. Directories under the
+    spool (events/: the report record) hold no queued mail and are left out."""
     os.makedirs(dest, mode=0o700)
     replayed = 0
     for name in os.listdir(spool):
-        if name == "lock.mdb":
+        if name == "lock.mdb" or not os.path.isfile(os.path.join(spool, name)):
             continue
         shutil.copyfile(os.path.join(spool, name), os.path.join(dest, name))
         log = os.path.join(undo_dir, name + ".undo")
