@@ -7,13 +7,11 @@
 
 #include "relayd/config_values.hpp"
 #include "relayd/control_protocol.hpp"
-#include "relayd/delivery_tls_status.hpp"
 
 namespace relayctl {
 namespace json = boost::json;
 namespace proto = relayd::control_protocol;
 namespace key = proto::key;
-namespace tls_status_key = relayd::tls_status_key;
 
 namespace {
 
@@ -69,10 +67,10 @@ int list(control_client& c, bool as_json) {
       std::printf("    reason: %s\n", why.c_str());
     if (auto reply = proto::get_string(r, key::last_reply); !reply.empty())
       std::printf("    last reply: %s\n", reply.c_str());
-    if (auto tls = proto::get_string(r, tls_status_key::policy); !tls.empty())
+    if (auto tls = proto::get_string(r, key::tls_policy); !tls.empty())
       std::printf("    tls: policy %s, %s at %s\n", tls.c_str(),
-                  proto::get_string(r, tls_status_key::outcome).c_str(),
-                  until_text(proto::get_int(r, tls_status_key::at)).c_str());
+                  proto::get_string(r, key::tls_outcome).c_str(),
+                  until_text(proto::get_int(r, key::tls_at)).c_str());
   }
   return 0;
 }

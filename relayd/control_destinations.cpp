@@ -111,9 +111,9 @@ awaitable<std::string> destinations(control_context& ctx, const proto::request&,
         {key::last_reply, r.last_reply},
     };
     const tls_status* t = tls.find(r.name);
-    o[tls_status_key::policy] = t ? t->policy : "";
-    o[tls_status_key::outcome] = t ? t->outcome : "";
-    o[tls_status_key::at] = t ? t->at : 0;
+    o[key::tls_policy] = t ? t->policy : "";
+    o[key::tls_outcome] = t ? t->outcome : "";
+    o[key::tls_at] = t ? t->at : 0;
     out += json::serialize(o);
     out += '\n';
   }

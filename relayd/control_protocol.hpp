@@ -194,6 +194,9 @@ inline constexpr std::string_view rate = "rate";              // max_rate, "" wh
 inline constexpr std::string_view queued = "queued";          // messages in the queue for it
 inline constexpr std::string_view connections = "connections";
 inline constexpr std::string_view until = "until";            // Unix seconds, 0: none
+inline constexpr std::string_view tls_policy = "tls_policy";    // "mta-sts enforce", "dane", ...
+inline constexpr std::string_view tls_outcome = "tls_outcome";  // "verified TLSv1.3", "failed: ..."
+inline constexpr std::string_view tls_at = "tls_at";            // Unix seconds, 0: unknown
 // report (request: "since", "before", "top"; reply: "report")
 inline constexpr std::string_view since = "since";    // seconds back from now
 inline constexpr std::string_view before = "before";  // seconds back from now, 0: now

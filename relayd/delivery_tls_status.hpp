@@ -14,14 +14,6 @@
 
 namespace relayd {
 
-// Their names in the destinations reply of the control socket (relayctl
-// destinations --json); "" and 0 when unknown.
-namespace tls_status_key {
-inline constexpr std::string_view policy = "tls_policy";
-inline constexpr std::string_view outcome = "tls_outcome";
-inline constexpr std::string_view at = "tls_at";  // Unix seconds
-}  // namespace tls_status_key
-
 struct tls_status {
   std::string policy;   // "mta-sts enforce", "mta-sts testing", "dane", "none"
   std::string outcome;  // "verified TLSv1.3", "untrusted TLSv1.2", "plaintext", "failed: ..."
