@@ -8,7 +8,6 @@
 // the aliases file and has relayd reload it (cli/newaliases). Exit status per sysexits.h: 0 only after the daemon's 250 to
 // DATA, 64 usage, 65 bad input, 69 refused (5xx), 75 temporary; every error
 // is one line "sendmail: ..." on stderr.
-#include <pwd.h>
 #include <sys/random.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -31,6 +30,7 @@
 #include "cli/sendmail_fallback.hpp"
 #include "cli/sendmail_message.hpp"
 #include "cli/sendmail_submit.hpp"
+#include "cli/sendmail_user.hpp"
 #include "cli/sendmail_wait.hpp"
 #include "relayd/config.hpp"
 #include "smtp/address.hpp"
@@ -77,10 +77,9 @@ struct user_info {
 
 user_info current_user() {
   user_info u;
-  if (const passwd* pw = ::getpwuid(::getuid())) {
-    u.login = pw->pw_name ? pw->pw_name : "";
-    std::string gecos = pw->pw_gecos ? pw->pw_gecos : "";
-    u.full_name = gecos.substr(0, gecos.find(','));
+  if (auto entry = sendmail::lookup_user(::getuid())) {
+    u.login = std::move(entry->login);
+    u.full_name = std::move(entry->full_name);
   }
   if (u.login.empty()) u.login = "uid" + std::to_string(::getuid());
   return u;

@@ -152,13 +152,14 @@ class RealProgramsTest(c.DeliveryTestCase):
                 self.skipTest(f"{p} is not installed")
 
     def run_as(self, user, argv, input=None, env=None, timeout=60):
-        """argv as `user` (its uid, primary gid, no supplementary groups), in /."""
-        pw = pwd.getpwnam(user)
+        """argv as `user` (its uid, primary gid, no supplementary groups), in /.
+        A number is a uid without a passwd entry (gid = uid)."""
+        uid, gid = (user, user) if isinstance(user, int) else pwd.getpwnam(user)[2:4]
         base = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/", "LANG": "C.UTF-8",
-                "USER": user, "LOGNAME": user}
+                "USER": str(user), "LOGNAME": str(user)}
         base.update(env or {})
         p = h.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    user=pw.pw_uid, group=pw.pw_gid, extra_groups=[], cwd="/", env=base)
+                    user=uid, group=gid, extra_groups=[], cwd="/", env=base)
         try:
             out, err = p.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -321,6 +322,27 @@ class RealProgramsTest(c.DeliveryTestCase):
         self.sink.set_rules([])
         self.assertEqual(self.d.ctl("-f").rc, 0)
         self.assertAdminGotIt(tok, "www-data")
+
+    def test_default_sender_and_from_name_are_the_callers_account(self):
+        # sendmail is static and reads the passwd entry itself (no NSS in it):
+        # the login gives the envelope sender, the GECOS name the From: header.
+        tok = token()
+        r = self.sendmail_as("list", ["root"], f"Subject: account {tok}\n\nbody\n")
+        self.assertEqual(r.returncode, 0, r)
+        m = self.assertAdminGotIt(tok, "list")[0]
+        self.assertEqual(m["mail_from"], f"list@{DOMAIN}")
+        self.assertRegex(headers_of(m["data"]),
+                         rf"(?mi)^From: \"?Mailing List Manager\"? <list@{re.escape(DOMAIN)}>$")
+        # A uid without any passwd entry (getent finds none either) is "uidN".
+        tok = token()
+        r = self.sendmail_as(54321, ["root"], f"Subject: no account {tok}\n\nbody\n")
+        self.assertEqual(r.returncode, 0, r)
+        self.wait_copies(tok)
+        m = self.copies(tok)[0]
+        self.assertEqual(m["mail_from"], f"uid54321@{DOMAIN}")
+        head = headers_of(m["data"])
+        self.assertRegex(head, rf"(?mi)^From: <uid54321@{re.escape(DOMAIN)}>$")
+        self.assertRegex(head, r"(?mi)^Received: from local \(uid 54321\) ")
 
     # ------------------------------------------------------------ e. daemon down
     def test_daemon_down_drop_directory(self):
