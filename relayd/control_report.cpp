@@ -1,6 +1,7 @@
 // The report command of the control socket (relayctl report): the records of
 // events_report_log.hpp in the asked window, counted by events_report.hpp.
-// The day files are read in 1 MiB pieces, yielding to the I/O thread between
+// The events committed before the request are written first (the record's
+// writer wakes once a second). The day files are read in 1 MiB pieces, yielding to the I/O thread between
 // pieces as the other bulk commands do between batches. A file that cannot be
 // read, or a damaged line, is skipped with a warning: the report says how many
 // lines it skipped.
@@ -14,7 +15,10 @@
 #include <cstring>
 
 #include "queue/clock.hpp"
+#include "relayd/async_call.hpp"
 #include "relayd/control_handlers.hpp"
+#include "relayd/delivery_scheduler.hpp"
+#include "relayd/events_log.hpp"
 #include "relayd/events_report.hpp"
 #include "relayd/events_report_log.hpp"
 
@@ -33,6 +37,9 @@ awaitable<std::string> report(control_context& ctx, const proto::request& req, c
   const std::string dir = report_dir(ctx.cfg.spool);
   if (ctx.cfg.events.report_days == 0)
     co_return proto::error_line("no report: [events] report_days is 0");
+  // The record's writer wakes once a second: what has happened counts now.
+  if (event_log* events = ctx.sched ? ctx.sched->events() : nullptr)
+    co_await from_callback<void()>([&](auto done) { events->flush_report(std::move(done)); });
   for (const auto& path : report_files(dir, since, until)) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {

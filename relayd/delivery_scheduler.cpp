@@ -370,7 +370,7 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
       warned_.insert(msg.id);
     }
   }
-  std::vector<std::string> event_lines = event_lines_of(msg, updates, told_failed, std::move(happened));
+  event_batch events = events_of(msg, updates, told_failed, std::move(happened));
   ++pending_updates_;
   const std::string id = msg.id;
   auto observed = observer_ ? updates : std::vector<queue::spool::recipient_update>{};
@@ -378,7 +378,7 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
       id, std::move(updates), flags_set,
       on_io_thread([this, id, dead_reasons = std::move(dead_reasons), message = j.message,
                     observed = std::move(observed),
-                    event_lines](queue::result r, queue::spool::completion c) mutable {
+                    events](queue::result r, queue::spool::completion c) mutable {
         if (r.code != queue::status::ok && r.code != queue::status::not_found)
           spdlog::error("{}: cannot store delivery results: {}", id, r.detail);
         if (c == queue::spool::completion::delivered) spdlog::info("{}: removed", id);
@@ -390,19 +390,18 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
           if (metrics_)
             for (const auto& why : dead_reasons) metrics_->dead_letter(why);
           if (observer_) observer_(*message, observed, c);
-          if (events_) events_->committed(std::move(event_lines));
+          if (events_) events_->committed(std::move(events));
         }
         --pending_updates_;
         job_stored(id);
       }),
-      events_ ? events_->outbox_lines(event_lines) : std::vector<std::string>{});
+      events_ ? events_->outbox_lines(events) : std::vector<std::string>{});
 }
 
-std::vector<std::string> scheduler::event_lines_of(
+event_batch scheduler::events_of(
     const queue::envelope_record& msg, std::span<const queue::spool::recipient_update> updates,
     std::span<const queue::recipient> told_failed, std::vector<event> happened) const {
-  std::vector<std::string> lines;
-  if (happened.empty()) return lines;
+  if (happened.empty()) return {};
   // The Message-ID only for events that leave relayd (the report does not count it).
   const auto head = events_->exported() ? spool_.body_head(msg.id, 64 * 1024) : std::nullopt;
   const std::string message_id = head ? message_id_of(*head) : std::string();
@@ -419,9 +418,9 @@ std::vector<std::string> scheduler::event_lines_of(
     e.message_id = message_id;
     e.sender = msg.sender;
     e.submitter = submitter;
-    lines.push_back(events_->make(std::move(e)));
   }
-  return lines;
+  happened.resize(std::min(happened.size(), updates.size()));
+  return events_->batch(std::move(happened));
 }
 
 void scheduler::job_stored(const std::string& id) {
@@ -453,15 +452,14 @@ void scheduler::queue_notice(const queue::envelope_record& message,
   if (metrics_ && action == smtp::dsn_action::delayed) metrics_->delay_warning();
   ++pending_updates_;
   std::string dsn_id = n.envelope.id;
-  std::vector<std::string> event_lines =
-      events_ ? events_->received(n.envelope, n.message, {}, "relayd") : std::vector<std::string>{};
-  auto outbox = events_ ? events_->outbox_lines(event_lines) : std::vector<std::string>{};
+  event_batch events = events_ ? events_->received(n.envelope, n.message, {}, "relayd") : event_batch{};
+  auto outbox = events_ ? events_->outbox_lines(events) : std::vector<std::string>{};
   spool_.enqueue(std::move(n.envelope), std::move(n.message),
                  on_io_thread([this, dsn = std::move(dsn_id), of = message.id, now,
-                               event_lines](queue::result r) mutable {
+                               events = std::move(events)](queue::result r) mutable {
                    --pending_updates_;
                    if (r.code == queue::status::ok) {
-                     if (events_) events_->committed(std::move(event_lines));
+                     if (events_) events_->committed(std::move(events));
                      notify_enqueued(now);
                    } else {
                      // The dead spool (or the queue) still holds what happened.

@@ -38,6 +38,7 @@ namespace relayd {
 
 class delivery_port;
 class event_log;
+struct event_batch;
 class metrics;
 class destination_policies;
 struct destination_policy;
@@ -288,13 +289,13 @@ class scheduler {
   destination_group* group_named(const std::string& name, bool create);
   void finish_all_waiting(destination& d, recipient_outcome why, const std::string& relay);
   void job_stored(const std::string& id);
-  // The [events] lines of a job's stored results (`happened`: one per update,
-  // its type still to decide; `told_failed`: failed recipients whose sender
-  // gets a non-delivery notice).
-  std::vector<std::string> event_lines_of(const queue::envelope_record& msg,
-                                          std::span<const queue::spool::recipient_update> updates,
-                                          std::span<const queue::recipient> told_failed,
-                                          std::vector<event> happened) const;
+  // The [events] of a job's stored results (`happened`: one per update, its
+  // type still to decide; `told_failed`: failed recipients whose sender gets a
+  // non-delivery notice).
+  event_batch events_of(const queue::envelope_record& msg,
+                        std::span<const queue::spool::recipient_update> updates,
+                        std::span<const queue::recipient> told_failed,
+                        std::vector<event> happened) const;
   // Queues a DSN (failed, delayed or relayed) about `recipients` of `message` to its sender.
   void queue_notice(const queue::envelope_record& message,
                     std::span<const queue::recipient> recipients, smtp::dsn_action action);

@@ -30,6 +30,14 @@ std::string rfc3339(std::int64_t us) {
   return buf;
 }
 
+std::string trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return std::string(s);
+}
+
+}  // namespace
+
 std::string utf8_or_replaced(std::string_view s) {
   // Boost.JSON writes the octets as given; a receiver wants valid UTF-8.
   std::string out;
@@ -50,14 +58,6 @@ std::string utf8_or_replaced(std::string_view s) {
   }
   return out;
 }
-
-std::string trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return std::string(s);
-}
-
-}  // namespace
 
 std::string_view to_string(event_type t) {
   switch (t) {

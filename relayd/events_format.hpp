@@ -47,6 +47,10 @@ struct event {
 // are escaped (any octets; invalid UTF-8 becomes U+FFFD).
 std::string to_json(const event& e);
 
+// `s` with every octet that does not start a valid UTF-8 sequence replaced
+// by U+FFFD (the JSON lines and the report's records carry valid UTF-8 only).
+std::string utf8_or_replaced(std::string_view s);
+
 // The Message-ID of a message whose start is `head` (header fields up to the
 // first empty line; folded values unfolded): "<x@y>", or "" when there is none.
 std::string message_id_of(std::string_view head);

@@ -252,24 +252,35 @@ void event_log::reopen() {
   s_->cv.notify_all();
 }
 
-std::string event_log::make(event e) const {
-  e.event_id = s_->spool.new_id();
-  if (e.time_us == 0) e.time_us = queue::wall_clock_us();
-  return to_json(e);
+event_batch event_log::batch(std::vector<event> events) const {
+  event_batch b;
+  if (exported()) {
+    b.lines.reserve(events.size());
+    const auto now = queue::wall_clock_us();
+    for (auto& e : events) {
+      e.event_id = s_->spool.new_id();
+      if (e.time_us == 0) e.time_us = now;
+      b.lines.push_back(to_json(e));
+    }
+  }
+  if (s_->report) b.for_report = std::move(events);
+  return b;
 }
 
-std::vector<std::string> event_log::received(const queue::envelope_record& r,
-                                             std::string_view message, std::string_view sasl,
-                                             std::string submitter) const {
+event_batch event_log::received(const queue::envelope_record& r, std::string_view message,
+                                std::string_view sasl, std::string submitter) const {
   if (!enabled()) return {};
   event e;
   e.type = event_type::received;
   e.time_us = r.arrival_us;
   e.queue_id = r.id;
-  e.message_id = message_id_of(message);
+  // The Message-ID only for events that leave relayd (the report does not count it).
+  if (exported()) e.message_id = message_id_of(message);
   e.sender = r.sender;
   e.submitter = submitter.empty() ? submitter_of(r, sasl) : std::move(submitter);
-  return {make(std::move(e))};
+  std::vector<event> one;
+  one.push_back(std::move(e));
+  return batch(std::move(one));
 }
 
 void event_log::destination_event(event_type type, std::string destination, std::string reason) {
@@ -279,41 +290,49 @@ void event_log::destination_event(event_type type, std::string destination, std:
   e.destination = std::move(destination);
   e.reply = std::move(reason);
   e.submitter = "relayd";
-  std::vector<std::string> lines{make(std::move(e))};
+  std::vector<event> one;
+  one.push_back(std::move(e));
+  event_batch b = batch(std::move(one));
   if (s_->cfg.events.webhook.empty()) {
-    committed(std::move(lines));
+    committed(std::move(b));
     return;
   }
   // Told once stored; posted back to the I/O thread (the spool's `done` runs
   // on its writer). `s_` keeps the state alive; a post after io.run() is dropped.
-  s_->spool.append_outbox(lines, [s = s_, lines](queue::result r, std::size_t) mutable {
-    asio::post(s->io, [s, lines = std::move(lines), r = std::move(r)]() mutable {
+  auto lines = b.lines;
+  s_->spool.append_outbox(lines, [s = s_, b = std::move(b)](queue::result r, std::size_t) mutable {
+    asio::post(s->io, [s, b = std::move(b), r = std::move(r)]() mutable {
       if (r.code != queue::status::ok)
         spdlog::error("events: cannot store a destination event in the outbox: {}", r.detail);
-      event_log::write_file(*s, std::move(lines));
+      event_log::write_file(*s, std::move(b));
       if (s->client && s->waiting_idle) s->timer.cancel();
     });
   });
 }
 
-std::vector<std::string> event_log::outbox_lines(const std::vector<std::string>& lines) const {
+std::vector<std::string> event_log::outbox_lines(const event_batch& b) const {
   if (s_->cfg.events.webhook.empty()) return {};
-  return lines;
+  return b.lines;
 }
 
-void event_log::committed(std::vector<std::string> lines) {
-  if (lines.empty()) return;
-  write_file(*s_, std::move(lines));
+void event_log::committed(event_batch b) {
+  if (b.empty()) return;
+  write_file(*s_, std::move(b));
   if (s_->client && s_->waiting_idle) s_->timer.cancel();
 }
 
-void event_log::write_file(state& s, std::vector<std::string> lines) {
-  if (s.report) s.report->add(lines);
-  if (s.cfg.events.file.empty()) return;
+void event_log::flush_report(std::function<void()> done) {
+  if (!s_->report) return done();
+  s_->report->flush(std::move(done));
+}
+
+void event_log::write_file(state& s, event_batch b) {
+  if (s.report && !b.for_report.empty()) s.report->add(std::move(b.for_report));
+  if (s.cfg.events.file.empty() || b.lines.empty()) return;
   std::size_t dropped = 0;
   {
     std::lock_guard lk(s.mu);
-    for (auto& l : lines) {
+    for (auto& l : b.lines) {
       if (s.lines.size() >= max_file_queue) {
         ++dropped;
         continue;

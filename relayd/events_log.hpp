@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -24,6 +25,16 @@
 #include "relayd/services_fwd.hpp"
 
 namespace relayd {
+
+// The events of one change, as they go out: JSON lines (the same text in the
+// outbox, the file and the webhook's batches) only when they leave relayd (a
+// file or a webhook), and the events themselves only for the report's record.
+// With neither, it is empty and nothing was formatted.
+struct event_batch {
+  std::vector<std::string> lines;
+  std::vector<event> for_report;
+  bool empty() const { return lines.empty() && for_report.empty(); }
+};
 
 class event_log {
  public:
@@ -41,28 +52,33 @@ class event_log {
   void stop();    // the webhook sender stops at its next step (the outbox keeps the rest)
   void reopen();  // SIGHUP: the file is opened again (after logrotate moved it)
 
-  // The JSON text of `e`, with a fresh event_id and, if unset, the time now.
-  std::string make(event e) const;
+  // `events` as they go out (see event_batch): each line with a fresh
+  // event_id and, where unset, the time now.
+  event_batch batch(std::vector<event> events) const;
   // The "received" event of a message about to be queued (`message`: its
-  // content, for the Message-ID; `sasl`: the AUTH user), as one line; none
-  // when events are off.
-  std::vector<std::string> received(const queue::envelope_record& r, std::string_view message,
-                                    std::string_view sasl = {}, std::string submitter = {}) const;
+  // content, for the Message-ID; `sasl`: the AUTH user); empty when events
+  // are off.
+  event_batch received(const queue::envelope_record& r, std::string_view message,
+                       std::string_view sasl = {}, std::string submitter = {}) const;
   // The hook for destination state changes (suspended, resumed): one event
   // with `destination` and `reason` (as its reply), no queue ID; to the outbox
   // (with a webhook), then to the file. Call on the I/O thread.
   void destination_event(event_type type, std::string destination, std::string reason);
-  // What the spool should store in the outbox with the change: `lines` when a
-  // webhook is configured, else nothing.
-  std::vector<std::string> outbox_lines(const std::vector<std::string>& lines) const;
-  // The change these lines tell is committed: they go to the file (in this
-  // order) and the webhook sender looks at the outbox. Call on the I/O thread.
-  void committed(std::vector<std::string> lines);
+  // What the spool should store in the outbox with the change: the lines when
+  // a webhook is configured, else nothing.
+  std::vector<std::string> outbox_lines(const event_batch& b) const;
+  // The change these events tell is committed: they go to the file (in this
+  // order) and the report, and the webhook sender looks at the outbox. Call on
+  // the I/O thread.
+  void committed(event_batch b);
+  // `done` runs on the report's writer thread once every committed event is in
+  // the report's record (at once when the report is off); any thread.
+  void flush_report(std::function<void()> done);
 
   struct state;  // shared with the writer thread and the sender coroutine
 
  private:
-  static void write_file(state& s, std::vector<std::string> lines);  // to the writer thread
+  static void write_file(state& s, event_batch b);  // to the writer threads
   std::shared_ptr<state> s_;
 };
 

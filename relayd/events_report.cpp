@@ -1,14 +1,12 @@
 // Implements events_report.hpp.
 #include "relayd/events_report.hpp"
 
-#include <time.h>
 
 #include <algorithm>
 #include <array>
 #include <boost/json.hpp>
 #include <cctype>
 #include <charconv>
-#include <cstdio>
 #include <utility>
 #include <vector>
 
@@ -57,28 +55,6 @@ std::string field(std::string_view s, std::size_t limit = std::string_view::npos
   for (auto& c : out)
     if (c == '\t' || c == '\n' || c == '\r') c = ' ';
   return out;
-}
-
-// "2026-12-02T14:00:00.123456Z" -> Unix seconds.
-std::optional<std::int64_t> parse_rfc3339(std::string_view t) {
-  struct tm tm {};
-  int y, mo, d, h, mi, s;
-  const std::string text(t.substr(0, 19));
-  if (text.size() != 19 ||
-      std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &s) != 6)
-    return std::nullopt;
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = s;
-  return static_cast<std::int64_t>(timegm(&tm));
-}
-
-std::string json_string(const json::object& o, std::string_view k) {
-  const auto* v = o.if_contains(k);
-  return v && v->is_string() ? std::string(v->get_string()) : std::string();
 }
 
 bool has_digit(std::string_view w) {
@@ -131,24 +107,18 @@ json::array top_rows(const Map& counts, std::size_t top, std::string_view name_k
 
 }  // namespace
 
-std::optional<report_record> record_of_event(std::string_view json_line) {
-  json::error_code ec;
-  json::value v = json::parse(json_line, ec);
-  const json::object* o = ec ? nullptr : v.if_object();
-  if (!o) return std::nullopt;
-  auto type = type_named(json_string(*o, "type"));
-  auto time = parse_rfc3339(json_string(*o, "time"));
-  if (!type || !time) return std::nullopt;
-  report_record r{.time = *time, .type = *type};
-  r.destination = json_string(*o, "destination");
-  const std::string recipient = json_string(*o, "recipient");
-  if (auto at = recipient.rfind('@'); at != std::string::npos)
-    r.domain = smtp::text::lower(recipient.substr(at + 1));
-  else if (*type == event_type::suspended || *type == event_type::resumed)
+report_record record_of(const event& e) {
+  // Unix seconds, rounded down (also before 1970).
+  const std::int64_t secs = e.time_us >= 0 ? e.time_us / 1'000'000 : (e.time_us - 999'999) / 1'000'000;
+  report_record r{.time = secs, .type = e.type};
+  r.destination = utf8_or_replaced(e.destination);
+  if (auto at = e.recipient.rfind('@'); at != std::string::npos)
+    r.domain = smtp::text::lower(utf8_or_replaced(std::string_view(e.recipient).substr(at + 1)));
+  else if (e.type == event_type::suspended || e.type == event_type::resumed)
     r.domain = smtp::text::lower(r.destination);
-  r.status = json_string(*o, "status");
-  r.submitter = json_string(*o, "submitter");
-  r.reply = json_string(*o, "reply");
+  r.status = utf8_or_replaced(e.status);
+  r.submitter = utf8_or_replaced(e.submitter);
+  r.reply = utf8_or_replaced(e.reply);
   return r;
 }
 

@@ -32,9 +32,9 @@ struct report_record {
   std::string reply;
 };
 
-// The record of an event line as events_format.hpp writes it; nullopt for a
-// line that is not one.
-std::optional<report_record> record_of_event(std::string_view json_line);
+// The record of an event (fields as events_format.hpp's JSON would carry them:
+// invalid UTF-8 replaced).
+report_record record_of(const event& e);
 // One record line, '\n' included.
 std::string to_line(const report_record& r);
 // The record of one line (without its '\n'); nullopt for a damaged line.

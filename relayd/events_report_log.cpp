@@ -14,7 +14,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -26,7 +25,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::size_t max_queue = 65536;  // event lines waiting for the writer
+constexpr std::size_t max_queue = 65536;  // events waiting for the writer
+constexpr std::size_t wake_at = 1024;     // events waiting that wake the writer early
+constexpr auto idle_wake = std::chrono::seconds(1);
 constexpr std::int64_t day_seconds = 86400;
 
 std::int64_t day_of(std::int64_t unix_seconds) {
@@ -64,9 +65,10 @@ std::int64_t now_seconds() {
 struct report_log::state {
   std::string dir;
   std::uint64_t days;
-  std::mutex mu;  // guards the three below
+  std::mutex mu;  // guards the four below
   std::condition_variable cv;
-  std::deque<std::string> lines;
+  std::vector<event> events;
+  std::vector<std::function<void()>> flushed;  // flush()'s callers, told after the next write
   bool stopping = false;
   std::thread writer;
   // writer thread only
@@ -123,10 +125,16 @@ bool report_log::state::open_day(std::int64_t day) {
 void report_log::state::write_loop() {
   std::unique_lock lk(mu);
   for (;;) {
-    cv.wait(lk, [&] { return stopping || !lines.empty(); });
-    if (lines.empty()) return;  // stopping, everything written
-    std::deque<std::string> batch;
-    batch.swap(lines);
+    cv.wait_for(lk, idle_wake,
+                [&] { return stopping || !flushed.empty() || events.size() >= wake_at; });
+    if (events.empty() && flushed.empty()) {
+      if (stopping) return;  // everything written
+      continue;
+    }
+    std::vector<event> batch;
+    batch.swap(events);
+    std::vector<std::function<void()>> told;
+    told.swap(flushed);
     lk.unlock();
     const std::int64_t today = day_of(now_seconds());
     if (today != pruned_day) prune(today);
@@ -147,15 +155,21 @@ void report_log::state::write_loop() {
       }
       chunk.clear();
     };
-    for (const auto& l : batch) {
-      auto r = record_of_event(l);
-      if (!r) continue;  // not an event line: nothing to count
-      const auto day = day_of(r->time);
+    for (const auto& e : batch) {
+      const report_record r = record_of(e);
+      const auto day = day_of(r.time);
       if (day != chunk_day) flush();
       chunk_day = day;
-      chunk += to_line(*r);
+      chunk += to_line(r);
     }
     flush();
+    for (auto& done : told) {
+      try {
+        done();
+      } catch (...) {
+        // A caller's callback must not take the writer down.
+      }
+    }
     lk.lock();
   }
 }
@@ -189,21 +203,38 @@ bool report_log::start(std::string& error) {
   return true;
 }
 
-void report_log::add(const std::vector<std::string>& event_lines) {
+void report_log::add(std::vector<event> events) {
   std::size_t dropped = 0;
+  bool wake = false;
   {
     std::lock_guard lk(s_->mu);
     if (!s_->writer.joinable()) return;
-    for (const auto& l : event_lines) {
-      if (s_->lines.size() >= max_queue) {
+    for (auto& e : events) {
+      if (s_->events.size() >= max_queue) {
         ++dropped;
         continue;
       }
-      s_->lines.push_back(l);
+      s_->events.push_back(std::move(e));
+    }
+    wake = s_->events.size() >= wake_at;
+  }
+  if (wake) s_->cv.notify_one();
+  if (dropped != 0) s_->complain("the writer is behind (" + std::to_string(max_queue) + " waiting)");
+}
+
+void report_log::flush(std::function<void()> done) {
+  {
+    std::lock_guard lk(s_->mu);
+    if (s_->writer.joinable() && !s_->stopping) {
+      s_->flushed.push_back(std::move(done));
+      done = nullptr;
     }
   }
+  if (done) {
+    done();
+    return;
+  }
   s_->cv.notify_one();
-  if (dropped != 0) s_->complain("the writer is behind (" + std::to_string(max_queue) + " waiting)");
 }
 
 std::string report_dir(const std::string& spool) { return spool + "/events"; }

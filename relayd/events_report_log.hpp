@@ -7,12 +7,18 @@
 // appends, so neither the I/O thread nor delivery ever waits for it; a write
 // error or a full queue drops records (logged once a minute). A line cut short
 // by a crash is ended before the next is appended, and the reader skips it.
+// The writer wakes once a second, when 1,024 events wait, when a reader asks
+// (flush()) and at the end, not per event: a record is at most a second late,
+// and a kill -9 loses at most that second of statistics.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "relayd/events_format.hpp"
 
 namespace relayd {
 
@@ -26,8 +32,11 @@ class report_log {
   // Creates the directory, removes expired files, starts the writer. The error
   // names the directory.
   bool start(std::string& error);
-  // Event lines (events_format.hpp's JSON) whose change is committed; any thread.
-  void add(const std::vector<std::string>& event_lines);
+  // Events whose change is committed; any thread.
+  void add(std::vector<event> events);
+  // `done` runs (on the writer thread) once every event added before is in
+  // its file, or at once when the writer is not running.
+  void flush(std::function<void()> done);
 
   struct state;
 

@@ -338,7 +338,7 @@ awaitable<imported> import_one(std::shared_ptr<state> s, const std::string& name
   const std::int64_t arrival = rec.arrival_us;
 
   event_log* events = s->sched.events();  // [events]: stored with the message
-  std::vector<std::string> event_lines = events ? events->received(rec, body) : std::vector<std::string>{};
+  event_batch event_lines = events ? events->received(rec, body) : event_batch{};
   auto r = co_await from_callback<void(queue::result)>([&](auto done) {
     s->spool.enqueue_drop(name, std::move(rec), std::move(body), std::move(done),
                           events ? events->outbox_lines(event_lines) : std::vector<std::string>{});

@@ -173,7 +173,7 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
   const std::int64_t arrival = rec.arrival_us;
 
   event_log* events = s.sched.events();  // [events]: stored with the message
-  std::vector<std::string> event_lines = events ? events->received(rec, body, sasl) : std::vector<std::string>{};
+  event_batch event_lines = events ? events->received(rec, body, sasl) : event_batch{};
 
   // `done` runs on the spool's writer thread; from_callback posts it back here.
   auto r = co_await from_callback<void(queue::result)>([&](auto done) {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include "relayd/events_report.hpp"
@@ -30,7 +31,7 @@ report_record rec(std::int64_t t, event_type type, std::string domain, std::stri
                        .reply = std::move(reply)};
 }
 
-TEST(events_report, record_of_an_event_line) {
+TEST(events_report, record_of_an_event) {
   event e;
   e.type = event_type::deferred;
   e.time_us = 1'764'684'000'123'456;  // 2025-12-02T14:00:00.123456Z
@@ -39,13 +40,12 @@ TEST(events_report, record_of_an_event_line) {
   e.reply = "host mx[1.2.3.4] said: 451 4.3.0\ttry later";
   e.status = "4.3.0";
   e.submitter = "local uid=1000 user=alice unit=cron.service";
-  auto r = record_of_event(to_json(e));
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->time, 1'764'684'000);
-  EXPECT_EQ(r->type, event_type::deferred);
-  EXPECT_EQ(r->domain, "dst.test");
-  EXPECT_EQ(r->status, "4.3.0");
-  const std::string line = to_line(*r);
+  const report_record r = record_of(e);
+  EXPECT_EQ(r.time, 1'764'684'000);
+  EXPECT_EQ(r.type, event_type::deferred);
+  EXPECT_EQ(r.domain, "dst.test");
+  EXPECT_EQ(r.status, "4.3.0");
+  const std::string line = to_line(r);
   EXPECT_EQ(line, "1764684000\tdeferred\tdst.test\tdst.test\t4.3.0\tlocal uid=1000 user=alice "
                   "unit=cron.service\thost mx[1.2.3.4] said: 451 4.3.0 try later\n");
   auto back = parse_record_line(std::string_view(line).substr(0, line.size() - 1));
@@ -57,11 +57,34 @@ TEST(events_report, record_of_an_event_line) {
   s.type = event_type::suspended;
   s.time_us = 1'764'684'000'000'000;
   s.destination = "Gmail.com";
-  auto sr = record_of_event(to_json(s));
-  ASSERT_TRUE(sr);
-  EXPECT_EQ(sr->domain, "gmail.com");
-  EXPECT_FALSE(record_of_event("{\"type\":\"delivered\"}"));  // no time
-  EXPECT_FALSE(record_of_event("not json"));
+  EXPECT_EQ(record_of(s).domain, "gmail.com");
+}
+
+// The reader refuses a line that is not UTF-8 as damaged: a reply or a
+// recipient with stray octets must still give a line that reads back.
+TEST(events_report, record_of_an_event_with_invalid_utf8_reads_back) {
+  event e;
+  e.type = event_type::bounced;
+  e.time_us = 1'764'684'000'000'000;
+  e.recipient = "bob@b\xFF" "d.test";
+  e.destination = "b\xFF" "d.test";
+  e.reply = "550 5.1.1 caf\xE9 \xC3";
+  e.submitter = "local uid=1000 user=\x80";
+  const std::string line = to_line(record_of(e));
+  auto back = parse_record_line(std::string_view(line).substr(0, line.size() - 1));
+  ASSERT_TRUE(back) << line;
+  EXPECT_EQ(back->domain, "b\xEF\xBF\xBD" "d.test");
+  EXPECT_EQ(back->reply, "550 5.1.1 caf\xEF\xBF\xBD \xEF\xBF\xBD");
+  EXPECT_EQ(back->submitter, "local uid=1000 user=\xEF\xBF\xBD");
+}
+
+TEST(events_report, record_time_is_rounded_down_to_the_second) {
+  event e;
+  e.type = event_type::delivered;
+  e.time_us = 1'764'684'000'999'999;
+  EXPECT_EQ(record_of(e).time, 1'764'684'000);
+  e.time_us = -1;  // before 1970: still the second it falls in
+  EXPECT_EQ(record_of(e).time, -1);
 }
 
 TEST(events_report, long_replies_are_cut_on_a_character_boundary) {
@@ -183,13 +206,13 @@ class report_log_files : public ::testing::Test {
     return std::chrono::duration_cast<std::chrono::seconds>(
                std::chrono::system_clock::now().time_since_epoch()).count();
   }
-  static std::string event_at(std::int64_t t, event_type type, std::string rcpt) {
+  static event event_at(std::int64_t t, event_type type, std::string rcpt) {
     event e;
     e.type = type;
     e.time_us = t * 1'000'000;
     e.recipient = std::move(rcpt);
     e.reply = "ok";
-    return to_json(e);
+    return e;
   }
   fs::path dir;
 };
@@ -205,8 +228,7 @@ TEST_F(report_log_files, records_go_to_the_file_of_their_day_and_old_files_go) {
     report_log log(report_dir(dir.string()), 7);
     std::string error;
     ASSERT_TRUE(log.start(error)) << error;
-    log.add({event_at(t, event_type::delivered, "a@A.test"), event_at(yesterday, event_type::bounced, "b@b.test"),
-             "not an event"});
+    log.add({event_at(t, event_type::delivered, "a@A.test"), event_at(yesterday, event_type::bounced, "b@b.test")});
   }  // written and joined
   EXPECT_FALSE(fs::exists(events / "20000101.log"));
   EXPECT_TRUE(fs::exists(events / "notes.txt"));
@@ -241,6 +263,36 @@ TEST_F(report_log_files, a_line_cut_short_is_ended_before_the_next) {
   EXPECT_EQ(j.at("delivered"), 1);
   EXPECT_EQ(j.at("deferred"), 1);
   EXPECT_EQ(j.at("damaged_lines"), 1);
+}
+
+// The writer wakes once a second, not per event; a reader (relayctl report)
+// asks for what was added before it, and gets it at once.
+TEST_F(report_log_files, flush_writes_what_was_added_before_it) {
+  const std::int64_t t = now();
+  report_log log(report_dir(dir.string()), 7);
+  std::string error;
+  ASSERT_TRUE(log.start(error)) << error;
+  log.add({event_at(t, event_type::delivered, "a@a.test")});
+  log.add({event_at(t, event_type::deferred, "b@b.test")});
+  std::promise<void> written;
+  const auto start = std::chrono::steady_clock::now();
+  log.flush([&] { written.set_value(); });
+  ASSERT_EQ(written.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  // Sooner than the writer's once-a-second wake-up would have written it.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(900));
+  const auto files = report_files(report_dir(dir.string()), t, t + 1);
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(read(files[0]), std::to_string(t) + "\tdelivered\ta.test\t\t\t\tok\n" +
+                                std::to_string(t) + "\tdeferred\tb.test\t\t\t\tok\n");
+}
+
+TEST_F(report_log_files, flush_without_a_writer_answers_at_once) {
+  report_log log((dir / "no" / "such" / "events").string(), 7);
+  std::string error;
+  EXPECT_FALSE(log.start(error));
+  bool told = false;
+  log.flush([&] { told = true; });
+  EXPECT_TRUE(told);
 }
 
 TEST_F(report_log_files, a_directory_it_cannot_create_is_an_error_not_a_crash) {
