@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
 #include <utility>
 
 #include "smtp/content_buffer.hpp"
@@ -102,8 +103,22 @@ dot_reader::result dot_reader::put(std::string_view in) {
         state_ = state::finished;
         return {i + 1, status::bare_cr};
       case state::in_line: {
-        std::size_t j = i;
-        while (j < n && in[j] != '\r' && in[j] != '\n') ++j;
+        // The line's end: the first CR or LF (memchr for each, as lines are long).
+        const char* base = in.data();
+        const void* cr = std::memchr(base + i, '\r', n - i);
+        const std::size_t upto = cr ? static_cast<std::size_t>(static_cast<const char*>(cr) - base) : n;
+        const void* lf = std::memchr(base + i, '\n', upto - i);
+        const std::size_t j = lf ? static_cast<std::size_t>(static_cast<const char*>(lf) - base) : upto;
+        if (j == upto && cr && j + 1 < n && in[j + 1] == '\n') {
+          // A whole line and its CRLF: stored in one piece.
+          line_length_ += j - i;
+          if (!line_too_long_ && line_length_ + 2 > max_line_length_) line_too_long_ = true;
+          line_length_ = 0;
+          store(in.substr(i, j + 2 - i));
+          state_ = state::line_start;
+          i = j + 2;
+          break;
+        }
         append(in.substr(i, j - i));
         if (j == n) return {n, status::need_more};
         if (in[j] == '\n') {
