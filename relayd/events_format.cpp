@@ -40,22 +40,29 @@ std::string trim(std::string_view s) {
 
 std::string utf8_or_replaced(std::string_view s) {
   // Boost.JSON writes the octets as given; a receiver wants valid UTF-8.
+  // Valid runs are copied whole; ASCII is the common case.
   std::string out;
   out.reserve(s.size());
+  std::size_t run = 0;  // the start of the valid run not copied yet
   for (std::size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    const std::size_t n = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
     bool ok = n != 0 && i + n <= s.size();
     for (std::size_t k = 1; ok && k < n; ++k)
       ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
     if (ok) {
-      out.append(s.substr(i, n));
       i += n;
-    } else {
-      out += "\xEF\xBF\xBD";
-      ++i;
+      continue;
     }
+    out.append(s.substr(run, i - run));
+    out += "\xEF\xBF\xBD";
+    run = ++i;
   }
+  out.append(s.substr(run));
   return out;
 }
 
