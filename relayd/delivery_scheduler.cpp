@@ -371,6 +371,7 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
     }
   }
   event_batch events = events_of(msg, updates, told_failed, std::move(happened));
+  auto outbox = events_ ? events_->outbox_lines(events) : std::vector<std::string>{};
   ++pending_updates_;
   const std::string id = msg.id;
   auto observed = observer_ ? updates : std::vector<queue::spool::recipient_update>{};
@@ -378,7 +379,7 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
       id, std::move(updates), flags_set,
       on_io_thread([this, id, dead_reasons = std::move(dead_reasons), message = j.message,
                     observed = std::move(observed),
-                    events](queue::result r, queue::spool::completion c) mutable {
+                    events = std::move(events)](queue::result r, queue::spool::completion c) mutable {
         if (r.code != queue::status::ok && r.code != queue::status::not_found)
           spdlog::error("{}: cannot store delivery results: {}", id, r.detail);
         if (c == queue::spool::completion::delivered) spdlog::info("{}: removed", id);
@@ -395,7 +396,7 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
         --pending_updates_;
         job_stored(id);
       }),
-      events_ ? events_->outbox_lines(events) : std::vector<std::string>{});
+      std::move(outbox));
 }
 
 event_batch scheduler::events_of(
