@@ -48,6 +48,7 @@
 // aborted as a whole.
 #pragma once
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -308,7 +309,10 @@ class spool_core {
 
   std::expected<void, std::string> open();
   void start() {
-    writer_ = std::thread([this] { run(); });
+    writer_ = std::thread([this] {
+      ::pthread_setname_np(::pthread_self(), "spool-writer");  // for top -H, ps -L, perf
+      run();
+    });
   }
   void stop();
 

@@ -6,6 +6,7 @@
 #include "relayd/events_log.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -215,7 +216,10 @@ bool event_log::start(std::string& error) {
       error = "events.file: " + ev.file + ": " + std::strerror(errno);
       return false;
     }
-    s_->writer = std::thread([s = s_.get()] { s->write_loop(); });
+    s_->writer = std::thread([s = s_.get()] {
+      ::pthread_setname_np(::pthread_self(), "events-file");  // for top -H, ps -L, perf
+      s->write_loop();
+    });
   }
   if (!ev.webhook.empty()) {
     auto url = parse_http_url(ev.webhook, true);

@@ -3,6 +3,7 @@
 #include "relayd/events_report_log.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -199,7 +200,10 @@ bool report_log::start(std::string& error) {
     return false;
   }
   s_->prune(day_of(now_seconds()));
-  s_->writer = std::thread([s = s_.get()] { s->write_loop(); });
+  s_->writer = std::thread([s = s_.get()] {
+    ::pthread_setname_np(::pthread_self(), "events-report");  // for top -H, ps -L, perf
+    s->write_loop();
+  });
   return true;
 }
 

@@ -1,6 +1,7 @@
 // Implements log_sink.hpp.
 #include "relayd/log_sink.hpp"
 
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,7 +66,10 @@ bool stderr_is_journal() {
 }
 
 batched_stderr_sink::batched_stderr_sink(std::chrono::milliseconds batch_window, bool journal)
-    : window_(batch_window), journal_(journal), writer_([this] { run(); }) {}
+    : window_(batch_window), journal_(journal), writer_([this] {
+        ::pthread_setname_np(::pthread_self(), "log-writer");  // for top -H, ps -L, perf
+        run();
+      }) {}
 
 batched_stderr_sink::~batched_stderr_sink() {
   {

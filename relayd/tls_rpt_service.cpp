@@ -5,6 +5,7 @@
 #include "relayd/tls_rpt_service.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -391,7 +392,10 @@ void tls_rpt_service::start() {
     std::lock_guard lock(state_->mu);
     state_->started = true;
   }
-  state_->writer = std::thread([s = state_] { s->write_loop(); });
+  state_->writer = std::thread([s = state_] {
+    ::pthread_setname_np(::pthread_self(), "tls-rpt");  // for top -H, ps -L, perf
+    s->write_loop();
+  });
   asio::co_spawn(state_->io, hourly(state_), asio::detached);
 }
 

@@ -222,6 +222,20 @@ class HardeningTest(h.RelaydTestCase):
         self.assertNotEqual(rc, 0)
         self.assertIn('user: unknown user "no-such-user-relayd"', d.log())
 
+    def test_threads_are_named_for_top_and_perf(self):
+        """`top -H`, `ps -L` and perf show which thread is busy: the spool's
+        writer, the log writer and the report record's writer by name."""
+        d = self.relayd({})
+        self.assertQueued(h.submit(d.port, "alice@src.test", ["bob@dst.test"],
+                                   h.make_message("names", "hello\n")))
+        task = f"/proc/{d.proc.pid}/task"
+        names = set()
+        for tid in os.listdir(task):
+            with open(os.path.join(task, tid, "comm")) as f:
+                names.add(f.read().strip())
+        for want in ("spool-writer", "log-writer", "events-report"):
+            self.assertIn(want, names)
+
     @unittest.skipUnless(os.geteuid() == 0, "needs root")
     def test_privilege_drop(self):
         try:
