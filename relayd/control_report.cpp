@@ -1,10 +1,10 @@
 // The report command of the control socket (relayctl report): the records of
 // events_report_log.hpp in the asked window, counted by events_report.hpp.
 // The events committed before the request are written first (the record's
-// writer wakes once a second). The day files are read in 1 MiB pieces, yielding to the I/O thread between
-// pieces as the other bulk commands do between batches. A file that cannot be
-// read, or a damaged line, is skipped with a warning: the report says how many
-// lines it skipped.
+// writer wakes once a second). The day files are read in 1 MiB pieces,
+// yielding to the I/O thread between pieces as the other bulk commands do
+// between batches. A file that cannot be read, or a damaged line, is skipped
+// with a warning: the report says how many lines it skipped.
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
