@@ -1,7 +1,6 @@
 // Implements events_report.hpp.
 #include "relayd/events_report.hpp"
 
-
 #include <algorithm>
 #include <array>
 #include <boost/json.hpp>
@@ -109,7 +108,8 @@ json::array top_rows(const Map& counts, std::size_t top, std::string_view name_k
 
 report_record record_of(const event& e) {
   // Unix seconds, rounded down (also before 1970).
-  const std::int64_t secs = e.time_us >= 0 ? e.time_us / 1'000'000 : (e.time_us - 999'999) / 1'000'000;
+  const std::int64_t secs =
+      e.time_us >= 0 ? e.time_us / 1'000'000 : (e.time_us - 999'999) / 1'000'000;
   report_record r{.time = secs, .type = e.type};
   r.destination = utf8_or_replaced(e.destination);
   if (auto at = e.recipient.rfind('@'); at != std::string::npos)

@@ -3,7 +3,8 @@
 // buffer's capacity (smtp.max_data_memory), so growth is explicit: a presize
 // capped so that an idle client cannot pin memory with a large SIZE=, at least
 // 4 KiB at the first allocation, doubling up to 64 KiB, then a quarter at a
-// time, so capacity stays within 25 % of the content above that. Nothing here fails but the allocator (std::bad_alloc).
+// time, so capacity stays within 25 % of the content above that. Nothing here
+// fails but the allocator (std::bad_alloc).
 #pragma once
 
 #include <cstddef>

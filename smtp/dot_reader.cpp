@@ -106,9 +106,11 @@ dot_reader::result dot_reader::put(std::string_view in) {
         // The line's end: the first CR or LF (memchr for each, as lines are long).
         const char* base = in.data();
         const void* cr = std::memchr(base + i, '\r', n - i);
-        const std::size_t upto = cr ? static_cast<std::size_t>(static_cast<const char*>(cr) - base) : n;
+        const std::size_t upto =
+            cr ? static_cast<std::size_t>(static_cast<const char*>(cr) - base) : n;
         const void* lf = std::memchr(base + i, '\n', upto - i);
-        const std::size_t j = lf ? static_cast<std::size_t>(static_cast<const char*>(lf) - base) : upto;
+        const std::size_t j =
+            lf ? static_cast<std::size_t>(static_cast<const char*>(lf) - base) : upto;
         if (j == upto && cr && j + 1 < n && in[j + 1] == '\n') {
           // A whole line and its CRLF: stored in one piece.
           line_length_ += j - i;
