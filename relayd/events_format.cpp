@@ -38,6 +38,16 @@ std::string trim(std::string_view s) {
 
 }  // namespace
 
+std::size_t utf8_length_at(std::string_view s, std::size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  const std::size_t n =
+      c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+  if (n == 0 || i + n > s.size()) return 0;
+  for (std::size_t k = 1; k < n; ++k)
+    if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 0;
+  return n;
+}
+
 std::string utf8_or_replaced(std::string_view s) {
   // Boost.JSON writes the octets as given; a receiver wants valid UTF-8.
   // Valid runs are copied whole; ASCII is the common case.
@@ -45,16 +55,11 @@ std::string utf8_or_replaced(std::string_view s) {
   out.reserve(s.size());
   std::size_t run = 0;  // the start of the valid run not copied yet
   for (std::size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
+    if (static_cast<unsigned char>(s[i]) < 0x80) {
       ++i;
       continue;
     }
-    const std::size_t n = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = n != 0 && i + n <= s.size();
-    for (std::size_t k = 1; ok && k < n; ++k)
-      ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    if (ok) {
+    if (const std::size_t n = utf8_length_at(s, i); n != 0) {
       i += n;
       continue;
     }

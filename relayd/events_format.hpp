@@ -47,6 +47,10 @@ struct event {
 // are escaped (any octets; invalid UTF-8 becomes U+FFFD).
 std::string to_json(const event& e);
 
+// The length (1-4) of the UTF-8 sequence at s[i]: a lead octet and its
+// continuation octets, all inside `s`; 0 when there is none there.
+std::size_t utf8_length_at(std::string_view s, std::size_t i);
+
 // `s` with every octet that does not start a valid UTF-8 sequence replaced
 // by U+FFFD (the JSON lines and the report's records carry valid UTF-8 only).
 std::string utf8_or_replaced(std::string_view s);
