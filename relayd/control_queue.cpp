@@ -65,9 +65,11 @@ json::object submitter_json(const smtp::local_identity& who) {
 // `sp`: where the object lives (list: a per-message arena, so a listing of
 // 100,000 messages does not go through malloc for each field). `brief`: only
 // what relayctl -p prints (the pending recipients' address, state, last reply
-// and route).
-json::object message_json(const queue::envelope_record& r, const config& cfg, bool flying,
-                          json::storage_ptr sp = {}, bool brief = false) {
+// and route). `sched` (when delivery runs): a pending recipient's destination,
+// with the TLS policy and outcome of that destination's last session.
+json::object message_json(const queue::envelope_record& r, const config& cfg,
+                          const scheduler* sched, bool flying, json::storage_ptr sp = {},
+                          bool brief = false) {
   bool deferred = false;
   json::array rcpts(sp);
   auto add_route = [&](json::object& o, const queue::recipient& rc) {
@@ -95,6 +97,14 @@ json::object message_json(const queue::envelope_record& r, const config& cfg, bo
         {key::expires, unix_seconds(r.arrival_us) + cfg.queue.max_lifetime.count()},
     }, sp);
     add_route(o, rc);
+    if (sched && rc.state == queue::rcpt_state::pending) {
+      const std::string dest = sched->destination_of(r.sender, rc.address).id();
+      if (const tls_status* t = sched->tls_status().find(dest)) {
+        o[key::tls_policy] = t->policy;
+        o[key::tls_outcome] = t->outcome;
+      }
+      o[key::destination] = dest;
+    }
     add_outcome_facts(o, rc);
     if (rc.notify != 0) o[key::notify] = notify_json(rc.notify);
     if (!rc.orcpt.empty()) o[key::orcpt] = rc.orcpt;
@@ -136,7 +146,7 @@ awaitable<std::string> list(control_context& ctx, const proto::request& req,
       bytes += r.size;
       unsigned char arena[8192];
       json::monotonic_resource mr(arena, sizeof arena);
-      const json::object m = message_json(r, ctx.cfg, in_flight(ctx, r.id), &mr, req.brief);
+      const json::object m = message_json(r, ctx.cfg, ctx.sched, in_flight(ctx, r.id), &mr, req.brief);
       text.reset(&m);
       while (!text.done()) {
         char chunk[4096];
@@ -155,7 +165,7 @@ awaitable<std::string> show(control_context& ctx, const proto::request& req, con
   auto rec = ctx.spool.get(req.id);
   auto body = rec ? ctx.spool.body(req.id) : std::nullopt;
   if (!rec || !body) co_return proto::error_line(req.id + ": no such message");
-  auto m = message_json(*rec, ctx.cfg, in_flight(ctx, rec->id));
+  auto m = message_json(*rec, ctx.cfg, ctx.sched, in_flight(ctx, rec->id));
   m[key::client_ip] = rec->client_ip;
   m[key::helo] = rec->helo;
   co_return proto::ok_line({{key::message, std::move(m)}, {key::content_length, body->size()}}) +

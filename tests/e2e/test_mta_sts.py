@@ -250,6 +250,12 @@ class MtaStsTest(c.DeliveryTestCase):
         self.assertEqual(row["tls_policy"], "mta-sts enforce", row)
         self.assertTrue(row["tls_outcome"].startswith("failed: "), row)
         self.assertIn("certificate verification failed", row["tls_outcome"])
+        # relayctl -j: the deferred recipient names its destination, the policy
+        # in force there and how the last session ended.
+        rcpt = self.entry(d, qid)["recipients"][0]
+        self.assertEqual(rcpt["destination"], DST, rcpt)
+        self.assertEqual(rcpt["tls_policy"], "mta-sts enforce", rcpt)
+        self.assertEqual(rcpt["tls_outcome"], row["tls_outcome"], rcpt)
 
     def test_enforce_failing_on_every_mx_suspends_the_destination(self):
         # The circuit breaker: one attempt, then the destination is suspended

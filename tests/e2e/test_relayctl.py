@@ -96,10 +96,15 @@ class RelayctlTest(h.RelaydTestCase):
             self.assertEqual(m["sender"], sender)
             self.assertEqual([x["address"] for x in m["recipients"]], rcpts)
             for x in m["recipients"]:
-                base = {"address", "state", "attempts", "last_reply", "next_attempt", "expires"}
-                # Once an outcome is stored, its's typed facts (record v3):
-                # the next hop here refuses connections, so no reply and no command.
+                base = {"address", "state", "attempts", "last_reply", "next_attempt", "expires",
+                        "destination"}
+                # Once an outcome is stored, its typed facts (record v3):
+                # the next hop here refuses connections, so no reply and no command
+                # (and no TLS session, so no tls_policy or tls_outcome).
                 self.assertEqual(set(x), base | ({"cause", "reply_text"} if x["last_reply"] else set()), x)
+                # A pending recipient's destination: here the relayhost.
+                relay = d.cfg["delivery"]["relayhost"].replace("[", "").replace("]", "")
+                self.assertEqual(x["destination"], relay, x)
                 if x["last_reply"]:
                     self.assertEqual(x["cause"], "refused", x)
                     self.assertIn("Connection refused", x["reply_text"], x)
