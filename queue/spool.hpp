@@ -10,6 +10,7 @@
 // to a quarantine database and counted, never fatal.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <expected>
 #include <filesystem>
@@ -35,6 +36,10 @@ struct spool_options {
   std::uint64_t min_free_disk = 100ull << 20;
   std::uint64_t max_messages = 0;  // 0: no limit
   std::uint64_t initial_map_size = 64ull << 20;
+  // How long a delivery's results (update_recipients, an outbox acknowledgement,
+  // an MTA-STS record) wait for an enqueue to share its commit (and its flush)
+  // before they are committed alone. Their answers never wait for that flush.
+  std::chrono::microseconds lazy_window{2000};
 };
 
 enum class status { ok, full, error, not_found };

@@ -52,6 +52,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -84,6 +85,9 @@ inline constexpr unsigned max_dbs = 16;
 inline constexpr unsigned max_readers = 1024;
 inline constexpr std::size_t max_batch_ops = 4096;
 inline constexpr std::size_t max_batch_bytes = 64u << 20;
+// How long the writer stays idle after a lazy commit before it flushes that
+// commit's meta page anyway (bounding what a power cut can undo).
+inline constexpr std::chrono::milliseconds lazy_flush_after{1000};
 inline constexpr std::uint64_t min_remove_reserve = 256u << 10;
 inline constexpr std::uint64_t map_rounding = 1u << 20;
 // One transaction of a bulk operation handles at most this many messages (or
@@ -258,6 +262,19 @@ inline bool is_bulk(const operation& o) {
   return std::holds_alternative<bulk_op>(o) || std::holds_alternative<dead_bulk_op>(o);
 }
 
+// An operation whose answer need not wait for its commit to be durable: a
+// delivery's results (update_recipients), an outbox acknowledgement, an MTA-STS
+// record. A power cut may undo one; that repeats work (a delivery, at least
+// once as the durability contract allows; a webhook batch; a policy fetch) and
+// loses no accepted message. The writer answers such an operation right after
+// its commit, without the flush of that commit's meta page, and lets it wait up
+// to spool_options::lazy_window for an operation that must be durable, so that they share one
+// commit (one flush) instead of each paying for its own (see run()).
+inline bool is_lazy(const operation& o) {
+  return std::holds_alternative<update_op>(o) || std::holds_alternative<ack_outbox_op>(o) ||
+         std::holds_alternative<mta_sts_op>(o);
+}
+
 inline bool is_rejected(const operation& o) {
   if (const auto* e = std::get_if<enqueue_op>(&o)) return e->rejected;
   if (const auto* u = std::get_if<update_op>(&o)) return u->rejected;
@@ -424,10 +441,14 @@ class spool_core {
   // Writer only: operations whose transactions committed but whose last meta
   // page is not known to be on disk yet; their `done` waits (see run()).
   std::vector<operation> unsynced_;
+  // Writer only: a lazy operation was answered after a commit whose meta page
+  // no flush has covered yet.
+  bool lazy_unflushed_ = false;
 
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<operation> pending_;
+  std::size_t durable_pending_ = 0;  // operations in pending_ that are not is_lazy()
   bool stopping_ = false;
   std::thread writer_;
 

@@ -46,6 +46,7 @@ void spool_core::process(std::vector<operation>& batch, std::vector<operation>& 
 // A bulk operation that has more to do waits behind what came meanwhile.
 void spool_core::requeue(operation op) {
   std::lock_guard lk(mu_);
+  if (!is_lazy(op)) ++durable_pending_;
   pending_.push_back(std::move(op));
 }
 
@@ -97,6 +98,11 @@ void spool_core::flush_unsynced() {
 // either a later commit wrote (its data flush carries that meta page along), or,
 // when no work is waiting, after an explicit flush. Under load that is one flush
 // per commit instead of two; alone, an operation costs the same two flushes.
+//
+// Lazy operations (is_lazy(): a delivery's results) are answered right after
+// their commit. Alone in the queue they wait up to lazy_window for durable work
+// (an enqueue) to share its commit; after the last of them, an idle writer
+// flushes within lazy_flush_after, so a power cut undoes at most that much.
 void spool_core::run() {
   std::vector<operation> batch;
   for (;;) {
@@ -105,15 +111,33 @@ void spool_core::run() {
       if (pending_.empty() && !unsynced_.empty()) {
         lk.unlock();
         flush_unsynced();
+        lazy_unflushed_ = false;
         lk.lock();
       }
+      if (lazy_unflushed_ && pending_.empty() &&
+          !cv_.wait_for(lk, lazy_flush_after, [&] { return stopping_ || !pending_.empty(); })) {
+        lk.unlock();
+        if (env_) (void)env_.sync(true);  // best effort: nobody waits on it
+        lazy_unflushed_ = false;
+        continue;
+      }
       cv_.wait(lk, [&] { return stopping_ || !pending_.empty(); });
-      if (pending_.empty()) return;
+      if (pending_.empty()) {
+        if (lazy_unflushed_ && env_) (void)env_.sync(true);
+        return;
+      }
+      // Answers waiting for a flush (unsynced_) do not wait for lazy work: its
+      // commit is the flush they need.
+      if (durable_pending_ == 0 && unsynced_.empty())
+        cv_.wait_for(lk, opt_.lazy_window, [&] {
+          return stopping_ || durable_pending_ > 0 || pending_.size() >= max_batch_ops;
+        });
       std::size_t bytes = 0;
       while (!pending_.empty() && batch.size() < max_batch_ops) {
         const std::size_t b = op_bytes(pending_.front());
         if (!batch.empty() && bytes + b > max_batch_bytes) break;
         bytes += b;
+        if (!is_lazy(pending_.front())) --durable_pending_;
         batch.push_back(std::move(pending_.front()));
         pending_.pop_front();
       }
@@ -128,8 +152,16 @@ void spool_core::run() {
       // earlier turns wrote.
       for (auto& o : unsynced_) finish(o);
       unsynced_.clear();
+      lazy_unflushed_ = false;
     }
-    for (auto& o : settled) unsynced_.push_back(std::move(o));
+    for (auto& o : settled) {
+      if (is_lazy(o)) {
+        finish(o);
+        lazy_unflushed_ = true;
+      } else {
+        unsynced_.push_back(std::move(o));
+      }
+    }
     ++batches_;
     operations_ += taken;
     batch.clear();
@@ -146,16 +178,19 @@ void spool_core::stop() {
 }
 
 void spool_core::submit(operation op) {
-  bool queued = false;
+  bool queued = false, wake = false;
   {
     std::lock_guard lk(mu_);
     if (!stopping_) {
+      // Lazy work wakes the writer only to start its wait (see run()).
+      wake = !is_lazy(op) || pending_.empty();
+      if (!is_lazy(op)) ++durable_pending_;
       pending_.push_back(std::move(op));
       queued = true;
     }
   }
   if (queued) {
-    cv_.notify_one();
+    if (wake) cv_.notify_one();
     return;
   }
   set_result(op, {status::error, "spool is closing"});

@@ -12,7 +12,9 @@
 # d (default): smtp-source -d (20 sessions, connections reused); new: a new
 # connection per message. WRAPPER runs relayd under a command, e.g. `eatmydata`
 # (flushes made free: the upper bound without the disk). RELAYD_EXTRA: lines
-# appended to the bench's relayd.toml (printf %b, so "\n" works). Root,
+# appended to the bench's relayd.toml (printf %b, so "\n" works). QUICK_AB_PERF:
+# perf events counted on relayd over the measured window and printed per message
+# (e.g. syscalls:sys_enter_fdatasync,context-switches). Root,
 # smtp-source and smtp-sink (postfix), loopback only.
 set -euo pipefail
 bin=${1:?usage: quick-ab.sh RELAYD_BIN [MESSAGES] [d|new] [WRAPPER...]}
@@ -64,12 +66,20 @@ threads() {  # name:user+system ticks/context switches, per thread
     done
 }
 th0=$(threads); i0=$(idle_ticks); c0=$(proc_ticks "$relayd_pid"); s0=$(proc_ticks "$sink_pid")
+if [[ -n ${QUICK_AB_PERF:-} ]]; then  # counts over the measured window, per message below
+    perf stat -x, -e "$QUICK_AB_PERF" -p "$relayd_pid" -o "$dir/perf.csv" & perf_pid=$!
+    sleep 0.2
+fi
 t0=$(date +%s.%N)
 /usr/bin/time -f '%U %S' -o "$dir/source.time" smtp-source "${reuse[@]}" -s 20 -m "$n" -l 1024 \
     -f a@x.test -t b@y.test "127.0.0.1:$port" >/dev/null 2>&1
 wait_count "$dir/sink.log" $((base + n))
 t1=$(date +%s.%N)
 c1=$(proc_ticks "$relayd_pid"); s1=$(proc_ticks "$sink_pid"); i1=$(idle_ticks); th1=$(threads)
+if [[ -n ${perf_pid:-} ]]; then
+    kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+    awk -F, -v n="$n" '$1 ~ /^[0-9.]+$/ {printf "%s %.2f/msg  ", $3, $1 / n} END {print ""}' "$dir/perf.csv"
+fi
 t2=$(date +%s.%N)
 source_run "$direct" $((2 * n))
 wait_count "$dir/direct.log" $((2 * n))

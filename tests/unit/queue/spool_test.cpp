@@ -257,6 +257,70 @@ TEST(spool, concurrent_enqueues_share_commits) {
   RecordProperty("commits", static_cast<int>(commits));
 }
 
+// A delivery's results are lazy (spool_core.hpp, is_lazy()): they wait for the
+// next enqueue and share its commit, so a relay pays one flush for both.
+// A spool whose lazy_window is `window`, holding one queued message `a`.
+struct lazy_fixture {
+  temp_dir d;
+  std::unique_ptr<queue::spool> s;
+  queue::envelope_record a;
+  explicit lazy_fixture(std::chrono::microseconds window) {
+    auto o = options_in(d);
+    o.lazy_window = window;
+    s = open_or_fail(o);
+    if (!s) return;
+    a = make_record(*s, 1024, 1);
+    EXPECT_EQ(enqueue_sync(*s, a, make_body(a.id, 1024)).code, status::ok);
+  }
+};
+
+TEST(spool, delivery_results_wait_for_an_enqueue_and_share_its_commit) {
+  lazy_fixture f(std::chrono::milliseconds(500));
+  ASSERT_TRUE(f.s);
+  auto& s = f.s;
+  const auto& a = f.a;
+  const std::string id = a.id;
+  const auto before = queue::stats(*s);
+  auto delivered = a.recipients;
+  for (auto& rc : delivered) rc.state = queue::rcpt_state::delivered;
+  sync_call<queue::result, queue::spool::completion> update;
+  s->update_recipients(id, {{0, delivered[0]}, {1, delivered[1]}}, 0, update.callback());
+  // Alone, the update waits (the window is long here).
+  EXPECT_EQ(update.f.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
+  auto b = make_record(*s, 1024, 2);
+  const std::string id_b = b.id;
+  ASSERT_EQ(enqueue_sync(*s, std::move(b), make_body(id_b, 1024)).code, status::ok);
+  auto [r, became] = update.f.get();
+  EXPECT_EQ(r.code, status::ok) << r.detail;
+  EXPECT_EQ(became, queue::spool::completion::delivered);
+  EXPECT_EQ(queue::stats(*s).commits - before.commits, 1u) << "the update rode with the enqueue";
+  EXPECT_FALSE(s->get(id));
+  EXPECT_TRUE(s->get(id_b));
+}
+
+TEST(spool, delivery_results_alone_are_committed_after_the_window) {
+  lazy_fixture f(std::chrono::milliseconds(100));
+  ASSERT_TRUE(f.s);
+  auto& s = f.s;
+  const auto& a = f.a;
+  const std::string id = a.id;
+  auto deferred = a.recipients[0];
+  deferred.attempts = 1;
+  deferred.next_attempt_us = queue::wall_clock_us() + 60'000'000;
+  const auto start = std::chrono::steady_clock::now();
+  auto [r, became] = update_sync(*s, id, {{0, deferred}});
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(r.code, status::ok) << r.detail;
+  EXPECT_EQ(became, queue::spool::completion::pending);
+  EXPECT_GE(waited, std::chrono::milliseconds(100));
+  EXPECT_LT(waited, std::chrono::seconds(5));
+  EXPECT_EQ(s->get(id)->recipients[0].attempts, 1u);
+  // Durable work does not wait for the window: a remove is answered at once.
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(remove_sync(*s, {id}).second, 1u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(100));
+}
+
 TEST(spool, destructor_finishes_queued_operations) {
   temp_dir d;
   auto o = options_in(d);
