@@ -146,7 +146,8 @@ awaitable<std::string> list(control_context& ctx, const proto::request& req,
       bytes += r.size;
       unsigned char arena[8192];
       json::monotonic_resource mr(arena, sizeof arena);
-      const json::object m = message_json(r, ctx.cfg, ctx.sched, in_flight(ctx, r.id), &mr, req.brief);
+      const json::object m =
+          message_json(r, ctx.cfg, ctx.sched, in_flight(ctx, r.id), &mr, req.brief);
       text.reset(&m);
       while (!text.done()) {
         char chunk[4096];

@@ -258,8 +258,8 @@ TEST(spool, concurrent_enqueues_share_commits) {
 }
 
 // A delivery's results are lazy (spool_core.hpp, is_lazy()): they wait for the
-// next enqueue and share its commit, so a relay pays one flush for both.
-// A spool whose lazy_window is `window`, holding one queued message `a`.
+// next enqueue and share its commit, so a relay pays one flush for both. The
+// fixture: a spool whose lazy_window is `window`, holding one queued message `a`.
 struct lazy_fixture {
   temp_dir d;
   std::unique_ptr<queue::spool> s;
@@ -299,7 +299,7 @@ TEST(spool, delivery_results_wait_for_an_enqueue_and_share_its_commit) {
 }
 
 TEST(spool, delivery_results_alone_are_committed_after_the_window) {
-  lazy_fixture f(std::chrono::milliseconds(100));
+  lazy_fixture f(std::chrono::seconds(1));
   ASSERT_TRUE(f.s);
   auto& s = f.s;
   const auto& a = f.a;
@@ -312,13 +312,13 @@ TEST(spool, delivery_results_alone_are_committed_after_the_window) {
   const auto waited = std::chrono::steady_clock::now() - start;
   EXPECT_EQ(r.code, status::ok) << r.detail;
   EXPECT_EQ(became, queue::spool::completion::pending);
-  EXPECT_GE(waited, std::chrono::milliseconds(100));
-  EXPECT_LT(waited, std::chrono::seconds(5));
+  EXPECT_GE(waited, std::chrono::seconds(1));
+  EXPECT_LT(waited, std::chrono::seconds(10));
   EXPECT_EQ(s->get(id)->recipients[0].attempts, 1u);
   // Durable work does not wait for the window: a remove is answered at once.
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(remove_sync(*s, {id}).second, 1u);
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(100));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(900));
 }
 
 TEST(spool, destructor_finishes_queued_operations) {
