@@ -1,6 +1,6 @@
 // The daemon's wiring: opens the spool, builds the scheduler, the delivery
-// agent, the inbound listeners, the control socket and the metrics endpoint on
-// one I/O thread, switches to the configured `user`, handles SIGHUP and
+// agent, the control socket and the metrics endpoint on the main I/O thread
+// and the inbound listeners on their own (relayd/inbound_thread.hpp), switches to the configured `user`, handles SIGHUP and
 // `relayctl reload` (the whole configuration, relayd/daemon_reload.hpp) and
 // SIGTERM/SIGINT (graceful stop), and stops in the order written down below.
 // Start-up failures are logged and give 1.
@@ -25,6 +25,7 @@
 #include "relayd/events_log.hpp"
 #include "relayd/inbound_maildrop.hpp"
 #include "relayd/inbound_listener.hpp"
+#include "relayd/inbound_thread.hpp"
 #include "relayd/local_aliases.hpp"
 #include "relayd/metrics.hpp"
 #include "relayd/metrics_census.hpp"
@@ -73,6 +74,9 @@ int run_daemon(config cfg, const std::string& config_path) {
   }
 
   asio::io_context io(1);
+  // The listeners and sessions run here; built before everything that posts
+  // to it (the DKIM signer's answers), so it goes after them.
+  inbound_thread inbound;
   // [[dkim]] keys, read before the privilege drop; a bad key stops the start.
   // After `io`: its signing threads are joined before `io` goes, so an answer
   // in flight never posts to a destroyed io_context.
@@ -103,7 +107,7 @@ int run_daemon(config cfg, const std::string& config_path) {
   scheduler sched(io, cfg, *spool, &registry);
   if (events.enabled()) sched.set_events(&events);
   delivery_agent agent(io, cfg, sched, *resolver);
-  inbound_listener server(io, cfg, *spool, sched, registry);
+  inbound_listener server(inbound.io(), io, cfg, *spool, sched, registry);
   control_server control(io, cfg, *spool);
   control.set_scheduler(&sched);
   server.set_aliases(aliases);
@@ -157,22 +161,24 @@ int run_daemon(config cfg, const std::string& config_path) {
   // The shutdown order (SIGTERM/SIGINT; the code below does it in this order):
   //  1. The queue census, the dead-spool retention, the DKIM DNS checks and the
   //     maildrop import stop; the listeners close (no new connections; the
-  //     [local] socket file is removed); idle sessions get 421 4.3.2, sessions
-  //     in a transaction finish it; the scheduler stops handing out jobs and
-  //     waits for the agents in flight.
-  //  2. When both the inbound side and the deliveries are done (whichever is
-  //     last), the TLS report counts are written and its timer stopped; the
+  //     [local] socket file is removed; this step runs on the inbound thread);
+  //     idle sessions get 421 4.3.2, sessions in a transaction finish it; the
+  //     scheduler stops handing out jobs and waits for the agents in flight.
+  //  2. When both the inbound side (its "idle" is posted to `io`) and the
+  //     deliveries are done (whichever is last), the TLS report counts are written and its timer stopped; the
   //     control socket, the metrics endpoint, the DNS resolver, the
   //     grace timer and the signal waits are cancelled: io.run() runs out of work.
   //     A second signal, or shutdown_grace passing, calls io.stop() instead.
-  //  3. io.run() returns: no coroutine runs again (the TLS report service is
-  //     stopped now if step 2 did not run). spool.reset() then lets the
-  //     writer finish the operations it holds (their `done` callbacks post to
-  //     `io`, which is not run again) and closes LMDB.
+  //  3. io.run() returns; inbound.stop() stops the inbound thread (idle after
+  //     step 2; after io.stop(), between two of its handlers): no coroutine
+  //     runs again (the TLS report service is stopped now if step 2 did not
+  //     run). spool.reset() then lets the writer finish the operations it
+  //     holds (their `done` callbacks post to `io` or the inbound io_context,
+  //     neither run again) and closes LMDB.
   //  4. The locals go in reverse order: signals, retention, census, metrics endpoint,
   //     control, listener (joins the AUTH worker), agent, scheduler, registry,
-  //     resolver, DKIM signer (joins its threads);
-  //     then `io`, which destroys the coroutine frames left by io.stop()
+  //     resolver, DKIM signer (joins its threads); the inbound io_context;
+  //     then `io`; each destroys the coroutine frames left by io.stop()
   //     without resuming them (they own what their destructors touch).
   asio::signal_set signals(io, SIGTERM, SIGINT);
   asio::signal_set hup(io, SIGHUP);
@@ -214,7 +220,9 @@ int run_daemon(config cfg, const std::string& config_path) {
           signals.cancel(ignored);
           hup.cancel(ignored);
         };
-        server.stop(one_done);
+        asio::post(inbound.io(), [&server, &io, one_done] {
+          server.stop([&io, one_done] { asio::post(io, one_done); });
+        });
         sched.stop(one_done);
       };
   signals.async_wait(on_signal);
@@ -223,8 +231,10 @@ int run_daemon(config cfg, const std::string& config_path) {
   // from before the privilege drop are re-read through their descriptors.
   reload_targets reload{cfg, config_path, sched, agent, server, aliases, dkim, registry};
   // A good reload also checks the (possibly rotated) DKIM keys against DNS now.
+  // The sessions read what it changes: the inbound thread waits meanwhile.
   auto reload_all = [&](std::string_view trigger) {
-    auto r = reload_config(reload, trigger);
+    std::expected<std::string, std::string> r;
+    inbound.paused([&] { r = reload_config(reload, trigger); });
     events.reopen();  // the event file, renamed by logrotate
     if (r && dkim.enabled()) dkim_dns.check_now(nullptr);
     return r;
@@ -242,7 +252,9 @@ int run_daemon(config cfg, const std::string& config_path) {
   spdlog::info("relayd started: hostname {}, delivery {}", cfg.hostname,
                cfg.delivery.relayhost ? "via relayhost " + cfg.delivery.relayhost->to_string()
                                       : std::string("by MX"));
+  inbound.start();
   io.run();
+  inbound.stop();
   if (tls_reports) tls_reports->stop();
   spool.reset();  // finishes queued spool operations, then closes LMDB
   spdlog::info("relayd stopped");

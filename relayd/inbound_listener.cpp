@@ -54,12 +54,12 @@ std::uint64_t data_memory_limit(const config& cfg) {
 }  // namespace
 
 struct inbound_listener::impl {
-  impl(asio::io_context& io_, const config& cfg_, queue::spool& spool_, scheduler& sched_,
-       metrics& stats_)
+  impl(asio::io_context& io_, asio::io_context& delivery_io, const config& cfg_,
+       queue::spool& spool_, scheduler& sched_, metrics& stats_)
       : io(io_),
         cfg(cfg_),
         stats(stats_),
-        services{cfg_, spool_, sched_, stats_, auth_pool},
+        services{cfg_, spool_, sched_, delivery_io, stats_, auth_pool},
         limits({.max_connections = cfg_.smtp.max_connections,
                 .max_connections_per_client = cfg_.smtp.max_connections_per_client,
                 .max_rate_per_client = cfg_.smtp.max_connection_rate_per_client}),
@@ -101,9 +101,10 @@ struct inbound_listener::impl {
   std::function<void()> on_idle;
 };
 
-inbound_listener::inbound_listener(asio::io_context& io, const config& cfg, queue::spool& spool,
-                                   scheduler& sched, metrics& stats)
-    : impl_(std::make_unique<impl>(io, cfg, spool, sched, stats)) {}
+inbound_listener::inbound_listener(asio::io_context& io, asio::io_context& delivery_io,
+                                   const config& cfg, queue::spool& spool, scheduler& sched,
+                                   metrics& stats)
+    : impl_(std::make_unique<impl>(io, delivery_io, cfg, spool, sched, stats)) {}
 
 // A start-up that failed after the listeners were bound leaves no socket file.
 inbound_listener::~inbound_listener() {

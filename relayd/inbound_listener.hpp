@@ -4,7 +4,9 @@
 // closed), starts a session per connection, reloads the TLS certificate and
 // the AUTH users on SIGHUP for new connections, and stops gracefully. start()
 // fails (false, with a critical log line naming the key) when a listener cannot
-// be bound or the TLS/users files do not load. I/O thread only.
+// be bound or the TLS/users files do not load. Runs on the inbound thread
+// (relayd/inbound_thread.hpp): start() before it runs, stop() posted to it,
+// reload() while it is paused.
 #pragma once
 
 #include <functional>
@@ -20,9 +22,11 @@ class dkim_service;
 
 class inbound_listener {
  public:
-  // Every argument outlives this object (run_daemon()'s locals).
-  inbound_listener(boost::asio::io_context& io, const config& cfg, queue::spool& spool,
-                   scheduler& sched, metrics& stats);
+  // Every argument outlives this object (run_daemon()'s locals). `io` is the
+  // inbound thread's; `delivery_io` runs the scheduler, which each queued
+  // message is posted to (with its events).
+  inbound_listener(boost::asio::io_context& io, boost::asio::io_context& delivery_io,
+                   const config& cfg, queue::spool& spool, scheduler& sched, metrics& stats);
   ~inbound_listener();
 
   // Loads the TLS context and the AUTH users, then binds every listener.

@@ -181,7 +181,6 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
                     events ? events->outbox_lines(event_lines) : std::vector<std::string>{});
   });
   if (r.code == queue::status::ok) {
-    if (events) events->committed(std::move(event_lines));
     if (submitter)
       spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=local, uid={} user={} unit={}{}", id,
                    sender, size, nrcpt, submitter->uid, or_dash(submitter->user),
@@ -194,7 +193,14 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
                    size, nrcpt, ip, sasl, dkim);
     session.message_queued();
     s.stats.message_received();
-    s.sched.notify_enqueued(arrival);
+    // The scheduler and the events' file, record and webhook live on the
+    // delivery thread (told after the line above, so the log reads in order);
+    // both outlive its handlers (run_daemon's locals).
+    asio::post(s.delivery_io, [&sched = s.sched, events, b = std::move(event_lines),
+                               arrival]() mutable {
+      if (events) events->committed(std::move(b));
+      sched.notify_enqueued(arrival);
+    });
     co_return;
   }
   const smtp::reply reply =

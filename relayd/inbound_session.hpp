@@ -44,6 +44,9 @@ struct inbound_services {
   const config& cfg;
   queue::spool& spool;
   scheduler& sched;
+  // The scheduler's (main) I/O thread: a queued message is posted there, with
+  // its events; sessions run on the inbound thread.
+  asio::io_context& delivery_io;
   metrics& stats;
   asio::thread_pool& auth_pool;  // crypt(3) off the I/O thread
   const alias_source* aliases = nullptr;  // [local] aliases (run_daemon's); null: none

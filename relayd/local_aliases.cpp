@@ -390,20 +390,21 @@ bool in_domains(std::string_view address, const std::vector<std::string>& domain
 std::expected<std::string, std::string> alias_source::load() {
   const std::string& path = cfg_.local.aliases;
   if (path.empty()) {
-    table_ = std::make_shared<const alias_table>();
+    set(std::make_shared<const alias_table>());
     return "local.aliases is empty: no aliases";
   }
   struct stat st{};
   if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
-    table_ = std::make_shared<const alias_table>();
+    set(std::make_shared<const alias_table>());
     return "aliases " + path + ": not found: no aliases (local recipients go to local.fallback " +
            "or are refused)";
   }
   auto t = alias_table::load(path, alias_options_from(cfg_));
   if (!t) return std::unexpected(t.error());
-  table_ = std::make_shared<const alias_table>(std::move(*t));
-  std::string line = "aliases " + path + ": " + std::to_string(table_->size()) + " aliases";
-  for (const auto& w : table_->warnings()) line += "; " + w;
+  auto table = std::make_shared<const alias_table>(std::move(*t));
+  std::string line = "aliases " + path + ": " + std::to_string(table->size()) + " aliases";
+  for (const auto& w : table->warnings()) line += "; " + w;
+  set(std::move(table));
   return line;
 }
 

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <expected>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -71,7 +72,9 @@ class alias_table {
 // (lower-case), compared without regard to case.
 bool in_domains(std::string_view address, const std::vector<std::string>& domains);
 
-// The daemon's table: the one new sessions take. I/O thread only.
+// The daemon's table: the one new sessions take. load() on the main I/O thread
+// (SIGHUP, relayctl aliases-reload); current() from any thread (the inbound
+// sessions and the maildrop import).
 class alias_source {
  public:
   explicit alias_source(const config& cfg) : cfg_(cfg) {}
@@ -79,10 +82,19 @@ class alias_source {
   // a missing file is no aliases, said so). Failure: the error, and the table in
   // use stays.
   std::expected<std::string, std::string> load();
-  std::shared_ptr<const alias_table> current() const { return table_; }
+  std::shared_ptr<const alias_table> current() const {
+    std::lock_guard lk(mu_);
+    return table_;
+  }
 
  private:
+  void set(std::shared_ptr<const alias_table> t) {
+    std::lock_guard lk(mu_);
+    table_ = std::move(t);
+  }
+
   const config& cfg_;  // outlives this (run_daemon's)
+  mutable std::mutex mu_;  // guards table_ (the pointer; the table is const)
   std::shared_ptr<const alias_table> table_ = std::make_shared<const alias_table>();
 };
 

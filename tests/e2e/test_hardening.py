@@ -224,7 +224,8 @@ class HardeningTest(h.RelaydTestCase):
 
     def test_threads_are_named_for_top_and_perf(self):
         """`top -H`, `ps -L` and perf show which thread is busy: the spool's
-        writer, the log writer and the report record's writer by name."""
+        writer, the log writer, the report record's writer and the inbound I/O
+        thread by name."""
         d = self.relayd({})
         self.assertQueued(h.submit(d.port, "alice@src.test", ["bob@dst.test"],
                                    h.make_message("names", "hello\n")))
@@ -233,7 +234,7 @@ class HardeningTest(h.RelaydTestCase):
         for tid in os.listdir(task):
             with open(os.path.join(task, tid, "comm")) as f:
                 names.add(f.read().strip())
-        for want in ("spool-writer", "log-writer", "events-report"):
+        for want in ("inbound", "spool-writer", "log-writer", "events-report"):
             self.assertIn(want, names)
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root")
