@@ -4,9 +4,12 @@
 // handshake runs under beast::tcp_stream::expires_after: past it the stream
 // closes itself and the operation fails with beast::error::timeout, so nothing
 // can outlive the operation. A read's deadline must leave the connection
-// writable (the session answers 421 4.4.2), so read_some() races the read
-// against a timer of this object inside the same co_await: the loser is
-// cancelled before read_some() returns. Used by the I/O thread only.
+// writable (the session answers 421 4.4.2), so a read has a deadline of its
+// own: one timer per connection, moved only when a read needs it earlier, whose
+// handler holds the connection weakly and cancels the socket only while the
+// read it was set for is pending and past its deadline (so it can neither fire
+// into freed memory nor cancel the next operation). Used by the inbound I/O
+// thread only.
 #pragma once
 
 #include <chrono>
@@ -62,7 +65,7 @@ class inbound_connection {
 
  private:
   struct streams;
-  std::unique_ptr<streams> s_;
+  std::shared_ptr<streams> s_;  // shared: the read deadline's handler holds it weakly
   bool reading_ = false;
 };
 
