@@ -102,7 +102,11 @@ void scheduler::wake() {
   timer_.cancel();
 }
 
-void scheduler::notify_enqueued(std::int64_t due_us) {
+void scheduler::notify_enqueued(std::int64_t due_us, const std::string& id) {
+  // Messages committed together are all seen by the first notice's pass, so
+  // the later notices usually find theirs dispatched already: starting over
+  // for them would re-read every message in flight.
+  if (!id.empty() && in_flight_.contains(id)) return;
   if (cursor_ && due_us <= cursor_->due_us) cursor_.reset();
   wake();
 }
@@ -394,7 +398,7 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
           if (events_) events_->committed(std::move(events));
         }
         --pending_updates_;
-        job_stored(id);
+        job_stored(id, r.code != queue::status::ok || c == queue::spool::completion::pending);
       }),
       std::move(outbox));
 }
@@ -424,12 +428,15 @@ event_batch scheduler::events_of(
   return events_->batch(std::move(happened));
 }
 
-void scheduler::job_stored(const std::string& id) {
+void scheduler::job_stored(const std::string& id, bool queued) {
   auto it = in_flight_.find(id);
   if (it != in_flight_.end() && --it->second == 0) {
     in_flight_.erase(it);
     warned_.erase(id);
-    if (passed_in_flight_.erase(id) != 0) cursor_.reset();
+    // The cursor went past it while in flight: if it is still queued it may
+    // be due again now, so the loop starts over; a message delivered or dead
+    // has no entry left to find.
+    if (passed_in_flight_.erase(id) != 0 && queued) cursor_.reset();
     // Its next attempt may come before the loop's planned wake-up (or the
     // in-flight limit has room again): plan again.
     wake();

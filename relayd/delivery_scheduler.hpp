@@ -162,8 +162,11 @@ class scheduler {
   std::size_t in_flight_count() const { return in_flight_.size(); }
   bool in_flight(const std::string& id) const { return in_flight_.contains(id); }
 
-  // A message was committed with this due time (new mail).
-  void notify_enqueued(std::int64_t due_us);
+  // A message was committed with this due time (new mail). With its `id`, a
+  // message the loop has already dispatched (it read the spool after the
+  // commit) costs nothing; otherwise, due before the cursor, the loop reads
+  // the due index from its start again.
+  void notify_enqueued(std::int64_t due_us, const std::string& id = {});
   // relayctl -f / -r / -H: the spool was rescheduled; forget destination backoffs.
   void rescan(bool clear_backoffs);
   // Plans again at once: reads what is due from the cursor on and sets the next
@@ -288,7 +291,9 @@ class scheduler {
   // The destination `name` names for suspend/resume (created if needed), or null.
   destination_group* group_named(const std::string& name, bool create);
   void finish_all_waiting(destination& d, recipient_outcome why, const std::string& relay);
-  void job_stored(const std::string& id);
+  // The last job of `id` has its results stored; `queued`: the message is
+  // still in the spool (not delivered or moved to the dead spool).
+  void job_stored(const std::string& id, bool queued);
   // The [events] of a job's stored results (`happened`: one per update, its
   // type still to decide; `told_failed`: failed recipients whose sender gets a
   // non-delivery notice).

@@ -196,10 +196,10 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
     // The scheduler and the events' file, record and webhook live on the
     // delivery thread (told after the line above, so the log reads in order);
     // both outlive its handlers (run_daemon's locals).
-    asio::post(s.delivery_io, [&sched = s.sched, events, b = std::move(event_lines),
-                               arrival]() mutable {
+    asio::post(s.delivery_io, [&sched = s.sched, events, b = std::move(event_lines), arrival,
+                               id]() mutable {
       if (events) events->committed(std::move(b));
-      sched.notify_enqueued(arrival);
+      sched.notify_enqueued(arrival, id);
     });
     co_return;
   }

@@ -110,7 +110,7 @@ class delivery_scheduler_test : public ::testing::Test {
     std::promise<queue::result> done;
     spool_->enqueue(r, body, [&](queue::result res) { done.set_value(std::move(res)); });
     EXPECT_EQ(done.get_future().get().code, queue::status::ok);
-    if (sched_) sched_->notify_enqueued(due_us);
+    if (sched_) sched_->notify_enqueued(due_us, r.id);
     settle();
     return r.id;
   }
