@@ -1,8 +1,9 @@
 // The daemon's wiring: opens the spool, builds the scheduler, the delivery
 // agent, the control socket and the metrics endpoint on the main I/O thread
-// and the inbound listeners on their own (relayd/inbound_thread.hpp), switches to the configured `user`, handles SIGHUP and
-// `relayctl reload` (the whole configuration, relayd/daemon_reload.hpp) and
-// SIGTERM/SIGINT (graceful stop), and stops in the order written down below.
+// and the inbound listeners on their own (relayd/inbound_thread.hpp), switches
+// to the configured `user`, handles SIGHUP and `relayctl reload` (the whole
+// configuration, relayd/daemon_reload.hpp) and SIGTERM/SIGINT (graceful stop),
+// and stops in the order written down below.
 // Start-up failures are logged and give 1.
 #include "relayd/daemon.hpp"
 
@@ -41,8 +42,9 @@ constexpr auto shutdown_grace = std::chrono::seconds(30);
 
 }  // namespace
 
-// `cfg` is the one configuration every part reads (by reference, on the I/O
-// thread); reload_config() swaps its value there.
+// `cfg` is the one configuration every part reads (by reference, on the two
+// I/O threads); reload_config() swaps its value on the main one while the
+// inbound thread is paused.
 int run_daemon(config cfg, const std::string& config_path) {
   raise_fd_limit(cfg.smtp.max_connections * 2 + 256);
   const auto user = resolve_user(cfg);
@@ -165,9 +167,10 @@ int run_daemon(config cfg, const std::string& config_path) {
   //     idle sessions get 421 4.3.2, sessions in a transaction finish it; the
   //     scheduler stops handing out jobs and waits for the agents in flight.
   //  2. When both the inbound side (its "idle" is posted to `io`) and the
-  //     deliveries are done (whichever is last), the TLS report counts are written and its timer stopped; the
-  //     control socket, the metrics endpoint, the DNS resolver, the
-  //     grace timer and the signal waits are cancelled: io.run() runs out of work.
+  //     deliveries are done (whichever is last), the TLS report counts are
+  //     written and its timer stopped; the control socket, the metrics
+  //     endpoint, the DNS resolver, the grace timer and the signal waits are
+  //     cancelled: io.run() runs out of work.
   //     A second signal, or shutdown_grace passing, calls io.stop() instead.
   //  3. io.run() returns; inbound.stop() stops the inbound thread (idle after
   //     step 2; after io.stop(), between two of its handlers): no coroutine

@@ -16,6 +16,7 @@
 #include "relayd/delivery_outcome.hpp"
 #include "relayd/delivery_port.hpp"
 #include "relayd/delivery_route.hpp"
+#include "relayd/duration_text.hpp"
 #include "relayd/events_log.hpp"
 #include "relayd/metrics.hpp"
 #include "smtp/text.hpp"
@@ -335,10 +336,11 @@ void scheduler::complete(destination& d, job j, std::vector<recipient_outcome> o
       if (fate == outcome_kind::deferred) metrics_->deferral(classify_deferral(o));
     }
     const double queued = static_cast<double>(j.dispatched_us - msg.arrival_us) / 1e6;
-    spdlog::info("{}: to=<{}>, relay={}, delay={:.2f}, delays={:.2f}/{:.2f}/{:.2f}/{:.2f}, "
-                 "dsn={}, status={} ({})",
-                 msg.id, next.address, relay, static_cast<double>(now - msg.arrival_us) / 1e6,
-                 std::max(queued, 0.0), timing.dns, timing.connect, timing.transfer,
+    spdlog::info("{}: to=<{}>, relay={}, delay={}, delays={}/{}/{}/{}, dsn={}, status={} ({})",
+                 msg.id, next.address, relay,
+                 seconds_2dp(static_cast<double>(now - msg.arrival_us) / 1e6),
+                 seconds_2dp(std::max(queued, 0.0)), seconds_2dp(timing.dns),
+                 seconds_2dp(timing.connect), seconds_2dp(timing.transfer),
                  next.status.empty() ? "-" : next.status, log_word(fate),
                  next.reason == "expired" ? "message expired: " + o.description : o.description);
     if (events_ && events_->enabled())
