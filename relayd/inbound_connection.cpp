@@ -105,11 +105,11 @@ awaitable<inbound_connection::read_result> inbound_connection::read_some(
   st.with_layer([](auto& l) { l.expires_never(); });
   st.timed_out = st.interrupted = false;
   st.read_until(streams::clock::now() + limit);
-  st.reading = reading_ = true;
+  st.reading = true;
   read_result r;
   std::tie(r.ec, r.bytes) =
       co_await st.with_stream([&](auto& s) { return s.async_read_some(buffer, use_tuple); });
-  st.reading = reading_ = false;
+  st.reading = false;
   if (r.ec == asio::error::operation_aborted) {
     r.interrupted = st.interrupted;
     r.timed_out = !st.interrupted && st.timed_out;
@@ -137,7 +137,7 @@ awaitable<boost::system::error_code> inbound_connection::handshake(ssl::context&
 }
 
 void inbound_connection::interrupt_read() {
-  if (!reading_) return;
+  if (!s_->reading) return;
   s_->interrupted = true;
   s_->cancel_read();
 }

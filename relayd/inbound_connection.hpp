@@ -56,7 +56,6 @@ class inbound_connection {
 
   // The OpenSSL session once handshake() succeeded, else null.
   ssl_st* tls_handle();
-  bool reading() const { return reading_; }
 
   const std::string ip;
   const std::uint16_t port;
@@ -66,7 +65,6 @@ class inbound_connection {
  private:
   struct streams;
   std::shared_ptr<streams> s_;  // shared: the read deadline's handler holds it weakly
-  bool reading_ = false;
 };
 
 }  // namespace relayd
