@@ -14,6 +14,7 @@ import atexit
 import ctypes
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -71,7 +72,23 @@ def _kill_children():
 
 
 def free_port(host="127.0.0.1"):
-    """A TCP port that was free a moment ago (bind port 0, read it, close)."""
+    """A TCP port that was free a moment ago. Taken below the kernel's ephemeral
+    range when there is room: a port bind(0) hands out is an ephemeral one, which
+    an outgoing connection of a test running alongside can take before relayd
+    binds it ("Address already in use" at start-up)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    for _ in range(100 if low > 11024 else 0):
+        port = random.randrange(10000, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
