@@ -103,7 +103,29 @@ void scheduler::wake() {
   timer_.cancel();
 }
 
+void scheduler::arriving(const std::string& id) {
+  std::lock_guard lk(arriving_mu_);
+  arriving_.insert(id);
+}
+
+void scheduler::arrival_failed(const std::string& id) {
+  std::lock_guard lk(arriving_mu_);
+  arriving_.erase(id);
+}
+
+bool scheduler::is_arriving(const std::string& id) const {
+  std::lock_guard lk(arriving_mu_);
+  return arriving_.contains(id);
+}
+
 void scheduler::notify_enqueued(std::int64_t due_us, const std::string& id) {
+  if (!id.empty()) {  // told: no longer held back
+    {
+      std::lock_guard lk(arriving_mu_);
+      arriving_.erase(id);
+    }
+    if (passed_arriving_.erase(id) != 0) cursor_.reset();
+  }
   // Messages committed together are all seen by the first notice's pass, so
   // the later notices usually find theirs dispatched already: starting over
   // for them would re-read every message in flight.
@@ -144,6 +166,8 @@ awaitable<void> scheduler::loop() {
         cursor_ = e;
         if (in_flight_.contains(e.id))
           passed_in_flight_.insert(e.id);
+        else if (is_arriving(e.id))
+          passed_arriving_.insert(e.id);
         else
           dispatch(e.id, now);
         if (in_flight_.size() >= max_in_flight_) break;

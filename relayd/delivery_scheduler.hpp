@@ -15,6 +15,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <span>
@@ -162,10 +163,17 @@ class scheduler {
   std::size_t in_flight_count() const { return in_flight_.size(); }
   bool in_flight(const std::string& id) const { return in_flight_.contains(id); }
 
+  // A message is about to be spooled on another thread (the inbound one), and
+  // its arrival is told later by notify_enqueued(due, id): until then the loop
+  // does not dispatch it, even once it sees it in the spool, so no delivery
+  // event of it can come before its "received". Any thread; arrival_failed()
+  // when the enqueue failed.
+  void arriving(const std::string& id);
+  void arrival_failed(const std::string& id);
   // A message was committed with this due time (new mail). With its `id`, a
   // message the loop has already dispatched (it read the spool after the
   // commit) costs nothing; otherwise, due before the cursor, the loop reads
-  // the due index from its start again.
+  // the due index from its start again. Ends the id's arriving().
   void notify_enqueued(std::int64_t due_us, const std::string& id = {});
   // relayctl -f / -r / -H: the spool was rescheduled; forget destination backoffs.
   void rescan(bool clear_backoffs);
@@ -326,12 +334,19 @@ class scheduler {
   std::optional<queue::spool::due_entry> cursor_;
   std::chrono::steady_clock::time_point last_full_scan_;
   std::unordered_map<std::string, std::size_t> in_flight_;  // id -> jobs not yet stored
+  // Messages being spooled whose arrival is not told yet (arriving()): the
+  // only state another thread touches, under its mutex.
+  mutable std::mutex arriving_mu_;
+  std::unordered_set<std::string> arriving_;
+  bool is_arriving(const std::string& id) const;
   // In flight and its delay warning queued: the stored flag is not in the snapshot
   // that the message's other jobs hold.
   std::unordered_set<std::string> warned_;
   // Due while still in flight, so the cursor went past them: when their results
   // are stored (possibly due at once) the cursor starts over.
   std::unordered_set<std::string> passed_in_flight_;
+  // Due while still arriving, passed the same way: their notice starts it over.
+  std::unordered_set<std::string> passed_arriving_;
   std::unordered_map<std::string, std::unique_ptr<destination>> destinations_;
   std::unique_ptr<destination_policies> policies_;
   std::unordered_map<std::string, std::unique_ptr<destination_group>> groups_;  // by policy

@@ -339,11 +339,13 @@ awaitable<imported> import_one(std::shared_ptr<state> s, const std::string& name
 
   event_log* events = s->sched.events();  // [events]: stored with the message
   event_batch event_lines = events ? events->received(rec, body) : event_batch{};
+  s->sched.arriving(id);  // dispatched only once told below, after "received"
   auto r = co_await from_callback<void(queue::result)>([&](auto done) {
     s->spool.enqueue_drop(name, std::move(rec), std::move(body), std::move(done),
                           events ? events->outbox_lines(event_lines) : std::vector<std::string>{});
   });
   if (r.code != queue::status::ok) {
+    s->sched.arrival_failed(id);
     if (auto earlier = s->spool.drop_imported(name)) {
       remove_imported(*s, name, *earlier);
       co_return imported::done;
@@ -356,7 +358,7 @@ awaitable<imported> import_one(std::shared_ptr<state> s, const std::string& name
                message_id + (dkim_log.empty() ? "" : ", dkim=" + dkim_log));
   if (events) events->committed(std::move(event_lines));
   s->stats.message_received();
-  s->sched.notify_enqueued(arrival);
+  s->sched.notify_enqueued(arrival, id);
   if (auto e = s->remove(name); !e.empty()) {
     // Queued: the next pass finds the name recorded and removes the file.
     spdlog::error("maildrop {}: queued as {}, cannot remove: {}", name, id, e);

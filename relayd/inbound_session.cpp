@@ -175,6 +175,9 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
   event_log* events = s.sched.events();  // [events]: stored with the message
   event_batch event_lines = events ? events->received(rec, body, sasl) : event_batch{};
 
+  // Not dispatched before the post below has told its arrival (and written
+  // its "received" event), however soon the scheduler reads it in the spool.
+  s.sched.arriving(id);
   // `done` runs on the spool's writer thread; from_callback posts it back here.
   auto r = co_await from_callback<void(queue::result)>([&](auto done) {
     s.spool.enqueue(std::move(rec), std::move(body), std::move(done),
@@ -203,6 +206,7 @@ awaitable<void> spool_message(const inbound_services& s, smtp::server_session& s
     });
     co_return;
   }
+  s.sched.arrival_failed(id);
   const smtp::reply reply =
       r.code == queue::status::full ? smtp::replies::spool_full() : smtp::replies::local_error();
   spdlog::error("{}: not queued: {} ({}); client={}", id, reply.to_string(), r.detail,

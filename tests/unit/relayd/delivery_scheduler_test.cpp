@@ -352,6 +352,43 @@ TEST_F(delivery_scheduler_test, at_most_max_in_flight_messages_are_dispatched) {
   EXPECT_EQ(sched_->in_flight_count(), 3u);
 }
 
+// The inbound thread marks a message arriving before it spools it, and tells
+// its arrival (with the "received" event) a little later: a pass of the loop
+// that reads the message in the spool in between must leave it alone, or its
+// delivery events could be written before its "received".
+TEST_F(delivery_scheduler_test, a_message_still_arriving_is_dispatched_only_once_told) {
+  start();
+  queue::envelope_record r;
+  r.id = spool_->new_id();
+  r.arrival_us = now_;
+  r.sender = "app@src.test";
+  r.recipients.push_back({.address = "a@a.example"});
+  const std::string body = "Subject: test\r\n\r\nhello\r\n";
+  r.size = body.size();
+  sched_->arriving(r.id);
+  std::promise<queue::result> done;
+  spool_->enqueue(r, body, [&](queue::result res) { done.set_value(std::move(res)); });
+  ASSERT_EQ(done.get_future().get().code, queue::status::ok);
+  sched_->rescan(false);  // a pass over the whole due index, the message in it
+  settle();
+  EXPECT_TRUE(port_.started.empty()) << "dispatched before its arrival was told";
+  EXPECT_FALSE(sched_->in_flight(r.id));
+  sched_->notify_enqueued(r.arrival_us, r.id);
+  settle();
+  ASSERT_EQ(port_.started.size(), 1u);
+  EXPECT_EQ(started(0).key.name, "a.example");
+  EXPECT_TRUE(sched_->in_flight(r.id));
+}
+
+// A failed enqueue is let go: the id does not stay held back.
+TEST_F(delivery_scheduler_test, an_arrival_that_failed_holds_nothing_back) {
+  start();
+  sched_->arriving("0000000000000001");
+  sched_->arrival_failed("0000000000000001");
+  const auto id = enqueue({"a@a.example"});
+  EXPECT_TRUE(sched_->in_flight(id));
+}
+
 TEST_F(delivery_scheduler_test, a_message_due_while_in_flight_is_picked_up_when_its_result_is_stored) {
   start();
   // One message: a@ due now, b@ only 10 s later; a.example gets the job.
