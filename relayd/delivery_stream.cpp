@@ -14,6 +14,8 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include "relayd/send_now.hpp"
+
 namespace relayd {
 namespace {
 
@@ -65,6 +67,11 @@ awaitable<std::pair<outbound::error_code, std::size_t>> outbound::read_some(char
 }
 
 awaitable<outbound::error_code> outbound::write(std::string_view data, deadline timeout) {
+  // Plaintext: what the socket takes now is sent in place (send_now.hpp).
+  if (!impl_->tls) {
+    data.remove_prefix(send_now(impl_->tcp().socket().native_handle(), data));
+    if (data.empty()) co_return error_code{};
+  }
   impl_->tcp().expires_after(timeout);
   error_code ec;
   if (impl_->tls)

@@ -12,6 +12,8 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include "relayd/send_now.hpp"
+
 namespace relayd {
 
 namespace beast = boost::beast;
@@ -119,6 +121,13 @@ awaitable<inbound_connection::read_result> inbound_connection::read_some(
 
 awaitable<boost::system::error_code> inbound_connection::write(std::string_view data,
                                                                duration limit) {
+  // Without TLS a reply that fits in the socket's buffer (nearly every one) is
+  // sent here, with no asynchronous operation, timer or resumption; only what
+  // did not fit waits for the socket, under the deadline.
+  if (!s_->tls) {
+    s_->with_layer([&](auto& l) { data.remove_prefix(send_now(l.socket().native_handle(), data)); });
+    if (data.empty()) co_return boost::system::error_code{};
+  }
   s_->with_layer([&](auto& l) { l.expires_after(limit); });
   auto [ec, n] = co_await s_->with_stream(
       [&](auto& st) { return asio::async_write(st, asio::buffer(data), use_tuple); });

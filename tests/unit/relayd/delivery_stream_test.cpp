@@ -87,5 +87,55 @@ TEST(delivery_stream, a_deadline_that_passed_as_the_read_completed_spares_the_ne
   EXPECT_EQ(got[1].data, "B");
 }
 
+// A write bigger than the socket can take at once: what send_now() could not
+// send goes out asynchronously, after it and in order, once the peer reads.
+TEST(delivery_stream, a_write_bigger_than_the_socket_buffer_arrives_whole_and_in_order) {
+  connected_pair p;
+  std::string big(16 << 20, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 23);
+  error_code wrote = asio::error::would_block;
+  std::string received;
+  asio::co_spawn(
+      p.io, [&]() -> awaitable<void> { wrote = co_await p.client.write(big, 10s); },
+      asio::detached);
+  asio::co_spawn(
+      p.io,
+      [&]() -> awaitable<void> {
+        char buf[65536];
+        while (received.size() < big.size()) {
+          auto [ec, n] = co_await p.peer.async_read_some(asio::buffer(buf), use_tuple);
+          if (ec) co_return;
+          received.append(buf, n);
+        }
+      },
+      asio::detached);
+  p.io.run_for(20s);
+  EXPECT_FALSE(wrote) << wrote.message();
+  ASSERT_EQ(received.size(), big.size());
+  EXPECT_TRUE(received == big) << "the bytes arrived out of order or changed";
+}
+
+// A peer that has gone: the write reports an error (no SIGPIPE, no hang).
+TEST(delivery_stream, a_write_to_a_closed_peer_reports_an_error) {
+  connected_pair p;
+  p.peer.close();
+  std::this_thread::sleep_for(50ms);
+  error_code wrote;
+  asio::co_spawn(
+      p.io,
+      [&]() -> awaitable<void> {
+        // The first write may still be taken by the kernel (the RST comes
+        // back to it); a later one meets the reset.
+        for (int i = 0; i < 50 && !wrote; ++i) {
+          wrote = co_await p.client.write(std::string(1024, 'x'), 5s);
+          asio::steady_timer t(p.io, 10ms);
+          co_await t.async_wait(use_tuple);
+        }
+      },
+      asio::detached);
+  p.io.run_for(10s);
+  EXPECT_TRUE(wrote) << "fifty writes to a closed peer all succeeded";
+}
+
 }  // namespace
 }  // namespace relayd
