@@ -27,6 +27,7 @@ namespace {
 constexpr std::size_t due_batch = 256;
 constexpr auto full_scan_interval = std::chrono::seconds(30);
 constexpr std::int64_t max_sleep_us = 30'000'000;
+constexpr std::int64_t held_sleep_us = 1'000'000;  // before a message still arriving
 
 
 }  // namespace
@@ -120,17 +121,18 @@ bool scheduler::is_arriving(const std::string& id) const {
 
 void scheduler::notify_enqueued(std::int64_t due_us, const std::string& id) {
   if (!id.empty()) {  // told: no longer held back
-    {
-      std::lock_guard lk(arriving_mu_);
-      arriving_.erase(id);
-    }
-    if (passed_arriving_.erase(id) != 0) cursor_.reset();
+    std::lock_guard lk(arriving_mu_);
+    arriving_.erase(id);
   }
   // Messages committed together are all seen by the first notice's pass, so
   // the later notices usually find theirs dispatched already: starting over
   // for them would re-read every message in flight.
   if (!id.empty() && in_flight_.contains(id)) return;
-  if (cursor_ && due_us <= cursor_->due_us) cursor_.reset();
+  if (cursor_ && due_us <= cursor_->due_us) {
+    cursor_.reset();
+  } else if (!held_by_.empty() && held_by_ != id) {
+    return;  // the loop waits before another arriving message: that one's notice wakes it
+  }
   wake();
 }
 
@@ -159,29 +161,39 @@ awaitable<void> scheduler::loop() {
     const std::int64_t now = now_us_();
     retry_connects(now);
     std::size_t seen = 0;
+    held_by_.clear();
     if (in_flight_.size() < max_in_flight_) {
       auto batch = spool_.due(cursor_, now, due_batch);
       seen = batch.size();
       for (auto& e : batch) {
+        // New mail sorts last: the cursor stays before it and its notice
+        // (notify_enqueued) wakes the loop, which goes on from there.
+        if (is_arriving(e.id)) {
+          held_by_ = e.id;
+          break;
+        }
         cursor_ = e;
         if (in_flight_.contains(e.id))
           passed_in_flight_.insert(e.id);
-        else if (is_arriving(e.id))
-          passed_arriving_.insert(e.id);
         else
           dispatch(e.id, now);
         if (in_flight_.size() >= max_in_flight_) break;
       }
     }
     if (stopping_) break;
-    if (seen == due_batch && in_flight_.size() < max_in_flight_) {
+    const bool held = !held_by_.empty();
+    if (seen == due_batch && !held && in_flight_.size() < max_in_flight_) {
       // More is due: let sessions and agents run, then go on.
       co_await asio::post(io_, asio::use_awaitable);
       continue;
     }
     if (wake_pending_) continue;
     std::int64_t sleep_us = max_sleep_us;
-    if (in_flight_.size() < max_in_flight_) {
+    if (held) {
+      // Its notice wakes the loop; should it never come (the enqueue failed
+      // after all), a second later the message no longer holds it.
+      sleep_us = held_sleep_us;
+    } else if (in_flight_.size() < max_in_flight_) {
       if (auto next = spool_.next_due_after(now)) sleep_us = std::clamp<std::int64_t>(*next - now, 0, max_sleep_us);
     }
     if (!connect_waiting_.empty())

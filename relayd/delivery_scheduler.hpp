@@ -339,14 +339,13 @@ class scheduler {
   mutable std::mutex arriving_mu_;
   std::unordered_set<std::string> arriving_;
   bool is_arriving(const std::string& id) const;
+  std::string held_by_;  // the arriving message the loop's last pass stopped before
   // In flight and its delay warning queued: the stored flag is not in the snapshot
   // that the message's other jobs hold.
   std::unordered_set<std::string> warned_;
   // Due while still in flight, so the cursor went past them: when their results
   // are stored (possibly due at once) the cursor starts over.
   std::unordered_set<std::string> passed_in_flight_;
-  // Due while still arriving, passed the same way: their notice starts it over.
-  std::unordered_set<std::string> passed_arriving_;
   std::unordered_map<std::string, std::unique_ptr<destination>> destinations_;
   std::unique_ptr<destination_policies> policies_;
   std::unordered_map<std::string, std::unique_ptr<destination_group>> groups_;  // by policy

@@ -380,6 +380,31 @@ TEST_F(delivery_scheduler_test, a_message_still_arriving_is_dispatched_only_once
   EXPECT_TRUE(sched_->in_flight(r.id));
 }
 
+// Mail behind an arriving message waits for that one's notice (it comes a few
+// milliseconds later); then both go.
+TEST_F(delivery_scheduler_test, mail_behind_an_arriving_message_goes_with_it) {
+  start();
+  queue::envelope_record r;
+  r.id = spool_->new_id();
+  r.arrival_us = now_;
+  r.sender = "app@src.test";
+  r.recipients.push_back({.address = "a@a.example", .next_attempt_us = now_});
+  const std::string body = "Subject: test\r\n\r\nhello\r\n";
+  r.size = body.size();
+  sched_->arriving(r.id);
+  std::promise<queue::result> done;
+  spool_->enqueue(r, body, [&](queue::result res) { done.set_value(std::move(res)); });
+  ASSERT_EQ(done.get_future().get().code, queue::status::ok);
+  now_ += 1000;
+  const auto behind = enqueue({"b@b.example"}, "app@src.test", now_);
+  EXPECT_TRUE(port_.started.empty());
+  sched_->notify_enqueued(r.arrival_us, r.id);
+  settle();
+  EXPECT_TRUE(sched_->in_flight(r.id));
+  EXPECT_TRUE(sched_->in_flight(behind));
+  EXPECT_EQ(port_.started.size(), 2u);
+}
+
 // A failed enqueue is let go: the id does not stay held back.
 TEST_F(delivery_scheduler_test, an_arrival_that_failed_holds_nothing_back) {
   start();
