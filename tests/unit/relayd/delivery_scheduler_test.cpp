@@ -115,6 +115,23 @@ class delivery_scheduler_test : public ::testing::Test {
     return r.id;
   }
 
+  // Spools a message to `rcpt`, due now, as the inbound thread does before it
+  // tells its arrival: marked arriving(), not told.
+  queue::envelope_record spool_arriving(const std::string& rcpt) {
+    queue::envelope_record r;
+    r.id = spool_->new_id();
+    r.arrival_us = now_;
+    r.sender = "app@src.test";
+    r.recipients.push_back({.address = rcpt, .next_attempt_us = now_});
+    const std::string body = "Subject: test\r\n\r\nhello\r\n";
+    r.size = body.size();
+    sched_->arriving(r.id);
+    std::promise<queue::result> done;
+    spool_->enqueue(r, body, [&](queue::result res) { done.set_value(std::move(res)); });
+    EXPECT_EQ(done.get_future().get().code, queue::status::ok);
+    return r;
+  }
+
   // Runs the I/O context until `done` holds (the spool answers on its own
   // thread, so results arrive a little later); gives up after 5 s.
   template <typename Pred>
@@ -358,17 +375,7 @@ TEST_F(delivery_scheduler_test, at_most_max_in_flight_messages_are_dispatched) {
 // delivery events could be written before its "received".
 TEST_F(delivery_scheduler_test, a_message_still_arriving_is_dispatched_only_once_told) {
   start();
-  queue::envelope_record r;
-  r.id = spool_->new_id();
-  r.arrival_us = now_;
-  r.sender = "app@src.test";
-  r.recipients.push_back({.address = "a@a.example"});
-  const std::string body = "Subject: test\r\n\r\nhello\r\n";
-  r.size = body.size();
-  sched_->arriving(r.id);
-  std::promise<queue::result> done;
-  spool_->enqueue(r, body, [&](queue::result res) { done.set_value(std::move(res)); });
-  ASSERT_EQ(done.get_future().get().code, queue::status::ok);
+  const queue::envelope_record r = spool_arriving("a@a.example");
   sched_->rescan(false);  // a pass over the whole due index, the message in it
   settle();
   EXPECT_TRUE(port_.started.empty()) << "dispatched before its arrival was told";
@@ -384,17 +391,7 @@ TEST_F(delivery_scheduler_test, a_message_still_arriving_is_dispatched_only_once
 // milliseconds later); then both go.
 TEST_F(delivery_scheduler_test, mail_behind_an_arriving_message_goes_with_it) {
   start();
-  queue::envelope_record r;
-  r.id = spool_->new_id();
-  r.arrival_us = now_;
-  r.sender = "app@src.test";
-  r.recipients.push_back({.address = "a@a.example", .next_attempt_us = now_});
-  const std::string body = "Subject: test\r\n\r\nhello\r\n";
-  r.size = body.size();
-  sched_->arriving(r.id);
-  std::promise<queue::result> done;
-  spool_->enqueue(r, body, [&](queue::result res) { done.set_value(std::move(res)); });
-  ASSERT_EQ(done.get_future().get().code, queue::status::ok);
+  const queue::envelope_record r = spool_arriving("a@a.example");
   now_ += 1000;
   const auto behind = enqueue({"b@b.example"}, "app@src.test", now_);
   EXPECT_TRUE(port_.started.empty());
