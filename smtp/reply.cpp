@@ -6,32 +6,33 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
-#include <vector>
 
 namespace smtp {
 namespace {
 
-// The text split into lines; a trailing '\n' does not add an empty last line.
-std::vector<std::string_view> split_lines(std::string_view text) {
-  std::vector<std::string_view> lines;
+// Calls f(line, last) for each line of the text; a trailing '\n' does not add
+// an empty last line.
+template <typename F>
+void for_each_line(std::string_view text, F f) {
   std::size_t start = 0;
   while (true) {
-    std::size_t nl = text.find('\n', start);
-    if (nl == std::string_view::npos) {
-      lines.push_back(text.substr(start));
-      break;
+    const std::size_t nl = text.find('\n', start);
+    if (nl == std::string_view::npos || nl + 1 == text.size()) {
+      f(text.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start),
+        true);
+      return;
     }
-    lines.push_back(text.substr(start, nl - start));
+    f(text.substr(start, nl - start), false);
     start = nl + 1;
-    if (start == text.size()) break;
   }
-  return lines;
 }
 
 void append_clean(std::string& out, std::string_view line) {
-  for (char c : line) {
-    auto u = static_cast<unsigned char>(c);
-    out.push_back(u < 0x20 || u == 0x7f ? ' ' : c);
+  const std::size_t at = out.size();
+  out.append(line);
+  for (std::size_t i = at; i < out.size(); ++i) {
+    const auto u = static_cast<unsigned char>(out[i]);
+    if (u < 0x20 || u == 0x7f) out[i] = ' ';
   }
 }
 
@@ -44,20 +45,19 @@ std::string code_text(int code) {
 
 std::string reply::encode() const {
   const std::string code_str = code_text(code);
-  const std::vector<std::string_view> lines = split_lines(text);
   std::string out;
-  out.reserve(text.size() + lines.size() * (6 + enhanced.size()));
-  for (std::size_t i = 0; i < lines.size(); ++i) {
+  out.reserve(text.size() + 8 + enhanced.size());
+  for_each_line(text, [&](std::string_view line, bool last) {
     out += code_str;
-    out.push_back(i + 1 == lines.size() ? ' ' : '-');
+    out.push_back(last ? ' ' : '-');
     if (!enhanced.empty()) {
       append_clean(out, enhanced);
-      if (!lines[i].empty()) out.push_back(' ');
+      if (!line.empty()) out.push_back(' ');
     }
-    append_clean(out, lines[i]);
-    if (enhanced.empty() && lines[i].empty() && i + 1 == lines.size()) out.pop_back();
+    append_clean(out, line);
+    if (enhanced.empty() && line.empty() && last) out.pop_back();
     out += "\r\n";
-  }
+  });
   return out;
 }
 
@@ -67,12 +67,14 @@ std::string reply::to_string() const {
     out.push_back(' ');
     append_clean(out, enhanced);
   }
-  const std::vector<std::string_view> lines = split_lines(text);
-  for (std::size_t i = 0; i < lines.size(); ++i) {
-    out += i == 0 ? " " : "; ";
-    append_clean(out, lines[i]);
-  }
-  if (lines.size() == 1 && lines[0].empty()) out.pop_back();
+  bool first = true, only_empty = false;
+  for_each_line(text, [&](std::string_view line, bool last) {
+    out += first ? " " : "; ";
+    append_clean(out, line);
+    only_empty = first && last && line.empty();
+    first = false;
+  });
+  if (only_empty) out.pop_back();
   return out;
 }
 
