@@ -39,6 +39,11 @@ struct inbound_connection::streams : std::enable_shared_from_this<streams> {
     else
       f(tls ? tls->next_layer() : *plain);
   }
+  // `f` on the plaintext layer (TCP or the local socket); every branch gives one type.
+  template <typename F>
+  auto with_layer_result(F f) {
+    return local ? f(*local) : f(*plain);
+  }
   // `f` on the stream reads and writes go through; every branch gives one type.
   template <typename F>
   auto with_stream(F f) {
@@ -109,8 +114,13 @@ awaitable<inbound_connection::read_result> inbound_connection::read_some(
   st.read_until(streams::clock::now() + limit);
   st.reading = true;
   read_result r;
-  std::tie(r.ec, r.bytes) =
-      co_await st.with_stream([&](auto& s) { return s.async_read_some(buffer, use_tuple); });
+  // Without TLS the read goes to the socket itself: its deadline is this
+  // object's timer, so the stream's own timeout machinery has nothing to do.
+  if (st.tls)
+    std::tie(r.ec, r.bytes) = co_await st.tls->async_read_some(buffer, use_tuple);
+  else
+    std::tie(r.ec, r.bytes) = co_await st.with_layer_result(
+        [&](auto& l) { return l.socket().async_read_some(buffer, use_tuple); });
   st.reading = false;
   if (r.ec == asio::error::operation_aborted) {
     r.interrupted = st.interrupted;
