@@ -31,18 +31,12 @@ struct inbound_connection::streams : std::enable_shared_from_this<streams> {
   explicit streams(asio::local::stream_protocol::socket s)
       : local(std::in_place, std::move(s)), read_timer(local->get_executor()) {}
 
-  // `f` on the stream that holds the socket and the write deadline.
+  // `f` on the stream that holds the socket and the write deadline; its result
+  // (every branch gives one type).
   template <typename F>
-  void with_layer(F f) {
-    if (local)
-      f(*local);
-    else
-      f(tls ? tls->next_layer() : *plain);
-  }
-  // `f` on the plaintext layer (TCP or the local socket); every branch gives one type.
-  template <typename F>
-  auto with_layer_result(F f) {
-    return local ? f(*local) : f(*plain);
+  auto with_layer(F f) {
+    if (local) return f(*local);
+    return f(tls ? tls->next_layer() : *plain);
   }
   // `f` on the stream reads and writes go through; every branch gives one type.
   template <typename F>
@@ -119,7 +113,7 @@ awaitable<inbound_connection::read_result> inbound_connection::read_some(
   if (st.tls)
     std::tie(r.ec, r.bytes) = co_await st.tls->async_read_some(buffer, use_tuple);
   else
-    std::tie(r.ec, r.bytes) = co_await st.with_layer_result(
+    std::tie(r.ec, r.bytes) = co_await st.with_layer(
         [&](auto& l) { return l.socket().async_read_some(buffer, use_tuple); });
   st.reading = false;
   if (r.ec == asio::error::operation_aborted) {
