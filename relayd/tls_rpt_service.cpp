@@ -19,6 +19,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -27,6 +28,7 @@
 #include "queue/spool.hpp"
 #include "relayd/config.hpp"
 #include "relayd/delivery_scheduler.hpp"
+#include "relayd/http_client.hpp"
 #include "relayd/net.hpp"
 #include "relayd/read_file.hpp"
 #include "smtp/text.hpp"
@@ -38,6 +40,10 @@ namespace {
 
 std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
 std::int64_t day_of(std::int64_t t) { return day_start_of(t); }
+
+// A finished day whose reports still fail is tried every hour until this long
+// after its start (two days after its end), then dropped with a log line.
+constexpr std::int64_t give_up_after_s = 3 * 86400;
 
 // A domain as a file name: letters, digits, '.', '-' and '_' stay (after
 // lower-casing), anything else is %HH, and a leading '.' too.
@@ -138,7 +144,20 @@ struct tls_rpt_service::state {
   std::set<std::pair<std::int64_t, std::string>> dirty;
   std::set<std::int64_t> full_logged;
   std::set<std::int64_t> sending;  // days with a round under way
+  // Destinations ("mailto:ADDR" or the https: URL) that have a finished day's
+  // report of a domain, while another of its destinations still fails: a later
+  // round does not send it twice (kept in memory only).
+  std::set<std::tuple<std::int64_t, std::string, std::string>> served;
   std::thread writer;
+
+  bool was_served(std::int64_t day, const std::string& domain, const std::string& dest) {
+    std::lock_guard lock(mu);
+    return served.contains({day, domain, dest});
+  }
+  void mark_served(std::int64_t day, const std::string& domain, const std::string& dest) {
+    std::lock_guard lock(mu);
+    served.insert({day, domain, dest});
+  }
 
   fs::path file_of(std::int64_t day, const std::string& domain) const {
     return fs::path(s.dir) / day_name(day) / file_name(domain);
@@ -210,6 +229,9 @@ struct tls_rpt_service::state {
         if (d->second.empty()) days.erase(d);
       }
       dirty.erase({day, domain});
+      for (auto it = served.lower_bound({day, domain, std::string()});
+           it != served.end() && std::get<0>(*it) == day && std::get<1>(*it) == domain;)
+        it = served.erase(it);
     }
     std::error_code ec;
     fs::remove(file_of(day, domain), ec);
@@ -289,6 +311,70 @@ void queue_report(const state_ptr& s, const std::shared_ptr<round>& r, const std
                    });
 }
 
+// Posts one report for `domain` to an https: destination (RFC 8460 5.3.1): the
+// gzipped JSON as application/tlsrpt+gzip, certificate and host name verified;
+// any 2xx answer is a delivery. The line says how it went.
+awaitable<void> post_report(state_ptr s, std::shared_ptr<round> r, std::string domain,
+                            std::string url, http_url where, std::string body,
+                            std::function<void(bool)> after) {
+  std::expected<http_answer, std::string> answer = std::unexpected("not sent");
+  try {
+    http_client client(where);
+    http_post_request req;
+    req.content_type = "application/tlsrpt+gzip";
+    req.body = std::move(body);
+    req.max_answer = 16 * 1024;
+    answer = co_await client.post(s->io, std::move(req));
+  } catch (const std::exception& e) {
+    answer = std::unexpected(std::string("error: ") + e.what());
+  }
+  const bool ok = answer && answer->status >= 200 && answer->status < 300;
+  if (ok) {
+    r->lines.push_back(domain + ": report posted to " + url + " (HTTP " +
+                       std::to_string(answer->status) + ")");
+    spdlog::info("tls-rpt: {} report for {} posted to {} (HTTP {})", day_name(r->day), domain,
+                 url, answer->status);
+  } else {
+    const std::string why =
+        answer ? "HTTP " + std::to_string(answer->status) : answer.error();
+    r->lines.push_back(domain + ": report to " + url + " not posted: " + why);
+    spdlog::warn("tls-rpt: {} report for {} not posted to {}: {}", day_name(r->day), domain, url,
+                 why);
+  }
+  after(ok);
+}
+
+// Sends `domain`'s report to one destination of its record: a mail queued for
+// a mailto:, a POST for an https: URL. `after` gets whether it went.
+void send_report(const state_ptr& s, const std::shared_ptr<round>& r, const std::string& domain,
+                 const tls_rpt::domain_day& counts, bool https, const std::string& dest,
+                 std::function<void(bool)> after) {
+  if (!https) {
+    queue_report(s, r, domain, counts, dest, std::move(after));
+    return;
+  }
+  auto where = parse_http_url(dest, false);
+  if (!where) {
+    // Nothing a later round could do better: counted as done.
+    r->lines.push_back(domain + ": https destination " + dest + " is not a usable URL; skipped");
+    after(true);
+    return;
+  }
+  tls_rpt::report_info info{s->s.organization, s->s.from, s->s.submitter,
+                            day_name(r->day) + "." + s->spool.new_id() + "@" + s->s.submitter,
+                            r->day};
+  auto body = tls_rpt::gzip(tls_rpt::report_json(info, domain, counts));
+  if (!body) {
+    r->lines.push_back(domain + ": report to " + dest + " not built: " + body.error());
+    after(false);
+    return;
+  }
+  asio::co_spawn(s->io,
+                 post_report(s, r, domain, dest, std::move(*where), std::move(*body),
+                             std::move(after)),
+                 asio::detached);
+}
+
 void report_domain(const state_ptr& s, const std::shared_ptr<round>& r, const std::string& domain) {
   s->dns.resolve_txt("_smtp._tls." + domain, [s, r, domain](dns::txt_result t) {
     if (t.what == dns::outcome::retry) {
@@ -307,24 +393,40 @@ void report_domain(const state_ptr& s, const std::shared_ptr<round>& r, const st
       finish_domain(s, r);
       return;
     }
-    for (const auto& url : where->https)
-      r->lines.push_back(domain + ": https destination " + url + " skipped (not supported)");
-    if (where->mailto.empty()) {
+    // (https?, destination, the key it is remembered by once served)
+    std::vector<std::tuple<bool, std::string, std::string>> todo;
+    for (const auto& to : where->mailto) todo.emplace_back(false, to, "mailto:" + to);
+    for (const auto& url : where->https) todo.emplace_back(true, url, url);
+    std::erase_if(todo, [&](const auto& d) {
+      if (!r->past || !s->was_served(r->day, domain, std::get<2>(d))) return false;
+      r->lines.push_back(domain + ": already sent to " + std::get<1>(d));
+      return true;
+    });
+    if (todo.empty()) {
       if (r->past) s->forget(r->day, domain);
       finish_domain(s, r);
       return;
     }
-    // The domain is done when every mailto: report is queued.
-    auto left = std::make_shared<std::size_t>(where->mailto.size());
+    // The domain is done when every destination has its report (a mail queued,
+    // a POST answered 2xx); otherwise the next round tries the others again.
+    auto left = std::make_shared<std::size_t>(todo.size());
     auto all_ok = std::make_shared<bool>(true);
     const tls_rpt::domain_day& counts = r->domains.at(domain);
-    for (const auto& to : where->mailto) {
-      queue_report(s, r, domain, counts, to, [s, r, domain, left, all_ok](bool ok) {
-        *all_ok = *all_ok && ok;
-        if (--*left > 0) return;
-        if (*all_ok && r->past) s->forget(r->day, domain);
-        finish_domain(s, r);
-      });
+    for (auto& [https, dest, key] : todo) {
+      send_report(s, r, domain, counts, https, dest,
+                  [s, r, domain, key, left, all_ok](bool ok) {
+                    if (ok && r->past) s->mark_served(r->day, domain, key);
+                    *all_ok = *all_ok && ok;
+                    if (--*left > 0) return;
+                    if (r->past && !*all_ok && now_seconds() >= r->day + give_up_after_s) {
+                      r->lines.push_back(domain + ": given up; the day ended over a day ago");
+                      spdlog::warn("tls-rpt: {} report for {}: given up", day_name(r->day), domain);
+                      s->forget(r->day, domain);
+                    } else if (*all_ok && r->past) {
+                      s->forget(r->day, domain);
+                    }
+                    finish_domain(s, r);
+                  });
     }
   });
 }

@@ -5,12 +5,15 @@
 // `<spool>/tls-rpt/YYYY-MM-DD/` (temporary file, fsync, rename), by a thread
 // of this service, so they survive restarts. Once a day ends, the next round
 // (at start and every hour) looks up `_smtp._tls.DOMAIN` for each of its
-// domains and queues one report mail per mailto: destination, from
-// `[delivery] tls_rpt_from`, like any other message; the day's files are then
-// removed. A domain without a record (or with a bad one) gets no report; one
-// whose lookup failed for now is tried again in the next round. `relayctl
-// tls-rpt send [DAY]` sends a day now (today: a partial report, counts kept).
-// https: destinations are logged and skipped. Failures never stop delivery.
+// domains and sends its report to each destination of the record: a mail per
+// mailto: (from `[delivery] tls_rpt_from`, queued like any other message), an
+// HTTPS POST per https: URL (application/tlsrpt+gzip, certificate verified, a
+// 2xx answer counts); once every destination has it, the day's files are
+// removed. Until then each round tries those that failed (not the others),
+// for up to two days after the day's end. A domain without a record (or with
+// a bad one) gets no report; one whose lookup failed for now is tried again in
+// the next round. `relayctl tls-rpt send [DAY]` sends a day now (today: a
+// partial report, counts kept). Failures never stop delivery.
 #pragma once
 
 #include <chrono>

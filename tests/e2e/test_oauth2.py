@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """OAuth2 for the smarthost (AUTH XOAUTH2 / OAUTHBEARER) and credentials reload.
 
-A local HTTPS token endpoint (http.server + ssl, certificate from a test CA made
+A local HTTPS token endpoint (https_post_server.py, certificate from a test CA made
 here with the openssl CLI, trusted through SSL_CERT_FILE) hands out access
 tokens for a refresh token; the scripted test SMTP server accepts exactly the
 token last issued and checks the SASL string byte for byte.
@@ -26,17 +26,14 @@ token last issued and checks the SASL string byte for byte.
   in place, SIGHUP, and the next delivery (the next token request) uses it.
 """
 
-import http.server
 import json
 import os
 import pwd
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import urllib.parse
@@ -44,6 +41,7 @@ import urllib.parse
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_delivery_common as c  # noqa: E402
+from https_post_server import HttpsPostServer  # noqa: E402
 
 USER = "relay@example.test"
 
@@ -64,47 +62,29 @@ class TokenEndpoint:
         self.rotate_to = None  # a refresh_token to return once
         self.on_issue = on_issue
         self.issued = 0
-        outer = self
+        self.server = HttpsPostServer(cert, key, self.answer, "/oauth2/token")
+        self.url = self.server.url
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length", "0"))
-                form = urllib.parse.parse_qs(self.rfile.read(n).decode(), strict_parsing=True)
-                form = {k: v[0] for k, v in form.items()}
-                form["_content_type"] = self.headers.get("Content-Type")
-                form["_path"] = self.path
-                outer.requests.append(form)
-                if outer.error:
-                    status, body = outer.error
-                else:
-                    outer.issued += 1
-                    token = f"at-{outer.issued}-{'x' * 20}"
-                    outer.on_issue(token)
-                    status, body = 200, {"access_token": token, "token_type": "Bearer",
-                                         "expires_in": outer.expires_in}
-                    if outer.rotate_to:
-                        body["refresh_token"], outer.rotate_to = outer.rotate_to, None
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}/oauth2/token"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+    def answer(self, path, headers, data):
+        form = urllib.parse.parse_qs(data.decode(), strict_parsing=True)
+        form = {k: v[0] for k, v in form.items()}
+        form["_content_type"] = headers.get("Content-Type")
+        form["_path"] = path
+        self.requests.append(form)
+        if self.error:
+            status, body = self.error
+        else:
+            self.issued += 1
+            token = f"at-{self.issued}-{'x' * 20}"
+            self.on_issue(token)
+            status, body = 200, {"access_token": token, "token_type": "Bearer",
+                                 "expires_in": self.expires_in}
+            if self.rotate_to:
+                body["refresh_token"], self.rotate_to = self.rotate_to, None
+        return status, "application/json", json.dumps(body).encode()
 
     def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.stop()
 
 
 class OAuth2Test(c.DeliveryTestCase):

@@ -15,6 +15,12 @@ queues the report, which relayd delivers to the test MX of rua.test:
   one success and one certificate-not-trusted failure (sending-mta-ip, the MX
   host and address).
 
+An https: destination (RFC 8460 5.3.1) gets the gzipped JSON by POST, as
+application/tlsrpt+gzip over verified TLS: a finished day (yesterday's counts,
+found at start) whose POST fails (503) is kept while its mailto: report goes;
+the next round posts it and does not mail the report again. A day that still
+fails two days after its end is given up.
+
 Also: --check-config wants tls_rpt_from; relayctl tls-rpt send refuses a bad
 DAY with 64, and a daemon without tls_rpt says so (1).
 """
@@ -26,6 +32,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relayd_harness as h  # noqa: E402
 import test_delivery_common as c  # noqa: E402
 import test_mta_sts as sts  # noqa: E402
+from https_post_server import HttpsPostServer  # noqa: E402
 
 try:
     import jsonschema
@@ -122,11 +130,38 @@ def utc_today():
     return now.strftime("%Y-%m-%d"), int(start.timestamp())
 
 
+class ReportEndpoint:
+    """Takes report POSTs: records each (path, content type, body), answers `status`."""
+
+    def __init__(self, cert, key):
+        self.posts = []
+        self.status = 201
+        self.server = HttpsPostServer(cert, key, self.answer, "/v1/tlsrpt")
+        self.url = self.server.url
+
+    def answer(self, path, headers, data):
+        self.posts.append((path, headers.get("Content-Type"), data))
+        return self.status, None, b""
+
+    def stop(self):
+        self.server.stop()
+
+
 class TlsRptTest(c.DeliveryTestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="relayd-tls-rpt-")
         cls.pki = sts.make_pki(cls.tmp.name)
+        # The report endpoint's certificate: 127.0.0.1, signed by the same CA.
+        d = cls.tmp.name
+        sts.openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "rua.key", "-out",
+                    "rua.csr", "-subj", "/CN=127.0.0.1", cwd=d)
+        with open(os.path.join(d, "rua.ext"), "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\n")
+        sts.openssl("x509", "-req", "-in", "rua.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                    "-CAcreateserial", "-out", "rua.pem", "-days", "2", "-extfile", "rua.ext",
+                    cwd=d)
+        cls.pki.update({k: os.path.join(d, k) for k in ("rua.pem", "rua.key")})
 
     @classmethod
     def tearDownClass(cls):
@@ -239,6 +274,75 @@ class TlsRptTest(c.DeliveryTestCase):
             self.skipTest("python3-jsonschema is not installed: the JSON Schema check did not run "
                           "(the field checks above did)")
         jsonschema.validate(report, SCHEMA)
+
+    def test_an_https_destination_gets_the_report_by_post_and_a_failed_one_is_tried_again(self):
+        ep = ReportEndpoint(self.pki["rua.pem"], self.pki["rua.key"])
+        self.addCleanup(ep.stop)
+        ep.status = 503
+        dns = self.start_dns(
+            mx=[(DST, MX, 10), (RUA, MX, 10)], a={MX: MX_IP},
+            # Quoted: one string with its comma (tests/tools/dnsmasq.py).
+            txt={f"_smtp._tls.{DST}": f'"v=TLSRPTv1; rua={ep.url},mailto:{REPORTS}"'})
+        srv = self.mx_server("mx")
+        d = self.mx_relayd(dns, srv.port, {
+            "delivery.tls": "may", "delivery.tls_rpt": True, "delivery.tls_rpt_from": FROM},
+            start=False)
+        d.extra_env = {"SSL_CERT_FILE": self.pki["ca.pem"]}
+        d.start()
+        self.send(d, f"a@{DST}", "no policy, TLS")
+        self.wait_until(lambda: srv.messages(), 20, "the delivery")
+        self.assertEqual(d.stop(), 0, d.log_tail())
+
+        # Today's counts become yesterday's: a finished day, reported at start.
+        today, _ = utc_today()
+        start = datetime.datetime.strptime(today, "%Y-%m-%d").replace(
+            tzinfo=datetime.timezone.utc) - datetime.timedelta(days=1)
+        day = start.strftime("%Y-%m-%d")
+        # A copy of them four days back: failing still, it is given up.
+        old_day = (start - datetime.timedelta(days=3)).strftime("%Y-%m-%d")
+        base = os.path.join(d.spool, "tls-rpt")
+        shutil.copytree(os.path.join(base, today), os.path.join(base, old_day))
+        shutil.move(os.path.join(base, today), os.path.join(base, day))
+        stored = os.path.join(base, day, DST)
+        self.assertTrue(os.path.exists(stored))
+        d.start()
+        self.wait_until(lambda: len(ep.posts) == 2 and len(self.report_mails(srv)) == 2, 20,
+                        "two failed POSTs and two report mails (one per day)")
+        self.wait_until(lambda: "given up" in d.log(), 10, "the old day given up")
+        self.assertIn(f"tls-rpt: {day} report for {DST} not posted to {ep.url}: HTTP 503",
+                      d.log())
+        self.assertIn(f"tls-rpt: {old_day} report for {DST}: given up", d.log())
+        self.assertTrue(os.path.exists(stored), "a day whose POST failed is kept")
+        self.assertFalse(os.path.exists(os.path.join(base, old_day)), "a day given up is removed")
+
+        # The next round: the POST goes through; the mail is not sent again.
+        ep.status = 201
+        r = d.ctl("tls-rpt", "send", day)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn(f"{DST}: report posted to {ep.url} (HTTP 201)", r.out)
+        self.assertIn(f"{DST}: already sent to {REPORTS}", r.out)
+        self.assertNotIn("queued", r.out)
+        self.assertFalse(os.path.exists(stored), "a day reported everywhere is removed")
+        self.assertEqual(len(ep.posts), 3, [p[:2] for p in ep.posts])
+        self.assertEqual(len(self.report_mails(srv)), 2)
+
+        path, ctype, body = ep.posts[-1]
+        self.assertEqual(path, "/v1/tlsrpt")
+        self.assertEqual(ctype, "application/tlsrpt+gzip")
+        report = json.loads(gzip.decompress(body))
+        self.assertEqual(report["contact-info"], FROM)
+        self.assertEqual(report["date-range"], {
+            "start-datetime": f"{day}T00:00:00Z", "end-datetime": f"{day}T23:59:59Z"})
+        self.assertEqual(len(report["policies"]), 1, report)
+        p = report["policies"][0]
+        self.assertEqual(p["policy"]["policy-type"], "no-policy-found")
+        self.assertEqual(p["policy"]["policy-domain"], DST)
+        self.assertEqual(p["summary"], {"total-successful-session-count": 1,
+                                        "total-failure-session-count": 0})
+        self.assertNotEqual(report["report-id"], json.loads(gzip.decompress(ep.posts[0][2]))
+                            ["report-id"], "each POST is a report of its own")
+        if jsonschema is not None:
+            jsonschema.validate(report, SCHEMA)
 
     def test_tls_rpt_wants_a_from_address(self):
         d = self.relayd({"delivery.tls_rpt": True}, start=False)

@@ -263,7 +263,8 @@ class Dnsmasq:
     mx        [(domain, host, preference)]
     a, aaaa   {name: ip or [ips]} or [(name, ip)]
     null_mx   [domain]                  RFC 7505 "0 ." MX
-    txt       {name: text}
+    txt       {name: text}              strings split at commas (dnsmasq's --txt-record);
+                                        '"a,b"' (in double quotes) is one string with its commas
     zones     local zones: NXDOMAIN for names without records (default ["test"])
     servfail  [zone]                    SERVFAIL for every name in the zone
     refused   [zone]                    REFUSED for every name in the zone
@@ -299,8 +300,15 @@ class Dnsmasq:
         return f"127.0.0.1:{self.port}"
 
     def args(self, port, servfail_port=None, timeout_port=None):
+        # dnsmasq honours quotes (commas inside one string) only in a conf file.
+        quoted = {n: t for n, t in self.txt.items() if len(t) > 1 and t[0] == t[-1] == '"'}
+        conf = "/dev/null"
+        if quoted:
+            conf = os.path.join(self._tmp, "txt.conf")
+            with open(conf, "w") as f:
+                f.writelines(f"txt-record={n},{t}\n" for n, t in quoted.items())
         a = [self.binary, "--keep-in-foreground", "--no-resolv", "--no-hosts",
-             "--conf-file=/dev/null", "--bind-interfaces", "--listen-address=127.0.0.1",
+             f"--conf-file={conf}", "--bind-interfaces", "--listen-address=127.0.0.1",
              f"--port={port}", "--pid-file=", "--cache-size=0", "--log-queries", "--log-facility=-"]
         if self.ttl is not None:
             a.append(f"--local-ttl={int(self.ttl)}")
@@ -313,7 +321,8 @@ class Dnsmasq:
         for name, ip in self.a + self.aaaa:
             a.append(f"--host-record={name},{ip}")
         for name, text in self.txt.items():
-            a.append(f"--txt-record={name},{text}")
+            if name not in quoted:
+                a.append(f"--txt-record={name},{text}")
         for z in self.servfail:
             a.append(f"--server=/{z}/127.0.0.1#{servfail_port}")
         for z in self.refused:
