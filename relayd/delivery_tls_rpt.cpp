@@ -68,21 +68,34 @@ result_type certificate_result(long v) {
   }
 }
 
+tls_rpt::policy tls_rpt_hop::policy_of(const std::string& domain, const mta_sts_verdict& sts,
+                                       const dane_decision& dane) {
+  tls_rpt::policy p;
+  p.domain = domain;
+  if (dane.mode != dane_mode::none) {
+    p.type = tls_rpt::policy_type::tlsa;
+    for (const auto& r : dane.records) p.strings.push_back(tlsa_text(r));
+  } else if (sts.enforced() || sts.testing()) {
+    p.type = tls_rpt::policy_type::sts;
+    p.strings = lines_of(sts.text);
+    p.mx_patterns = sts.mx;
+  } else if (sts.problem != mta_sts_verdict::fetch_problem::none) {
+    p.type = tls_rpt::policy_type::sts;
+  }
+  return p;
+}
+
 tls_rpt_hop::tls_rpt_hop(tls_rpt_service* service, const std::string& domain,
                          const mta_sts_verdict& sts, const dane_decision& dane,
                          std::string mx_host, std::string mx_ip)
-    : service_(service), mx_host_(std::move(mx_host)), mx_ip_(std::move(mx_ip)) {
-  applied_.domain = domain;
-  if (dane.mode != dane_mode::none) {
-    applied_.type = tls_rpt::policy_type::tlsa;
-    for (const auto& r : dane.records) applied_.strings.push_back(tlsa_text(r));
-  } else if (sts.enforced() || sts.testing()) {
-    applied_.type = tls_rpt::policy_type::sts;
-    applied_.strings = lines_of(sts.text);
-    applied_.mx_patterns = sts.mx;
-  } else if (sts.problem != mta_sts_verdict::fetch_problem::none) {
+    : service_(service) {
+  if (!service_) return;  // reporting off, or a smarthost: nothing to describe
+  mx_host_ = std::move(mx_host);
+  mx_ip_ = std::move(mx_ip);
+  applied_ = policy_of(domain, sts, dane);
+  if (dane.mode == dane_mode::none && !sts.enforced() && !sts.testing() &&
+      sts.problem != mta_sts_verdict::fetch_problem::none) {
     using problem = mta_sts_verdict::fetch_problem;
-    applied_.type = tls_rpt::policy_type::sts;
     policy_failure_ = sts.problem == problem::invalid          ? result_type::sts_policy_invalid
                       : sts.problem == problem::webpki_invalid ? result_type::sts_webpki_invalid
                                                                : result_type::sts_policy_fetch_error;

@@ -29,10 +29,15 @@ tls_rpt::result_type certificate_result(long verify_result);
 // One host of one delivery attempt, as TLS-RPT sees it.
 class tls_rpt_hop {
  public:
-  // `service` null: every call does nothing. `dane`: the host's decision
-  // (enforce and defer make it a "tlsa" policy); `sts` the domain's verdict.
+  // `service` null: every call does nothing (and nothing is worked out).
   tls_rpt_hop(tls_rpt_service* service, const std::string& domain, const mta_sts_verdict& sts,
               const dane_decision& dane, std::string mx_host, std::string mx_ip);
+
+  // The policy a session to the host is counted under: `dane` is the host's
+  // decision (enforce and defer make it "tlsa"), `sts` the domain's verdict
+  // (enforced, testing, or one that could not be had: "sts"). Pure.
+  static tls_rpt::policy policy_of(const std::string& domain, const mta_sts_verdict& sts,
+                                   const dane_decision& dane);
 
   // The session is ready (the greeting and EHLO went through, with or without
   // TLS). `tried_tls`: STARTTLS was asked for on this connection.
@@ -41,8 +46,6 @@ class tls_rpt_hop {
   void tls_failed(outbound& stream);
   // Any other failure the policy decided; `stream` null before connecting.
   void failed(tls_rpt::result_type kind, outbound* stream, std::string detail);
-
-  const tls_rpt::policy& applied() const { return applied_; }
 
  private:
   void record(bool success, tls_rpt::result_type kind, outbound* stream, std::string detail);

@@ -217,22 +217,29 @@ TEST(TlsRptDelivery, CertificateResultTypes) {
 TEST(TlsRptDelivery, PolicyOfAHost) {
   relayd::mta_sts_verdict sts{"example.org"};
   relayd::dane_decision dane;
-  EXPECT_EQ(relayd::tls_rpt_hop(nullptr, "example.org", sts, dane, "mx", "192.0.2.1").applied().type,
+  EXPECT_EQ(relayd::tls_rpt_hop::policy_of("example.org", sts, dane).type,
             policy_type::no_policy_found);
 
   sts.what = relayd::mta_sts::mode::testing;
   sts.mx = {"*.example.org"};
   sts.text = "version: STSv1\r\nmode: testing\r\nmx: *.example.org\r\nmax_age: 86400\r\n";
-  auto p = relayd::tls_rpt_hop(nullptr, "example.org", sts, dane, "mx", "").applied();
+  auto p = relayd::tls_rpt_hop::policy_of("example.org", sts, dane);
   EXPECT_EQ(p.type, policy_type::sts);
   EXPECT_EQ(p.strings, (std::vector<std::string>{"version: STSv1", "mode: testing",
                                                  "mx: *.example.org", "max_age: 86400"}));
   EXPECT_EQ(p.mx_patterns, std::vector<std::string>{"*.example.org"});
 
+  // A policy that could not be had is still an "sts" one, without strings.
+  relayd::mta_sts_verdict failed{"example.org"};
+  failed.problem = relayd::mta_sts_verdict::fetch_problem::invalid;
+  p = relayd::tls_rpt_hop::policy_of("example.org", failed, dane);
+  EXPECT_EQ(p.type, policy_type::sts);
+  EXPECT_TRUE(p.strings.empty());
+
   // DANE takes precedence; the records as presentation text.
   dane.mode = relayd::dane_mode::enforce;
   dane.records = {{3, 1, 1, {0xab, 0x01}}};
-  p = relayd::tls_rpt_hop(nullptr, "example.org", sts, dane, "mx", "").applied();
+  p = relayd::tls_rpt_hop::policy_of("example.org", sts, dane);
   EXPECT_EQ(p.type, policy_type::tlsa);
   EXPECT_EQ(p.strings, std::vector<std::string>{"3 1 1 ab01"});
 }
