@@ -483,7 +483,11 @@ awaitable<connect_result> connector::open(const destination_key& destination,
     };
     for (int pass = 0; pass < 2; ++pass) {
       auto& ctx = dane_on ? m.tls_dane : verify ? m.tls_verify : m.tls_any;
-      delivery_link l{std::make_unique<outbound>(m.io, ctx), nullptr, {}, relay, host.host_name};
+      // The SNI: under DANE the TLSA base domain, i.e. the name a secure CNAME
+      // led to when the records are there (RFC 7672 8.1, 2.2.2); else the MX host.
+      const std::string& tls_name =
+          dane_on && !dane.names.empty() ? dane.names.front() : host.host_name;
+      delivery_link l{std::make_unique<outbound>(m.io, ctx), nullptr, {}, relay, tls_name};
       if (dane_on) {
         if (auto e = arm_dane(*l.stream, host.host_name, dane); !e.empty()) {
           rpt.failed(tls_rpt::result_type::tlsa_invalid, nullptr, e);

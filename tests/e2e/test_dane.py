@@ -315,6 +315,10 @@ class DaneTest(c.DeliveryTestCase):
     def delivered(self, srv, rcpt):
         return [m for m in srv.messages() if rcpt in m["rcpt_to"]]
 
+    def sni(self, srv, rcpt):
+        """The server name the delivery of `rcpt` asked for in its TLS handshake."""
+        return [m["sni"] for m in srv.messages() if rcpt in m["rcpt_to"]][0]
+
     def assertDelivered(self, srv, d, rcpt, tls=True):
         self.wait_until(lambda: self.delivered(srv, rcpt), 20, f"{rcpt} at the server")
         conns = [x for x in srv.connections() if x["messages"]]
@@ -398,12 +402,15 @@ class DaneTest(c.DeliveryTestCase):
         self.assertRegex(d.log(), r"Verified TLS connection established to "
                                   r"mx\.cname\.dane\.test\S+: .*DANE-EE\(3\) 1 1 matched.* "
                                   r"policy=dane")
-        # None at the target: the MX host name's own records.
+        # The SNI is the TLSA base domain: the name the alias leads to (RFC 7672 8.1).
+        self.assertEqual(self.sni(srv, "a@cname.dane.test"), "host.cname.dane.test")
+        # None at the target: the MX host name's own records, and its name as SNI.
         self.send(d, "b@cnorig.dane.test", "dane cname, records at the alias")
         self.assertDelivered(srv, d, "b@cnorig.dane.test")
         self.assertRegex(d.log(), r"Verified TLS connection established to "
                                   r"mx\.cnorig\.dane\.test\S+: .*DANE-EE\(3\) 1 1 matched.* "
                                   r"policy=dane")
+        self.assertEqual(self.sni(srv, "b@cnorig.dane.test"), "mx.cnorig.dane.test")
 
     def test_dane_ta_accepts_the_name_an_mx_alias_leads_to(self):
         srv = self.server(cert="cnta")  # names host.cnta.dane.test only
@@ -412,6 +419,7 @@ class DaneTest(c.DeliveryTestCase):
         self.assertDelivered(srv, d, "a@cnta.dane.test")
         self.assertRegex(d.log(), r"Verified TLS connection established to mx\.cnta\.dane\.test"
                                   r".*DANE-TA\(2\) 0 1 matched.* policy=dane")
+        self.assertEqual(self.sni(srv, "a@cnta.dane.test"), "host.cnta.dane.test")
 
     def test_dane_off_ignores_tlsa_records(self):
         srv = self.server()
